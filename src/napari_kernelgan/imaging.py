@@ -1,0 +1,140 @@
+"""Turning user arrays into the engine's float frames, and back.
+
+The engine works on ``float32`` frames of shape ``(N, C, H, W)`` in [0, 1]:
+``N`` frames that share one kernel, ``C`` channels that pass through the
+network as a batch. :func:`prepare_image` checks the input and remembers how
+to map results back to the input's dtype and range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_SIZE = 32
+"""Smallest accepted height/width in pixels: one 7×7 discriminator window on a ×2 crop needs it."""
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """Affine map between the input's values and [0, 1]."""
+
+    dtype: np.dtype
+    low: float
+    high: float
+
+    def to_unit(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, dtype=np.float32) - self.low) / (self.high - self.low)).astype(np.float32)
+
+    def from_unit(self, x: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
+        """Back to the input's range; integer dtypes are rounded and clipped."""
+        dtype = np.dtype(self.dtype if dtype is None else dtype)
+        out = np.asarray(x, dtype=np.float64) * (self.high - self.low) + self.low
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return np.clip(np.round(out), info.min, info.max).astype(dtype)
+        return out.astype(dtype)
+
+
+@dataclass
+class Frames:
+    """Prepared input: ``data`` is float32 (N, C, H, W) in [0, 1]."""
+
+    data: np.ndarray
+    intensity: Intensity
+    layout: str  # "gray", "rgb" or "multichannel"
+    stacked: bool
+    perm: tuple[int, ...] = ()  # input axes in (stack?, channel?, H, W) order
+
+    @property
+    def height(self) -> int:
+        return self.data.shape[2]
+
+    @property
+    def width(self) -> int:
+        return self.data.shape[3]
+
+
+def _check_values(arr: np.ndarray) -> None:
+    if arr.size == 0:
+        raise ValueError(f"the image is empty (shape {arr.shape})")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"the image contains {bad} NaN or infinite values; fill or crop them first")
+
+
+def intensity_of(arr: np.ndarray) -> Intensity:
+    """uint8 maps [0, 255]; other dtypes map their own min..max (kept for the round trip)."""
+    if arr.dtype == np.uint8:
+        return Intensity(arr.dtype, 0.0, 255.0)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi - lo < 1e-12:
+        raise ValueError("the image is constant: there is no structure to estimate a kernel from")
+    if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    return Intensity(arr.dtype, lo, hi)
+
+
+def prepare_image(image: np.ndarray, *, rgb: bool | None = None, channel_axis: int | None = None,
+                  stack_axis: int | None = None, min_size: int = MIN_SIZE) -> Frames:
+    """Validate an image and return engine frames.
+
+    * 2-D ``(H, W)``: grayscale.
+    * 3-D ``(H, W, 3|4)``: RGB(A) (alpha dropped) unless ``rgb=False``.
+    * ``channel_axis``: that axis holds channels (multichannel, one kernel for all).
+    * ``stack_axis``: that axis holds frames sharing one kernel (e.g. a Z or T stack).
+
+    Anything else of more than two dimensions needs ``channel_axis`` or
+    ``stack_axis`` (or a 2-D slice) and is refused with a message saying so.
+    """
+    arr = np.asarray(image)
+    _check_values(arr)
+    nd = arr.ndim
+    axes = {}
+    for name, ax in (("channel_axis", channel_axis), ("stack_axis", stack_axis)):
+        if ax is not None:
+            if not -nd <= ax < nd:
+                raise ValueError(f"{name}={ax} is out of range for an image of {nd} dimensions {arr.shape}")
+            axes[name] = ax % nd
+    if len(set(axes.values())) < len(axes):
+        raise ValueError("channel_axis and stack_axis must differ")
+    layout = "gray"
+    if "channel_axis" in axes:
+        layout = "multichannel"
+    elif nd >= 3 and rgb is not False and arr.shape[-1] in (3, 4) and (rgb or "stack_axis" not in axes
+                                                                          or axes["stack_axis"] != nd - 1):
+        axes["channel_axis"] = nd - 1
+        layout = "rgb"
+    spatial = [a for a in range(nd) if a not in axes.values()]
+    if len(spatial) != 2:
+        raise ValueError(
+            f"cannot tell the two image axes in an array of shape {arr.shape}: a {nd}-D image needs "
+            "channel_axis= and/or stack_axis= (or pass the 2-D slice you want)")
+    order = [axes.get("stack_axis"), axes.get("channel_axis")]
+    perm = [a for a in order if a is not None] + spatial
+    data = np.transpose(arr, perm)
+    if "stack_axis" not in axes:
+        data = data[None]
+    if "channel_axis" not in axes:
+        data = data[:, None]
+    if layout == "rgb" and data.shape[1] == 4:
+        data = data[:, :3]
+    h, w = data.shape[-2:]
+    if min(h, w) < min_size:
+        raise ValueError(f"the image is {h}×{w} pixels; at least {min_size}×{min_size} is needed")
+    intensity = intensity_of(data)
+    return Frames(np.ascontiguousarray(intensity.to_unit(data)), intensity, layout, "stack_axis" in axes,
+                  tuple(perm) if layout != "gray" or "stack_axis" in axes else (0, 1))
+
+
+def frames_to_image(frames: np.ndarray, like: Frames, dtype: np.dtype | None = None) -> np.ndarray:
+    """Engine frames (N, C, H', W') in [0, 1] → the input's axis order, dtype and range."""
+    out = like.intensity.from_unit(frames, dtype)
+    if not like.stacked:
+        out = out[0]
+    if like.layout == "gray":
+        out = out[:, 0] if like.stacked else out[0]
+    # ``out`` is now in the order of ``like.perm``; undo that permutation.
+    return np.transpose(out, np.argsort(like.perm))

@@ -1,0 +1,143 @@
+"""The one place that defines how a kernel is stored and applied.
+
+Conventions (used by every estimator, SR method, metric and file format here):
+
+* **Orientation - correlation.** A kernel ``k`` acts by cross-correlation:
+  ``(x ⋆ k)[i, j] = Σ_uv x[i + u - c, j + v - c] · k[u, v]``. This is the
+  orientation of the DIV2KRK ground truth and of the KernelGAN / ZSSR code.
+  Methods written for true convolution (e.g. USRNet) receive ``flip(k)``
+  through :func:`to_convolution`.
+* **Centring.** A stored kernel has odd size and its centre of mass on the
+  middle pixel ``k.shape // 2`` (the DIV2KRK ground truth is stored so).
+* **Subsampling phase.** Degradation by scale ``s`` keeps pixels
+  ``[::s, ::s]`` (top-left first). Before correlating, the kernel's centre of
+  mass is moved to ``k.shape // 2 + 0.5 * (s - k.shape % 2)``, i.e. by half a
+  pixel per odd ``s - 1``. With that shift an LR pixel ``i`` is the average of
+  HR pixels centred at ``s * i + (s - 1) / 2``: LR and HR share the same field
+  of view, corner to corner (the KernelGAN / DIV2KRK convention).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+ORIENTATION = "correlation"
+CENTRING = "centre of mass at k.shape // 2"
+SUBSAMPLING = "top-left pixel, kernel shifted to k.shape // 2 + 0.5 * (s - k.shape % 2)"
+
+
+def centre_of_mass(k: np.ndarray) -> np.ndarray:
+    """Centre of mass (row, col) of a 2-D kernel, in pixel indices."""
+    k = np.asarray(k, dtype=np.float64)
+    total = k.sum()
+    if not np.isfinite(total) or abs(total) < 1e-12:
+        return (np.array(k.shape, dtype=np.float64) - 1) / 2
+    rows = np.arange(k.shape[0])
+    cols = np.arange(k.shape[1])
+    return np.array([(k.sum(1) * rows).sum() / total, (k.sum(0) * cols).sum() / total])
+
+
+def subsample_centre(shape: tuple[int, int], scale: int) -> np.ndarray:
+    """Where the kernel's centre of mass must sit before correlating at ``scale``."""
+    shape_arr = np.array(shape)
+    return shape_arr // 2 + 0.5 * (scale - shape_arr % 2)
+
+
+def shift_kernel(k: np.ndarray, shift: np.ndarray | tuple[float, float]) -> np.ndarray:
+    """Shift a kernel by a (sub-)pixel vector with linear interpolation, same size, sum kept."""
+    k = np.asarray(k, dtype=np.float64)
+    shifted = ndimage.shift(k, shift, order=1, mode="constant", cval=0.0)
+    total = shifted.sum()
+    return shifted * (k.sum() / total) if total > 0 else shifted
+
+
+def centre_kernel(k: np.ndarray) -> np.ndarray:
+    """Move the kernel's centre of mass onto its middle pixel (the stored form)."""
+    k = np.asarray(k, dtype=np.float64)
+    return shift_kernel(k, np.array(k.shape) // 2 - centre_of_mass(k))
+
+
+def kernel_for_subsampling(k: np.ndarray, scale: int) -> np.ndarray:
+    """The stored (centred) kernel as it is applied before ``[::s, ::s]`` subsampling.
+
+    The kernel is padded by one pixel each side first so the half-pixel shift
+    loses no mass.
+    """
+    k = np.pad(np.asarray(k, dtype=np.float64), 1)
+    return shift_kernel(k, subsample_centre(k.shape, scale) - centre_of_mass(k))
+
+
+def to_convolution(k: np.ndarray) -> np.ndarray:
+    """Correlation kernel -> true-convolution kernel (flip both axes)."""
+    return np.ascontiguousarray(np.asarray(k)[::-1, ::-1])
+
+
+def pad_to(k: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad (or centre-crop) an odd square kernel to ``size`` x ``size``."""
+    k = np.asarray(k, dtype=np.float64)
+    out = np.zeros((size, size))
+    h, w = k.shape
+    # Work with centres so odd sizes stay aligned on the middle pixel.
+    for axis_len, dst_len in ((h, size), (w, size)):
+        if (axis_len - dst_len) % 2:
+            raise ValueError(f"cannot centre a size-{axis_len} kernel in size {dst_len}: parity differs")
+    src_r0 = max(0, (h - size) // 2)
+    src_c0 = max(0, (w - size) // 2)
+    dst_r0 = max(0, (size - h) // 2)
+    dst_c0 = max(0, (size - w) // 2)
+    rh = min(h, size)
+    rw = min(w, size)
+    out[dst_r0:dst_r0 + rh, dst_c0:dst_c0 + rw] = k[src_r0:src_r0 + rh, src_c0:src_c0 + rw]
+    return out
+
+
+def dilate(k: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Insert ``factor - 1`` zeros between taps (à trous dilation) of an odd kernel."""
+    k = np.asarray(k, dtype=np.float64)
+    h, w = k.shape
+    out = np.zeros(((h - 1) * factor + 1, (w - 1) * factor + 1))
+    out[::factor, ::factor] = k
+    return out
+
+
+def analytic_x4(k2: np.ndarray, size: int | None = None) -> np.ndarray:
+    """×4 kernel from a ×2 kernel: ``k4 = k2 ⊛ dilate2(k2)`` (Bell-Kligler et al. 2019).
+
+    Degrading by ×2 with ``k2`` twice equals degrading once by ×4 with ``k4``.
+    The full support of a ``n``×``n`` ``k2`` is ``3n - 2``; ``size`` crops or
+    pads it (DIV2KRK stores 31×31 from 11×11).
+    """
+    k2 = np.asarray(k2, dtype=np.float64)
+    full = ndimage.convolve(np.pad(dilate(k2, 2), k2.shape[0] // 2), k2, mode="constant")
+    if full.shape[0] % 2 == 0:
+        raise ValueError("analytic_x4 needs an odd-sized kernel")
+    full = centre_kernel(full)
+    out = full if size is None else pad_to(full, size)
+    return out / out.sum()
+
+
+def validate_kernel(k: np.ndarray, *, name: str = "kernel") -> np.ndarray:
+    """Check a user kernel and return it as float64, normalised to sum 1.
+
+    Raises ``ValueError`` with a specific message for the usual mistakes.
+    """
+    arr = np.asarray(k)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real-valued numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if arr.shape[0] % 2 == 0 or arr.shape[1] % 2 == 0:
+        raise ValueError(f"{name} must have odd size so it has a middle pixel, got {arr.shape[0]}×{arr.shape[1]}")
+    if arr.min() < -1e-3 * max(arr.max(), 1e-12):
+        raise ValueError(f"{name} has negative values (min {arr.min():.3g}); a blur kernel is non-negative")
+    total = arr.sum()
+    if total <= 0:
+        raise ValueError(f"{name} sums to {total:.3g}; a blur kernel must sum to 1")
+    if abs(total - 1.0) > 1e-2:
+        raise ValueError(f"{name} sums to {total:.4g}, not 1: normalise it (k / k.sum()) if that is intended")
+    return np.clip(arr, 0, None) / np.clip(arr, 0, None).sum()
