@@ -67,11 +67,11 @@ def _check_values(arr: np.ndarray) -> None:
 
 def intensity_of(arr: np.ndarray) -> Intensity:
     """uint8 maps [0, 255]; other dtypes map their own min..max (kept for the round trip)."""
-    if arr.dtype == np.uint8:
-        return Intensity(arr.dtype, 0.0, 255.0)
     lo, hi = float(arr.min()), float(arr.max())
     if hi - lo < 1e-12:
         raise ValueError("the image is constant: there is no structure to estimate a kernel from")
+    if arr.dtype == np.uint8:
+        return Intensity(arr.dtype, 0.0, 255.0)
     if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
         lo, hi = 0.0, 1.0
     return Intensity(arr.dtype, lo, hi)

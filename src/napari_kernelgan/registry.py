@@ -28,7 +28,11 @@ class Registry(Generic[F]):
         if not self._loaded:
             self._loaded = True
             for mod in self._modules:
-                importlib.import_module(mod)
+                try:
+                    importlib.import_module(mod)
+                except ModuleNotFoundError as exc:
+                    if exc.name != mod:  # a missing dependency inside the module is a real error
+                        raise
 
     def names(self) -> list[str]:
         self._load()
@@ -43,7 +47,8 @@ class Registry(Generic[F]):
 
 
 # Generator functions: fn(frames, scale, *, device, seed, **options) -> Generator[Progress, None, result]
-ESTIMATORS: Registry = Registry("kernel estimator", ("napari_kernelgan.estimators.kernelgan",))
+ESTIMATORS: Registry = Registry("kernel estimator", ("napari_kernelgan.estimators.kernelgan",
+                                                       "napari_kernelgan.estimators.edges"))
 SR_METHODS: Registry = Registry("SR method", (
     "napari_kernelgan.sr.bicubic",
     "napari_kernelgan.sr.closed_form",

@@ -29,14 +29,15 @@ def random_div2krk_kernel(rng: np.random.Generator, scale: int = 2, size: int = 
                           noise: float = 0.25) -> np.ndarray:
     """A random kernel by the DIV2KRK protocol (Bell-Kligler et al. 2019).
 
-    Axis lengths λ1, λ2 ~ U(0.6, 5), rotation θ ~ U(−π, π), then uniform
-    multiplicative noise of up to ``noise`` per tap, normalised and centred.
+    Axis variances λ1, λ2 ~ U(0.6, 5) (pixels², so σ from 0.77 to 2.24),
+    rotation θ ~ U(−π, π), then uniform multiplicative noise ``1 + U(0, noise)``
+    per tap, normalised and centred.
     ×4 kernels come from the ×2 one analytically (31×31 for an 11×11 ``k2``).
     """
     lam1, lam2 = rng.uniform(0.6, 5.0, size=2)
     theta = rng.uniform(-np.pi, np.pi)
-    k = gaussian_kernel(size, lam1, lam2, theta)
-    k = k * (1 + rng.uniform(-noise, noise, size=k.shape))
+    k = gaussian_kernel(size, np.sqrt(lam1), np.sqrt(lam2), theta)
+    k = k * (1 + rng.uniform(0, noise, size=k.shape))
     k = centre_kernel(np.clip(k, 0, None) / k.sum())
     k = k / k.sum()
     if scale == 2:

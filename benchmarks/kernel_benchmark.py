@@ -1,0 +1,229 @@
+"""Kernel-estimation accuracy and speed on a DIV2KRK-layout folder.
+
+For every image: kernel L1 (aligned, see physics.metrics), kernel PSNR, K-COV
+and time of the chosen preset(s), beside the fixed-Gaussian baseline and the
+per-image best isotropic Gaussian (an oracle, for context), all in one run.
+It also times KernelGAN's deep (layer-by-layer) G against the collapsed G on
+the same crops and reports the speed ratio.
+
+    python benchmarks/kernel_benchmark.py --data ../shared/data/div2krk --scale 2 \
+        --presets default,paper --out docs/benchmarks.md
+
+``--workers`` runs images in parallel processes (each with ``--threads``);
+use 1 worker for timings that mean "one image on this machine".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def parse_set(values: list[str]) -> dict:
+    out = {}
+    for item in values:
+        key, _, val = item.partition("=")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def load_case(data: Path, scale: int, idx: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.io import loadmat
+
+    from napari_kernelgan.io import read_image
+
+    lr = read_image(data / f"lr_x{scale}" / f"im_{idx}.png")
+    gt = loadmat(data / f"gt_k_x{scale}" / f"kernel_{idx}.mat")["Kernel"]
+    return lr, gt
+
+
+def best_isotropic(gt: np.ndarray, scale: int) -> tuple[float, float]:
+    from napari_kernelgan.physics import gaussian_kernel, kernel_l1
+
+    size = 13 if scale == 2 else 31
+    sigmas = np.arange(0.4, 6.01 if scale == 2 else 12.01, 0.05)
+    errs = [kernel_l1(gaussian_kernel(size, s), gt) for s in sigmas]
+    i = int(np.argmin(errs))
+    return float(errs[i]), float(sigmas[i])
+
+
+def run_one(args: tuple) -> dict:
+    data, scale, idx, preset, overrides, seed, threads, device = args
+    method, _, preset = preset.rpartition(":")  # "edges:default" selects another estimator
+    import torch
+
+    torch.set_num_threads(threads)
+    from napari_kernelgan import estimate_kernel
+    from napari_kernelgan.physics import analytic_x4, constant_gaussian, kernel_kcov, kernel_l1, kernel_psnr
+    from napari_kernelgan.physics.metrics import second_moments
+
+    lr, gt = load_case(Path(data), scale, idx)
+    start = time.perf_counter()
+    opts = dict(overrides, threads=threads) if (method or "kernelgan") == "kernelgan" else dict(overrides)
+    est = estimate_kernel(lr, scale, method=method or "kernelgan", preset=preset, seed=seed, device=device, **opts)
+    elapsed = time.perf_counter() - start
+    k = est.kernel_for(scale)
+    const = constant_gaussian(scale)
+    oracle_l1, oracle_sigma = best_isotropic(gt, scale)
+    return {
+        "image": idx, "preset": f"{method}:{preset}" if method else preset, "time_s": elapsed, "iterations": est.iterations,
+        "l1": kernel_l1(k, gt), "psnr": kernel_psnr(k, gt), "kcov": kernel_kcov(k, gt),
+        "const_l1": kernel_l1(const, gt), "const_psnr": kernel_psnr(const, gt), "const_kcov": kernel_kcov(const, gt),
+        "oracle_iso_l1": oracle_l1, "oracle_sigma": oracle_sigma,
+        "run_l1": [kernel_l1(rk if scale == 2 else analytic_x4(rk), gt) for rk in est.extras.get("run_kernels", [])],
+        "verdicts": est.extras.get("verdicts", []),
+        "anchor_l1": (kernel_l1(est.extras["anchor_kernel"] if scale == 2 else analytic_x4(est.extras["anchor_kernel"]),
+                                gt) if est.extras.get("anchor_kernel") is not None else None),
+        # size = sqrt(trace of the second-moment matrix), in pixels of the kernel's own grid
+        "size": float(np.sqrt(np.trace(second_moments(k)))), "gt_size": float(np.sqrt(np.trace(second_moments(gt)))),
+        "kernel": np.asarray(k).tolist(),
+    }
+
+
+def time_deep_vs_collapsed(steps: int, threads: int, device: str) -> dict:
+    """Time one G forward+backward on a batch of 64×64 crops, deep vs collapsed, same weights."""
+    import torch
+
+    from napari_kernelgan.devices import resolve_device
+    from napari_kernelgan.estimators.networks import DeepLinearG
+
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    g = DeepLinearG().to(dev)
+    x = torch.randn(8, 1, 64, 64, device=dev)
+    out = {}
+    for name, fn in (("deep", g.forward_deep), ("collapsed", g.forward)):
+        for _ in range(3):
+            fn(x).sum().backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(steps):
+            g.zero_grad(set_to_none=True)
+            fn(x).sum().backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        out[name] = (time.perf_counter() - t) / steps
+    out["ratio"] = out["deep"] / out["collapsed"]
+    with torch.no_grad():
+        out["max_abs_diff"] = float((g.forward_deep(x) - g.forward(x)).abs().max())
+    return out
+
+
+def summarise(rows: list[dict], preset: str) -> dict:
+    r = [x for x in rows if x["preset"] == preset]
+    l1 = np.array([x["l1"] for x in r])
+    const = np.array([x["const_l1"] for x in r])
+    return {
+        "preset": preset, "n": len(r), "mean_l1": float(l1.mean()), "mean_const_l1": float(const.mean()),
+        "mean_psnr": float(np.mean([x["psnr"] for x in r])), "mean_kcov": float(np.mean([x["kcov"] for x in r])),
+        "not_worse_than_const": int((l1 <= const).sum()), "mean_time_s": float(np.mean([x["time_s"] for x in r])),
+        "max_time_s": float(np.max([x["time_s"] for x in r])),
+        "mean_oracle_iso_l1": float(np.mean([x["oracle_iso_l1"] for x in r])),
+        "mean_const_psnr": float(np.mean([x["const_psnr"] for x in r])),
+        "mean_const_kcov": float(np.mean([x["const_kcov"] for x in r])),
+    }
+
+
+def markdown(rows: list[dict], summaries: list[dict], speed: dict | None, cmd: str, env: str, scale: int) -> str:
+    lines = [f"## Kernel estimation, DIV2KRK ×{scale}", "", f"Command: `{cmd}`", "", f"Machine: {env}", "",
+             "| preset | images | mean L1 ↓ | fixed Gaussian L1 | not worse than fixed | best isotropic (oracle) L1 "
+             "| mean kernel PSNR ↑ (fixed) | mean K-COV ↓ (fixed) | mean time s | max time s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        lines.append(f"| {s['preset']} | {s['n']} | **{s['mean_l1']:.3f}** | {s['mean_const_l1']:.3f} | "
+                     f"{s['not_worse_than_const']}/{s['n']} | {s['mean_oracle_iso_l1']:.3f} | "
+                     f"{s['mean_psnr']:.2f} ({s['mean_const_psnr']:.2f}) | {s['mean_kcov']:.2f} "
+                     f"({s['mean_const_kcov']:.2f}) | {s['mean_time_s']:.1f} | {s['max_time_s']:.1f} |")
+    if speed:
+        lines += ["", f"Collapsed vs deep G (forward+backward, batch 8 of 64×64, {speed['device']}): deep "
+                  f"{speed['deep'] * 1e3:.2f} ms, collapsed {speed['collapsed'] * 1e3:.3f} ms, "
+                  f"**{speed['ratio']:.0f}× faster**, max |difference| {speed['max_abs_diff']:.1e}."]
+    presets = [s["preset"] for s in summaries]
+    lines += ["", "Per image (kernel L1; fixed Gaussian in the last columns):", "",
+              "| image | " + " | ".join(presets) + " | fixed | best isotropic σ |",
+              "|---|" + "---|" * (len(presets) + 2)]
+    for idx in sorted({x["image"] for x in rows}):
+        vals = {x["preset"]: x for x in rows if x["image"] == idx}
+        any_row = next(iter(vals.values()))
+        lines.append(f"| {idx} | " + " | ".join(f"{vals[p]['l1']:.3f}" if p in vals else "" for p in presets)
+                     + f" | {any_row['const_l1']:.3f} | {any_row['oracle_sigma']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "div2krk")
+    ap.add_argument("--scale", type=int, default=2, choices=(2, 4))
+    ap.add_argument("--presets", default="default")
+    ap.add_argument("--limit", type=int, default=30)
+    ap.add_argument("--ids", default="", help="comma-separated image numbers (overrides --limit)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--set", action="append", default=[], help="override a Config field, e.g. --set restarts=5")
+    ap.add_argument("--speed-steps", type=int, default=20, help="0 skips the deep-vs-collapsed timing")
+    ap.add_argument("--out", type=Path, default=None, help="markdown file to write (e.g. docs/benchmarks.md)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if not (args.data / f"lr_x{args.scale}").is_dir():
+        print(f"no DIV2KRK data at {args.data} (need lr_x{args.scale}/ and gt_k_x{args.scale}/); nothing to do")
+        return 0
+    ids = [int(i) for i in args.ids.split(",")] if args.ids else list(range(1, args.limit + 1))
+    overrides = parse_set(args.set)
+    jobs = [(str(args.data), args.scale, i, p, overrides, args.seed, args.threads, args.device)
+            for p in args.presets.split(",") for i in ids]
+    rows: list[dict] = []
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            for row in pool.map(run_one, jobs):
+                rows.append(row)
+                print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
+                                  if k not in ("run_l1", "verdicts", "kernel")}), flush=True)
+    else:
+        for job in jobs:
+            row = run_one(job)
+            rows.append(row)
+            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
+                              if k not in ("run_l1", "verdicts", "kernel")}), flush=True)
+    summaries = [summarise(rows, p) for p in args.presets.split(",")]
+    speed = None
+    if args.speed_steps:
+        speed = time_deep_vs_collapsed(args.speed_steps, args.threads, args.device)
+        speed["device"] = args.device
+    import torch
+
+    env = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+           f"{args.threads} thread(s) per image, {args.workers} image(s) in parallel, device {args.device}"
+           + (f", overrides {overrides}" if overrides else ""))
+    cmd = "python benchmarks/kernel_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = markdown(rows, summaries, speed, cmd, env, args.scale)
+    print(text)
+    for s in summaries:
+        print(json.dumps(s))
+    if args.out:
+        from napari_kernelgan.io import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "summaries": summaries, "speed": speed}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

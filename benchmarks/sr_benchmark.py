@@ -1,0 +1,285 @@
+"""Super-resolution quality and speed on a DIV2KRK-layout folder.
+
+For every HR image that has an LR image and a ground-truth kernel at the
+chosen scale: PSNR and SSIM (Y channel, BT.601, ``s`` pixels shaved) and the
+wall time of each registered SR method with
+
+* ``gt``        the ground-truth kernel (``gt_k_x{s}/kernel_N.mat``, key ``'Kernel'``; its few
+                tiny negative taps clipped),
+* ``estimated`` the kernel estimated from the LR image (``napari_kernelgan.estimate_kernel``),
+* ``constant``  the fixed Gaussian ``physics.kernels.constant_gaussian(s)``,
+
+beside bicubic interpolation, and the means. All numbers come from this run.
+
+    python benchmarks/sr_benchmark.py --data ../shared/data/div2krk --scale 2 \\
+        --methods bicubic,closed-form --kernels gt,estimated,constant --out docs/benchmarks_sr.md
+
+Method options: ``--set closed-form:iterations=6`` (repeatable, values parsed
+as JSON when possible); USRNet needs ``--usrnet-weights PATH``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+DEV_IDS = (2, 3, 6, 13, 14, 23, 24, 27, 30)
+KERNEL_SOURCES = ("gt", "estimated", "constant")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "div2krk",
+                   help="DIV2KRK-layout folder (hr/, lr_x{s}/, gt_k_x{s}/)")
+    p.add_argument("--scale", type=int, choices=(2, 4), default=2)
+    p.add_argument("--methods", default="bicubic,closed-form",
+                   help="comma-separated SR methods (registered names; 'all' for every one)")
+    p.add_argument("--kernels", default="gt,estimated,constant",
+                   help=f"comma-separated kernel sources: {', '.join(KERNEL_SOURCES)}")
+    p.add_argument("--ids", default=",".join(map(str, DEV_IDS)), help="image numbers to try, comma-separated")
+    p.add_argument("--limit", type=int, default=0, help="use at most this many images (0: all)")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks_sr.md", help="markdown file to write")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads (0: keep torch's default, i.e. OMP_NUM_THREADS or all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                   help="an option for one SR method, e.g. closed-form:iterations=6 (repeatable)")
+    p.add_argument("--usrnet-weights", default=None, help="USRNet state dict (file or folder)")
+    p.add_argument("--estimator", default="kernelgan", help="kernel estimator for the 'estimated' column")
+    p.add_argument("--estimate-preset", default="default", help="preset of the estimator")
+    p.add_argument("--estimate-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option for the estimator (repeatable)")
+    p.add_argument("--kernel-cache", type=Path, default=None,
+                   help="folder to keep estimated kernels in and reuse them from (with their estimation time)")
+    return p.parse_args(argv)
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``['m:k=v', ...]`` → ``{m: {k: v}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        method, sep, rest = item.partition(":")
+        key, eq, val = rest.partition("=")
+        if not sep or not eq or not key:
+            raise SystemExit(f"--set expects METHOD:KEY=VALUE, got {item!r}")
+        out.setdefault(method, {})[key] = _value(val)
+    return out
+
+
+def available_ids(data: Path, scale: int, ids: list[int]) -> list[int]:
+    return [i for i in ids if (data / "hr" / f"im_{i}.png").is_file()
+            and (data / f"lr_x{scale}" / f"im_{i}.png").is_file()
+            and (data / f"gt_k_x{scale}" / f"kernel_{i}.mat").is_file()]
+
+
+def load_case(data: Path, scale: int, idx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(HR cropped to s × LR, LR, ground-truth kernel); images RGB uint8."""
+    from scipy.io import loadmat
+
+    from napari_kernelgan.io import read_image
+
+    lr = read_image(data / f"lr_x{scale}" / f"im_{idx}.png")[..., :3]
+    hr = read_image(data / "hr" / f"im_{idx}.png")[..., :3]
+    hr = hr[:lr.shape[0] * scale, :lr.shape[1] * scale]
+    gt = np.asarray(loadmat(data / f"gt_k_x{scale}" / f"kernel_{idx}.mat")["Kernel"], dtype=np.float64)
+    # Some stored kernels carry tiny negative taps (down to -0.4 % of the peak);
+    # a blur kernel is non-negative, so they are clipped.
+    gt = np.clip(gt, 0, None)
+    return hr, lr, gt / gt.sum()
+
+
+def measure(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float]:
+    from napari_kernelgan.physics import image_psnr, image_ssim
+
+    return image_psnr(sr, hr, shave=scale), image_ssim(sr, hr, shave=scale)
+
+
+def estimated_kernel(lr: np.ndarray, scale: int, idx: int, args: argparse.Namespace,
+                     estimate_options: dict[str, Any], estimate_kernel: Any) -> tuple[np.ndarray, float]:
+    """The estimated kernel for ``scale`` and the estimation time, from the cache when present."""
+    cache = None
+    if args.kernel_cache is not None:
+        tag = json.dumps(estimate_options, sort_keys=True).encode().hex()[:16] if estimate_options else "plain"
+        cache = args.kernel_cache / f"{args.estimator}_{args.estimate_preset}_{tag}_seed{args.seed}_x{scale}_im{idx}.npz"
+        if cache.is_file():
+            with np.load(cache) as saved:
+                return saved["kernel"], float(saved["seconds"])
+    start = time.perf_counter()
+    est = estimate_kernel(lr, scale, method=args.estimator, preset=args.estimate_preset, device=args.device,
+                          seed=args.seed, **estimate_options)
+    seconds = time.perf_counter() - start
+    kernel = est.kernel_for(scale)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, kernel=kernel, seconds=seconds)
+    return kernel, seconds
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from napari_kernelgan import estimate_kernel, super_resolve
+    from napari_kernelgan.physics import constant_gaussian
+    from napari_kernelgan.registry import SR_METHODS
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    scale = args.scale
+    data = args.data
+    ids = available_ids(data, scale, [int(v) for v in args.ids.split(",") if v.strip()])
+    if not ids:
+        print(f"no DIV2KRK images with hr/, lr_x{scale}/ and gt_k_x{scale}/ under {data}: nothing to benchmark")
+        return 0
+    if args.limit > 0:
+        ids = ids[:args.limit]
+
+    registered = SR_METHODS.names()
+    wanted = registered if args.methods.strip() == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in registered]
+    if unknown:
+        raise SystemExit(f"unknown SR method(s) {', '.join(unknown)}; registered: {', '.join(registered)}")
+    methods = [m for m in registered if m in wanted and m != "bicubic"]
+    sources = [s.strip() for s in args.kernels.split(",") if s.strip()]
+    bad = [s for s in sources if s not in KERNEL_SOURCES]
+    if bad:
+        raise SystemExit(f"unknown kernel source(s) {', '.join(bad)}; choose from {', '.join(KERNEL_SOURCES)}")
+    options = parse_sets(args.sets)
+    notes: list[str] = []
+    if "usrnet" in methods:
+        if args.usrnet_weights:
+            options.setdefault("usrnet", {})["weights"] = args.usrnet_weights
+        elif "weights" not in options.get("usrnet", {}):
+            methods.remove("usrnet")
+            notes.append("usrnet skipped: no `--usrnet-weights PATH` given.")
+    estimate_options = parse_sets([f"e:{item}" for item in args.estimate_set]).get("e", {})
+
+    # results[(method, source)][idx] = (psnr, ssim, seconds); bicubic under source "-".
+    results: dict[tuple[str, str], dict[int, tuple[float, float, float]]] = {}
+    estimate_times: dict[int, float] = {}
+    failed: set[str] = set()
+    print(f"SR benchmark ×{scale}: images {ids}, methods {['bicubic'] + methods}, kernels {sources}, "
+          f"device {args.device}, {threads} torch thread(s)", flush=True)
+    for idx in ids:
+        hr, lr, gt = load_case(data, scale, idx)
+        start = time.perf_counter()
+        bic = super_resolve(lr, gt, scale, method="bicubic", device=args.device, seed=args.seed).image
+        results.setdefault(("bicubic", "-"), {})[idx] = (*measure(bic, hr, scale), time.perf_counter() - start)
+        kernels: dict[str, np.ndarray] = {}
+        for source in sources:
+            if source == "gt":
+                kernels[source] = gt
+            elif source == "constant":
+                kernels[source] = constant_gaussian(scale)
+            elif source == "estimated" and "estimated" not in failed:
+                try:
+                    kernels[source], estimate_times[idx] = estimated_kernel(
+                        lr, scale, idx, args, estimate_options, estimate_kernel)
+                except KeyError as exc:
+                    failed.add("estimated")
+                    notes.append(f"estimated-kernel column skipped: {exc.args[0] if exc.args else exc}")
+        line = [f"im_{idx}: bicubic {results[('bicubic', '-')][idx][0]:.2f}"]
+        for method in methods:
+            if method in failed:
+                continue
+            for source, k in kernels.items():
+                start = time.perf_counter()
+                try:
+                    sr = super_resolve(lr, k, scale, method=method, device=args.device, seed=args.seed,
+                                       **options.get(method, {})).image
+                except Exception as exc:  # a method that cannot run here (weights, memory) is reported, not fatal
+                    failed.add(method)
+                    notes.append(f"{method} skipped after an error on im_{idx}: {type(exc).__name__}: {exc}")
+                    break
+                elapsed = time.perf_counter() - start
+                psnr, ssim = measure(sr, hr, scale)
+                results.setdefault((method, source), {})[idx] = (psnr, ssim, elapsed)
+                line.append(f"{method}/{source} {psnr:.2f} ({elapsed:.1f} s)")
+        print(", ".join(line), flush=True)
+
+    text = render(args, ids, results, estimate_times, notes, threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+def render(args: argparse.Namespace, ids: list[int], results: dict, estimate_times: dict[int, float],
+           notes: list[str], threads: int) -> str:
+    import torch
+
+    scale = args.scale
+    command = "python benchmarks/sr_benchmark.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else \
+        "python benchmarks/sr_benchmark.py"
+    env_threads = os.environ.get("OMP_NUM_THREADS")
+    cpu = platform.processor() or platform.machine()
+    lines = [f"# SR benchmark, DIV2KRK ×{scale}", "",
+             "Produced by:", "", "```", (f"OMP_NUM_THREADS={env_threads} " if env_threads else "") + command, "```",
+             "",
+             f"Images: {', '.join(f'im_{i}' for i in ids)} ({len(ids)}). PSNR / SSIM on Y (BT.601) of the 8-bit "
+             f"output, {scale} pixels shaved; time is wall time of `super_resolve` on one image "
+             f"(device `{args.device}`, {threads} torch thread(s), {os.cpu_count()} CPU core(s) visible, "
+             f"{cpu}, torch {torch.__version__}).", ""]
+    bic = results[("bicubic", "-")]
+    lines += ["## Means", "", "| method | kernel | PSNR (dB) | SSIM | ΔPSNR vs bicubic (dB) | time (s) |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for (method, source), per in results.items():
+        common = [i for i in ids if i in per]
+        if not common:
+            continue
+        psnr = np.mean([per[i][0] for i in common])
+        ssim = np.mean([per[i][1] for i in common])
+        gain = np.mean([per[i][0] - bic[i][0] for i in common])
+        secs = np.mean([per[i][2] for i in common])
+        partial = "" if len(common) == len(ids) else f" ({len(common)} images)"
+        lines.append(f"| {method} | {source}{partial} | {psnr:.2f} | {ssim:.4f} | {gain:+.2f} | {secs:.2f} |")
+    if estimate_times:
+        cached = " (times as recorded when the kernels were first estimated into the cache)" \
+            if args.kernel_cache is not None else ""
+        lines += ["", f"Kernel estimation (`{args.estimator}`, preset `{args.estimate_preset}`, seed {args.seed}) "
+                      f"took {np.mean(list(estimate_times.values())):.1f} s per image on average{cached}; "
+                      "it is not included in the SR times."]
+    keys = list(results)
+    lines += ["", "## Per image: PSNR (dB) / SSIM", "",
+              "| image | " + " | ".join(f"{m} · {s}" if s != "-" else m for m, s in keys) + " |",
+              "| --- |" + " ---: |" * len(keys)]
+    for i in ids:
+        cells = [f"{results[k][i][0]:.2f} / {results[k][i][1]:.4f}" if i in results[k] else "—" for k in keys]
+        lines.append(f"| im_{i} | " + " | ".join(cells) + " |")
+    lines += ["", "## Per image: time (s)", "",
+              "| image | " + " | ".join(f"{m} · {s}" if s != "-" else m for m, s in keys) + " |",
+              "| --- |" + " ---: |" * len(keys)]
+    for i in ids:
+        cells = [f"{results[k][i][2]:.2f}" if i in results[k] else "—" for k in keys]
+        lines.append(f"| im_{i} | " + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in dict.fromkeys(notes)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Where pretrained network weights are found.
+
+The package ships no weights. A weight file is looked up, in this order:
+
+1. an explicit path given by the caller (``weights=`` option, CLI flag, widget field);
+2. an environment variable (``NAPARI_KERNELGAN_USRNET_WEIGHTS`` for USRNet);
+3. the user configuration file, ``[weights]`` table, e.g.::
+
+       # ~/.config/napari-kernelgan/config.toml
+       [weights]
+       usrnet = "/data/models/usrnet_tiny.pth"
+
+   (the file's location follows ``$XDG_CONFIG_HOME``; ``NAPARI_KERNELGAN_CONFIG``
+   names another file);
+4. the default folder ``~/.cache/napari-kernelgan/weights/`` (``$XDG_CACHE_HOME``
+   is honoured), holding one of the usual file names.
+
+A path that names a folder is searched for the usual file names. When nothing
+is found, :class:`WeightsNotFoundError` says which file to get and where to put it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONFIG_ENV = "NAPARI_KERNELGAN_CONFIG"
+APP_NAME = "napari-kernelgan"
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """A weight file could not be found; the message says how to provide it."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """How to find and where to get one network's weights."""
+
+    key: str
+    title: str
+    env_var: str
+    filenames: tuple[str, ...]
+    source: str
+
+
+WEIGHTS: dict[str, WeightSpec] = {
+    "usrnet": WeightSpec(
+        key="usrnet",
+        title="USRNet",
+        env_var="NAPARI_KERNELGAN_USRNET_WEIGHTS",
+        filenames=("usrnet_tiny.pth", "usrnet.pth"),
+        source=("the official USRNet release by the authors (https://github.com/cszn/USRNet, "
+                "model_zoo: usrnet_tiny.pth or usrnet.pth)"),
+    ),
+}
+
+
+def config_path() -> Path:
+    """The user configuration file (it need not exist)."""
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base).expanduser() / APP_NAME / "config.toml"
+
+
+def default_weights_dir() -> Path:
+    """The folder searched last, ``~/.cache/napari-kernelgan/weights``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / APP_NAME / "weights"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read the configuration file {path}: {exc}") from exc
+
+
+def _in_folder(folder: Path, spec: WeightSpec) -> Path | None:
+    for name in spec.filenames:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _missing_message(spec: WeightSpec, tried: list[str]) -> str:
+    cfg = config_path()
+    lines = [
+        f"{spec.title} weights were not found.",
+        "Looked at: " + ("; ".join(tried) if tried else "nothing"),
+        f"Get {' or '.join(spec.filenames)} from {spec.source}, then either:",
+        f"  * pass its path (weights='/path/to/{spec.filenames[0]}'),",
+        f"  * set the environment variable {spec.env_var}=/path/to/{spec.filenames[0]},",
+        f"  * add  [weights] {spec.key} = \"/path/to/{spec.filenames[0]}\"  to {cfg},",
+        f"  * or put the file in {default_weights_dir()}.",
+    ]
+    return "\n".join(lines)
+
+
+def resolve_weights(key: str, path: str | os.PathLike | None = None) -> Path:
+    """Return the weight file for network ``key`` (e.g. ``"usrnet"``).
+
+    ``path`` (a file or a folder) wins; then the environment variable, the
+    configuration file and the default folder. Raises
+    :class:`WeightsNotFoundError` naming the file to get and the places to put it.
+    """
+    try:
+        spec = WEIGHTS[key]
+    except KeyError:
+        raise KeyError(f"no weights are known for {key!r}; known: {', '.join(WEIGHTS)}") from None
+    tried: list[str] = []
+    candidates: list[tuple[str, str]] = []
+    if path is not None:
+        candidates.append(("given path", str(path)))
+    env = os.environ.get(spec.env_var)
+    if env:
+        candidates.append((f"${spec.env_var}", env))
+    cfg_file = config_path()
+    cfg_value = _read_config(cfg_file).get("weights", {}).get(spec.key)
+    if cfg_value:
+        candidates.append((f"{cfg_file} [weights] {spec.key}", str(cfg_value)))
+    for origin, raw in candidates:
+        candidate = Path(raw).expanduser()
+        if candidate.is_file():
+            return candidate
+        if candidate.is_dir():
+            found = _in_folder(candidate, spec)
+            if found is not None:
+                return found
+        tried.append(f"{candidate} ({origin})")
+        if origin == "given path":
+            # An explicit path that is wrong is an error, not a cue to look elsewhere.
+            raise WeightsNotFoundError(_missing_message(spec, tried))
+    found = _in_folder(default_weights_dir(), spec)
+    if found is not None:
+        return found
+    tried.append(f"{default_weights_dir()} (default folder)")
+    raise WeightsNotFoundError(_missing_message(spec, tried))

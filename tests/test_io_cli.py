@@ -1,0 +1,72 @@
+"""Kernel/image files and the command line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import loadmat
+from skimage import data
+
+from napari_kernelgan import read_kernel, write_image, write_kernel
+from napari_kernelgan.cli import main
+from napari_kernelgan.physics import degrade, gaussian_kernel
+
+
+@pytest.mark.parametrize("suffix", [".mat", ".npy", ".tif"])
+def test_kernel_round_trip(tmp_path: Path, suffix: str) -> None:
+    k = gaussian_kernel(13, 1.7, 0.8, 0.3)
+    path = write_kernel(tmp_path / f"k{suffix}", k)
+    back = read_kernel(path)
+    assert np.allclose(back, k, atol=1e-6)
+    assert not list(tmp_path.glob(".*"))  # no temporary left behind
+    if suffix == ".mat":
+        assert np.allclose(loadmat(path)["Kernel"], k)  # the key the KernelGAN/ZSSR/USRNet tools read
+
+
+def test_corrupt_and_wrong_kernel_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mat"
+    bad.write_bytes(b"not a mat file at all")
+    with pytest.raises(ValueError, match="could not read kernel file bad.mat"):
+        read_kernel(bad)
+    np.save(tmp_path / "even.npy", np.ones((4, 4)) / 16)
+    with pytest.raises(ValueError, match="odd size"):
+        read_kernel(tmp_path / "even.npy")
+    with pytest.raises(FileNotFoundError):
+        read_kernel(tmp_path / "missing.mat")
+
+
+def _sample(tmp_path: Path) -> Path:
+    lr = np.clip(degrade(data.camera()[:256, :256].astype(float), gaussian_kernel(13, 1.6, 1.0, 0.3), 2), 0, 255)
+    return write_image(tmp_path / "cam.png", lr.astype(np.uint8))
+
+
+def test_cli_estimate_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    img = _sample(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["estimate", str(img), "--scale", "4", "--preset", "fast", "--iterations", "10", "--out", str(out), "-q"])
+    assert rc == 0
+    names = sorted(p.name for p in out.iterdir())
+    for n in ("cam_kernel_x2.mat", "cam_kernel_x2.npy", "cam_kernel_x4.mat", "cam_kernel_x4.npy",
+              "cam_kernel_x2.png", "cam_dmap.tif", "cam_kernel.json"):
+        assert n in names
+    assert "×4 kernel 37×37" in capsys.readouterr().out
+    assert read_kernel(out / "cam_kernel_x2.mat").shape == (13, 13)
+
+
+def test_cli_bad_input_one_line_nothing_written(tmp_path: Path) -> None:
+    tiny = write_image(tmp_path / "tiny.png", np.zeros((10, 10), np.uint8))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "napari_kernelgan.cli", "estimate", str(tiny), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "at least 32×32" in lines[0] and "Traceback" not in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["estimate", str(tmp_path / "nope.tif"), "--out", str(tmp_path)]) == 1
+    assert "image file not found" in capsys.readouterr().err
