@@ -104,8 +104,8 @@ def main() -> None:
 
     viewer = napari.Viewer(title="napari-kernelgan")
     viewer.window.resize(1500, 950)
-    viewer.open_sample(PLUGIN, "cells")
-    image = viewer.layers["cells LR"]
+    viewer.open_sample(PLUGIN, "tissue")
+    image = viewer.layers["tissue LR"]
     _, est = viewer.window.add_plugin_dock_widget(PLUGIN, "Estimate kernel")
     est.preset.value = args.preset
     est.iterations.value = args.iterations
@@ -144,7 +144,7 @@ def main() -> None:
     grid(viewer).shape = (1, 2)
     viewer.reset_view()
     shot(viewer, "super_resolve.png")
-    # Around the cell: the input as napari shows it, bicubic, and kernel-aware SR with the estimate.
+    # Around a detail: the input as napari shows it, bicubic, and kernel-aware SR with the estimate.
     compare(viewer, [image, *results], centre=(185.0, 212.0), zoom=5.0, name="super_resolve_detail.png")
 
     viewer.layers.clear()

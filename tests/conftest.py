@@ -5,11 +5,11 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def cells_sample():
-    """The 'cells' sample: [(LR image, kwargs, 'image'), (true kernel, kwargs, 'image')]."""
-    from napari_kernelgan._sample_data import cells
+def tissue_sample():
+    """The 'tissue' sample: [(LR image, kwargs, 'image'), (true kernel, kwargs, 'image')]."""
+    from napari_kernelgan._sample_data import tissue
 
-    return cells()
+    return tissue()
 
 
 @pytest.fixture

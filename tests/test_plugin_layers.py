@@ -8,7 +8,7 @@ import pytest
 
 from napari_kernelgan import io
 from napari_kernelgan._reader import get_reader, looks_like_kernel
-from napari_kernelgan._sample_data import CELLS_KERNEL, astronaut, fluorescence_stack, true_kernel
+from napari_kernelgan._sample_data import TISSUE_KERNEL, astronaut, fluorescence_stack, true_kernel
 from napari_kernelgan._writer import write_kernel_layer
 from napari_kernelgan.layers import (estimate_layer_data, kernel_layer_name, sr_layer_data, sr_transform)
 from napari_kernelgan.physics import degrade, gaussian_kernel
@@ -93,16 +93,17 @@ def test_sr_layer_rgb_and_slice():
     assert kw["colormap"] == "gray" and kw["metadata"]["sr_method"] == "closed-form"
 
 
-def test_samples_are_the_documented_degradation(cells_sample):
-    (lr, kw, kind), (k, kkw, _) = cells_sample
+def test_samples_are_the_documented_degradation(tissue_sample):
+    (lr, kw, kind), (k, kkw, _) = tissue_sample
     from skimage import data
 
-    assert kind == "image" and lr.dtype == np.uint8 and lr.shape == (330, 275)
-    assert np.allclose(k, true_kernel(CELLS_KERNEL), atol=1e-7)
-    expected = np.clip(np.round(degrade(data.cell().astype(float), true_kernel(CELLS_KERNEL), 2)), 0, 255)
+    assert kind == "image" and lr.dtype == np.uint8 and lr.shape == (256, 256, 3)
+    assert np.allclose(k, true_kernel(TISSUE_KERNEL), atol=1e-7)
+    hr = data.immunohistochemistry().astype(float)
+    expected = np.clip(np.round(degrade(hr, true_kernel(TISSUE_KERNEL), 2)), 0, 255)
     assert np.array_equal(lr, expected.astype(np.uint8))
     assert np.allclose(kw["metadata"]["true_kernel"]["kernel"], k, atol=1e-7)
-    assert kkw["name"] == "cells LR true kernel ×2" and kkw["metadata"]["orientation"] == "correlation"
+    assert kkw["name"] == "tissue LR true kernel ×2" and kkw["metadata"]["orientation"] == "correlation"
     rgb = astronaut()
     assert rgb[0][0].shape == (256, 256, 3) and rgb[0][1]["rgb"] is True
     stack = fluorescence_stack()

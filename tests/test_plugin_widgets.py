@@ -54,14 +54,14 @@ def _world_extent(layer):
     return np.stack([translate - 0.5 * scale, translate + (shape - 0.5) * scale])
 
 
-def _open_cells(viewer):
-    layers = viewer.open_sample(PLUGIN, "cells")
-    return viewer.layers["cells LR"], layers
+def _open_tissue(viewer):
+    layers = viewer.open_sample(PLUGIN, "tissue")
+    return viewer.layers["tissue LR"], layers
 
 
 def test_estimate_widget_full_run(make_napari_viewer, wait_idle):
     viewer = make_napari_viewer()
-    image, _ = _open_cells(viewer)
+    image, _ = _open_tissue(viewer)
     before = image.data.copy()
     data_id = id(image.data)
     widget = _dock(viewer, "Estimate kernel")
@@ -75,18 +75,18 @@ def test_estimate_widget_full_run(make_napari_viewer, wait_idle):
     assert widget.running
     wait_idle(widget)
 
-    assert preview_layer_name("cells LR") in seen  # live preview appeared during training
+    assert preview_layer_name("tissue LR") in seen  # live preview appeared during training
     names = [layer.name for layer in viewer.layers]
-    assert preview_layer_name("cells LR") not in names
-    assert "cells LR kernel ×2" in names and "cells LR D-map" in names and "cells LR kernel ×4" not in names
-    kernel = viewer.layers["cells LR kernel ×2"]
+    assert preview_layer_name("tissue LR") not in names
+    assert "tissue LR kernel ×2" in names and "tissue LR D-map" in names and "tissue LR kernel ×4" not in names
+    kernel = viewer.layers["tissue LR kernel ×2"]
     assert kernel.data.shape == (13, 13) and np.isclose(kernel.data.sum(), 1, atol=1e-4)
     meta = kernel.metadata
     assert meta["scale"] == 2 and meta["orientation"] == "correlation" and meta["preset"] == "fast"
     assert meta["seed"] == 0 and meta["iterations"] == 30 and meta["elapsed_s"] > 0
     assert np.allclose(meta["kernel"], kernel.data, atol=1e-6)
-    dmap = viewer.layers["cells LR D-map"]
-    assert dmap.data.shape == image.data.shape
+    dmap = viewer.layers["tissue LR D-map"]
+    assert dmap.data.shape == image.data.shape[:2]  # RGB input: one D-map value per pixel
     assert np.allclose(_world_extent(dmap), _world_extent(image))
     assert np.allclose(dmap.extent.world, image.extent.world)
     assert "done" in widget.status.value
@@ -98,29 +98,29 @@ def test_estimate_widget_full_run(make_napari_viewer, wait_idle):
     widget.run_button.native.click()
     wait_idle(widget)
     names = [layer.name for layer in viewer.layers]
-    assert names.count("cells LR kernel ×2") == 1 and names.count("cells LR D-map") == 1
-    assert viewer.layers["cells LR kernel ×4"].data.shape == (37, 37)
-    assert viewer.layers["cells LR kernel ×4"].metadata["scale"] == 4
+    assert names.count("tissue LR kernel ×2") == 1 and names.count("tissue LR D-map") == 1
+    assert viewer.layers["tissue LR kernel ×4"].data.shape == (37, 37)
+    assert viewer.layers["tissue LR kernel ×4"].metadata["scale"] == 4
     _configure(widget, scale=2)
     widget.run_button.native.click()
     wait_idle(widget)
     names = [layer.name for layer in viewer.layers]
-    assert "cells LR kernel ×4" not in names and names.count("cells LR kernel ×2") == 1
+    assert "tissue LR kernel ×4" not in names and names.count("tissue LR kernel ×2") == 1
     assert len(names) == 4  # image, true kernel, kernel ×2, D-map
 
 
 def test_cancel_stops_quickly_and_leaves_nothing(make_napari_viewer, qtbot, wait_idle):
     viewer = make_napari_viewer()
-    _open_cells(viewer)
+    _open_tissue(viewer)
     widget = _dock(viewer, "Estimate kernel")
     _configure(widget, preset="default", iterations=3000, report_every=2)
     widget.run_button.native.click()
-    qtbot.waitUntil(lambda: preview_layer_name("cells LR") in viewer.layers, timeout=60000)
+    qtbot.waitUntil(lambda: preview_layer_name("tissue LR") in viewer.layers, timeout=60000)
     start = time.perf_counter()
     widget.cancel_button.native.click()
     wait_idle(widget, timeout_s=10)
     assert time.perf_counter() - start < 1.5
-    assert [layer.name for layer in viewer.layers] == ["cells LR", "cells LR true kernel ×2"]
+    assert [layer.name for layer in viewer.layers] == ["tissue LR", "tissue LR true kernel ×2"]
     assert "cancelled" in widget.status.value
 
 
@@ -210,17 +210,17 @@ def test_layer_chooser_follows_active_image_layer(make_napari_viewer):
 
 def test_console_two_liner(make_napari_viewer):
     viewer = make_napari_viewer()
-    image, _ = _open_cells(viewer)
-    est = estimate_kernel(viewer.layers["cells LR"].data, preset="fast", iterations=20, device="cpu")
-    add_estimate_layers(viewer, viewer.layers["cells LR"], est)
-    assert viewer.layers["cells LR kernel ×2"].metadata["iterations"] == 20
-    assert np.allclose(_world_extent(viewer.layers["cells LR D-map"]), _world_extent(image))
+    image, _ = _open_tissue(viewer)
+    est = estimate_kernel(viewer.layers["tissue LR"].data, preset="fast", iterations=20, device="cpu")
+    add_estimate_layers(viewer, viewer.layers["tissue LR"], est)
+    assert viewer.layers["tissue LR kernel ×2"].metadata["iterations"] == 20
+    assert np.allclose(_world_extent(viewer.layers["tissue LR D-map"]), _world_extent(image))
 
 
 def test_kernel_files_through_napari(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
-    _open_cells(viewer)
-    true_k = viewer.layers["cells LR true kernel ×2"]
+    _open_tissue(viewer)
+    true_k = viewer.layers["tissue LR true kernel ×2"]
     for suffix in (".mat", ".npy", ".tif"):
         path = tmp_path / f"true_kernel{suffix}"
         written = true_k.save(str(path), plugin=PLUGIN)
@@ -252,14 +252,14 @@ def bicubic():
 
 def test_super_resolve_widget_overlays_input(make_napari_viewer, wait_idle, bicubic):
     viewer = make_napari_viewer()
-    image, _ = _open_cells(viewer)
+    image, _ = _open_tissue(viewer)
     image.scale = (0.4, 0.4)
     image.translate = (10.0, 20.0)
     image.contrast_limits = (20, 200)
-    widget = _sr_widget(viewer, image, viewer.layers["cells LR true kernel ×2"], bicubic, 2)
+    widget = _sr_widget(viewer, image, viewer.layers["tissue LR true kernel ×2"], bicubic, 2)
     widget.run_button.native.click()
     wait_idle(widget)
-    sr = viewer.layers["cells LR SR×2 (bicubic)"]
+    sr = viewer.layers["tissue LR SR×2 (bicubic)"]
     assert sr.data.shape == (660, 550) and sr.data.dtype == image.data.dtype
     assert np.allclose(sr.scale, [0.2, 0.2]) and np.allclose(sr.translate, [10.0 - 0.1, 20.0 - 0.1])
     assert np.allclose(_world_extent(sr), _world_extent(image))
@@ -289,8 +289,8 @@ def test_super_resolve_whole_stack(make_napari_viewer, wait_idle, bicubic):
 
 def test_super_resolve_options_follow_the_method(make_napari_viewer):
     viewer = make_napari_viewer()
-    image, _ = _open_cells(viewer)
-    true_k = viewer.layers["cells LR true kernel ×2"]
+    image, _ = _open_tissue(viewer)
+    true_k = viewer.layers["tissue LR true kernel ×2"]
     widget = _dock(viewer, "Super-resolve")
     widget.image.value = image
     widget.kernel.value = true_k

@@ -20,7 +20,7 @@ SCALE = 2
 KERNEL_SIZE = 13
 
 # (σ along the rotated first axis, σ along the second, rotation θ in degrees)
-CELLS_KERNEL = (2.2, 0.9, 30.0)
+TISSUE_KERNEL = (2.2, 0.9, 30.0)
 ASTRONAUT_KERNEL = (2.4, 1.1, -50.0)
 FLUORESCENCE_KERNEL = (1.9, 1.0, 75.0)
 
@@ -55,14 +55,14 @@ def _sample(name: str, lr: np.ndarray, k: np.ndarray, params: tuple[float, float
     return [(lr, image_kwargs, "image"), (k.astype(np.float32), kernel_kwargs, "image")]
 
 
-def cells() -> list[LayerDataTuple]:
-    """Phase-contrast cells (scikit-image ``cell``), blurred with a known kernel and downscaled ×2, uint8."""
+def tissue() -> list[LayerDataTuple]:
+    """Brightfield immunohistochemistry micrograph (scikit-image), blurred with a known kernel and
+    downscaled ×2, RGB uint8."""
     from skimage import data
 
-    k = true_kernel(CELLS_KERNEL)
-    lr = _degrade_to(data.cell(), k, np.uint8, 255)
-    return _sample("cells LR", lr, k, CELLS_KERNEL, "skimage.data.cell", rgb=False,
-                   extra={"colormap": "gray"})
+    k = true_kernel(TISSUE_KERNEL)
+    lr = _degrade_to(data.immunohistochemistry(), k, np.uint8, 255)
+    return _sample("tissue LR", lr, k, TISSUE_KERNEL, "skimage.data.immunohistochemistry", rgb=True)
 
 
 def astronaut() -> list[LayerDataTuple]:

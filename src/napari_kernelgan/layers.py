@@ -5,8 +5,8 @@ use only their public attributes, so they work from the napari console::
 
     from napari_kernelgan import estimate_kernel
     from napari_kernelgan.layers import add_estimate_layers
-    est = estimate_kernel(viewer.layers['cells'].data)
-    add_estimate_layers(viewer, viewer.layers['cells'], est)
+    est = estimate_kernel(viewer.layers['tissue LR'].data)
+    add_estimate_layers(viewer, viewer.layers['tissue LR'], est)
 
 World placement (napari maps data index ``i`` to ``translate + scale * i``,
 the centre of pixel ``i``):

@@ -72,7 +72,8 @@ class Config:
     restarts: int = 1               # independent fits combined into one kernel
     gaussian_prior: float = 0.0     # 0 = raw kernel, 1 = its best-fitting anisotropic Gaussian
     verdict_crops: int = 64         # held-out crops used to weigh restarts
-    negligible_n: int = 40          # small-value suppression keeps about this many taps
+    negligible_n: int = 40          # small-value suppression keeps about this many taps (169 = off for 13×13:
+    #                                 the reference's 40 amputates the tails of wide, smooth kernels)
     early_stop: bool = False        # stop a run once its kernel stops changing (after the last lr decay)
     early_stop_tol: float = 0.01    # L1 change of the kernel over one check interval
     early_stop_every: int = 100
@@ -84,9 +85,9 @@ PRESETS: dict[str, Config] = {
     # (docs/engine.md has the figures), so the default holds G on the anchor (anchor_floor = w_anchor)
     # and lets the GAN refine within it; a short run suffices.
     "default": Config(iterations=300, batch=4, lr_step=100, anchor="edges", anchor_floor=5.0, prefit_steps=300,
-                      gaussian_prior=0.5, early_stop=True),
+                      negligible_n=169, gaussian_prior=0.5, early_stop=True),
     "fast": Config(iterations=100, batch=4, lr_step=35, anchor="edges", anchor_floor=5.0, prefit_steps=300,
-                   gaussian_prior=0.5, early_stop=True, early_stop_every=25),
+                   negligible_n=169, gaussian_prior=0.5, early_stop=True, early_stop_every=25),
 }
 
 

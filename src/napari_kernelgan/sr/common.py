@@ -9,21 +9,23 @@
 * :class:`DataStep` — the exact per-frequency solution of
   ``min_z ‖(z ⋆ k)↓s − y‖² + α‖z − x‖²`` (USRNet's data module, Zhang et al.
   CVPR 2020, eq. 7).
-* :func:`reflect_pad_lr` / :func:`fast_lr_length` — padding an LR image so the
-  periodic boundary of the FFT model falls outside the region that is kept.
-* :func:`iter_tiled` — run a per-tile routine over all frames of an
-  ``(N, C, H, W)`` stack with overlapping tiles, yielding
+* :func:`reflect_pad_lr` / :func:`crop_hr` / :func:`fast_lr_length` — padding
+  an LR image (to FFT-friendly sizes) so the periodic boundary of the FFT
+  model falls outside the region that is kept, and cropping the HR result.
+* :func:`iter_tiled` / :func:`tile_windows` — run a per-tile routine over all
+  frames of an ``(N, C, H, W)`` stack with overlapping tiles, yielding
   :class:`~napari_kernelgan.types.Progress` once per tile, and assemble the
   ``(N, C, sH, sW)`` result.
 
 All FFT helpers take torch tensors whose last two axes are (rows, columns);
-leading axes (frames, channels) are batched. The real dtype of the input
-(float32 or float64) sets the precision.
+leading axes (frames, channels) are batched. Transfer functions are half
+spectra (``torch.fft.rfft2`` layout). The real dtype of the input (float32 or
+float64) sets the precision.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Generator, Mapping
+from typing import Any, Callable, Generator, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +33,8 @@ from scipy import fft as sp_fft
 
 from ..physics.conventions import kernel_for_subsampling
 from ..types import Progress
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 __all__ = [
     "check_options", "kernel_otf", "fft_blur", "fft_degrade", "fft_degrade_adjoint", "DataStep",
@@ -54,10 +58,6 @@ def check_options(method: str, options: Mapping[str, Any], defaults: Mapping[str
 
 
 # --------------------------------------------------------------------------- FFT forward model
-
-def _complex_dtype(real: torch.dtype) -> torch.dtype:
-    return torch.complex128 if real == torch.float64 else torch.complex64
-
 
 def kernel_otf(kernel: np.ndarray, scale: int, shape: tuple[int, int], *,
                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -214,7 +214,7 @@ def reflect_pad_lr(lr: np.ndarray, pad: int, scale: int) -> tuple[np.ndarray, tu
     return out, (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
 
 
-def crop_hr(hr: np.ndarray | torch.Tensor, pads: tuple[int, int, int, int], scale: int):
+def crop_hr(hr: ArrayT, pads: tuple[int, int, int, int], scale: int) -> ArrayT:
     """Undo :func:`reflect_pad_lr` on the (..., s·h', s·w') HR result."""
     top, bottom, left, right = (p * scale for p in pads)
     h, w = hr.shape[-2:]

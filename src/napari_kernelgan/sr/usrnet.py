@@ -212,7 +212,7 @@ def psf2otf(psf: np.ndarray | torch.Tensor, shape: tuple[int, int], *, device: t
 def _architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Read the constructor arguments off a released state dict."""
     try:
-        nc = [int(state["p.m_head.weight"].shape[0])] + [int(state[f"p.m_down{i}.{0}.res.0.weight"].shape[0])
+        nc = [int(state["p.m_head.weight"].shape[0])] + [int(state[f"p.m_down{i}.0.res.0.weight"].shape[0])
                                                           for i in (2, 3)]
         nb = len({k.split(".")[2] for k in state if k.startswith("p.m_body.")})
         nc.append(int(state["p.m_body.0.res.0.weight"].shape[0]))
