@@ -111,3 +111,11 @@ def test_constant_baseline_and_random_kernels() -> None:
 def test_validate_kernel_errors(bad: np.ndarray, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         validate_kernel(bad)
+
+
+def test_validate_kernel_accepts_div2krk_ringing_and_clips_it():
+    """Interpolated kernels (as DIV2KRK's ground truth) have taps of about -1% of the peak: accepted, clipped."""
+    k = gaussian_kernel(13, 1.5)
+    k[0, 6] = -0.008 * k.max()
+    out = validate_kernel(k / k.sum())
+    assert out.min() == 0.0 and np.isclose(out.sum(), 1.0)

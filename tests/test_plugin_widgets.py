@@ -260,7 +260,7 @@ def test_super_resolve_widget_overlays_input(make_napari_viewer, wait_idle, bicu
     widget.run_button.native.click()
     wait_idle(widget)
     sr = viewer.layers["tissue LR SR×2 (bicubic)"]
-    assert sr.data.shape == (660, 550) and sr.data.dtype == image.data.dtype
+    assert sr.data.shape == (512, 512, 3) and sr.data.dtype == image.data.dtype
     assert np.allclose(sr.scale, [0.2, 0.2]) and np.allclose(sr.translate, [10.0 - 0.1, 20.0 - 0.1])
     assert np.allclose(_world_extent(sr), _world_extent(image))
     assert sr.colormap.name == image.colormap.name and np.allclose(sr.contrast_limits, (20, 200))

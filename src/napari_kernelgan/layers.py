@@ -211,10 +211,11 @@ def sr_layer_data(image_layer: Any, result: SRResult, *,
                               "translate": translate, "rgb": rgb,
                               "metadata": {**result.metadata(), "source": image_layer.name, "role": "super-resolved",
                                            "slice": list(slice_index) if slice_index else None}}
+    # Same display as the input so the two can be blinked against each other (RGB layers have no colormap).
     if not rgb:
         kwargs["colormap"] = image_layer.colormap.name
-        kwargs["contrast_limits"] = list(image_layer.contrast_limits)
-        kwargs["gamma"] = float(getattr(image_layer, "gamma", 1.0))
+    kwargs["contrast_limits"] = list(image_layer.contrast_limits)
+    kwargs["gamma"] = float(getattr(image_layer, "gamma", 1.0))
     return (data, kwargs, "image")
 
 

@@ -141,7 +141,9 @@ def validate_kernel(k: np.ndarray, *, name: str = "kernel") -> np.ndarray:
         raise ValueError(f"{name} contains NaN or infinite values")
     if arr.shape[0] % 2 == 0 or arr.shape[1] % 2 == 0:
         raise ValueError(f"{name} must have odd size so it has a middle pixel, got {arr.shape[0]}×{arr.shape[1]}")
-    if arr.min() < -1e-3 * max(arr.max(), 1e-12):
+    # Kernels resampled with a cubic/sinc interpolator (DIV2KRK's ground truth among them) carry ringing down to
+    # about -1% of the peak; those taps are clipped below. Anything deeper is not a blur kernel.
+    if arr.min() < -2e-2 * max(arr.max(), 1e-12):
         raise ValueError(f"{name} has negative values (min {arr.min():.3g}); a blur kernel is non-negative")
     total = arr.sum()
     if total <= 0:
