@@ -131,3 +131,15 @@ def test_bad_options() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
             nk.estimate_kernel(img, 2, device="cuda")
+
+
+def test_anchor_blend_mixes_in_the_anchor() -> None:
+    """The final kernel moves toward the edge anchor by exactly the configured fraction."""
+    from napari_kernelgan.estimators.kernelgan import finalize_kernel
+
+    raw = gaussian_kernel(13, 1.0)
+    anchor = gaussian_kernel(13, 2.5)
+    plain = finalize_kernel(raw, resolve_config("default", anchor_blend=0.0, gaussian_prior=0.0), anchor)
+    mixed = finalize_kernel(raw, resolve_config("default", anchor_blend=0.25, gaussian_prior=0.0), anchor)
+    assert np.allclose(mixed, 0.75 * plain + 0.25 * anchor, atol=1e-9)
+    assert PRESETS["paper"].anchor_blend == 0.0

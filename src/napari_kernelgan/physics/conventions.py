@@ -61,7 +61,11 @@ def centre_kernel(k: np.ndarray) -> np.ndarray:
     k = np.asarray(k, dtype=np.float64)
     out = k
     for _ in range(2):  # a second pass removes the small drift that clipping the spline's lobes causes
-        out = np.clip(shift_kernel(out, np.array(k.shape) // 2 - centre_of_mass(out)), 0, None)
+        shift = np.array(k.shape) // 2 - centre_of_mass(out)
+        # A spline "shift" by round-off still resamples (and slightly blurs) the kernel: skip it.
+        if np.abs(shift).max() < 1e-6:
+            break
+        out = np.clip(shift_kernel(out, shift), 0, None)
     return out * (k.sum() / out.sum()) if out.sum() > 0 else out
 
 

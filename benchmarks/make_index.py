@@ -1,0 +1,72 @@
+"""Assemble ``docs/benchmarks.md`` from the reports the benchmark scripts wrote.
+
+Each ``docs/benchmarks_*.md`` is a full report (command, machine, per-image rows); the index
+keeps every report's summary (everything before its per-image section) and links to the rest,
+so no figure is typed by hand.
+
+    python benchmarks/make_index.py            # after benchmarks/run_all.sh
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Report file -> heading in the index, in reading order.
+SECTIONS = [
+    ("benchmarks_kernel_x2.md", "Kernel estimation ×2 (`default` preset and the sharp-edge estimator)"),
+    ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
+    ("benchmarks_kernel_paper_x2.md", "Kernel estimation ×2, `paper` preset"),
+    ("benchmarks_sr_x2.md", "Super-resolution ×2"),
+    ("benchmarks_sr_x4.md", "Super-resolution ×4"),
+    ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
+]
+
+PREFACE = """# Benchmarks
+
+Every figure below was written by a script in `benchmarks/`; each section names the command
+that produced it, the machine and the thread count. `bash benchmarks/run_all.sh` reruns all of
+them (about an hour on 2 CPU cores) and rebuilds this page with `benchmarks/make_index.py`.
+
+Data: the DIV2KRK development split (images 1–30; `--data` points at a folder with `lr_x2/`,
+`lr_x4/`, `gt_k_x2/`, `gt_k_x4/` and, for super-resolution, `hr/`). Kernel L1 compares kernels
+zero-padded to a common odd size, centred, the estimate moved by the integer shift in [−3, 3]²
+that minimises the L1 sum. Every table carries its trivial baseline from the same run: the
+fixed isotropic Gaussian (σ = 1.6 on 13×13 at ×2, σ = 3.5 on 31×31 at ×4) for kernels, bicubic
+interpolation for super-resolution.
+"""
+
+
+def summary(text: str) -> str:
+    """The report without its title and per-image section."""
+    lines = text.splitlines()
+    out = []
+    for line in lines[1:] if lines and lines[0].startswith("#") else lines:
+        if line.lstrip("# ").startswith("Per image"):
+            break
+        # The report's own sections sit one level below the index's.
+        out.append("#" + line if line.startswith("##") else line)
+    return "\n".join(out).strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=Path, default=ROOT / "docs")
+    args = ap.parse_args(argv)
+    parts = [PREFACE]
+    for name, title in SECTIONS:
+        path = args.docs / name
+        if not path.is_file():
+            parts.append(f"## {title}\n\nNot run yet: `{name}` is missing.\n")
+            continue
+        parts.append(f"## {title}\n\n{summary(path.read_text())}\n\nFull report with per-image rows: "
+                     f"[{name}]({name}).\n")
+    out = args.docs / "benchmarks.md"
+    out.write_text("\n".join(parts))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

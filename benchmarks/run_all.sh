@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Rerun every benchmark behind docs/benchmarks.md, then rebuild that page.
+#   bash benchmarks/run_all.sh [DATA_DIR] [USRNET_WEIGHTS]
+# About an hour on 2 CPU cores. Timings are only comparable within one report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/div2krk}
+WEIGHTS=${2:-../shared/weights/usrnet_tiny.pth}
+PY=${PYTHON:-.venv/bin/python}
+CACHE=$(mktemp -d)
+trap 'rm -rf "$CACHE"' EXIT
+
+for s in 2 4; do
+  speed=$([ "$s" = 2 ] && echo 20 || echo 0)
+  $PY benchmarks/kernel_benchmark.py --data "$DATA" --scale $s --presets default,edges:default \
+      --workers 1 --threads 2 --speed-steps "$speed" --out docs/benchmarks_kernel_x$s.md
+done
+$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --presets paper --limit 8 \
+    --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_paper_x2.md
+for s in 2 4; do
+  $PY benchmarks/sr_benchmark.py --data "$DATA" --scale $s --methods bicubic,closed-form \
+      --kernels gt,estimated,constant --threads 2 --kernel-cache "$CACHE" --out docs/benchmarks_sr_x$s.md
+done
+$PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet,zssr --kernels gt,estimated \
+    --ids 2,13,27 --threads 2 --kernel-cache "$CACHE" --usrnet-weights "$WEIGHTS" \
+    --out docs/benchmarks_sr_neural_x2.md
+$PY benchmarks/make_index.py
