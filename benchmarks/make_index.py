@@ -19,7 +19,9 @@ SECTIONS = [
     ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
     ("benchmarks_kernel_paper_x2.md", "Kernel estimation ×2, `paper` preset"),
     ("benchmarks_sr_x2.md", "Super-resolution ×2"),
+    ("benchmarks_sr_x2_blind.md", "Blind super-resolution ×2 (closed-form with `sigma=2`, as `blind_super_resolve` runs it)"),
     ("benchmarks_sr_x4.md", "Super-resolution ×4"),
+    ("benchmarks_sr_x4_blind.md", "Blind super-resolution ×4 (closed-form with `sigma=2`)"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
 ]
 

@@ -20,6 +20,9 @@ $PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --presets paper --li
 for s in 2 4; do
   $PY benchmarks/sr_benchmark.py --data "$DATA" --scale $s --methods bicubic,closed-form \
       --kernels gt,estimated,constant --threads 2 --kernel-cache "$CACHE" --out docs/benchmarks_sr_x$s.md
+  $PY benchmarks/sr_benchmark.py --data "$DATA" --scale $s --methods bicubic,closed-form \
+      --kernels estimated,constant --set closed-form:sigma=2 --threads 2 --kernel-cache "$CACHE" \
+      --out docs/benchmarks_sr_x${s}_blind.md
 done
 $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet,zssr --kernels gt,estimated \
     --ids 2,13,27 --threads 2 --kernel-cache "$CACHE" --usrnet-weights "$WEIGHTS" \

@@ -192,6 +192,7 @@ class TaskWidget(QWidget):
     """Run/Cancel buttons, a status line and the worker plumbing shared by the dock widgets."""
 
     run_text = "Run"
+    whole_stack_text = "Whole stack"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
@@ -200,6 +201,10 @@ class TaskWidget(QWidget):
         self.state: RunState | None = None
         self._reporting = False  # napari's progress bar and layer controls re-enter the event loop
         self.form = Container(labels=True)
+        # Every task works on one input image layer, optionally on its whole stack; subclasses place these.
+        self.image = ComboBox(label="Image", choices=self._image_choices, nullable=False)
+        self.whole_stack = CheckBox(text=self.whole_stack_text, value=False)
+        self.image.changed.connect(self._image_changed)
         self.advanced = Container(labels=True)
         self.collapsible = QCollapsible("Advanced")
         self.collapsible.addWidget(self.advanced.native)
@@ -222,12 +227,18 @@ class TaskWidget(QWidget):
         self.viewer.layers.events.reordered.connect(self._layers_changed)
         self.viewer.layers.selection.events.active.connect(self._active_changed)
 
-    # subclasses provide these
     def _layers_changed(self, event: Any = None) -> None:
         self.form.reset_choices()
+        self._image_changed()
 
     def _active_changed(self, event: Any = None) -> None:
-        pass
+        self._follow_active(self.image)
+
+    def _image_changed(self, *_: Any) -> None:
+        layer = self.image.value
+        self.whole_stack.enabled = layer is not None and bool(leading_shape(layer))
+
+    # subclasses provide these
 
     def run(self) -> None:
         raise NotImplementedError
@@ -345,11 +356,11 @@ class EstimateKernelWidget(TaskWidget):
     """Blind estimation of the SR kernel of an image layer (KernelGAN)."""
 
     run_text = "Estimate kernel"
+    whole_stack_text = "One kernel for the whole stack"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         presets = estimator_presets()
-        self.image = ComboBox(label="Image", choices=self._image_choices, nullable=False)
         self.scale = ComboBox(label="Scale", choices=[("×2", 2), ("×4", 4)], value=2)
         self.preset = ComboBox(label="Preset", choices=presets,
                                value="default" if "default" in presets else presets[0])
@@ -361,24 +372,11 @@ class EstimateKernelWidget(TaskWidget):
         self.form.extend([self.image, self.scale, self.preset, self.iterations, self.device, self.seed])
         self.report_every = SpinBox(label="Preview every", value=10, min=1, max=10000)
         self.report_every.tooltip = "Update the running kernel preview every this many iterations."
-        self.whole_stack = CheckBox(text="One kernel for the whole stack", value=False)
         self.whole_stack.tooltip = ("For a 3-D/4-D layer: estimate one kernel from all slices "
                                     "(otherwise the slice in view).")
         self.advanced.extend([self.report_every, self.whole_stack])
-        self.image.changed.connect(self._image_changed)
         self._follow_active(self.image)
         self._image_changed()
-
-    def _layers_changed(self, event: Any = None) -> None:
-        super()._layers_changed(event)
-        self._image_changed()
-
-    def _active_changed(self, event: Any = None) -> None:
-        self._follow_active(self.image)
-
-    def _image_changed(self, *_: Any) -> None:
-        layer = self.image.value
-        self.whole_stack.enabled = layer is not None and bool(leading_shape(layer))
 
     def run(self) -> None:
         """Start an estimate on the chosen layer with the form's options."""
@@ -428,11 +426,11 @@ class SuperResolveWidget(TaskWidget):
     """Kernel-aware super-resolution of an image layer with a registered SR method."""
 
     run_text = "Super-resolve"
+    whole_stack_text = "Whole stack (one kernel for all slices)"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         methods = sr_method_names()
-        self.image = ComboBox(label="Image", choices=self._image_choices, nullable=False)
         self.kernel = ComboBox(label="Kernel", choices=self._kernel_choices, nullable=False)
         self.method = ComboBox(label="Method", choices=methods,
                                value="closed-form" if "closed-form" in methods else (methods[0] if methods else None))
@@ -441,28 +439,15 @@ class SuperResolveWidget(TaskWidget):
         self.options.margins = (0, 0, 0, 0)
         self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=MAX_SEED)
-        self.whole_stack = CheckBox(text="Whole stack (one kernel for all slices)", value=False)
         self.form.extend([self.image, self.kernel, self.method, self.scale, self.options, self.device, self.seed,
                           self.whole_stack])
         self.more_options = Container(labels=True)
         self.advanced.append(self.more_options)
         self.method_options: MethodOptions | None = None
         self.method.changed.connect(self._method_changed)
-        self.image.changed.connect(self._image_changed)
         self._follow_active(self.image)
         self._method_changed()
         self._image_changed()
-
-    def _layers_changed(self, event: Any = None) -> None:
-        super()._layers_changed(event)
-        self._image_changed()
-
-    def _active_changed(self, event: Any = None) -> None:
-        self._follow_active(self.image)
-
-    def _image_changed(self, *_: Any) -> None:
-        layer = self.image.value
-        self.whole_stack.enabled = layer is not None and bool(leading_shape(layer))
 
     def _kernel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         kernels = [(layer.name, layer) for layer in reversed(self.viewer.layers)

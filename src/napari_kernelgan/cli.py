@@ -40,6 +40,18 @@ class ProgressBar:
             sys.stderr.write("\n")
 
 
+
+# Failures a user can fix (bad file, bad option, missing weights): one line, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError)
+
+
+def _error(exc: BaseException, path: Path | str | None = None) -> int:
+    """Print one ``error:`` line for ``exc`` and return the exit code 1."""
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    print(f"error: {f'{path}: ' if path is not None else ''}{msg}", file=sys.stderr)
+    return 1
+
+
 def save_kernel_plot(path: Path, kernel: np.ndarray, title: str) -> None:
     """PNG of the kernel with a colour bar, written atomically."""
     import matplotlib
@@ -113,11 +125,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             bar.close()
             print(f"error: {path}: interrupted; nothing written for it", file=sys.stderr)
             return 130
-        except (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError) as exc:
+        except USER_ERRORS as exc:
             bar.close()
             failures += 1
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            print(f"error: {path}: {msg}", file=sys.stderr)
+            _error(exc, path)
             continue
         k = est.kernel_for(args.scale)
         print(f"{path}: ×{args.scale} kernel {k.shape[0]}×{k.shape[1]} in {est.elapsed:.1f} s "
@@ -147,9 +158,8 @@ def cmd_sr(args: argparse.Namespace) -> int:
                             callback=bar, channel_axis=args.channel_axis, stack_axis=args.stack_axis)
         bar.close()
         out = write_image(_sr_output(args, Path(args.image), args.scale, args.method), res.image)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as exc:
+        return _error(exc)
     print(f"{args.image}: ×{args.scale} {args.method} → {out} {res.image.shape} {res.image.dtype} "
           f"in {res.elapsed:.1f} s ({res.device})")
     return 0
@@ -170,9 +180,8 @@ def cmd_blind_sr(args: argparse.Namespace) -> int:
         out = _sr_output(args, Path(args.image), args.scale, args.method)
         kpath = write_kernel(out.with_name(f"{out.stem}_kernel_x{args.scale}.mat"), res.kernel)
         write_image(out, res.image)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as exc:
+        return _error(exc)
     print(f"{args.image}: blind ×{args.scale} {args.method} → {out} (kernel {kpath.name}); "
           f"estimate {res.estimate.elapsed:.1f} s, SR {res.elapsed:.1f} s")
     return 0
