@@ -52,6 +52,36 @@ def summary(text: str) -> str:
     return "\n".join(out).strip()
 
 
+# Reports whose first table goes into the README, between these markers.
+README_TABLES = [("benchmarks_kernel_x2.md", "Kernel estimation ×2"), ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
+                 ("benchmarks_sr_x2.md", "Super-resolution ×2, nine images with HR"),
+                 ("benchmarks_sr_x2_blind.md", "Blind super-resolution ×2")]
+BEGIN, END = "<!-- figures: written by benchmarks/make_index.py -->", "<!-- /figures -->"
+
+
+def first_table(text: str) -> str:
+    """The first markdown table in ``text``."""
+    rows, started = [], False
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+            started = True
+        elif started:
+            break
+    return "\n".join(rows)
+
+
+def update_readme(readme: Path, docs: Path) -> None:
+    """Replace the block between the README's figure markers with the reports' headline tables."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return
+    blocks = [f"**{title}** ([report](docs/{name}))\n\n{first_table((docs / name).read_text())}"
+              for name, title in README_TABLES if (docs / name).is_file()]
+    head, rest = text.split(BEGIN, 1)
+    readme.write_text(head + BEGIN + "\n\n" + "\n\n".join(blocks) + "\n\n" + END + rest.split(END, 1)[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
@@ -67,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.docs / "benchmarks.md"
     out.write_text("\n".join(parts))
     print(f"wrote {out}")
+    update_readme(ROOT / "README.md", args.docs)
     return 0
 
 

@@ -108,6 +108,15 @@ def test_estimate_widget_full_run(make_napari_viewer, wait_idle):
     assert "tissue LR kernel ×4" not in names and names.count("tissue LR kernel ×2") == 1
     assert len(names) == 4  # image, true kernel, kernel ×2, D-map
 
+    # Super-resolving with that estimate applies the blind defaults (closed-form's noise floor);
+    # with the measured true kernel it does not.
+    for source, sigma in ((LATEST, 2.0), (viewer.layers["tissue LR true kernel ×2"], 0.0)):
+        sr_widget = _sr_widget(viewer, image, source, "closed-form", 2)
+        assert {w.name: w.value for w in sr_widget.options}["sigma"] == sigma  # the form shows what runs
+        sr_widget.run_button.native.click()
+        wait_idle(sr_widget)
+        assert viewer.layers["tissue LR SR×2 (closed-form)"].metadata["options"].get("sigma") == sigma
+
 
 def test_cancel_stops_quickly_and_leaves_nothing(make_napari_viewer, qtbot, wait_idle):
     viewer = make_napari_viewer()

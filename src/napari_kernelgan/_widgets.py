@@ -445,6 +445,7 @@ class SuperResolveWidget(TaskWidget):
         self.advanced.append(self.more_options)
         self.method_options: MethodOptions | None = None
         self.method.changed.connect(self._method_changed)
+        self.kernel.changed.connect(self._kernel_changed)
         self._follow_active(self.image)
         self._method_changed()
         self._image_changed()
@@ -465,6 +466,19 @@ class SuperResolveWidget(TaskWidget):
         for name, value in opts.defaults.items():
             widget = option_widget(name, value, opts.choices.get(name))
             (self.options if name in opts.main else self.more_options).append(widget)
+        self._kernel_changed()
+
+    def _kernel_changed(self, *_: Any) -> None:
+        """An estimated kernel gets the method defaults ``blind_super_resolve`` uses (shown in the form);
+        a measured one the method's own."""
+        if self.method_options is None:
+            return
+        chosen = self.kernel.value
+        estimated = chosen == LATEST or (chosen is not None and chosen.metadata.get("role") == "kernel")
+        blind = api.BLIND_DEFAULTS.get(self.method.value, {})
+        for widget in [*self.options, *self.more_options]:
+            if widget.name in blind:
+                widget.value = blind[widget.name] if estimated else self.method_options.defaults[widget.name]
 
     def option_values(self) -> dict[str, Any]:
         """The chosen method's options as set in the form (empty text fields left out)."""

@@ -118,10 +118,20 @@ def super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale:
     return drive(iter_super_resolve(image, kernel, scale, method=method, **kwargs), callback, cancel)
 
 
+# Options a method gets by default when its kernel is an estimate, not a measurement: closed-form's
+# noise floor keeps the data step from over-sharpening where the estimate is too wide
+# (measured in the blind sections of docs/benchmarks.md).
+BLIND_DEFAULTS: dict[str, dict[str, Any]] = {"closed-form": {"sigma": 2.0}}
+
+
 def iter_blind_super_resolve(image: np.ndarray, scale: int, *, method: str = "closed-form",
                              estimate_options: dict[str, Any] | None = None,
                              **sr_options: Any) -> Generator[Progress, None, SRResult]:
-    """Estimate the kernel, then super-resolve with it (generator form)."""
+    """Estimate the kernel, then super-resolve with it (generator form).
+
+    Method options not given default to :data:`BLIND_DEFAULTS` for that method.
+    """
+    sr_options = {**BLIND_DEFAULTS.get(method, {}), **sr_options}
     shared = {k: sr_options[k] for k in ("device", "seed", "rgb", "channel_axis", "stack_axis") if k in sr_options}
     estimate = yield from iter_estimate_kernel(image, scale, **shared, **(estimate_options or {}))
     result = yield from iter_super_resolve(image, estimate, scale, method=method, **sr_options)
