@@ -290,18 +290,15 @@ def render(args: argparse.Namespace, ids: list[int], results: dict, estimate_tim
                       f"took {np.mean(list(estimate_times.values())):.1f} s per image on average{cached}; "
                       "it is not included in the SR times."]
     keys = list(results)
-    lines += ["", "## Per image: PSNR (dB) / SSIM", "",
-              "| image | " + " | ".join(f"{m} · {s}" if s != "-" else m for m, s in keys) + " |",
-              "| --- |" + " ---: |" * len(keys)]
-    for i in ids:
-        cells = [f"{results[k][i][0]:.2f} / {results[k][i][1]:.4f}" if i in results[k] else "—" for k in keys]
-        lines.append(f"| im_{i} | " + " | ".join(cells) + " |")
-    lines += ["", "## Per image: time (s)", "",
-              "| image | " + " | ".join(f"{m} · {s}" if s != "-" else m for m, s in keys) + " |",
-              "| --- |" + " ---: |" * len(keys)]
-    for i in ids:
-        cells = [f"{results[k][i][2]:.2f}" if i in results[k] else "—" for k in keys]
-        lines.append(f"| im_{i} | " + " | ".join(cells) + " |")
+    # results[key][image] = (psnr, ssim, seconds)
+    for title, cell in (("PSNR (dB) / SSIM", lambda r: f"{r[0]:.2f} / {r[1]:.4f}"),
+                        ("time (s)", lambda r: f"{r[2]:.2f}")):
+        lines += ["", f"## Per image: {title}", "",
+                  "| image | " + " | ".join(f"{m} · {s}" if s != "-" else m for m, s in keys) + " |",
+                  "| --- |" + " ---: |" * len(keys)]
+        for i in ids:
+            lines.append(f"| im_{i} | " + " | ".join(cell(results[k][i]) if i in results[k] else "—"
+                                                     for k in keys) + " |")
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in dict.fromkeys(notes)]
     return "\n".join(lines) + "\n"

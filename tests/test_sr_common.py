@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_kernelgan.api import drive
 from napari_kernelgan.physics import centre_kernel, degrade, gaussian_kernel
 from napari_kernelgan.sr.common import (DataStep, check_options, crop_hr, fast_lr_length, fft_degrade,
                                         fft_degrade_adjoint, iter_tiled, kernel_otf, reflect_pad_lr, tile_windows)
@@ -134,11 +135,7 @@ def test_iter_tiled_matches_whole_image_and_reports_progress():
     frames = rng.random((2, 3, 50, 70)).astype(np.float32)
     whole = iter_tiled(frames, 2, _upsample(2), tile=0, overlap=4)
     reports = []
-    try:
-        while True:
-            reports.append(next(whole))
-    except StopIteration as stop:
-        reference = stop.value
+    reference = drive(whole, reports.append)
     assert len(reports) == 2 and reports[-1].iteration == reports[-1].total == 2
 
     seen_shapes = []
@@ -149,11 +146,7 @@ def test_iter_tiled_matches_whole_image_and_reports_progress():
 
     tiled = iter_tiled(frames, 2, recording, tile=16, overlap=4)
     reports = []
-    try:
-        while True:
-            reports.append(next(tiled))
-    except StopIteration as stop:
-        result = stop.value
+    result = drive(tiled, reports.append)
     assert result.shape == (2, 3, 100, 140) and result.dtype == np.float32
     np.testing.assert_allclose(result, reference, atol=1e-6)
     assert all(isinstance(p, Progress) and p.stage == "sr" for p in reports)

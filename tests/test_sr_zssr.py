@@ -146,12 +146,7 @@ def test_gradual_x4(crop):
     frames = np.ascontiguousarray(lr[:24, :24].transpose(2, 0, 1)[None])
     seen = []
     gen = _zssr(frames, k4, scale=4, gradual=True, kernel_x2=k2, iterations=10, crop=16, width=8, report_every=5)
-    while True:
-        try:
-            seen.append(next(gen))
-        except StopIteration as stop:
-            out = stop.value
-            break
+    out = drive(gen, seen.append)
     assert out.shape == (1, 3, 96, 96)
     steps = [p.iteration for p in seen]
     assert steps == sorted(steps) and seen[-1].iteration == seen[-1].total

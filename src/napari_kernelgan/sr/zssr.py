@@ -407,12 +407,7 @@ class ZSSRTrainer:
         for t in transforms:
             moved = np.ascontiguousarray(dihedral(lr, t))
             gen = iter_tiled(moved[None], self.scale, self._net_tile, tile=cfg.tile, overlap=cfg.overlap)
-            while True:
-                try:
-                    yield next(gen)
-                except StopIteration as stop:
-                    out = stop.value[0]
-                    break
+            out = (yield from gen)[0]
             out = torch.from_numpy(np.ascontiguousarray(undo_dihedral(out, t))).to(self.device)
             members.append(back_project(out, lr_t, self.kernel, self.scale, cfg.back_projection))
         fused = members[0] if len(members) == 1 else np.median(np.stack(members), axis=0).astype(np.float32)
