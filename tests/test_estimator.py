@@ -7,6 +7,7 @@ import torch
 from skimage import data
 
 import napari_kernelgan as nk
+from napari_kernelgan.errors import BadOptionError
 from napari_kernelgan.estimators.kernelgan import PRESETS, resolve_config
 from napari_kernelgan.estimators.networks import DeepLinearG, PatchD
 from napari_kernelgan.physics import constant_gaussian, degrade, gaussian_kernel, kernel_l1
@@ -53,7 +54,7 @@ def test_recovers_known_anisotropic_kernel(blurred: np.ndarray) -> None:
 
 
 def test_edges_estimator_recovers_kernel(blurred: np.ndarray) -> None:
-    est = nk.estimate_kernel(blurred, 2, method="edges")
+    est = nk.estimate_kernel(blurred, 2, estimator="edges")
     assert kernel_l1(est.kernel, TRUE_K) < 0.3
 
 
@@ -75,14 +76,14 @@ def test_seeded_reproducible_and_streaming(blurred: np.ndarray) -> None:
 def test_cancel_stops_early(blurred: np.ndarray) -> None:
     calls = []
 
-    def stop_at_second(p: nk.Progress) -> bool:
-        calls.append(p.iteration)
-        return len(calls) < 2
+    def stop_at_second_step(p: nk.Progress) -> bool:
+        calls.append((p.stage, p.iteration))
+        return p.iteration < 2
 
     with pytest.raises(nk.Cancelled):
         nk.estimate_kernel(blurred[:96, :96], 2, preset="paper", iterations=200, report_every=5,
-                           callback=stop_at_second)
-    assert calls == [1, 2]  # stopped at the very next step
+                           callback=stop_at_second_step)
+    assert calls == [("prepare", 0), ("estimate", 1), ("estimate", 2)]  # stopped at the very next step
 
 
 def test_x4_and_multichannel_and_stack(blurred: np.ndarray) -> None:
@@ -101,9 +102,9 @@ def test_paper_preset_is_as_published() -> None:
     assert (p.w_sum2one, p.w_boundaries, p.w_sparse, p.w_centre) == (0.5, 0.5, 5.0, 1.0)
     assert p.anchor == "bicubic" and p.restarts == 1 and p.gaussian_prior == 0
     assert resolve_config("paper", 300).lr_step == 75
-    with pytest.raises(TypeError, match="unknown KernelGAN option"):
+    with pytest.raises(BadOptionError, match="unknown KernelGAN option"):
         resolve_config("paper", bogus=1)
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(BadOptionError, match="unknown preset"):
         resolve_config("nope")
 
 
@@ -126,10 +127,14 @@ def test_bad_options() -> None:
     img = data.camera()[:64, :64]
     with pytest.raises(ValueError, match="scale"):
         nk.estimate_kernel(img, 3)
-    with pytest.raises(KeyError, match="unknown kernel estimator"):
-        nk.estimate_kernel(img, 2, method="nope")
+    with pytest.raises(BadOptionError, match="unknown kernel estimator"):
+        nk.estimate_kernel(img, 2, estimator="nope")
+    with pytest.raises(BadOptionError, match="edges' got unknown option.*'iterations'"):
+        nk.estimate_kernel(img, 2, estimator="edges", iterations=5)
+    with pytest.warns(DeprecationWarning, match="estimator="):
+        nk.estimate_kernel(img, 2, method="edges")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA"):
+        with pytest.raises(BadOptionError, match="no CUDA"):
             nk.estimate_kernel(img, 2, device="cuda")
 
 

@@ -75,7 +75,7 @@ def test_cli_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
 def test_demo_reports_errors_beside_baselines_and_writes_outputs(tmp_path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path), "--preset", "fast", "--iterations", "10", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "fixed Gaussian baseline" in out and "method='edges'" in out and "true kernel" in out
+    assert "fixed Gaussian baseline" in out and "estimator='edges'" in out and "true kernel" in out
     k = read_kernel(tmp_path / "ihc_lr_x2_kernel_x2.mat")
     assert k.shape == (13, 13) and np.isclose(k.sum(), 1.0)
     truth = read_kernel(tmp_path / "ihc_true_kernel_x2.mat")

@@ -8,7 +8,9 @@ import pytest
 
 from napari_kernelgan import io
 from napari_kernelgan._reader import get_reader, looks_like_kernel
-from napari_kernelgan._sample_data import TISSUE_KERNEL, astronaut, fluorescence_stack, true_kernel
+from napari_kernelgan._sample_data import astronaut, fluorescence_stack
+from napari_kernelgan.physics.kernels import gaussian_kernel as _gaussian
+from napari_kernelgan.samples import TISSUE
 from napari_kernelgan._writer import write_kernel_layer
 from napari_kernelgan.layers import (estimate_layer_data, kernel_layer_name, sr_layer_data, sr_transform)
 from napari_kernelgan.physics import degrade, gaussian_kernel
@@ -45,7 +47,7 @@ def _estimate(h, w, n=None, scale=2):
     k = gaussian_kernel(13, 2.0, 1.0, 0.3)
     dmap = np.random.default_rng(0).random((n, h, w) if n else (h, w)).astype(np.float32)
     return KernelEstimate(kernel=k, dmap=dmap, loss_history={}, iterations=10, elapsed=1.0, device="cpu",
-                          seed=3, preset="fast", scale=scale)
+                          seed=3, method="kernelgan", options={"preset": "fast"}, scale=scale)
 
 
 def test_estimate_layers_overlay_the_image():
@@ -98,9 +100,12 @@ def test_samples_are_the_documented_degradation(tissue_sample):
     from skimage import data
 
     assert kind == "image" and lr.dtype == np.uint8 and lr.shape == (256, 256, 3)
-    assert np.allclose(k, true_kernel(TISSUE_KERNEL), atol=1e-7)
+    # The documented kernel: σ 2.2 and 0.9 px along axes rotated by 30°.
+    truth = _gaussian(13, 2.2, 0.9, np.deg2rad(30.0))
+    assert TISSUE.sigma == (2.2, 0.9) and TISSUE.theta_deg == 30.0
+    assert np.allclose(k, truth, atol=1e-7)
     hr = data.immunohistochemistry().astype(float)
-    expected = np.clip(np.round(degrade(hr, true_kernel(TISSUE_KERNEL), 2)), 0, 255)
+    expected = np.clip(np.round(degrade(hr, truth, 2)), 0, 255)
     assert np.array_equal(lr, expected.astype(np.uint8))
     assert np.allclose(kw["metadata"]["true_kernel"]["kernel"], k, atol=1e-7)
     assert kkw["name"] == "tissue LR true kernel ×2" and kkw["metadata"]["orientation"] == "correlation"

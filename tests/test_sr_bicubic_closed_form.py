@@ -28,7 +28,7 @@ def _asymmetric_kernel() -> np.ndarray:
 
 def _sr(method: str, lr: np.ndarray, kernel: np.ndarray, scale: int, **options) -> np.ndarray:
     frames = np.asarray(lr, dtype=np.float32)[None, None]
-    out = drive(SR_METHODS.get(method)(frames, kernel, scale, device=CPU, seed=0, **options))
+    out = drive(SR_METHODS.get(method).fn(frames, kernel, scale, device=CPU, seed=0, **options))
     return np.clip(out[0, 0].astype(np.float64), 0, 1)
 
 
@@ -210,6 +210,7 @@ def test_progress_is_reported_and_cancellable():
     rng = np.random.default_rng(5)
     img = rng.random((96, 96)).astype(np.float32)
     gen = iter_super_resolve(img, gaussian_kernel(11, 1.5), 2, device="cpu", tile=32)
+    assert next(gen).stage == "prepare"
     first = next(gen)
     assert isinstance(first, Progress) and first.stage == "sr" and first.total == 9
     gen.close()
@@ -252,13 +253,13 @@ def test_bad_scale_and_options_are_refused():
 def test_blind_super_resolve_beats_bicubic_with_its_own_kernel():
     """Estimate, then super-resolve: the estimate rides along and the blind noise floor is applied."""
     from napari_kernelgan import blind_super_resolve
-    from napari_kernelgan.api import BLIND_DEFAULTS
+    from napari_kernelgan.api import blind_defaults
 
     hr = data.camera()[96:352, 128:384].astype(np.float64) / 255.0
     lr = degrade(hr, gaussian_kernel(13, 1.8, 1.1, 0.4), 2)
     res = blind_super_resolve(lr.astype(np.float32), 2, device="cpu", seed=0,
                               estimate_options={"preset": "fast", "iterations": 30})
     assert res.image.shape == hr.shape and res.estimate is not None and res.estimate.kernel.shape == (13, 13)
-    assert res.options["sigma"] == BLIND_DEFAULTS["closed-form"]["sigma"]
+    assert res.options["sigma"] == blind_defaults("closed-form")["sigma"] == 2.0
     gain = _psnr(res.image, hr, 2) - _psnr(imresize(lr, 2.0), hr, 2)
     assert gain > 1.0, gain

@@ -7,7 +7,7 @@ import torch
 
 from napari_kernelgan.api import drive
 from napari_kernelgan.physics import centre_kernel, degrade, gaussian_kernel
-from napari_kernelgan.sr.common import (DataStep, check_options, crop_hr, fast_lr_length, fft_degrade,
+from napari_kernelgan.sr.common import (DataStep, crop_hr, fast_lr_length, fft_degrade,
                                         fft_degrade_adjoint, iter_tiled, kernel_otf, reflect_pad_lr, tile_windows)
 from napari_kernelgan.types import Progress
 
@@ -159,11 +159,3 @@ def test_iter_tiled_checks_tile_output_shape():
     gen = iter_tiled(np.zeros((1, 1, 8, 8), np.float32), 2, lambda lr: lr, tile=0, overlap=0)
     with pytest.raises(RuntimeError, match="expected"):
         next(gen)
-
-
-def test_check_options():
-    assert check_options("m", {"a": 2}, {"a": 1, "b": 3}) == {"a": 2, "b": 3}
-    with pytest.raises(TypeError, match=r"unknown option\(s\) 'c'.*accepted options: a, b"):
-        check_options("m", {"c": 1}, {"a": 1, "b": 3})
-    with pytest.raises(TypeError, match="accepted options: none"):
-        check_options("m", {"c": 1}, {})

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_kernelgan.api import drive
+from napari_kernelgan.api import drive, super_resolve
 from napari_kernelgan.physics import degrade, gaussian_kernel, image_psnr, kernel_for_subsampling, to_convolution
+from napari_kernelgan.errors import BadOptionError
 from napari_kernelgan.registry import SR_METHODS
 from napari_kernelgan.sr.bicubic import imresize
 from napari_kernelgan.sr.common import crop_hr, kernel_otf, reflect_pad_lr
@@ -121,7 +122,7 @@ def test_weights_lookup_order(isolated_lookup, monkeypatch):
 
 def test_missing_weights_message(isolated_lookup):
     frames = np.random.default_rng(0).random((1, 3, 16, 16)).astype(np.float32)
-    gen = SR_METHODS.get("usrnet")(frames, gaussian_kernel(7, 1.0), 2, device=torch.device("cpu"), seed=0)
+    gen = SR_METHODS.get("usrnet").fn(frames, gaussian_kernel(7, 1.0), 2, device=torch.device("cpu"), seed=0)
     with pytest.raises(FileNotFoundError) as info:
         next(gen)
     message = str(info.value)
@@ -136,10 +137,11 @@ def test_wrong_explicit_path_is_an_error(isolated_lookup):
 
 def test_unknown_option_is_a_type_error():
     frames = np.zeros((1, 1, 16, 16), dtype=np.float32)
-    gen = SR_METHODS.get("usrnet")(frames, gaussian_kernel(7, 1.0), 2, device=torch.device("cpu"), seed=0,
-                                   sigma=3)
+    gen = SR_METHODS.get("usrnet")
     with pytest.raises(TypeError, match="sigma"):
-        next(gen)
+        gen.resolve({"sigma": 3})
+    with pytest.raises(BadOptionError, match="usrnet.*unknown option.*'sigma'"):
+        super_resolve(frames[0, 0], gaussian_kernel(7, 1.0), 2, sr_method="usrnet", sigma=3)
 
 
 # --------------------------------------------------------------------------- released weights
@@ -154,7 +156,7 @@ def test_state_dict_matches_architecture():
 
 
 def _run(frames: np.ndarray, kernel: np.ndarray, scale: int = 2, **options) -> np.ndarray:
-    gen = SR_METHODS.get("usrnet")(frames, kernel, scale, device=torch.device("cpu"), seed=0, weights=WEIGHTS,
+    gen = SR_METHODS.get("usrnet").fn(frames, kernel, scale, device=torch.device("cpu"), seed=0, weights=WEIGHTS,
                                    **options)
     return drive(gen)
 

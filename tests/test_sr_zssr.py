@@ -16,7 +16,8 @@ CPU = torch.device("cpu")
 
 
 def _zssr(frames: np.ndarray, kernel: np.ndarray, scale: int = 2, seed: int = 0, **options):
-    return SR_METHODS.get("zssr")(frames, kernel, scale, device=CPU, seed=seed, **options)
+    spec = SR_METHODS.get("zssr")
+    return spec.fn(frames, kernel, scale, device=CPU, seed=seed, **spec.resolve(options))
 
 
 @pytest.fixture(scope="module")

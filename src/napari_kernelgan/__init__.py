@@ -1,18 +1,39 @@
 """Blind SR-kernel estimation (KernelGAN) and kernel-aware super-resolution, for napari and scripts.
 
-``import napari_kernelgan`` loads no Qt, napari or magicgui; the widgets are
-imported only when napari asks for them.
+``import napari_kernelgan`` is cheap: it loads no Qt, napari or magicgui, and
+no PyTorch until a function that computes is first used (the names below are
+resolved on first access).
 """
-from .api import (blind_super_resolve, drive, estimate_kernel, iter_blind_super_resolve, iter_estimate_kernel,
-                  iter_super_resolve, super_resolve)
-from .io import read_image, read_kernel, write_image, write_kernel
-from .physics import analytic_x4, degrade
-from .types import Cancelled, KernelEstimate, Progress, SRResult
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "__version__", "estimate_kernel", "iter_estimate_kernel", "super_resolve", "iter_super_resolve",
-    "blind_super_resolve", "iter_blind_super_resolve", "drive", "read_kernel", "write_kernel", "read_image",
-    "write_image", "degrade", "analytic_x4", "KernelEstimate", "SRResult", "Progress", "Cancelled",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "estimate_kernel": "api", "iter_estimate_kernel": "api", "super_resolve": "api", "iter_super_resolve": "api",
+    "blind_super_resolve": "api", "iter_blind_super_resolve": "api", "drive": "api",
+    "read_kernel": "io", "write_kernel": "io", "read_image": "io", "write_image": "io",
+    "degrade": "physics", "analytic_x4": "physics",
+    "KernelEstimate": "types", "SRResult": "types", "Progress": "types",
+    "Cancelled": "errors", "KernelGANError": "errors", "BadInputError": "errors", "BadOptionError": "errors",
+    "WeightsMissingError": "errors",
+    "ESTIMATORS": "registry", "SR_METHODS": "registry", "register": "registry",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_kernelgan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

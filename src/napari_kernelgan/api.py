@@ -3,23 +3,35 @@
 Long work is written as generators that yield :class:`~napari_kernelgan.types.Progress`;
 the ``iter_*`` functions expose them (napari's ``thread_worker`` takes them as
 they are), the plain functions drain them with an optional callback and cancel.
+
+Methods are looked up by name in :data:`~napari_kernelgan.registry.ESTIMATORS`
+(``estimator=``) and :data:`~napari_kernelgan.registry.SR_METHODS`
+(``sr_method=``); method options are passed as keyword arguments and checked
+against what the method declares.
 """
 from __future__ import annotations
 
 import threading
 import time
+import warnings
 from typing import Any, Callable, Generator
 
 import numpy as np
 
-from .devices import resolve_device
+from .devices import resolve_device, torch_threads
+from .errors import BadOptionError, Cancelled
 from .imaging import Frames, frames_to_image, prepare_image
 from .physics.conventions import validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
-from .types import Cancelled, KernelEstimate, Progress, SRResult
+from .types import KernelEstimate, Progress, SRResult
+from .vocabulary import ESTIMATE_SCALES, SR_SCALES, Stage
 
 ProgressCallback = Callable[[Progress], Any]
-SR_SCALES = (2, 3, 4)
+DEFAULT_ESTIMATOR = "kernelgan"
+DEFAULT_SR_METHOD = "closed-form"
+
+__all__ = ["drive", "estimate_kernel", "iter_estimate_kernel", "super_resolve", "iter_super_resolve",
+           "blind_super_resolve", "iter_blind_super_resolve", "blind_defaults", "DEFAULT_ESTIMATOR", "DEFAULT_SR_METHOD"]
 
 
 def drive(gen: Generator[Progress, None, Any], callback: ProgressCallback | None = None,
@@ -40,26 +52,44 @@ def drive(gen: Generator[Progress, None, Any], callback: ProgressCallback | None
 
 
 def _check_scale(scale: int, allowed: tuple[int, ...]) -> int:
-    if isinstance(scale, bool) or int(scale) != scale or int(scale) not in allowed:
-        raise ValueError(f"scale must be one of {', '.join(map(str, allowed))}; got {scale!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or int(scale) not in allowed:
+        raise BadOptionError(f"scale must be one of {', '.join(map(str, allowed))}; got {scale!r}")
     return int(scale)
 
 
-def iter_estimate_kernel(image: np.ndarray | Frames, scale: int = 2, *, method: str = "kernelgan",
-                         preset: str = "default", iterations: int | None = None, device: str = "auto",
-                         seed: int = 0, rgb: bool | None = None, channel_axis: int | None = None,
-                         stack_axis: int | None = None, report_every: int = 50,
+def _renamed(new: str, value: str, old_value: str | None) -> str:
+    """Honour the deprecated ``method=`` keyword (renamed ``estimator=`` / ``sr_method=``)."""
+    if old_value is None:
+        return value
+    warnings.warn(f"method= is deprecated here; use {new}=", DeprecationWarning, stacklevel=3)
+    return old_value
+
+
+def iter_estimate_kernel(image: np.ndarray | Frames, scale: int = 2, *, estimator: str = DEFAULT_ESTIMATOR,
+                         device: str = "auto", seed: int = 0, threads: int | None = None,
+                         rgb: bool | None = None, channel_axis: int | None = None, stack_axis: int | None = None,
+                         report_every: int = 50, method: str | None = None,
                          **options: Any) -> Generator[Progress, None, KernelEstimate]:
     """Generator form of :func:`estimate_kernel`: yields progress (with the current
     kernel every ``report_every`` iterations) and returns the :class:`KernelEstimate`."""
-    scale = _check_scale(scale, (2, 4))
+    estimator = _renamed("estimator", estimator, method)
+    start = time.perf_counter()
+    scale = _check_scale(scale, ESTIMATE_SCALES)
+    spec = ESTIMATORS.get(estimator)
+    opts = spec.resolve(options)
+    if int(report_every) < 1:
+        raise BadOptionError(f"report_every must be at least 1, got {report_every!r}")
+    dev = resolve_device(device)
+    yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message="checking the image")
     frames = image if isinstance(image, Frames) else prepare_image(
         image, rgb=rgb, channel_axis=channel_axis, stack_axis=stack_axis)
-    fn = ESTIMATORS.get(method)
-    dev = resolve_device(device)
-    result: KernelEstimate = yield from fn(frames.data, preset=preset, iterations=iterations, device=dev,
-                                           seed=int(seed), report_every=report_every, **options)
+    with torch_threads(threads):
+        result: KernelEstimate = yield from spec.fn(frames.data, scale=scale, device=dev, seed=int(seed),
+                                                    report_every=int(report_every), **opts)
     result.scale = scale
+    result.method = spec.name
+    result.options = {**opts, **result.options}
+    result.elapsed = time.perf_counter() - start
     if result.dmap is not None and not frames.stacked:
         result.dmap = result.dmap[0]
     return result
@@ -71,9 +101,12 @@ def estimate_kernel(image: np.ndarray, scale: int = 2, *, callback: ProgressCall
 
     ``image``: 2-D grayscale, ``(H, W, 3|4)`` RGB(A), or nD with
     ``channel_axis=`` / ``stack_axis=``; uint8, uint16 or float.
+    ``estimator``: a name from :data:`~napari_kernelgan.registry.ESTIMATORS`
+    (``kernelgan`` by default); its options (``preset=``, ``iterations=``...) as
+    keywords. ``threads``: PyTorch CPU threads (default: the free cores).
     Returns the ×2 kernel (``.kernel``), ``.kernel_x4`` (analytic), the
-    discriminator map over the whole input (``.dmap``), loss history, timing,
-    device and seed. See :func:`iter_estimate_kernel` for the options.
+    discriminator map over the whole input (``.dmap``, for estimators that have
+    one), loss history, timing, device and seed.
 
     >>> est = estimate_kernel(image, scale=2, seed=0)   # doctest: +SKIP
     >>> est.kernel.shape                                  # doctest: +SKIP
@@ -84,57 +117,71 @@ def estimate_kernel(image: np.ndarray, scale: int = 2, *, callback: ProgressCall
 
 def _resolve_kernel(kernel: np.ndarray | KernelEstimate, scale: int) -> np.ndarray:
     if isinstance(kernel, KernelEstimate):
+        if scale not in ESTIMATE_SCALES:
+            raise BadOptionError(f"a kernel estimate serves scales {ESTIMATE_SCALES}; for ×{scale} give a "
+                                 f"×{scale} kernel")
         kernel = kernel.kernel_for(scale)
     return validate_kernel(kernel)
 
 
 def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale: int, *,
-                       method: str = "closed-form", device: str = "auto", seed: int = 0,
-                       rgb: bool | None = None, channel_axis: int | None = None,
-                       stack_axis: int | None = None, output_dtype: Any = None,
+                       sr_method: str = DEFAULT_SR_METHOD, device: str = "auto", seed: int = 0,
+                       threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
+                       stack_axis: int | None = None, output_dtype: Any = None, method: str | None = None,
                        **options: Any) -> Generator[Progress, None, SRResult]:
     """Generator form of :func:`super_resolve`."""
-    scale = _check_scale(scale, SR_SCALES)
-    k = _resolve_kernel(kernel, scale)
-    frames = prepare_image(image, rgb=rgb, channel_axis=channel_axis, stack_axis=stack_axis, min_size=8)
-    fn = SR_METHODS.get(method)
-    dev = resolve_device(device)
+    sr_method = _renamed("sr_method", sr_method, method)
     start = time.perf_counter()
-    out = yield from fn(frames.data, k, scale, device=dev, seed=int(seed), **options)
+    scale = _check_scale(scale, SR_SCALES)
+    spec = SR_METHODS.get(sr_method)
+    if scale not in spec.scales:
+        raise BadOptionError(f"SR method {spec.name!r} supports scales {spec.scales}, not {scale}")
+    opts = spec.resolve(options)
+    k = _resolve_kernel(kernel, scale)
+    dev = resolve_device(device)
+    yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message="checking the image")
+    frames = prepare_image(image, rgb=rgb, channel_axis=channel_axis, stack_axis=stack_axis, min_size=8)
+    with torch_threads(threads):
+        out = yield from spec.fn(frames.data, k, scale, device=dev, seed=int(seed), **opts)
     sr = frames_to_image(np.clip(out, 0.0, 1.0), frames, output_dtype)
-    return SRResult(image=sr, scale=scale, method=method, kernel=k, elapsed=time.perf_counter() - start,
-                    device=str(dev), options=dict(options, seed=int(seed)))
+    shown = {key: v for key, v in opts.items() if key not in spec.hidden}
+    return SRResult(image=sr, scale=scale, method=spec.name, kernel=k, elapsed=time.perf_counter() - start,
+                    device=str(dev), options=dict(shown, seed=int(seed)))
 
 
 def super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale: int, *,
-                  method: str = "closed-form", callback: ProgressCallback | None = None,
-                  cancel: threading.Event | None = None, **kwargs: Any) -> SRResult:
-    """Upscale ``image`` by ``scale`` with a non-blind method that knows the blur ``kernel``.
+                  callback: ProgressCallback | None = None, cancel: threading.Event | None = None,
+                  **kwargs: Any) -> SRResult:
+    """Upscale ``image`` by ``scale`` with a non-blind SR method that knows the blur ``kernel``.
 
     ``kernel`` is centred, in correlation orientation (as estimated here and as
-    in DIV2KRK ``.mat`` files), or a :class:`KernelEstimate`. The output keeps
-    the input's layout, dtype and range.
+    in DIV2KRK ``.mat`` files), or a :class:`KernelEstimate`. ``sr_method``: a
+    name from :data:`~napari_kernelgan.registry.SR_METHODS` (``closed-form`` by
+    default); its options as keywords. The output keeps the input's layout,
+    dtype and range.
     """
-    return drive(iter_super_resolve(image, kernel, scale, method=method, **kwargs), callback, cancel)
+    return drive(iter_super_resolve(image, kernel, scale, **kwargs), callback, cancel)
 
 
-# Options a method gets by default when its kernel is an estimate, not a measurement: closed-form's
-# noise floor keeps the data step from over-sharpening where the estimate is too wide
-# (measured in the blind sections of docs/benchmarks.md).
-BLIND_DEFAULTS: dict[str, dict[str, Any]] = {"closed-form": {"sigma": 2.0}}
+SHARED_KEYS = ("device", "seed", "threads", "rgb", "channel_axis", "stack_axis")
 
 
-def iter_blind_super_resolve(image: np.ndarray, scale: int, *, method: str = "closed-form",
-                             estimate_options: dict[str, Any] | None = None,
+def iter_blind_super_resolve(image: np.ndarray, scale: int, *, estimator: str = DEFAULT_ESTIMATOR,
+                             sr_method: str = DEFAULT_SR_METHOD, estimate_options: dict[str, Any] | None = None,
+                             method: str | None = None,
                              **sr_options: Any) -> Generator[Progress, None, SRResult]:
     """Estimate the kernel, then super-resolve with it (generator form).
 
-    Method options not given default to :data:`BLIND_DEFAULTS` for that method.
+    SR options not given default to the SR method's ``blind_defaults`` (the
+    settings for a kernel that is an estimate, not a measurement).
     """
-    sr_options = {**BLIND_DEFAULTS.get(method, {}), **sr_options}
-    shared = {k: sr_options[k] for k in ("device", "seed", "rgb", "channel_axis", "stack_axis") if k in sr_options}
-    estimate = yield from iter_estimate_kernel(image, scale, **shared, **(estimate_options or {}))
-    result = yield from iter_super_resolve(image, estimate, scale, method=method, **sr_options)
+    sr_method = _renamed("sr_method", sr_method, method)
+    spec = SR_METHODS.get(sr_method)
+    sr_options = {**spec.blind_defaults, **sr_options}
+    shared = {k: sr_options[k] for k in SHARED_KEYS if k in sr_options}
+    estimate = yield from iter_estimate_kernel(image, scale, estimator=estimator,
+                                               **{**shared, **(estimate_options or {})})
+    result = yield from iter_super_resolve(image, estimate, scale, sr_method=sr_method, **sr_options)
     result.estimate = estimate
     return result
 
@@ -143,3 +190,9 @@ def blind_super_resolve(image: np.ndarray, scale: int, *, callback: ProgressCall
                         cancel: threading.Event | None = None, **kwargs: Any) -> SRResult:
     """:func:`estimate_kernel` then :func:`super_resolve`; the estimate is on ``result.estimate``."""
     return drive(iter_blind_super_resolve(image, scale, **kwargs), callback, cancel)
+
+
+def blind_defaults(sr_method: str) -> dict[str, Any]:
+    """Options ``sr_method`` gets by default when its kernel is an estimate (see ``blind_super_resolve``)."""
+    return dict(SR_METHODS.get(sr_method).blind_defaults)
+

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
+from .types import EtaTracker
 
 
 class ProgressBar:
@@ -22,16 +23,18 @@ class ProgressBar:
         self.width = width
         self.enabled = always or sys.stderr.isatty()
         self.last = 0.0
+        self.eta = EtaTracker()
 
     def __call__(self, p: Any) -> None:
         now = time.perf_counter()
+        eta_s = self.eta(p, now)
         done = p.iteration >= p.total
         if not self.enabled or (now - self.last < 0.2 and not done):
             return
         self.last = now
         frac = min(1.0, p.fraction)
         bar = "█" * int(frac * self.width) + "·" * (self.width - int(frac * self.width))
-        eta = "" if np.isnan(p.eta) else f" ETA {p.eta:4.0f}s"
+        eta = "" if np.isnan(eta_s) else f" ETA {eta_s:4.0f}s"
         sys.stderr.write(f"\r{self.label} {bar} {p.iteration}/{p.total} {p.stage}{eta}   ")
         sys.stderr.flush()
 
@@ -78,7 +81,7 @@ def format_kernel(k: np.ndarray) -> str:
 
 
 def _estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kw = dict(method=args.method, preset=args.preset, iterations=args.iterations, device=args.device, seed=args.seed,
+    kw = dict(estimator=args.method, preset=args.preset, iterations=args.iterations, device=args.device, seed=args.seed,
               channel_axis=args.channel_axis, stack_axis=args.stack_axis)
     return {k: v for k, v in kw.items() if v is not None}
 
@@ -154,7 +157,7 @@ def cmd_sr(args: argparse.Namespace) -> int:
         image = read_image(args.image)
         kernel = read_kernel(args.kernel)
         bar = ProgressBar(Path(args.image).name)
-        res = super_resolve(image, kernel, args.scale, method=args.method, device=args.device, seed=args.seed,
+        res = super_resolve(image, kernel, args.scale, sr_method=args.method, device=args.device, seed=args.seed,
                             callback=bar, channel_axis=args.channel_axis, stack_axis=args.stack_axis)
         bar.close()
         out = write_image(_sr_output(args, Path(args.image), args.scale, args.method), res.image)
@@ -173,7 +176,7 @@ def cmd_blind_sr(args: argparse.Namespace) -> int:
         image = read_image(args.image)
         bar = ProgressBar(Path(args.image).name)
         est_opts = {k: v for k, v in dict(preset=args.preset, iterations=args.iterations).items() if v is not None}
-        res = blind_super_resolve(image, args.scale, method=args.method, device=args.device, seed=args.seed,
+        res = blind_super_resolve(image, args.scale, sr_method=args.method, device=args.device, seed=args.seed,
                                   callback=bar, estimate_options=est_opts, channel_axis=args.channel_axis,
                                   stack_axis=args.stack_axis)
         bar.close()
@@ -187,28 +190,17 @@ def cmd_blind_sr(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_case(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A bundled test case: scikit-image's ``immunohistochemistry`` micrograph blurred by a
-    known anisotropic Gaussian and subsampled ×2. Returns (hr, lr uint8, true kernel)."""
-    from skimage import data
-
-    from .physics import degrade, gaussian_kernel
-
-    hr = data.immunohistochemistry()
-    k = gaussian_kernel(13, 1.7, 0.9, 0.6)
-    lr = np.clip(np.round(degrade(hr.astype(np.float64), k, 2)), 0, 255).astype(np.uint8)
-    return hr, lr, k
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .api import BLIND_DEFAULTS, estimate_kernel, super_resolve
+    from .api import blind_defaults, estimate_kernel, super_resolve
     from .io import write_image, write_kernel
     from .physics import constant_gaussian, image_psnr, kernel_l1
+    from .samples import TISSUE
 
     out = Path(args.out)
-    hr, lr, k_true = demo_case()
-    print(f"sample: scikit-image 'immunohistochemistry', HR {hr.shape}, blurred with a known anisotropic Gaussian "
-          f"and subsampled ×2 → LR {lr.shape}")
+    hr = TISSUE.hr()
+    lr, k_true = TISSUE.lr(hr), TISSUE.kernel()
+    print(f"sample: {TISSUE.source}, HR {hr.shape}, blurred with a known anisotropic Gaussian "
+          f"(σ {TISSUE.sigma[0]}, {TISSUE.sigma[1]} px, θ {TISSUE.theta_deg}°) and subsampled ×2 → LR {lr.shape}")
     bar = ProgressBar("estimate", always=True)
     est = estimate_kernel(lr, 2, preset=args.preset, iterations=args.iterations, device=args.device, seed=args.seed,
                           callback=bar)
@@ -217,19 +209,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"kernel estimated in {est.elapsed:.1f} s on {est.device} ({est.method}/{est.preset}, seed {est.seed})")
     print(f"kernel L1 error vs the true kernel: {err:.3f} (fixed Gaussian baseline: {err_const:.3f})")
     print(format_kernel(est.kernel))
-    edges = estimate_kernel(lr, 2, method="edges", device=args.device, seed=args.seed)
-    print(f"sharp-edge estimator (method='edges'): L1 {kernel_l1(edges.kernel, k_true):.3f} in {edges.elapsed:.1f} s")
+    edges = estimate_kernel(lr, 2, estimator="edges", device=args.device, seed=args.seed)
+    print(f"sharp-edge estimator (estimator='edges'): L1 {kernel_l1(edges.kernel, k_true):.3f} in {edges.elapsed:.1f} s")
     write_image(out / "ihc_lr_x2.png", lr)
     write_kernel(out / "ihc_true_kernel_x2.mat", k_true)
     written = write_estimate(out, "ihc_lr_x2", est, [2])
     bar = ProgressBar("super-resolve", always=True)
     # The kernel is an estimate: the method gets the defaults blind_super_resolve gives it.
-    blind = BLIND_DEFAULTS.get(args.sr_method, {})
-    sr = super_resolve(lr, est, 2, method=args.sr_method, device=args.device, seed=args.seed, callback=bar, **blind)
+    blind = blind_defaults(args.sr_method)
+    sr = super_resolve(lr, est, 2, sr_method=args.sr_method, device=args.device, seed=args.seed, callback=bar, **blind)
     bar.close()
     write_image(out / f"ihc_sr_x2_{args.sr_method}.png", sr.image)
     shave = 2
-    psnr = {name: image_psnr(super_resolve(lr, k, 2, method=m, device=args.device, seed=args.seed, **o).image,
+    psnr = {name: image_psnr(super_resolve(lr, k, 2, sr_method=m, device=args.device, seed=args.seed, **o).image,
                              hr, shave)
             for name, k, m, o in (("bicubic", est, "bicubic", {}), ("true kernel", k_true, args.sr_method, {}),
                                   ("fixed Gaussian", constant_gaussian(2), args.sr_method, blind))}
@@ -259,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("images", nargs="+")
     e.add_argument("--scale", type=int, default=2, choices=(2, 4))
     e.add_argument("--iterations", type=int, default=None)
-    e.add_argument("--preset", default="default")
+    e.add_argument("--preset", default=None)
     e.add_argument("--method", default="kernelgan", help="kernel estimator (kernelgan, edges)")
     e.add_argument("--out", default="kernels", help="output folder (default: ./kernels)")
     e.add_argument("-q", "--quiet", action="store_true", help="do not print kernel values")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import BadInputError
+
 MIN_SIZE = 32
 """Smallest accepted height/width in pixels: one 7×7 discriminator window on a ×2 crop needs it."""
 
@@ -46,30 +48,22 @@ class Frames:
     stacked: bool
     perm: tuple[int, ...] = ()  # input axes in (stack?, channel?, H, W) order
 
-    @property
-    def height(self) -> int:
-        return self.data.shape[2]
-
-    @property
-    def width(self) -> int:
-        return self.data.shape[3]
-
 
 def _check_values(arr: np.ndarray) -> None:
     if arr.size == 0:
-        raise ValueError(f"the image is empty (shape {arr.shape})")
+        raise BadInputError(f"the image is empty (shape {arr.shape})")
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float")
+        raise BadInputError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"the image contains {bad} NaN or infinite values; fill or crop them first")
+        raise BadInputError(f"the image contains {bad} NaN or infinite values; fill or crop them first")
 
 
 def intensity_of(arr: np.ndarray) -> Intensity:
     """uint8 maps [0, 255]; other dtypes map their own min..max (kept for the round trip)."""
     lo, hi = float(arr.min()), float(arr.max())
     if hi - lo < 1e-12:
-        raise ValueError("the image is constant: there is no structure to estimate a kernel from")
+        raise BadInputError("the image is constant: there is no structure to estimate a kernel from")
     if arr.dtype == np.uint8:
         return Intensity(arr.dtype, 0.0, 255.0)
     if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
@@ -96,10 +90,10 @@ def prepare_image(image: np.ndarray, *, rgb: bool | None = None, channel_axis: i
     for name, ax in (("channel_axis", channel_axis), ("stack_axis", stack_axis)):
         if ax is not None:
             if not -nd <= ax < nd:
-                raise ValueError(f"{name}={ax} is out of range for an image of {nd} dimensions {arr.shape}")
+                raise BadInputError(f"{name}={ax} is out of range for an image of {nd} dimensions {arr.shape}")
             axes[name] = ax % nd
     if len(set(axes.values())) < len(axes):
-        raise ValueError("channel_axis and stack_axis must differ")
+        raise BadInputError("channel_axis and stack_axis must differ")
     layout = "gray"
     if "channel_axis" in axes:
         layout = "multichannel"
@@ -109,7 +103,7 @@ def prepare_image(image: np.ndarray, *, rgb: bool | None = None, channel_axis: i
         layout = "rgb"
     spatial = [a for a in range(nd) if a not in axes.values()]
     if len(spatial) != 2:
-        raise ValueError(
+        raise BadInputError(
             f"cannot tell the two image axes in an array of shape {arr.shape}: a {nd}-D image needs "
             "channel_axis= and/or stack_axis= (or pass the 2-D slice you want)")
     order = [axes.get("stack_axis"), axes.get("channel_axis")]
@@ -123,7 +117,7 @@ def prepare_image(image: np.ndarray, *, rgb: bool | None = None, channel_axis: i
         data = data[:, :3]
     h, w = data.shape[-2:]
     if min(h, w) < min_size:
-        raise ValueError(f"the image is {h}×{w} pixels; at least {min_size}×{min_size} is needed")
+        raise BadInputError(f"the image is {h}×{w} pixels; at least {min_size}×{min_size} is needed")
     intensity = intensity_of(data)
     return Frames(np.ascontiguousarray(intensity.to_unit(data)), intensity, layout, "stack_axis" in axes,
                   tuple(perm) if layout != "gray" or "stack_axis" in axes else (0, 1))

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import BadInputError, MissingFileError
 from .physics.conventions import validate_kernel
 
 KERNEL_SUFFIXES = (".mat", ".npy", ".tif", ".tiff")
@@ -45,7 +46,7 @@ def read_kernel(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise FileNotFoundError(f"kernel file not found: {path}")
+        raise MissingFileError(f"kernel file not found: {path}")
     try:
         if suffix == ".mat":
             from scipy.io import loadmat
@@ -54,7 +55,7 @@ def read_kernel(path: str | os.PathLike) -> np.ndarray:
             keys = [k for k in content if not k.startswith("__")]
             key = MAT_KEY if MAT_KEY in content else (keys[0] if len(keys) == 1 else None)
             if key is None:
-                raise ValueError(f"no '{MAT_KEY}' variable in {path.name} (found: {', '.join(keys) or 'none'})")
+                raise BadInputError(f"no '{MAT_KEY}' variable in {path.name} (found: {', '.join(keys) or 'none'})")
             arr = content[key]
         elif suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -63,18 +64,13 @@ def read_kernel(path: str | os.PathLike) -> np.ndarray:
 
             arr = tifffile.imread(path)
         else:
-            raise ValueError(f"unsupported kernel file type {suffix!r}; use one of {', '.join(KERNEL_SUFFIXES)}")
-    except (ValueError, FileNotFoundError):
+            raise BadInputError(f"unsupported kernel file type {suffix!r}; use one of {', '.join(KERNEL_SUFFIXES)}")
+    except BadInputError:
         raise
     except Exception as exc:  # corrupt files raise many types; report them one way
-        raise ValueError(f"could not read kernel file {path.name}: {exc}") from exc
-    arr = np.squeeze(np.asarray(arr))
-    try:
-        return validate_kernel(arr, name=f"kernel in {path.name}")
-    except ValueError as exc:
-        if "sums to" in str(exc) and "not 1" in str(exc):
-            return validate_kernel(arr / arr.sum(), name=f"kernel in {path.name}")
-        raise
+        raise BadInputError(f"could not read kernel file {path.name}: {exc}") from exc
+    # Kernel files are often stored unnormalised (e.g. PSFs measured in counts).
+    return validate_kernel(np.squeeze(np.asarray(arr)), name=f"kernel in {path.name}", normalise=True)
 
 
 def write_kernel(path: str | os.PathLike, kernel: np.ndarray) -> Path:
@@ -83,7 +79,7 @@ def write_kernel(path: str | os.PathLike, kernel: np.ndarray) -> Path:
     suffix = path.suffix.lower()
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2:
-        raise ValueError(f"a kernel must be 2-D, got shape {k.shape}")
+        raise BadInputError(f"a kernel must be 2-D, got shape {k.shape}")
     with atomic_path(path) as tmp:
         if suffix == ".mat":
             from scipy.io import savemat
@@ -97,7 +93,7 @@ def write_kernel(path: str | os.PathLike, kernel: np.ndarray) -> Path:
 
             tifffile.imwrite(tmp, k.astype(np.float32))
         else:
-            raise ValueError(f"unsupported kernel file type {suffix!r}; use one of {', '.join(KERNEL_SUFFIXES)}")
+            raise BadInputError(f"unsupported kernel file type {suffix!r}; use one of {', '.join(KERNEL_SUFFIXES)}")
     return path
 
 
@@ -105,7 +101,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a TIFF (via tifffile) or any format scikit-image reads; RGBA with opaque alpha → RGB."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise MissingFileError(f"image file not found: {path}")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -116,7 +112,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
             arr = imread(path)
     except Exception as exc:
-        raise ValueError(f"could not read image {path.name}: {exc}") from exc
+        raise BadInputError(f"could not read image {path.name}: {exc}") from exc
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[-1] == 4 and np.all(arr[..., 3] == arr[..., 3].max()):
         arr = arr[..., :3]

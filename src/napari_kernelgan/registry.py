@@ -1,57 +1,297 @@
-"""Registries of kernel estimators and SR methods.
+"""Method specs and the registries of kernel estimators and SR methods.
 
-A method registers itself with a decorator in its own module; the API, CLI and
-widgets list and call whatever is registered, so a new method is one new file.
+A method is one module that calls :func:`register` on its generator function::
+
+    @register("edges", kind="estimator", defaults={"quantile": 0.25}, summary="...")
+    def edges(frames, *, scale, device, seed, report_every, quantile): ...
+
+Every module in ``napari_kernelgan/estimators/`` and ``napari_kernelgan/sr/``
+(except ``_private`` ones) is imported on its own the first time a registry is
+asked for its methods, then every module or function named by the entry-point
+groups :data:`ESTIMATOR_ENTRY_POINTS` and :data:`SR_ENTRY_POINTS` of installed
+packages. A module that fails to import is listed, with its reason, in
+:attr:`Registry.unavailable`, and the others still load. The API, the CLI and
+the widgets list and call what is registered here, so a new method is one new
+file (or one installed package) and nothing else.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Generic, TypeVar
+import importlib.metadata
+import pkgutil
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping, Protocol
 
-F = TypeVar("F", bound=Callable)
+from .errors import BadOptionError, MethodUnavailableError
+
+if TYPE_CHECKING:  # the contracts' types; importing them here would pull in torch
+    import numpy as np
+    import torch
+
+    from .types import KernelEstimate, Progress
+
+__all__ = ["MethodSpec", "Registry", "Estimator", "SRMethod", "ESTIMATORS", "SR_METHODS", "register",
+           "ESTIMATOR_ENTRY_POINTS", "SR_ENTRY_POINTS", "KINDS"]
+
+ESTIMATOR_ENTRY_POINTS = "napari_kernelgan.estimators"
+SR_ENTRY_POINTS = "napari_kernelgan.sr_methods"
 
 
-class Registry(Generic[F]):
-    def __init__(self, kind: str, modules: tuple[str, ...]) -> None:
+class Estimator(Protocol):
+    """What the API calls for a kernel estimator.
+
+    ``frames``: float32 ``(N, C, H, W)`` in [0, 1], frames that share one kernel.
+    ``options``: the method's declared defaults updated with what the caller gave.
+    Yields :class:`~napari_kernelgan.types.Progress` (at least every second or so,
+    so a caller can cancel) and returns a :class:`~napari_kernelgan.types.KernelEstimate`
+    whose ``kernel`` is the ×2 kernel (centred, correlation orientation).
+    """
+
+    def __call__(self, frames: np.ndarray, *, scale: int, device: torch.device, seed: int, report_every: int,
+                 **options: Any) -> Generator[Progress, None, KernelEstimate]: ...
+
+
+class SRMethod(Protocol):
+    """What the API calls for a non-blind SR method.
+
+    ``frames``: float32 ``(N, C, h, w)`` in [0, 1]; ``kernel``: the validated
+    stored kernel for ``scale``. Yields progress and returns float32
+    ``(N, C, s·h, s·w)``.
+    """
+
+    def __call__(self, frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int,
+                 **options: Any) -> Generator[Progress, None, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything a method declares: its function, its options and how to show them.
+
+    ``defaults``: every option the method takes and its default (``None``: the
+    method or its preset decides). ``presets``: named option sets, offered as the
+    ``preset`` option. ``main``: the options a form shows first (the rest go under
+    *Advanced*). ``choices``: fixed choices of an option. ``hidden``: options that
+    are not typed in a form (arrays, say). ``weights``: weight keys the method
+    loads (see :mod:`napari_kernelgan.weights`). ``blind_defaults``: for SR methods,
+    the options used when the kernel is an estimate rather than a measurement.
+    ``seeded``: whether the result depends on the seed.
+    """
+
+    name: str
+    kind: str
+    fn: Callable[..., Generator]
+    summary: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    main: tuple[str, ...] = ()
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    help: Mapping[str, str] = field(default_factory=dict)
+    hidden: tuple[str, ...] = ()
+    weights: tuple[str, ...] = ()
+    scales: tuple[int, ...] = (2, 4)
+    blind_defaults: Mapping[str, Any] = field(default_factory=dict)
+    seeded: bool = True
+    module: str = ""
+
+    @property
+    def form_options(self) -> dict[str, Any]:
+        """Options a form shows, with their defaults (plain values only)."""
+        return {k: v for k, v in self.defaults.items()
+                if k not in self.hidden and (v is None or isinstance(v, (bool, int, float, str)))}
+
+    def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``defaults`` updated with ``options``.
+
+        Unknown names raise :class:`BadOptionError` listing the accepted ones; ``None``
+        for an option the method does not declare is dropped (``None`` means "default").
+        A value given as text (from a form or the command line) is converted to the
+        type of a typed default.
+        """
+        given = {k: v for k, v in options.items() if not (v is None and k not in self.defaults)}
+        unknown = sorted(set(given) - set(self.defaults))
+        if unknown:
+            accepted = ", ".join(sorted(self.defaults)) or "none"
+            raise BadOptionError(f"{self.kind_label} {self.name!r} got unknown option(s) "
+                                 f"{', '.join(map(repr, unknown))}; accepted options: {accepted}")
+        merged = dict(self.defaults)
+        for key, value in given.items():
+            merged[key] = self._coerce(key, value)
+            allowed = self.choices.get(key)
+            if allowed and merged[key] not in allowed and merged[key] is not None:
+                raise BadOptionError(f"{self.kind_label} {self.name!r}: {key} must be one of "
+                                     f"{', '.join(map(str, allowed))}; got {value!r}")
+        return merged
+
+    def _coerce(self, key: str, value: Any) -> Any:
+        default = self.defaults[key]
+        if not isinstance(value, str) or default is None or isinstance(default, str):
+            return value
+        from .options import parse_value
+
+        parsed = parse_value(value)
+        target = type(default)
+        try:
+            if target is bool:
+                if isinstance(parsed, bool):
+                    return parsed
+                raise ValueError
+            if target is float and isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+                return float(parsed)
+            if target is int and isinstance(parsed, int) and not isinstance(parsed, bool):
+                return parsed
+        except ValueError:
+            pass
+        raise BadOptionError(f"{self.kind_label} {self.name!r}: {key} must be a {target.__name__}, got {value!r}")
+
+    @property
+    def kind_label(self) -> str:
+        return KINDS[self.kind]
+
+
+KINDS = {"estimator": "kernel estimator", "sr_method": "SR method"}
+
+
+class Registry:
+    """Method specs of one kind, discovered from the package's modules and entry points."""
+
+    def __init__(self, kind: str, packages: tuple[str, ...], entry_point_group: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
         self.kind = kind
-        self._modules = modules
-        self._items: dict[str, F] = {}
-        self._loaded = False
+        self.label = KINDS[kind]
+        self.packages = packages
+        self.entry_point_group = entry_point_group
+        self._specs: dict[str, MethodSpec] = {}
+        self._unavailable: dict[str, str] = {}
+        self._discovered = False
+        self._lock = threading.RLock()
 
-    def register(self, name: str) -> Callable[[F], F]:
-        def deco(fn: F) -> F:
-            self._items[name] = fn
-            return fn
-        return deco
+    # ----------------------------------------------------------------- registration
 
-    def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            for mod in self._modules:
-                try:
-                    importlib.import_module(mod)
-                except ModuleNotFoundError as exc:
-                    if exc.name != mod:  # a missing dependency inside the module is a real error
-                        raise
+    def add(self, spec: MethodSpec) -> MethodSpec:
+        """Register ``spec``; a name taken by another module is an error."""
+        if spec.kind != self.kind:
+            raise ValueError(f"{spec.name!r} is a {spec.kind}, not a {self.kind}")
+        old = self._specs.get(spec.name)
+        if old is not None and old.module != spec.module:
+            raise ValueError(f"{self.label} {spec.name!r} is already registered by {old.module}")
+        self._specs[spec.name] = spec
+        self._unavailable.pop(spec.name, None)
+        return spec
+
+    # ----------------------------------------------------------------- discovery
+
+    def _import(self, label: str, load: Callable[[], Any]) -> None:
+        try:
+            load()
+        except Exception as exc:  # a broken or incomplete method must not hide the others
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self._unavailable.setdefault(label, reason)
+
+    def discover(self) -> None:
+        """Import every method module once (thread-safe; later calls do nothing)."""
+        with self._lock:
+            if self._discovered:
+                return
+            self._discovered = True
+            for package in self.packages:
+                pkg = importlib.import_module(package)
+                for info in pkgutil.iter_modules(pkg.__path__, package + "."):
+                    short = info.name.rsplit(".", 1)[-1]
+                    if not short.startswith("_"):
+                        self._import(short, lambda name=info.name: importlib.import_module(name))
+            for ep in importlib.metadata.entry_points(group=self.entry_point_group):
+                self._import(ep.name, ep.load)
+
+    def refresh(self) -> None:
+        """Discover again (after installing a plugin package in a running session)."""
+        with self._lock:
+            importlib.invalidate_caches()
+            self._discovered = False
+            self.discover()
+
+    # ----------------------------------------------------------------- lookup
 
     def names(self) -> list[str]:
-        self._load()
-        return list(self._items)
+        """Names of the available methods, in registration order."""
+        self.discover()
+        return list(self._specs)
 
-    def get(self, name: str) -> F:
-        self._load()
+    def specs(self) -> list[MethodSpec]:
+        self.discover()
+        return list(self._specs.values())
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Modules (or entry points) that failed to load, with the reason."""
+        self.discover()
+        return {k: v for k, v in self._unavailable.items() if k not in self._specs}
+
+    def __contains__(self, name: object) -> bool:
+        self.discover()
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def get(self, name: str) -> MethodSpec:
+        """The spec of ``name``; an unknown or unavailable name raises a clear :class:`BadOptionError`."""
+        self.discover()
         try:
-            return self._items[name]
+            return self._specs[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self._items)}") from None
+            pass
+        if name in self._unavailable:
+            raise MethodUnavailableError(f"{self.label} {name!r} is unavailable: {self._unavailable[name]}")
+        raise BadOptionError(f"unknown {self.label} {name!r}; choose one of: {self.describe_choices()}")
+
+    def describe_choices(self) -> str:
+        """``'kernelgan, edges'`` plus any unavailable ones with their reason."""
+        text = ", ".join(self.names()) or "none"
+        missing = self.unavailable
+        if missing:
+            text += "; unavailable: " + "; ".join(f"{k} ({v})" for k, v in missing.items())
+        return text
 
 
-# Generator functions: fn(frames, scale, *, device, seed, **options) -> Generator[Progress, None, result]
-ESTIMATORS: Registry = Registry("kernel estimator", ("napari_kernelgan.estimators.kernelgan",
-                                                       "napari_kernelgan.estimators.edges"))
-SR_METHODS: Registry = Registry("SR method", (
-    "napari_kernelgan.sr.bicubic",
-    "napari_kernelgan.sr.closed_form",
-    "napari_kernelgan.sr.zssr",
-    "napari_kernelgan.sr.usrnet",
-))
+ESTIMATORS = Registry("estimator", ("napari_kernelgan.estimators",), ESTIMATOR_ENTRY_POINTS)
+SR_METHODS = Registry("sr_method", ("napari_kernelgan.sr",), SR_ENTRY_POINTS)
+_REGISTRIES = {"estimator": ESTIMATORS, "sr_method": SR_METHODS}
+
+
+def register(name: str, *, kind: str, summary: str = "", defaults: Mapping[str, Any] | None = None,
+             presets: Mapping[str, Mapping[str, Any]] | None = None, main: tuple[str, ...] = (),
+             choices: Mapping[str, tuple[Any, ...]] | None = None, help: Mapping[str, str] | None = None,
+             hidden: tuple[str, ...] = (), weights: tuple[str, ...] = (), scales: tuple[int, ...] | None = None,
+             blind_defaults: Mapping[str, Any] | None = None,
+             seeded: bool = True) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
+    """Decorator: register a generator function as an ``"estimator"`` or ``"sr_method"``.
+
+    With ``presets``, a ``preset`` option is added (default: the first preset, unless
+    ``defaults`` names one) whose choices are the preset names. ``summary`` defaults
+    to the first line of the function's docstring.
+    """
+    if kind not in _REGISTRIES:
+        raise ValueError(f"kind must be one of {', '.join(_REGISTRIES)}, got {kind!r}")
+    defaults = dict(defaults or {})
+    choices = dict(choices or {})
+    presets = {k: dict(v) for k, v in (presets or {}).items()}
+    if presets:
+        defaults.setdefault("preset", next(iter(presets)))
+        choices.setdefault("preset", tuple(presets))
+        main = ("preset",) + tuple(m for m in main if m != "preset")
+    if scales is None:
+        scales = (2, 4) if kind == "estimator" else (2, 3, 4)
+
+    def deco(fn: Callable[..., Generator]) -> Callable[..., Generator]:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        spec = MethodSpec(name=name, kind=kind, fn=fn, summary=summary or (doc[0] if doc else ""),
+                          defaults=defaults, presets=presets, main=tuple(m for m in main if m in defaults),
+                          choices=choices, help=dict(help or {}), hidden=tuple(hidden), weights=tuple(weights),
+                          scales=tuple(scales), blind_defaults=dict(blind_defaults or {}), seeded=seeded,
+                          module=fn.__module__)
+        _REGISTRIES[kind].add(spec)
+        return fn
+
+    return deco

@@ -1,17 +1,18 @@
-"""Result and progress records shared by the API, CLI and widgets."""
+"""Result and progress records shared by the API, CLI and widgets, and the kernel-metadata builder."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .errors import Cancelled
 from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4
+from .vocabulary import LayerRole, Stage
 
-
-class Cancelled(RuntimeError):
-    """Raised when a running estimate or super-resolution is cancelled by the caller."""
+__all__ = ["Progress", "EtaTracker", "KernelEstimate", "SRResult", "kernel_metadata", "Cancelled"]
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Progress:
     iteration: int
     total: int
     elapsed: float
-    stage: str = "estimate"
+    stage: str = Stage.ESTIMATE
     kernel: np.ndarray | None = None
     loss: dict[str, float] = field(default_factory=dict)
     message: str = ""
@@ -34,12 +35,54 @@ class Progress:
     def fraction(self) -> float:
         return self.iteration / self.total if self.total else 1.0
 
-    @property
-    def eta(self) -> float:
-        """Seconds left, extrapolated from the rate so far."""
-        if self.iteration <= 0 or self.total <= 0:
+
+class EtaTracker:
+    """Seconds left, from the rate of the current stage's own loop.
+
+    Set-up before a loop's first step (anchoring, loading weights) would
+    otherwise count as if every step took that long; the rate is measured from
+    the first report of each stage on.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[str, int] | None = None
+        self._t0 = 0.0
+        self._i0 = 0
+
+    def __call__(self, p: Progress, now: float | None = None) -> float:
+        now = time.perf_counter() if now is None else now
+        key = (str(p.stage), p.total)
+        if key != self._key:
+            self._key, self._t0, self._i0 = key, now, p.iteration
             return math.nan
-        return self.elapsed * (self.total - self.iteration) / self.iteration
+        done = p.iteration - self._i0
+        if done <= 0 or p.total <= 0:
+            return math.nan
+        return max(0.0, (now - self._t0) * (p.total - p.iteration) / done)
+
+
+def kernel_metadata(kernel: np.ndarray, scale: int, *, role: LayerRole | str, method: str | None = None,
+                    source: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The one metadata record of a kernel: in results, layers, kernel files and samples.
+
+    Holds the kernel itself (as a list), its scale, the conventions it follows
+    and its ``role`` (:class:`~napari_kernelgan.vocabulary.LayerRole`), plus any
+    ``extra`` entries (preset, seed, timing...).
+    """
+    meta: dict[str, Any] = {
+        "kernel": np.asarray(kernel, dtype=np.float64).tolist(),
+        "scale": int(scale) if scale is not None else None,
+        "orientation": ORIENTATION,
+        "centring": CENTRING,
+        "subsampling": SUBSAMPLING,
+        "role": str(LayerRole(role)),
+    }
+    if method is not None:
+        meta["method"] = method
+    if source is not None:
+        meta["source"] = source
+    meta.update(extra)
+    return meta
 
 
 @dataclass
@@ -48,6 +91,7 @@ class KernelEstimate:
 
     ``kernel`` is the ×2 SR kernel, odd-sized, centred, in correlation
     orientation (see :mod:`napari_kernelgan.physics.conventions`).
+    ``method`` is the estimator's name and ``options`` the options it ran with.
     """
 
     kernel: np.ndarray
@@ -57,14 +101,15 @@ class KernelEstimate:
     elapsed: float
     device: str
     seed: int
-    preset: str
-    method: str = "kernelgan"
+    method: str = ""
     scale: int = 2
+    options: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def kernel_x2(self) -> np.ndarray:
-        return self.kernel
+    def preset(self) -> str | None:
+        """The preset the estimator ran with, if it has presets."""
+        return self.options.get("preset")
 
     @property
     def kernel_x4(self) -> np.ndarray:
@@ -82,24 +127,15 @@ class KernelEstimate:
     def metadata(self, scale: int | None = None) -> dict[str, Any]:
         """Plain-data description for layer metadata and sidecar files."""
         scale = self.scale if scale is None else scale
-        return {
-            "kernel": self.kernel_for(scale).tolist(),
-            "scale": scale,
-            "orientation": ORIENTATION,
-            "centring": CENTRING,
-            "subsampling": SUBSAMPLING,
-            "method": self.method,
-            "preset": self.preset,
-            "seed": self.seed,
-            "iterations": self.iterations,
-            "elapsed_s": round(self.elapsed, 3),
-            "device": self.device,
-        }
+        plain = {k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))}
+        return kernel_metadata(self.kernel_for(scale), scale, role=LayerRole.KERNEL, method=self.method,
+                               preset=self.preset, options=plain, seed=self.seed, iterations=self.iterations,
+                               elapsed_s=round(self.elapsed, 3), device=self.device)
 
 
 @dataclass
 class SRResult:
-    """A super-resolved image and how it was made."""
+    """A super-resolved image and how it was made (``method`` is the SR method's name)."""
 
     image: np.ndarray
     scale: int
@@ -116,6 +152,7 @@ class SRResult:
             "scale": self.scale,
             "kernel": np.asarray(self.kernel).tolist(),
             "orientation": ORIENTATION,
+            "role": str(LayerRole.SUPER_RESOLVED),
             "options": {k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))},
             "elapsed_s": round(self.elapsed, 3),
             "device": self.device,

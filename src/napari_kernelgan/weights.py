@@ -16,7 +16,7 @@ The package ships no weights. A weight file is looked up, in this order:
    is honoured), holding one of the usual file names.
 
 A path that names a folder is searched for the usual file names. When nothing
-is found, :class:`WeightsNotFoundError` says which file to get and where to put it.
+is found, :class:`~napari_kernelgan.errors.WeightsMissingError` says which file to get and where to put it.
 """
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import BadInputError, BadOptionError, WeightsMissingError
+
 CONFIG_ENV = "NAPARI_KERNELGAN_CONFIG"
 APP_NAME = "napari-kernelgan"
 
 
-class WeightsNotFoundError(FileNotFoundError):
-    """A weight file could not be found; the message says how to provide it."""
+WeightsNotFoundError = WeightsMissingError
+"""A weight file could not be found; the message says how to provide it (the older name)."""
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,15 @@ class WeightSpec:
     source: str
 
 
-WEIGHTS: dict[str, WeightSpec] = {
-    "usrnet": WeightSpec(
-        key="usrnet",
-        title="USRNet",
-        env_var="NAPARI_KERNELGAN_USRNET_WEIGHTS",
-        filenames=("usrnet_tiny.pth", "usrnet.pth"),
-        source=("the official USRNet release by the authors (https://github.com/cszn/USRNet, "
-                "model_zoo: usrnet_tiny.pth or usrnet.pth)"),
-    ),
-}
+WEIGHTS: dict[str, WeightSpec] = {}
+"""Known weight files by key; each method module that loads weights declares its :class:`WeightSpec`
+with :func:`declare_weights`."""
+
+
+def declare_weights(spec: WeightSpec) -> WeightSpec:
+    """Make ``spec`` known to :func:`resolve_weights` (called by the method module that needs it)."""
+    WEIGHTS[spec.key] = spec
+    return spec
 
 
 def config_path() -> Path:
@@ -85,7 +86,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"cannot read the configuration file {path}: {exc}") from exc
+        raise BadInputError(f"cannot read the configuration file {path}: {exc}") from exc
 
 
 def _in_folder(folder: Path, spec: WeightSpec) -> Path | None:
@@ -115,12 +116,12 @@ def resolve_weights(key: str, path: str | os.PathLike | None = None) -> Path:
 
     ``path`` (a file or a folder) wins; then the environment variable, the
     configuration file and the default folder. Raises
-    :class:`WeightsNotFoundError` naming the file to get and the places to put it.
+    :class:`~napari_kernelgan.errors.WeightsMissingError` naming the file to get and the places to put it.
     """
     try:
         spec = WEIGHTS[key]
     except KeyError:
-        raise KeyError(f"no weights are known for {key!r}; known: {', '.join(WEIGHTS)}") from None
+        raise BadOptionError(f"no weights are known for {key!r}; known: {', '.join(WEIGHTS) or 'none'}") from None
     tried: list[str] = []
     candidates: list[tuple[str, str]] = []
     if path is not None:

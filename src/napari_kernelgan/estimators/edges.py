@@ -11,7 +11,7 @@ makes them), and solve ``s²(θ) = nᵀΣn`` for the 2×2 covariance by least sq
 The kernel is the anisotropic Gaussian with that covariance, in HR pixels.
 
 Closed-form and fast (well under a second on a 1-megapixel image); used on its
-own (``method="edges"``) and as the anchor of the default KernelGAN preset.
+own (``estimator="edges"``) and as the anchor of the default KernelGAN preset.
 """
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from scipy import ndimage, special
 
-from ..physics.kernels import gaussian_kernel
-from ..registry import ESTIMATORS
+from ..errors import BadInputError, BadOptionError
+from ..physics.kernels import gaussian_from_covariance
+from ..registry import register
 from ..types import KernelEstimate, Progress
+from ..vocabulary import KERNEL_SIZE, Stage
 
 N_ORIENTATIONS = 8
 SHARP_QUANTILE = 0.25  # per orientation, the width quantile taken as the kernel's own
@@ -114,7 +116,7 @@ def covariance_from_widths(widths: np.ndarray, angles: np.ndarray, quantile: flo
         weight.append(math.sqrt(sel.size))
     if len(rows) < 3:
         if widths.size == 0:
-            raise ValueError("no usable edges found: the image has too little structure to estimate a kernel")
+            raise BadInputError("no usable edges found: the image has too little structure to estimate a kernel")
         v = np.quantile(widths, quantile) ** 2
         return np.eye(2) * v
     a = np.asarray(rows) * np.asarray(weight)[:, None]
@@ -124,14 +126,6 @@ def covariance_from_widths(widths: np.ndarray, angles: np.ndarray, quantile: flo
     vals, vecs = np.linalg.eigh(cov)
     vals = np.clip(vals, 0.01, None)
     return vecs @ np.diag(vals) @ vecs.T
-
-
-def kernel_from_covariance(cov: np.ndarray, size: int = 13) -> np.ndarray:
-    """Centred anisotropic Gaussian with covariance ``cov`` ((row, col) order, pixels²)."""
-    vals, vecs = np.linalg.eigh(cov)
-    vals = np.clip(vals, 0.04, None)
-    theta = math.atan2(vecs[0, 1], vecs[1, 1])
-    return gaussian_kernel(size, math.sqrt(vals[1]), math.sqrt(vals[0]), theta)
 
 
 def estimate_covariance(frames: np.ndarray, scale: int = 2, seed: int = 0,
@@ -152,18 +146,26 @@ def estimate_covariance(frames: np.ndarray, scale: int = 2, seed: int = 0,
     return cov_lr * scale ** 2, {"edges": int(good.sum()), "cov_lr": cov_lr}
 
 
-@ESTIMATORS.register("edges")
-def edges(frames: np.ndarray, *, preset: str = "default", iterations: int | None = None,
-          device: torch.device = torch.device("cpu"), seed: int = 0, report_every: int = 50,
-          quantile: float = SHARP_QUANTILE, size: int = 13, **options: Any) -> Generator[Progress, None, KernelEstimate]:
-    """Closed-form ×2 kernel from sharp edges (no training; ``iterations`` is ignored)."""
-    if options:
-        raise TypeError(f"unknown option(s) for the edges estimator: {', '.join(sorted(options))}")
+@register("edges", kind="estimator", summary="Sharp edges (closed form, under a second): the blur's covariance "
+          "from the image's sharpest edges, as an anisotropic Gaussian",
+          defaults={"quantile": SHARP_QUANTILE, "size": KERNEL_SIZE}, main=("quantile",),
+          help={"quantile": "per orientation, the edge-width quantile taken as the kernel's own (lower: sharper)",
+                "size": "side of the returned ×2 kernel (odd)"})
+def edges(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
+          report_every: int = 50, quantile: float = SHARP_QUANTILE,
+          size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
+    """Closed-form ×2 kernel from sharp edges (no training; runs on the CPU)."""
+    if not 0 < quantile < 1:
+        raise BadOptionError(f"edges: quantile must be between 0 and 1, got {quantile}")
+    if int(size) != size or size < 3 or size % 2 == 0:
+        raise BadOptionError(f"edges: size must be an odd integer of at least 3, got {size}")
     start = time.perf_counter()
+    yield Progress(0, len(frames), 0.0, stage=Stage.ESTIMATE, message="measuring the sharpest edges")
     cov, info = estimate_covariance(frames, 2, seed, quantile)
-    kernel = kernel_from_covariance(cov, size)
-    yield Progress(1, 1, time.perf_counter() - start, stage="estimate", kernel=kernel, message="edges fitted")
+    kernel = gaussian_from_covariance(cov, int(size))
+    yield Progress(len(frames), len(frames), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
+                   message="edges fitted")
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
-                          elapsed=time.perf_counter() - start, device="cpu", seed=seed, preset=preset,
-                          method="edges", extras={"covariance": cov.tolist(), **{k: (v.tolist() if isinstance(
+                          elapsed=time.perf_counter() - start, device="cpu", seed=seed,
+                          extras={"covariance": cov.tolist(), **{k: (v.tolist() if isinstance(
                               v, np.ndarray) else v) for k, v in info.items()}})

@@ -27,18 +27,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Any, Generator
+from typing import Any, Callable, Generator, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..errors import BadOptionError
 from ..physics.conventions import centre_kernel, pad_to, shift_kernel
-from ..physics.kernels import gaussian_kernel
+from ..physics.kernels import gaussian_from_covariance
 from ..physics.metrics import second_moments
-from ..registry import ESTIMATORS
+from ..registry import register
 from ..types import KernelEstimate, Progress
+from ..vocabulary import KERNEL_SIZE, Stage
+from .edges import estimate_covariance
 from .networks import DeepLinearG, PatchD
 
 
@@ -97,15 +100,15 @@ PRESETS: dict[str, Config] = {
 def resolve_config(preset: str, iterations: int | None = None, **overrides: Any) -> Config:
     """The preset's :class:`Config` with ``iterations`` and any field overridden."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise BadOptionError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
     known = {f.name for f in fields(Config)}
     unknown = set(overrides) - known
     if unknown:
-        raise TypeError(f"unknown KernelGAN option(s): {', '.join(sorted(unknown))}")
+        raise BadOptionError(f"unknown KernelGAN option(s): {', '.join(sorted(unknown))}")
     if iterations is not None:
         if int(iterations) < 1:
-            raise ValueError(f"iterations must be at least 1, got {iterations}")
+            raise BadOptionError(f"iterations must be at least 1, got {iterations}")
         # Keep the schedule's shape when the user shortens or lengthens a run.
         ratio = int(iterations) / cfg.iterations
         overrides.setdefault("lr_step", max(1, round(cfg.lr_step * ratio)))
@@ -197,12 +200,7 @@ def suppress_negligible(k: np.ndarray, n: int) -> np.ndarray:
 
 def gaussian_fit(k: np.ndarray) -> np.ndarray:
     """The anisotropic Gaussian with the kernel's own second moments, same size, centred."""
-    cov = second_moments(k)
-    vals, vecs = np.linalg.eigh(cov)
-    vals = np.clip(vals, 0.04, None)
-    # eigh gives (row, col) axes; gaussian_kernel takes σ along axes rotated by θ from the col axis
-    theta = math.atan2(vecs[0, 1], vecs[1, 1])
-    return gaussian_kernel(k.shape[0], math.sqrt(vals[1]), math.sqrt(vals[0]), theta)
+    return gaussian_from_covariance(second_moments(k), k.shape[0])
 
 
 def finalize_kernel(raw: np.ndarray, cfg: Config, anchor: np.ndarray | None = None) -> np.ndarray:
@@ -224,7 +222,8 @@ class KernelGANFit:
     """State of one KernelGAN run on prepared frames (N, C, H, W) in [0, 1]."""
 
     def __init__(self, frames: np.ndarray, cfg: Config, device: torch.device, seed: int,
-                 anchor_kernel: np.ndarray | None = None) -> None:
+                 anchor_kernel: np.ndarray | None = None, *, g_factory: Callable[[], torch.nn.Module] | None = None,
+                 d_factory: Callable[[int], torch.nn.Module] | None = None) -> None:
         self.cfg = cfg
         self.device = device
         self.channels = frames.shape[1]
@@ -232,8 +231,9 @@ class KernelGANFit:
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2 ** 31 - 1, (1,), generator=torch_gen)))
-            self.G = DeepLinearG().to(device)
-            self.D = PatchD(self.channels).to(device)
+            # Factories let a loaded or meta-learned G / D run through this same loop.
+            self.G = (g_factory or DeepLinearG)().to(device)
+            self.D = (d_factory or PatchD)(self.channels).to(device)
         self.ksize = self.G.kernel_size
         crop = min(cfg.crop, frames.shape[2], frames.shape[3])
         crop -= crop % 2
@@ -256,20 +256,23 @@ class KernelGANFit:
         self.centre_target = as_t([self.ksize // 2 + 0.5] * 2)
         self.w_anchor = cfg.w_anchor
         self.close_to_anchor = False
-        if cfg.prefit_steps:
-            self._prefit(cfg.prefit_steps)
         self.constraints_on = False
         self.satisfied = 0
         self.history: dict[str, list[float]] = {"g_gan": [], "d": [], "regulariser": [], "anchor": []}
 
-    def _prefit(self, steps: int) -> None:
+    def prefit(self, steps: int, every: int = 25) -> Iterator[int]:
         """Move G onto its anchor in kernel space: G collapses to one kernel in milliseconds,
-        so this replaces hundreds of image-space steps of the anchoring phase."""
+        so this replaces hundreds of image-space steps of the anchoring phase.
+
+        Yields the number of steps done every ``every`` steps, so a caller can report and cancel.
+        """
         opt = torch.optim.Adam(self.G.parameters(), lr=1e-3, betas=self.cfg.betas)
-        for _ in range(steps):
+        for i in range(steps):
             opt.zero_grad(set_to_none=True)
             ((self.G.kernel() - self.anchor) ** 2).sum().backward()
             opt.step()
+            if (i + 1) % every == 0 or i + 1 == steps:
+                yield i + 1
         self.close_to_anchor = True
 
     def _crops(self, sampler: CropSampler, n: int) -> torch.Tensor:
@@ -382,76 +385,94 @@ def combine_kernels(kernels: list[np.ndarray], scores: list[float]) -> np.ndarra
     return out / out.sum()
 
 
-@ESTIMATORS.register("kernelgan")
-def kernelgan(frames: np.ndarray, *, preset: str = "default", iterations: int | None = None,
-              device: torch.device = torch.device("cpu"), seed: int = 0, report_every: int = 50,
-              threads: int | None = None, **options: Any) -> Generator[Progress, None, KernelEstimate]:
+def _preset_values(cfg: Config) -> dict[str, Any]:
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+
+
+OPTION_HELP = {
+    "preset": "paper: as published (3000 steps); default: anchored on the sharp-edge estimate; fast: a preview",
+    "iterations": "GAN steps per run; empty: the preset's own number (the schedule is stretched to fit)",
+}
+
+
+@register("kernelgan", kind="estimator", summary="KernelGAN (Bell-Kligler et al. 2019): deep linear G against a "
+          "patch D; ×2 kernel, ×4 analytic, D-map",
+          presets={name: _preset_values(cfg) for name, cfg in PRESETS.items()},
+          defaults={"preset": "default", **{f.name: None for f in fields(Config)}},
+          main=("preset", "iterations"), help=OPTION_HELP, choices={"anchor": ("bicubic", "edges")})
+def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = torch.device("cpu"), seed: int = 0,
+              report_every: int = 50, preset: str = "default", iterations: int | None = None,
+              g_factory: Callable[[], torch.nn.Module] | None = None,
+              d_factory: Callable[[int], torch.nn.Module] | None = None,
+              **overrides: Any) -> Generator[Progress, None, KernelEstimate]:
     """Estimate the ×2 SR kernel of ``frames`` (N, C, H, W) float32 in [0, 1].
 
-    Yields :class:`Progress` every ``report_every`` steps with the current
-    kernel; returns a :class:`KernelEstimate` with the D-map of the best run.
-    ``threads`` caps PyTorch's CPU threads for the duration of the fit.
+    Yields :class:`Progress` from the first second (anchor, then every GAN
+    step, with the current kernel every ``report_every`` steps); returns a
+    :class:`KernelEstimate` with the D-map of the best run. ``overrides``: any
+    :class:`Config` field (``None`` keeps the preset's value). ``g_factory`` /
+    ``d_factory`` build other networks for the same fit loop (see :class:`KernelGANFit`).
     """
-    cfg = resolve_config(preset, iterations, **options)
+    cfg = resolve_config(preset, iterations, **{k: v for k, v in overrides.items() if v is not None})
     start = time.perf_counter()
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        total = cfg.iterations * cfg.restarts
-        kernels: list[np.ndarray] = []
-        scores: list[float] = []
-        fits: list[KernelGANFit] = []
-        history: dict[str, list[float]] = {}
-        done = 0
-        anchor = None
-        if cfg.anchor == "edges":
-            from .edges import estimate_covariance, kernel_from_covariance
-
-            cov, _ = estimate_covariance(frames, 2, seed, cfg.edge_quantile)
-            anchor = kernel_from_covariance(cov, 13)
-        elif cfg.anchor != "bicubic":
-            raise ValueError(f"anchor must be 'bicubic' or 'edges', got {cfg.anchor!r}")
-        for run in range(cfg.restarts):
-            fit = KernelGANFit(frames, cfg, device, seed + 1000 * run, anchor)
-            last_check = None
-            final_lr_phase = (cfg.iterations - 1) // cfg.lr_step * cfg.lr_step
-            for it in range(cfg.iterations):
-                fit.step(it)
-                done += 1
-                stop = False
-                if cfg.early_stop and it >= final_lr_phase and (it + 1) % cfg.early_stop_every == 0:
-                    cur = centre_kernel(suppress_negligible(fit.kernel(), cfg.negligible_n))
-                    stop = last_check is not None and np.abs(cur - last_check).sum() < cfg.early_stop_tol
-                    last_check = cur
-                if (it + 1) % report_every == 0 or it + 1 == cfg.iterations or stop:
-                    current = finalize_kernel(fit.kernel(), cfg, anchor)
-                    loss = {k: v[-1] for k, v in fit.history.items() if v}
-                    yield Progress(done, total, time.perf_counter() - start, stage="estimate", kernel=current,
-                                   loss=loss, message=f"run {run + 1}/{cfg.restarts}, step {it + 1}")
-                else:
-                    # A report every step (without the kernel) lets a caller cancel at once.
-                    yield Progress(done, total, time.perf_counter() - start, stage="estimate")
-                if stop:
-                    total -= cfg.iterations - it - 1
-                    break
-            kernels.append(fit.kernel())
-            scores.append(fit.verdict(frames, seed + 7919) if cfg.restarts > 1 else 1.0)
-            fits.append(fit)
-            for key, vals in fit.history.items():
-                history.setdefault(key, []).extend(vals)
-        processed = [suppress_negligible(k, cfg.negligible_n) for k in kernels]
-        kernel = finalize_kernel(combine_kernels(processed, scores), replace(cfg, negligible_n=10 ** 6), anchor)
-        best = int(np.argmax(scores))
-        yield Progress(total, total, time.perf_counter() - start, stage="d-map", kernel=kernel,
-                       message="computing the discriminator map")
-        dmap = fits[best].dmap(frames)
-    finally:
-        torch.set_num_threads(old_threads)
+    total = cfg.iterations * cfg.restarts
+    kernels: list[np.ndarray] = []
+    scores: list[float] = []
+    fits: list[KernelGANFit] = []
+    history: dict[str, list[float]] = {}
+    done = 0
+    anchor = None
+    if cfg.anchor == "edges":
+        yield Progress(0, total, time.perf_counter() - start, stage=Stage.ANCHOR,
+                       message="measuring the sharpest edges")
+        cov, _ = estimate_covariance(frames, 2, seed, cfg.edge_quantile)
+        anchor = gaussian_from_covariance(cov, KERNEL_SIZE)
+        yield Progress(0, total, time.perf_counter() - start, stage=Stage.ANCHOR, kernel=anchor,
+                       message="edge anchor measured")
+    elif cfg.anchor != "bicubic":
+        raise BadOptionError(f"anchor must be 'bicubic' or 'edges', got {cfg.anchor!r}")
+    for run in range(cfg.restarts):
+        fit = KernelGANFit(frames, cfg, device, seed + 1000 * run, anchor, g_factory=g_factory, d_factory=d_factory)
+        for step in fit.prefit(cfg.prefit_steps):
+            yield Progress(done, total, time.perf_counter() - start, stage=Stage.ANCHOR,
+                           message=f"run {run + 1}/{cfg.restarts}: fitting G to the anchor, {step}/{cfg.prefit_steps}")
+        last_check = None
+        final_lr_phase = (cfg.iterations - 1) // cfg.lr_step * cfg.lr_step
+        for it in range(cfg.iterations):
+            fit.step(it)
+            done += 1
+            stop = False
+            if cfg.early_stop and it >= final_lr_phase and (it + 1) % cfg.early_stop_every == 0:
+                cur = centre_kernel(suppress_negligible(fit.kernel(), cfg.negligible_n))
+                stop = last_check is not None and np.abs(cur - last_check).sum() < cfg.early_stop_tol
+                last_check = cur
+            if (it + 1) % report_every == 0 or it + 1 == cfg.iterations or stop:
+                current = finalize_kernel(fit.kernel(), cfg, anchor)
+                loss = {k: v[-1] for k, v in fit.history.items() if v}
+                yield Progress(done, total, time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=current,
+                               loss=loss, message=f"run {run + 1}/{cfg.restarts}, step {it + 1}")
+            else:
+                # A report every step (without the kernel) lets a caller cancel at once.
+                yield Progress(done, total, time.perf_counter() - start, stage=Stage.ESTIMATE)
+            if stop:
+                total -= cfg.iterations - it - 1
+                break
+        kernels.append(fit.kernel())
+        scores.append(fit.verdict(frames, seed + 7919) if cfg.restarts > 1 else 1.0)
+        fits.append(fit)
+        for key, vals in fit.history.items():
+            history.setdefault(key, []).extend(vals)
+    processed = [suppress_negligible(k, cfg.negligible_n) for k in kernels]
+    kernel = finalize_kernel(combine_kernels(processed, scores), replace(cfg, negligible_n=10 ** 6), anchor)
+    best = int(np.argmax(scores))
+    yield Progress(total, total, time.perf_counter() - start, stage=Stage.DMAP, kernel=kernel,
+                   message="computing the discriminator map")
+    dmap = fits[best].dmap(frames)
     return KernelEstimate(kernel=kernel, dmap=dmap, loss_history=history, iterations=done,
-                          elapsed=time.perf_counter() - start, device=str(device), seed=seed, preset=preset,
-                          extras={"anchor_kernel": anchor, "run_kernels": [centre_kernel(k) for k in processed], "verdicts": scores,
-                                  "config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}})
+                          elapsed=time.perf_counter() - start, device=str(device), seed=seed,
+                          options={"preset": preset},
+                          extras={"anchor_kernel": anchor, "run_kernels": [centre_kernel(k) for k in processed],
+                                  "verdicts": scores, "config": _preset_values(cfg)})
 
 
 __all__ = ["PRESETS", "Config", "resolve_config", "kernelgan", "KernelGANFit", "finalize_kernel",

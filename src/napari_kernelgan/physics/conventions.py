@@ -128,30 +128,35 @@ def analytic_x4(k2: np.ndarray, size: int | None = None) -> np.ndarray:
     return out / out.sum()
 
 
-def validate_kernel(k: np.ndarray, *, name: str = "kernel") -> np.ndarray:
+def validate_kernel(k: np.ndarray, *, name: str = "kernel", normalise: bool = False) -> np.ndarray:
     """Check a user kernel and return it as float64, normalised to sum 1.
 
-    Raises ``ValueError`` with a specific message for the usual mistakes.
+    A kernel whose sum is off by more than 1 % is refused unless ``normalise``
+    (kernel files and layers are often stored unnormalised). Raises
+    :class:`~napari_kernelgan.errors.BadInputError` (a ``ValueError``) with a
+    specific message for the usual mistakes.
     """
+    from ..errors import BadInputError
+
     arr = np.asarray(k)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {arr.shape}")
+        raise BadInputError(f"{name} must be 2-D, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise BadInputError(f"{name} is empty")
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise ValueError(f"{name} must be real-valued numbers, got dtype {arr.dtype}")
+        raise BadInputError(f"{name} must be real-valued numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise BadInputError(f"{name} contains NaN or infinite values")
     if arr.shape[0] % 2 == 0 or arr.shape[1] % 2 == 0:
-        raise ValueError(f"{name} must have odd size so it has a middle pixel, got {arr.shape[0]}×{arr.shape[1]}")
+        raise BadInputError(f"{name} must have odd size so it has a middle pixel, got {arr.shape[0]}×{arr.shape[1]}")
     # Kernels resampled with a cubic/sinc interpolator (DIV2KRK's ground truth among them) carry ringing down to
     # about -1% of the peak; those taps are clipped below. Anything deeper is not a blur kernel.
     if arr.min() < -2e-2 * max(arr.max(), 1e-12):
-        raise ValueError(f"{name} has negative values (min {arr.min():.3g}); a blur kernel is non-negative")
+        raise BadInputError(f"{name} has negative values (min {arr.min():.3g}); a blur kernel is non-negative")
     total = arr.sum()
     if total <= 0:
-        raise ValueError(f"{name} sums to {total:.3g}; a blur kernel must sum to 1")
-    if abs(total - 1.0) > 1e-2:
-        raise ValueError(f"{name} sums to {total:.4g}, not 1: normalise it (k / k.sum()) if that is intended")
+        raise BadInputError(f"{name} sums to {total:.3g}; a blur kernel must sum to 1")
+    if abs(total - 1.0) > 1e-2 and not normalise:
+        raise BadInputError(f"{name} sums to {total:.4g}, not 1: normalise it (k / k.sum()) if that is intended")
     return np.clip(arr, 0, None) / np.clip(arr, 0, None).sum()

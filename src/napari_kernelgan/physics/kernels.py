@@ -1,6 +1,8 @@
 """Kernel generators: anisotropic Gaussians and the DIV2KRK random protocol."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .conventions import analytic_x4, centre_kernel
@@ -23,6 +25,16 @@ def gaussian_kernel(size: int, sigma1: float, sigma2: float | None = None, theta
     pts = np.stack([xx, yy], axis=-1)
     k = np.exp(-0.5 * np.einsum("...i,ij,...j->...", pts, inv, pts))
     return k / k.sum()
+
+
+def gaussian_from_covariance(cov: np.ndarray, size: int = 13) -> np.ndarray:
+    """Centred anisotropic Gaussian with covariance ``cov`` ((row, col) order, pixels²); variances
+    below 0.04 px² are raised to it so the kernel stays resolvable on the grid."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
+    vals = np.clip(vals, 0.04, None)
+    # eigh gives (row, col) axes; gaussian_kernel takes σ along axes rotated by θ from the column axis
+    theta = math.atan2(vecs[0, 1], vecs[1, 1])
+    return gaussian_kernel(size, math.sqrt(vals[1]), math.sqrt(vals[0]), theta)
 
 
 def random_div2krk_kernel(rng: np.random.Generator, scale: int = 2, size: int = 11,

@@ -16,9 +16,9 @@ from typing import Any, Generator, Sequence
 import numpy as np
 import torch
 
-from ..registry import SR_METHODS
+from ..registry import register
 from ..types import Progress
-from .common import check_options
+from ..vocabulary import Stage
 
 __all__ = ["cubic", "resize_weights", "imresize", "bicubic"]
 
@@ -107,18 +107,18 @@ def imresize(image: np.ndarray, scale: float | None = None, *, output_shape: Seq
     return out
 
 
-@SR_METHODS.register("bicubic")
-def bicubic(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int,
-            **options: Any) -> Generator[Progress, None, np.ndarray]:
+@register("bicubic", kind="sr_method", summary="Bicubic interpolation (MATLAB imresize): the baseline; "
+          "ignores the kernel", seeded=False)
+def bicubic(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device | None = None,
+            seed: int = 0) -> Generator[Progress, None, np.ndarray]:
     """Bicubic interpolation (MATLAB ``imresize``): the customary baseline; ``kernel`` is ignored.
 
     Takes no options.
     """
-    check_options("bicubic", options, {})
     start = time.perf_counter()
     n = frames.shape[0]
     out = np.empty(frames.shape[:2] + (frames.shape[2] * scale, frames.shape[3] * scale), dtype=np.float32)
     for i in range(n):
         out[i] = imresize(np.asarray(frames[i], dtype=np.float32), scale, axes=(-2, -1))
-        yield Progress(i + 1, n, time.perf_counter() - start, stage="sr", message=f"frame {i + 1}/{n}")
+        yield Progress(i + 1, n, time.perf_counter() - start, stage=Stage.SR, message=f"frame {i + 1}/{n}")
     return out

@@ -1,7 +1,5 @@
 """Building blocks shared by the SR methods.
 
-* :func:`check_options` — merge user options over a method's defaults; unknown
-  names raise ``TypeError``.
 * FFT forward model on a periodic grid, consistent with
   :func:`napari_kernelgan.physics.degrade` (``mode='wrap'``):
   :func:`kernel_otf`, :func:`fft_blur`, :func:`fft_degrade`,
@@ -25,7 +23,7 @@ float64) sets the precision.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Generator, Mapping, TypeVar
+from typing import Callable, Generator, TypeVar
 
 import numpy as np
 import torch
@@ -37,24 +35,9 @@ from ..types import Progress
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 __all__ = [
-    "check_options", "kernel_otf", "fft_blur", "fft_degrade", "fft_degrade_adjoint", "DataStep",
+    "kernel_otf", "fft_blur", "fft_degrade", "fft_degrade_adjoint", "DataStep",
     "fast_lr_length", "reflect_pad_lr", "crop_hr", "tile_windows", "iter_tiled",
 ]
-
-
-def check_options(method: str, options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``defaults`` updated with ``options``.
-
-    Raises ``TypeError`` naming the unknown options and the accepted ones.
-    """
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        accepted = ", ".join(sorted(defaults)) or "none"
-        raise TypeError(f"SR method {method!r} got unknown option(s) {', '.join(map(repr, unknown))}; "
-                        f"accepted options: {accepted}")
-    merged = dict(defaults)
-    merged.update(options)
-    return merged
 
 
 # --------------------------------------------------------------------------- FFT forward model

@@ -58,10 +58,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..physics.conventions import kernel_for_subsampling, to_convolution
-from ..registry import SR_METHODS
+from ..errors import BadInputError, BadOptionError
+from ..registry import register
 from ..types import Progress
-from ..weights import resolve_weights
-from .common import DataStep, check_options, crop_hr, iter_tiled, reflect_pad_lr
+from ..vocabulary import Stage
+from ..weights import WeightSpec, declare_weights, resolve_weights
+from .common import DataStep, crop_hr, iter_tiled, reflect_pad_lr
 
 __all__ = ["DEFAULTS", "ResUNet", "HyPaNet", "USRNet", "official_kernel", "psf2otf", "load_usrnet",
            "smooth_wrap", "usrnet_sr", "usrnet"]
@@ -224,7 +226,7 @@ def _architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
             "n_iter": int(state["h.mlp.4.weight"].shape[0]) // 2,
         }
     except KeyError as exc:
-        raise ValueError(f"not a USRNet state dict: key {exc} is missing") from None
+        raise BadInputError(f"not a USRNet state dict: key {exc} is missing") from None
 
 
 @lru_cache(maxsize=2)
@@ -233,7 +235,7 @@ def _load_cached(path: str, mtime: float, device: str) -> USRNet:
     if isinstance(state, dict) and "state_dict" in state and not any(k.startswith("p.") for k in state):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+        raise BadInputError(f"{path} does not hold a state dict")
     model = USRNet(**_architecture(state))
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False)
@@ -244,7 +246,7 @@ def load_usrnet(weights: str | os.PathLike | None = None, device: torch.device |
     """Load released USRNet weights (tiny or full, read off the file) in eval mode.
 
     ``weights`` is resolved by :func:`napari_kernelgan.weights.resolve_weights`;
-    a missing file raises :class:`~napari_kernelgan.weights.WeightsNotFoundError`
+    a missing file raises :class:`~napari_kernelgan.errors.WeightsMissingError`
     saying which file to get and where to put it.
     """
     path = resolve_weights("usrnet", weights)
@@ -306,24 +308,38 @@ def usrnet_sr(lr: np.ndarray, kernel: np.ndarray, scale: int, model: USRNet, *,
     return crop_hr(out, pads, scale).float().cpu().numpy()
 
 
-@SR_METHODS.register("usrnet")
-def usrnet(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int,
+WEIGHTS = declare_weights(WeightSpec(
+    key="usrnet",
+    title="USRNet",
+    env_var="NAPARI_KERNELGAN_USRNET_WEIGHTS",
+    filenames=("usrnet_tiny.pth", "usrnet.pth"),
+    source=("the official USRNet release by the authors (https://github.com/cszn/USRNet, "
+            "model_zoo: usrnet_tiny.pth or usrnet.pth)"),
+))
+
+
+@register("usrnet", kind="sr_method", summary="USRNet (Zhang et al. 2020), the unfolded network; needs the "
+          "authors' released weights", defaults=DEFAULTS, main=("weights", "noise_level"), weights=(WEIGHTS.key,),
+          help={"weights": "usrnet_tiny.pth / usrnet.pth, or a folder holding one; empty: "
+                           f"${WEIGHTS.env_var}, the config file, the default folder",
+                "noise_level": "σ of the LR noise in [0, 255] units"}, seeded=False)
+def usrnet(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int = 0,
            **options: Any) -> Generator[Progress, None, np.ndarray]:
     """USRNet with released weights; deterministic (``seed`` unused).
 
     Options (see :data:`DEFAULTS`): ``weights`` (file or folder),
     ``noise_level`` (σ in [0, 255]), ``pad``, ``tile``, ``overlap``.
     """
-    opts = check_options("usrnet", options, DEFAULTS)
+    opts = {**DEFAULTS, **options}
     tile, overlap, pad = int(opts["tile"]), int(opts["overlap"]), int(opts["pad"])
     if tile < 0 or overlap < 0 or pad < 0:
-        raise ValueError(f"tile, overlap and pad must be non-negative, got {tile}, {overlap}, {pad}")
+        raise BadOptionError(f"tile, overlap and pad must be non-negative, got {tile}, {overlap}, {pad}")
     noise = float(opts["noise_level"])
     if not 0.0 <= noise <= 255.0:
-        raise ValueError(f"noise_level is σ in [0, 255] units, got {noise}")
+        raise BadOptionError(f"noise_level is σ in [0, 255] units, got {noise}")
     start = time.perf_counter()
     model = load_usrnet(opts["weights"], device)
-    yield Progress(0, 1, time.perf_counter() - start, stage="sr", message=f"USRNet loaded ({model.n} steps)")
+    yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message=f"USRNet loaded ({model.n} steps)")
     k = np.asarray(kernel, dtype=np.float64)
 
     def process(lr_tile: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Generator, Iterator
 
 import numpy as np
@@ -62,10 +62,11 @@ import torch.nn.functional as F
 
 from ..physics.conventions import kernel_for_subsampling, validate_kernel
 from ..physics.degrade import degrade
-from ..registry import SR_METHODS
+from ..errors import BadInputError, BadOptionError
+from ..registry import register
 from ..types import Progress
 from .bicubic import imresize, resize_weights
-from .common import check_options, iter_tiled
+from .common import iter_tiled
 
 __all__ = ["PRESETS", "DEFAULTS", "ZSSRConfig", "ZSSRNet", "dihedral", "undo_dihedral", "invariant_transforms",
            "degrade_tensor", "resize_tensor", "back_project", "ZSSRTrainer", "zssr"]
@@ -104,22 +105,22 @@ class ZSSRConfig:
         for name in ("iterations", "crop", "width", "depth", "check_every", "test_every", "slope_range",
                      "test_size", "scale_levels", "report_every"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+                raise BadOptionError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("min_iters", "back_projection", "tile", "overlap"):
             if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")
+                raise BadOptionError(f"{name} must be non-negative, got {getattr(self, name)!r}")
         if self.depth < 2:
-            raise ValueError(f"depth must be at least 2, got {self.depth}")
+            raise BadOptionError(f"depth must be at least 2, got {self.depth}")
         if not (self.lr > 0 and 0 < self.min_lr):
-            raise ValueError(f"lr and min_lr must be positive, got {self.lr} and {self.min_lr}")
+            raise BadOptionError(f"lr and min_lr must be positive, got {self.lr} and {self.min_lr}")
         if self.ensemble not in ("auto", "full", "none"):
-            raise ValueError(f"ensemble must be 'auto', 'full' or 'none', got {self.ensemble!r}")
+            raise BadOptionError(f"ensemble must be 'auto', 'full' or 'none', got {self.ensemble!r}")
         if not 0 < self.min_scale <= 1:
-            raise ValueError(f"min_scale must be in (0, 1], got {self.min_scale}")
+            raise BadOptionError(f"min_scale must be in (0, 1], got {self.min_scale}")
         if self.noise_std < 0 or self.ensemble_tol < 0:
-            raise ValueError("noise_std and ensemble_tol must be non-negative")
+            raise BadOptionError("noise_std and ensemble_tol must be non-negative")
         if not (0 <= self.leave_as_is and 0 <= self.no_interp and self.leave_as_is + self.no_interp <= 1):
-            raise ValueError("leave_as_is and no_interp are probabilities that sum to at most 1")
+            raise BadOptionError("leave_as_is and no_interp are probabilities that sum to at most 1")
         return self
 
 
@@ -420,7 +421,7 @@ class ZSSRTrainer:
 def _config(opts: dict[str, Any]) -> ZSSRConfig:
     preset = opts.pop("preset")
     if preset not in PRESETS:
-        raise ValueError(f"unknown ZSSR preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise BadOptionError(f"unknown ZSSR preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     overrides = {k: v for k, v in opts.items() if k in ZSSRConfig.__dataclass_fields__ and v is not None}
     base = PRESETS[preset]
     typed = {k: type(getattr(base, k))(v) for k, v in overrides.items()}
@@ -447,8 +448,14 @@ def _run_jump(sources: list[np.ndarray], inputs: list[np.ndarray], kernel: np.nd
     return outputs, trainer.net
 
 
-@SR_METHODS.register("zssr")
-def zssr(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int,
+@register("zssr", kind="sr_method", summary="ZSSR (Shocher et al. 2018): a small CNN trained on the image itself "
+          "with the kernel", presets={name: asdict(cfg) for name, cfg in PRESETS.items()}, defaults=DEFAULTS,
+          main=("preset", "iterations", "gradual"), hidden=("kernel_x2",),
+          choices={"ensemble": ("auto", "full", "none", None)},
+          help={"preset": "fast: interactive (400 steps at most); full: the paper's configuration",
+                "gradual": "×4 as two ×2 jumps (needs the ×2 kernel, which the widget passes)",
+                "iterations": "most training steps per jump; empty: the preset's"})
+def zssr(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int = 0,
          **options: Any) -> Generator[Progress, None, np.ndarray]:
     """Zero-Shot SR trained on the frames themselves with the given kernel; seeded.
 
@@ -457,7 +464,7 @@ def zssr(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.de
     (``iterations``, ``crop``, ``width``, ``back_projection``, ``ensemble``,
     ``noise_std``, ``tile``, ...) to override the preset.
     """
-    opts = check_options("zssr", options, DEFAULTS)
+    opts = {**DEFAULTS, **options}
     gradual = bool(opts.pop("gradual"))
     kernel_x2 = opts.pop("kernel_x2")
     cfg = _config(opts)
@@ -469,7 +476,7 @@ def zssr(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.de
     min_side = min(frames.shape[-2:])
     if gradual:
         if scale != 4 or kernel_x2 is None:
-            raise ValueError("gradual=True runs ×4 as two ×2 jumps: use scale=4 and pass kernel_x2= (the ×2 kernel)")
+            raise BadOptionError("gradual=True runs ×4 as two ×2 jumps: use scale=4 and pass kernel_x2= (the ×2 kernel)")
         k2 = validate_kernel(kernel_x2, name="kernel_x2")
         total = 2 * cfg.iterations + 1
         mids, net = yield from _run_jump(images, images, k2, 2, cfg, device=device, rng=rng, generator=generator,
@@ -480,9 +487,9 @@ def zssr(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.de
         outs = [back_project(o, lr, k, 4, cfg.back_projection) for o, lr in zip(outs, images)]
     else:
         if kernel_x2 is not None:
-            raise ValueError("kernel_x2 is only used with gradual=True")
+            raise BadOptionError("kernel_x2 is only used with gradual=True")
         if min_side < 2 * scale:
-            raise ValueError(f"the image ({min_side} px on its short side) is too small for ZSSR ×{scale}")
+            raise BadInputError(f"the image ({min_side} px on its short side) is too small for ZSSR ×{scale}")
         total = cfg.iterations + 1
         outs, _ = yield from _run_jump(images, images, k, scale, cfg, device=device, rng=rng, generator=generator,
                                        net=None, start=start, offset=0, total=total, label=f"×{scale}")

@@ -1,0 +1,58 @@
+"""Named constants shared by the engine, the front ends and the files they write.
+
+Scales, kernel sizes, layer roles and progress stages are spelled once here;
+everything else refers to these names.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+ESTIMATE_SCALES: tuple[int, ...] = (2, 4)
+"""Scales a kernel estimate serves: the ×2 kernel is estimated, the ×4 one derived analytically."""
+
+SR_SCALES: tuple[int, ...] = (2, 3, 4)
+"""Scales the SR methods accept (×3 needs a kernel given for ×3)."""
+
+KERNEL_SIZE = 13
+"""Side of an estimated ×2 kernel: the receptive field of KernelGAN's generator."""
+
+
+def kernel_size(scale: int) -> int:
+    """Side of an estimated kernel at ``scale``: 13 at ×2, ``3·13 − 2 = 37`` at ×4 (full analytic support)."""
+    if scale == 2:
+        return KERNEL_SIZE
+    if scale == 4:
+        return 3 * KERNEL_SIZE - 2
+    raise ValueError(f"estimated kernels exist for scales {ESTIMATE_SCALES}, not {scale}")
+
+
+class LayerRole(str, Enum):
+    """What a layer made by this package holds (``layer.metadata['role']``)."""
+
+    KERNEL = "kernel"                  # an estimated kernel
+    KERNEL_PREVIEW = "kernel preview"  # the kernel of a running estimate
+    TRUE_KERNEL = "true kernel"        # the known kernel of a sample
+    KERNEL_FILE = "kernel file"        # a kernel read from a file
+    DMAP = "d-map"                     # the discriminator map
+    SUPER_RESOLVED = "super-resolved"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+KERNEL_ROLES = frozenset({LayerRole.KERNEL, LayerRole.KERNEL_PREVIEW, LayerRole.TRUE_KERNEL, LayerRole.KERNEL_FILE})
+RESULT_ROLES = frozenset(LayerRole)
+
+
+class Stage(str, Enum):
+    """The stage a progress report belongs to (``Progress.stage``)."""
+
+    PREPARE = "prepare"    # reading and checking the input, loading weights
+    ANCHOR = "anchor"      # measuring the edge anchor and fitting G to it
+    ESTIMATE = "estimate"  # the estimator's main loop
+    DMAP = "d-map"         # the discriminator's verdict over the whole input
+    SR = "sr"              # super-resolution
+    DONE = "done"
+
+    def __str__(self) -> str:
+        return self.value
