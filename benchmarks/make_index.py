@@ -19,7 +19,8 @@ SECTIONS = [
     ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
     ("benchmarks_kernel_paper_x2.md", "Kernel estimation ×2, `paper` preset"),
     ("benchmarks_sr_x2.md", "Super-resolution ×2"),
-    ("benchmarks_sr_x2_blind.md", "Blind super-resolution ×2 (closed-form with `sigma=2`, as `blind_super_resolve` runs it)"),
+    ("benchmarks_sr_x2_blind.md",
+     "Blind super-resolution ×2 (closed-form with `sigma=2`, as `blind_super_resolve` runs it)"),
     ("benchmarks_sr_x4.md", "Super-resolution ×4"),
     ("benchmarks_sr_x4_blind.md", "Blind super-resolution ×4 (closed-form with `sigma=2`)"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
@@ -53,7 +54,8 @@ def summary(text: str) -> str:
 
 
 # Reports whose first table goes into the README, between these markers.
-README_TABLES = [("benchmarks_kernel_x2.md", "Kernel estimation ×2"), ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
+README_TABLES = [("benchmarks_kernel_x2.md", "Kernel estimation ×2"),
+                 ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
                  ("benchmarks_sr_x2.md", "Super-resolution ×2, nine images with HR"),
                  ("benchmarks_sr_x2_blind.md", "Blind super-resolution ×2")]
 BEGIN, END = "<!-- figures: written by benchmarks/make_index.py -->", "<!-- /figures -->"

@@ -14,18 +14,21 @@ beside bicubic interpolation, and the means. All numbers come from this run.
     python benchmarks/sr_benchmark.py --data ../shared/data/div2krk --scale 2 \\
         --methods bicubic,closed-form --kernels gt,estimated,constant --out docs/benchmarks_sr.md
 
-Method options: ``--set closed-form:iterations=6`` (repeatable, values parsed
-as JSON when possible); USRNet needs ``--usrnet-weights PATH``.
+Method options: ``--set closed-form:iterations=6`` (repeatable; values read by
+``napari_kernelgan.options.parse_assignments``, as the CLI's ``--set``); estimator options:
+``--estimate-set KEY=VALUE``; USRNet needs ``--usrnet-weights PATH``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,23 +72,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def method_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``['closed-form:sigma=2', ...]`` → ``{'closed-form': {'sigma': 2}}``; values by ``options.parse_assignments``."""
+    from napari_kernelgan.errors import BadOptionError
+    from napari_kernelgan.options import parse_assignments
 
-
-def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``['m:k=v', ...]`` → ``{m: {k: v}}``."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         method, sep, rest = item.partition(":")
-        key, eq, val = rest.partition("=")
-        if not sep or not eq or not key:
-            raise SystemExit(f"--set expects METHOD:KEY=VALUE, got {item!r}")
-        out.setdefault(method, {})[key] = _value(val)
+        if not sep or not method:
+            raise BadOptionError(f"--set expects METHOD:KEY=VALUE, got {item!r}")
+        out.setdefault(method, {}).update(parse_assignments([rest]))
     return out
+
+
+def preset_options(estimator: str, preset: str) -> dict[str, Any]:
+    """``{"preset": preset}`` for an estimator with presets; ``{}`` for ``default`` of one without."""
+    from napari_kernelgan.errors import BadOptionError
+    from napari_kernelgan.registry import ESTIMATORS
+
+    if ESTIMATORS.get(estimator).presets:
+        return {"preset": preset}
+    if preset != "default":
+        raise BadOptionError(f"estimator {estimator!r} has no presets; leave --estimate-preset out")
+    return {}
 
 
 def available_ids(data: Path, scale: int, ids: list[int]) -> list[int]:
@@ -127,18 +137,20 @@ def timed(fn: Any, repeat: int) -> tuple[Any, float]:
 
 
 def estimated_kernel(lr: np.ndarray, scale: int, idx: int, args: argparse.Namespace,
-                     estimate_options: dict[str, Any], estimate_kernel: Any) -> tuple[np.ndarray, float]:
+                     estimate_options: dict[str, Any], estimate_kernel: Any,
+                     threads: int) -> tuple[np.ndarray, float]:
     """The estimated kernel for ``scale`` and the estimation time, from the cache when present."""
     cache = None
     if args.kernel_cache is not None:
         tag = json.dumps(estimate_options, sort_keys=True).encode().hex()[:16] if estimate_options else "plain"
-        cache = args.kernel_cache / f"{args.estimator}_{args.estimate_preset}_{tag}_seed{args.seed}_x{scale}_im{idx}.npz"
+        name = f"{args.estimator}_{args.estimate_preset}_{tag}_seed{args.seed}_x{scale}_im{idx}.npz"
+        cache = args.kernel_cache / name
         if cache.is_file():
             with np.load(cache) as saved:
                 return saved["kernel"], float(saved["seconds"])
     start = time.perf_counter()
-    est = estimate_kernel(lr, scale, method=args.estimator, preset=args.estimate_preset, device=args.device,
-                          seed=args.seed, **estimate_options)
+    est = estimate_kernel(lr, scale, estimator=args.estimator, device=args.device, seed=args.seed, threads=threads,
+                          **preset_options(args.estimator, args.estimate_preset), **estimate_options)
     seconds = time.perf_counter() - start
     kernel = est.kernel_for(scale)
     if cache is not None:
@@ -151,11 +163,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from napari_kernelgan import estimate_kernel, super_resolve
+    from napari_kernelgan.errors import KernelGANError
+    from napari_kernelgan.options import parse_assignments
     from napari_kernelgan.physics import constant_gaussian
-    from napari_kernelgan.registry import SR_METHODS
+    from napari_kernelgan.registry import ESTIMATORS, SR_METHODS
 
     if args.threads > 0:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)  # for the process; the API gets the same count as threads=
     threads = torch.get_num_threads()
     scale = args.scale
     data = args.data
@@ -176,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     bad = [s for s in sources if s not in KERNEL_SOURCES]
     if bad:
         raise SystemExit(f"unknown kernel source(s) {', '.join(bad)}; choose from {', '.join(KERNEL_SOURCES)}")
-    options = parse_sets(args.sets)
+    options = method_options(args.sets)
     notes: list[str] = []
     if "usrnet" in methods:
         if args.usrnet_weights:
@@ -184,7 +198,13 @@ def run(args: argparse.Namespace) -> int:
         elif "weights" not in options.get("usrnet", {}):
             methods.remove("usrnet")
             notes.append("usrnet skipped: no `--usrnet-weights PATH` given.")
-    estimate_options = parse_sets([f"e:{item}" for item in args.estimate_set]).get("e", {})
+    estimate_options = parse_assignments(args.estimate_set, flag="--estimate-set")
+    # Typos fail now, not an hour into the run.
+    for method, opts in options.items():
+        SR_METHODS.get(method).resolve(opts)
+    if "estimated" in sources:
+        ESTIMATORS.get(args.estimator).resolve({**preset_options(args.estimator, args.estimate_preset),
+                                                **estimate_options})
 
     load_start = _load()
     # results[(method, source)][idx] = (psnr, ssim, seconds); bicubic under source "-".
@@ -196,15 +216,14 @@ def run(args: argparse.Namespace) -> int:
     # One untimed call per method first, so imports and one-off set-up stay out of the timings.
     _, lr0, gt0 = load_case(data, scale, ids[0])
     for method in ["bicubic"] + methods:
-        try:
-            super_resolve(lr0[:48, :48], gt0, scale, method=method, device=args.device, seed=args.seed,
-                          **options.get(method, {}))
-        except Exception:  # reported by the timed run below
-            pass
+        with contextlib.suppress(Exception):  # reported by the timed run below
+            super_resolve(lr0[:48, :48], gt0, scale, sr_method=method, device=args.device, seed=args.seed,
+                          threads=threads, **options.get(method, {}))
     for idx in ids:
         hr, lr, gt = load_case(data, scale, idx)
-        bic, elapsed = timed(lambda: super_resolve(lr, gt, scale, method="bicubic", device=args.device,
-                                                   seed=args.seed).image, args.repeat)
+        run_kw = {"device": args.device, "seed": args.seed, "threads": threads}
+        bic, elapsed = timed(partial(super_resolve, lr, gt, scale, sr_method="bicubic", **run_kw), args.repeat)
+        bic = bic.image
         results.setdefault(("bicubic", "-"), {})[idx] = (*measure(bic, hr, scale), elapsed)
         kernels: dict[str, np.ndarray] = {}
         for source in sources:
@@ -215,19 +234,19 @@ def run(args: argparse.Namespace) -> int:
             elif source == "estimated" and "estimated" not in failed:
                 try:
                     kernels[source], estimate_times[idx] = estimated_kernel(
-                        lr, scale, idx, args, estimate_options, estimate_kernel)
-                except KeyError as exc:
+                        lr, scale, idx, args, estimate_options, estimate_kernel, threads)
+                except KernelGANError as exc:  # an estimator that cannot run here (weights, say)
                     failed.add("estimated")
-                    notes.append(f"estimated-kernel column skipped: {exc.args[0] if exc.args else exc}")
+                    notes.append(f"estimated-kernel column skipped: {exc}")
         line = [f"im_{idx}: bicubic {results[('bicubic', '-')][idx][0]:.2f}"]
         for method in methods:
             if method in failed:
                 continue
             for source, k in kernels.items():
                 try:
-                    sr, elapsed = timed(lambda: super_resolve(lr, k, scale, method=method, device=args.device,
-                                                              seed=args.seed, **options.get(method, {})).image,
-                                        args.repeat)
+                    res, elapsed = timed(partial(super_resolve, lr, k, scale, sr_method=method, **run_kw,
+                                                 **options.get(method, {})), args.repeat)
+                    sr = res.image
                 except Exception as exc:  # a method that cannot run here (weights, memory) is reported, not fatal
                     failed.add(method)
                     notes.append(f"{method} skipped after an error on im_{idx}: {type(exc).__name__}: {exc}")

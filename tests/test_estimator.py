@@ -148,3 +148,32 @@ def test_anchor_blend_mixes_in_the_anchor() -> None:
     mixed = finalize_kernel(raw, resolve_config("default", anchor_blend=0.25, gaussian_prior=0.0), anchor)
     assert np.allclose(mixed, 0.75 * plain + 0.25 * anchor, atol=1e-9)
     assert PRESETS["paper"].anchor_blend == 0.0
+
+
+def test_custom_generator_runs_through_the_fit_loop(blurred: np.ndarray) -> None:
+    """A loaded or meta-learned G reuses the fit loop: here a narrower DeepLinearG from a factory."""
+    from napari_kernelgan.api import drive
+    from napari_kernelgan.registry import ESTIMATORS
+
+    made: list[DeepLinearG] = []
+
+    def g_factory() -> DeepLinearG:
+        made.append(DeepLinearG(channels=16))
+        return made[-1]
+
+    frames = np.ascontiguousarray(blurred[:96, :96], dtype=np.float32)[None, None] / 255
+    gen = ESTIMATORS.get("kernelgan").fn(frames, scale=2, device=torch.device("cpu"), seed=0, report_every=5,
+                                         preset="fast", iterations=3, g_factory=g_factory)
+    est = drive(gen)
+    assert len(made) == 1 and made[0].layers[0].weight.shape == (16, 1, 7, 7)
+    assert est.iterations == 3 and est.kernel.shape == (13, 13) and np.isclose(est.kernel.sum(), 1)
+    assert len(est.loss_history["g_gan"]) == 3
+
+
+def test_estimators_do_not_import_sr() -> None:
+    """Estimators share the physics package with the SR methods, never the SR modules themselves."""
+    from pathlib import Path
+
+    for path in (Path(nk.__file__).parent / "estimators").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "from ..sr" not in text and "napari_kernelgan.sr" not in text, path.name

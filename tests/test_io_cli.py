@@ -1,6 +1,7 @@
 """Kernel/image files and the command line."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,8 @@ def _sample(tmp_path: Path) -> Path:
 def test_cli_estimate_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     img = _sample(tmp_path)
     out = tmp_path / "out"
-    rc = main(["estimate", str(img), "--scale", "4", "--preset", "fast", "--iterations", "10", "--out", str(out), "-q"])
+    rc = main(["estimate", str(img), "--scale", "4", "--estimator", "kernelgan", "--preset", "fast",
+               "--iterations", "10", "--threads", "1", "--out", str(out), "-q"])
     assert rc == 0
     names = sorted(p.name for p in out.iterdir())
     for n in ("cam_kernel_x2.mat", "cam_kernel_x2.npy", "cam_kernel_x4.mat", "cam_kernel_x4.npy",
@@ -54,6 +56,9 @@ def test_cli_estimate_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert n in names
     assert "×4 kernel 37×37" in capsys.readouterr().out
     assert read_kernel(out / "cam_kernel_x2.mat").shape == (13, 13)
+    meta = json.loads((out / "cam_kernel.json").read_text())
+    assert meta["method"] == "kernelgan" and meta["preset"] == "fast" and meta["iterations"] == 10
+    assert not list(out.glob(".*"))  # no temporary left behind
 
 
 def test_cli_bad_input_one_line_nothing_written(tmp_path: Path) -> None:
@@ -61,19 +66,23 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "napari_kernelgan.cli", "estimate", str(tiny), "--out", str(out)],
                           capture_output=True, text=True)
-    assert proc.returncode != 0
+    assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "at least 32×32" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists() or not any(out.iterdir())
 
 
 def test_cli_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["estimate", str(tmp_path / "nope.tif"), "--out", str(tmp_path)]) == 1
-    assert "image file not found" in capsys.readouterr().err
+    missing = tmp_path / "nope.tif"
+    assert main(["estimate", str(missing), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {missing}: image file not found")
+    assert not (tmp_path / "out").exists()
 
 
-def test_demo_reports_errors_beside_baselines_and_writes_outputs(tmp_path, capsys) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--preset", "fast", "--iterations", "10", "--device", "cpu"]) == 0
+def test_demo_reports_errors_beside_baselines_and_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["demo", "--out", str(tmp_path), "--preset", "fast", "--iterations", "10", "--device", "cpu",
+                 "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "fixed Gaussian baseline" in out and "estimator='edges'" in out and "true kernel" in out
     k = read_kernel(tmp_path / "ihc_lr_x2_kernel_x2.mat")

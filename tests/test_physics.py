@@ -1,33 +1,211 @@
-"""Conventions, degradation and metrics: one test per convention, on real numbers."""
+"""Conventions, the degradation operator and metrics: one test per property, on real numbers.
+
+The operator tests follow deepinv's ``tests/test_physics.py``: every operator
+(one per boundary, plus the Fourier-domain one) on every device goes through
+the same adjointness test.
+"""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from scipy import ndimage
 from skimage import data
 
-from napari_kernelgan.physics import (analytic_x4, centre_of_mass, constant_gaussian, degrade, degrade_adjoint,
-                                      gaussian_kernel, kernel_kcov, kernel_l1, kernel_psnr, random_div2krk_kernel)
+from napari_kernelgan.errors import BadInputError, BadOptionError
+from napari_kernelgan.physics import (
+    PADDINGS,
+    Degradation,
+    analytic_x4,
+    centre_of_mass,
+    constant_gaussian,
+    degrade,
+    degrade_adjoint,
+    dihedral,
+    gaussian_kernel,
+    imresize,
+    kernel_kcov,
+    kernel_l1,
+    kernel_psnr,
+    random_div2krk_kernel,
+    resize_tensor,
+    undo_dihedral,
+)
 from napari_kernelgan.physics.conventions import kernel_for_subsampling, validate_kernel
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "div2krk"
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+OPERATORS = PADDINGS + ("fourier",)
 
 
-def asym_kernel() -> np.ndarray:
-    k = gaussian_kernel(13, 2.2, 0.8, 0.5)
-    k[4:6, 8:10] += 0.02  # a lobe off one side: its flip is a different kernel
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+def asym_kernel(size: int = 13) -> np.ndarray:
+    k = gaussian_kernel(size, 2.2, 0.8, 0.5)
+    k[size // 2 - 2:size // 2, size // 2 + 2:size // 2 + 4] += 0.02  # a lobe off one side: its flip differs
     return k / k.sum()
 
 
-def test_adjoint_identity() -> None:
-    rng = np.random.default_rng(0)
-    x = rng.random((40, 36))
-    y = rng.random((20, 18))
-    k = asym_kernel()
-    ax = degrade(x, k, 2, mode="constant")
-    assert np.isclose(np.vdot(ax, y), np.vdot(x, degrade_adjoint(y, k, 2, x.shape)), rtol=1e-10)
+def make_operator(name: str, scale: int, hr_shape: tuple[int, int], device: torch.device) -> Degradation:
+    """The operator called ``name``: a boundary of :data:`PADDINGS`, or ``"fourier"`` (known by its OTF only)."""
+    if name == "fourier":
+        otf = Degradation(asym_kernel(), scale, "circular").otf(hr_shape, dtype=torch.float64, device=device)
+        return Degradation.from_otf(otf, scale)
+    return Degradation(asym_kernel(), scale, name)
 
+
+# --------------------------------------------------------------------------- the operator
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("name", OPERATORS)
+def test_adjointness(name: str, scale: int, device: torch.device) -> None:
+    """<A x, y> == <x, A* y> for every boundary and scale, batched over leading axes."""
+    gen = torch.Generator().manual_seed(scale)
+    hr_shape = (12 * scale + 1, 10 * scale)  # one side not a multiple of the scale
+    x = torch.rand((2, 3, *hr_shape), dtype=torch.float64, generator=gen).to(device)
+    op = make_operator(name, scale, hr_shape, device)
+    assert op.adjointness_test(x, generator=gen) < 1e-12
+    if name not in ("valid", "fourier"):
+        # An image smaller than the kernel: the extension wraps or reflects more than once.
+        assert op.adjointness_test(x[0, 0, :7, :9], generator=gen) < 1e-12
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+@pytest.mark.parametrize("mode", ["reflect", "mirror", "nearest", "wrap", "constant"])
+def test_operator_equals_scipy_correlation(mode: str, scale: int) -> None:
+    """The stored kernel shifted for the scale, correlated as scipy.ndimage does, then ``[::s, ::s]``;
+    in float64 and float32, through the numpy wrappers, and through the Fourier domain for ``wrap``."""
+    rng = np.random.default_rng(scale)
+    k = asym_kernel()
+    kk = kernel_for_subsampling(k, scale) if scale > 1 else k
+    for shape in ((37, 30, 2), (6, 9, 1)):  # the second is smaller than the kernel
+        x = rng.random(shape)
+        expected = np.stack([ndimage.correlate(x[..., c], kk, mode=mode)[::scale, ::scale]
+                             for c in range(shape[-1])], axis=-1)
+        np.testing.assert_allclose(degrade(x, k, scale, mode=mode), expected, atol=1e-12)
+        np.testing.assert_allclose(degrade(x[..., 0], k, scale, mode=mode), expected[..., 0], atol=1e-12)
+        chw = torch.as_tensor(np.moveaxis(x, -1, 0), dtype=torch.float32)
+        got32 = Degradation(k, scale, mode).A(chw).numpy()
+        np.testing.assert_allclose(np.moveaxis(got32, 0, -1), expected, atol=1e-6)
+        if mode == "wrap":
+            otf = Degradation(k, scale, "circular").otf(shape[:2], dtype=torch.float64)
+            fourier = Degradation.from_otf(otf, scale).A(torch.as_tensor(np.moveaxis(x, -1, 0))).numpy()
+            np.testing.assert_allclose(np.moveaxis(fourier, 0, -1), expected, atol=1e-12)
+    # The numpy adjoint keeps the channel axis last too.
+    y = rng.random(expected.shape)
+    np.testing.assert_allclose(np.vdot(degrade(x, k, scale, mode=mode), y),
+                               np.vdot(x, degrade_adjoint(y, k, scale, x.shape, mode=mode)), rtol=1e-12)
+
+
+def test_valid_padding_is_kernelgans_strided_convolution() -> None:
+    k = torch.rand(13, 13)
+    x = torch.rand(4, 3, 64, 64)
+    op = Degradation.from_applied(k, 2)
+    got = op.A(x)
+    assert got.shape == (4, 3, 26, 26) == (4, 3) + op.output_shape((64, 64))
+    assert torch.equal(got, torch.nn.functional.conv2d(x.reshape(12, 1, 64, 64), k[None, None], stride=2)
+                       .reshape(4, 3, 26, 26))
+    with pytest.raises(BadInputError, match="smaller than"):
+        op.A(torch.rand(1, 10, 20))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_from_applied_keeps_gradients(dtype: torch.dtype) -> None:
+    """KernelGAN trains through the operator: the gradient reaches the kernel tensor (and the image)."""
+    k = torch.rand(5, 5, dtype=dtype, requires_grad=True)
+    x = torch.rand(2, 16, 17, dtype=dtype, requires_grad=True)
+    for padding in ("valid", "reflect"):
+        k.grad = x.grad = None
+        op = Degradation.from_applied(k, 2, padding)
+        y = op.A(x)
+        w = torch.rand(y.shape, dtype=dtype)
+        (y * w).sum().backward()
+        # d<A x, w>/dk[u, v] = <the padded x shifted by (u, v) and subsampled, w>.
+        xp = x.detach()
+        if padding == "reflect":
+            xp = torch.from_numpy(np.pad(xp.numpy(), ((0, 0), (2, 2), (2, 2)), mode="symmetric"))
+        expected = torch.stack([torch.stack([(xp[..., u:u + 2 * y.shape[-2] - 1:2, v:v + 2 * y.shape[-1] - 1:2] * w)
+                                             .sum() for v in range(5)]) for u in range(5)])
+        torch.testing.assert_close(k.grad, expected)
+        torch.testing.assert_close(x.grad, op.A_adjoint(w, (16, 17)).detach())
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("lr_shape", [(10, 14), (9, 7)])
+def test_prox_l2_solves_its_normal_equations(scale: int, lr_shape: tuple[int, int], device: torch.device) -> None:
+    """x = prox(z) satisfies A*(A x − y) + γ (x − z) = 0; the FFT solver against the spatial A and A*."""
+    gen = torch.Generator().manual_seed(4)
+    y = torch.rand((3,) + lr_shape, dtype=torch.float64, generator=gen).to(device)
+    z = torch.rand((3, lr_shape[0] * scale, lr_shape[1] * scale), dtype=torch.float64, generator=gen).to(device)
+    op = Degradation(asym_kernel(), scale, "circular")
+    for gamma in (1e-3, 0.5):
+        x = op.prox_l2(z, y, gamma)
+        residual = op.A_adjoint(op.A(x) - y) + gamma * (x - z)
+        assert residual.abs().max() < 1e-10
+    # One weight per batch item; the limits keep z (large γ) or fit y (small γ).
+    gammas = torch.tensor([1e-2, 1.0], dtype=torch.float64).view(2, 1, 1, 1)
+    batched = op.prox_l2(z.expand(2, -1, -1, -1), y.expand(2, -1, -1, -1), gammas)
+    torch.testing.assert_close(batched[1], op.prox_l2(z, y, 1.0), atol=1e-12, rtol=0)
+    torch.testing.assert_close(op.prox_l2(z, y, 1e9), z, atol=1e-6, rtol=0)
+    torch.testing.assert_close(op.A(op.prox_l2(z, y, 1e-9)), y, atol=1e-5, rtol=0)
+
+
+def test_prox_l2_needs_the_periodic_grid() -> None:
+    y, z = torch.zeros(16, 16), torch.zeros(32, 32)
+    with pytest.raises(BadOptionError, match="periodic"):
+        Degradation(gaussian_kernel(7, 1.0), 2, "reflect").prox_l2(z, y, 0.1)
+    with pytest.raises(BadInputError, match="grid"):
+        Degradation(gaussian_kernel(7, 1.0), 2, "circular").prox_l2(torch.zeros(30, 30), y, 0.1)
+    otf = Degradation(gaussian_kernel(7, 1.0), 2, "circular").otf((30, 30))
+    with pytest.raises(BadInputError, match="half spectrum"):
+        Degradation.from_otf(otf, 2).prox_l2(z, y, 0.1)
+    with pytest.raises(BadOptionError, match="unknown padding"):
+        Degradation(gaussian_kernel(7, 1.0), 2, "periodic")
+
+
+@pytest.mark.parametrize("shape", [(40, 34), (9, 13), (11, 5)])
+def test_resize_tensor_equals_imresize(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    img = rng.random((3, 20, 17))
+    expected = imresize(img, output_shape=shape, axes=(-2, -1))
+    np.testing.assert_allclose(resize_tensor(torch.as_tensor(img), shape).numpy(), expected, atol=1e-12)
+    got32 = resize_tensor(torch.as_tensor(img, dtype=torch.float32), shape)
+    assert got32.dtype == torch.float32
+    np.testing.assert_allclose(got32.numpy(), expected, atol=1e-5)
+
+
+def test_dihedral_round_trip_and_commutes_with_degradation() -> None:
+    x = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
+    for t in range(8):
+        assert np.array_equal(undo_dihedral(dihedral(x, t), t), x)
+        assert torch.equal(undo_dihedral(dihedral(torch.from_numpy(x), t), t), torch.from_numpy(x))
+        assert np.array_equal(dihedral(torch.from_numpy(x), t).numpy(), dihedral(x, t))
+    assert len({dihedral(x, t).tobytes() + bytes(dihedral(x, t).shape) for t in range(8)}) == 8
+    # T(degrade(x, k)) == degrade(T(x), T(k)): the basis of a kernel-aware self-ensemble.
+    img = np.random.default_rng(0).random((24, 24))
+    k = gaussian_kernel(7, 0.8, 1.8, 0.7)
+    for t in range(8):
+        lhs = dihedral(degrade(img, k, 2), t)
+        rhs = degrade(np.ascontiguousarray(dihedral(img, t)), np.ascontiguousarray(dihedral(k, t)), 2)
+        assert np.allclose(lhs, rhs, atol=1e-12), t
+
+
+def test_importing_physics_loads_no_torch() -> None:
+    code = ("import sys, numpy as np, napari_kernelgan.physics as p\n"
+            "p.imresize(np.ones((4, 4)), 2); p.dihedral(np.ones((2, 2)), 3)\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- conventions and metrics
 
 def test_subsampling_phase_keeps_field_of_view() -> None:
     """A symmetric kernel at ×2: LR pixel i sits at HR position 2i + 0.5 (corner-to-corner alignment)."""

@@ -79,3 +79,25 @@ def test_broken_module_is_listed_unavailable_and_hides_nothing(tmp_path, monkeyp
         reg.get("aaa_broken")
     for name in [m for m in sys.modules if m.startswith("fakepkg_methods")]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def test_options_without_a_typed_default_take_their_presets_type():
+    kg = ESTIMATORS.get("kernelgan")
+    assert kg.value_type("iterations") is int and kg.value_type("lr_g") is float
+    assert kg.resolve({"iterations": "40", "lr_g": "1e-3", "betas": "(0.9, 0.99)"})["iterations"] == 40
+    with pytest.raises(BadOptionError, match="iterations must be a int"):
+        kg.resolve({"iterations": "abc"})
+    with pytest.raises(BadOptionError, match="crop must be a int"):
+        kg.resolve({"crop": 1.5})
+
+
+def test_unwritable_output_is_one_clear_error(tmp_path):
+    import numpy as np
+
+    from napari_kernelgan.errors import OutputError
+    from napari_kernelgan.io import write_kernel
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write .*k.mat"):
+        write_kernel(blocker / "k.mat", np.ones((3, 3)) / 9)

@@ -8,8 +8,8 @@ from skimage import data
 
 from napari_kernelgan import drive, iter_super_resolve, super_resolve
 from napari_kernelgan.physics import blur, centre_kernel, degrade, gaussian_kernel, image_psnr
+from napari_kernelgan.physics.resize import imresize, resize_weights
 from napari_kernelgan.registry import SR_METHODS
-from napari_kernelgan.sr.bicubic import imresize, resize_weights
 from napari_kernelgan.sr.closed_form import hqs_schedule
 from napari_kernelgan.types import Progress
 

@@ -1,4 +1,4 @@
-"""The shared SR helpers: FFT forward model against physics.degrade, the exact data step, padding, tiling."""
+"""The shared SR helpers: the FFT wrappers of the operator, padding, tiling."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,19 @@ import pytest
 import torch
 
 from napari_kernelgan.api import drive
-from napari_kernelgan.physics import centre_kernel, degrade, gaussian_kernel
-from napari_kernelgan.sr.common import (DataStep, crop_hr, fast_lr_length, fft_degrade,
-                                        fft_degrade_adjoint, iter_tiled, kernel_otf, reflect_pad_lr, tile_windows)
+from napari_kernelgan.physics import Degradation, centre_kernel, gaussian_kernel
+from napari_kernelgan.sr.common import (
+    DataStep,
+    crop_hr,
+    fast_lr_length,
+    fft_blur,
+    fft_degrade,
+    fft_degrade_adjoint,
+    iter_tiled,
+    kernel_otf,
+    reflect_pad_lr,
+    tile_windows,
+)
 from napari_kernelgan.types import Progress
 
 
@@ -19,84 +29,19 @@ def _asymmetric_kernel(size: int = 11, seed: int = 0) -> np.ndarray:
     return centre_kernel(k / k.sum())
 
 
-@pytest.mark.parametrize("scale", [1, 2, 3, 4])
-@pytest.mark.parametrize("lr_shape", [(12, 16), (11, 7)])
-def test_fft_degrade_equals_physics_degrade_wrap(scale, lr_shape):
+def test_fft_wrappers_are_the_periodic_operator():
+    """The names the SR docs use are thin wrappers of physics.Degradation (tested in test_physics)."""
     rng = np.random.default_rng(1)
-    x = rng.random((lr_shape[0] * scale, lr_shape[1] * scale))
     k = _asymmetric_kernel()
-    expected = degrade(x, k, scale, mode="wrap")
-    otf64 = kernel_otf(k, scale, x.shape, dtype=torch.float64)
-    got64 = fft_degrade(torch.as_tensor(x), otf64, scale).numpy()
-    assert got64.shape == expected.shape
-    np.testing.assert_allclose(got64, expected, atol=1e-12)
-    otf32 = kernel_otf(k, scale, x.shape)
-    got32 = fft_degrade(torch.as_tensor(x, dtype=torch.float32), otf32, scale).numpy()
-    np.testing.assert_allclose(got32, expected, atol=1e-6)
-
-
-def test_fft_degrade_interior_matches_reflect_boundary():
-    rng = np.random.default_rng(2)
-    x = rng.random((64, 64))
-    k = _asymmetric_kernel()
-    got = fft_degrade(torch.as_tensor(x), kernel_otf(k, 2, x.shape, dtype=torch.float64), 2).numpy()
-    expected = degrade(x, k, 2)  # default reflect boundary: equal away from the border
-    np.testing.assert_allclose(got[4:-4, 4:-4], expected[4:-4, 4:-4], atol=1e-12)
-
-
-@pytest.mark.parametrize("scale", [2, 3])
-def test_adjoint(scale):
-    rng = np.random.default_rng(3)
-    x = torch.as_tensor(rng.random((2, 9 * scale, 10 * scale)))
-    y = torch.as_tensor(rng.random((2, 9, 10)))
-    otf = kernel_otf(_asymmetric_kernel(), scale, x.shape[-2:], dtype=torch.float64)
-    lhs = float((fft_degrade(x, otf, scale) * y).sum())
-    rhs = float((x * fft_degrade_adjoint(y, otf, scale)).sum())
-    assert lhs == pytest.approx(rhs, rel=1e-12)
-
-
-@pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("lr_shape", [(10, 14), (9, 7)])
-def test_data_step_solves_normal_equations(scale, lr_shape):
-    rng = np.random.default_rng(4)
-    y = torch.as_tensor(rng.random((3,) + lr_shape))
-    x = torch.as_tensor(rng.random((3, lr_shape[0] * scale, lr_shape[1] * scale)))
-    otf = kernel_otf(_asymmetric_kernel(), scale, x.shape[-2:], dtype=torch.float64)
-    step = DataStep(y, otf, scale)
-    for alpha in (1e-3, 0.5):
-        z = step(x, alpha)
-        lhs = fft_degrade_adjoint(fft_degrade(z, otf, scale), otf, scale) + alpha * z
-        rhs = fft_degrade_adjoint(y, otf, scale) + alpha * x
-        np.testing.assert_allclose(lhs.numpy(), rhs.numpy(), atol=1e-10)
-
-
-def test_data_step_limits_and_batched_alpha():
-    rng = np.random.default_rng(5)
-    y = torch.as_tensor(rng.random((2, 1, 16, 16)))
-    x = torch.as_tensor(rng.random((2, 1, 32, 32)))
-    otf = kernel_otf(gaussian_kernel(7, 1.0), 2, (32, 32), dtype=torch.float64)
-    step = DataStep(y, otf, 2)
-    # A huge alpha keeps x; a tiny one makes the result consistent with y.
-    np.testing.assert_allclose(step(x, 1e9).numpy(), x.numpy(), atol=1e-6)
-    np.testing.assert_allclose(fft_degrade(step(x, 1e-9), otf, 2).numpy(), y.numpy(), atol=1e-5)
-    alphas = torch.tensor([1e-2, 1.0], dtype=torch.float64).view(2, 1, 1, 1)
-    batched = step(x, alphas)
-    np.testing.assert_allclose(batched[0].numpy(), step(x, 1e-2)[0].numpy(), atol=1e-12)
-    np.testing.assert_allclose(batched[1].numpy(), step(x, 1.0)[1].numpy(), atol=1e-12)
-
-
-def test_data_step_rejects_wrong_grid():
-    otf = kernel_otf(gaussian_kernel(7, 1.0), 2, (30, 30))
-    with pytest.raises(ValueError, match="half spectrum"):
-        DataStep(torch.zeros(16, 16), otf, 2)
-
-
-def test_kernel_larger_than_grid_wraps_like_physics():
-    rng = np.random.default_rng(8)
-    x = rng.random((12, 10))
-    k = _asymmetric_kernel(23)
-    got = fft_degrade(torch.as_tensor(x), kernel_otf(k, 2, x.shape, dtype=torch.float64), 2).numpy()
-    np.testing.assert_allclose(got, degrade(x, k, 2, mode="wrap"), atol=1e-12)
+    x = torch.as_tensor(rng.random((2, 36, 21)))
+    y = torch.as_tensor(rng.random((2, 12, 7)))
+    op = Degradation(k, 3, "circular")
+    otf = kernel_otf(k, 3, x.shape[-2:], dtype=torch.float64)
+    torch.testing.assert_close(fft_degrade(x, otf, 3), op.A(x), atol=1e-12, rtol=0)
+    torch.testing.assert_close(fft_degrade_adjoint(y, otf, 3), op.A_adjoint(y), atol=1e-12, rtol=0)
+    torch.testing.assert_close(DataStep(y, otf, 3)(x, 0.1), op.prox_l2(x, y, 0.1), atol=0, rtol=0)
+    torch.testing.assert_close(fft_blur(x, kernel_otf(k, 1, x.shape[-2:], dtype=torch.float64)),
+                               Degradation(k, 1, "circular").blur(x), atol=1e-12, rtol=0)
 
 
 def test_reflect_pad_and_crop_round_trip():

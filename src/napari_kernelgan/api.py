@@ -14,7 +14,8 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from typing import Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,8 @@ DEFAULT_ESTIMATOR = "kernelgan"
 DEFAULT_SR_METHOD = "closed-form"
 
 __all__ = ["drive", "estimate_kernel", "iter_estimate_kernel", "super_resolve", "iter_super_resolve",
-           "blind_super_resolve", "iter_blind_super_resolve", "blind_defaults", "DEFAULT_ESTIMATOR", "DEFAULT_SR_METHOD"]
+           "blind_super_resolve", "iter_blind_super_resolve", "blind_defaults", "DEFAULT_ESTIMATOR",
+           "DEFAULT_SR_METHOD"]
 
 
 def drive(gen: Generator[Progress, None, Any], callback: ProgressCallback | None = None,

@@ -1,61 +1,157 @@
-"""Command line: ``napari-kernelgan estimate | sr | blind-sr | demo``. A thin layer over :mod:`.api`."""
+"""Command line: ``napari-kernelgan estimate | sr | blind-sr | demo``. A thin layer over :mod:`.api`.
+
+The options of each method come from its spec in :mod:`.registry` (``--set KEY=VALUE``), so a new
+method needs no change here. Only the subcommand named on the command line is built, and only then
+are the registries (and PyTorch) loaded: ``napari-kernelgan --help`` and ``--version`` stay instant.
+Errors a user can act on (:class:`~.errors.KernelGANError`, out of memory) print one
+``error: <file>: <message>`` line and exit 1; anything else is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import re
+import shutil
 import sys
+import textwrap
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .types import EtaTracker
+from .errors import BadOptionError, WeightsMissingError, user_message
+from .options import parse_assignments
+
+if TYPE_CHECKING:  # the heavy modules load inside the commands only
+    import numpy as np
+
+    from .registry import MethodSpec, Registry
+    from .types import KernelEstimate, Progress
+
+PROG = "napari-kernelgan"
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+
+# The library's hints name keyword arguments; on the command line they name flags.
+_CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(channel|stack)_axis=(?=-?\d)"), r"--\1-axis "),  # "channel_axis=5 is out of range"
+    (re.compile(r"\b(channel|stack)_axis="), r"--\1-axis"),            # "needs channel_axis= and/or stack_axis="
+    (re.compile(r"\bchannel_axis and stack_axis\b"), "--channel-axis and --stack-axis"),
+    (re.compile(r"\bdevice='(\w+)' or '(\w+)'"), r"--device \1 or \2"),
+    (re.compile(r"\bdevice='(\w+)'"), r"--device \1"),
+    (re.compile(r"\bweights='([^']*)'"), r"--set weights=\1"),
+)
+
+
+def speak_cli(message: str) -> str:
+    """Rewrite the API's keyword hints (``channel_axis=``...) as the CLI's flags (``--channel-axis``...)."""
+    for pattern, replacement in _CLI_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@contextlib.contextmanager
+def about(path: str | Path | None) -> Iterator[None]:
+    """Errors raised in the block are about ``path`` (the innermost ``about`` wins)."""
+    try:
+        yield
+    except Exception as exc:
+        if path is not None and not hasattr(exc, "_cli_path"):
+            with contextlib.suppress(AttributeError):  # a few C-level exceptions take no attributes
+                exc._cli_path = str(path)  # type: ignore[attr-defined]
+        raise
+
+
+def error_line(exc: BaseException) -> str | None:
+    """``error: <file>: <message>`` for an error the user can act on; ``None`` for a bug."""
+    message = user_message(exc)
+    if message is None:
+        return None
+    # Missing weights are not about the input file; the message names the weight file itself.
+    path = None if isinstance(exc, WeightsMissingError) else getattr(exc, "_cli_path", None)
+    return f"error: {f'{path}: ' if path else ''}{speak_cli(message)}"
+
+
+def report(exc: BaseException) -> bool:
+    """Print the error line of a user error and return True; False for a bug (the caller re-raises it)."""
+    line = error_line(exc)
+    if line is not None:
+        print(line, file=sys.stderr)
+    return line is not None
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[list[Path]]:
+    """Collect the paths written in the block; if the block fails or is interrupted, remove them.
+
+    Each file is already written atomically (:func:`.io.atomic_path`); this makes the set of
+    files for one input atomic too, so an interrupted run leaves no half set behind (a file
+    this run had already replaced goes as well: a mixed old/new set would be worse).
+    """
+    written: list[Path] = []
+    try:
+        yield written
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
+        raise
+
+
+# ----------------------------------------------------------------------------- output helpers
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr (no dependency; silent when stderr is not a terminal
-    unless ``always``)."""
+    """A one-line progress bar on stderr: stage, steps and ETA (silent when stderr is not a
+    terminal, unless ``always``)."""
 
     def __init__(self, label: str, always: bool = False, width: int = 28) -> None:
+        from .types import EtaTracker
+
         self.label = label
         self.width = width
         self.enabled = always or sys.stderr.isatty()
+        self.shown = False
         self.last = 0.0
         self.eta = EtaTracker()
 
-    def __call__(self, p: Any) -> None:
+    def __call__(self, p: Progress) -> None:
         now = time.perf_counter()
-        eta_s = self.eta(p, now)
+        eta_s = self.eta(p, now)  # fed every report, so the rate is measured even between redraws
         done = p.iteration >= p.total
         if not self.enabled or (now - self.last < 0.2 and not done):
             return
         self.last = now
-        frac = min(1.0, p.fraction)
-        bar = "█" * int(frac * self.width) + "·" * (self.width - int(frac * self.width))
-        eta = "" if np.isnan(eta_s) else f" ETA {eta_s:4.0f}s"
-        sys.stderr.write(f"\r{self.label} {bar} {p.iteration}/{p.total} {p.stage}{eta}   ")
+        self.shown = True
+        filled = int(min(1.0, p.fraction) * self.width)
+        bar = "█" * filled + "·" * (self.width - filled)
+        eta = "" if math.isnan(eta_s) else f" ETA {eta_s:4.0f}s"
+        sys.stderr.write(f"\r{self.label} [{str(p.stage):>8}] {bar} {p.iteration}/{p.total}{eta}   ")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.shown:
             sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.shown = False
 
 
-
-# Failures a user can fix (bad file, bad option, missing weights): one line, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError)
-
-
-def _error(exc: BaseException, path: Path | str | None = None) -> int:
-    """Print one ``error:`` line for ``exc`` and return the exit code 1."""
-    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-    print(f"error: {f'{path}: ' if path is not None else ''}{msg}", file=sys.stderr)
-    return 1
+@contextlib.contextmanager
+def progress_bar(label: str, always: bool = False) -> Iterator[ProgressBar]:
+    """A :class:`ProgressBar` whose line is ended however the block ends (so errors start a fresh line)."""
+    bar = ProgressBar(label, always)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
-def save_kernel_plot(path: Path, kernel: np.ndarray, title: str) -> None:
+def save_kernel_plot(path: Path, kernel: np.ndarray, title: str) -> Path:
     """PNG of the kernel with a colour bar, written atomically."""
     import matplotlib
 
@@ -65,77 +161,124 @@ def save_kernel_plot(path: Path, kernel: np.ndarray, title: str) -> None:
     from .io import atomic_path
 
     fig, ax = plt.subplots(figsize=(3.6, 3.2), dpi=120)
-    im = ax.imshow(kernel, cmap="magma", interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    try:
+        im = ax.imshow(kernel, cmap="magma", interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return path
 
 
 def format_kernel(k: np.ndarray) -> str:
     return "\n".join(" ".join(f"{v:6.4f}" for v in row) for row in k)
 
 
-def _estimate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kw = dict(estimator=args.method, preset=args.preset, iterations=args.iterations, device=args.device, seed=args.seed,
-              channel_axis=args.channel_axis, stack_axis=args.stack_axis)
-    return {k: v for k, v in kw.items() if v is not None}
+def write_estimate(out: Path, stem: str, est: KernelEstimate, scales: Sequence[int],
+                   written: list[Path] | None = None) -> list[Path]:
+    """Kernel .mat/.npy per scale, a kernel plot, the D-map TIFF (if any) and a JSON record.
 
+    Paths are appended to ``written`` as each file lands (see :func:`all_or_nothing`); returns them.
+    """
+    import numpy as np
 
-def write_estimate(out: Path, stem: str, est: Any, scales: Sequence[int]) -> list[Path]:
-    """Kernel .mat/.npy per scale, a kernel plot and the D-map TIFF; returns the paths."""
-    from .io import write_image, write_kernel
+    from .io import atomic_path, write_image, write_kernel
 
-    written = []
+    written = [] if written is None else written
     for s in scales:
         k = est.kernel_for(s)
         for suffix in (".mat", ".npy"):
             written.append(write_kernel(out / f"{stem}_kernel_x{s}{suffix}", k))
-        plot = out / f"{stem}_kernel_x{s}.png"
-        save_kernel_plot(plot, k, f"{stem} kernel ×{s}")
-        written.append(plot)
+        written.append(save_kernel_plot(out / f"{stem}_kernel_x{s}.png", k, f"{stem} kernel ×{s}"))
     if est.dmap is not None:
         written.append(write_image(out / f"{stem}_dmap.tif", est.dmap.astype(np.float32)))
     meta = out / f"{stem}_kernel.json"
-    from .io import atomic_path
-
     with atomic_path(meta) as tmp:
         tmp.write_text(json.dumps({k: v for k, v in est.metadata(max(scales)).items() if k != "kernel"}, indent=1))
     written.append(meta)
     return written
 
 
+def _method_label(est: KernelEstimate) -> str:
+    return f"{est.method}/{est.preset}" if est.preset else est.method
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def estimator_options(args: argparse.Namespace, items: Sequence[str], flag: str) -> dict[str, Any]:
+    """The estimator's options: ``KEY=VALUE`` items plus the ``--preset`` / ``--iterations`` shortcuts.
+
+    Checked against the estimator's spec now, so a typo fails before any file is read or written.
+    The shortcuts are passed only when given (not every estimator has them).
+    """
+    from .registry import ESTIMATORS
+
+    opts = parse_assignments(items, flag=flag)
+    for key in ("preset", "iterations"):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key in opts and opts[key] != value:
+            raise BadOptionError(f"--{key} {value} and {flag} {key}={opts[key]} disagree; give one")
+        opts[key] = value
+    ESTIMATORS.get(args.estimator).resolve(opts)
+    return opts
+
+
+def sr_options(args: argparse.Namespace, items: Sequence[str], flag: str = "--set") -> dict[str, Any]:
+    """The SR method's options from ``KEY=VALUE`` items, checked against its spec."""
+    from .registry import SR_METHODS
+
+    opts = parse_assignments(items, flag=flag)
+    SR_METHODS.get(args.sr_method).resolve(opts)
+    return opts
+
+
+def run_kwargs(args: argparse.Namespace, *, axes: bool = True) -> dict[str, Any]:
+    """The keywords every API call shares: device, seed, threads (and the image's axes)."""
+    kw: dict[str, Any] = {"device": args.device, "seed": args.seed, "threads": args.threads}
+    if axes:
+        kw.update(channel_axis=args.channel_axis, stack_axis=args.stack_axis)
+    return kw
+
+
+# ----------------------------------------------------------------------------- commands
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .api import estimate_kernel
     from .io import read_image
 
+    opts = estimator_options(args, args.set, "--set")
     out = Path(args.out)
     scales = [2] if args.scale == 2 else [2, 4]
     failures = 0
-    for path in args.images:
-        path = Path(path)
-        bar = ProgressBar(path.name)
+    for name in args.images:
+        path = Path(name)
         try:
-            image = read_image(path)
-            est = estimate_kernel(image, args.scale, callback=bar, **_estimate_kwargs(args))
-            bar.close()
-            written = write_estimate(out, path.stem, est, scales)
+            with about(name), progress_bar(path.name) as bar:
+                image = read_image(path)
+                est = estimate_kernel(image, args.scale, estimator=args.estimator, callback=bar,
+                                      **run_kwargs(args), **opts)
+            with about(out), all_or_nothing() as written:
+                write_estimate(out, path.stem, est, scales, written)
         except KeyboardInterrupt:
-            bar.close()
-            print(f"error: {path}: interrupted; nothing written for it", file=sys.stderr)
-            return 130
-        except USER_ERRORS as exc:
-            bar.close()
+            print(f"error: {name}: interrupted; nothing written for it", file=sys.stderr)
+            return INTERRUPTED
+        except Exception as exc:
+            if not report(exc):
+                raise
             failures += 1
-            _error(exc, path)
             continue
         k = est.kernel_for(args.scale)
-        print(f"{path}: ×{args.scale} kernel {k.shape[0]}×{k.shape[1]} in {est.elapsed:.1f} s "
-              f"({est.method}/{est.preset}, {est.iterations} steps, {est.device}, seed {est.seed})")
+        print(f"{name}: ×{args.scale} kernel {k.shape[0]}×{k.shape[1]} in {est.elapsed:.1f} s "
+              f"({_method_label(est)}, {est.iterations} steps, {est.device}, seed {est.seed})")
         if not args.quiet:
             print(format_kernel(est.kernel))
         print("  wrote " + ", ".join(p.name for p in written) + f" in {out}")
@@ -153,17 +296,17 @@ def cmd_sr(args: argparse.Namespace) -> int:
     from .api import super_resolve
     from .io import read_image, read_kernel, write_image
 
-    try:
-        image = read_image(args.image)
+    opts = sr_options(args, args.set)
+    with about(args.kernel):
         kernel = read_kernel(args.kernel)
-        bar = ProgressBar(Path(args.image).name)
-        res = super_resolve(image, kernel, args.scale, sr_method=args.method, device=args.device, seed=args.seed,
-                            callback=bar, channel_axis=args.channel_axis, stack_axis=args.stack_axis)
-        bar.close()
-        out = write_image(_sr_output(args, Path(args.image), args.scale, args.method), res.image)
-    except USER_ERRORS as exc:
-        return _error(exc)
-    print(f"{args.image}: ×{args.scale} {args.method} → {out} {res.image.shape} {res.image.dtype} "
+    with about(args.image), progress_bar(Path(args.image).name) as bar:
+        image = read_image(args.image)
+        res = super_resolve(image, kernel, args.scale, sr_method=args.sr_method, callback=bar,
+                            **run_kwargs(args), **opts)
+    out = _sr_output(args, Path(args.image), args.scale, args.sr_method)
+    with about(out):
+        write_image(out, res.image)
+    print(f"{args.image}: ×{args.scale} {res.method} → {out} {res.image.shape} {res.image.dtype} "
           f"in {res.elapsed:.1f} s ({res.device})")
     return 0
 
@@ -172,21 +315,19 @@ def cmd_blind_sr(args: argparse.Namespace) -> int:
     from .api import blind_super_resolve
     from .io import read_image, write_image, write_kernel
 
-    try:
+    est_opts = estimator_options(args, args.estimate_set, "--estimate-set")
+    opts = sr_options(args, args.set)
+    with about(args.image), progress_bar(Path(args.image).name) as bar:
         image = read_image(args.image)
-        bar = ProgressBar(Path(args.image).name)
-        est_opts = {k: v for k, v in dict(preset=args.preset, iterations=args.iterations).items() if v is not None}
-        res = blind_super_resolve(image, args.scale, sr_method=args.method, device=args.device, seed=args.seed,
-                                  callback=bar, estimate_options=est_opts, channel_axis=args.channel_axis,
-                                  stack_axis=args.stack_axis)
-        bar.close()
-        out = _sr_output(args, Path(args.image), args.scale, args.method)
-        kpath = write_kernel(out.with_name(f"{out.stem}_kernel_x{args.scale}.mat"), res.kernel)
-        write_image(out, res.image)
-    except USER_ERRORS as exc:
-        return _error(exc)
-    print(f"{args.image}: blind ×{args.scale} {args.method} → {out} (kernel {kpath.name}); "
-          f"estimate {res.estimate.elapsed:.1f} s, SR {res.elapsed:.1f} s")
+        res = blind_super_resolve(image, args.scale, estimator=args.estimator, sr_method=args.sr_method,
+                                  estimate_options=est_opts, callback=bar, **run_kwargs(args), **opts)
+    out = _sr_output(args, Path(args.image), args.scale, args.sr_method)
+    kpath = out.with_name(f"{out.stem}_kernel_x{args.scale}.mat")
+    with about(out), all_or_nothing() as written:
+        written.append(write_kernel(kpath, res.kernel))
+        written.append(write_image(out, res.image))
+    print(f"{args.image}: blind ×{args.scale} {res.method} → {out} (kernel {kpath.name}, "
+          f"{_method_label(res.estimate)}); estimate {res.estimate.elapsed:.1f} s, SR {res.elapsed:.1f} s")
     return 0
 
 
@@ -196,101 +337,274 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .physics import constant_gaussian, image_psnr, kernel_l1
     from .samples import TISSUE
 
+    est_opts = estimator_options(args, args.estimate_set, "--estimate-set")
+    sr_opts = sr_options(args, args.set)
+    run = run_kwargs(args, axes=False)
     out = Path(args.out)
     hr = TISSUE.hr()
     lr, k_true = TISSUE.lr(hr), TISSUE.kernel()
     print(f"sample: {TISSUE.source}, HR {hr.shape}, blurred with a known anisotropic Gaussian "
           f"(σ {TISSUE.sigma[0]}, {TISSUE.sigma[1]} px, θ {TISSUE.theta_deg}°) and subsampled ×2 → LR {lr.shape}")
-    bar = ProgressBar("estimate", always=True)
-    est = estimate_kernel(lr, 2, preset=args.preset, iterations=args.iterations, device=args.device, seed=args.seed,
-                          callback=bar)
-    bar.close()
+    with progress_bar("estimate", always=True) as bar:
+        est = estimate_kernel(lr, 2, estimator=args.estimator, callback=bar, **run, **est_opts)
     err, err_const = kernel_l1(est.kernel, k_true), kernel_l1(constant_gaussian(2), k_true)
-    print(f"kernel estimated in {est.elapsed:.1f} s on {est.device} ({est.method}/{est.preset}, seed {est.seed})")
+    print(f"kernel estimated in {est.elapsed:.1f} s on {est.device} ({_method_label(est)}, seed {est.seed})")
     print(f"kernel L1 error vs the true kernel: {err:.3f} (fixed Gaussian baseline: {err_const:.3f})")
     print(format_kernel(est.kernel))
-    edges = estimate_kernel(lr, 2, estimator="edges", device=args.device, seed=args.seed)
-    print(f"sharp-edge estimator (estimator='edges'): L1 {kernel_l1(edges.kernel, k_true):.3f} in {edges.elapsed:.1f} s")
-    write_image(out / "ihc_lr_x2.png", lr)
-    write_kernel(out / "ihc_true_kernel_x2.mat", k_true)
-    written = write_estimate(out, "ihc_lr_x2", est, [2])
-    bar = ProgressBar("super-resolve", always=True)
-    # The kernel is an estimate: the method gets the defaults blind_super_resolve gives it.
-    blind = blind_defaults(args.sr_method)
-    sr = super_resolve(lr, est, 2, sr_method=args.sr_method, device=args.device, seed=args.seed, callback=bar, **blind)
-    bar.close()
-    write_image(out / f"ihc_sr_x2_{args.sr_method}.png", sr.image)
+    edges = estimate_kernel(lr, 2, estimator="edges", **run)
+    print(f"sharp-edge estimator (estimator='edges'): L1 {kernel_l1(edges.kernel, k_true):.3f} "
+          f"in {edges.elapsed:.1f} s")
+    # The kernel is an estimate: the SR method gets the defaults blind_super_resolve gives it.
+    blind = {**blind_defaults(args.sr_method), **sr_opts}
+    with progress_bar("super-resolve", always=True) as bar:
+        sr = super_resolve(lr, est, 2, sr_method=args.sr_method, callback=bar, **run, **blind)
     shave = 2
-    psnr = {name: image_psnr(super_resolve(lr, k, 2, sr_method=m, device=args.device, seed=args.seed, **o).image,
-                             hr, shave)
-            for name, k, m, o in (("bicubic", est, "bicubic", {}), ("true kernel", k_true, args.sr_method, {}),
+    psnr = {name: image_psnr(super_resolve(lr, k, 2, sr_method=m, **run, **o).image, hr, shave)
+            for name, k, m, o in (("bicubic", est, "bicubic", {}), ("true kernel", k_true, args.sr_method, sr_opts),
                                   ("fixed Gaussian", constant_gaussian(2), args.sr_method, blind))}
+    with about(out), all_or_nothing() as written:
+        written.append(write_image(out / "ihc_lr_x2.png", lr))
+        written.append(write_kernel(out / "ihc_true_kernel_x2.mat", k_true))
+        write_estimate(out, "ihc_lr_x2", est, [2], written)
+        written.append(write_image(out / f"ihc_sr_x2_{args.sr_method}.png", sr.image))
     print(f"×2 super-resolution ({args.sr_method}, {sr.elapsed:.1f} s), PSNR on Y: estimated kernel "
           f"{image_psnr(sr.image, hr, shave):.2f} dB; " + ", ".join(f"{n} {v:.2f} dB" for n, v in psnr.items()))
-    print(f"outputs in {out}/: " + ", ".join(p.name for p in written) + f", ihc_sr_x2_{args.sr_method}.png")
+    print(f"outputs in {out}/: " + ", ".join(p.name for p in written))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# ----------------------------------------------------------------------------- parsers
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag that stores into the new flag's destination, with a warning on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new_flag: str, **kwargs: Any) -> None:
+        self.new_flag = new_flag
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"warning: {option_string} is deprecated; use {self.new_flag}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _plain(value: Any) -> str:
+    return "None" if value is None else str(value)
+
+
+def describe_methods(registry: Registry, flag: str, set_flag: str, default: str, *, blind: bool = False) -> str:
+    """Help text for a registry: each method's summary, presets and options (``name=default``);
+    with ``blind``, also the options an SR method gets for an estimated kernel."""
+    width = max(60, min(120, shutil.get_terminal_size().columns) - 2)  # as argparse wraps
+
+    def wrap(text: str, indent: int, hang: int = 0) -> list[str]:
+        return textwrap.wrap(text, width, initial_indent=" " * indent, subsequent_indent=" " * (indent + hang),
+                             break_on_hyphens=False) or [" " * indent]
+
+    lines = [f"{registry.label}s ({flag} NAME; their options with {set_flag} KEY=VALUE):"]
+    for spec in registry.specs():
+        lines.append(f"  {spec.name}" + (" (default)" if spec.name == default else ""))
+        lines += wrap(spec.summary, 6)
+        if spec.presets:
+            text = f"presets: {', '.join(spec.presets)} (default: {spec.defaults.get('preset')})"
+            lines += wrap(text + (f"; {spec.help['preset']}" if spec.help.get("preset") else ""), 6, 9)
+        lines += _option_lines(spec, wrap)
+        if blind and spec.blind_defaults:
+            given = ", ".join(f"{k}={_plain(v)}" for k, v in spec.blind_defaults.items())
+            lines += wrap(f"for an estimated kernel (unless set): {given}", 6, 9)
+    for name, reason in registry.unavailable.items():
+        lines += wrap(f"{name}: unavailable ({reason})", 2, 4)
+    lines.append("  (an option set to None is decided by the method or its preset)")
+    return "\n".join(lines)
+
+
+def _option_lines(spec: MethodSpec, wrap: Callable[..., list[str]]) -> list[str]:
+    shown = [k for k in spec.defaults if k not in spec.hidden]
+    if not shown:
+        return wrap("options: none", 6)
+    lines = wrap("options: " + ", ".join(f"{k}={_plain(spec.defaults[k])}" for k in shown), 6, 9)
+    for key in spec.main:
+        if key != "preset" and spec.help.get(key):
+            lines += wrap(f"{key}: {spec.help[key]}", 8, 4)
+    return lines
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, axes: bool = True) -> None:
     from .devices import available_devices
 
-    ap = argparse.ArgumentParser(prog="napari-kernelgan", description="Blind SR-kernel estimation and "
-                                 "kernel-aware super-resolution.")
-    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                       help=f"compute device (here: {', '.join(available_devices())})")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--channel-axis", type=int, default=None, help="axis holding channels (multichannel images)")
-        p.add_argument("--stack-axis", type=int, default=None,
+    g = p.add_argument_group("run")
+    g.add_argument("--device", default="auto", choices=available_devices(),
+                   help="compute device (auto: the best present; default: %(default)s)")
+    g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="PyTorch CPU threads (default: the free cores; $NAPARI_KERNELGAN_THREADS also sets it)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    if axes:
+        g.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
+                       help="axis holding channels (multichannel images)")
+        g.add_argument("--stack-axis", type=int, default=None, metavar="AXIS",
                        help="axis of a Z/T stack whose frames share one kernel")
 
-    e = sub.add_parser("estimate", help="estimate the SR kernel of one or many images")
-    e.add_argument("images", nargs="+")
-    e.add_argument("--scale", type=int, default=2, choices=(2, 4))
-    e.add_argument("--iterations", type=int, default=None)
-    e.add_argument("--preset", default=None)
-    e.add_argument("--method", default="kernelgan", help="kernel estimator (kernelgan, edges)")
-    e.add_argument("--out", default="kernels", help="output folder (default: ./kernels)")
-    e.add_argument("-q", "--quiet", action="store_true", help="do not print kernel values")
-    common(e)
-    e.set_defaults(func=cmd_estimate, channel_axis=None)
 
-    s = sub.add_parser("sr", help="super-resolve an image with a known kernel")
-    s.add_argument("image")
-    s.add_argument("--kernel", required=True, help=".mat ('Kernel'), .npy or .tif, correlation orientation")
-    s.add_argument("--scale", type=int, default=2)
-    s.add_argument("--method", default="closed-form")
-    s.add_argument("-o", "--output", default=None)
-    common(s)
-    s.set_defaults(func=cmd_sr)
+def _method_choices(registry: Registry) -> list[str]:
+    # Unavailable methods are accepted here so that choosing one says why it is unavailable.
+    return registry.names() + [n for n in registry.unavailable if n not in registry.names()]
 
-    b = sub.add_parser("blind-sr", help="estimate the kernel, then super-resolve (kernel written beside)")
-    b.add_argument("image")
-    b.add_argument("--scale", type=int, default=2, choices=(2, 4))
-    b.add_argument("--method", default="closed-form")
-    b.add_argument("--preset", default=None)
-    b.add_argument("--iterations", type=int, default=None)
-    b.add_argument("-o", "--output", default=None)
-    common(b)
-    b.set_defaults(func=cmd_blind_sr)
 
-    d = sub.add_parser("demo", help="estimate the kernel of a bundled sample blurred with a known kernel")
-    d.add_argument("--out", default="demo_output")
-    d.add_argument("--preset", default="default")
-    d.add_argument("--iterations", type=int, default=None)
-    d.add_argument("--sr-method", default="closed-form")
-    d.add_argument("--device", default="auto")
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(func=cmd_demo)
+def _add_estimator(p: argparse.ArgumentParser, set_flag: str, *, alias: bool) -> None:
+    from .api import DEFAULT_ESTIMATOR
+    from .registry import ESTIMATORS
+
+    choices = _method_choices(ESTIMATORS)
+    g = p.add_argument_group("kernel estimator")
+    g.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=choices, metavar="NAME",
+                   help=f"one of: {', '.join(choices)} (default: %(default)s; described below)")
+    if alias:
+        g.add_argument("--method", dest="estimator", action=DeprecatedAlias, new_flag="--estimator",
+                       choices=choices, metavar="NAME", help="deprecated alias of --estimator")
+    g.add_argument(set_flag, dest="set" if set_flag == "--set" else "estimate_set", action="append", default=[],
+                   metavar="KEY=VALUE", help="an option of the estimator (repeatable), e.g. anchor=bicubic")
+    g.add_argument("--preset", default=None, help=f"shortcut for {set_flag} preset=NAME (estimators with presets)")
+    g.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
+                   help=f"shortcut for {set_flag} iterations=N")
+
+
+def _add_sr_method(p: argparse.ArgumentParser, *, alias: bool) -> None:
+    from .api import DEFAULT_SR_METHOD
+    from .registry import SR_METHODS
+
+    choices = _method_choices(SR_METHODS)
+    g = p.add_argument_group("SR method")
+    g.add_argument("--sr-method", default=DEFAULT_SR_METHOD, choices=choices, metavar="NAME",
+                   help=f"one of: {', '.join(choices)} (default: %(default)s; described below)")
+    if alias:
+        g.add_argument("--method", dest="sr_method", action=DeprecatedAlias, new_flag="--sr-method",
+                       choices=choices, metavar="NAME", help="deprecated alias of --sr-method")
+    g.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the SR method (repeatable), e.g. sigma=2")
+
+
+def _estimators_help(set_flag: str) -> str:
+    from .api import DEFAULT_ESTIMATOR
+    from .registry import ESTIMATORS
+
+    return describe_methods(ESTIMATORS, "--estimator", set_flag, DEFAULT_ESTIMATOR)
+
+
+def _sr_methods_help(blind: bool = False) -> str:
+    from .api import DEFAULT_SR_METHOD
+    from .registry import SR_METHODS
+
+    return describe_methods(SR_METHODS, "--sr-method", "--set", DEFAULT_SR_METHOD, blind=blind)
+
+
+def build_estimate(p: argparse.ArgumentParser) -> None:
+    from .vocabulary import ESTIMATE_SCALES
+
+    p.add_argument("images", nargs="+", help="image files (TIFF, PNG, ...); each gets its own kernel")
+    p.add_argument("--scale", type=int, default=2, choices=ESTIMATE_SCALES,
+                   help="2: the ×2 kernel; 4: also the analytic ×4 one (default: %(default)s)")
+    p.add_argument("--out", default="kernels", help="output folder (default: ./kernels)")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print kernel values")
+    _add_estimator(p, "--set", alias=True)
+    _add_run_options(p)
+    p.epilog = _estimators_help("--set")
+    p.set_defaults(func=cmd_estimate)
+
+
+def build_sr(p: argparse.ArgumentParser) -> None:
+    from .vocabulary import SR_SCALES
+
+    p.add_argument("image")
+    p.add_argument("--kernel", required=True, help=".mat ('Kernel'), .npy or .tif, correlation orientation")
+    p.add_argument("--scale", type=int, default=2, choices=SR_SCALES, help="(default: %(default)s)")
+    p.add_argument("-o", "--output", default=None, help="output image (default: IMAGE_sr_xS_METHOD.tif beside it)")
+    _add_sr_method(p, alias=True)
+    _add_run_options(p)
+    p.epilog = _sr_methods_help()
+    p.set_defaults(func=cmd_sr)
+
+
+def build_blind_sr(p: argparse.ArgumentParser) -> None:
+    from .vocabulary import ESTIMATE_SCALES
+
+    p.add_argument("image")
+    p.add_argument("--scale", type=int, default=2, choices=ESTIMATE_SCALES, help="(default: %(default)s)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output image (default: IMAGE_sr_xS_METHOD.tif beside it); the kernel goes beside it")
+    _add_sr_method(p, alias=True)
+    _add_estimator(p, "--estimate-set", alias=False)
+    _add_run_options(p)
+    p.epilog = _sr_methods_help(blind=True) + "\n\n" + _estimators_help("--estimate-set")
+    p.set_defaults(func=cmd_blind_sr)
+
+
+def build_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
+    _add_estimator(p, "--estimate-set", alias=False)
+    _add_sr_method(p, alias=False)
+    _add_run_options(p, axes=False)
+    p.epilog = _estimators_help("--estimate-set") + "\n\n" + _sr_methods_help(blind=True)
+    p.set_defaults(func=cmd_demo)
+
+
+# name -> (one-line help, builder); a builder runs only for the subcommand being used
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "estimate": ("estimate the SR kernel of one or many images", build_estimate),
+    "sr": ("super-resolve an image with a known kernel", build_sr),
+    "blind-sr": ("estimate the kernel, then super-resolve (kernel written beside)", build_blind_sr),
+    "demo": ("estimate the kernel of a bundled sample blurred with a known kernel, then super-resolve",
+             build_demo),
+}
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the top level has no option that takes a value)."""
+    for token in argv:
+        if token == "--":
+            continue
+        if not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s subparser gets its arguments (the others stay empty, and cheap)."""
+    ap = argparse.ArgumentParser(prog=PROG, description="Blind SR-kernel estimation and kernel-aware "
+                                 "super-resolution.", epilog=f"'{PROG} COMMAND --help' lists a command's "
+                                 "options and the methods it can use.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (text, build) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == command:
+            build(p)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    """Run the command line; returns the exit status (0, 1 for a user error, 130 when interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(command_in(argv)).parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("error: interrupted; no partial output was left", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as exc:
+        if not report(exc):
+            raise  # a bug: keep its traceback
+        return 1
 
 
 if __name__ == "__main__":

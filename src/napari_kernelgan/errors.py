@@ -8,8 +8,8 @@ keeps working.
 """
 from __future__ import annotations
 
-__all__ = ["KernelGANError", "BadInputError", "BadOptionError", "MissingFileError", "WeightsMissingError", "Cancelled",
-           "MethodUnavailableError", "user_message"]
+__all__ = ["KernelGANError", "BadInputError", "BadOptionError", "MissingFileError", "WeightsMissingError",
+           "OutputError", "Cancelled", "MethodUnavailableError", "user_message"]
 
 
 class KernelGANError(Exception):
@@ -34,6 +34,10 @@ class MethodUnavailableError(BadOptionError):
 
 class WeightsMissingError(KernelGANError, FileNotFoundError):
     """Pretrained weights could not be found; the message says which file to get and where to put it."""
+
+
+class OutputError(KernelGANError, OSError):
+    """An output could not be written (permission denied, disk full...); nothing half-written is left."""
 
 
 class Cancelled(KernelGANError, RuntimeError):

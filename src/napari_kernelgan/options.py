@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import ast
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import BadOptionError
 

@@ -20,8 +20,9 @@ import importlib
 import importlib.metadata
 import pkgutil
 import threading
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import BadOptionError, MethodUnavailableError
 
@@ -123,26 +124,30 @@ class MethodSpec:
                                      f"{', '.join(map(str, allowed))}; got {value!r}")
         return merged
 
-    def _coerce(self, key: str, value: Any) -> Any:
-        default = self.defaults[key]
-        if not isinstance(value, str) or default is None or isinstance(default, str):
-            return value
-        from .options import parse_value
+    def value_type(self, key: str) -> type | None:
+        """The type an option's values have: its default's, else its presets' (``None``: any)."""
+        for value in (self.defaults.get(key), *(p.get(key) for p in self.presets.values())):
+            if value is not None:
+                return type(value)
+        return None
 
-        parsed = parse_value(value)
-        target = type(default)
-        try:
-            if target is bool:
-                if isinstance(parsed, bool):
-                    return parsed
-                raise ValueError
-            if target is float and isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
-                return float(parsed)
-            if target is int and isinstance(parsed, int) and not isinstance(parsed, bool):
-                return parsed
-        except ValueError:
-            pass
-        raise BadOptionError(f"{self.kind_label} {self.name!r}: {key} must be a {target.__name__}, got {value!r}")
+    def _coerce(self, key: str, value: Any) -> Any:
+        target = self.value_type(key)
+        if value is None or target is None or target is str:
+            return value
+        if isinstance(value, str):
+            from .options import parse_value
+
+            value = parse_value(value)
+            if value is None:
+                return None
+        ok = (isinstance(value, bool) if target is bool else
+              isinstance(value, (int, float)) and not isinstance(value, bool) if target is float else
+              isinstance(value, int) and not isinstance(value, bool) if target is int else
+              isinstance(value, (tuple, list)) if target in (tuple, list) else True)
+        if not ok:
+            raise BadOptionError(f"{self.kind_label} {self.name!r}: {key} must be a {target.__name__}, got {value!r}")
+        return float(value) if target is float else tuple(value) if target is tuple else value
 
     @property
     def kind_label(self) -> str:
@@ -179,6 +184,11 @@ class Registry:
         self._specs[spec.name] = spec
         self._unavailable.pop(spec.name, None)
         return spec
+
+    def remove(self, name: str) -> MethodSpec | None:
+        """Unregister ``name`` (a plugin being unloaded, a test cleaning up); returns its spec."""
+        with self._lock:
+            return self._specs.pop(name, None)
 
     # ----------------------------------------------------------------- discovery
 

@@ -6,8 +6,8 @@ low-resolution image (``physics.degrade``, rounded to the original's dtype).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -24,10 +24,10 @@ Presets:
 """
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Generator, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ from ..errors import BadOptionError
 from ..physics.conventions import centre_kernel, pad_to, shift_kernel
 from ..physics.kernels import gaussian_from_covariance
 from ..physics.metrics import second_moments
+from ..physics.operators import Degradation
+from ..physics.resize import cubic
 from ..registry import register
 from ..types import KernelEstimate, Progress
 from ..vocabulary import KERNEL_SIZE, Stage
@@ -121,12 +123,6 @@ def resolve_config(preset: str, iterations: int | None = None, **overrides: Any)
 # Fixed pieces: the bicubic anchor, the boundary mask, crop sampling
 # ---------------------------------------------------------------------------------------------
 
-def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    x = np.abs(x)
-    return np.where(x <= 1, (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1,
-                    np.where(x < 2, a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a, 0.0))
-
-
 def bicubic_kernel(size: int = 13, scale: int = 2) -> np.ndarray:
     """Antialiased bicubic ×``scale`` downscaling kernel in the subsampling-ready form.
 
@@ -134,7 +130,7 @@ def bicubic_kernel(size: int = 13, scale: int = 2) -> np.ndarray:
     pixels), the phase :mod:`~napari_kernelgan.physics.conventions` prescribes.
     """
     centre = size // 2 + 0.5 * (scale - size % 2)
-    taps = _cubic((np.arange(size) - centre) / scale)
+    taps = cubic((np.arange(size) - centre) / scale)
     k1 = taps / taps.sum()
     return np.outer(k1, k1)
 
@@ -280,10 +276,8 @@ class KernelGANFit:
         return torch.from_numpy(sampler.sample(n)).to(self.device, non_blocking=True) * 2 - 1
 
     def generate(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        """Channels pass through G as a batch: (B, C, h, w) → (B, C, h', w')."""
-        b, c, h, w = x.shape
-        y = F.conv2d(x.reshape(b * c, 1, h, w), kernel[None, None], stride=2)
-        return y.reshape(b, c, y.shape[-2], y.shape[-1])
+        """G's map with its collapsed ``kernel``: (B, C, h, w) → (B, C, (h − k)//2 + 1, …), channels batched."""
+        return Degradation.from_applied(kernel, 2, "valid").A(x)
 
     def regulariser(self, k: torch.Tensor, g_out: torch.Tensor,
                     g_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -389,9 +383,11 @@ def _preset_values(cfg: Config) -> dict[str, Any]:
     return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
 
 
+CPU = torch.device("cpu")
+
 OPTION_HELP = {
     "preset": "paper: as published (3000 steps); default: anchored on the sharp-edge estimate; fast: a preview",
-    "iterations": "GAN steps per run; empty: the preset's own number (the schedule is stretched to fit)",
+    "iterations": "GAN steps per run; unset: the preset's own number (the schedule is stretched to fit)",
 }
 
 
@@ -400,7 +396,7 @@ OPTION_HELP = {
           presets={name: _preset_values(cfg) for name, cfg in PRESETS.items()},
           defaults={"preset": "default", **{f.name: None for f in fields(Config)}},
           main=("preset", "iterations"), help=OPTION_HELP, choices={"anchor": ("bicubic", "edges")})
-def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = torch.device("cpu"), seed: int = 0,
+def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed: int = 0,
               report_every: int = 50, preset: str = "default", iterations: int | None = None,
               g_factory: Callable[[], torch.nn.Module] | None = None,
               d_factory: Callable[[int], torch.nn.Module] | None = None,

@@ -3,8 +3,9 @@
 G is a deep *linear* network (no bias, no activation), so it equals one
 correlation with a single kernel followed by ×2 subsampling. :meth:`DeepLinearG.kernel`
 collapses the layers into that kernel differentiably, and :meth:`DeepLinearG.forward`
-applies it: the same function as the layer-by-layer :meth:`DeepLinearG.forward_deep`,
-at a small fraction of the cost.
+applies it as a :class:`~napari_kernelgan.physics.Degradation` (``padding="valid"``):
+the same function as the layer-by-layer :meth:`DeepLinearG.forward_deep`, at a
+small fraction of the cost.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from ..physics.operators import Degradation
 
 G_STRUCTURE = (7, 5, 3, 1, 1, 1)
 """Kernel sizes of G's layers; the receptive field (= SR kernel size) is Σ(k − 1) + 1 = 13."""
@@ -45,8 +48,8 @@ class DeepLinearG(nn.Module):
         return acc[0, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) → (B, 1, (H − k)//s + 1, …) via the collapsed kernel."""
-        return F.conv2d(x, self.kernel()[None, None], stride=self.scale)
+        """(B, 1, H, W) → (B, 1, (H − k)//s + 1, …) via the collapsed kernel (a 'valid' degradation)."""
+        return Degradation.from_applied(self.kernel(), self.scale, "valid").A(x)
 
     def forward_deep(self, x: torch.Tensor) -> torch.Tensor:
         """The same map computed layer by layer, as the paper's code does."""

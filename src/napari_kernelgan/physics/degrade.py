@@ -1,47 +1,51 @@
-"""The degradation ``LR = (HR ⋆ shift(k))[::s, ::s]`` and its adjoint.
+"""The degradation and its adjoint on numpy images: thin wrappers of :class:`~.operators.Degradation`.
 
 See :mod:`napari_kernelgan.physics.conventions` for orientation, centring and
-subsampling phase.
+subsampling phase, and :mod:`napari_kernelgan.physics.operators` for the
+boundary names (``mode`` here; scipy.ndimage's names are accepted). Images are
+(H, W) or (H, W, C); results are float64. torch is imported on the first call,
+so importing this module stays cheap.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from scipy import ndimage
 
-from .conventions import kernel_for_subsampling
+from ..errors import BadInputError
+
+__all__ = ["blur", "degrade", "degrade_adjoint"]
 
 
-def _per_channel(fn, image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return fn(image)
-    return np.stack([fn(image[..., c]) for c in range(image.shape[-1])], axis=-1)
+def _run(image: np.ndarray, k: np.ndarray, scale: int, mode: str, method: str, **kwargs: Any) -> np.ndarray:
+    import torch
+
+    from .operators import Degradation
+
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim not in (2, 3):
+        raise BadInputError(f"expected an (H, W) or (H, W, C) image, got shape {img.shape}")
+    op = Degradation(k, scale, mode)
+    # Channels become a leading (batched) axis.
+    x = torch.from_numpy(np.moveaxis(img, -1, 0) if img.ndim == 3 else img)
+    out = getattr(op, method)(x, **kwargs).numpy()
+    return np.ascontiguousarray(np.moveaxis(out, 0, -1) if img.ndim == 3 else out)
 
 
 def blur(image: np.ndarray, k: np.ndarray, scale: int = 1, mode: str = "reflect") -> np.ndarray:
     """Correlate a (H, W) or (H, W, C) image with a centred kernel, shifted for ``scale``."""
-    kk = kernel_for_subsampling(k, scale) if scale > 1 else np.asarray(k, dtype=np.float64)
-    img = np.asarray(image, dtype=np.float64)
-    return _per_channel(lambda ch: ndimage.correlate(ch, kk, mode=mode), img)
+    return _run(image, k, scale, mode, "blur")
 
 
 def degrade(hr: np.ndarray, k: np.ndarray, scale: int, mode: str = "reflect") -> np.ndarray:
     """Blur ``hr`` with the centred kernel ``k`` and keep every ``scale``-th pixel (float64)."""
-    if scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale}")
-    return blur(hr, k, scale, mode=mode)[::scale, ::scale]
+    return _run(hr, k, scale, mode, "A")
 
 
-def degrade_adjoint(lr: np.ndarray, k: np.ndarray, scale: int, hr_shape: tuple[int, int]) -> np.ndarray:
-    """Adjoint of :func:`degrade` with zero boundary (``mode='constant'``).
+def degrade_adjoint(lr: np.ndarray, k: np.ndarray, scale: int, hr_shape: tuple[int, ...],
+                    mode: str = "constant") -> np.ndarray:
+    """Adjoint of :func:`degrade` (zero boundary by default) onto an HR image of ``hr_shape[:2]``.
 
-    Zero-fill upsampling followed by convolution (the flipped correlation).
-    ``<degrade(x, mode='constant'), y> == <x, degrade_adjoint(y)>``.
+    ``<degrade(x, mode=m), y> == <x, degrade_adjoint(y, mode=m)>``.
     """
-    kk = kernel_for_subsampling(k, scale)
-
-    def one(ch: np.ndarray) -> np.ndarray:
-        up = np.zeros(hr_shape[:2])
-        up[::scale, ::scale] = ch
-        return ndimage.convolve(up, kk, mode="constant")
-
-    return _per_channel(one, np.asarray(lr, dtype=np.float64))
+    return _run(lr, k, scale, mode, "A_adjoint", hr_shape=tuple(hr_shape[:2]))

@@ -3,8 +3,8 @@
 The method minimises ``1/(2σ²) ‖(x ⋆ k)↓s − y‖² + λ·TV(x)`` by alternating
 
 (a) the data step ``z = argmin ‖(z ⋆ k)↓s − y‖² + α_i ‖z − x‖²``, solved exactly
-    per frequency (:class:`~napari_kernelgan.sr.common.DataStep`, USRNet's
-    data module, Zhang et al. CVPR 2020 eq. 7) on a periodic grid; every
+    per frequency (:meth:`Degradation.prox_l2 <napari_kernelgan.physics.Degradation.prox_l2>`,
+    USRNet's data module, Zhang et al. CVPR 2020 eq. 7) on a periodic grid; every
     tile carries ``overlap`` LR pixels of context (symmetric reflection at
     the image border), so the wrap seam falls outside the kept pixels; and
 (b) the prior step ``x = argmin ½‖x − z‖² + w_i·TV(x)`` (isotropic total
@@ -23,16 +23,18 @@ runs in float32 torch on the given device, all channels of a tile at once.
 from __future__ import annotations
 
 import time
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import BadOptionError
+from ..physics.operators import Degradation
+from ..physics.resize import imresize
 from ..registry import register
 from ..types import Progress
-from .bicubic import imresize
-from .common import DataStep, crop_hr, iter_tiled, kernel_otf, reflect_pad_lr
+from .common import crop_hr, iter_tiled, reflect_pad_lr
 
 __all__ = ["DEFAULTS", "resolve_options", "hqs_schedule", "tv_denoise", "closed_form_sr", "closed_form"]
 
@@ -145,8 +147,7 @@ def closed_form_sr(lr: np.ndarray, kernel: np.ndarray, scale: int, *, device: to
     y = torch.as_tensor(padded, device=dev)
     x = torch.as_tensor(np.ascontiguousarray(imresize(padded, scale, axes=(-2, -1)), dtype=np.float32),
                         device=dev)
-    otf = kernel_otf(kernel, scale, tuple(x.shape[-2:]), device=dev, dtype=torch.float32)
-    data = DataStep(y, otf, scale)
+    data = Degradation(kernel, scale, "circular").prox_l2_solver(y)
     dual = None
     prev_w = 0.0
     for alpha, weight in schedule:
@@ -165,8 +166,8 @@ BLIND_DEFAULTS: dict[str, Any] = {"sigma": 2.0}
 
 OPTION_HELP = {
     "sigma": "noise level of the LR image in [0, 255] units; 2 suits an estimated kernel on a clean 8-bit image",
-    "iterations": "half-quadratic splitting steps; empty: 4·(scale − 1)",
-    "tile": "LR tile side; empty: 512 // scale; 0: the whole image at once",
+    "iterations": "half-quadratic splitting steps; unset: 4·(scale − 1)",
+    "tile": "LR tile side; unset: 512 // scale; 0: the whole image at once",
 }
 
 

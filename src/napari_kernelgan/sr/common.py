@@ -1,12 +1,9 @@
 """Building blocks shared by the SR methods.
 
-* FFT forward model on a periodic grid, consistent with
-  :func:`napari_kernelgan.physics.degrade` (``mode='wrap'``):
-  :func:`kernel_otf`, :func:`fft_blur`, :func:`fft_degrade`,
-  :func:`fft_degrade_adjoint`.
-* :class:`DataStep` — the exact per-frequency solution of
-  ``min_z ‖(z ⋆ k)↓s − y‖² + α‖z − x‖²`` (USRNet's data module, Zhang et al.
-  CVPR 2020, eq. 7).
+* :func:`kernel_otf`, :func:`fft_blur`, :func:`fft_degrade`,
+  :func:`fft_degrade_adjoint` and :class:`DataStep`: the periodic forward model
+  and its exact data step, thin wrappers of
+  :class:`napari_kernelgan.physics.Degradation` (``padding="circular"``).
 * :func:`reflect_pad_lr` / :func:`crop_hr` / :func:`fast_lr_length` — padding
   an LR image (to FFT-friendly sizes) so the periodic boundary of the FFT
   model falls outside the region that is kept, and cropping the HR result.
@@ -15,21 +12,20 @@
   :class:`~napari_kernelgan.types.Progress` once per tile, and assemble the
   ``(N, C, sH, sW)`` result.
 
-All FFT helpers take torch tensors whose last two axes are (rows, columns);
-leading axes (frames, channels) are batched. Transfer functions are half
-spectra (``torch.fft.rfft2`` layout). The real dtype of the input (float32 or
-float64) sets the precision.
+Tensors are (..., rows, columns) with leading axes (frames, channels) batched;
+transfer functions are half spectra (``torch.fft.rfft2`` layout).
 """
 from __future__ import annotations
 
 import time
-from typing import Callable, Generator, TypeVar
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 import numpy as np
 import torch
 from scipy import fft as sp_fft
 
-from ..physics.conventions import kernel_for_subsampling
+from ..physics.operators import Degradation, ProxL2
 from ..types import Progress
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
@@ -41,127 +37,32 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- FFT forward model
+# Thin wrappers of physics.operators, kept because the SR docs and older code use these names.
+
+DataStep = ProxL2
+"""The exact data step ``argmin_z ‖(z ⋆ k)↓s − y‖² + α‖z − x‖²``: :class:`~napari_kernelgan.physics.ProxL2`."""
+
 
 def kernel_otf(kernel: np.ndarray, scale: int, shape: tuple[int, int], *,
                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Transfer function of a stored (centred, correlation) kernel on a periodic ``shape`` grid.
-
-    The kernel is first shifted for ``scale`` with
-    :func:`~napari_kernelgan.physics.conventions.kernel_for_subsampling`
-    (unshifted when ``scale == 1``), so that :func:`fft_degrade` equals
-    ``physics.degrade(x, kernel, s, mode='wrap')``. Returns the half spectrum
-    (``torch.fft.rfft2`` layout, complex, shape ``(H, W // 2 + 1)``) used by
-    every helper here; ``dtype`` is the real precision.
-    """
-    kk = kernel_for_subsampling(kernel, scale) if scale > 1 else np.asarray(kernel, dtype=np.float64)
-    kh, kw = kk.shape
-    h, w = shape
-    # Correlation with k is circular convolution with flip(k): tap (u, v) of the
-    # flipped kernel goes to (u - kh//2, v - kw//2) modulo the grid (folded when
-    # the kernel is larger than the grid, as periodic correlation does).
-    rows = (np.arange(kh) - kh // 2) % h
-    cols = (np.arange(kw) - kw // 2) % w
-    psf = np.zeros((h, w))
-    np.add.at(psf, (rows[:, None], cols[None, :]), kk[::-1, ::-1])
-    return torch.fft.rfft2(torch.as_tensor(psf, dtype=dtype, device=device))
+    """Half-spectrum transfer function of a stored kernel on a periodic ``shape`` grid:
+    :meth:`Degradation(kernel, scale, "circular").otf <napari_kernelgan.physics.Degradation.otf>`."""
+    return Degradation(kernel, scale, "circular").otf(shape, dtype=dtype, device=device)
 
 
 def fft_blur(x: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
     """Periodic correlation of ``x`` (..., H, W) with the kernel behind ``otf``."""
-    return torch.fft.irfft2(torch.fft.rfft2(x) * otf, s=x.shape[-2:])
+    return Degradation.from_otf(otf, 1).blur(x)
 
 
 def fft_degrade(x: torch.Tensor, otf: torch.Tensor, scale: int) -> torch.Tensor:
     """``(x ⋆ k)[::s, ::s]`` on a periodic grid; ``otf`` from :func:`kernel_otf` with the same ``scale``."""
-    return fft_blur(x, otf)[..., ::scale, ::scale]
+    return Degradation.from_otf(otf, scale).A(x)
 
 
 def fft_degrade_adjoint(y: torch.Tensor, otf: torch.Tensor, scale: int) -> torch.Tensor:
-    """Adjoint of :func:`fft_degrade`: zero-fill upsampling, then correlation with the flipped kernel."""
-    shape = (y.shape[-2] * scale, y.shape[-1] * scale)
-    up = torch.zeros(y.shape[:-2] + shape, dtype=y.dtype, device=y.device)
-    up[..., ::scale, ::scale] = y
-    return torch.fft.irfft2(torch.fft.rfft2(up) * otf.conj(), s=shape)
-
-
-def _neg_index(n: int, device: torch.device) -> torch.Tensor:
-    return (-torch.arange(n, device=device)) % n
-
-
-class DataStep:
-    """Exact solver of ``z = argmin_z ‖(z ⋆ k)↓s − y‖² + α‖z − x‖²`` on a periodic grid.
-
-    With ``A = S·H`` (blur, then ``[::s, ::s]``), the minimiser is
-    ``z = x + Aᵀ (A Aᵀ + α)⁻¹ (y − A x)``, and ``A Aᵀ`` is diagonal in the LR
-    Fourier domain: the mean of the ``s × s`` aliased copies of ``|K|²``. This
-    is the same solution as USRNet's data module (Zhang et al., CVPR 2020,
-    eq. 7), written with real FFTs: one forward and one inverse HR transform
-    per call.
-
-    ``y``: (..., h, w) LR tensor; ``otf`` from :func:`kernel_otf` on the
-    (s·h, s·w) grid. ``alpha`` (> 0) may be a float or a tensor broadcastable
-    to (..., 1, 1), e.g. one weight per batch item.
-    """
-
-    def __init__(self, y: torch.Tensor, otf: torch.Tensor, scale: int) -> None:
-        s = self.scale = int(scale)
-        h, w = y.shape[-2:]
-        self.lr_shape = (h, w)
-        self.hr_shape = (h * s, w * s)
-        if otf.shape[-2:] != (h * s, w * s // 2 + 1):
-            raise ValueError(f"OTF of shape {tuple(otf.shape[-2:])} is not the half spectrum of the "
-                             f"{s}× grid {self.hr_shape} of an LR image of {(h, w)}")
-        dev = otf.device
-        self.otf = otf
-        self._neg_rows = _neg_index(h, dev)
-        big_w, half_w, small_half_w = w * s, w * s // 2 + 1, w // 2 + 1
-        # Columns of the HR half spectrum that alias onto LR column c' (< w//2+1):
-        # c' + j·w, taken directly when in the half spectrum, else by Hermitian symmetry.
-        self._alias_cols = []
-        for j in range(s):
-            cols = np.arange(small_half_w) + j * w
-            direct = cols < half_w
-            self._alias_cols.append((
-                torch.as_tensor(np.nonzero(direct)[0], device=dev), torch.as_tensor(cols[direct], device=dev),
-                torch.as_tensor(np.nonzero(~direct)[0], device=dev),
-                torch.as_tensor(big_w - cols[~direct], device=dev)))
-        # HR half-spectrum column c takes LR column c mod w of the full LR spectrum.
-        self._expand_cols = torch.as_tensor(np.arange(half_w) % w, device=dev)
-        self.power = self.alias(otf.real ** 2 + otf.imag ** 2).real
-        self.y_hat = torch.fft.rfft2(y)
-
-    def alias(self, a: torch.Tensor) -> torch.Tensor:
-        """HR half spectrum (..., H, W//2+1) of a real image → LR half spectrum (..., h, w//2+1)
-        of its ``[::s, ::s]`` subsampling (the mean of the aliased copies)."""
-        s = self.scale
-        h, w = self.lr_shape
-        rows = a.reshape(a.shape[:-2] + (s, h, a.shape[-1])).sum(dim=-3)
-        out = torch.zeros(a.shape[:-2] + (h, w // 2 + 1), dtype=a.dtype, device=a.device)
-        mirrored = None
-        for dst, src, dst_m, src_m in self._alias_cols:
-            out[..., dst] += rows.index_select(-1, src)
-            if dst_m.numel():
-                if mirrored is None:
-                    mirrored = rows.index_select(-2, self._neg_rows).conj()
-                out[..., dst_m] += mirrored.index_select(-1, src_m)
-        return out / (s * s)
-
-    def expand(self, g: torch.Tensor) -> torch.Tensor:
-        """LR half spectrum (..., h, w//2+1) → HR half spectrum of its zero-filled upsampling
-        (the LR spectrum tiled ``s × s`` times), (..., H, W//2+1)."""
-        h, w = self.lr_shape
-        tail = g[..., 1:w - w // 2].index_select(-2, self._neg_rows).conj().flip(-1)
-        full = torch.cat([g, tail], dim=-1)
-        cols = full.index_select(-1, self._expand_cols)
-        return cols.repeat((1,) * (cols.dim() - 2) + (self.scale, 1))
-
-    def __call__(self, x: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
-        """The minimiser ``z`` for the proximal centre ``x`` (..., s·h, s·w) and weight ``alpha > 0``."""
-        if isinstance(alpha, torch.Tensor):
-            alpha = alpha.to(device=x.device)
-        xh = torch.fft.rfft2(x)
-        resid = (self.y_hat - self.alias(self.otf * xh)) / (self.power + alpha)
-        return torch.fft.irfft2(xh + self.otf.conj() * self.expand(resid), s=self.hr_shape)
+    """Adjoint of :func:`fft_degrade` onto the (s·h, s·w) grid."""
+    return Degradation.from_otf(otf, scale).A_adjoint(y)
 
 
 # --------------------------------------------------------------------------- padding

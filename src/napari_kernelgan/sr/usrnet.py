@@ -3,7 +3,7 @@
 USRNet alternates, for ``n_iter`` steps,
 
 * the data module ``z = argmin ‖(z ⊛ k)↓s − y‖² + α_i‖z − x‖²``, solved exactly
-  in the Fourier domain (:class:`~napari_kernelgan.sr.common.DataStep`), and
+  in the Fourier domain (:meth:`napari_kernelgan.physics.Degradation.prox_l2`), and
 * the prior module ``x = ResUNet([z, β_i])``, a denoiser conditioned on a
   constant map of ``β_i``,
 
@@ -26,7 +26,7 @@ share their field of view). Both describe the same operator when
 (:func:`official_kernel`); the authors shift their test kernels the same way
 (``shift_pixel``) for real images. :func:`psf2otf` is the authors' ``p2o``;
 ``psf2otf(official_kernel(k, s), shape)`` equals
-:func:`~napari_kernelgan.sr.common.kernel_otf` ``(k, s, shape)``.
+:meth:`Degradation(k, s, "circular").otf(shape) <napari_kernelgan.physics.Degradation.otf>`.
 
 Boundaries. The data module is periodic, so each tile is padded by symmetric
 reflection (``pad`` LR pixels, more for wide kernels), the padding is blended
@@ -49,21 +49,23 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Generator, Sequence
 from functools import lru_cache
-from typing import Any, Generator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..physics.conventions import kernel_for_subsampling, to_convolution
 from ..errors import BadInputError, BadOptionError
+from ..physics.conventions import kernel_for_subsampling, to_convolution
+from ..physics.operators import Degradation
 from ..registry import register
 from ..types import Progress
 from ..vocabulary import Stage
 from ..weights import WeightSpec, declare_weights, resolve_weights
-from .common import DataStep, crop_hr, iter_tiled, reflect_pad_lr
+from .common import crop_hr, iter_tiled, reflect_pad_lr
 
 __all__ = ["DEFAULTS", "ResUNet", "HyPaNet", "USRNet", "official_kernel", "psf2otf", "load_usrnet",
            "smooth_wrap", "usrnet_sr", "usrnet"]
@@ -169,7 +171,7 @@ class USRNet(nn.Module):
 
     def forward(self, y: torch.Tensor, otf: torch.Tensor, scale: int, sigma: float) -> torch.Tensor:
         """Super-resolve ``y`` (B, 3, h, w) on the periodic grid of ``otf`` (s·h, s·w); σ in [0, 1] units."""
-        data = DataStep(y, otf, scale)
+        data = Degradation.from_otf(otf, scale).prox_l2_solver(y)
         x = F.interpolate(y, scale_factor=scale, mode="nearest")
         ab = self.hyper(sigma, scale, y.shape[0], y.device)
         for i in range(self.n):
@@ -197,7 +199,7 @@ def psf2otf(psf: np.ndarray | torch.Tensor, shape: tuple[int, int], *, device: t
     The kernel is zero-padded at the top-left and rolled so its middle tap
     ``psf.shape // 2`` sits at the origin. Returned as the half spectrum
     (``torch.fft.rfft2`` layout, ``(H, W // 2 + 1)``) that
-    :class:`~napari_kernelgan.sr.common.DataStep` takes.
+    :meth:`napari_kernelgan.physics.Degradation.from_otf` takes.
     """
     k = torch.as_tensor(np.asarray(psf, dtype=np.float64), dtype=dtype, device=device)
     kh, kw = k.shape
@@ -302,7 +304,8 @@ def usrnet_sr(lr: np.ndarray, kernel: np.ndarray, scale: int, model: USRNet, *,
         y = y[None]
     else:
         y = y[:, None].expand(-1, 3, -1, -1)
-    otf = psf2otf(official_kernel(kernel, scale), (y.shape[-2] * scale, y.shape[-1] * scale), device=dev)
+    # The package's operator; psf2otf(official_kernel(...)) is the same transfer function (see the module docstring).
+    otf = Degradation(kernel, scale, "circular").otf((y.shape[-2] * scale, y.shape[-1] * scale), device=dev)
     x = model(y, otf, scale, float(noise_level) / 255.0)
     out = x[0] if channels == 3 else x.mean(dim=1)
     return crop_hr(out, pads, scale).float().cpu().numpy()
@@ -320,7 +323,7 @@ WEIGHTS = declare_weights(WeightSpec(
 
 @register("usrnet", kind="sr_method", summary="USRNet (Zhang et al. 2020), the unfolded network; needs the "
           "authors' released weights", defaults=DEFAULTS, main=("weights", "noise_level"), weights=(WEIGHTS.key,),
-          help={"weights": "usrnet_tiny.pth / usrnet.pth, or a folder holding one; empty: "
+          help={"weights": "usrnet_tiny.pth / usrnet.pth, or a folder holding one; unset: "
                            f"${WEIGHTS.env_var}, the config file, the default folder",
                 "noise_level": "σ of the LR noise in [0, 255] units"}, seeded=False)
 def usrnet(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int = 0,

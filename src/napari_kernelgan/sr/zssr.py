@@ -3,7 +3,8 @@
 A small CNN is trained on the input image alone. Each step draws an "HR
 father" (a random crop of the image or of a downscaled copy of it, in one of
 the 8 dihedral orientations), makes its "LR son" with the given kernel exactly
-as :func:`napari_kernelgan.physics.degrade` does, and learns to map the
+as :func:`napari_kernelgan.physics.degrade` does (one
+:class:`~napari_kernelgan.physics.Degradation`), and learns to map the
 bicubic-upscaled son back to the father (L1 loss, residual over the bicubic
 input). The trained network then upscales the image itself.
 
@@ -52,20 +53,21 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Generator, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..physics.conventions import kernel_for_subsampling, validate_kernel
-from ..physics.degrade import degrade
 from ..errors import BadInputError, BadOptionError
+from ..physics.conventions import validate_kernel
+from ..physics.geometry import dihedral, undo_dihedral
+from ..physics.operators import Degradation
+from ..physics.resize import imresize, resize_tensor
 from ..registry import register
 from ..types import Progress
-from .bicubic import imresize, resize_weights
 from .common import iter_tiled
 
 __all__ = ["PRESETS", "DEFAULTS", "ZSSRConfig", "ZSSRNet", "dihedral", "undo_dihedral", "invariant_transforms",
@@ -100,7 +102,7 @@ class ZSSRConfig:
     overlap: int = 8              # LR pixels of context around each tile
     report_every: int = 10
 
-    def validate(self) -> "ZSSRConfig":
+    def validate(self) -> ZSSRConfig:
         """Return ``self`` after checking every value; ``ValueError`` names the bad one."""
         for name in ("iterations", "crop", "width", "depth", "check_every", "test_every", "slope_range",
                      "test_size", "scale_levels", "report_every"):
@@ -111,7 +113,7 @@ class ZSSRConfig:
                 raise BadOptionError(f"{name} must be non-negative, got {getattr(self, name)!r}")
         if self.depth < 2:
             raise BadOptionError(f"depth must be at least 2, got {self.depth}")
-        if not (self.lr > 0 and 0 < self.min_lr):
+        if not (self.lr > 0 and self.min_lr > 0):
             raise BadOptionError(f"lr and min_lr must be positive, got {self.lr} and {self.min_lr}")
         if self.ensemble not in ("auto", "full", "none"):
             raise BadOptionError(f"ensemble must be 'auto', 'full' or 'none', got {self.ensemble!r}")
@@ -119,7 +121,7 @@ class ZSSRConfig:
             raise BadOptionError(f"min_scale must be in (0, 1], got {self.min_scale}")
         if self.noise_std < 0 or self.ensemble_tol < 0:
             raise BadOptionError("noise_std and ensemble_tol must be non-negative")
-        if not (0 <= self.leave_as_is and 0 <= self.no_interp and self.leave_as_is + self.no_interp <= 1):
+        if not (self.leave_as_is >= 0 and self.no_interp >= 0 and self.leave_as_is + self.no_interp <= 1):
             raise BadOptionError("leave_as_is and no_interp are probabilities that sum to at most 1")
         return self
 
@@ -131,7 +133,7 @@ PRESETS: dict[str, ZSSRConfig] = {
 }
 
 DEFAULTS: dict[str, Any] = {"preset": "fast", "gradual": False, "kernel_x2": None,
-                            **{name: None for name in ZSSRConfig.__dataclass_fields__}}
+                            **dict.fromkeys(ZSSRConfig.__dataclass_fields__)}
 
 
 # --------------------------------------------------------------------------- network and geometry
@@ -160,25 +162,6 @@ class ZSSRNet(nn.Module):
         return x + self.body(x)
 
 
-def dihedral(x: np.ndarray | torch.Tensor, t: int):
-    """Transform ``t`` in 0..7 of the last two axes: rotate by ``t % 4`` quarter turns, then
-    mirror left-right when ``t >= 4``."""
-    if isinstance(x, torch.Tensor):
-        y = torch.rot90(x, t % 4, dims=(-2, -1))
-        return torch.flip(y, dims=(-1,)) if t >= 4 else y
-    y = np.rot90(x, t % 4, axes=(-2, -1))
-    return y[..., ::-1] if t >= 4 else y
-
-
-def undo_dihedral(x: np.ndarray | torch.Tensor, t: int):
-    """Inverse of :func:`dihedral`."""
-    if isinstance(x, torch.Tensor):
-        y = torch.flip(x, dims=(-1,)) if t >= 4 else x
-        return torch.rot90(y, -(t % 4), dims=(-2, -1))
-    y = x[..., ::-1] if t >= 4 else x
-    return np.rot90(y, -(t % 4), axes=(-2, -1))
-
-
 def invariant_transforms(kernel: np.ndarray, mode: str = "auto", tol: float = 0.1) -> list[int]:
     """Dihedral transforms for the self-ensemble (see the module docstring)."""
     if mode == "none":
@@ -192,66 +175,34 @@ def invariant_transforms(kernel: np.ndarray, mode: str = "auto", tol: float = 0.
     return [t for t in range(8) if np.abs(dihedral(k, t) - k).sum() <= tol * norm]
 
 
-def _symmetric_rows(n: int, pad: int, device: torch.device) -> torch.Tensor:
-    p = torch.arange(-pad, n + pad, device=device) % (2 * n)
-    return torch.where(p >= n, 2 * n - 1 - p, p)
-
-
 def degrade_tensor(x: torch.Tensor, kernel: np.ndarray, scale: int) -> torch.Tensor:
-    """:func:`napari_kernelgan.physics.degrade` (``mode='reflect'``) on a (..., H, W) tensor.
-
-    A strided correlation that computes only the kept pixels.
-    """
-    kk = kernel_for_subsampling(kernel, scale) if scale > 1 else np.asarray(kernel, dtype=np.float64)
-    kh, kw = kk.shape
-    h, w = x.shape[-2:]
-    # scipy's 'reflect' repeats the edge sample (symmetric extension); torch's 'reflect' does not.
-    xp = x.index_select(-2, _symmetric_rows(h, kh // 2, x.device)).index_select(
-        -1, _symmetric_rows(w, kw // 2, x.device))
-    weight = torch.as_tensor(kk, dtype=x.dtype, device=x.device)[None, None]
-    out = F.conv2d(xp.reshape((-1, 1) + xp.shape[-2:]), weight, stride=scale)
-    return out.reshape(x.shape[:-2] + out.shape[-2:])
+    """:func:`napari_kernelgan.physics.degrade` (``mode='reflect'``) on a (..., H, W) tensor:
+    ``Degradation(kernel, scale).A(x)``."""
+    return Degradation(kernel, scale).A(x)
 
 
-def resize_tensor(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """MATLAB-compatible bicubic resize (:func:`~napari_kernelgan.sr.bicubic.imresize`) of a
-    (..., H, W) tensor to ``shape``."""
-    out = x
-    scales = [shape[0] / x.shape[-2], shape[1] / x.shape[-1]]
-    for i in sorted(range(2), key=lambda a: scales[a]):  # MATLAB's order: the smaller scale first
-        axis = x.dim() - 2 + i
-        weights, idx = resize_weights(out.shape[axis], shape[i], scales[i])
-        w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
-        view = [1] * out.dim()
-        view[axis] = shape[i]
-        acc = None
-        for p in range(idx.shape[1]):
-            term = out.index_select(axis, torch.as_tensor(idx[:, p], device=x.device)) * w[:, p].view(view)
-            acc = term if acc is None else acc + term
-        out = acc
-    return out
-
-
-def back_project(sr: np.ndarray | torch.Tensor, lr: np.ndarray | torch.Tensor, kernel: np.ndarray, scale: int,
-                 iterations: int) -> np.ndarray:
+def back_project(sr: np.ndarray | torch.Tensor, lr: np.ndarray | torch.Tensor, kernel: np.ndarray | Degradation,
+                 scale: int, iterations: int) -> np.ndarray:
     """Iterative back-projection: ``sr += bicubic_up(lr − degrade(sr, k))``, clipped to [0, 1].
 
     ``sr``: (C, sH, sW), ``lr``: (C, H, W), arrays or tensors (the work runs on
-    the tensor's device); float32 array result.
+    the tensor's device); ``kernel``: a stored kernel or its (reflect-boundary)
+    :class:`~napari_kernelgan.physics.Degradation`. float32 array result.
     """
+    op = kernel if isinstance(kernel, Degradation) else Degradation(kernel, scale)
     out = sr if isinstance(sr, torch.Tensor) else torch.as_tensor(np.asarray(sr, dtype=np.float32))
     target = lr if isinstance(lr, torch.Tensor) else torch.as_tensor(np.asarray(lr, dtype=np.float32))
     out = out.float()
     target = target.float().to(out.device)
     for _ in range(int(iterations)):
-        resid = target - degrade_tensor(out, kernel, scale)
+        resid = target - op.A(out)
         out = (out + resize_tensor(resid, tuple(out.shape[-2:]))).clamp_(0.0, 1.0)
     return out.cpu().numpy()
 
 
-def _son(father: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
-    """Degrade a (C, h, w) father with the kernel: (C, h/s, w/s), float32."""
-    return np.moveaxis(degrade(np.moveaxis(father, 0, -1), kernel, scale), -1, 0).astype(np.float32)
+def _son(father: np.ndarray, op: Degradation) -> np.ndarray:
+    """Degrade a (C, h, w) father: (C, h/s, w/s), computed in float64 (as ``physics.degrade``), float32."""
+    return op.A(torch.as_tensor(father, dtype=torch.float64)).numpy().astype(np.float32)
 
 
 def _upscale(lr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -274,6 +225,7 @@ class ZSSRTrainer:
                  generator: torch.Generator, net: ZSSRNet | None = None) -> None:
         self.kernel = np.asarray(kernel, dtype=np.float64)
         self.scale = int(scale)
+        self.op = Degradation(self.kernel, self.scale)
         self.config = config
         self.device = device
         self.rng = rng
@@ -332,7 +284,7 @@ class ZSSRTrainer:
         return np.ascontiguousarray(crop)
 
     def _input(self, father: np.ndarray) -> torch.Tensor:
-        son = _son(father, self.kernel, self.scale)
+        son = _son(father, self.op)
         if self.config.noise_std > 0:
             son = np.clip(son + self.rng.normal(0.0, self.config.noise_std, son.shape), 0, 1).astype(np.float32)
         return torch.from_numpy(_upscale(son, father.shape[-2:]))[None].to(self.device)
@@ -410,10 +362,9 @@ class ZSSRTrainer:
             gen = iter_tiled(moved[None], self.scale, self._net_tile, tile=cfg.tile, overlap=cfg.overlap)
             out = (yield from gen)[0]
             out = torch.from_numpy(np.ascontiguousarray(undo_dihedral(out, t))).to(self.device)
-            members.append(back_project(out, lr_t, self.kernel, self.scale, cfg.back_projection))
+            members.append(back_project(out, lr_t, self.op, self.scale, cfg.back_projection))
         fused = members[0] if len(members) == 1 else np.median(np.stack(members), axis=0).astype(np.float32)
-        yield back_project(torch.from_numpy(fused).to(self.device), lr_t, self.kernel, self.scale,
-                           cfg.back_projection)
+        yield back_project(torch.from_numpy(fused).to(self.device), lr_t, self.op, self.scale, cfg.back_projection)
 
 
 # --------------------------------------------------------------------------- registered method
@@ -454,7 +405,7 @@ def _run_jump(sources: list[np.ndarray], inputs: list[np.ndarray], kernel: np.nd
           choices={"ensemble": ("auto", "full", "none", None)},
           help={"preset": "fast: interactive (400 steps at most); full: the paper's configuration",
                 "gradual": "×4 as two ×2 jumps (needs the ×2 kernel, which the widget passes)",
-                "iterations": "most training steps per jump; empty: the preset's"})
+                "iterations": "most training steps per jump; unset: the preset's"})
 def zssr(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int = 0,
          **options: Any) -> Generator[Progress, None, np.ndarray]:
     """Zero-Shot SR trained on the frames themselves with the given kernel; seeded.
@@ -476,7 +427,8 @@ def zssr(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.de
     min_side = min(frames.shape[-2:])
     if gradual:
         if scale != 4 or kernel_x2 is None:
-            raise BadOptionError("gradual=True runs ×4 as two ×2 jumps: use scale=4 and pass kernel_x2= (the ×2 kernel)")
+            raise BadOptionError("gradual=True runs ×4 as two ×2 jumps: use scale=4 and pass kernel_x2= "
+                                 "(the ×2 kernel)")
         k2 = validate_kernel(kernel_x2, name="kernel_x2")
         total = 2 * cfg.iterations + 1
         mids, net = yield from _run_jump(images, images, k2, 2, cfg, device=device, rng=rng, generator=generator,

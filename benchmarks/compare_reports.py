@@ -1,0 +1,110 @@
+"""Compare the accuracy figures of the benchmark reports with those of an earlier commit.
+
+Reads every ``docs/benchmarks_*.md`` report in the working tree and the same file at ``--ref``
+(``git show REF:docs/...``), pairs the cells of their tables (same table position, same row
+label, same column), and counts the numbers that agree. Timing columns and tables are
+skipped: they measure the machine, not the method. Writes a Markdown summary.
+
+    python benchmarks/compare_reports.py --ref 373d336 --out docs/benchmarks_reproduction.md
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+SKIP = ("time", "ms", "machine", "load")
+
+
+def tables(text: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(heading, header cells, body rows)`` of every Markdown table, in order."""
+    out, heading, rows = [], "", []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        if rows:
+            header, body = rows[0], list(rows[2:])
+            out.append((heading, header, body))
+            rows = []
+        if line.startswith("#"):
+            heading = line.lstrip("# ").strip()
+    return out
+
+
+def row_key(row: list[str]) -> tuple[str, ...]:
+    """The row's label: its first cell and any later cell without a number (method · kernel)."""
+    return (row[0], *(c for c in row[1:] if not NUMBER.search(c)))
+
+
+def numbers(cell: str) -> list[float]:
+    return [float(x) for x in NUMBER.findall(cell.replace("*", ""))]
+
+
+def compare(old: str, new: str) -> tuple[int, int, float, list[str]]:
+    """(values compared, values equal, largest |difference|, notes on differing cells)."""
+    compared = equal = 0
+    worst = 0.0
+    notes: list[str] = []
+    for (_h_old, head_old, body_old), (h_new, head_new, body_new) in zip(tables(old), tables(new)):
+        if any(s in h_new.lower() for s in SKIP) or head_old != head_new:
+            continue
+        old_rows = {row_key(r): r for r in body_old}
+        for row in body_new:
+            ref = old_rows.get(row_key(row))
+            if ref is None:
+                continue
+            for col, (a, b) in enumerate(zip(ref[1:], row[1:]), start=1):
+                if any(s in head_new[col].lower() for s in SKIP):
+                    continue
+                na, nb = numbers(a), numbers(b)
+                if not na or len(na) != len(nb):
+                    continue
+                for x, y in zip(na, nb):
+                    compared += 1
+                    equal += x == y
+                    if x != y:
+                        worst = max(worst, abs(x - y))
+                        if len(notes) < 8:
+                            notes.append(f"{row[0]} · {head_new[col]}: {a} → {b}")
+    return compared, equal, worst, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ref", required=True, help="git commit whose reports are the reference")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    lines = ["# Reproduction of the figures", "",
+             f"Command: `python benchmarks/compare_reports.py --ref {args.ref}`", "",
+             f"Every accuracy figure (kernel L1, PSNR, SSIM, K-COV... per image and in the means) of each report, "
+             f"as rerun now, against the same report at commit `{args.ref}`; timings are left out.", "",
+             "| report | values compared | identical | largest difference |",
+             "| --- | ---: | ---: | ---: |"]
+    details: list[str] = []
+    for path in sorted((ROOT / "docs").glob("benchmarks_*.md")):
+        if path.name == "benchmarks_reproduction.md":
+            continue
+        rel = path.relative_to(ROOT).as_posix()
+        proc = subprocess.run(["git", "show", f"{args.ref}:{rel}"], cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines.append(f"| {path.name} | new report | - | - |")
+            continue
+        n, same, worst, notes = compare(proc.stdout, path.read_text())
+        lines.append(f"| {path.name} | {n} | {same} | {worst:g} |")
+        if notes:
+            details += [f"* {path.name}: " + "; ".join(notes)]
+    if details:
+        lines += ["", "Cells that differ (first few per report):", "", *details]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
