@@ -15,7 +15,9 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_kernelgan.io import write_image
+from napari_kernelgan.layers import preview_layer_name
 from napari_kernelgan.physics.metrics import kernel_l1, kernel_psnr
+from napari_kernelgan.vocabulary import LayerRole
 
 PLUGIN = "napari-kernelgan"
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
@@ -97,7 +99,7 @@ def compare(viewer: napari.Viewer, layers: list, centre: tuple[float, float], zo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--iterations", type=int, default=0, help="0: the preset's own number")
+    parser.add_argument("--iterations", default="", help="empty: the preset's own number")
     parser.add_argument("--sr-method", default="closed-form")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -107,21 +109,20 @@ def main() -> None:
     viewer.open_sample(PLUGIN, "tissue")
     image = viewer.layers["tissue LR"]
     _, est = viewer.window.add_plugin_dock_widget(PLUGIN, "Estimate kernel")
-    est.preset.value = args.preset
-    est.iterations.value = args.iterations
+    est.options["preset"].value = args.preset
+    est.options["iterations"].value = args.iterations
     est.report_every.value = 10
     est.collapsible.expand(animate=False)
     pump(0.5)
 
+    # No reset_view() here: the widget itself widens the view when a kernel panel would be out of sight.
     est.run_button.native.click()
-    preview = f"{image.name} kernel ×2 (running)"
-    while preview not in viewer.layers or viewer.layers[preview].metadata.get("role") != "kernel preview":
+    preview = preview_layer_name(image.name)
+    while preview not in viewer.layers or viewer.layers[preview].metadata.get("role") != LayerRole.KERNEL_PREVIEW:
         pump(0.1)
     pump(4.0)
-    viewer.reset_view()
     shot(viewer, "estimate_running.png")
     wait(est)
-    viewer.reset_view()
     shot(viewer, "estimate_result.png")
 
     estimate = viewer.layers[f"{image.name} kernel ×2"].data
@@ -154,13 +155,12 @@ def main() -> None:
     viewer.dims.set_point(0, 4)
     _, est = viewer.window.add_plugin_dock_widget(PLUGIN, "Estimate kernel")
     est.image.value = stack
-    est.preset.value = args.preset
-    est.iterations.value = args.iterations
+    est.options["preset"].value = args.preset
+    est.options["iterations"].value = args.iterations
     est.collapsible.expand(animate=False)
     est.whole_stack.value = True
     est.run_button.native.click()
     wait(est)
-    viewer.reset_view()
     shot(viewer, "estimate_stack.png")
     estimate = viewer.layers["fluorescence LR kernel ×2"].data
     truth = viewer.layers["fluorescence LR true kernel ×2"].data

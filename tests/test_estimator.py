@@ -163,7 +163,8 @@ def test_custom_generator_runs_through_the_fit_loop(blurred: np.ndarray) -> None
 
     frames = np.ascontiguousarray(blurred[:96, :96], dtype=np.float32)[None, None] / 255
     gen = ESTIMATORS.get("kernelgan").fn(frames, scale=2, device=torch.device("cpu"), seed=0, report_every=5,
-                                         preset="fast", iterations=3, g_factory=g_factory)
+                                         preset="fast", iterations=3, prefit_steps=20,
+                                         g_factory=g_factory)
     est = drive(gen)
     assert len(made) == 1 and made[0].layers[0].weight.shape == (16, 1, 7, 7)
     assert est.iterations == 3 and est.kernel.shape == (13, 13) and np.isclose(est.kernel.sum(), 1)

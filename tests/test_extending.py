@@ -40,7 +40,7 @@ def example_package(tmp_path, monkeypatch):
     yield tmp_path
     ESTIMATORS.remove(NAME)
     for mod in [m for m in sys.modules if m.startswith("my_kernels")]:
-        monkeypatch.delitem(sys.modules, mod)
+        del sys.modules[mod]  # so the next test imports (and registers) it afresh
 
 
 def test_example_registers_and_keeps_the_contract(example_package):
@@ -56,3 +56,13 @@ def test_example_is_listed_by_the_cli(example_package):
                           text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert NAME in proc.stdout
+
+
+@pytest.mark.gui
+def test_example_is_offered_by_the_widget(example_package, make_napari_viewer):
+    from napari_kernelgan._qt.estimate_widget import EstimateKernelWidget
+
+    widget = EstimateKernelWidget(make_napari_viewer())
+    assert NAME in widget.estimator.choices
+    widget.estimator.value = NAME
+    assert "quantile" in widget.options and "size" in widget.options

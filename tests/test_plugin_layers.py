@@ -7,21 +7,34 @@ import numpy as np
 import pytest
 
 from napari_kernelgan import io
-from napari_kernelgan._reader import get_reader, looks_like_kernel
+from napari_kernelgan._reader import get_reader, looks_like_kernel, read_kernels
 from napari_kernelgan._sample_data import astronaut, fluorescence_stack
+from napari_kernelgan._writer import is_kernel_layer, write_kernel_layer
+from napari_kernelgan.errors import BadInputError
+from napari_kernelgan.layers import (
+    KERNEL_SLOTS,
+    dmap_layer_name,
+    estimate_layer_data,
+    is_kernel,
+    kernel_panel_transform,
+    sr_layer_data,
+    sr_transform,
+)
+from napari_kernelgan.physics import degrade, gaussian_kernel
 from napari_kernelgan.physics.kernels import gaussian_kernel as _gaussian
 from napari_kernelgan.samples import TISSUE
-from napari_kernelgan._writer import write_kernel_layer
-from napari_kernelgan.layers import (estimate_layer_data, kernel_layer_name, sr_layer_data, sr_transform)
-from napari_kernelgan.physics import degrade, gaussian_kernel
 from napari_kernelgan.types import KernelEstimate, SRResult
+from napari_kernelgan.vocabulary import LayerRole
 
 
-def _layer(data, *, scale=None, translate=None, rgb=False, name="img"):
+def _layer(data, *, scale=None, translate=None, rgb=False, name="img", units=None):
     nd = data.ndim - (1 if rgb else 0)
-    return SimpleNamespace(name=name, data=data, rgb=rgb, multiscale=False,
-                           scale=list(scale or [1.0] * nd), translate=list(translate or [0.0] * nd),
-                           colormap=SimpleNamespace(name="gray"), contrast_limits=[0.0, 255.0], gamma=1.0)
+    layer = SimpleNamespace(name=name, data=data, rgb=rgb, multiscale=False,
+                            scale=list(scale or [1.0] * nd), translate=list(translate or [0.0] * nd),
+                            colormap=SimpleNamespace(name="gray"), contrast_limits=[0.0, 255.0], gamma=1.0)
+    if units is not None:
+        layer.units = units
+    return layer
 
 
 def _extent(shape, scale, translate):
@@ -54,12 +67,15 @@ def test_estimate_layers_overlay_the_image():
     layer = _layer(np.zeros((40, 60), np.uint8), scale=[0.2, 0.3], translate=[5.0, 7.0])
     tuples = estimate_layer_data(layer, _estimate(40, 60, scale=4))
     names = [t[1]["name"] for t in tuples]
-    assert names == ["img kernel ×2", "img kernel ×4", "img D-map"]
+    assert names == ["img kernel ×2", "img kernel ×4", "img discriminator map (D-map)"]
+    assert names[2] == dmap_layer_name("img")
     dmap, kw, _ = tuples[2]
+    assert kw["metadata"]["role"] == LayerRole.DMAP and "discriminator" in kw["metadata"]["description"]
     assert np.allclose(_extent(dmap.shape, kw["scale"], kw["translate"]),
                        _extent((40, 60), layer.scale, layer.translate))
     k2, k2kw, _ = tuples[0]
     assert k2kw["metadata"]["orientation"] == "correlation" and k2kw["metadata"]["scale"] == 2
+    assert k2kw["metadata"]["role"] == LayerRole.KERNEL and k2kw["metadata"]["source"] == "img"
     assert np.allclose(k2kw["metadata"]["kernel"], k2)
     assert tuples[1][0].shape == (37, 37) and tuples[1][1]["metadata"]["scale"] == 4
     # The kernels are drawn beside the image, not over it.
@@ -145,3 +161,55 @@ def test_writer_keeps_plain_images_plain(tmp_path):
     assert np.array_equal(np.load(out), img)
     with pytest.raises(ValueError, match="not a 2-D kernel"):
         write_kernel_layer(str(tmp_path / "plain.mat"), img, {"name": "plain", "metadata": {}})
+
+
+def test_result_layers_carry_the_input_units():
+    stack = _layer(np.zeros((3, 40, 50), np.uint16), scale=[2.0, 0.1, 0.1], units=("um", "nm", "nm"))
+    tuples = estimate_layer_data(stack, _estimate(40, 50), slice_index=(1,))
+    assert tuples[0][1]["units"] == ["nm", "nm"]  # a 2-D kernel panel: the image axes' units
+    assert tuples[-1][1]["units"] == ["um", "nm", "nm"]  # the D-map on its slice
+    result = SRResult(image=np.zeros((80, 100), np.uint16), scale=2, method="bicubic",
+                      kernel=gaussian_kernel(13, 1.0), elapsed=0.1, device="cpu")
+    assert sr_layer_data(stack, result, slice_index=(1,))[1]["units"] == ["um", "nm", "nm"]
+    assert "units" not in estimate_layer_data(_layer(np.zeros((40, 50))), _estimate(40, 50))[0][1]
+
+
+def test_kernel_panels_fill_a_column_then_start_another():
+    image = _layer(np.zeros((90, 60)), scale=[1.0, 1.0])
+    (s0, t0), (s3, t3) = kernel_panel_transform(image, 13, 0), kernel_panel_transform(image, 13, KERNEL_SLOTS)
+    assert np.allclose(s0, s3) and np.isclose(t0[0], t3[0])  # same row
+    assert t3[1] - t0[1] == pytest.approx(13 * s0[1] + 0.04 * 90)  # one panel and a gap further right
+
+
+def test_is_kernel_is_one_rule():
+    k = gaussian_kernel(13, 1.5)
+    assert is_kernel(k) and is_kernel((100 * k).astype(np.uint16))  # content alone: small, odd, non-negative
+    assert not is_kernel(np.ones((12, 12))) and not is_kernel(np.ones((77, 77))) and not is_kernel(-k)
+    assert not is_kernel(np.full((13, 13), np.nan)) and not is_kernel(np.zeros((13, 13)))
+    assert not is_kernel(np.ones((13, 13, 3)), rgb=True) and not is_kernel(np.ones((5, 13, 13)))
+    # A role decides before content: a kernel role is one, another result role is not.
+    assert is_kernel(np.ones((12, 12)), {"role": str(LayerRole.KERNEL_FILE)})
+    assert not is_kernel(k, {"role": str(LayerRole.DMAP)})
+    assert is_kernel_layer(k, {"metadata": {}}) and not is_kernel_layer(k, {"metadata": {}, "rgb": True})
+
+
+def test_reader_claims_every_mat_file_and_says_why_it_cannot_read_one(tmp_path):
+    corrupt = tmp_path / "corrupt.mat"
+    corrupt.write_bytes(b"not a MAT file at all")
+    big = tmp_path / "big.mat"
+    io.write_kernel(big, np.ones((64, 64)))
+    for path, reason in ((corrupt, "could not read kernel file corrupt.mat"), (big, "odd size")):
+        reader = get_reader(str(path))
+        assert reader is read_kernels  # claimed, so napari does not answer "refused the file"
+        with pytest.raises(BadInputError, match=reason):
+            reader(str(path))
+    assert get_reader(str(tmp_path / "missing.mat")) is None
+
+
+def test_kernel_files_read_without_a_viewer(tmp_path):
+    path = tmp_path / "k.npy"
+    np.save(path, 3.0 * gaussian_kernel(13, 1.5))
+    [(data, kwargs, _)] = read_kernels(str(path))
+    meta = kwargs["metadata"]
+    assert meta["role"] == LayerRole.KERNEL_FILE and meta["scale"] is None and np.isclose(data.sum(), 1.0)
+    assert "scale" not in kwargs and "units" not in kwargs  # placement needs a viewer

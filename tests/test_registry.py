@@ -78,7 +78,7 @@ def test_broken_module_is_listed_unavailable_and_hides_nothing(tmp_path, monkeyp
     with pytest.raises(MethodUnavailableError, match="aaa_broken.*is unavailable.*a_dependency"):
         reg.get("aaa_broken")
     for name in [m for m in sys.modules if m.startswith("fakepkg_methods")]:
-        monkeypatch.delitem(sys.modules, name)
+        del sys.modules[name]
 
 
 def test_options_without_a_typed_default_take_their_presets_type():

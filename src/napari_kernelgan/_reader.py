@@ -1,94 +1,166 @@
 """Reading kernel files into napari.
 
-``.mat`` files are read when they hold a ``Kernel`` variable (or a single
-variable), as the DIV2KRK / KernelGAN files do. ``.npy`` and ``.tif`` files
-are claimed only when their content looks like a kernel (small, 2-D,
-odd-sized, finite, non-negative); anything else is left to napari's image
-readers. The manifest offers this reader only for ``.mat`` files and
-``.npy``/``.tif`` files with ``kernel`` in their name, so opening ordinary
-images never asks which reader to use.
+Every ``.mat`` file is claimed (napari reads none itself): one holding a
+``Kernel`` variable (or a single variable), as the DIV2KRK / KernelGAN files
+do, becomes a kernel layer; any other (corrupt, 64×64, several variables...)
+fails with the reason from :func:`napari_kernelgan.io.read_kernel`, shown as a
+napari notification, instead of napari's generic "refused the file". ``.npy``
+and ``.tif`` files (the manifest offers only those with ``kernel`` in their
+name) are claimed only when their content is a kernel by
+:func:`napari_kernelgan.layers.is_kernel`; anything else is left to napari's
+image readers (and can still serve as a kernel in *Super-resolve*).
+
+A kernel read while a viewer is open is drawn in a kernel panel beside the
+largest image layer, with that layer's units, and the view widens to show it.
 """
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .io import MAT_KEY, read_kernel
-from .layers import KERNEL_COLORMAP, LayerDataTuple
-from .physics.conventions import CENTRING, ORIENTATION
-
-MAX_KERNEL_SIDE = 75
-"""Largest side accepted as a kernel (×4 analytic kernels from 13×13 ×2 kernels are 37×37)."""
+from .errors import BadInputError
+from .io import read_kernel
+from .layers import (
+    FILE_KERNEL_SLOT,
+    KERNEL_COLORMAP,
+    LayerDataTuple,
+    ensure_visible,
+    is_kernel,
+    kernel_panel_transform,
+    kernel_shape,
+    largest_image_layer,
+    layer_role,
+    units_of,
+)
+from .types import kernel_metadata
+from .vocabulary import LayerRole
 
 ReaderFunction = Callable[[Any], list[LayerDataTuple]]
 
-
-def _shape_is_kernel(shape: tuple[int, ...]) -> bool:
-    shape = tuple(n for n in shape if n != 1) if len(shape) > 2 else tuple(shape)
-    return len(shape) == 2 and all(n % 2 == 1 and 3 <= n <= MAX_KERNEL_SIDE for n in shape)
+__all__ = ["get_reader", "read_kernels", "kernel_layer_data", "looks_like_kernel"]
 
 
-def _values_are_kernel(arr: np.ndarray) -> bool:
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        return False
-    a = np.asarray(arr, dtype=np.float64)
-    return bool(np.all(np.isfinite(a)) and a.min() >= -1e-3 * max(a.max(), 1e-12) and a.sum() > 0)
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(n for n in shape if n != 1) if len(shape) > 2 else tuple(shape)
 
 
 def looks_like_kernel(path: str | os.PathLike) -> bool:
-    """Whether ``path`` (.mat, .npy, .tif) holds something this package reads as a kernel.
+    """Whether a ``.npy`` or ``.tif`` file holds a kernel (:func:`~napari_kernelgan.layers.is_kernel`).
 
-    Only the header is read for ``.npy`` and ``.tif`` files unless the shape fits.
+    Only the header is read unless the shape fits. (``.mat`` files are always
+    claimed, see :func:`get_reader`.)
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
         return False
     try:
-        if suffix == ".mat":
-            from scipy.io import whosmat
-
-            found = [(name, shape) for name, shape, _ in whosmat(path)]
-            chosen = [s for n, s in found if n == MAT_KEY] or ([found[0][1]] if len(found) == 1 else [])
-            return bool(chosen) and _shape_is_kernel(tuple(chosen[0]))
         if suffix == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            return _shape_is_kernel(arr.shape) and _values_are_kernel(np.asarray(arr))
+            shape = _squeezed(arr.shape)
+            return kernel_shape(shape) and is_kernel(np.asarray(arr).reshape(shape))
         if suffix in (".tif", ".tiff"):
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                if len(tif.series) != 1 or not _shape_is_kernel(tuple(tif.series[0].shape)):
+                if len(tif.series) != 1 or not kernel_shape(_squeezed(tuple(tif.series[0].shape))):
                     return False
-                return _values_are_kernel(tif.series[0].asarray())
+                arr = tif.series[0].asarray()
+                return is_kernel(arr.reshape(_squeezed(arr.shape)))
     except Exception:
         # Unreadable or foreign content: not ours to claim.
         return False
     return False
 
 
-def kernel_layer_data(path: str | os.PathLike) -> LayerDataTuple:
-    """Read one kernel file (via :func:`napari_kernelgan.io.read_kernel`) as an image layer tuple."""
+def _viewer() -> Any | None:
+    """The open napari viewer, if napari is already running (never imports napari)."""
+    if "napari" not in sys.modules:
+        return None
+    try:
+        import napari
+
+        return napari.current_viewer()
+    except Exception:  # no Qt, no viewer: read without placement
+        return None
+
+
+def _notify_error(message: str) -> None:
+    if "napari" in sys.modules:
+        from napari.utils.notifications import show_error
+
+        show_error(message)
+
+
+def kernel_layer_data(path: str | os.PathLike, viewer: Any | None = None, slot: int = FILE_KERNEL_SLOT
+                      ) -> LayerDataTuple:
+    """Read one kernel file (via :func:`napari_kernelgan.io.read_kernel`) as an image layer tuple.
+
+    With a ``viewer``, the kernel is placed in panel ``slot`` beside its largest image layer.
+    """
     path = Path(path)
     k = read_kernel(path)
-    meta = {"kernel": k.tolist(), "orientation": ORIENTATION, "centring": CENTRING, "source_file": str(path)}
-    return (k.astype(np.float32), {"name": path.stem, "colormap": KERNEL_COLORMAP, "metadata": meta,
-                                   "interpolation2d": "nearest",
-                                   "contrast_limits": [0.0, float(max(k.max(), 1e-12))]}, "image")
+    meta = kernel_metadata(k, None, role=LayerRole.KERNEL_FILE, source_file=str(path))
+    kwargs: dict[str, Any] = {"name": path.stem, "colormap": KERNEL_COLORMAP, "metadata": meta,
+                              "interpolation2d": "nearest", "contrast_limits": [0.0, float(max(k.max(), 1e-12))]}
+    image = largest_image_layer(viewer) if viewer is not None else None
+    if image is not None:
+        scale, translate = kernel_panel_transform(image, k.shape[0], slot)
+        kwargs.update(scale=scale, translate=translate, **units_of(image, 2))
+        meta["beside"] = image.name
+    return (k.astype(np.float32), kwargs, "image")
+
+
+def _show_when_added(viewer: Any, sources: set[str]) -> None:
+    """Widen the view once napari has added the kernel layers read from ``sources``."""
+    def on_inserted(event: Any) -> None:
+        layer = event.value
+        source = (getattr(layer, "metadata", None) or {}).get("source_file")
+        if source in sources:
+            sources.discard(source)
+            if not sources:
+                viewer.layers.events.inserted.disconnect(on_inserted)
+            ensure_visible(viewer, [layer])
+
+    viewer.layers.events.inserted.connect(on_inserted)
 
 
 def get_reader(path: str | list[str]) -> ReaderFunction | None:
-    """npe2 reader hook: a reader for kernel files, or ``None`` for anything else."""
+    """npe2 reader hook: a reader for ``.mat`` files and kernel ``.npy``/``.tif`` files, else ``None``."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    if not paths or not all(looks_like_kernel(p) for p in paths):
+    if not paths:
         return None
+    for p in paths:
+        p = Path(p)
+        if not (p.is_file() and (p.suffix.lower() == ".mat" or looks_like_kernel(p))):
+            return None
     return read_kernels
 
 
 def read_kernels(path: str | list[str]) -> list[LayerDataTuple]:
-    """Read one or several kernel files, one layer each."""
+    """Read one or several kernel files, one layer each.
+
+    A file that is not a usable kernel raises :class:`~napari_kernelgan.errors.BadInputError`
+    with the reason, which is also shown as a napari notification (napari's own
+    message for a failing reader does not give it).
+    """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    return [kernel_layer_data(p) for p in paths]
+    viewer = _viewer()
+    first = FILE_KERNEL_SLOT
+    if viewer is not None:
+        first += sum(1 for layer in viewer.layers if layer_role(layer) == LayerRole.KERNEL_FILE)
+    out = []
+    for i, p in enumerate(paths):
+        try:
+            out.append(kernel_layer_data(p, viewer, slot=first + i))
+        except BadInputError as exc:
+            _notify_error(f"Cannot open {Path(p).name} as a kernel: {exc}")
+            raise
+    if viewer is not None:
+        _show_when_added(viewer, {t[1]["metadata"]["source_file"] for t in out})
+    return out

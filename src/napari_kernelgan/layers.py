@@ -1,4 +1,4 @@
-"""Results as napari layers: one code path for the widgets and for console scripting.
+"""Results as napari layers: one code path for the widgets, the reader and console scripting.
 
 Nothing here imports Qt or napari; the functions take a viewer and layers and
 use only their public attributes, so they work from the napari console::
@@ -12,34 +12,49 @@ World placement (napari maps data index ``i`` to ``translate + scale * i``,
 the centre of pixel ``i``):
 
 * the D-map has the input's pixel grid, so it takes the input's scale and
-  translate and covers exactly the same world extent;
+  translate and covers exactly the same world extent; it is placed *below*
+  the input in the layer list so it never tints it;
 * a ×s super-resolved image has pixel size ``scale / s``; an input pixel ``i``
   covers data coordinates ``[i - 0.5, i + 0.5]`` and output pixel ``j`` is
   centred at ``(j + 0.5) / s - 0.5`` in those coordinates, so
   ``translate_sr = translate + scale * (0.5 / s - 0.5)`` and both images cover
   the same world extent;
 * kernels have no place in the image, so they are drawn magnified in panels
-  to the right of it (their data is the kernel itself, unscaled).
+  to the right of it (their data is the kernel itself, unscaled), and the view
+  is widened when a panel would be out of sight.
+
+Every result layer carries the input's ``units`` so napari never finds the
+layers' units inconsistent.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from .physics.conventions import CENTRING, ORIENTATION, analytic_x4
-from .types import KernelEstimate, SRResult
+from .physics.conventions import analytic_x4
+from .types import KernelEstimate, SRResult, kernel_metadata
+from .vocabulary import KERNEL_ROLES, RESULT_ROLES, LayerRole
 
 LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
 
 KERNEL_COLORMAP = "inferno"
 DMAP_COLORMAP = "viridis"
-KERNEL_SLOTS = 3  # panels beside the image: ×2 estimate, ×4 estimate, true kernel of a sample
+KERNEL_SLOTS = 3  # panels in a column beside the image: ×2 estimate, ×4 estimate, true kernel of a sample
+FILE_KERNEL_SLOT = KERNEL_SLOTS  # kernels opened from files start a second column
+MAX_KERNEL_SIDE = 75
+"""Largest side taken for a kernel (×4 analytic kernels from 13×13 ×2 kernels are 37×37)."""
+DMAP_DESCRIPTION = ("Discriminator map (D-map): KernelGAN's discriminator verdict for every pixel. High values: "
+                    "patches that look like the image's own patches at the coarser scale. Placed below the "
+                    "image; hide the image to see it.")
 
 __all__ = [
     "add_estimate_layers", "add_sr_layer", "estimate_layer_data", "sr_layer_data", "sr_transform",
     "kernel_layer_name", "dmap_layer_name", "sr_layer_name", "preview_layer_name", "true_kernel_layer_name",
     "kernel_panel_transform", "update_preview", "remove_layer", "image_data", "leading_shape", "layer_kernels",
+    "is_kernel", "is_kernel_layer", "is_input_layer", "layer_role", "largest_image_layer", "ensure_visible",
+    "units_of", "kernel_shape", "MAX_KERNEL_SIDE",
 ]
 
 
@@ -51,8 +66,8 @@ def kernel_layer_name(name: str, scale: int) -> str:
 
 
 def dmap_layer_name(name: str) -> str:
-    """``'<name> D-map'``."""
-    return f"{name} D-map"
+    """``'<name> discriminator map (D-map)'``."""
+    return f"{name} discriminator map (D-map)"
 
 
 def preview_layer_name(name: str) -> str:
@@ -70,6 +85,67 @@ def sr_layer_name(name: str, scale: int, method: str) -> str:
     return f"{name} SR×{scale} ({method})"
 
 
+# --------------------------------------------------------------------------- what a layer is
+
+def layer_role(layer: Any) -> str | None:
+    """The ``metadata['role']`` of a layer (a :class:`~napari_kernelgan.vocabulary.LayerRole` value), if any."""
+    return (getattr(layer, "metadata", None) or {}).get("role")
+
+
+def kernel_shape(shape: Sequence[int]) -> bool:
+    """Whether ``shape`` is a kernel's: 2-D, odd sides of 3 to :data:`MAX_KERNEL_SIDE` pixels."""
+    return len(shape) == 2 and all(int(n) % 2 == 1 and 3 <= int(n) <= MAX_KERNEL_SIDE for n in shape)
+
+
+def is_kernel(data: Any, metadata: dict[str, Any] | None = None, *, rgb: bool = False,
+              multiscale: bool = False) -> bool:
+    """Whether an image is a blur kernel: the one rule for the reader, the writer and the widgets.
+
+    A layer whose role is a kernel role is one (if 2-D); one with another result
+    role (D-map, super-resolved) is not. Anything else is judged by content: 2-D,
+    odd-sized, at most :data:`MAX_KERNEL_SIDE` a side, finite, non-negative
+    (bar interpolation ringing) and of positive sum.
+    """
+    if rgb or multiscale:
+        return False
+    shape = tuple(getattr(data, "shape", ()))
+    if len(shape) != 2:
+        return False
+    role = (metadata or {}).get("role")
+    if role in KERNEL_ROLES:
+        return True
+    if role in RESULT_ROLES:
+        return False
+    if not kernel_shape(shape):
+        return False
+    arr = np.asarray(data)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        return False
+    a = arr.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        return False
+    # The tolerance of physics.conventions.validate_kernel: ringing down to -2 % of the peak.
+    return bool(a.sum() > 0 and a.min() >= -2e-2 * max(a.max(), 1e-12))
+
+
+def _is_image_layer(layer: Any) -> bool:
+    # By class name: this module imports no napari (``__class__`` also sees through napari's plugin proxies).
+    return any(c.__name__ == "Image" for c in layer.__class__.__mro__)
+
+
+def is_kernel_layer(layer: Any) -> bool:
+    """:func:`is_kernel` for a napari layer (image layers only)."""
+    if not _is_image_layer(layer):
+        return False
+    return is_kernel(layer.data, getattr(layer, "metadata", None), rgb=bool(getattr(layer, "rgb", False)),
+                     multiscale=bool(getattr(layer, "multiscale", False)))
+
+
+def is_input_layer(layer: Any) -> bool:
+    """An image layer a task can take as input: not a result (kernel, D-map, SR) and not a kernel."""
+    return _is_image_layer(layer) and layer_role(layer) not in RESULT_ROLES and not is_kernel_layer(layer)
+
+
 # --------------------------------------------------------------------------- geometry
 
 def _spatial(layer: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -85,6 +161,15 @@ def image_data(layer: Any) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+def units_of(layer: Any, last: int | None = None) -> dict[str, Any]:
+    """``{'units': [...]}`` with the layer's units (its last ``last`` axes), or ``{}`` where napari has none."""
+    units = getattr(layer, "units", None)
+    if units is None:
+        return {}
+    names = [str(u) for u in units]
+    return {"units": names[-last:] if last else names}
+
+
 def sr_transform(scale: Sequence[float], translate: Sequence[float], factor: int) -> tuple[list[float], list[float]]:
     """Scale and translate of a ×``factor`` upsampling of the last two axes (see the module notes)."""
     scale = np.asarray(scale, dtype=float).copy()
@@ -97,8 +182,9 @@ def sr_transform(scale: Sequence[float], translate: Sequence[float], factor: int
 def kernel_panel_transform(image_layer: Any, kernel_size: int, slot: int = 0) -> tuple[list[float], list[float]]:
     """Scale and translate that draw a kernel in panel ``slot`` to the right of the image.
 
-    Panels are a third of the image's height, stacked top to bottom, so a
-    13×13 and a 37×37 kernel are drawn the same size whatever the image size.
+    Panels are a third of the image's height, :data:`KERNEL_SLOTS` to a column
+    (slot 3 starts a second column), so a 13×13 and a 37×37 kernel are drawn
+    the same size whatever the image size.
     """
     scale, translate, (h, w) = _spatial(image_layer)
     top, left = translate - 0.5 * scale
@@ -106,8 +192,9 @@ def kernel_panel_transform(image_layer: Any, kernel_size: int, slot: int = 0) ->
     gap = 0.04 * height
     side = (height - (KERNEL_SLOTS - 1) * gap) / KERNEL_SLOTS
     pixel = side / kernel_size
-    panel_top = top + slot * (side + gap)
-    panel_left = left + width + gap
+    column, row = divmod(int(slot), KERNEL_SLOTS)
+    panel_top = top + row * (side + gap)
+    panel_left = left + width + gap + column * (side + gap)
     return [pixel, pixel], [panel_top + 0.5 * pixel, panel_left + 0.5 * pixel]
 
 
@@ -133,6 +220,18 @@ def leading_shape(image_layer: Any) -> tuple[int, ...]:
     return tuple(int(n) for n in data.shape[:nd - 2])
 
 
+def largest_image_layer(viewer: Any) -> Any | None:
+    """The input image layer covering the largest world area, or ``None`` (kernel files are placed beside it)."""
+    best, best_area = None, 0.0
+    for layer in viewer.layers:
+        if is_input_layer(layer):
+            scale, _, (h, w) = _spatial(layer)
+            area = abs(h * scale[0] * w * scale[1])
+            if area > best_area:
+                best, best_area = layer, area
+    return best
+
+
 # --------------------------------------------------------------------------- layer data
 
 def _kernel_tuple(kernel: np.ndarray, name: str, image_layer: Any, slot: int,
@@ -141,26 +240,27 @@ def _kernel_tuple(kernel: np.ndarray, name: str, image_layer: Any, slot: int,
     scale, translate = kernel_panel_transform(image_layer, k.shape[0], slot)
     return (k, {"name": name, "scale": scale, "translate": translate, "colormap": KERNEL_COLORMAP,
                 "contrast_limits": [0.0, float(max(k.max(), 1e-12))], "interpolation2d": "nearest",
-                "metadata": metadata}, "image")
+                "metadata": metadata, **units_of(image_layer, 2)}, "image")
 
 
 def estimate_layer_data(image_layer: Any, estimate: KernelEstimate, *,
                         slice_index: Sequence[int] | None = None) -> list[LayerDataTuple]:
     """Layer data tuples for an estimate of ``image_layer``: kernel ×2, kernel ×4 (for a ×4
-    estimate) and the D-map.
+    estimate) and the D-map (for estimators that make one).
 
     ``slice_index``: the leading (stack) indices when the estimate was made on one
     slice of an nD layer; the D-map is then placed on that slice only.
     """
     name = image_layer.name
     where = list(slice_index) if slice_index else ("stack" if leading_shape(image_layer) else None)
-    common = {"source": name, "slice": where, "role": "kernel"}
+    common = {"source": name, "slice": where}
     scales = [2, 4] if estimate.scale == 4 else [2]
     out = [_kernel_tuple(estimate.kernel_for(s), kernel_layer_name(name, s), image_layer, slot,
                          {**estimate.metadata(s), **common}) for slot, s in enumerate(scales)]
     if estimate.dmap is not None:
         out.append(_dmap_tuple(image_layer, np.asarray(estimate.dmap), slice_index,
-                               {**common, "role": "d-map", "method": estimate.method, "scale": estimate.scale}))
+                               {**common, "role": str(LayerRole.DMAP), "method": estimate.method,
+                                "scale": estimate.scale}))
     return out
 
 
@@ -178,12 +278,12 @@ def _dmap_tuple(image_layer: Any, dmap: np.ndarray, slice_index: Sequence[int] |
         data = _as_slice_stack(dmap.reshape(hw), slice_index)
         scale_out, translate_out = _slice_placement(image_layer, slice_index, scale, translate)
     lo, hi = float(np.min(data)), float(np.max(data))
-    meta = {**metadata, "description": "discriminator verdict per pixel (high: patch looks like the image's "
-                                       "own patches at the coarser scale)"}
+    meta = {**metadata, "description": DMAP_DESCRIPTION}
     return (data.astype(np.float32), {"name": dmap_layer_name(image_layer.name), "scale": scale_out,
                                       "translate": translate_out, "colormap": DMAP_COLORMAP, "opacity": 0.5,
                                       "contrast_limits": [lo, hi if hi > lo else lo + 1.0],
-                                      "blending": "translucent", "metadata": meta}, "image")
+                                      "blending": "translucent", "metadata": meta,
+                                      **units_of(image_layer)}, "image")
 
 
 def sr_layer_data(image_layer: Any, result: SRResult, *,
@@ -209,8 +309,10 @@ def sr_layer_data(image_layer: Any, result: SRResult, *,
         scale, translate = sr_transform(image_layer.scale, image_layer.translate, s)
     kwargs: dict[str, Any] = {"name": sr_layer_name(image_layer.name, s, result.method), "scale": scale,
                               "translate": translate, "rgb": rgb,
-                              "metadata": {**result.metadata(), "source": image_layer.name, "role": "super-resolved",
-                                           "slice": list(slice_index) if slice_index else None}}
+                              "metadata": {**result.metadata(), "source": image_layer.name,
+                                           "role": str(LayerRole.SUPER_RESOLVED),
+                                           "slice": list(slice_index) if slice_index else None},
+                              **units_of(image_layer)}
     # Same display as the input so the two can be blinked against each other (RGB layers have no colormap).
     if not rgb:
         kwargs["colormap"] = image_layer.colormap.name
@@ -230,25 +332,105 @@ def remove_layer(viewer: Any, name: str) -> bool:
 
 
 def _put(viewer: Any, layer_tuple: LayerDataTuple) -> Any:
-    """Add a layer, replacing (at the same list position) any layer of the same name."""
+    """Add a layer, replacing (at the same list position) any layer of the same name.
+
+    The layer selection is left as it was: napari selects every added layer,
+    which would move the widgets' image choosers to a result.
+    """
     data, kwargs, kind = layer_tuple
     name = kwargs["name"]
+    selection = viewer.layers.selection
+    selected, active = list(selection), selection.active
     index = viewer.layers.index(name) if name in viewer.layers else None
     if index is not None:
         viewer.layers.pop(index)
     layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
     if index is not None:
         viewer.layers.move(viewer.layers.index(layer), index)
+    kept = [x for x in selected if x in viewer.layers]
+    if kept:
+        selection.clear()
+        selection.update(kept)
+        if active is not None and active in viewer.layers:
+            selection.active = active
     return layer
+
+
+def _place_below(viewer: Any, layer: Any, reference: Any) -> None:
+    """Move ``layer`` just below ``reference`` in the layer list (index 0 is drawn first)."""
+    if reference not in viewer.layers:
+        return
+    i, j = viewer.layers.index(layer), viewer.layers.index(reference)
+    if i > j:
+        viewer.layers.move(i, j)
+
+
+def _select(viewer: Any, layer: Any) -> None:
+    if layer in viewer.layers:
+        viewer.layers.selection.active = layer
+
+
+def _camera(viewer: Any) -> Any:
+    scene = getattr(viewer, "scene", None)  # napari ≥ 0.9; viewer.camera before
+    return scene.camera if scene is not None else viewer.camera
+
+
+def _view_rect(viewer: Any) -> np.ndarray | None:
+    """World min/max (2×2) of the two displayed axes the canvas shows, or ``None`` where that is not simple."""
+    canvas = getattr(viewer, "canvas", None)
+    size = getattr(canvas, "size", None) if canvas is not None else None
+    size = size if size is not None else getattr(viewer, "_canvas_size", None)
+    grid = getattr(canvas, "grid", None) if canvas is not None else getattr(viewer, "grid", None)
+    if size is None or viewer.dims.ndisplay != 2 or (grid is not None and grid.enabled):
+        return None
+    camera = _camera(viewer)
+    centre = np.asarray(camera.center, dtype=float)[-2:]
+    half = np.asarray(size, dtype=float)[-2:] / (2.0 * float(camera.zoom))
+    return np.stack([centre - half, centre + half])
+
+
+def _displayed_extent(viewer: Any, layer: Any) -> np.ndarray | None:
+    """World min/max (2×2) of ``layer`` along the two displayed axes."""
+    world = np.asarray(layer.extent.world, dtype=float)
+    offset = viewer.dims.ndim - world.shape[1]
+    axes = [d - offset for d in list(viewer.dims.displayed)[-2:]]
+    if any(a < 0 for a in axes):
+        return None
+    return world[:, axes]
+
+
+def ensure_visible(viewer: Any, layers: Sequence[Any]) -> bool:
+    """Reset the view when one of ``layers`` lies (partly) outside it; returns whether the view changed.
+
+    Kernel panels sit beside the image, so a viewer zoomed on the image would
+    not show them; a view that already shows them is left alone.
+    """
+    layers = [x for x in layers if x in viewer.layers]
+    if not layers:
+        return False
+    rect = _view_rect(viewer)
+    if rect is None:
+        return False
+    for layer in layers:
+        ext = _displayed_extent(viewer, layer)
+        if ext is None:
+            continue
+        tol = 1e-6 * float(np.abs(rect).max() + 1.0)
+        if np.any(ext[0] < rect[0] - tol) or np.any(ext[1] > rect[1] + tol):
+            viewer.reset_view()
+            return True
+    return False
 
 
 def add_estimate_layers(viewer: Any, image_layer: Any, estimate: KernelEstimate, *,
                         slice_index: Sequence[int] | None = None) -> list[Any]:
     """Add (or replace) ``<name> kernel ×2``, ``<name> kernel ×4`` (×4 estimates) and
-    ``<name> D-map`` for ``image_layer``; returns the new layers.
+    ``<name> discriminator map (D-map)`` for ``image_layer``; returns the new layers.
 
     Result layers of an earlier estimate of the same image are replaced; a
-    ``kernel ×4`` left from an earlier ×4 estimate is removed by a ×2 one.
+    ``kernel ×4`` left from an earlier ×4 estimate is removed by a ×2 one. The
+    D-map goes below the image; the image stays selected; the view widens if a
+    kernel panel would be out of sight.
     """
     tuples = estimate_layer_data(image_layer, estimate, slice_index=slice_index)
     names = {t[1]["name"] for t in tuples}
@@ -256,19 +438,28 @@ def add_estimate_layers(viewer: Any, image_layer: Any, estimate: KernelEstimate,
         if stale not in names:
             remove_layer(viewer, stale)
     remove_layer(viewer, preview_layer_name(image_layer.name))
-    return [_put(viewer, t) for t in tuples]
+    added = [_put(viewer, t) for t in tuples]
+    for layer in added:
+        if layer_role(layer) == LayerRole.DMAP:
+            _place_below(viewer, layer, image_layer)
+    _select(viewer, image_layer)
+    ensure_visible(viewer, [x for x in added if layer_role(x) in KERNEL_ROLES])
+    return added
 
 
 def add_sr_layer(viewer: Any, image_layer: Any, result: SRResult, *,
                  slice_index: Sequence[int] | None = None) -> Any:
     """Add (or replace) ``<name> SR×s (<method>)`` overlaying ``image_layer``; returns it."""
-    return _put(viewer, sr_layer_data(image_layer, result, slice_index=slice_index))
+    layer = _put(viewer, sr_layer_data(image_layer, result, slice_index=slice_index))
+    _select(viewer, image_layer)
+    return layer
 
 
 def update_preview(viewer: Any, image_layer: Any, kernel: np.ndarray) -> tuple[Any, bool]:
     """Show the running ×2 estimate; updates the preview layer in place.
 
-    Returns the layer and whether this call created it.
+    Returns the layer and whether this call created it (a new preview widens
+    the view if it would be out of sight).
     """
     name = preview_layer_name(image_layer.name)
     k = np.asarray(kernel, dtype=np.float32)
@@ -279,9 +470,9 @@ def update_preview(viewer: Any, image_layer: Any, kernel: np.ndarray) -> tuple[A
             layer.contrast_limits = [0.0, float(max(k.max(), 1e-12))]
             return layer, False
         viewer.layers.remove(name)
-    meta = {"source": image_layer.name, "orientation": ORIENTATION, "centring": CENTRING, "scale": 2,
-            "role": "kernel preview"}
+    meta = kernel_metadata(k, 2, role=LayerRole.KERNEL_PREVIEW, source=image_layer.name)
     layer = _put(viewer, _kernel_tuple(k, name, image_layer, 0, meta))
+    ensure_visible(viewer, [layer])
     return layer, True
 
 

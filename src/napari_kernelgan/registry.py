@@ -76,7 +76,9 @@ class MethodSpec:
     are not typed in a form (arrays, say). ``weights``: weight keys the method
     loads (see :mod:`napari_kernelgan.weights`). ``blind_defaults``: for SR methods,
     the options used when the kernel is an estimate rather than a measurement.
-    ``seeded``: whether the result depends on the seed.
+    ``seeded``: whether the result depends on the seed. ``help``: a line per option; for an
+    option whose default is ``None``, a clause ``"unset: <what decides>"`` is what forms show in
+    the empty field.
     """
 
     name: str

@@ -1,0 +1,123 @@
+"""*Estimate kernel*: blind estimation of an image layer's SR kernel with any registered estimator."""
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from magicgui.widgets import ComboBox, SpinBox
+
+from .. import api
+from ..errors import KernelGANError
+from ..layers import add_estimate_layers, leading_shape, preview_layer_name, remove_layer, update_preview
+from ..registry import ESTIMATORS
+from ..types import KernelEstimate, Progress
+from ..vocabulary import ESTIMATE_SCALES, Stage
+from .models import (
+    Report,
+    RunRecord,
+    RunState,
+    format_seconds,
+    input_array,
+    input_notes,
+    parse_threads,
+    slice_in_view,
+    where_text,
+)
+from .task_widget import TaskWidget
+
+__all__ = ["EstimateKernelWidget"]
+
+
+@dataclass
+class _Run:
+    """What a running estimate needs to put its result in place (or clean up)."""
+
+    layer: Any
+    slice_index: tuple[int, ...] | None
+    preview: str
+    preview_existed: bool
+
+
+class EstimateKernelWidget(TaskWidget):
+    """Blind estimation of the SR kernel of an image layer."""
+
+    run_text = "Estimate kernel"
+    whole_stack_text = "One kernel for the whole stack"
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self.estimator = self.method_chooser("Estimator", ESTIMATORS, api.DEFAULT_ESTIMATOR)
+        self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in ESTIMATE_SCALES], value=2)
+        self.scale.tooltip = "×2: the estimated kernel; ×4: the ×4 kernel derived from it analytically, too."
+        self.form.extend([self.image, self.estimator, self.unavailable, self.options.main, self.scale, self.device,
+                          self.seed])
+        self.report_every = SpinBox(label="Preview every", value=10, min=1, max=10000)
+        self.report_every.tooltip = "Update the running kernel preview every this many iterations."
+        self.whole_stack.tooltip = ("For a 3-D/4-D layer: estimate one kernel from all slices "
+                                    "(otherwise the slice in view).")
+        self.advanced.extend([self.threads, self.report_every, self.whole_stack])
+        self._run: _Run | None = None
+        self.estimator.changed.connect(self._estimator_changed)
+        self._estimator_changed()
+        self._follow_active(self.image)
+        self._image_changed()
+
+    def _estimator_changed(self, *_: Any) -> None:
+        self.options.set_spec(ESTIMATORS.get(self.estimator.value) if self.estimator.value else None)
+
+    def run(self) -> None:
+        """Start an estimate on the chosen layer with the form's options."""
+        self.begin_attempt()
+        layer = self.image.value
+        if layer is None:
+            self.say("Add or choose an image layer first.")
+            return
+        whole = bool(self.whole_stack.value and leading_shape(layer))
+        slice_index = slice_in_view(self.viewer, layer) if leading_shape(layer) and not whole else None
+        description = f"Kernel of {layer.name}{where_text(slice_index, whole)}"
+        try:
+            threads = parse_threads(self.threads.value)
+            options = self.options.values()
+        except KernelGANError as exc:
+            self.fail(exc, description)
+            return
+        scale = int(self.scale.value)
+        kwargs = dict(options, estimator=self.estimator.value, device=self.device.value, seed=int(self.seed.value),
+                      threads=threads, report_every=int(self.report_every.value),
+                      stack_axis=0 if whole else None, rgb=bool(layer.rgb))
+
+        def job() -> Generator[Progress, None, KernelEstimate]:
+            # Reading the slice happens in the worker too, so lazy (dask, zarr) data never blocks the GUI.
+            yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="reading the image")
+            arr = input_array(layer, slice_index, whole)
+            return (yield from api.iter_estimate_kernel(arr, scale, **kwargs))
+
+        preview = preview_layer_name(layer.name)
+        self._run = _Run(layer, slice_index, preview, preview in self.viewer.layers)
+        self.start(job, description, input_notes(layer))
+
+    def on_report(self, report: Report) -> None:
+        run = self._run
+        if run is not None and report.progress.kernel is not None and run.layer in self.viewer.layers:
+            update_preview(self.viewer, run.layer, report.progress.kernel)
+
+    def _cleanup(self, run: _Run) -> None:
+        if not run.preview_existed:
+            remove_layer(self.viewer, run.preview)
+
+    def on_finished(self, record: RunRecord) -> str:
+        run, self._run = self._run, None
+        if run is None:
+            return ""
+        if record.state != RunState.DONE:
+            self._cleanup(run)
+            return ""
+        if run.layer not in self.viewer.layers:
+            self._cleanup(run)
+            return f"{record.description}: the input layer was removed; result discarded."
+        est: KernelEstimate = record.value
+        add_estimate_layers(self.viewer, run.layer, est, slice_index=run.slice_index)
+        self._cleanup(run)  # a preview left under an old name if the input was renamed meanwhile
+        steps = f"{est.iterations} iterations, " if est.iterations else ""
+        return f"{record.description}: done in {format_seconds(record.elapsed())} ({est.method}, {steps}{est.device})."

@@ -1,0 +1,143 @@
+"""*Super-resolve*: kernel-aware super-resolution of an image layer with any registered SR method."""
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox
+
+from .. import api
+from ..errors import KernelGANError
+from ..layers import add_sr_layer, is_kernel_layer, layer_kernels, layer_role, leading_shape
+from ..registry import SR_METHODS
+from ..types import Progress, SRResult
+from ..vocabulary import SR_SCALES, LayerRole, Stage
+from .models import (
+    LATEST,
+    RunRecord,
+    RunState,
+    format_seconds,
+    input_array,
+    input_notes,
+    kernel_is_estimate,
+    kernels_for,
+    latest_kernels,
+    parse_threads,
+    slice_in_view,
+    where_text,
+)
+from .task_widget import TaskWidget
+
+__all__ = ["SuperResolveWidget", "KERNEL_X2"]
+
+KERNEL_X2 = "kernel_x2"
+"""Option of methods that run ×4 as two ×2 steps: the ×2 kernel behind the ×4 one (taken from the kernel source)."""
+
+
+@dataclass
+class _Run:
+    layer: Any
+    slice_index: tuple[int, ...] | None
+
+
+class SuperResolveWidget(TaskWidget):
+    """Kernel-aware super-resolution of an image layer with a registered SR method."""
+
+    run_text = "Super-resolve"
+    whole_stack_text = "Whole stack (one kernel for all slices)"
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self.kernel = ComboBox(label="Kernel", choices=self._kernel_choices, nullable=False)
+        self.kernel.tooltip = ("The latest estimate for the image, or any kernel layer: estimates, true kernels, "
+                               "kernel files, any small odd-sized non-negative 2-D image.")
+        self.method = self.method_chooser("Method", SR_METHODS, api.DEFAULT_SR_METHOD)
+        self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in SR_SCALES], value=2)
+        self.form.extend([self.image, self.kernel, self.method, self.unavailable, self.scale, self.options.main,
+                          self.device, self.seed, self.whole_stack])
+        self.advanced.append(self.threads)
+        self._run: _Run | None = None
+        self.method.changed.connect(self._method_changed)
+        self.kernel.changed.connect(self._kernel_changed)
+        self._follow_active(self.image)
+        self._method_changed()
+        self._image_changed()
+
+    def _kernel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
+        kernels = [(layer.name, layer) for layer in reversed(self.viewer.layers)
+                   if is_kernel_layer(layer) and layer_role(layer) != LayerRole.KERNEL_PREVIEW]
+        return [(LATEST, LATEST)] + kernels
+
+    def _method_changed(self, *_: Any) -> None:
+        spec = SR_METHODS.get(self.method.value) if self.method.value else None
+        self.options.set_spec(spec, blind=kernel_is_estimate(self.kernel.value))
+        if spec is not None:
+            scales = [s for s in SR_SCALES if s in spec.scales]
+            current = self.scale.value
+            self.scale.choices = [(f"×{s}", s) for s in scales]
+            self.scale.value = current if current in scales else scales[0]
+
+    def _kernel_changed(self, *_: Any) -> None:
+        """An estimated kernel gets the options ``blind_super_resolve`` uses (shown in the form); a measured
+        one the method's own."""
+        self.options.set_blind(kernel_is_estimate(self.kernel.value))
+
+    def kernels_for(self, layer: Any, scale: int) -> dict[int, np.ndarray]:
+        """The kernel source's kernels for SR of ``layer`` at ``scale``: ``{scale: k}``, plus ``{2: k2}``
+        when a ×4 kernel comes from a ×2 one."""
+        source = self.kernel.value
+        if source == LATEST or source is None:
+            return latest_kernels(layer_kernels(self.viewer, layer.name), scale, layer.name)
+        return kernels_for(source.data, source.metadata.get("scale"), scale, name=source.name)
+
+    def run(self) -> None:
+        """Start super-resolution of the chosen layer with the form's options."""
+        self.begin_attempt()
+        layer = self.image.value
+        if layer is None:
+            self.say("Add or choose an image layer first.")
+            return
+        spec = self.options.spec
+        if spec is None:
+            self.say("No SR method is available.")
+            return
+        scale = int(self.scale.value)
+        whole = bool(self.whole_stack.value and leading_shape(layer))
+        slice_index = slice_in_view(self.viewer, layer) if leading_shape(layer) and not whole else None
+        description = f"SR×{scale} of {layer.name}{where_text(slice_index, whole)} ({spec.name})"
+        try:
+            threads = parse_threads(self.threads.value)
+            options = self.options.values()
+            kernels = self.kernels_for(layer, scale)
+            if KERNEL_X2 in spec.defaults and options.get("gradual") and scale == 4:
+                # ×4 as two ×2 steps needs the ×2 kernel behind the ×4 one.
+                if 2 not in kernels:
+                    raise KernelGANError("gradual ×4 needs a ×2 kernel: choose the latest estimate or a ×2 "
+                                         "kernel layer")
+                options[KERNEL_X2] = kernels[2]
+        except KernelGANError as exc:
+            self.fail(exc, description)
+            return
+        kernel = kernels[scale]
+        kwargs = dict(options, sr_method=spec.name, device=self.device.value, seed=int(self.seed.value),
+                      threads=threads, rgb=bool(layer.rgb), stack_axis=0 if whole else None)
+
+        def job() -> Generator[Progress, None, SRResult]:
+            yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="reading the image")
+            arr = input_array(layer, slice_index, whole)
+            return (yield from api.iter_super_resolve(arr, kernel, scale, **kwargs))
+
+        self._run = _Run(layer, slice_index)
+        self.start(job, description, input_notes(layer))
+
+    def on_finished(self, record: RunRecord) -> str:
+        run, self._run = self._run, None
+        if run is None or record.state != RunState.DONE:
+            return ""
+        if run.layer not in self.viewer.layers:
+            return f"{record.description}: the input layer was removed; result discarded."
+        result: SRResult = record.value
+        add_sr_layer(self.viewer, run.layer, result, slice_index=run.slice_index)
+        return f"{record.description}: done in {format_seconds(record.elapsed())} ({result.device})."

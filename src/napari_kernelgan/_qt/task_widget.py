@@ -1,0 +1,202 @@
+"""The base of the dock widgets: image chooser, *Advanced* section, Run/Cancel, status line, progress bar.
+
+Subclasses fill ``form`` and ``advanced``, build a job in :meth:`TaskWidget.run`
+and hand it to :meth:`TaskWidget.start`; the :class:`~.runner.TaskRunner`
+runs it and calls back :meth:`TaskWidget.on_report` (throttled) and
+:meth:`TaskWidget.on_finished`. The progress bar is a plain ``QProgressBar``
+(no animation), so a run costs the GUI next to nothing even with software
+OpenGL.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton, SpinBox
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from superqt import QCollapsible
+
+from ..devices import available_devices
+from ..layers import is_input_layer, leading_shape
+from ..registry import Registry
+from .models import MAX_SEED, Job, Report, RunRecord, RunState, progress_text, unavailable_text
+from .options_form import OptionsForm
+from .runner import TaskRunner, report_error
+
+__all__ = ["TaskWidget"]
+
+BAR_STEPS = 1000
+
+
+class TaskWidget(QWidget):
+    """Shared plumbing of *Estimate kernel* and *Super-resolve*."""
+
+    run_text = "Run"
+    whole_stack_text = "Whole stack"
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.runner = TaskRunner(self)
+        self.record: RunRecord | None = None
+        self.notes: list[str] = []
+        self.form = Container(labels=True)
+        self.image = ComboBox(label="Image", choices=self._image_choices, nullable=False)
+        self.image.tooltip = "The input image layer; follows the layer selected in the layer list."
+        self.whole_stack = CheckBox(text=self.whole_stack_text, value=False)
+        self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=MAX_SEED)
+        self.seed.tooltip = "Methods without randomness ignore it."
+        self.threads = LineEdit(label="Threads", value="")
+        self.threads.native.setPlaceholderText("automatic")
+        self.threads.tooltip = ("PyTorch CPU threads for this run. Empty: the cores not busy with other work "
+                                "(or $NAPARI_KERNELGAN_THREADS).")
+        self.options = OptionsForm()
+        self.unavailable = Label(value="")
+        self.unavailable.native.setWordWrap(True)
+        self.advanced = Container(labels=True)
+        self.collapsible = QCollapsible("Advanced")
+        self.collapsible.addWidget(self.advanced.native)
+        self.run_button = PushButton(text=self.run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, BAR_STEPS)
+        self.progress_bar.setValue(0)
+        self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.collapsible)
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        layout.addWidget(buttons.native)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status.native)
+        layout.addStretch(1)
+        self.image.changed.connect(self._image_changed)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.runner.progressed.connect(self._progressed)
+        self.runner.finished.connect(self._finished)
+        self.runner.state_changed.connect(self._update_buttons)
+        self.viewer.layers.events.inserted.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._layers_changed)
+        self.viewer.layers.events.reordered.connect(self._layers_changed)
+        self.viewer.layers.selection.events.active.connect(self._active_changed)
+
+    def method_chooser(self, label: str, registry: Registry, default: str) -> ComboBox:
+        """A selector of ``registry``'s methods (``default`` first chosen); methods that failed to load are
+        named, with the reason, in :attr:`unavailable`. The chosen method's options go in :attr:`options`."""
+        names = registry.names()
+        combo = ComboBox(label=label, choices=names, value=default if default in names else (names or [None])[0])
+        combo.tooltip = "\n".join(f"{s.name}: {s.summary}" for s in registry.specs())
+        self.unavailable.value = unavailable_text(registry)
+        self.unavailable.visible = bool(self.unavailable.value)
+        self.collapsible.addWidget(self.options.more)
+        return combo
+
+    # ------------------------------------------------------------------ subclasses provide these
+
+    def run(self) -> None:
+        """Build a job from the form and :meth:`start` it."""
+        raise NotImplementedError
+
+    def on_report(self, report: Report) -> None:
+        """A (throttled) progress report of the running job."""
+
+    def on_finished(self, record: RunRecord) -> str:
+        """The job ended (``record.state``): add its layers or clean up; returns the status text."""
+        return ""
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def running(self) -> bool:
+        """Whether a job is in progress."""
+        return self.runner.running
+
+    def _update_buttons(self, *_: Any) -> None:
+        running = self.runner.running
+        self.run_button.enabled = not running and self.image.value is not None
+        self.cancel_button.enabled = running and not self.runner.record.cancel_requested
+        if running and self.runner.record.cancel_requested:
+            self.status.value = f"{self.runner.record.description}: cancelling (at the next progress report)…"
+
+    def _layers_changed(self, event: Any = None) -> None:
+        self.form.reset_choices()
+        self._image_changed()
+
+    def _active_changed(self, event: Any = None) -> None:
+        self._follow_active(self.image)
+
+    def _image_changed(self, *_: Any) -> None:
+        layer = self.image.value
+        self.whole_stack.enabled = layer is not None and bool(leading_shape(layer))
+        self._update_buttons()
+
+    def _image_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
+        """Image layers that are inputs (not kernels, D-maps or results), top of the list first."""
+        return [(layer.name, layer) for layer in reversed(self.viewer.layers) if is_input_layer(layer)]
+
+    def _follow_active(self, combo: ComboBox) -> None:
+        # napari hands plugins proxies of its objects, so layers are compared with ==, not `is`.
+        active = self.viewer.layers.selection.active
+        if not self.running and active is not None and any(active == v for _, v in self._image_choices()):
+            combo.value = active
+
+    # ------------------------------------------------------------------ running
+
+    def begin_attempt(self) -> None:
+        """Clear what the previous run left in the status line and bar (every Run click starts here)."""
+        self.status.value = ""
+        self.progress_bar.setValue(0)
+        self.notes = []
+
+    def say(self, message: str) -> None:
+        """A message that stops a run before it starts (nothing to run on)."""
+        self.status.value = message
+        show_info(message)
+
+    def fail(self, exc: BaseException, what: str) -> None:
+        """A run that failed before starting: notify (see :func:`.runner.report_error`) and say so."""
+        self.status.value = report_error(exc, what)
+
+    def start(self, job: Job, description: str, notes: list[str] | None = None) -> RunRecord:
+        """Run ``job`` in the background; ``notes`` (e.g. "alpha channel dropped") are shown with its status."""
+        self.notes = list(notes or [])
+        if self.notes:
+            show_info(f"{description}: {'; '.join(self.notes)}")
+        self.record = self.runner.start(job, description)
+        self.status.value = f"{description}: starting…{self._notes_text()}"
+        self._update_buttons()
+        return self.record
+
+    def cancel(self) -> None:
+        """Stop the running job at its next progress report."""
+        self.runner.cancel()
+
+    def _notes_text(self) -> str:
+        return f" ({'; '.join(self.notes)})" if self.notes else ""
+
+    def _progressed(self, report: Report) -> None:
+        record = self.runner.record
+        self.status.value = f"{record.description}: {progress_text(report, record.elapsed())}{self._notes_text()}"
+        self.progress_bar.setValue(int(BAR_STEPS * min(1.0, max(0.0, report.progress.fraction))))
+        self.on_report(report)
+
+    def _finished(self, record: RunRecord) -> None:
+        text = self.on_finished(record)
+        if record.state == RunState.DONE:
+            self.progress_bar.setValue(BAR_STEPS)
+        else:
+            self.progress_bar.setValue(0)
+        if record.state == RunState.CANCELLED:
+            text = text or f"{record.description}: cancelled."
+        elif record.state == RunState.FAILED:
+            text = text or record.message or f"{record.description}: failed."
+        self.status.value = text + (self._notes_text() if record.state == RunState.DONE else "")
+        self._update_buttons()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt name)
+        self.runner.shutdown()
+        super().closeEvent(event)

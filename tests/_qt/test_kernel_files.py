@@ -1,0 +1,60 @@
+"""Kernel files through napari's File → Open / Save: round trip, placement, and the reason for a refusal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from qt_helpers import PLUGIN, in_view, world_extent
+
+from napari_kernelgan.errors import BadInputError
+from napari_kernelgan.io import write_kernel
+from napari_kernelgan.vocabulary import LayerRole
+
+pytestmark = pytest.mark.gui
+
+
+def test_kernel_files_round_trip_and_land_beside_the_image(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "tissue")
+    image = viewer.layers["tissue LR"]
+    image.scale = (0.5, 0.5)
+    true_k = viewer.layers["tissue LR true kernel ×2"]
+    viewer.reset_view()
+    viewer.scene.camera.zoom *= 3  # zoomed on the image
+    opened = []
+    for suffix in (".mat", ".npy", ".tif"):
+        path = tmp_path / f"true_kernel{suffix}"
+        assert true_k.save(str(path), plugin=PLUGIN) == [str(path)]
+        [layer] = viewer.open(str(path), plugin=PLUGIN)
+        opened.append(layer)
+        assert layer.name.startswith("true_kernel") and layer.metadata["orientation"] == "correlation"
+        assert layer.metadata["role"] == LayerRole.KERNEL_FILE and layer.metadata["source_file"] == str(path)
+        assert np.allclose(layer.data, true_k.data, atol=1e-6)
+        # Beside the image (a second column of kernel panels), not a 13-pixel square under its corner.
+        ext, img = world_extent(layer), world_extent(image)
+        assert ext[0, 1] > img[1, 1] and img[0, 0] <= ext[0, 0] and ext[1, 0] <= img[1, 0]
+        assert (ext[1, 0] - ext[0, 0]) > 0.2 * (img[1, 0] - img[0, 0])
+        assert in_view(viewer, layer)
+    # Each file gets its own panel.
+    assert len({tuple(np.round(x.translate, 6)) for x in opened}) == 3
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"MATLAB 5.0 MAT-file, this is not really one", "could not read kernel file"),
+    (np.ones((64, 64)) / 4096, "odd size"),
+])
+def test_a_bad_mat_file_says_why(make_napari_viewer, tmp_path, notes, content, reason):
+    viewer = make_napari_viewer()
+    path = tmp_path / "measured.mat"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        write_kernel(path, content)
+    with pytest.raises(BadInputError, match=reason):
+        viewer.open(str(path), plugin=PLUGIN)
+    [error] = notes.errors
+    assert error.message.startswith("Cannot open measured.mat as a kernel:") and reason in error.message
+    assert len(viewer.layers) == 0

@@ -1,0 +1,185 @@
+"""*Super-resolve* driven in a real napari viewer (Xvfb), running the real SR methods."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from qt_helpers import PLUGIN, world_extent
+
+from napari_kernelgan import estimate_kernel
+from napari_kernelgan._qt.models import LATEST, RunState
+from napari_kernelgan._qt.sr_widget import SuperResolveWidget
+from napari_kernelgan._sample_data import astronaut
+from napari_kernelgan.layers import add_estimate_layers
+from napari_kernelgan.physics import gaussian_kernel
+from napari_kernelgan.registry import SR_METHODS
+from napari_kernelgan.samples import fluorescence_volume
+from napari_kernelgan.vocabulary import LayerRole
+
+pytestmark = pytest.mark.gui
+
+
+def sr_widget(dock, viewer, image, kernel_source, method, scale):
+    widget = dock(viewer, "Super-resolve")
+    assert isinstance(widget, SuperResolveWidget)
+    assert list(widget.method.choices) == SR_METHODS.names()
+    widget.image.value = image
+    widget.kernel.value = kernel_source
+    widget.method.value = method
+    widget.scale.value = scale
+    widget.device.value = "cpu"
+    return widget
+
+
+def open_tissue(viewer):
+    viewer.open_sample(PLUGIN, "tissue")
+    return viewer.layers["tissue LR"], viewer.layers["tissue LR true kernel ×2"]
+
+
+@pytest.fixture
+def bicubic():
+    if "bicubic" not in SR_METHODS:
+        pytest.skip("SR method 'bicubic' is not registered")
+    return "bicubic"
+
+
+def test_overlays_the_input_and_resets_its_status(make_napari_viewer, dock, wait_idle, notes, bicubic):
+    viewer = make_napari_viewer()
+    image, true_k = open_tissue(viewer)
+    image.scale = (0.4, 0.4)
+    image.translate = (10.0, 20.0)
+    image.contrast_limits = (20, 200)
+    widget = sr_widget(dock, viewer, image, true_k, bicubic, 2)
+    widget.run_button.native.click()
+    wait_idle(widget)
+    sr = viewer.layers["tissue LR SR×2 (bicubic)"]
+    assert sr.data.shape == (512, 512, 3) and sr.data.dtype == image.data.dtype
+    assert np.allclose(sr.scale, [0.2, 0.2]) and np.allclose(sr.translate, [10.0 - 0.1, 20.0 - 0.1])
+    assert np.allclose(world_extent(sr), world_extent(image))
+    assert sr.colormap.name == image.colormap.name and np.allclose(sr.contrast_limits, (20, 200))
+    assert sr.metadata["sr_method"] == "bicubic" and sr.metadata["role"] == LayerRole.SUPER_RESOLVED
+    assert "done" in widget.status.value and viewer.layers.selection.active == image
+
+    # No estimate exists yet for this image: a clear notification, no layer, and the old "done" is gone.
+    widget.kernel.value = LATEST
+    widget.run_button.native.click()
+    assert not widget.running
+    [error] = notes.errors
+    assert "Estimate kernel" in error.message and "done" not in widget.status.value
+    assert "Estimate kernel" in widget.status.value
+
+
+def test_blind_defaults_follow_the_kernel_source(make_napari_viewer, dock, wait_idle):
+    """An estimate gets the options blind super-resolution uses (closed-form's noise floor); a
+    measured kernel the method's own; the form shows what runs."""
+    viewer = make_napari_viewer()
+    image, true_k = open_tissue(viewer)
+    est = estimate_kernel(image.data, estimator="edges")
+    add_estimate_layers(viewer, image, est)
+    blind = SR_METHODS.get("closed-form").blind_defaults["sigma"]
+    for source, sigma in ((LATEST, blind), (viewer.layers["tissue LR kernel ×2"], blind), (true_k, 0.0)):
+        widget = sr_widget(dock, viewer, image, source, "closed-form", 2)
+        assert widget.options["sigma"].value == sigma
+        widget.options["iterations"].value = "1"
+        widget.options["tile"].value = "0"
+        widget.run_button.native.click()
+        wait_idle(widget)
+        assert viewer.layers["tissue LR SR×2 (closed-form)"].metadata["options"].get("sigma") == sigma
+
+
+def test_whole_stack(make_napari_viewer, dock, wait_idle, bicubic):
+    viewer = make_napari_viewer()
+    stack = viewer.add_image(fluorescence_volume((4, 64, 64)), name="fluorescence LR")
+    kernel = viewer.add_image(gaussian_kernel(13, 1.5), name="psf")
+    widget = sr_widget(dock, viewer, stack, kernel, bicubic, 4)
+    widget.whole_stack.value = True
+    widget.run_button.native.click()
+    wait_idle(widget)
+    sr = viewer.layers["fluorescence LR SR×4 (bicubic)"]
+    assert sr.data.shape == (4, 256, 256) and sr.data.dtype == stack.data.dtype
+    assert np.allclose(sr.scale, [1.0, 0.25, 0.25]) and np.allclose(sr.translate, [0.0, -0.375, -0.375])
+
+
+def test_options_follow_the_method(make_napari_viewer, dock, notes):
+    viewer = make_napari_viewer()
+    image, true_k = open_tissue(viewer)
+    widget = dock(viewer, "Super-resolve")
+    widget.image.value = image
+    widget.kernel.value = true_k
+    for method in SR_METHODS.names():
+        widget.method.value = method
+        names = [w.name for w in [*widget.options.main, *widget.options.advanced]]
+        assert names == list(widget.options.widgets) and "kernel_x2" not in names
+        assert set(names) == set(SR_METHODS.get(method).form_options)
+        assert list(widget.scale.choices) == list(SR_METHODS.get(method).scales)
+    kernels = widget.kernels_for(image, 4)
+    assert kernels[4].shape == (37, 37) and np.allclose(kernels[2], true_k.data)
+    # A kernel layer marked ×4 cannot serve ×2.
+    viewer.add_image(kernels[4].astype(np.float32), name="k4",
+                     metadata={"role": str(LayerRole.KERNEL_FILE), "scale": 4})
+    widget.kernel.value = viewer.layers["k4"]
+    widget.scale.value = 2
+    widget.run_button.native.click()
+    assert not widget.running and "×4 kernel" in notes.errors[-1].message
+
+
+def test_any_kernel_image_serves_and_a_bad_one_is_named(make_napari_viewer, dock, wait_idle, notes, bicubic):
+    viewer = make_napari_viewer()
+    image, true_k = open_tissue(viewer)
+    # What napari's own reader makes of a kernel .npy: a plain image layer, unnormalised here.
+    plain = viewer.add_image((5.0 * true_k.data).astype(np.float32), name="psf")
+    bad = viewer.add_image(np.ones((12, 12), np.float32), name="even", metadata={"role": str(LayerRole.KERNEL_FILE)})
+    widget = dock(viewer, "Super-resolve")
+    choices = [name for name, _ in widget._kernel_choices()]
+    assert choices[0] == LATEST and {"psf", "even", "tissue LR true kernel ×2"} <= set(choices)
+    assert "psf" not in [name for name, _ in widget._image_choices()]
+    widget.image.value = image
+    widget.method.value = "closed-form"
+    widget.options["iterations"].value = "1"
+    widget.kernel.value = plain
+    assert widget.options["sigma"].value == 0.0  # a measured kernel
+    widget.run_button.native.click()
+    wait_idle(widget)
+    result = viewer.layers["tissue LR SR×2 (closed-form)"]
+    assert np.allclose(result.metadata["kernel"], true_k.data / true_k.data.sum(), atol=1e-6)
+    widget.kernel.value = bad
+    widget.run_button.native.click()
+    assert not widget.running
+    assert "kernel layer 'even' must have odd size" in notes.errors[-1].message
+
+
+def test_missing_usrnet_weights_is_one_clear_notification(make_napari_viewer, dock, wait_idle, notes, capfd,
+                                                          monkeypatch, tmp_path):
+    if "usrnet" not in SR_METHODS:
+        pytest.skip("SR method 'usrnet' is not registered")
+    monkeypatch.delenv("NAPARI_KERNELGAN_USRNET_WEIGHTS", raising=False)
+    viewer = make_napari_viewer()
+    image, true_k = open_tissue(viewer)
+    widget = sr_widget(dock, viewer, image, true_k, "usrnet", 2)
+    widget.options["weights"].value = str(tmp_path / "usrnet.pth")
+    capfd.readouterr()
+    widget.run_button.native.click()
+    wait_idle(widget)
+    assert widget.runner.state == RunState.FAILED
+    [error] = notes.errors
+    assert "USRNet weights were not found" in error.message and "usrnet.pth" in error.message
+    assert getattr(error, "exception", None) is None
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "array(" not in err
+    assert "USRNet weights were not found" in widget.status.value
+
+
+def test_rgba_in_rgb_out(make_napari_viewer, dock, wait_idle, bicubic):
+    viewer = make_napari_viewer()
+    [(lr, _, _), (k, _, _)] = astronaut()
+    rgba = np.concatenate([lr, np.full(lr.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    image = viewer.add_image(rgba, name="rgba", rgb=True)
+    kernel = viewer.add_image(k, name="k")
+    widget = sr_widget(dock, viewer, image, kernel, bicubic, 2)
+    widget.run_button.native.click()
+    wait_idle(widget)
+    assert viewer.layers["rgba SR×2 (bicubic)"].data.shape == (512, 512, 3)
+    assert "alpha channel dropped" in widget.status.value
