@@ -50,16 +50,19 @@ def compare(old: str, new: str) -> tuple[int, int, float, list[str]]:
     worst = 0.0
     notes: list[str] = []
     for (_h_old, head_old, body_old), (h_new, head_new, body_new) in zip(tables(old), tables(new)):
-        if any(s in h_new.lower() for s in SKIP) or head_old != head_new:
+        if any(s in h_new.lower() for s in SKIP) or head_old[0] != head_new[0]:
             continue
         old_rows = {row_key(r): r for r in body_old}
+        old_cols = {name: i for i, name in enumerate(head_old)}  # columns are paired by name, not position
         for row in body_new:
             ref = old_rows.get(row_key(row))
             if ref is None:
                 continue
-            for col, (a, b) in enumerate(zip(ref[1:], row[1:]), start=1):
-                if any(s in head_new[col].lower() for s in SKIP):
+            for col, b in enumerate(row[1:], start=1):
+                name = head_new[col] if col < len(head_new) else ""
+                if name not in old_cols or any(s in name.lower() for s in SKIP):
                     continue
+                a = ref[old_cols[name]]
                 na, nb = numbers(a), numbers(b)
                 if not na or len(na) != len(nb):
                     continue
@@ -69,7 +72,7 @@ def compare(old: str, new: str) -> tuple[int, int, float, list[str]]:
                     if x != y:
                         worst = max(worst, abs(x - y))
                         if len(notes) < 8:
-                            notes.append(f"{row[0]} · {head_new[col]}: {a} → {b}")
+                            notes.append(f"{row[0]} · {name}: {a} → {b}")
     return compared, equal, worst, notes
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rerun every benchmark behind docs/benchmarks.md, then rebuild that page.
 #   bash benchmarks/run_all.sh [DATA_DIR] [USRNET_WEIGHTS]
+#   REF=<commit> bash benchmarks/run_all.sh   # also compare every accuracy figure with that commit's reports
 # About an hour on 2 CPU cores. Timings are only comparable within one report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,9 @@ done
 $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet,zssr --kernels gt,estimated \
     --ids 2,13,27 --threads 2 --kernel-cache "$CACHE" --usrnet-weights "$WEIGHTS" \
     --out docs/benchmarks_sr_neural_x2.md
+$PY benchmarks/threads_benchmark.py --busy 1 --out docs/benchmarks_threads.md
+# With REF set (a commit), check that every accuracy figure matches that commit's reports.
+if [ -n "${REF:-}" ]; then
+  $PY benchmarks/compare_reports.py --ref "$REF" --out docs/benchmarks_reproduction.md
+fi
 $PY benchmarks/make_index.py
