@@ -9,7 +9,7 @@ from magicgui.widgets import ComboBox, SpinBox
 
 from .. import api
 from ..errors import KernelGANError
-from ..layers import add_estimate_layers, leading_shape, preview_layer_name, remove_layer, update_preview
+from ..layers import add_estimate_layers, preview_layer_name, remove_layer, update_preview
 from ..registry import ESTIMATORS
 from ..types import KernelEstimate, Progress
 from ..vocabulary import ESTIMATE_SCALES, Stage
@@ -21,7 +21,6 @@ from .models import (
     input_array,
     input_notes,
     parse_threads,
-    slice_in_view,
     where_text,
 )
 from .task_widget import TaskWidget
@@ -68,13 +67,10 @@ class EstimateKernelWidget(TaskWidget):
 
     def run(self) -> None:
         """Start an estimate on the chosen layer with the form's options."""
-        self.begin_attempt()
-        layer = self.image.value
-        if layer is None:
-            self.say("Add or choose an image layer first.")
+        chosen = self.chosen_input()
+        if chosen is None:
             return
-        whole = bool(self.whole_stack.value and leading_shape(layer))
-        slice_index = slice_in_view(self.viewer, layer) if leading_shape(layer) and not whole else None
+        layer, slice_index, whole = chosen
         description = f"Kernel of {layer.name}{where_text(slice_index, whole)}"
         try:
             threads = parse_threads(self.threads.value)

@@ -10,7 +10,7 @@ from magicgui.widgets import ComboBox
 
 from .. import api
 from ..errors import KernelGANError
-from ..layers import add_sr_layer, is_kernel_layer, layer_kernels, layer_role, leading_shape
+from ..layers import add_sr_layer, is_kernel_layer, layer_kernels, layer_role
 from ..registry import SR_METHODS
 from ..types import Progress, SRResult
 from ..vocabulary import SR_SCALES, LayerRole, Stage
@@ -25,7 +25,6 @@ from .models import (
     kernels_for,
     latest_kernels,
     parse_threads,
-    slice_in_view,
     where_text,
 )
 from .task_widget import TaskWidget
@@ -94,18 +93,15 @@ class SuperResolveWidget(TaskWidget):
 
     def run(self) -> None:
         """Start super-resolution of the chosen layer with the form's options."""
-        self.begin_attempt()
-        layer = self.image.value
-        if layer is None:
-            self.say("Add or choose an image layer first.")
+        chosen = self.chosen_input()
+        if chosen is None:
             return
+        layer, slice_index, whole = chosen
         spec = self.options.spec
         if spec is None:
             self.say("No SR method is available.")
             return
         scale = int(self.scale.value)
-        whole = bool(self.whole_stack.value and leading_shape(layer))
-        slice_index = slice_in_view(self.viewer, layer) if leading_shape(layer) and not whole else None
         description = f"SR×{scale} of {layer.name}{where_text(slice_index, whole)} ({spec.name})"
         try:
             threads = parse_threads(self.threads.value)

@@ -19,7 +19,7 @@ from superqt import QCollapsible
 from ..devices import available_devices
 from ..layers import is_input_layer, leading_shape
 from ..registry import Registry
-from .models import MAX_SEED, Job, Report, RunRecord, RunState, progress_text, unavailable_text
+from .models import MAX_SEED, Job, Report, RunRecord, RunState, progress_text, slice_in_view, unavailable_text
 from .options_form import OptionsForm
 from .runner import TaskRunner, report_error
 
@@ -94,6 +94,18 @@ class TaskWidget(QWidget):
         self.unavailable.visible = bool(self.unavailable.value)
         self.collapsible.addWidget(self.options.more)
         return combo
+
+    def chosen_input(self) -> tuple[Any, tuple[int, ...] | None, bool] | None:
+        """Begin an attempt: the chosen layer, the slice in view (``None`` for a 2-D layer or the whole
+        stack) and whether the whole stack is used; ``None``, with a message, when no image is chosen."""
+        self.begin_attempt()
+        layer = self.image.value
+        if layer is None:
+            self.say("Add or choose an image layer first.")
+            return None
+        whole = bool(self.whole_stack.value and leading_shape(layer))
+        slice_index = slice_in_view(self.viewer, layer) if leading_shape(layer) and not whole else None
+        return layer, slice_index, whole
 
     # ------------------------------------------------------------------ subclasses provide these
 
