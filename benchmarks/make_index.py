@@ -25,6 +25,7 @@ SECTIONS = [
     ("benchmarks_sr_x4_blind.md", "Blind super-resolution ×4 (closed-form with `sigma=2`)"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
     ("benchmarks_threads.md", "CPU threads under load"),
+    ("benchmarks_activity.md", "napari's activity progress under software OpenGL"),
     ("benchmarks_reproduction.md", "Reproduction of the figures after a code change"),
 ]
 

@@ -29,6 +29,9 @@ $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet
     --ids 2,13,27 --threads 2 --kernel-cache "$CACHE" --usrnet-weights "$WEIGHTS" \
     --out docs/benchmarks_sr_neural_x2.md
 $PY benchmarks/threads_benchmark.py --busy 1 --out docs/benchmarks_threads.md
+if command -v xvfb-run >/dev/null 2>&1; then
+  xvfb-run -a -s "-screen 0 1600x1000x24" $PY benchmarks/activity_benchmark.py --out docs/benchmarks_activity.md
+fi
 # With REF set (a commit), check that every accuracy figure matches that commit's reports.
 if [ -n "${REF:-}" ]; then
   $PY benchmarks/compare_reports.py --ref "$REF" --out docs/benchmarks_reproduction.md
