@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from _report import emit  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -80,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         *(f"| {mode} | {med[mode]:.1f} ({min(t):.1f}–{max(t):.1f}) | {med[mode] / med['without']:.2f}× |"
           for mode, t in times.items()),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit("\n".join(lines) + "\n", args.out)
     return 0
 
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+import sys
 from pathlib import Path
 
+from _report import emit  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 SKIP = ("time", "ms", "machine", "load")
 
@@ -102,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             details += [f"* {path.name}: " + "; ".join(notes)]
     if details:
         lines += ["", "Cells that differ (first few per report):", "", *details]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit("\n".join(lines) + "\n", args.out)
     return 0
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _report import emit  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -247,15 +249,9 @@ def main(argv: list[str] | None = None) -> int:
            f"{args.threads} thread(s) per image, {args.workers} image(s) in parallel, device {args.device}"
            + (f", overrides {args.set}" if args.set else ""))
     cmd = "python benchmarks/kernel_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = markdown(rows, summaries, speed, cmd, env, args.scale)
-    print(text)
+    emit(markdown(rows, summaries, speed, cmd, env, args.scale), args.out)
     for s in summaries:
         print(json.dumps(s))
-    if args.out:
-        from napari_kernelgan.io import atomic_path
-
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(text)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summaries": summaries, "speed": speed}, indent=1))
     return 0

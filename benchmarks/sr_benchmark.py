@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from _report import emit  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -257,10 +259,7 @@ def run(args: argparse.Namespace) -> int:
         print(", ".join(line), flush=True)
 
     load = f"{load_start} at the start and {_load()} at the end"
-    text = render(args, ids, results, estimate_times, notes, threads, load)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    emit(render(args, ids, results, estimate_times, notes, threads, load), args.out)
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _report import emit  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -90,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "| ---: | --- | ---: | ---: | ---: | ---: |",
         *rows,
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit("\n".join(lines) + "\n", args.out)
     return 0
 
 

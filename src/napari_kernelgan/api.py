@@ -178,8 +178,7 @@ def iter_blind_super_resolve(image: np.ndarray, scale: int, *, estimator: str = 
     settings for a kernel that is an estimate, not a measurement).
     """
     sr_method = _renamed("sr_method", sr_method, method)
-    spec = SR_METHODS.get(sr_method)
-    sr_options = {**spec.blind_defaults, **sr_options}
+    sr_options = {**blind_defaults(sr_method), **sr_options}
     shared = {k: sr_options[k] for k in SHARED_KEYS if k in sr_options}
     estimate = yield from iter_estimate_kernel(image, scale, estimator=estimator,
                                                **{**shared, **(estimate_options or {})})

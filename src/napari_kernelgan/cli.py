@@ -461,19 +461,29 @@ def _method_choices(registry: Registry) -> list[str]:
     return registry.names() + [n for n in registry.unavailable if n not in registry.names()]
 
 
+def _add_method_flags(p: argparse.ArgumentParser, registry: Registry, flag: str, default: str, title: str, *,
+                      set_flag: str, set_dest: str, example: str, alias: bool) -> argparse._ArgumentGroup:
+    """The method selector ``flag``, its deprecated ``--method`` alias and the repeatable option flag."""
+    choices = _method_choices(registry)
+    dest = flag.lstrip("-").replace("-", "_")
+    g = p.add_argument_group(title)
+    g.add_argument(flag, default=default, choices=choices, metavar="NAME",
+                   help=f"one of: {', '.join(choices)} (default: %(default)s; described below)")
+    if alias:
+        g.add_argument("--method", dest=dest, action=DeprecatedAlias, new_flag=flag,
+                       choices=choices, metavar="NAME", help=f"deprecated alias of {flag}")
+    g.add_argument(set_flag, dest=set_dest, action="append", default=[], metavar="KEY=VALUE",
+                   help=f"an option of the {title} (repeatable), e.g. {example}")
+    return g
+
+
 def _add_estimator(p: argparse.ArgumentParser, set_flag: str, *, alias: bool) -> None:
     from .api import DEFAULT_ESTIMATOR
     from .registry import ESTIMATORS
 
-    choices = _method_choices(ESTIMATORS)
-    g = p.add_argument_group("kernel estimator")
-    g.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=choices, metavar="NAME",
-                   help=f"one of: {', '.join(choices)} (default: %(default)s; described below)")
-    if alias:
-        g.add_argument("--method", dest="estimator", action=DeprecatedAlias, new_flag="--estimator",
-                       choices=choices, metavar="NAME", help="deprecated alias of --estimator")
-    g.add_argument(set_flag, dest="set" if set_flag == "--set" else "estimate_set", action="append", default=[],
-                   metavar="KEY=VALUE", help="an option of the estimator (repeatable), e.g. anchor=bicubic")
+    g = _add_method_flags(p, ESTIMATORS, "--estimator", DEFAULT_ESTIMATOR, "kernel estimator", set_flag=set_flag,
+                          set_dest="set" if set_flag == "--set" else "estimate_set", example="anchor=bicubic",
+                          alias=alias)
     g.add_argument("--preset", default=None, help=f"shortcut for {set_flag} preset=NAME (estimators with presets)")
     g.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
                    help=f"shortcut for {set_flag} iterations=N")
@@ -483,15 +493,8 @@ def _add_sr_method(p: argparse.ArgumentParser, *, alias: bool) -> None:
     from .api import DEFAULT_SR_METHOD
     from .registry import SR_METHODS
 
-    choices = _method_choices(SR_METHODS)
-    g = p.add_argument_group("SR method")
-    g.add_argument("--sr-method", default=DEFAULT_SR_METHOD, choices=choices, metavar="NAME",
-                   help=f"one of: {', '.join(choices)} (default: %(default)s; described below)")
-    if alias:
-        g.add_argument("--method", dest="sr_method", action=DeprecatedAlias, new_flag="--sr-method",
-                       choices=choices, metavar="NAME", help="deprecated alias of --sr-method")
-    g.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an option of the SR method (repeatable), e.g. sigma=2")
+    _add_method_flags(p, SR_METHODS, "--sr-method", DEFAULT_SR_METHOD, "SR method", set_flag="--set",
+                      set_dest="set", example="sigma=2", alias=alias)
 
 
 def _estimators_help(set_flag: str) -> str:

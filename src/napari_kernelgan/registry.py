@@ -20,7 +20,7 @@ import importlib
 import importlib.metadata
 import pkgutil
 import threading
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -243,9 +243,6 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         self.discover()
         return name in self._specs
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
     def get(self, name: str) -> MethodSpec:
         """The spec of ``name``; an unknown or unavailable name raises a clear :class:`BadOptionError`."""
