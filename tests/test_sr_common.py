@@ -1,21 +1,15 @@
-"""The shared SR helpers: the FFT wrappers of the operator, padding, tiling."""
+"""The shared SR helpers: padding and tiling."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from napari_kernelgan.api import drive
-from napari_kernelgan.physics import Degradation, centre_kernel, gaussian_kernel
+from napari_kernelgan.physics import centre_kernel, gaussian_kernel
 from napari_kernelgan.sr.common import (
-    DataStep,
     crop_hr,
     fast_lr_length,
-    fft_blur,
-    fft_degrade,
-    fft_degrade_adjoint,
     iter_tiled,
-    kernel_otf,
     reflect_pad_lr,
     tile_windows,
 )
@@ -27,21 +21,6 @@ def _asymmetric_kernel(size: int = 11, seed: int = 0) -> np.ndarray:
     k = gaussian_kernel(size, 2.0, 0.9, 0.7) * (1 + 0.4 * rng.random((size, size)))
     k[size // 2 + 2, size // 2 - 3] += 0.05
     return centre_kernel(k / k.sum())
-
-
-def test_fft_wrappers_are_the_periodic_operator():
-    """The names the SR docs use are thin wrappers of physics.Degradation (tested in test_physics)."""
-    rng = np.random.default_rng(1)
-    k = _asymmetric_kernel()
-    x = torch.as_tensor(rng.random((2, 36, 21)))
-    y = torch.as_tensor(rng.random((2, 12, 7)))
-    op = Degradation(k, 3, "circular")
-    otf = kernel_otf(k, 3, x.shape[-2:], dtype=torch.float64)
-    torch.testing.assert_close(fft_degrade(x, otf, 3), op.A(x), atol=1e-12, rtol=0)
-    torch.testing.assert_close(fft_degrade_adjoint(y, otf, 3), op.A_adjoint(y), atol=1e-12, rtol=0)
-    torch.testing.assert_close(DataStep(y, otf, 3)(x, 0.1), op.prox_l2(x, y, 0.1), atol=0, rtol=0)
-    torch.testing.assert_close(fft_blur(x, kernel_otf(k, 1, x.shape[-2:], dtype=torch.float64)),
-                               Degradation(k, 1, "circular").blur(x), atol=1e-12, rtol=0)
 
 
 def test_reflect_pad_and_crop_round_trip():

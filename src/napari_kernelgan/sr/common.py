@@ -1,9 +1,8 @@
 """Building blocks shared by the SR methods.
 
-* :func:`kernel_otf`, :func:`fft_blur`, :func:`fft_degrade`,
-  :func:`fft_degrade_adjoint` and :class:`DataStep`: the periodic forward model
-  and its exact data step, thin wrappers of
-  :class:`napari_kernelgan.physics.Degradation` (``padding="circular"``).
+The periodic forward model and its exact data step are
+:class:`napari_kernelgan.physics.Degradation` (``padding="circular"``) and its ``prox_l2``.
+
 * :func:`reflect_pad_lr` / :func:`crop_hr` / :func:`fast_lr_length` — padding
   an LR image (to FFT-friendly sizes) so the periodic boundary of the FFT
   model falls outside the region that is kept, and cropping the HR result.
@@ -12,8 +11,7 @@
   :class:`~napari_kernelgan.types.Progress` once per tile, and assemble the
   ``(N, C, sH, sW)`` result.
 
-Tensors are (..., rows, columns) with leading axes (frames, channels) batched;
-transfer functions are half spectra (``torch.fft.rfft2`` layout).
+Arrays are (..., rows, columns) with leading axes (frames, channels) batched.
 """
 from __future__ import annotations
 
@@ -25,44 +23,13 @@ import numpy as np
 import torch
 from scipy import fft as sp_fft
 
-from ..physics.operators import Degradation, ProxL2
 from ..types import Progress
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 __all__ = [
-    "kernel_otf", "fft_blur", "fft_degrade", "fft_degrade_adjoint", "DataStep",
     "fast_lr_length", "reflect_pad_lr", "crop_hr", "tile_windows", "iter_tiled",
 ]
-
-
-# --------------------------------------------------------------------------- FFT forward model
-# Thin wrappers of physics.operators, kept because the SR docs and older code use these names.
-
-DataStep = ProxL2
-"""The exact data step ``argmin_z ‖(z ⋆ k)↓s − y‖² + α‖z − x‖²``: :class:`~napari_kernelgan.physics.ProxL2`."""
-
-
-def kernel_otf(kernel: np.ndarray, scale: int, shape: tuple[int, int], *,
-               device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Half-spectrum transfer function of a stored kernel on a periodic ``shape`` grid:
-    :meth:`Degradation(kernel, scale, "circular").otf <napari_kernelgan.physics.Degradation.otf>`."""
-    return Degradation(kernel, scale, "circular").otf(shape, dtype=dtype, device=device)
-
-
-def fft_blur(x: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
-    """Periodic correlation of ``x`` (..., H, W) with the kernel behind ``otf``."""
-    return Degradation.from_otf(otf, 1).blur(x)
-
-
-def fft_degrade(x: torch.Tensor, otf: torch.Tensor, scale: int) -> torch.Tensor:
-    """``(x ⋆ k)[::s, ::s]`` on a periodic grid; ``otf`` from :func:`kernel_otf` with the same ``scale``."""
-    return Degradation.from_otf(otf, scale).A(x)
-
-
-def fft_degrade_adjoint(y: torch.Tensor, otf: torch.Tensor, scale: int) -> torch.Tensor:
-    """Adjoint of :func:`fft_degrade` onto the (s·h, s·w) grid."""
-    return Degradation.from_otf(otf, scale).A_adjoint(y)
 
 
 # --------------------------------------------------------------------------- padding

@@ -71,7 +71,7 @@ from ..types import Progress
 from .common import iter_tiled
 
 __all__ = ["PRESETS", "DEFAULTS", "ZSSRConfig", "ZSSRNet", "dihedral", "undo_dihedral", "invariant_transforms",
-           "degrade_tensor", "resize_tensor", "back_project", "ZSSRTrainer", "zssr"]
+           "resize_tensor", "back_project", "ZSSRTrainer", "zssr"]
 
 
 @dataclass(frozen=True)
@@ -173,12 +173,6 @@ def invariant_transforms(kernel: np.ndarray, mode: str = "auto", tol: float = 0.
         return [0]
     norm = np.abs(k).sum()
     return [t for t in range(8) if np.abs(dihedral(k, t) - k).sum() <= tol * norm]
-
-
-def degrade_tensor(x: torch.Tensor, kernel: np.ndarray, scale: int) -> torch.Tensor:
-    """:func:`napari_kernelgan.physics.degrade` (``mode='reflect'``) on a (..., H, W) tensor:
-    ``Degradation(kernel, scale).A(x)``."""
-    return Degradation(kernel, scale).A(x)
 
 
 def back_project(sr: np.ndarray | torch.Tensor, lr: np.ndarray | torch.Tensor, kernel: np.ndarray | Degradation,
