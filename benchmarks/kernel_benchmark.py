@@ -94,14 +94,30 @@ def best_isotropic(gt: np.ndarray, scale: int) -> tuple[float, float]:
     return float(errs[i]), float(sigmas[i])
 
 
+def add_noise(lr: np.ndarray, sigma: float, idx: int) -> np.ndarray:
+    """``lr`` in [0, 1] float32 with white Gaussian noise of std ``sigma``/255, the same pixels every run
+    (the noise is seeded by the image number)."""
+    if sigma <= 0:
+        return lr
+    x = lr[..., :3].astype(np.float32) / 255
+    return np.clip(x + np.random.default_rng(1000 + idx).normal(0, sigma / 255, x.shape), 0, 1).astype(np.float32)
+
+
 def run_one(args: tuple) -> dict:
-    data, scale, idx, preset, overrides, seed, threads, device = args
+    data, scale, idx, preset, overrides, seed, threads, device, noise = args
     method, _, preset = preset.rpartition(":")  # "edges:default" selects another estimator
     from napari_kernelgan import estimate_kernel
     from napari_kernelgan.physics import analytic_x4, constant_gaussian, kernel_kcov, kernel_l1, kernel_psnr
     from napari_kernelgan.physics.metrics import second_moments
 
     lr, gt = load_case(Path(data), scale, idx)
+    lr = add_noise(lr, noise, idx)
+    if device.startswith("cuda"):  # one untimed run first: CUDA's start-up is not the estimator's time
+        import torch
+
+        estimate_kernel(lr[:64, :64], scale, estimator=method or "kernelgan", seed=seed, device=device,
+                        threads=threads, **{**preset_options(method or "kernelgan", preset), **overrides})
+        torch.cuda.synchronize()
     start = time.perf_counter()
     estimator = method or "kernelgan"
     opts = {**preset_options(estimator, preset), **overrides}
@@ -117,7 +133,7 @@ def run_one(args: tuple) -> dict:
         "const_l1": kernel_l1(const, gt), "const_psnr": kernel_psnr(const, gt), "const_kcov": kernel_kcov(const, gt),
         "oracle_iso_l1": oracle_l1, "oracle_sigma": oracle_sigma,
         "run_l1": [kernel_l1(rk if scale == 2 else analytic_x4(rk), gt) for rk in est.extras.get("run_kernels", [])],
-        "verdicts": est.extras.get("verdicts", []),
+        "verdicts": est.extras.get("verdicts", []), "confidence": est.confidence,
         "anchor_l1": (kernel_l1(est.extras["anchor_kernel"] if scale == 2 else analytic_x4(est.extras["anchor_kernel"]),
                                 gt) if est.extras.get("anchor_kernel") is not None else None),
         # size = sqrt(trace of the second-moment matrix), in pixels of the kernel's own grid
@@ -171,8 +187,47 @@ def summarise(rows: list[dict], preset: str) -> dict:
     }
 
 
-def markdown(rows: list[dict], summaries: list[dict], speed: dict | None, cmd: str, env: str, scale: int) -> str:
-    lines = [f"## Kernel estimation, DIV2KRK ×{scale}", "", f"Command: `{cmd}`", "", f"Machine: {env}", "",
+def spearman_confidence(rows: list[dict], preset: str) -> float | None:
+    """Rank correlation between the estimator's confidence and its true L1 error (negative is good)."""
+    from scipy.stats import spearmanr
+
+    r = [x for x in rows if x["preset"] == preset and x.get("confidence") is not None]
+    if len(r) < 3 or len({x["confidence"] for x in r}) < 2:
+        return None
+    return float(spearmanr([x["confidence"] for x in r], [x["l1"] for x in r]).statistic)
+
+
+def plot(summaries: list[dict], path: Path, title: str) -> None:
+    """Mean L1 against mean seconds per image (log axis), one point per estimator, the fixed Gaussian as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for s in summaries:
+        ax.scatter(s["mean_time_s"], s["mean_l1"], s=36)
+        ax.annotate(s["preset"], (s["mean_time_s"], s["mean_l1"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.axhline(summaries[0]["mean_const_l1"], color="grey", ls="--", lw=1, label="fixed Gaussian")
+    ax.axhline(summaries[0]["mean_oracle_iso_l1"], color="grey", ls=":", lw=1, label="best isotropic (oracle)")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per image (log)")
+    ax.set_ylabel("mean kernel L1 (lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def markdown(rows: list[dict], summaries: list[dict], speed: dict | None, cmd: str, env: str, scale: int,
+             noise: float = 0.0, plot_path: str | None = None) -> str:
+    title = f"## Kernel estimation, DIV2KRK ×{scale}" + (f", Gaussian noise σ = {noise:g}/255" if noise else "")
+    lines = [title, "", f"Command: `{cmd}`", "", f"Machine: {env}", "",
              "| preset | images | mean L1 ↓ | fixed Gaussian L1 | not worse than fixed | best isotropic (oracle) L1 "
              "| mean kernel PSNR ↑ (fixed) | mean K-COV ↓ (fixed) | mean time s | max time s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -182,7 +237,14 @@ def markdown(rows: list[dict], summaries: list[dict], speed: dict | None, cmd: s
         lines.append(f"| {s['preset']} | {s['n']} | {l1} | {s['mean_const_l1']:.3f} | "
                      f"{s['not_worse_than_const']}/{s['n']} | {s['mean_oracle_iso_l1']:.3f} | "
                      f"{s['mean_psnr']:.2f} ({s['mean_const_psnr']:.2f}) | {s['mean_kcov']:.2f} "
-                     f"({s['mean_const_kcov']:.2f}) | {s['mean_time_s']:.1f} | {s['max_time_s']:.1f} |")
+                     f"({s['mean_const_kcov']:.2f}) | {s['mean_time_s']:.2f} | {s['max_time_s']:.2f} |")
+    rho = {s["preset"]: spearman_confidence(rows, s["preset"]) for s in summaries}
+    if any(v is not None for v in rho.values()):
+        lines += ["", "Confidence against the true error (Spearman rank correlation over the images; "
+                  "negative means a lower confidence goes with a larger error): "
+                  + ", ".join(f"{p} {v:+.2f}" for p, v in rho.items() if v is not None) + "."]
+    if plot_path:
+        lines += ["", f"![mean kernel L1 against seconds per image]({plot_path})"]
     if speed:
         lines += ["", f"Collapsed vs deep G (forward+backward, batch 8 of 64×64, {speed['device']}): deep "
                   f"{speed['deep'] * 1e3:.2f} ms, collapsed {speed['collapsed'] * 1e3:.3f} ms, "
@@ -216,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-steps", type=int, default=20, help="0 skips the deep-vs-collapsed timing")
     ap.add_argument("--out", type=Path, default=None, help="markdown file to write (e.g. docs/benchmarks.md)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std added to the LR images, 8-bit units")
+    ap.add_argument("--plot", type=Path, default=None, help="PNG of L1 against time (relative links from --out)")
     args = ap.parse_args(argv)
     if not (args.data / f"lr_x{args.scale}").is_dir():
         print(f"no DIV2KRK data at {args.data} (need lr_x{args.scale}/ and gt_k_x{args.scale}/); nothing to do")
@@ -223,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ids = [int(i) for i in args.ids.split(",")] if args.ids else list(range(1, args.limit + 1))
     overrides = estimator_overrides(args.set, args.presets.split(","))
     jobs = [(str(args.data), args.scale, i, p, overrides.get(p.rpartition(":")[0] or "kernelgan", {}), args.seed,
-             args.threads, args.device)
+             args.threads, args.device, args.noise)
             for p in args.presets.split(",") for i in ids]
     rows: list[dict] = []
     if args.workers > 1:
@@ -249,7 +313,12 @@ def main(argv: list[str] | None = None) -> int:
            f"{args.threads} thread(s) per image, {args.workers} image(s) in parallel, device {args.device}"
            + (f", overrides {args.set}" if args.set else ""))
     cmd = "python benchmarks/kernel_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    emit(markdown(rows, summaries, speed, cmd, env, args.scale), args.out)
+    plot_link = None
+    if args.plot:
+        plot(summaries, args.plot, f"DIV2KRK ×{args.scale}" + (f", noise σ {args.noise:g}/255" if args.noise else "")
+             + f", {args.device}")
+        plot_link = os.path.relpath(args.plot, args.out.parent) if args.out else str(args.plot)
+    emit(markdown(rows, summaries, speed, cmd, env, args.scale, args.noise, plot_link), args.out)
     for s in summaries:
         print(json.dumps(s))
     if args.json:

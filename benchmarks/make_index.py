@@ -15,19 +15,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Report file -> heading in the index, in reading order.
 SECTIONS = [
-    ("benchmarks_kernel_x2.md", "Kernel estimation ×2 (`default` preset and the sharp-edge estimator)"),
+    ("benchmarks_kernel_x2.md", "Kernel estimation ×2: every estimator, one run"),
+    ("benchmarks_kernel_meta_official_x2.md", "Kernel estimation ×2: MetaKernelGAN with the official weights"),
+    ("benchmarks_kernel_paper_x2.md", "Kernel estimation ×2: KernelGAN as published (`paper` preset)"),
+    ("benchmarks_kernel_x2_noisy.md", "Kernel estimation ×2 with Gaussian noise σ = 10/255"),
     ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
-    ("benchmarks_kernel_paper_x2.md", "Kernel estimation ×2, `paper` preset"),
-    ("benchmarks_sr_x2.md", "Super-resolution ×2"),
-    ("benchmarks_sr_x2_blind.md",
-     "Blind super-resolution ×2 (closed-form with `sigma=2`, as `blind_super_resolve` runs it)"),
-    ("benchmarks_sr_x4.md", "Super-resolution ×4"),
-    ("benchmarks_sr_x4_blind.md", "Blind super-resolution ×4 (closed-form with `sigma=2`)"),
+    ("benchmarks_kernel_x2_gpu.md", "Kernel estimation ×2 on a GPU"),
+    ("calibration_auto.txt", "How `auto` was fitted: two-fold cross-validation inside images 1–30"),
+    ("benchmarks_sr_x2.md", "Super-resolution ×2 (estimated kernel: `auto`, with the API's safeguards)"),
+    ("benchmarks_sr_x4.md", "Super-resolution ×4 (estimated kernel: `auto`, with the API's safeguards)"),
+    ("benchmarks_safety.md", "Super-resolution with a wrong kernel or noise: the safeguards"),
+    ("benchmarks_microscopy.md", "Generated fluorescence microscopy (noisy uint16)"),
+    ("benchmarks_samples.md", "The bundled samples"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
     ("benchmarks_threads.md", "CPU threads under load"),
     ("benchmarks_activity.md", "napari's activity progress under software OpenGL"),
     ("benchmarks_reproduction.md", "Reproduction of the figures after a code change"),
 ]
+# Reports shown whole (per-image rows included), not only their summary.
+WHOLE = {"benchmarks_kernel_x2.md"}
 
 PREFACE = """# Benchmarks
 
@@ -59,8 +65,11 @@ def summary(text: str) -> str:
 # Reports whose first table goes into the README, between these markers.
 README_TABLES = [("benchmarks_kernel_x2.md", "Kernel estimation ×2"),
                  ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
+                 ("benchmarks_kernel_x2_noisy.md", "Kernel estimation ×2, noise σ = 10/255"),
                  ("benchmarks_sr_x2.md", "Super-resolution ×2, nine images with HR"),
-                 ("benchmarks_sr_x2_blind.md", "Blind super-resolution ×2")]
+                 ("benchmarks_sr_x4.md", "Super-resolution ×4, nine images with HR"),
+                 ("benchmarks_microscopy.md", "Generated fluorescence microscopy"),
+                 ("benchmarks_samples.md", "Bundled samples")]
 BEGIN, END = "<!-- figures: written by benchmarks/make_index.py -->", "<!-- /figures -->"
 
 
@@ -97,8 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             parts.append(f"## {title}\n\nNot run yet: `{name}` is missing.\n")
             continue
-        parts.append(f"## {title}\n\n{summary(path.read_text())}\n\nFull report with per-image rows: "
-                     f"[{name}]({name}).\n")
+        text = path.read_text()
+        if path.suffix == ".txt":
+            body = f"```\n{text.strip()}\n```"
+        elif name in WHOLE:
+            body = "\n".join("#" + line if line.startswith("##") else line for line in text.splitlines()[1:]).strip()
+        else:
+            body = summary(text)
+        parts.append(f"## {title}\n\n{body}\n\nFull report: [{name}]({name}).\n")
     out = args.docs / "benchmarks.md"
     out.write_text("\n".join(parts))
     print(f"wrote {out}")

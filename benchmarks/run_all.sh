@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
 # Rerun every benchmark behind docs/benchmarks.md, then rebuild that page.
-#   bash benchmarks/run_all.sh [DATA_DIR] [USRNET_WEIGHTS]
+#   bash benchmarks/run_all.sh [DATA_DIR] [USRNET_WEIGHTS] [METAKERNELGAN_WEIGHTS]
 #   REF=<commit> bash benchmarks/run_all.sh   # also compare every accuracy figure with that commit's reports
 # About an hour on 2 CPU cores. Timings are only comparable within one report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/div2krk}
 WEIGHTS=${2:-../shared/weights/usrnet_tiny.pth}
+META=${3:-../shared/weights/metakernelgan_latest.pt}
 PY=${PYTHON:-.venv/bin/python}
 CACHE=$(mktemp -d)
 trap 'rm -rf "$CACHE"' EXIT
 
-for s in 2 4; do
-  speed=$([ "$s" = 2 ] && echo 20 || echo 0)
-  $PY benchmarks/kernel_benchmark.py --data "$DATA" --scale $s --presets default,edges:default \
-      --workers 1 --threads 2 --speed-steps "$speed" --out docs/benchmarks_kernel_x$s.md
-done
+# Every estimator at ×2 (one run, so the times compare), with the official MetaKernelGAN weights beside ours.
+$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 \
+    --presets auto:default,learned:default,kernelnet:default,edges:default,spots:default,meta:default,default \
+    --workers 1 --threads 2 --speed-steps 20 --plot docs/images/kernel_l1_vs_time_x2.png \
+    --out docs/benchmarks_kernel_x2.md
+$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --presets meta:default --set "meta:weights=$META" \
+    --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_meta_official_x2.md
+$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 4 \
+    --presets auto:default,learned:default,kernelnet:default,edges:default,default \
+    --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_x4.md
+$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --noise 10 \
+    --presets auto:default,learned:default,kernelnet:default,edges:default,meta:default \
+    --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_x2_noisy.md
+$PY benchmarks/calibrate_auto.py --data "$DATA" --cache "$CACHE/calibrate_auto.json" > docs/calibration_auto.txt
 $PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --presets paper --limit 8 \
     --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_paper_x2.md
 for s in 2 4; do
+  # The estimated kernel as the API uses it (auto, with the safeguards), the true and the fixed one beside it.
   $PY benchmarks/sr_benchmark.py --data "$DATA" --scale $s --methods bicubic,closed-form \
       --kernels gt,estimated,constant --threads 2 --kernel-cache "$CACHE" --out docs/benchmarks_sr_x$s.md
-  $PY benchmarks/sr_benchmark.py --data "$DATA" --scale $s --methods bicubic,closed-form \
-      --kernels estimated,constant --set closed-form:sigma=2 --threads 2 --kernel-cache "$CACHE" \
-      --out docs/benchmarks_sr_x${s}_blind.md
 done
+$PY benchmarks/safety_benchmark.py --out docs/benchmarks_safety.md
+$PY benchmarks/microscopy_benchmark.py --estimators auto,learned,kernelnet,spots,edges --threads 2 \
+    --out docs/benchmarks_microscopy.md
+$PY benchmarks/samples_benchmark.py --threads 2 --out docs/benchmarks_samples.md
 $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet,zssr --kernels gt,estimated \
     --ids 2,13,27 --threads 2 --kernel-cache "$CACHE" --usrnet-weights "$WEIGHTS" \
     --out docs/benchmarks_sr_neural_x2.md

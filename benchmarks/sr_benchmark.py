@@ -65,10 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="METHOD:KEY=VALUE",
                    help="an option for one SR method, e.g. closed-form:iterations=6 (repeatable)")
     p.add_argument("--usrnet-weights", default=None, help="USRNet state dict (file or folder)")
-    p.add_argument("--estimator", default="kernelgan", help="kernel estimator for the 'estimated' column")
+    p.add_argument("--estimator", default="auto", help="kernel estimator for the 'estimated' column")
     p.add_argument("--estimate-preset", default="default", help="preset of the estimator")
     p.add_argument("--estimate-set", action="append", default=[], metavar="KEY=VALUE",
                    help="an option for the estimator (repeatable)")
+    p.add_argument("--unsafe", action="store_true",
+                   help="super-resolve with the estimated kernel as with a measured one (no safeguards)")
     p.add_argument("--kernel-cache", type=Path, default=None,
                    help="folder to keep estimated kernels in and reuse them from (with their estimation time)")
     return p.parse_args(argv)
@@ -140,8 +142,9 @@ def timed(fn: Any, repeat: int) -> tuple[Any, float]:
 
 def estimated_kernel(lr: np.ndarray, scale: int, idx: int, args: argparse.Namespace,
                      estimate_options: dict[str, Any], estimate_kernel: Any,
-                     threads: int) -> tuple[np.ndarray, float]:
-    """The estimated kernel for ``scale`` and the estimation time, from the cache when present."""
+                     threads: int) -> tuple[np.ndarray, float, float | None]:
+    """The estimated kernel for ``scale``, the estimation time and the estimate's confidence, from the
+    cache when present."""
     cache = None
     if args.kernel_cache is not None:
         tag = json.dumps(estimate_options, sort_keys=True).encode().hex()[:16] if estimate_options else "plain"
@@ -149,7 +152,8 @@ def estimated_kernel(lr: np.ndarray, scale: int, idx: int, args: argparse.Namesp
         cache = args.kernel_cache / name
         if cache.is_file():
             with np.load(cache) as saved:
-                return saved["kernel"], float(saved["seconds"])
+                conf = float(saved["confidence"]) if "confidence" in saved else float("nan")
+                return saved["kernel"], float(saved["seconds"]), None if np.isnan(conf) else conf
     start = time.perf_counter()
     est = estimate_kernel(lr, scale, estimator=args.estimator, device=args.device, seed=args.seed, threads=threads,
                           **preset_options(args.estimator, args.estimate_preset), **estimate_options)
@@ -157,8 +161,9 @@ def estimated_kernel(lr: np.ndarray, scale: int, idx: int, args: argparse.Namesp
     kernel = est.kernel_for(scale)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, kernel=kernel, seconds=seconds)
-    return kernel, seconds
+        np.savez(cache, kernel=kernel, seconds=seconds,
+                 confidence=np.nan if est.confidence is None else est.confidence)
+    return kernel, seconds, est.confidence
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         bic = bic.image
         results.setdefault(("bicubic", "-"), {})[idx] = (*measure(bic, hr, scale), elapsed)
         kernels: dict[str, np.ndarray] = {}
+        confidence: float | None = None
         for source in sources:
             if source == "gt":
                 kernels[source] = gt
@@ -235,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 kernels[source] = constant_gaussian(scale)
             elif source == "estimated" and "estimated" not in failed:
                 try:
-                    kernels[source], estimate_times[idx] = estimated_kernel(
+                    kernels[source], estimate_times[idx], confidence = estimated_kernel(
                         lr, scale, idx, args, estimate_options, estimate_kernel, threads)
                 except KernelGANError as exc:  # an estimator that cannot run here (weights, say)
                     failed.add("estimated")
@@ -245,9 +251,11 @@ def run(args: argparse.Namespace) -> int:
             if method in failed:
                 continue
             for source, k in kernels.items():
+                # An estimated kernel gets what super_resolve gives an estimate (the safeguards) unless --unsafe.
+                guard = {"safe": True, "confidence": confidence} if source == "estimated" and not args.unsafe else {}
                 try:
                     res, elapsed = timed(partial(super_resolve, lr, k, scale, sr_method=method, **run_kw,
-                                                 **options.get(method, {})), args.repeat)
+                                                 **guard, **options.get(method, {})), args.repeat)
                     sr = res.image
                 except Exception as exc:  # a method that cannot run here (weights, memory) is reported, not fatal
                     failed.add(method)

@@ -55,7 +55,7 @@ def test_estimate_help_lists_estimators_with_presets_and_options(capsys: pytest.
         main(["estimate", "--help"])
     assert stop.value.code == 0
     out = capsys.readouterr().out
-    assert "kernelgan (default)" in out and "\n  edges" in out
+    assert "auto (default)" in out and "\n  kernelgan\n" in out and "\n  edges" in out and "confidence" in out
     assert "presets: paper, default, fast (default: default)" in out
     assert "quantile=0.25" in out and "iterations=None" in out
     assert "--set KEY=VALUE" in out and "--device" in out and "--threads N" in out

@@ -1,21 +1,21 @@
 """Every registered method, on every device present, keeps the contract of napari_kernelgan.testing."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from napari_kernelgan.devices import available_devices
 from napari_kernelgan.registry import ESTIMATORS, SR_METHODS
 from napari_kernelgan.testing import check_estimator, check_sr_method
+from shared_data import WEIGHTS
 
 DEVICES = [d for d in available_devices() if d != "auto"]
-USRNET_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "usrnet_tiny.pth"
+USRNET_WEIGHTS = WEIGHTS / "usrnet_tiny.pth"
 
 # Short settings so the contract runs in seconds; methods not listed run with their defaults.
 SHORT = {
     "kernelgan": {"preset": "fast", "iterations": 4},
     "zssr": {"iterations": 6},
+    "meta": {"iterations": 20},
     "usrnet": {"weights": str(USRNET_WEIGHTS)},
 }
 

@@ -39,7 +39,7 @@ def test_discriminator_shapes() -> None:
 
 
 def test_recovers_known_anisotropic_kernel(blurred: np.ndarray) -> None:
-    est = nk.estimate_kernel(blurred, 2, preset="fast", iterations=40, seed=0)
+    est = nk.estimate_kernel(blurred, 2, estimator="kernelgan", preset="fast", iterations=40, seed=0)
     err = kernel_l1(est.kernel, TRUE_K)
     # Stated tolerance: within 0.35 L1 of the truth and clearly better than the fixed Gaussian.
     assert err < 0.35, err
@@ -61,9 +61,10 @@ def test_edges_estimator_recovers_kernel(blurred: np.ndarray) -> None:
 def test_seeded_reproducible_and_streaming(blurred: np.ndarray) -> None:
     crop = blurred[:128, :128]
     seen = []
-    a = nk.estimate_kernel(crop, 2, preset="paper", iterations=20, seed=3, report_every=5, callback=seen.append)
-    b = nk.estimate_kernel(crop, 2, preset="paper", iterations=20, seed=3, report_every=5)
-    c = nk.estimate_kernel(crop, 2, preset="paper", iterations=20, seed=4, report_every=5)
+    a = nk.estimate_kernel(crop, 2, estimator="kernelgan", preset="paper", iterations=20, seed=3, report_every=5,
+                           callback=seen.append)
+    b = nk.estimate_kernel(crop, 2, estimator="kernelgan", preset="paper", iterations=20, seed=3, report_every=5)
+    c = nk.estimate_kernel(crop, 2, estimator="kernelgan", preset="paper", iterations=20, seed=4, report_every=5)
     assert np.array_equal(a.kernel, b.kernel)
     assert not np.array_equal(a.kernel, c.kernel)
     with_kernel = [p for p in seen if p.kernel is not None]
@@ -81,17 +82,17 @@ def test_cancel_stops_early(blurred: np.ndarray) -> None:
         return p.iteration < 2
 
     with pytest.raises(nk.Cancelled):
-        nk.estimate_kernel(blurred[:96, :96], 2, preset="paper", iterations=200, report_every=5,
+        nk.estimate_kernel(blurred[:96, :96], 2, estimator="kernelgan", preset="paper", iterations=200, report_every=5,
                            callback=stop_at_second_step)
     assert calls == [("prepare", 0), ("estimate", 1), ("estimate", 2)]  # stopped at the very next step
 
 
 def test_x4_and_multichannel_and_stack(blurred: np.ndarray) -> None:
     rgb = np.stack([blurred[:96, :96]] * 3, -1)
-    est = nk.estimate_kernel(rgb, 4, preset="paper", iterations=5)
+    est = nk.estimate_kernel(rgb, 4, estimator="kernelgan", preset="paper", iterations=5)
     assert est.kernel_for(4).shape == (37, 37) and np.isclose(est.kernel_x4.sum(), 1)
     stack = np.stack([blurred[:96, :96], blurred[100:196, 100:196]])
-    est = nk.estimate_kernel(stack, 2, preset="paper", iterations=5, stack_axis=0)
+    est = nk.estimate_kernel(stack, 2, estimator="kernelgan", preset="paper", iterations=5, stack_axis=0)
     assert est.dmap.shape == (2, 96, 96)
 
 
@@ -120,7 +121,7 @@ def test_paper_preset_is_as_published() -> None:
 ])
 def test_bad_inputs_raise_clear_errors(image: np.ndarray, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
-        nk.estimate_kernel(image, 2, preset="paper", iterations=2)
+        nk.estimate_kernel(image, 2, estimator="kernelgan", preset="paper", iterations=2)
 
 
 def test_bad_options() -> None:

@@ -34,6 +34,9 @@ def test_wheel_ships_the_manifest_and_it_validates(tmp_path):
     # Every method module is in the wheel (they are found by scanning the package, not listed by hand).
     for module in ("estimators/kernelgan.py", "estimators/edges.py", "sr/closed_form.py", "sr/usrnet.py"):
         assert f"napari_kernelgan/{module}" in names
+    # The weights the default estimators need travel inside the package (no download).
+    for data in ("estimators/learned_weights.pt", "estimators/meta_init.pt"):
+        assert f"napari_kernelgan/{data}" in names
     npe2 = shutil.which("npe2") or str(Path(sys.executable).with_name("npe2"))
     if not Path(npe2).exists():
         pytest.skip("npe2 is not installed (GUI extra)")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,8 +35,9 @@ from napari_kernelgan.physics import (
     undo_dihedral,
 )
 from napari_kernelgan.physics.conventions import kernel_for_subsampling, validate_kernel
+from shared_data import DIV2KRK
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "div2krk"
+SHARED = DIV2KRK
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 OPERATORS = PADDINGS + ("fourier",)
 

@@ -251,15 +251,15 @@ def test_bad_scale_and_options_are_refused():
 
 
 def test_blind_super_resolve_beats_bicubic_with_its_own_kernel():
-    """Estimate, then super-resolve: the estimate rides along and the blind noise floor is applied."""
+    """Estimate, then super-resolve: the estimate rides along and its confidence sets the noise floor."""
     from napari_kernelgan import blind_super_resolve
-    from napari_kernelgan.api import blind_defaults
+    from napari_kernelgan.sr._safety import confidence_floor
 
     hr = data.camera()[96:352, 128:384].astype(np.float64) / 255.0
     lr = degrade(hr, gaussian_kernel(13, 1.8, 1.1, 0.4), 2)
-    res = blind_super_resolve(lr.astype(np.float32), 2, device="cpu", seed=0,
-                              estimate_options={"preset": "fast", "iterations": 30})
+    res = blind_super_resolve(lr.astype(np.float32), 2, device="cpu", seed=0)
     assert res.image.shape == hr.shape and res.estimate is not None and res.estimate.kernel.shape == (13, 13)
-    assert res.options["sigma"] == blind_defaults("closed-form")["sigma"] == 2.0
+    assert res.options["safe"] and res.options["confidence"] == round(res.estimate.confidence, 3)
+    assert res.options["sigma"] >= confidence_floor(res.estimate.confidence) - 1e-9
     gain = _psnr(res.image, hr, 2) - _psnr(imresize(lr, 2.0), hr, 2)
     assert gain > 1.0, gain

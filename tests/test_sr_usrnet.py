@@ -6,9 +6,6 @@ and are skipped when it is absent.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -28,10 +25,10 @@ from napari_kernelgan.registry import SR_METHODS
 from napari_kernelgan.sr.common import crop_hr, reflect_pad_lr
 from napari_kernelgan.sr.usrnet import USRNet, load_usrnet, official_kernel, psf2otf, smooth_wrap, usrnet_sr
 from napari_kernelgan.weights import WeightsNotFoundError, resolve_weights
+from shared_data import DIV2KRK
+from shared_data import WEIGHTS as SHARED_WEIGHTS
 
-SHARED = Path(os.environ.get("NAPARI_KERNELGAN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-WEIGHTS = SHARED / "weights" / "usrnet_tiny.pth"
-DIV2KRK = SHARED / "data" / "div2krk"
+WEIGHTS = SHARED_WEIGHTS / "usrnet_tiny.pth"
 ENV = "NAPARI_KERNELGAN_USRNET_WEIGHTS"
 
 needs_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"USRNet-tiny weights not found at {WEIGHTS}")

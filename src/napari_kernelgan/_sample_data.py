@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .layers import KERNEL_COLORMAP, LayerDataTuple, kernel_panel_transform, true_kernel_layer_name
-from .samples import ASTRONAUT, FLUORESCENCE, SCALE, TISSUE, SampleCase
+from .samples import ASTRONAUT, FLUORESCENCE, NOISY_FLUORESCENCE, SCALE, TISSUE, SampleCase
 from .types import kernel_metadata
 from .vocabulary import LayerRole
 
@@ -49,3 +49,9 @@ def fluorescence_stack() -> list[LayerDataTuple]:
     """A synthetic fluorescence z-stack (8 slices), each slice blurred with one known kernel and
     downscaled ×2, uint16."""
     return sample_layers(FLUORESCENCE)
+
+
+def fluorescence_noisy() -> list[LayerDataTuple]:
+    """A synthetic fluorescence image at about 200 photons (Poisson and read noise), blurred ×2 with a
+    known kernel, uint16 camera counts."""
+    return sample_layers(NOISY_FLUORESCENCE)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .devices import resolve_device, torch_threads
+from .devices import reproducible, resolve_device, torch_threads
 from .errors import BadOptionError, Cancelled
 from .imaging import Frames, frames_to_image, prepare_image
 from .physics.conventions import validate_kernel
@@ -28,7 +28,7 @@ from .types import KernelEstimate, Progress, SRResult
 from .vocabulary import ESTIMATE_SCALES, SR_SCALES, Stage
 
 ProgressCallback = Callable[[Progress], Any]
-DEFAULT_ESTIMATOR = "kernelgan"
+DEFAULT_ESTIMATOR = "auto"
 DEFAULT_SR_METHOD = "closed-form"
 
 __all__ = ["drive", "estimate_kernel", "iter_estimate_kernel", "super_resolve", "iter_super_resolve",
@@ -85,7 +85,7 @@ def iter_estimate_kernel(image: np.ndarray | Frames, scale: int = 2, *, estimato
     yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message="checking the image")
     frames = image if isinstance(image, Frames) else prepare_image(
         image, rgb=rgb, channel_axis=channel_axis, stack_axis=stack_axis)
-    with torch_threads(threads):
+    with torch_threads(threads), reproducible(dev):
         result: KernelEstimate = yield from spec.fn(frames.data, scale=scale, device=dev, seed=int(seed),
                                                     report_every=int(report_every), **opts)
     result.scale = scale
@@ -130,6 +130,7 @@ def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, s
                        sr_method: str = DEFAULT_SR_METHOD, device: str = "auto", seed: int = 0,
                        threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
                        stack_axis: int | None = None, output_dtype: Any = None, method: str | None = None,
+                       safe: bool | None = None, confidence: float | None = None,
                        **options: Any) -> Generator[Progress, None, SRResult]:
     """Generator form of :func:`super_resolve`."""
     sr_method = _renamed("sr_method", sr_method, method)
@@ -138,15 +139,31 @@ def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, s
     spec = SR_METHODS.get(sr_method)
     if scale not in spec.scales:
         raise BadOptionError(f"SR method {spec.name!r} supports scales {spec.scales}, not {scale}")
+    if safe is not None and not isinstance(safe, (bool, np.bool_)):
+        raise BadOptionError(f"safe must be True, False or None (on for kernel estimates), got {safe!r}")
+    is_estimate = isinstance(kernel, KernelEstimate)
+    use_safety = is_estimate if safe is None else bool(safe)
     opts = spec.resolve(options)
     k = _resolve_kernel(kernel, scale)
     dev = resolve_device(device)
     yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message="checking the image")
     frames = prepare_image(image, rgb=rgb, channel_axis=channel_axis, stack_axis=stack_axis, min_size=8)
-    with torch_threads(threads):
-        out = yield from spec.fn(frames.data, k, scale, device=dev, seed=int(seed), **opts)
+    record: dict[str, Any] = {}
+    with torch_threads(threads), reproducible(dev):
+        if use_safety and spec.name != "bicubic":
+            from .sr._safety import iter_safe_sr
+
+            # A measured kernel (an array) given with safe=True is trusted fully; an estimate by its confidence.
+            if confidence is None:
+                confidence = kernel.confidence if is_estimate else 1.0
+            given = {key for key, v in options.items() if v is not None}
+            out, record = yield from iter_safe_sr(spec, frames.data, k, scale, device=dev, seed=int(seed),
+                                                  options=opts, given=given, confidence=confidence)
+        else:
+            out = yield from spec.fn(frames.data, k, scale, device=dev, seed=int(seed), **opts)
     sr = frames_to_image(np.clip(out, 0.0, 1.0), frames, output_dtype)
     shown = {key: v for key, v in opts.items() if key not in spec.hidden}
+    shown.update({key: v for key, v in record.items() if key not in spec.hidden})
     return SRResult(image=sr, scale=scale, method=spec.name, kernel=k, elapsed=time.perf_counter() - start,
                     device=str(dev), options=dict(shown, seed=int(seed)))
 
@@ -161,6 +178,18 @@ def super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale:
     name from :data:`~napari_kernelgan.registry.SR_METHODS` (``closed-form`` by
     default); its options as keywords. The output keeps the input's layout,
     dtype and range.
+
+    ``safe`` (default: on for a :class:`KernelEstimate`, off for an array, which
+    is taken as a measured kernel and used as it is): measure the input's noise
+    and use it as the method's noise level unless given, regularise more as the
+    estimate's ``confidence`` falls, and check the output against bicubic
+    interpolation, raising the noise level in steps and, as a last resort,
+    returning bicubic interpolation with a
+    :class:`~napari_kernelgan.sr._safety.UnsafeSRWarning`
+    (``result.options["fallback"] == "bicubic"``, reason in
+    ``result.options["fallback_reason"]``). See :mod:`napari_kernelgan.sr._safety`.
+    ``confidence`` (in [0, 1]) overrides the kernel's own for the safeguards, e.g. for
+    an estimated kernel read back from a file or a layer.
     """
     return drive(iter_super_resolve(image, kernel, scale, **kwargs), callback, cancel)
 
@@ -170,26 +199,32 @@ SHARED_KEYS = ("device", "seed", "threads", "rgb", "channel_axis", "stack_axis")
 
 def iter_blind_super_resolve(image: np.ndarray, scale: int, *, estimator: str = DEFAULT_ESTIMATOR,
                              sr_method: str = DEFAULT_SR_METHOD, estimate_options: dict[str, Any] | None = None,
-                             method: str | None = None,
+                             method: str | None = None, safe: bool = True,
                              **sr_options: Any) -> Generator[Progress, None, SRResult]:
     """Estimate the kernel, then super-resolve with it (generator form).
 
-    SR options not given default to the SR method's ``blind_defaults`` (the
-    settings for a kernel that is an estimate, not a measurement).
+    With ``safe`` (the default) the SR runs with the safeguards of
+    :func:`super_resolve` for an estimate (measured noise, a noise floor from
+    the estimate's confidence that equals the method's ``blind_defaults`` at
+    neutral confidence, the check against bicubic). With ``safe=False``, SR
+    options not given default to the SR method's ``blind_defaults``.
     """
     sr_method = _renamed("sr_method", sr_method, method)
-    sr_options = {**blind_defaults(sr_method), **sr_options}
+    if not safe:
+        sr_options = {**blind_defaults(sr_method), **sr_options}
     shared = {k: sr_options[k] for k in SHARED_KEYS if k in sr_options}
     estimate = yield from iter_estimate_kernel(image, scale, estimator=estimator,
                                                **{**shared, **(estimate_options or {})})
-    result = yield from iter_super_resolve(image, estimate, scale, sr_method=sr_method, **sr_options)
+    result = yield from iter_super_resolve(image, estimate, scale, sr_method=sr_method, safe=bool(safe),
+                                           **sr_options)
     result.estimate = estimate
     return result
 
 
 def blind_super_resolve(image: np.ndarray, scale: int, *, callback: ProgressCallback | None = None,
                         cancel: threading.Event | None = None, **kwargs: Any) -> SRResult:
-    """:func:`estimate_kernel` then :func:`super_resolve`; the estimate is on ``result.estimate``."""
+    """:func:`estimate_kernel` then :func:`super_resolve` (safe by default); the estimate is on
+    ``result.estimate``."""
     return drive(iter_blind_super_resolve(image, scale, **kwargs), callback, cancel)
 
 

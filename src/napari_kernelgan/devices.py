@@ -89,3 +89,19 @@ def torch_threads(requested: int | None = None) -> Iterator[int]:
         yield n
     finally:
         torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def reproducible(device: torch.device) -> Iterator[None]:
+    """Run a block with cuDNN's deterministic algorithms on a CUDA device (so the same seed gives the
+    same result there too); the previous settings are restored after. Nothing changes on other devices."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    old = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = old

@@ -476,6 +476,15 @@ def update_preview(viewer: Any, image_layer: Any, kernel: np.ndarray) -> tuple[A
     return layer, True
 
 
+def layer_confidence(viewer: Any, image_name: str) -> float | None:
+    """The confidence recorded with the latest kernel estimate of ``image_name`` (``None`` if none)."""
+    for s in (2, 4):
+        name = kernel_layer_name(image_name, s)
+        if name in viewer.layers and viewer.layers[name].metadata.get("confidence") is not None:
+            return float(viewer.layers[name].metadata["confidence"])
+    return None
+
+
 def layer_kernels(viewer: Any, image_name: str) -> dict[int, np.ndarray]:
     """Kernels from the estimate layers of ``image_name`` present in the viewer, by SR scale.
 

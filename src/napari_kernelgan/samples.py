@@ -1,13 +1,16 @@
-"""Sample images degraded ×2 with a known anisotropic Gaussian kernel.
+"""Sample images degraded ×2 with a known kernel.
 
 One definition per sample, used by the demo, the napari sample menu and the
 tests: the high-resolution original, the true ×2 kernel and the degraded
 low-resolution image (``physics.degrade``, rounded to the original's dtype).
+:data:`NOISY_FLUORESCENCE` is a camera image instead: a DIV2KRK-distribution
+kernel, Poisson shot noise and read noise (:mod:`napari_kernelgan.synthetic`).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -17,7 +20,8 @@ from .vocabulary import KERNEL_SIZE
 
 SCALE = 2
 
-__all__ = ["SampleCase", "SAMPLES", "TISSUE", "ASTRONAUT", "FLUORESCENCE", "fluorescence_volume", "SCALE"]
+__all__ = ["SampleCase", "NoisySampleCase", "SAMPLES", "TISSUE", "ASTRONAUT", "FLUORESCENCE", "NOISY_FLUORESCENCE",
+           "fluorescence_volume", "SCALE"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -97,4 +101,70 @@ ASTRONAUT = SampleCase("astronaut", "astronaut LR", "Astronaut, blurred ×2 with
 FLUORESCENCE = SampleCase("fluorescence", "fluorescence LR",
                           "Fluorescence z-stack, blurred ×2 with a known kernel (synthetic)", (1.9, 1.0), 75.0,
                           "synthetic", fluorescence_volume, rgb=False, stacked=True)
-SAMPLES = {case.key: case for case in (TISSUE, FLUORESCENCE, ASTRONAUT)}
+
+
+NOISY_SEED = 9
+NOISY_SHAPE = (512, 512)
+NOISY_PHOTONS = 200.0
+NOISY_READ_NOISE = 1.6
+
+
+@lru_cache(maxsize=1)
+def _noisy_case():  # -> synthetic.MicroscopyCase (imported lazily)
+    from .synthetic import microscopy_case
+
+    return microscopy_case(NOISY_SEED, shape=NOISY_SHAPE, scale=SCALE, photons=NOISY_PHOTONS, kind="mixed",
+                           read_noise=NOISY_READ_NOISE)
+
+
+def _kernel_axes(k: np.ndarray) -> tuple[tuple[float, float], float]:
+    """(σ along the long and short axes, angle of the long axis from the column axis in degrees)."""
+    from .physics.metrics import second_moments
+
+    vals, vecs = np.linalg.eigh(second_moments(k))
+    theta = float(np.degrees(np.arctan2(vecs[0, 1], vecs[1, 1])))
+    return (float(np.sqrt(vals[1])), float(np.sqrt(vals[0]))), theta
+
+
+@dataclass(frozen=True)
+class NoisySampleCase(SampleCase):
+    """A generated camera image (uint16) whose true kernel is drawn from the DIV2KRK distribution.
+
+    ``sigma`` / ``theta_deg`` describe the kernel's second moments (it is not an exact Gaussian);
+    ``hr()`` is the noise-free object in photo-electrons, ``lr()`` the noisy ×2 camera image.
+    """
+
+    photons: float = NOISY_PHOTONS
+    read_noise: float = NOISY_READ_NOISE
+
+    @property
+    def offset(self) -> float:
+        """The camera offset (ADU) in ``lr()``; ``hr()`` has none."""
+        return float(_noisy_case().offset)
+
+    def kernel(self) -> np.ndarray:
+        """The true ×2 kernel (11×11, centred, correlation orientation)."""
+        return _noisy_case().kernel.copy()
+
+    def hr(self) -> np.ndarray:
+        return _noisy_case().hr.copy()
+
+    def lr(self, hr: np.ndarray | None = None) -> np.ndarray:
+        """The noisy uint16 camera image (offset 100 ADU, 1 ADU per electron); ``hr`` is ignored."""
+        return _noisy_case().lr.copy()
+
+
+def _noisy_sample() -> NoisySampleCase:
+    from .physics.kernels import random_div2krk_kernel
+
+    # The same draw microscopy_case makes for this seed: the kernel's axes without building the image.
+    k = random_div2krk_kernel(np.random.default_rng([NOISY_SEED, 7919]), 2)
+    sigma, theta = _kernel_axes(k)
+    return NoisySampleCase("fluorescence-noisy", "noisy fluorescence LR",
+                           f"Noisy fluorescence (~{NOISY_PHOTONS:.0f} photons), blurred ×2 with a known kernel "
+                           f"(synthetic)", (round(sigma[0], 3), round(sigma[1], 3)), round(theta, 1),
+                           "napari_kernelgan.synthetic.microscopy_case", lambda: _noisy_case().hr.copy(), rgb=False)
+
+
+NOISY_FLUORESCENCE = _noisy_sample()
+SAMPLES = {case.key: case for case in (TISSUE, FLUORESCENCE, ASTRONAUT, NOISY_FLUORESCENCE)}

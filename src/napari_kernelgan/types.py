@@ -92,6 +92,8 @@ class KernelEstimate:
     ``kernel`` is the ×2 SR kernel, odd-sized, centred, in correlation
     orientation (see :mod:`napari_kernelgan.physics.conventions`).
     ``method`` is the estimator's name and ``options`` the options it ran with.
+    ``confidence`` in [0, 1] (``None`` where the estimator gives none): how far
+    the kernel can be trusted; SR regularises more as it falls.
     """
 
     kernel: np.ndarray
@@ -105,6 +107,7 @@ class KernelEstimate:
     scale: int = 2
     options: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    confidence: float | None = None
 
     @property
     def preset(self) -> str | None:
@@ -130,7 +133,8 @@ class KernelEstimate:
         plain = {k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))}
         return kernel_metadata(self.kernel_for(scale), scale, role=LayerRole.KERNEL, method=self.method,
                                preset=self.preset, options=plain, seed=self.seed, iterations=self.iterations,
-                               elapsed_s=round(self.elapsed, 3), device=self.device)
+                               elapsed_s=round(self.elapsed, 3), device=self.device,
+                               confidence=None if self.confidence is None else round(float(self.confidence), 3))
 
 
 @dataclass

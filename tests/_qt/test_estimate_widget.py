@@ -46,7 +46,7 @@ def test_full_run(make_napari_viewer, dock, wait_idle):
     before, data_id = image.data.copy(), id(image.data)
     widget = dock(viewer, "Estimate kernel")
     assert isinstance(widget, EstimateKernelWidget)
-    assert widget.image.value == image and widget.estimator.value == "kernelgan"
+    assert widget.image.value == image and widget.estimator.value == api.DEFAULT_ESTIMATOR == "auto"
     assert list(widget.estimator.choices) == ESTIMATORS.names()
     assert list(widget.device.choices) == available_devices()
     configure(widget)
@@ -109,6 +109,8 @@ def test_estimator_selector_and_its_options(make_napari_viewer, dock, wait_idle,
     widget = dock(viewer, "Estimate kernel")
     assert not widget.unavailable.native.isHidden() and "broken (ImportError" in widget.unavailable.value
     assert "broken" not in widget.estimator.choices
+    assert "members" in widget.options  # the default estimator's form
+    widget.estimator.value = "kernelgan"
     assert widget.options["iterations"].value == "" and "preset" in widget.options
     widget.estimator.value = "edges"
     assert [w.name for w in widget.options.main] == ["quantile"] and "preset" not in widget.options
@@ -279,8 +281,13 @@ def test_image_chooser_follows_the_active_image_layer(make_napari_viewer, dock):
 def test_console_two_liner(make_napari_viewer):
     viewer = make_napari_viewer()
     image = open_tissue(viewer)
-    est = estimate_kernel(viewer.layers["tissue LR"].data, preset="fast", iterations=5, prefit_steps=5, device="cpu")
+    est = estimate_kernel(viewer.layers["tissue LR"].data)  # the default estimator, as a newcomer types it
+    add_estimate_layers(viewer, viewer.layers["tissue LR"], est)
+    meta = viewer.layers["tissue LR kernel ×2"].metadata
+    assert meta["method"] == "auto" and 0 <= meta["confidence"] <= 1
+    assert viewer.layers.selection.active == image
+    est = estimate_kernel(viewer.layers["tissue LR"].data, estimator="kernelgan", preset="fast", iterations=5,
+                          prefit_steps=5, device="cpu")
     add_estimate_layers(viewer, viewer.layers["tissue LR"], est)
     assert viewer.layers["tissue LR kernel ×2"].metadata["iterations"] <= 5
     assert np.allclose(world_extent(viewer.layers[dmap_layer_name("tissue LR")]), world_extent(image))
-    assert viewer.layers.selection.active == image

@@ -249,13 +249,13 @@ def test_form_of_kernelgan_shows_preset_defaults_not_zero():
     assert values == {"preset": "fast", "iterations": 20, "lr_g": 2e-4}
 
 
-def test_form_of_closed_form_and_blind_defaults():
+def test_form_of_closed_form():
     spec = SR_METHODS.get("closed-form")
     fields = {f.name: f for f in form_fields(spec)}
     assert fields["sigma"].kind == "float" and not fields["sigma"].advanced
     assert fields["iterations"].placeholder == "4·(scale − 1)"
     assert fields["tile"].placeholder == "512 // scale" and fields["tile"].advanced
-    assert form_values(spec)["sigma"] == 0.0 and form_values(spec, blind=True)["sigma"] == 2.0
+    assert form_values(spec)["sigma"] == 0.0
     usrnet = {f.name: f for f in form_fields(SR_METHODS.get("usrnet"))}
     assert usrnet["weights"].placeholder == "method default" and "NAPARI_KERNELGAN" in usrnet["weights"].tooltip
 

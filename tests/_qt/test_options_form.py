@@ -35,17 +35,12 @@ def test_kernelgan_form(qtbot):
     assert form.more.text() == f"More kernelgan options ({len(form.advanced)})" and not form.more.isExpanded()
 
 
-def test_sr_forms_and_blind_defaults(qtbot):
+def test_sr_forms(qtbot):
     form = OptionsForm()
-    form.set_spec(SR_METHODS.get("closed-form"), blind=True)
+    form.set_spec(SR_METHODS.get("closed-form"))
     sigma = form["sigma"]
-    assert isinstance(sigma, FloatSpinBox) and sigma.value == 2.0
+    assert isinstance(sigma, FloatSpinBox) and sigma.value == 0.0
     assert form["iterations"].native.placeholderText() == "4·(scale − 1)"
-    form.set_blind(False)
-    assert sigma.value == 0.0
-    form["beta_start"].value = 30.0
-    form.set_blind(True)
-    assert sigma.value == 2.0 and form["beta_start"].value == 30.0  # only blind options follow the kernel
     if "zssr" in SR_METHODS:
         form.set_spec(SR_METHODS.get("zssr"))
         assert "kernel_x2" not in form  # hidden: the widget passes it

@@ -72,22 +72,28 @@ def test_overlays_the_input_and_resets_its_status(make_napari_viewer, dock, wait
     assert "Estimate kernel" in widget.status.value
 
 
-def test_blind_defaults_follow_the_kernel_source(make_napari_viewer, dock, wait_idle):
-    """An estimate gets the options blind super-resolution uses (closed-form's noise floor); a
-    measured kernel the method's own; the form shows what runs."""
+def test_estimated_kernels_get_the_safeguards(make_napari_viewer, dock, wait_idle):
+    """An estimate runs with super_resolve's safeguards (measured noise, its confidence, the check against
+    bicubic); a measured kernel runs as given."""
     viewer = make_napari_viewer()
     image, true_k = open_tissue(viewer)
     est = estimate_kernel(image.data, estimator="edges")
+    est.confidence = 0.8
     add_estimate_layers(viewer, image, est)
-    blind = SR_METHODS.get("closed-form").blind_defaults["sigma"]
-    for source, sigma in ((LATEST, blind), (viewer.layers["tissue LR kernel ×2"], blind), (true_k, 0.0)):
+    for source, safe in ((LATEST, True), (viewer.layers["tissue LR kernel ×2"], True), (true_k, False)):
         widget = sr_widget(dock, viewer, image, source, "closed-form", 2)
-        assert widget.options["sigma"].value == sigma
+        assert widget.options["sigma"].value == 0.0
         widget.options["iterations"].value = "1"
         widget.options["tile"].value = "0"
         widget.run_button.native.click()
         wait_idle(widget)
-        assert viewer.layers["tissue LR SR×2 (closed-form)"].metadata["options"].get("sigma") == sigma
+        options = viewer.layers["tissue LR SR×2 (closed-form)"].metadata["options"]
+        assert bool(options.get("safe")) == safe, (source, options)
+        if safe:
+            assert options["confidence"] == 0.8 and options["noise_sigma"] >= 0
+            assert "noise measured" in widget.status.value or "WARNING" in widget.status.value
+        else:
+            assert options["sigma"] == 0.0
 
 
 def test_whole_stack(make_napari_viewer, dock, wait_idle, bicubic):

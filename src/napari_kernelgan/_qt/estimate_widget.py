@@ -17,6 +17,7 @@ from .models import (
     Report,
     RunRecord,
     RunState,
+    confidence_text,
     format_seconds,
     input_array,
     input_notes,
@@ -116,4 +117,5 @@ class EstimateKernelWidget(TaskWidget):
         add_estimate_layers(self.viewer, run.layer, est, slice_index=run.slice_index)
         self._cleanup(run)  # a preview left under an old name if the input was renamed meanwhile
         steps = f"{est.iterations} iterations, " if est.iterations else ""
-        return f"{record.description}: done in {format_seconds(record.elapsed())} ({est.method}, {steps}{est.device})."
+        text = f"{record.description}: done in {format_seconds(record.elapsed())} ({est.method}, {steps}{est.device})"
+        return text + (f"; {confidence_text(est.confidence)}." if est.confidence is not None else ".")

@@ -146,6 +146,17 @@ def merge_reports(older: Report | None, newer: Report) -> Report:
     return newer
 
 
+LOW_CONFIDENCE = 0.3
+
+
+def confidence_text(confidence: float) -> str:
+    """The confidence as the status line says it, with a warning when it is low."""
+    if confidence < LOW_CONFIDENCE:
+        return (f"confidence {confidence:.2f}: low, the image has little that shows the blur; "
+                "super-resolution will regularise strongly")
+    return f"confidence {confidence:.2f}"
+
+
 def format_seconds(seconds: float) -> str:
     """``'0.4 s'``, ``'42 s'`` or ``'3 min 05 s'``; ``'…'`` when not yet known."""
     if seconds is None or not math.isfinite(seconds):
@@ -325,13 +336,9 @@ def form_fields(spec: MethodSpec) -> list[FormField]:
     return out
 
 
-def form_values(spec: MethodSpec, *, blind: bool = False) -> dict[str, Any]:
-    """The values a form of ``spec`` starts from: its defaults, or with ``blind`` (the kernel is an
-    estimate) its ``blind_defaults`` over them, as ``blind_super_resolve`` uses."""
-    values = dict(spec.form_options)
-    if blind:
-        values.update({k: v for k, v in spec.blind_defaults.items() if k in values})
-    return values
+def form_values(spec: MethodSpec) -> dict[str, Any]:
+    """The values a form of ``spec`` starts from: its defaults."""
+    return dict(spec.form_options)
 
 
 def read_field(field: FormField, raw: Any) -> Any:

@@ -65,15 +65,15 @@ class OptionsForm:
         self.fields: list[FormField] = []
         self.widgets: dict[str, Widget] = {}
 
-    def set_spec(self, spec: MethodSpec | None, *, blind: bool = False) -> None:
-        """Show the options of ``spec`` (``None``: none); ``blind`` starts from its blind defaults."""
+    def set_spec(self, spec: MethodSpec | None) -> None:
+        """Show the options of ``spec`` (``None``: none), starting from its defaults."""
         self.main.clear()
         self.advanced.clear()
         self.spec, self.fields, self.widgets = spec, [], {}
         if spec is None:
             self.more.setVisible(False)
             return
-        values = form_values(spec, blind=blind)
+        values = form_values(spec)
         self.fields = form_fields(spec)
         for field in self.fields:
             widget = field_widget(field, values[field.name])
@@ -82,16 +82,6 @@ class OptionsForm:
         n = sum(f.advanced for f in self.fields)
         self.more.setText(f"More {spec.name} options ({n})")
         self.more.setVisible(n > 0)
-
-    def set_blind(self, blind: bool) -> None:
-        """Show the method's blind defaults (kernel is an estimate) or its own defaults, for the options
-        that have blind defaults; other fields keep what the user typed."""
-        if self.spec is None:
-            return
-        values = form_values(self.spec, blind=blind)
-        for name in self.spec.blind_defaults:
-            if name in self.widgets:
-                self.widgets[name].value = values[name]
 
     def raw(self) -> dict[str, Any]:
         """Each field's widget value as shown."""

@@ -10,7 +10,7 @@ from magicgui.widgets import ComboBox
 
 from .. import api
 from ..errors import KernelGANError
-from ..layers import add_sr_layer, is_kernel_layer, layer_kernels, layer_role
+from ..layers import add_sr_layer, is_kernel_layer, layer_confidence, layer_kernels, layer_role
 from ..registry import SR_METHODS
 from ..types import Progress, SRResult
 from ..vocabulary import SR_SCALES, LayerRole, Stage
@@ -18,6 +18,7 @@ from .models import (
     LATEST,
     RunRecord,
     RunState,
+    form_values,
     format_seconds,
     input_array,
     input_notes,
@@ -71,7 +72,7 @@ class SuperResolveWidget(TaskWidget):
 
     def _method_changed(self, *_: Any) -> None:
         spec = SR_METHODS.get(self.method.value) if self.method.value else None
-        self.options.set_spec(spec, blind=kernel_is_estimate(self.kernel.value))
+        self.options.set_spec(spec)
         if spec is not None:
             scales = [s for s in SR_SCALES if s in spec.scales]
             current = self.scale.value
@@ -79,9 +80,18 @@ class SuperResolveWidget(TaskWidget):
             self.scale.value = current if current in scales else scales[0]
 
     def _kernel_changed(self, *_: Any) -> None:
-        """An estimated kernel gets the options ``blind_super_resolve`` uses (shown in the form); a measured
-        one the method's own."""
-        self.options.set_blind(kernel_is_estimate(self.kernel.value))
+        """Say how an estimated kernel will be used (the safeguards of ``super_resolve``)."""
+        if kernel_is_estimate(self.kernel.value):
+            self.say("Estimated kernel: the noise is measured from the image and the result is checked "
+                     "against bicubic interpolation (options left at their defaults are chosen for you).")
+
+    def confidence_for(self, layer: Any) -> float | None:
+        """The confidence of the estimated kernel chosen for ``layer`` (``None``: not recorded)."""
+        source = self.kernel.value
+        if source == LATEST or source is None:
+            return layer_confidence(self.viewer, layer.name)
+        value = source.metadata.get("confidence")
+        return None if value is None else float(value)
 
     def kernels_for(self, layer: Any, scale: int) -> dict[int, np.ndarray]:
         """The kernel source's kernels for SR of ``layer`` at ``scale``: ``{scale: k}``, plus ``{2: k2}``
@@ -117,6 +127,11 @@ class SuperResolveWidget(TaskWidget):
             self.fail(exc, description)
             return
         kernel = kernels[scale]
+        if kernel_is_estimate(self.kernel.value):
+            # Options the user left at their defaults are the safeguards' to choose (the measured noise...).
+            defaults = form_values(spec)
+            options = {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
+            options.update(safe=True, confidence=self.confidence_for(layer))
         kwargs = dict(options, sr_method=spec.name, device=self.device.value, seed=int(self.seed.value),
                       threads=threads, rgb=bool(layer.rgb), stack_axis=0 if whole else None)
 
@@ -136,4 +151,10 @@ class SuperResolveWidget(TaskWidget):
             return f"{record.description}: the input layer was removed; result discarded."
         result: SRResult = record.value
         add_sr_layer(self.viewer, run.layer, result, slice_index=run.slice_index)
-        return f"{record.description}: done in {format_seconds(record.elapsed())} ({result.device})."
+        text = f"{record.description}: done in {format_seconds(record.elapsed())} ({result.device})"
+        if result.options.get("fallback"):
+            return (f"{text}; WARNING: {result.options.get('fallback_reason', 'the result was unsafe')} — "
+                    f"the layer holds {result.options['fallback']} interpolation instead.")
+        if result.options.get("noise_sigma") is not None:
+            text += f"; noise measured σ {float(result.options['noise_sigma']):.1f}/255"
+        return text + "."

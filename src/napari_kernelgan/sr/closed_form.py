@@ -161,7 +161,8 @@ def closed_form_sr(lr: np.ndarray, kernel: np.ndarray, scale: int, *, device: to
 
 
 # When the kernel is an estimate, a noise floor keeps the data step from over-sharpening where the estimate is
-# too wide (measured in the blind sections of docs/benchmarks.md).
+# too wide (measured in the blind sections of docs/benchmarks.md). Safe SR (sr/_safety.py) uses it as the floor
+# at neutral confidence and scales it with the estimate's confidence.
 BLIND_DEFAULTS: dict[str, Any] = {"sigma": 2.0}
 
 OPTION_HELP = {

@@ -1,0 +1,185 @@
+"""Learned kernel estimation: a small network regresses the blur's covariance from many LR crops.
+
+The network (:mod:`._learned_net`) looks at one 64×64 crop of the LR luminance, locally normalised,
+and predicts the matrix logarithm of the ×2 SR kernel's 2×2 covariance Σ (HR px², log-Euclidean) and
+a variance for each of its three numbers. The bundled network is :class:`._learned_net.SpectralNet`
+(the crop's log power spectrum in radial × angular bands, then an MLP): the blur shows in how fast the
+spectrum falls along each orientation, and it learns within a CPU training budget where the plain CNN
+(:class:`._learned_net.CovarianceNet`, also loadable) stayed on the predict-the-mean plateau. Per image,
+crops are drawn with probability rising with their gradient energy (seeded), predicted in batches and
+combined by their predicted precisions; the kernel is the anisotropic Gaussian with the combined Σ. A
+×4 input gives the same ×2 kernel: the network was trained on ×4 LR made with ``analytic_x4(k2)`` and
+is told the scale.
+
+Training (``scripts/train_learned.py``) uses only synthetic degradations of procedural dead leaves,
+synthetic fluorescence scenes and openly licensed scikit-image photographs, with kernels drawn by the
+DIV2KRK protocol; the DIV2KRK images are never used for training or tuning. ``confidence`` comes
+from the predicted variances and the spread between crops, times a factor that falls when the crops'
+contrast is within a few noise σ (``physics.noise.estimate_noise_sigma``): flat or noise-only images
+get a low one.
+
+The bundled weights (``learned_weights.pt`` beside this module) are loaded by default;
+``weights=<path>`` loads another file written by the training script.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Generator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import BadInputError, BadOptionError, WeightsMissingError
+from ..physics.kernels import gaussian_from_covariance
+from ..physics.noise import estimate_noise_sigma
+from ..registry import register
+from ..types import KernelEstimate, Progress
+from ..vocabulary import KERNEL_SIZE, Stage
+from ._learned_net import (
+    CROP,
+    FORMAT,
+    build_net,
+    combine,
+    luminance,
+    pick_crops,
+    predict_log_covariance,
+)
+
+__all__ = ["BUNDLED_WEIGHTS", "load_learned_net", "learned", "confidence_from_uncertainty", "UNCERTAINTY_SCALE"]
+
+BUNDLED_WEIGHTS = Path(__file__).with_name("learned_weights.pt")
+CROPS = 48
+TTA = 1
+MIN_CROP = 32          # smallest crop the network's valid convolutions and pooling still work on
+BATCH = 16             # crops per forward pass (a progress report between passes)
+UNCERTAINTY_SCALE = 0.5
+"""Uncertainty (r.m.s. log-covariance std, see :class:`._learned_net.Prediction`) at which the network's
+share of the confidence is exp(-1); set on synthetic validation images, not on DIV2KRK."""
+SNR_SCALE = 3.0
+"""Crop contrast over noise σ at which the signal's share of the confidence is 1 - exp(-1): below a few
+noise σ a crop's spectrum is the noise's, whatever the network says."""
+NOISE_FLOOR = 0.3 / 255  # 8-bit quantisation: no image is cleaner than this
+
+
+@lru_cache(maxsize=4)
+def _read(path: str, mtime_ns: int, size: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, metadata) of a weight file; cached by path, modification time and size."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, foreign, or a pickle that is not plain tensors and containers
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadInputError(f"cannot read the learned estimator's weights from {path}: {first}") from exc
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or not isinstance(obj.get("state_dict"), dict):
+        raise BadInputError(f"{path} is not a weight file of the learned estimator (expected one written by "
+                            f"scripts/train_learned.py, format {FORMAT!r})")
+    return obj["state_dict"], dict(obj.get("meta") or {})
+
+
+def _weights_path(weights: str | os.PathLike | None) -> Path:
+    text = "" if weights is None else str(weights).strip()
+    path = BUNDLED_WEIGHTS if text == "" else Path(text).expanduser()
+    if not path.is_file():
+        where = ("the bundled weights of the learned estimator are missing from this installation "
+                 "(reinstall the package, or train them with scripts/train_learned.py)" if text == ""
+                 else "no such file")
+        raise WeightsMissingError(f"learned estimator: weights file {path} not found: {where}")
+    return path
+
+
+def load_learned_net(weights: str | os.PathLike | None = "",
+                     device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any], Path]:
+    """The trained network (eval mode, float32, on ``device``), its metadata and its file.
+
+    ``weights``: ``""`` (the bundled file) or a path. A missing file raises
+    :class:`~napari_kernelgan.errors.WeightsMissingError`, an unreadable or foreign one
+    :class:`~napari_kernelgan.errors.BadInputError`; both name the file.
+    """
+    path = _weights_path(weights)
+    stat = path.stat()
+    state, meta = _read(str(path), stat.st_mtime_ns, stat.st_size)
+    net = build_net(meta)
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0]
+        raise BadInputError(f"{path} does not fit the learned estimator's network: {first}") from exc
+    return net.eval().to(device), meta, path
+
+
+def confidence_from_uncertainty(uncertainty: float, snr: float = math.inf) -> float:
+    """Confidence in [0, 1] from the predicted uncertainty (log units, ≥ 0; decreasing) and the crops'
+    median contrast-to-noise ratio ``snr`` (increasing)."""
+    if not math.isfinite(uncertainty) or math.isnan(snr):
+        return 0.0
+    signal = 1.0 - math.exp(-(snr / SNR_SCALE) ** 2) if math.isfinite(snr) else 1.0
+    return float(math.exp(-max(uncertainty, 0.0) / UNCERTAINTY_SCALE) * signal)
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    arr = np.asarray(frames)
+    if arr.ndim != 4:
+        raise BadInputError(f"learned: expected frames (N, C, H, W), got shape {arr.shape}")
+    if min(arr.shape[-2:]) < MIN_CROP:
+        raise BadInputError(f"learned: the image is {arr.shape[-2]}×{arr.shape[-1]} pixels; at least "
+                            f"{MIN_CROP}×{MIN_CROP} is needed")
+    if not np.all(np.isfinite(arr)):
+        raise BadInputError("learned: the image contains NaN or infinite values")
+    if float(arr.max() - arr.min()) < 1e-6:
+        raise BadInputError("learned: the image is constant: there is no structure to estimate a kernel from")
+    return arr
+
+
+@register("learned", kind="estimator",
+          summary="Learned (about a second): the blur's covariance regressed from many LR crops by a "
+                  "small network trained on synthetic degradations, as an anisotropic Gaussian",
+          defaults={"weights": "", "crops": CROPS, "tta": TTA, "size": KERNEL_SIZE}, main=("crops",),
+          choices={"tta": (1, 2, 4, 8)},
+          help={"weights": "weight file; unset: the bundled weights (scripts/train_learned.py writes others)",
+                "crops": "LR crops of 64×64 drawn per image, weighted toward textured regions (more: steadier)",
+                "tta": "views of each crop (flips, transposes) whose predictions are averaged",
+                "size": "side of the returned ×2 kernel (odd)"})
+def learned(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
+            report_every: int = 50, weights: str | None = "", crops: int = CROPS,
+            tta: int = TTA, size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
+    """×2 kernel as the Gaussian of the covariance a small network predicts from LR crops."""
+    if isinstance(crops, bool) or int(crops) != crops or crops < 1:
+        raise BadOptionError(f"learned: crops must be a positive integer, got {crops!r}")
+    if isinstance(size, bool) or int(size) != size or size < 3 or size % 2 == 0:
+        raise BadOptionError(f"learned: size must be an odd integer of at least 3, got {size!r}")
+    if scale not in (2, 4):
+        raise BadOptionError(f"learned: scale must be 2 or 4, got {scale!r}")
+    start = time.perf_counter()
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    arr = _check_frames(frames)
+    yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="loading the learned estimator")
+    net, meta, path = load_learned_net(weights, dev)
+    gray = luminance(arr)
+    crop = min(int(meta.get("arch", {}).get("crop", CROP)), *gray.shape[-2:])
+    patches = pick_crops(gray, int(crops), seed=seed, crop=crop)
+    total = len(patches)
+    mus, logvars = [], []
+    for i in range(0, total, BATCH):
+        yield Progress(i, total, time.perf_counter() - start, stage=Stage.ESTIMATE,
+                       message=f"predicting the covariance from crop {i + 1} of {total}")
+        part = predict_log_covariance(net, patches[i:i + BATCH], scale, device=dev, tta=int(tta))
+        mus.append(part.crop_mu)
+        logvars.append(part.crop_logvar)
+    pred = combine(np.concatenate(mus), np.concatenate(logvars))
+    cov = pred.covariance
+    kernel = gaussian_from_covariance(cov, int(size))
+    sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
+    snr = float(np.median(patches.reshape(len(patches), -1).std(axis=1))) / sigma
+    confidence = confidence_from_uncertainty(pred.uncertainty, snr)
+    yield Progress(total, total, time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
+                   message=f"covariance predicted (confidence {confidence:.2f})")
+    return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
+                          elapsed=time.perf_counter() - start, device=str(dev), seed=seed, confidence=confidence,
+                          extras={"covariance": cov.tolist(), "log_covariance": pred.log_cov.tolist(),
+                                  "uncertainty": pred.uncertainty, "snr": snr, "noise_sigma": sigma, "crops": total,
+                                  "crop_size": crop, "weights_file": str(path), "training_steps": meta.get("steps")})
+

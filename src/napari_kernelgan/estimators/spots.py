@@ -1,0 +1,384 @@
+"""Point-source kernel estimation: isolated sub-resolution spots are the point-spread function.
+
+Principle (as bead-based PSF measurement does it): a sub-resolution point in the
+HR scene is a delta, so under ``LR = (HR ⋆ k)↓s`` its LR image is the kernel
+itself, *point-sampled* on the coarse grid — LR pixel ``i`` takes the blurred
+HR value at HR coordinate ``s·i + (s − 1)/2``. The kernel already contains the
+HR pixel integration and the subsampling adds none, so a Gaussian fitted to
+the LR samples (as samples, not integrated over LR pixels) has covariance
+``Σ_LR = Σ_k / s²`` whatever the spot's sub-pixel phase: ``Σ_k = s²·Σ_LR``
+(checked on synthetic beads in tests/test_spots.py). At ×4 the LR spot is
+``k4 = k2 ⊛ dilate2(k2)``, whose covariance is ``5·Σ_k2``, so
+``Σ_k2 = 16·Σ_LR / 5``.
+
+Steps: noise model (Poisson–Gaussian, :mod:`napari_kernelgan.physics.noise`);
+candidates are local maxima of the scale-normalised Laplacian of Gaussian above
+a noise-relative threshold; a candidate with another maximum nearby
+(crowding), a flat top (saturation) or a fit that the noise cannot explain
+(overlap, an edge or a ridge) is dropped; each survivor gets a weighted
+least-squares fit of ``bg + A·exp(−½(x−μ)ᵀΣ⁻¹(x−μ))`` with sub-pixel ``μ``;
+spots whose ``Σ`` disagrees with the median are dropped and the rest averaged,
+weighted by their signal-to-noise ratio.
+
+Images without usable spots (the rings of ``testing.contract_image``, most
+natural photographs): by default the fixed broad Gaussian
+(``constant_gaussian(2)``: isotropic σ = 1.6 HR px) is returned with
+``confidence = 0`` and ``extras["fallback"] = True``; with
+``require_spots=True`` a :class:`~napari_kernelgan.errors.BadInputError` is
+raised instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage, optimize
+
+from ..errors import BadInputError, BadOptionError
+from ..physics.kernels import gaussian_from_covariance, gaussian_kernel
+from ..physics.noise import estimate_noise_sigma, estimate_poisson_gaussian
+from ..registry import register
+from ..types import KernelEstimate, Progress
+from ..vocabulary import KERNEL_SIZE, Stage
+
+DETECT_SIGMA = 1.0     # LoG scale in LR pixels (spots of the DIV2KRK range have σ_LR ≈ 0.4–1.1 at ×2)
+HALF_WINDOW = 4        # fit window: (2·4 + 1)² LR pixels
+MIN_SNR = 8.0          # LoG response over its noise std to take a maximum as a spot
+ISOLATION = 5.0        # LR pixels: no other significant maximum this close
+MAX_SPOTS = 300
+MIN_SPOTS = 5
+FALLBACK_SIGMA = 1.6   # the fixed baseline kernel's σ (constant_gaussian(2))
+MAX_VARIANCE_LR = 4.0  # LR px²: anything wider is a nucleus or a blob, not a point
+MIN_VARIANCE_LR = 0.02
+REPORT_EVERY = 40
+PURITY_FULL = 0.3      # share of candidates kept as spots above which confidence is not reduced
+EARLY_LOOK = 24        # after this many candidates in a frame, stop if fewer than
+EARLY_FRACTION = 0.3   # this fraction were point-like (natural images: corners and texture, not spots)
+
+_LOG_NOISE: float | None = None
+
+
+def _log_response(gray: np.ndarray) -> np.ndarray:
+    """Scale-normalised, sign-flipped LoG: bright spots give positive peaks."""
+    return -DETECT_SIGMA ** 2 * ndimage.gaussian_laplace(gray, DETECT_SIGMA, mode="reflect")
+
+
+def _log_noise_gain() -> float:
+    """Std of :func:`_log_response` on unit white noise (measured once, fixed seed)."""
+    global _LOG_NOISE
+    if _LOG_NOISE is None:
+        _LOG_NOISE = float(_log_response(np.random.default_rng(0).standard_normal((256, 256)))[8:-8, 8:-8].std())
+    return _LOG_NOISE
+
+
+def noise_model(gray: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` with ``var = a·z + b`` for a gray LR image; white-Gaussian fallback, never zero."""
+    floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
+    try:
+        a, b = estimate_poisson_gaussian(gray)
+    except BadInputError:
+        a, b = 0.0, estimate_noise_sigma(gray) ** 2
+    # A model that predicts negative variance somewhere inside the image's range is unreliable: go Gaussian.
+    if a < 0 or a * float(gray.min()) + b < 0.25 * floor ** 2 or not (math.isfinite(a) and math.isfinite(b)):
+        a, b = 0.0, max(estimate_noise_sigma(gray), floor) ** 2
+    return float(a), float(b)
+
+
+def _variance(z: np.ndarray, model: tuple[float, float], floor: float) -> np.ndarray:
+    return np.maximum(model[0] * z + model[1], floor ** 2)
+
+
+def detect_spots(gray: np.ndarray, model: tuple[float, float], *, min_snr: float = MIN_SNR,
+                 isolation: float = ISOLATION, max_spots: int = MAX_SPOTS) -> tuple[np.ndarray, dict[str, int]]:
+    """Isolated, unsaturated LoG maxima (row, col) of a gray image, brightest first, plus rejection counts."""
+    floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
+    resp = _log_response(gray)
+    local_std = np.sqrt(_variance(ndimage.uniform_filter(gray, 3), model, floor))
+    snr = resp / (_log_noise_gain() * local_std)
+    peaks = (resp == ndimage.maximum_filter(resp, size=3)) & (snr > 3.0)
+    margin = HALF_WINDOW + 1
+    peaks[:margin] = peaks[-margin:] = False
+    peaks[:, :margin] = peaks[:, -margin:] = False
+    rr, cc = np.nonzero(peaks)
+    counts = {"maxima": int(rr.size), "crowded": 0, "saturated": 0}
+    strong = snr[rr, cc] > min_snr
+    if not strong.any():
+        return np.zeros((0, 2), dtype=int), counts
+    # Crowding: another maximum above 3σ within the isolation radius with at least 15 % of the spot's
+    # response (a weaker one is noise on its flank, not a neighbour).
+    rad = int(math.ceil(isolation))
+    yy, xx = np.mgrid[-rad:rad + 1, -rad:rad + 1]
+    ring = (yy ** 2 + xx ** 2 <= isolation ** 2) & ((yy != 0) | (xx != 0))
+    grid = np.zeros(gray.shape, dtype=np.float64)
+    grid[rr, cc] = resp[rr, cc]
+    nearest_rival = ndimage.maximum_filter(grid, footprint=ring, mode="constant")[rr, cc]
+    crowded = nearest_rival > 0.15 * resp[rr, cc]
+    counts["crowded"] = int((strong & crowded).sum())
+    keep = strong & ~crowded
+    # Saturation: a flat top at the image maximum.
+    top = float(gray.max())
+    at_top = ndimage.correlate((gray >= top - 1e-6 * max(abs(top), 1.0)).astype(np.int32), np.ones((3, 3), int),
+                               mode="constant")[rr, cc]
+    saturated = keep & (at_top >= 2)
+    counts["saturated"] = int(saturated.sum())
+    keep &= ~saturated
+    idx = np.nonzero(keep)[0]
+    idx = idx[np.argsort(-snr[rr[idx], cc[idx]], kind="stable")][:max_spots]
+    return np.stack([rr[idx], cc[idx]], 1), counts
+
+
+def _model(p: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    bg, amp, my, mx, q1, l2, q3 = p
+    l1, l3 = math.exp(q1), math.exp(q3)
+    # Σ = L Lᵀ with L = [[l1, 0], [l2, l3]] stays positive definite for any parameters.
+    syy, syx, sxx = l1 * l1, l1 * l2, l2 * l2 + l3 * l3
+    det = max(syy * sxx - syx * syx, 1e-300)
+    y, x = dy - my, dx - mx
+    q = (sxx * y * y - 2 * syx * y * x + syy * x * x) / det
+    return bg + amp * np.exp(-0.5 * q)
+
+
+def _moments_plausible(window: np.ndarray, bg: float) -> bool:
+    """Cheap screen before the fit: background-subtracted second moments of a point source's size."""
+    h = window.shape[0] // 2
+    w = np.clip(window - bg, 0.0, None)
+    total = float(w.sum())
+    if total <= 0:
+        return False
+    dy, dx = np.mgrid[-h:h + 1, -h:h + 1]
+    my, mx = float((w * dy).sum()) / total, float((w * dx).sum()) / total
+    spread = float((w * ((dy - my) ** 2 + (dx - mx) ** 2)).sum()) / total
+    # noise and the window's clipped tails inflate the raw moments: screen generously (3× the fit's bound)
+    return abs(my) <= 1.5 and abs(mx) <= 1.5 and spread <= 3.0 * 2 * MAX_VARIANCE_LR
+
+
+def fit_spot(window: np.ndarray, variance: np.ndarray) -> dict[str, Any] | None:
+    """Weighted Gaussian fit of one spot window (point-sampled model); ``None`` when it fails."""
+    h = window.shape[0] // 2
+    dy, dx = np.mgrid[-h:h + 1, -h:h + 1].astype(np.float64)
+    border = np.concatenate([window[0], window[-1], window[1:-1, 0], window[1:-1, -1]])
+    bg0 = float(np.median(border))
+    amp0 = float(window[h, h] - bg0)
+    if amp0 <= 0 or not _moments_plausible(window, bg0):
+        return None
+    weight = 1.0 / np.sqrt(variance)
+    p0 = np.array([bg0, amp0, 0.0, 0.0, math.log(0.7), 0.0, math.log(0.7)])
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        return ((_model(p, dy, dx) - window) * weight).ravel()
+
+    try:
+        sol = optimize.least_squares(residual, p0, method="lm", max_nfev=120, x_scale="jac")
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    bg, amp, my, mx, q1, l2, q3 = sol.x
+    l1, l3 = math.exp(q1), math.exp(q3)
+    cov = np.array([[l1 * l1, l1 * l2], [l1 * l2, l2 * l2 + l3 * l3]])
+    dof = window.size - sol.x.size
+    peak_std = float(np.sqrt(variance[h, h]))
+    return {"bg": float(bg), "amp": float(amp), "centre": (float(my), float(mx)), "cov": cov,
+            "window": window, "variance": variance,
+            "chi2": float(2 * sol.cost / dof), "snr": float(amp) / max(peak_std, 1e-12), "ok": bool(sol.success)}
+
+
+def joint_fit(fits: list[dict[str, Any]], cov0: np.ndarray) -> np.ndarray:
+    """One covariance shared by all kept spots (each keeps its own background, amplitude and centre).
+
+    Weighted by the noise model, with a Huber loss at 3 noise standard deviations so that a pixel of a
+    neighbouring structure inside a window loses its pull. Much less noisy than averaging per-spot
+    covariances when the spots are faint.
+    """
+    from scipy.sparse import lil_matrix
+
+    n = len(fits)
+    windows = np.stack([f["window"] for f in fits])
+    weights = 1.0 / np.sqrt(np.stack([f["variance"] for f in fits]))
+    h = windows.shape[1] // 2
+    dy, dx = np.mgrid[-h:h + 1, -h:h + 1].astype(np.float64)
+    npx = windows[0].size
+    l1 = math.sqrt(max(cov0[0, 0], 1e-3))
+    l2 = cov0[0, 1] / l1
+    l3 = math.sqrt(max(cov0[1, 1] - l2 * l2, 1e-3))
+    shared0 = np.array([math.log(l1), l2, math.log(l3)])
+    own0 = np.array([[f["bg"], f["amp"], *f["centre"]] for f in fits])
+    p0 = np.concatenate([shared0, own0.ravel()])
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        q1, l2_, q3 = p[:3]
+        own = p[3:].reshape(n, 4)
+        a1, a3 = math.exp(q1), math.exp(q3)
+        syy, syx, sxx = a1 * a1, a1 * l2_, l2_ * l2_ + a3 * a3
+        det = syy * sxx - syx * syx
+        y = dy[None] - own[:, 2, None, None]
+        x = dx[None] - own[:, 3, None, None]
+        quad = (sxx * y * y - 2 * syx * y * x + syy * x * x) / det
+        model = own[:, 0, None, None] + own[:, 1, None, None] * np.exp(-0.5 * quad)
+        return ((model - windows) * weights).ravel()
+
+    sparsity = lil_matrix((n * npx, 3 + 4 * n), dtype=np.int8)
+    sparsity[:, :3] = 1
+    for i in range(n):
+        sparsity[i * npx:(i + 1) * npx, 3 + 4 * i:7 + 4 * i] = 1
+    sol = optimize.least_squares(residual, p0, jac_sparsity=sparsity, method="trf", loss="huber", f_scale=3.0,
+                                 x_scale="jac", max_nfev=200)
+    q1, l2_, q3 = sol.x[:3]
+    a1, a3 = math.exp(q1), math.exp(q3)
+    return np.array([[a1 * a1, a1 * l2_], [a1 * l2_, l2_ * l2_ + a3 * a3]])
+
+
+def _gray_frames(frames: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(f, dtype=np.float64).mean(0) for f in frames]
+
+
+def _point_like(fit: dict[str, Any]) -> bool:
+    """A converged fit, centred within a pixel, of a plausible point-source width."""
+    if not (fit["ok"] and fit["amp"] > 0 and max(abs(c) for c in fit["centre"]) <= 1.0):
+        return False
+    lo, hi = np.linalg.eigvalsh(fit["cov"])
+    return bool(lo >= MIN_VARIANCE_LR and hi <= MAX_VARIANCE_LR)
+
+
+def _consensus(fits: list[dict[str, Any]], max_chi2: float) -> tuple[np.ndarray, list[dict[str, Any]], float]:
+    """Robust mean LR covariance over fitted spots: (Σ_LR, spots kept, spread)."""
+    good = [f for f in fits if _point_like(f)]
+    if good:
+        chi = np.array([f["chi2"] for f in good])
+        # Overlapping spots, ridges and edges leave structure the noise model cannot explain.
+        limit = max(max_chi2, 2.0 * float(np.median(chi)))
+        good = [f for f in good if f["chi2"] <= limit]
+    if not good:
+        return np.full((2, 2), np.nan), [], math.inf
+    vec = np.array([[f["cov"][0, 0], f["cov"][0, 1], f["cov"][1, 1]] for f in good])
+    med = np.median(vec, 0)
+    dist = np.sqrt(((vec - med) ** 2 * [1, 2, 1]).sum(1))
+    scale = 1.4826 * float(np.median(dist))
+    tol = max(3.0 * scale, 0.1 * (med[0] + med[2]))
+    keep = dist <= tol
+    # Weights ∝ SNR² (inverse variance of a fitted width), capped so a few very bright spots cannot decide alone.
+    w = np.array([min(f["snr"], 30.0) ** 2 for f in good])[keep]
+    mean = (vec[keep] * w[:, None]).sum(0) / w.sum()
+    kept = [f for f, k in zip(good, keep) if k]
+    spread = float(np.median(dist[keep])) / max(mean[0] + mean[2], 1e-12)
+    cov = np.array([[mean[0], mean[1]], [mean[1], mean[2]]])
+    return cov, kept, spread
+
+
+def lr_to_x2_covariance(cov_lr: np.ndarray, scale: int) -> np.ndarray:
+    """Covariance of the ×2 kernel in HR pixels from an LR spot covariance at ``scale``.
+
+    ×2: ``Σ_k2 = 4·Σ_LR``. ×4: the spot is ``k4 = k2 ⊛ dilate2(k2)`` with
+    ``Σ_k4 = 5·Σ_k2`` and ``Σ_k4 = 16·Σ_LR``, so ``Σ_k2 = 16·Σ_LR / 5``.
+    """
+    if scale == 2:
+        return 4.0 * cov_lr
+    if scale == 4:
+        return 16.0 * cov_lr / 5.0
+    raise BadOptionError(f"spots: scale must be 2 or 4, got {scale}")
+
+
+def spot_confidence(n_spots: int, spread: float) -> float:
+    """Grows with the number of agreeing spots and falls with the standard error of their mean.
+
+    ``spread`` is the spots' median relative disagreement with the consensus; the mean of ``n`` of
+    them is uncertain by about ``spread / √n`` (relative), and 5 % of that halves the confidence.
+    """
+    if n_spots < MIN_SPOTS or not math.isfinite(spread):
+        return 0.0
+    return float((1 - math.exp(-n_spots / 10.0)) * math.exp(-spread / math.sqrt(n_spots) / 0.07))
+
+
+@register("spots", kind="estimator", summary="Isolated spots (closed form, a second): the blur's covariance from "
+          "sub-resolution point sources such as beads or puncta, as an anisotropic Gaussian",
+          defaults={"min_snr": MIN_SNR, "isolation": ISOLATION, "max_spots": MAX_SPOTS, "require_spots": False,
+                    "size": KERNEL_SIZE},
+          main=("min_snr", "require_spots"),
+          help={"min_snr": "detection threshold: a spot's LoG response over its noise standard deviation",
+                "isolation": "LR pixels around a spot that must hold no other significant maximum",
+                "max_spots": "at most this many spots (the brightest) are fitted per frame",
+                "require_spots": "raise an error when no usable spots are found, instead of returning the fixed "
+                                 "broad Gaussian with confidence 0",
+                "size": "side of the returned ×2 kernel (odd)"})
+def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
+          report_every: int = REPORT_EVERY, min_snr: float = MIN_SNR, isolation: float = ISOLATION,
+          max_spots: int = MAX_SPOTS, require_spots: bool = False,
+          size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
+    """×2 kernel from isolated point-like spots (beads, puncta); deterministic, runs on the CPU."""
+    if not min_snr > 0:
+        raise BadOptionError(f"spots: min_snr must be positive, got {min_snr}")
+    if not isolation >= 1:
+        raise BadOptionError(f"spots: isolation must be at least 1 LR pixel, got {isolation}")
+    if int(max_spots) != max_spots or max_spots < MIN_SPOTS:
+        raise BadOptionError(f"spots: max_spots must be an integer of at least {MIN_SPOTS}, got {max_spots}")
+    if int(size) != size or size < 3 or size % 2 == 0:
+        raise BadOptionError(f"spots: size must be an odd integer of at least 3, got {size}")
+    every = max(1, int(report_every))
+    start = time.perf_counter()
+    grays = _gray_frames(frames)
+    yield Progress(0, len(grays), 0.0, stage=Stage.ESTIMATE, message="detecting isolated spots")
+    fits: list[dict[str, Any]] = []
+    counts = {"maxima": 0, "crowded": 0, "saturated": 0, "candidates": 0}
+    h = HALF_WINDOW
+    for fi, gray in enumerate(grays):
+        model = noise_model(gray)
+        floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
+        centres, c = detect_spots(gray, model, min_snr=min_snr, isolation=isolation, max_spots=int(max_spots))
+        for key, val in c.items():
+            counts[key] += val
+        counts["candidates"] += len(centres)
+        point_like = 0
+        for j, (r, col) in enumerate(centres):
+            window = gray[r - h:r + h + 1, col - h:col + h + 1]
+            smooth = ndimage.uniform_filter(window, 3, mode="nearest")
+            fit = fit_spot(window, _variance(smooth, model, floor))
+            if fit is not None:
+                fit["frame"], fit["pixel"] = fi, (int(r), int(col))
+                fits.append(fit)
+                point_like += _point_like(fit)
+            if j + 1 >= EARLY_LOOK and point_like < EARLY_FRACTION * (j + 1):
+                # Mostly texture, corners and blobs: not an image of point sources; stop paying for fits.
+                counts["stopped_early"] = counts.get("stopped_early", 0) + 1
+                break
+            if (j + 1) % every == 0:
+                yield Progress(fi, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
+                               message=f"fitted {j + 1} of {len(centres)} spots in frame {fi + 1}")
+        yield Progress(fi + 1, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
+                       message=f"frame {fi + 1}: {len(centres)} isolated spots")
+    cov_lr, kept, spread = _consensus(fits, max_chi2=3.0)
+    extras: dict[str, Any] = {"spots_found": counts["candidates"], "spots_fitted": len(fits),
+                              "spots_used": len(kept), "rejected_crowded": counts["crowded"],
+                              "rejected_saturated": counts["saturated"]}
+    if len(kept) < MIN_SPOTS:
+        message = (f"no isolated point-like spots found ({len(kept)} usable of {counts['candidates']} candidates, "
+                   f"{MIN_SPOTS} needed); use an image of sub-resolution beads or puncta, lower min_snr, or another "
+                   f"estimator such as 'edges' or 'kernelgan'")
+        if require_spots:
+            raise BadInputError(message)
+        kernel = gaussian_kernel(int(size), FALLBACK_SIGMA)
+        confidence = 0.0
+        cov = np.eye(2) * FALLBACK_SIGMA ** 2
+        extras.update(fallback=True, message=message)
+    else:
+        yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
+                       message=f"joint fit of {len(kept)} spots")
+        # A failed joint fit keeps the robust average of the per-spot fits.
+        with contextlib.suppress(ValueError, np.linalg.LinAlgError):
+            cov_lr = joint_fit(kept, cov_lr)
+        cov = lr_to_x2_covariance(cov_lr, int(scale))
+        kernel = gaussian_from_covariance(cov, int(size))
+        # Texture also has isolated maxima, but few of its many candidates survive as points: the
+        # share that does (purity) tells a field of point sources from a textured scene.
+        purity = len(kept) / max(counts["candidates"], 1)
+        confidence = spot_confidence(len(kept), spread) * min(1.0, purity / PURITY_FULL)
+        extras["purity"] = round(purity, 3)
+        extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=spread)
+    extras["covariance"] = np.asarray(cov).tolist()
+    yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
+                   message=f"kernel from {len(kept)} spots" if not extras["fallback"] else "no usable spots")
+    return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
+                          elapsed=time.perf_counter() - start, device="cpu", seed=seed, extras=extras,
+                          confidence=confidence)

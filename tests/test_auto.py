@@ -1,0 +1,80 @@
+"""The ``auto`` estimator: recovery of a known kernel, a confidence that means something, clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+import napari_kernelgan as nk
+from napari_kernelgan.errors import BadInputError, BadOptionError
+from napari_kernelgan.estimators import auto
+from napari_kernelgan.physics import constant_gaussian, degrade, gaussian_kernel, kernel_l1
+from napari_kernelgan.physics.metrics import second_moments
+
+TRUE_K = gaussian_kernel(13, 2.0, 1.0, 0.6)
+
+
+@pytest.fixture(scope="module")
+def blurred() -> np.ndarray:
+    hr = data.astronaut().astype(np.float64)
+    return np.clip(np.round(degrade(hr, TRUE_K, 2)), 0, 255).astype(np.uint8)  # 256×256 RGB
+
+
+@pytest.fixture(scope="module")
+def estimate(blurred: np.ndarray) -> nk.KernelEstimate:
+    return nk.estimate_kernel(blurred, 2, estimator="auto", seed=0, threads=1)
+
+
+def test_recovers_a_known_anisotropic_kernel(estimate: nk.KernelEstimate) -> None:
+    err = kernel_l1(estimate.kernel, TRUE_K)
+    assert err < 0.25, f"auto L1 {err:.3f}"
+    assert err < 0.6 * kernel_l1(constant_gaussian(2), TRUE_K)
+    # the long axis points the right way
+    vals, vecs = np.linalg.eigh(second_moments(estimate.kernel))
+    true_vals, true_vecs = np.linalg.eigh(second_moments(TRUE_K))
+    assert abs(float(vecs[:, 1] @ true_vecs[:, 1])) > 0.9
+
+
+def test_confidence_recorded_everywhere(estimate: nk.KernelEstimate) -> None:
+    assert estimate.method == "auto"
+    assert 0.0 <= estimate.confidence <= 1.0
+    assert estimate.metadata()["confidence"] == round(estimate.confidence, 3)
+    assert estimate.extras["members"], "no member estimate was combined"
+
+
+def test_confidence_lower_on_flat_and_noise_than_on_texture(estimate: nk.KernelEstimate) -> None:
+    rng = np.random.default_rng(0)
+    flat = np.full((128, 128), 0.5) + rng.normal(0, 0.002, (128, 128))
+    noise = rng.uniform(0, 1, (128, 128))
+    for name, img in (("flat", flat), ("noise", noise)):
+        est = nk.estimate_kernel(img, 2, estimator="auto", seed=0, threads=1)
+        assert est.confidence < estimate.confidence, f"{name}: {est.confidence:.2f} ≥ textured " \
+                                                     f"{estimate.confidence:.2f}"
+        assert np.isclose(est.kernel.sum(), 1.0) and est.kernel.shape == (13, 13)
+
+
+def test_combination_is_a_log_euclidean_mean() -> None:
+    a, b = np.diag([1.0, 4.0]), np.diag([4.0, 1.0])
+    mean, spread = auto.combine_covariances([a, b], [1.0, 1.0])
+    assert np.allclose(mean, np.diag([2.0, 2.0]))   # geometric, not arithmetic (2.5)
+    assert spread > 0
+    same, zero = auto.combine_covariances([a, a], [1.0, 3.0])
+    assert np.allclose(same, a) and zero == pytest.approx(0.0)
+    assert auto.confidence_from(0.0, [0.8, 0.8], [1, 1], 2) > auto.confidence_from(1.0, [0.8, 0.8], [1, 1], 2)
+
+
+def test_bad_options_and_inputs(blurred: np.ndarray) -> None:
+    with pytest.raises(BadOptionError, match="no_such_estimator"):
+        nk.estimate_kernel(blurred, 2, estimator="auto", members="edges,no_such_estimator")
+    with pytest.raises(BadOptionError, match="own member"):
+        nk.estimate_kernel(blurred, 2, estimator="auto", members="auto")
+    with pytest.raises(BadInputError):
+        nk.estimate_kernel(np.full((64, 64), np.nan), 2, estimator="auto")
+    with pytest.raises(BadInputError):
+        nk.estimate_kernel(np.zeros((8, 8)), 2, estimator="auto")
+
+
+def test_is_the_default_estimator() -> None:
+    from napari_kernelgan.api import DEFAULT_ESTIMATOR
+
+    assert DEFAULT_ESTIMATOR == "auto"
