@@ -53,6 +53,7 @@ SHRINK = 1.0        # log Σ ← log Σ₀ + SHRINK·(log Σ − log Σ₀), tow
 AGREEMENT_SCALE = 0.35   # log-covariance spread at which agreement falls to 1/e
 MEMBER_CONFIDENCE = 0.5  # assumed for a member that reports none
 EPS = 0.05
+STEPS_PER_MEMBER = 100   # progress units per member
 
 
 def log_spd(cov: np.ndarray) -> np.ndarray:
@@ -132,18 +133,28 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
     used: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for i, name in enumerate(names):
-        yield Progress(i, len(names), time.perf_counter() - start, stage=Stage.ESTIMATE,
-                       message=f"auto: running {name}")
+        yield Progress(i * STEPS_PER_MEMBER, STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
+                       stage=Stage.ESTIMATE, message=f"auto: running {name}")
         if name in ESTIMATORS.unavailable:  # installed but failed to import: the others still run
             skipped[name] = ESTIMATORS.unavailable[name]
             continue
         spec = ESTIMATORS.get(name)
+        member = spec.fn(frames, scale=scale, device=device, seed=seed, report_every=report_every,
+                         **spec.resolve({}))
         try:
-            est: KernelEstimate = yield from spec.fn(frames, scale=scale, device=device, seed=seed,
-                                                     report_every=report_every, **spec.resolve({}))
+            while True:
+                p = next(member)
+                # One progress scale for the whole run, so a bar and its ETA do not restart per member.
+                done = round((i + min(max(p.fraction, 0.0), 1.0)) * STEPS_PER_MEMBER)
+                yield Progress(done, STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
+                               stage=Stage.ESTIMATE, loss=p.loss, message=f"auto: {name}: {p.message}")
+        except StopIteration as stop:
+            est: KernelEstimate = stop.value
         except BadInputError as exc:
             skipped[name] = str(exc)
             continue
+        finally:
+            member.close()
         conf = MEMBER_CONFIDENCE if est.confidence is None else float(est.confidence)
         if conf < MIN_CONFIDENCE.get(name, 0.0) or PRIOR_WEIGHTS.get(name, 1.0) <= 0:
             skipped[name] = f"confidence {conf:.2f} below its gate" if conf < MIN_CONFIDENCE.get(name, 0.0) \
@@ -164,7 +175,8 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         cov = shrink_towards_prior(GAIN * cov + OFFSET * np.eye(2))
         kernel = gaussian_from_covariance(cov, int(size))
         confidence = confidence_from(spread, confs, weights, len(covs))
-    yield Progress(len(names), len(names), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
+    yield Progress(STEPS_PER_MEMBER * len(names), STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
+                   stage=Stage.ESTIMATE, kernel=kernel,
                    message=f"auto: combined {', '.join(used) or 'nothing (fixed Gaussian)'}")
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device="cpu", seed=seed, confidence=confidence,
