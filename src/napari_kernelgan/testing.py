@@ -70,31 +70,15 @@ def _check_cancel(run: Any) -> None:
     assert len(own) == 1, f"cancel was honoured only after {len(own)} reports"
 
 
-def _warm_up(device: str) -> None:
-    """Start the device's runtime (a CUDA context, cuDNN) before timing: seconds spent once per process,
-    not the method's silence."""
-    if device == "cpu":
-        return
-    import torch
-
-    from .devices import resolve_device
-
-    dev = resolve_device(device)
-    x = torch.zeros(1, 1, 16, 16, device=dev, requires_grad=True)
-    y = torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3, device=dev))
-    (y.sum() + (x[0, 0] @ x[0, 0]).sum() + torch.fft.rfft2(x).abs().sum()).backward()
-
-
 def check_estimator(name: str, *, device: str = "cpu", image: np.ndarray | None = None, **options: Any) -> None:
     """Run the contract on the registered estimator ``name`` (``options``: to keep it short)."""
     from .api import estimate_kernel, iter_estimate_kernel
     from .types import KernelEstimate
 
     img = contract_image() if image is None else image
-    _warm_up(device)
     if device != "cpu":
         # The first use of each GPU kernel loads it (seconds on a cold CUDA context): once per process,
-        # not the estimator's silence, so one untimed run goes first.
+        # not the method's silence, so one untimed run goes first.
         estimate_kernel(img, 2, estimator=name, device=device, seed=0, threads=1, **options)
     start = time.perf_counter()
     est, reports = _collect(iter_estimate_kernel(img, 2, estimator=name, device=device, seed=0, threads=1,
@@ -129,7 +113,8 @@ def check_sr_method(name: str, *, device: str = "cpu", scale: int = 2, **options
 
     img = contract_image(32)
     kernel = gaussian_kernel(13, 1.4, 1.0, 0.3)
-    _warm_up(device)
+    if device != "cpu":  # as for estimators: the device's start-up is not the method's silence
+        super_resolve(img, kernel, scale, sr_method=name, device=device, seed=0, threads=1, **options)
     start = time.perf_counter()
     res, reports = _collect(iter_super_resolve(img, kernel, scale, sr_method=name, device=device, seed=0,
                                                threads=1, **options))

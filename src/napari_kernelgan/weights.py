@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,25 @@ def resolve_weights(key: str, path: str | os.PathLike | None = None) -> Path:
         return found
     tried.append(f"{default_weights_dir()} (default folder)")
     raise WeightsNotFoundError(_missing_message(spec, tried))
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime_ns: int, size: int) -> Any:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_weight_file(path: Path, what: str) -> Any:
+    """The plain tensors and containers stored in ``path`` (``torch.load``, weights only, on the CPU),
+    read once per version of the file (cached by path, modification time and size).
+
+    A truncated, foreign or code-carrying file raises :class:`BadInputError`
+    ("cannot read ``what`` from ``path``: ...").
+    """
+    stat = path.stat()
+    try:
+        return _load(str(path), stat.st_mtime_ns, stat.st_size)
+    except Exception as exc:  # truncated, foreign, or a pickle that is not plain tensors and containers
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadInputError(f"cannot read {what} from {path}: {first}") from exc

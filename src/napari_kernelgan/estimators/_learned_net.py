@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..physics.kernels import exp_sym, log_spd
+
 __all__ = ["CovarianceNet", "SpectralNet", "build_net", "log_to_cov", "cov_to_log", "log_to_cov_torch",
            "cov_to_log_torch", "normalise_crops", "luminance", "pick_crops", "predict_log_covariance", "combine",
            "Prediction", "CROP", "FORMAT", "LOGVAR_RANGE"]
@@ -117,16 +119,14 @@ def build_net(meta: dict[str, Any]) -> nn.Module:
 
 def cov_to_log(cov: np.ndarray) -> np.ndarray:
     """(L00, L01, L11) of the matrix logarithm of a 2×2 SPD covariance."""
-    vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
-    log = vecs @ np.diag(np.log(np.clip(vals, 1e-6, None))) @ vecs.T
+    log = log_spd(cov, floor=1e-6)
     return np.array([log[0, 0], log[0, 1], log[1, 1]])
 
 
 def log_to_cov(v: np.ndarray) -> np.ndarray:
     """The 2×2 covariance ``expm([[v0, v1], [v1, v2]])``."""
     v = np.asarray(v, dtype=np.float64)
-    vals, vecs = np.linalg.eigh(np.array([[v[0], v[1]], [v[1], v[2]]]))
-    return vecs @ np.diag(np.exp(vals)) @ vecs.T
+    return exp_sym(np.array([[v[0], v[1]], [v[1], v[2]]]))
 
 
 def _sym_eig(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..physics.noise import estimate_noise_sigma
+
 NOISE_CROP = 512     # side of the central crop the noise is measured on
 NOISE_SMOOTH = 30.0  # pre-smoothing σ (px) per unit of noise σ: 10/255 RGB noise (6.7/255 in luminance) gives 0.8 px
 
@@ -23,28 +25,14 @@ __all__ = ["SharpGradients", "estimate_noise", "shock_filter", "sharp_gradients"
 
 
 def estimate_noise(gray: np.ndarray, max_side: int = NOISE_CROP) -> float:
-    """Standard deviation of white Gaussian noise in ``gray`` (same units as the image).
-
-    Uses :func:`napari_kernelgan.physics.noise.estimate_noise_sigma` where the
-    package has it; otherwise a robust estimate from the median absolute response
-    of Immerkær's Laplacian-difference filter, which cancels smooth image
-    structure and answers mostly to the noise. White noise is stationary, so a
-    central crop of at most ``max_side`` pixels a side is enough (and keeps this
-    step cheap on large images).
+    """Standard deviation of white Gaussian noise in ``gray`` (same units as the image), by
+    :func:`napari_kernelgan.physics.noise.estimate_noise_sigma`. White noise is stationary, so a
+    central crop of at most ``max_side`` pixels a side is enough (and keeps this step cheap on
+    large images).
     """
     h, w = gray.shape
     r0, c0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
-    gray = gray[r0:r0 + max_side, c0:c0 + max_side]
-    try:
-        from ..physics.noise import estimate_noise_sigma
-    except ImportError:
-        estimate_noise_sigma = None
-    if estimate_noise_sigma is not None:
-        return float(estimate_noise_sigma(gray))
-    mask = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
-    resp = ndimage.correlate(np.asarray(gray, dtype=np.float64), mask, mode="reflect")[1:-1, 1:-1]
-    # 6 = the filter's L2 norm; 1.4826 turns a median absolute value into a Gaussian σ.
-    return float(1.4826 * np.median(np.abs(resp)) / 6.0)
+    return float(estimate_noise_sigma(gray[r0:r0 + max_side, c0:c0 + max_side]))
 
 
 def forward_gradients(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError, BadOptionError
-from ..physics.kernels import constant_gaussian, gaussian_from_covariance
+from ..physics.kernels import constant_gaussian, exp_sym, gaussian_from_covariance, log_spd
 from ..physics.metrics import second_moments
 from ..registry import ESTIMATORS, register
 from ..types import KernelEstimate, Progress
@@ -54,18 +54,6 @@ AGREEMENT_SCALE = 0.35   # log-covariance spread at which agreement falls to 1/e
 MEMBER_CONFIDENCE = 0.5  # assumed for a member that reports none
 EPS = 0.05
 STEPS_PER_MEMBER = 100   # progress units per member
-
-
-def log_spd(cov: np.ndarray) -> np.ndarray:
-    """Matrix logarithm of a symmetric positive-definite 2×2 matrix."""
-    vals, vecs = np.linalg.eigh(cov)
-    return vecs @ np.diag(np.log(np.clip(vals, 1e-3, None))) @ vecs.T
-
-
-def exp_sym(m: np.ndarray) -> np.ndarray:
-    """Matrix exponential of a symmetric 2×2 matrix."""
-    vals, vecs = np.linalg.eigh(m)
-    return vecs @ np.diag(np.exp(vals)) @ vecs.T
 
 
 def combine_covariances(covs: list[np.ndarray], weights: list[float]) -> tuple[np.ndarray, float]:

@@ -27,7 +27,6 @@ import math
 import os
 import time
 from collections.abc import Generator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from ..physics.noise import estimate_noise_sigma
 from ..registry import register
 from ..types import KernelEstimate, Progress
 from ..vocabulary import KERNEL_SIZE, Stage
+from ..weights import read_weight_file
 from ._learned_net import (
     CROP,
     FORMAT,
@@ -66,14 +66,9 @@ noise σ a crop's spectrum is the noise's, whatever the network says."""
 NOISE_FLOOR = 0.3 / 255  # 8-bit quantisation: no image is cleaner than this
 
 
-@lru_cache(maxsize=4)
-def _read(path: str, mtime_ns: int, size: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state dict, metadata) of a weight file; cached by path, modification time and size."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, foreign, or a pickle that is not plain tensors and containers
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadInputError(f"cannot read the learned estimator's weights from {path}: {first}") from exc
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, metadata) of a weight file."""
+    obj = read_weight_file(path, "the learned estimator's weights")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or not isinstance(obj.get("state_dict"), dict):
         raise BadInputError(f"{path} is not a weight file of the learned estimator (expected one written by "
                             f"scripts/train_learned.py, format {FORMAT!r})")
@@ -100,8 +95,7 @@ def load_learned_net(weights: str | os.PathLike | None = "",
     :class:`~napari_kernelgan.errors.BadInputError`; both name the file.
     """
     path = _weights_path(weights)
-    stat = path.stat()
-    state, meta = _read(str(path), stat.st_mtime_ns, stat.st_size)
+    state, meta = _read(path)
     net = build_net(meta)
     try:
         net.load_state_dict({k: v.float() for k, v in state.items()})

@@ -34,7 +34,6 @@ import os
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from ..physics.conventions import centre_kernel, pad_to
 from ..registry import register
 from ..types import KernelEstimate, Progress
 from ..vocabulary import KERNEL_SIZE, Stage
-from ..weights import WeightSpec, declare_weights, resolve_weights
+from ..weights import WeightSpec, declare_weights, read_weight_file, resolve_weights
 from ._meta_nets import RAW_KERNEL_SIZE, MetaD, MetaG, init_random, load_state
 
 __all__ = ["WEIGHTS", "BUNDLED_INIT", "INIT_FORMAT", "MetaConfig", "MetaAdapter", "GradientCropSampler",
@@ -177,14 +176,9 @@ class GradientCropSampler:
 # Weights
 # ---------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=4)
-def _read_states(path: str, mtime_ns: int, size: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
-    """(G state, D state, format) of a weight file; cached by path, modification time and size."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated, foreign or pickled-code file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadInputError(f"cannot read MetaKernelGAN weights from {path}: {first}") from exc
+def _read_states(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
+    """(G state, D state, format) of a weight file."""
+    obj = read_weight_file(path, "MetaKernelGAN weights")
     if isinstance(obj, dict) and obj.get("format") == INIT_FORMAT and "G" in obj and "D" in obj:
         return obj["G"], obj["D"], "project"
     models = obj.get("models") if isinstance(obj, dict) else None
@@ -215,8 +209,7 @@ def load_meta_networks(weights: str | os.PathLike | None = "", device: torch.dev
     :class:`~napari_kernelgan.errors.BadInputError` for a file that is not a MetaKernelGAN checkpoint.
     """
     path = _weights_path(weights)
-    stat = path.stat()
-    g_state, d_state, fmt = _read_states(str(path), stat.st_mtime_ns, stat.st_size)
+    g_state, d_state, fmt = _read_states(path)
     g, d = MetaG(), MetaD()
     load_state(g, g_state, "G", str(path))
     load_state(d, d_state, "D", str(path))

@@ -66,3 +66,16 @@ def constant_gaussian(scale: int) -> np.ndarray:
     if scale == 4:
         return gaussian_kernel(31, 3.5)
     raise ValueError(f"scale must be 2 or 4, got {scale}")
+
+
+def log_spd(cov: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """Matrix logarithm of a symmetric positive-definite 2×2 matrix (eigenvalues below ``floor`` raised
+    to it): the log-Euclidean coordinates in which kernel covariances are averaged and regressed."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
+    return vecs @ np.diag(np.log(np.clip(vals, floor, None))) @ vecs.T
+
+
+def exp_sym(m: np.ndarray) -> np.ndarray:
+    """Matrix exponential of a symmetric 2×2 matrix (the inverse of :func:`log_spd`)."""
+    vals, vecs = np.linalg.eigh(np.asarray(m, dtype=np.float64))
+    return vecs @ np.diag(np.exp(vals)) @ vecs.T
