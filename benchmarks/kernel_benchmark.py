@@ -225,12 +225,17 @@ def plot(summaries: list[dict], path: Path, title: str) -> None:
 
 
 def markdown(rows: list[dict], summaries: list[dict], speed: dict | None, cmd: str, env: str, scale: int,
-             noise: float = 0.0, plot_path: str | None = None) -> str:
+             noise: float = 0.0, plot_path: str | None = None, included: list[str] | None = None) -> str:
     title = f"## Kernel estimation, DIV2KRK ×{scale}" + (f", Gaussian noise σ = {noise:g}/255" if noise else "")
-    lines = [title, "", f"Command: `{cmd}`", "", f"Machine: {env}", "",
-             "| preset | images | mean L1 ↓ | fixed Gaussian L1 | not worse than fixed | best isotropic (oracle) L1 "
-             "| mean kernel PSNR ↑ (fixed) | mean K-COV ↓ (fixed) | mean time s | max time s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [title, "", f"Command: `{cmd}`", "", f"Machine: {env}", ""]
+    if included:
+        lines += ["Rows from separate runs of this script on the same machine (their times are as good as this "
+                  "run's only as far as the machine was equally quiet):", ""]
+        lines += [f"- {x}" for x in included] + [""]
+    lines += [
+              "| preset | images | mean L1 ↓ | fixed Gaussian L1 | not worse than fixed | best isotropic (oracle) L1 "
+              "| mean kernel PSNR ↑ (fixed) | mean K-COV ↓ (fixed) | mean time s | max time s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         # Bold marks a mean that beats the fixed Gaussian.
         l1 = f"**{s['mean_l1']:.3f}**" if s["mean_l1"] < s["mean_const_l1"] else f"{s['mean_l1']:.3f}"
@@ -280,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std added to the LR images, 8-bit units")
     ap.add_argument("--plot", type=Path, default=None, help="PNG of L1 against time (relative links from --out)")
+    ap.add_argument("--include", action="append", default=[], metavar="LABEL=RUN.json",
+                    help="add the rows of another run of this script (its --json, same data and scale) to the "
+                         "tables and the plot under LABEL, e.g. an estimator too slow to run on every image or "
+                         "one with other weights; repeatable")
     args = ap.parse_args(argv)
     if not (args.data / f"lr_x{args.scale}").is_dir():
         print(f"no DIV2KRK data at {args.data} (need lr_x{args.scale}/ and gt_k_x{args.scale}/); nothing to do")
@@ -302,14 +311,27 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
                               if k not in ("run_l1", "verdicts", "kernel")}), flush=True)
-    summaries = [summarise(rows, p) for p in args.presets.split(",")]
+    labels = args.presets.split(",")
+    included = []
+    for item in args.include:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise SystemExit(f"--include {item!r}: expected LABEL=RUN.json")
+        other = json.loads(Path(path).read_text())
+        if other.get("scale", args.scale) != args.scale or other.get("noise", args.noise) != args.noise:
+            raise SystemExit(f"--include {item!r}: that run has another scale or noise level")
+        rows += [{**r, "preset": label} for r in other["rows"] if r["image"] in ids]
+        labels.append(label)
+        included.append(f"{label}: {other.get('command', path)}")
+    summaries = [summarise(rows, p) for p in labels]
     speed = None
     if args.speed_steps:
         speed = time_deep_vs_collapsed(args.speed_steps, args.threads, args.device)
         speed["device"] = args.device
     import torch
 
-    env = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+    gpu = f"{torch.cuda.get_device_name()}, " if args.device.startswith("cuda") and torch.cuda.is_available() else ""
+    env = (f"{gpu}{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
            f"{args.threads} thread(s) per image, {args.workers} image(s) in parallel, device {args.device}"
            + (f", overrides {args.set}" if args.set else ""))
     cmd = "python benchmarks/kernel_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -318,11 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         plot(summaries, args.plot, f"DIV2KRK ×{args.scale}" + (f", noise σ {args.noise:g}/255" if args.noise else "")
              + f", {args.device}")
         plot_link = os.path.relpath(args.plot, args.out.parent) if args.out else str(args.plot)
-    emit(markdown(rows, summaries, speed, cmd, env, args.scale, args.noise, plot_link), args.out)
+    emit(markdown(rows, summaries, speed, cmd, env, args.scale, args.noise, plot_link, included), args.out)
     for s in summaries:
         print(json.dumps(s))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "summaries": summaries, "speed": speed}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "summaries": summaries, "speed": speed, "command": cmd,
+                                         "scale": args.scale, "noise": args.noise}, indent=1))
     return 0
 
 

@@ -21,11 +21,15 @@ SECTIONS = [
     ("benchmarks_kernel_x2_noisy.md", "Kernel estimation ×2 with Gaussian noise σ = 10/255"),
     ("benchmarks_kernel_x4.md", "Kernel estimation ×4"),
     ("benchmarks_kernel_x2_gpu.md", "Kernel estimation ×2 on a GPU"),
-    ("calibration_auto.txt", "How `auto` was fitted: two-fold cross-validation inside images 1–30"),
+    ("calibration_auto.txt", "How `auto` was fitted: two-fold cross-validation inside images 1–30 and on "
+                             "generated fluorescence"),
+    ("calibration_safety.txt", "How the safeguards of SR with an estimated kernel were fitted: two-fold "
+                               "cross-validation on generated data only"),
     ("benchmarks_sr_x2.md", "Super-resolution ×2 (estimated kernel: `auto`, with the API's safeguards)"),
     ("benchmarks_sr_x4.md", "Super-resolution ×4 (estimated kernel: `auto`, with the API's safeguards)"),
     ("benchmarks_safety.md", "Super-resolution with a wrong kernel or noise: the safeguards"),
     ("benchmarks_microscopy.md", "Generated fluorescence microscopy (noisy uint16)"),
+    ("benchmarks_microscopy_unseen.md", "Generated fluorescence microscopy from a seed no constant was chosen on"),
     ("benchmarks_samples.md", "The bundled samples"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
     ("benchmarks_threads.md", "CPU threads under load"),

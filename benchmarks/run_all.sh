@@ -12,30 +12,39 @@ PY=${PYTHON:-.venv/bin/python}
 CACHE=$(mktemp -d)
 trap 'rm -rf "$CACHE"' EXIT
 
-# Every estimator at ×2 (one run, so the times compare), with the official MetaKernelGAN weights beside ours.
+# Every estimator at ×2 in one table and one plot: the official MetaKernelGAN weights and KernelGAN as
+# published (`paper`, 80 s per image, so images 1–8 only) run first and are included beside the rest.
+$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --presets meta:default --set "meta:weights=$META" \
+    --workers 1 --threads 2 --speed-steps 0 --json docs/benchmarks_kernel_meta_official_x2.json \
+    --out docs/benchmarks_kernel_meta_official_x2.md
+$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --presets paper --limit 8 \
+    --workers 1 --threads 2 --speed-steps 0 --json docs/benchmarks_kernel_paper_x2.json \
+    --out docs/benchmarks_kernel_paper_x2.md
 $PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 \
-    --presets auto:default,learned:default,kernelnet:default,edges:default,spots:default,meta:default,default \
+    --presets auto:default,learned:default,kernelnet:default,edges:default,spots:default,lines:default,meta:default,default \
+    --include "meta (official weights)=docs/benchmarks_kernel_meta_official_x2.json" \
+    --include "paper (images 1-8)=docs/benchmarks_kernel_paper_x2.json" \
     --workers 1 --threads 2 --speed-steps 20 --plot docs/images/kernel_l1_vs_time_x2.png \
     --out docs/benchmarks_kernel_x2.md
-$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --presets meta:default --set "meta:weights=$META" \
-    --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_meta_official_x2.md
 $PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 4 \
     --presets auto:default,learned:default,kernelnet:default,edges:default,default \
     --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_x4.md
 $PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --noise 10 \
     --presets auto:default,learned:default,kernelnet:default,edges:default,meta:default \
     --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_x2_noisy.md
-$PY benchmarks/calibrate_auto.py --data "$DATA" --cache "$CACHE/calibrate_auto.json" > docs/calibration_auto.txt
-$PY benchmarks/kernel_benchmark.py --data "$DATA" --scale 2 --presets paper --limit 8 \
-    --workers 1 --threads 2 --speed-steps 0 --out docs/benchmarks_kernel_paper_x2.md
+$PY benchmarks/calibrate_auto.py --data "$DATA" --cache "$CACHE/calibrate_auto.json" --out docs/calibration_auto.txt
+$PY benchmarks/calibrate_safety.py --out docs/calibration_safety.txt
 for s in 2 4; do
   # The estimated kernel as the API uses it (auto, with the safeguards), the true and the fixed one beside it.
   $PY benchmarks/sr_benchmark.py --data "$DATA" --scale $s --methods bicubic,closed-form \
       --kernels gt,estimated,constant --threads 2 --kernel-cache "$CACHE" --out docs/benchmarks_sr_x$s.md
 done
 $PY benchmarks/safety_benchmark.py --out docs/benchmarks_safety.md
-$PY benchmarks/microscopy_benchmark.py --estimators auto,learned,kernelnet,spots,edges --threads 2 \
+$PY benchmarks/microscopy_benchmark.py --estimators auto,learned,kernelnet,spots,lines,edges --threads 2 \
     --out docs/benchmarks_microscopy.md
+# Stacks from a seed no constant was chosen on (calibration uses seeds 10-15; development looked at 0-4).
+$PY benchmarks/microscopy_benchmark.py --estimators auto --seed 5 --n 24 --threads 2 \
+    --out docs/benchmarks_microscopy_unseen.md
 $PY benchmarks/samples_benchmark.py --threads 2 --out docs/benchmarks_samples.md
 $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet,zssr --kernels gt,estimated \
     --ids 2,13,27 --threads 2 --kernel-cache "$CACHE" --usrnet-weights "$WEIGHTS" \

@@ -78,3 +78,33 @@ def test_is_the_default_estimator() -> None:
     from napari_kernelgan.api import DEFAULT_ESTIMATOR
 
     assert DEFAULT_ESTIMATOR == "auto"
+
+
+def test_direct_measurements_decide_and_fluorescence_without_them_is_doubted() -> None:
+    learned, lines = np.diag([3.0, 3.0]), np.diag([1.0, 2.0])
+    members = [("learned", learned, 0.9), ("lines", lines, 0.4)]
+    cov, conf, info = auto.combine_members(members)
+    # a passing point or line measurement decides alone, without the indirect members' bias correction
+    np.testing.assert_allclose(cov, lines)
+    assert info["used"] == ["lines"] and info["overruled"] == ["learned"] and conf == pytest.approx(0.4)
+    # below its gate it is left out and the others decide
+    cov, _, info = auto.combine_members([("learned", learned, 0.9), ("lines", lines, 0.01)])
+    assert "lines" in info["skipped"] and info["used"] == ["learned"]
+    # the same indirect estimate on a photon-limited image is trusted less
+    _, plain, _ = auto.combine_members([("learned", learned, 0.9)])
+    _, doubted, _ = auto.combine_members([("learned", learned, 0.9)], photon_limited=True)
+    assert doubted == pytest.approx(auto.UNIDENTIFIABLE * plain)
+    assert auto.combine_members([])[0] is None
+
+
+def test_filaments_in_a_fluorescence_image_are_used(blurred: np.ndarray) -> None:
+    from napari_kernelgan.synthetic import degrade_microscopy, microscopy_scene
+
+    scene = microscopy_scene((256, 256), 3, kind="filaments")
+    lr = degrade_microscopy(scene, TRUE_K, 2, seed=0, photons=500, read_noise=1.5)
+    est = nk.estimate_kernel(lr, 2, estimator="auto", seed=0, threads=1)
+    assert est.extras["used"] == ["lines"] and est.extras["photon_limited"]
+    assert kernel_l1(est.kernel, TRUE_K) < 0.5 * kernel_l1(constant_gaussian(2), TRUE_K)
+    # a photograph is never read as filaments or spots
+    photo = nk.estimate_kernel(blurred, 2, estimator="auto", seed=0, threads=1)
+    assert not set(photo.extras["used"]) & set(auto.DECISIVE)

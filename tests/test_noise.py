@@ -54,6 +54,17 @@ def test_poisson_gaussian_on_a_camera_image():
     assert a_hat * (case.offset + 50) + b_hat == pytest.approx(true_var, rel=0.2)
 
 
+def test_photon_limited_tells_shot_noise_from_additive_noise():
+    from napari_kernelgan.physics.noise import photon_limited
+
+    case = microscopy_case(3, shape=(256, 256), kind="nuclei", photons=300)
+    assert photon_limited(case.lr.astype(np.float64)) is not None
+    clean = case.hr / case.hr.max()
+    gaussian = clean + np.random.default_rng(0).normal(0, 0.03, clean.shape)
+    assert photon_limited(gaussian) is None
+    assert photon_limited(np.full((64, 64), 3.0)) is None  # nothing to fit: not a claim of shot noise
+
+
 def test_anscombe_stabilises_and_inverts_without_bias():
     a, b = 1.5, 4.0
     rng = np.random.default_rng(0)

@@ -117,9 +117,14 @@ def test_explicit_arrays_keep_their_old_results_unless_safe():
 
 
 def test_confidence_floor_and_score():
-    assert confidence_floor(None) == pytest.approx(2.0)
-    assert confidence_floor(1.0) == 0.0 and confidence_floor(0.0) == pytest.approx(4.0)
+    f2 = _safety.FLOOR_SCALE[2]
+    assert confidence_floor(None) == pytest.approx(2.0 * f2)
+    assert confidence_floor(1.0) == 0.0 and confidence_floor(0.0) == pytest.approx(4.0 * f2)
     assert confidence_floor(0.2) > confidence_floor(0.8)
+    assert confidence_floor(0.5, scale=4) == pytest.approx(2.0 * _safety.FLOOR_SCALE[4])
+    # on a noisy image a doubted kernel raises the noise level itself; on a clean one the floor does it
+    assert _safety.doubt_factor(0.0, 10.0) == pytest.approx(1 + _safety.NOISE_DOUBT)
+    assert _safety.doubt_factor(1.0, 10.0) == 1.0 and _safety.doubt_factor(0.0, 0.0) == 1.0
     rng = np.random.default_rng(0)
     smooth = imresize(rng.random((1, 1, 40, 40)), 2, axes=(-2, -1))
     assert ringing_score(smooth, smooth) == pytest.approx(1.0)
@@ -127,5 +132,7 @@ def test_confidence_floor_and_score():
     assert ringing_score(ringing, smooth) > _safety.RINGING_LIMIT
     # a doubted kernel is checked more strictly than a trusted one
     assert _safety.ringing_limit(0.0) < _safety.ringing_limit(None) < _safety.ringing_limit(1.0)
+    # bicubic is smoother at ×4, so a correct deconvolution's ratio to it is higher there
+    assert _safety.ringing_limit(0.5, scale=4) == pytest.approx(_safety.RINGING_SCALE[4] * _safety.ringing_limit(0.5))
     with pytest.raises(BadOptionError, match="safe"):
         super_resolve(_u8(_hr()[:64, :64]), gaussian_kernel(13, 1.0), 2, safe="yes", **KW)

@@ -1,29 +1,39 @@
 """``auto``: several fast estimators, combined per image, with a confidence.
 
-Each member estimator (by default ``learned``, ``kernelnet`` and, on images
-with many isolated point sources, ``spots``; all fast) returns a ×2 kernel and,
-where it can, its own confidence. Every kernel is reduced to its
-2×2 covariance Σᵢ (HR pixels², :func:`~napari_kernelgan.physics.metrics.second_moments`);
-the covariances are averaged in the log-Euclidean metric (``log Σ = Σ wᵢ log Σᵢ``,
-which keeps the result positive definite and treats "twice as wide" and "half as
-wide" symmetrically) with weights ``wᵢ = priorᵢ · (ε + confidenceᵢ)``, then
-corrected for the members' common bias, ``Σ ← gain · Σ + offset · I``, and
-pulled a little towards the fixed Gaussian's covariance (``SHRINK``). The kernel
-is the anisotropic Gaussian of that covariance.
+Each member estimator (by default ``learned``, ``kernelnet``, ``spots`` and
+``lines``; all fast) returns a ×2 kernel and, where it can, its own confidence.
+Every kernel is reduced to its 2×2 covariance Σᵢ (HR pixels²,
+:func:`~napari_kernelgan.physics.metrics.second_moments`). The rule, in
+:func:`combine_members`:
 
-The **confidence** (in [0, 1]) combines two things one can see without the
-truth: how much the members agree (the weighted spread of their log-covariances
-around the combination; independent methods that fail tend to fail
-differently) and how sure each member says it is. Where no member can work
-(a flat or pure-noise image), the fixed Gaussian is returned with confidence 0.
+* **Direct measurements** (:data:`DECISIVE`: ``spots``, ``lines``): a point
+  source is the kernel, a thin line its projection. Where one passes its gate
+  (:data:`MIN_CONFIDENCE`), the passing ones alone give the kernel (their
+  log-Euclidean mean, no bias correction) and the confidence.
+* **Indirect readings** (``learned``, ``kernelnet``, others): the covariances are
+  averaged in the log-Euclidean metric (``log Σ = Σ wᵢ log Σᵢ``, which keeps the
+  result positive definite and treats "twice as wide" and "half as wide"
+  symmetrically) with weights ``wᵢ = priorᵢ · (ε + confidenceᵢ)``, then corrected
+  for the members' common bias, ``Σ ← gain · Σ + offset · I``, and pulled towards
+  the fixed Gaussian's covariance as the confidence falls below
+  :data:`FULL_TRUST`. The **confidence** combines how much the members agree (the
+  weighted spread of their log-covariances around the combination; independent
+  methods that fail tend to fail differently) and how sure each says it is; in a
+  photon-limited (fluorescence) image it is scaled by :data:`UNIDENTIFIABLE`,
+  because there the objects' own softness (a nucleus rim) reads as blur.
 
-The prior weights and the bias correction are fitted by
-``benchmarks/calibrate_auto.py`` with two-fold cross-validation on the DIV2KRK
-development images (fit on the odd-numbered images, measure on the even ones
-and the other way round); the constants below are the fit on all of them,
-which that script prints together with the held-out figures. DIV2KRK has no
-point sources, so the weight and gate of ``spots`` come from the generated
-microscopy of ``benchmarks/microscopy_benchmark.py`` instead.
+The kernel is the anisotropic Gaussian of the combined covariance. Where no
+member can work (a flat or pure-noise image), the fixed Gaussian is returned
+with confidence 0.
+
+The prior weights, the bias correction, the shrinkage and the gates are fitted
+by ``benchmarks/calibrate_auto.py`` with two-fold cross-validation on the
+DIV2KRK development images (fit on the odd-numbered images, measure on the even
+ones and the other way round) and on generated fluorescence (by seed); the
+constants below are the fit on all of them, which that script prints together
+with the held-out figures. DIV2KRK has no point or line sources, so the weights
+of ``spots`` and ``lines`` are kept high (a direct measurement) and only their
+gates are fitted, on the fluorescence cases.
 """
 from __future__ import annotations
 
@@ -42,14 +52,22 @@ from ..registry import ESTIMATORS, register
 from ..types import KernelEstimate, Progress
 from ..vocabulary import KERNEL_SIZE, Stage
 
-DEFAULT_MEMBERS = "learned,kernelnet,spots"
-PRIOR_WEIGHTS: dict[str, float] = {"learned": 2.0, "kernelnet": 0.5, "edges": 0.0, "spots": 8.0}
+DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
+PRIOR_WEIGHTS: dict[str, float] = {"learned": 2.0, "kernelnet": 0.5, "edges": 0.0, "spots": 8.0, "lines": 8.0}
 # A member below its gate is left out: point sources are decisive where there are many consistent ones
 # (beads, puncta) and meaningless elsewhere (natural images give spots a confidence of 0–0.2).
-MIN_CONFIDENCE: dict[str, float] = {"spots": 0.3}
+MIN_CONFIDENCE: dict[str, float] = {"spots": 0.3, "lines": 0.1}
+# Members that measure the blur directly (a point source is the PSF, a thin line its projection): where one
+# passes its gate, the kernel comes from those alone; the others read the objects' own softness as blur.
+DECISIVE = ("spots", "lines")
+# In a photon-limited (fluorescence) image with no point or line sources the blur cannot be told from the
+# objects' own smoothness (a nucleus rim is soft): the confidence is scaled by this.
+UNIDENTIFIABLE = 0.5
 GAIN = 1.2          # Σ ← GAIN·Σ + OFFSET·I, the members' common bias (HR px²)
 OFFSET = -0.3
 SHRINK = 1.0        # log Σ ← log Σ₀ + SHRINK·(log Σ − log Σ₀), towards the fixed Gaussian's Σ₀ (1: none)
+FULL_TRUST = 0.1    # below this confidence the shrinkage grows: amount SHRINK·c / FULL_TRUST (0: off)
+MIN_VARIANCE = 0.05 # HR px²: the narrowest axis a corrected covariance may have
 AGREEMENT_SCALE = 0.35   # log-covariance spread at which agreement falls to 1/e
 MEMBER_CONFIDENCE = 0.5  # assumed for a member that reports none
 EPS = 0.05
@@ -88,6 +106,55 @@ def confidence_from(spread: float, member_confidences: list[float], weights: lis
     return float(np.clip(own * agreement, 0.0, 1.0))
 
 
+def combine_members(results: list[tuple[str, np.ndarray, float]], *, photon_limited: bool = False,
+                    weights: dict[str, float] | None = None, gates: dict[str, float] | None = None,
+                    gain: float = GAIN, offset: float = OFFSET,
+                    shrink: float = SHRINK, agreement_scale: float = AGREEMENT_SCALE,
+                    full_trust: float = FULL_TRUST) -> tuple[np.ndarray | None, float, dict[str, Any]]:
+    """The combined ×2 covariance (``None``: no member usable, use the fixed Gaussian) and confidence from
+    the members' ``(name, covariance, confidence)``, and what was used, skipped or overruled.
+
+    The one place the combination rule lives: :func:`auto` and ``benchmarks/calibrate_auto.py`` call it.
+    """
+    prior = PRIOR_WEIGHTS if weights is None else weights
+    gate = MIN_CONFIDENCE if gates is None else gates
+    kept: list[tuple[str, np.ndarray, float]] = []
+    skipped: dict[str, str] = {}
+    for name, cov, conf in results:
+        if conf < gate.get(name, 0.0):
+            skipped[name] = f"confidence {conf:.2f} below its gate"
+        elif prior.get(name, 1.0) <= 0:
+            skipped[name] = "weight 0"
+        else:
+            kept.append((name, cov, conf))
+    decisive = [m for m in kept if m[0] in DECISIVE]
+    overruled = [m[0] for m in kept if m[0] not in DECISIVE] if decisive else []
+    members = decisive or kept
+    info: dict[str, Any] = {"used": [m[0] for m in members], "skipped": skipped, "overruled": overruled}
+    if not members:
+        info["spread"] = float("nan")
+        return None, 0.0, info
+    w = [prior.get(name, 1.0) * (EPS + conf) for name, _, conf in members]
+    confs = [conf for *_, conf in members]
+    cov, spread = combine_covariances([c for _, c, _ in members], w)
+    info["spread"] = spread
+    if decisive:
+        # A direct measurement: no bias correction (that is the other members' bias), and its own
+        # confidence already says how well its many point or line samples agree.
+        wn = np.asarray(w) / np.sum(w)
+        confidence = float(np.dot(wn, confs)) * (math.exp(-spread / agreement_scale) if len(members) > 1 else 1.0)
+        return cov, float(np.clip(confidence, 0.0, 1.0)), info
+    confidence = confidence_from(spread, confs, w, len(members), agreement_scale)
+    if photon_limited:
+        confidence *= UNIDENTIFIABLE
+    # A negative offset must not leave a non-positive variance on a very narrow estimate.
+    vals, vecs = np.linalg.eigh(gain * cov + offset * np.eye(2))
+    cov = (vecs * np.maximum(vals, MIN_VARIANCE)) @ vecs.T
+    # The less the estimate can be trusted, the closer to the typical kernel (the prior's mean).
+    amount = shrink * (min(1.0, confidence / full_trust) if full_trust > 0 else 1.0)
+    return shrink_towards_prior(cov, amount), confidence, info
+
+
 def _members(text: str) -> list[str]:
     names = [n.strip() for n in str(text).split(",") if n.strip()]
     if not names:
@@ -98,6 +165,14 @@ def _members(text: str) -> list[str]:
         if n not in ESTIMATORS.unavailable:
             ESTIMATORS.get(n)  # a misspelt member fails here, before any work
     return names
+
+
+def _photon_limited(frames: np.ndarray) -> bool:
+    """Whether shot noise dominates the middle frame (:func:`~napari_kernelgan.physics.noise.photon_limited`)."""
+    from ..physics.noise import photon_limited
+
+    frame = np.asarray(frames[len(frames) // 2], dtype=np.float64).mean(0)
+    return photon_limited(frame) is not None
 
 
 @register("auto", kind="estimator", summary="Automatic (a few seconds): combines the fast estimators per image "
@@ -115,10 +190,8 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         raise BadOptionError(f"auto: size must be an odd integer of at least 3, got {size}")
     names = _members(members)
     start = time.perf_counter()
-    covs: list[np.ndarray] = []
-    confs: list[float] = []
-    weights: list[float] = []
-    used: dict[str, Any] = {}
+    results: list[tuple[str, np.ndarray, float]] = []
+    elapsed: dict[str, float] = {}
     skipped: dict[str, str] = {}
     for i, name in enumerate(names):
         yield Progress(i * STEPS_PER_MEMBER, STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
@@ -144,29 +217,23 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         finally:
             member.close()
         conf = MEMBER_CONFIDENCE if est.confidence is None else float(est.confidence)
-        if conf < MIN_CONFIDENCE.get(name, 0.0) or PRIOR_WEIGHTS.get(name, 1.0) <= 0:
-            skipped[name] = f"confidence {conf:.2f} below its gate" if conf < MIN_CONFIDENCE.get(name, 0.0) \
-                else "weight 0"
-            continue
-        cov = second_moments(est.kernel)
-        covs.append(cov)
-        confs.append(conf)
-        weights.append(PRIOR_WEIGHTS.get(name, 1.0) * (EPS + conf))
-        used[name] = {"covariance": cov.round(4).tolist(), "confidence": round(conf, 3),
-                      "elapsed_s": round(time.perf_counter() - start, 3)}
-    if not covs:
+        results.append((name, second_moments(est.kernel), conf))
+        elapsed[name] = round(time.perf_counter() - start, 3)
+    photon_limited = _photon_limited(frames)
+    cov, confidence, info = combine_members(results, photon_limited=photon_limited)
+    skipped.update(info.pop("skipped"))
+    used = {name: {"covariance": c.round(4).tolist(), "confidence": round(conf, 3), "elapsed_s": elapsed[name]}
+            for name, c, conf in results if name in info["used"]}
+    if cov is None:
         kernel = constant_gaussian(2) if size == KERNEL_SIZE else gaussian_from_covariance(
             second_moments(constant_gaussian(2)), int(size))
-        confidence, spread, cov = 0.0, float("nan"), second_moments(kernel)
+        cov = second_moments(kernel)
     else:
-        cov, spread = combine_covariances(covs, weights)
-        cov = shrink_towards_prior(GAIN * cov + OFFSET * np.eye(2))
         kernel = gaussian_from_covariance(cov, int(size))
-        confidence = confidence_from(spread, confs, weights, len(covs))
     yield Progress(STEPS_PER_MEMBER * len(names), STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
                    stage=Stage.ESTIMATE, kernel=kernel,
                    message=f"auto: combined {', '.join(used) or 'nothing (fixed Gaussian)'}")
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device="cpu", seed=seed, confidence=confidence,
                           extras={"covariance": np.asarray(cov).round(4).tolist(), "members": used,
-                                  "skipped": skipped, "spread": spread})
+                                  "skipped": skipped, "photon_limited": photon_limited, **info})

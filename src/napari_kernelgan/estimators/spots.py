@@ -174,7 +174,7 @@ def fit_spot(window: np.ndarray, variance: np.ndarray) -> dict[str, Any] | None:
 
     try:
         sol = optimize.least_squares(residual, p0, method="lm", max_nfev=120, x_scale="jac")
-    except (ValueError, np.linalg.LinAlgError):
+    except (ValueError, OverflowError, np.linalg.LinAlgError):
         return None
     bg, amp, my, mx, q1, l2, q3 = sol.x
     l1, l3 = math.exp(q1), math.exp(q3)
@@ -281,6 +281,36 @@ def lr_to_x2_covariance(cov_lr: np.ndarray, scale: int) -> np.ndarray:
     raise BadOptionError(f"spots: scale must be 2 or 4, got {scale}")
 
 
+def check_options(name: str, *, min_snr: float, count: float, count_option: str, min_count: int,
+                  size: float) -> None:
+    """The option checks the direct-measurement estimators (``spots``, ``lines``) share."""
+    if not min_snr > 0:
+        raise BadOptionError(f"{name}: min_snr must be positive, got {min_snr}")
+    if int(count) != count or count < min_count:
+        raise BadOptionError(f"{name}: {count_option} must be an integer of at least {min_count}, got {count}")
+    if int(size) != size or size < 3 or size % 2 == 0:
+        raise BadOptionError(f"{name}: size must be an odd integer of at least 3, got {size}")
+
+
+def no_measurement(message: str, require: bool, size: int,
+                   extras: dict[str, Any]) -> tuple[np.ndarray, float, np.ndarray]:
+    """Nothing to measure: raise with ``message`` where ``require``, else the fixed broad Gaussian
+    (kernel, confidence 0, covariance), recorded in ``extras``."""
+    if require:
+        raise BadInputError(message)
+    extras.update(fallback=True, message=message)
+    return gaussian_kernel(int(size), FALLBACK_SIGMA), 0.0, np.eye(2) * FALLBACK_SIGMA ** 2
+
+
+def measured_estimate(kernel: np.ndarray, cov: np.ndarray, confidence: float, extras: dict[str, Any],
+                      start: float, seed: int) -> KernelEstimate:
+    """The :class:`KernelEstimate` of a direct measurement (CPU, no training, no D-map)."""
+    extras["covariance"] = np.asarray(cov).tolist()
+    return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
+                          elapsed=time.perf_counter() - start, device="cpu", seed=seed, extras=extras,
+                          confidence=confidence)
+
+
 def spot_confidence(n_spots: int, spread: float) -> float:
     """Grows with the number of agreeing spots and falls with the standard error of their mean.
 
@@ -308,14 +338,10 @@ def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
           max_spots: int = MAX_SPOTS, require_spots: bool = False,
           size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
     """×2 kernel from isolated point-like spots (beads, puncta); deterministic, runs on the CPU."""
-    if not min_snr > 0:
-        raise BadOptionError(f"spots: min_snr must be positive, got {min_snr}")
+    check_options("spots", min_snr=min_snr, count=max_spots, count_option="max_spots", min_count=MIN_SPOTS,
+                  size=size)
     if not isolation >= 1:
         raise BadOptionError(f"spots: isolation must be at least 1 LR pixel, got {isolation}")
-    if int(max_spots) != max_spots or max_spots < MIN_SPOTS:
-        raise BadOptionError(f"spots: max_spots must be an integer of at least {MIN_SPOTS}, got {max_spots}")
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"spots: size must be an odd integer of at least 3, got {size}")
     every = max(1, int(report_every))
     start = time.perf_counter()
     grays = _gray_frames(frames)
@@ -356,17 +382,12 @@ def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
         message = (f"no isolated point-like spots found ({len(kept)} usable of {counts['candidates']} candidates, "
                    f"{MIN_SPOTS} needed); use an image of sub-resolution beads or puncta, lower min_snr, or another "
                    f"estimator such as 'edges' or 'kernelgan'")
-        if require_spots:
-            raise BadInputError(message)
-        kernel = gaussian_kernel(int(size), FALLBACK_SIGMA)
-        confidence = 0.0
-        cov = np.eye(2) * FALLBACK_SIGMA ** 2
-        extras.update(fallback=True, message=message)
+        kernel, confidence, cov = no_measurement(message, require_spots, int(size), extras)
     else:
         yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
                        message=f"joint fit of {len(kept)} spots")
         # A failed joint fit keeps the robust average of the per-spot fits.
-        with contextlib.suppress(ValueError, np.linalg.LinAlgError):
+        with contextlib.suppress(ValueError, OverflowError, np.linalg.LinAlgError):
             cov_lr = joint_fit(kept, cov_lr)
         cov = lr_to_x2_covariance(cov_lr, int(scale))
         kernel = gaussian_from_covariance(cov, int(size))
@@ -376,9 +397,6 @@ def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
         confidence = spot_confidence(len(kept), spread) * min(1.0, purity / PURITY_FULL)
         extras["purity"] = round(purity, 3)
         extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=spread)
-    extras["covariance"] = np.asarray(cov).tolist()
     yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
                    message=f"kernel from {len(kept)} spots" if not extras["fallback"] else "no usable spots")
-    return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
-                          elapsed=time.perf_counter() - start, device="cpu", seed=seed, extras=extras,
-                          confidence=confidence)
+    return measured_estimate(kernel, cov, confidence, extras, start, seed)

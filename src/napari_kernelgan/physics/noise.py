@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..errors import BadInputError
 
-__all__ = ["estimate_noise_sigma", "estimate_poisson_gaussian", "anscombe", "inverse_anscombe"]
+__all__ = ["estimate_noise_sigma", "estimate_poisson_gaussian", "photon_limited", "anscombe", "inverse_anscombe"]
 
 # Immerkær's mask: zero response to planes and to the quadratic x², y² terms; Σ w² = 36.
 _MASK = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]) / 6.0
@@ -210,6 +210,31 @@ def estimate_poisson_gaussian(image: np.ndarray, *, n_levels: int | None = None)
     # var of a variance estimate from n samples ∝ var² / n: weight accordingly (variance floor keeps
     # the darkest level, near zero variance, from dominating).
     return _fit_levels(means, variances, counts)
+
+
+SHOT_NOISE_MIN = 0.005
+"""Shot noise (at the signal-weighted mean level) below this fraction of the image's range is not
+photon-limited imaging: a clean 8-bit photograph's faint signal-dependent noise stays near 0.2 %."""
+
+
+def photon_limited(image: np.ndarray) -> tuple[float, float] | None:
+    """``(a, b)`` of :func:`estimate_poisson_gaussian` where signal-dependent (shot) noise dominates at
+    the image's mean level (``a·mean > b``) and is large enough to matter (at least
+    :data:`SHOT_NOISE_MIN` of the 1st–99th percentile range at the signal-weighted mean level
+    ``E[z²]/E[z]``), as in a photon-limited fluorescence image; else ``None`` (also where the fit is
+    impossible)."""
+    try:
+        a, b = estimate_poisson_gaussian(image)
+    except BadInputError:
+        return None
+    arr = np.asarray(image, dtype=np.float64)
+    mean = float(arr.mean())
+    if not (a > 0 and a * mean > max(b, 0.0)):
+        return None
+    lo, hi = np.percentile(arr, [1, 99])
+    z = np.clip(arr - lo, 0.0, None)
+    level = lo + float((z ** 2).sum() / max(float(z.sum()), 1e-12))
+    return (a, b) if np.sqrt(a * level) >= SHOT_NOISE_MIN * max(hi - lo, 1e-12) else None
 
 
 def _fit_levels(means: np.ndarray, variances: np.ndarray, counts: np.ndarray) -> tuple[float, float]:

@@ -7,43 +7,52 @@ far below plain bicubic interpolation. :func:`iter_safe_sr` wraps any
 registered SR method so that this does not happen silently:
 
 1. **Noise.** The noise level of the input is measured
-   (:func:`~napari_kernelgan.physics.noise.estimate_noise_sigma`, and the
-   Poisson–Gaussian model of :func:`~napari_kernelgan.physics.noise.estimate_poisson_gaussian`
-   where the noise grows with the signal: the RMS noise over the image is used
-   then) and becomes the method's noise option (``sigma`` / ``noise_level``)
-   unless the caller set it. Where that noise dominates, the closed-form TV
-   prior's weight per unit of noise (``tv_scale``) is raised from 0.4 (tuned for
-   clean 8-bit images) to 0.8: measured on noisy synthetic images (scikit-image
-   samples, σ = 3 and 10, Gaussian and Poisson noise), 0.7–1.0 gain 1–2 dB over
-   0.4 there, while 0.4 stays best on clean images.
-2. **Confidence.** The method's noise option never goes below a floor that
-   grows as the kernel's confidence falls: ``floor = s_b · (1 − c) / (1 − ½)``,
-   with ``s_b`` the method's blind default (2 for closed-form), so a kernel of
-   unknown confidence (``None``, taken as ½) gets exactly the blind default and
-   a fully trusted one (``c = 1``) only the measured noise.
+   (:func:`~napari_kernelgan.physics.noise.estimate_noise_sigma`; where shot
+   noise dominates, :func:`~napari_kernelgan.physics.noise.photon_limited`, the
+   Poisson–Gaussian noise at the signal-weighted mean level, i.e. on the bright
+   objects, see :func:`measure_noise`) and becomes the method's noise option
+   (``sigma`` / ``noise_level``) unless the caller set it. Where that noise
+   dominates, the closed-form TV prior's weight per unit of noise (``tv_scale``)
+   is raised from 0.4 (tuned for clean 8-bit images) to 0.8: measured on noisy
+   synthetic images (scikit-image samples, σ = 3 and 10, Gaussian and Poisson
+   noise), 0.7–1.0 gain 1–2 dB over 0.4 there, while 0.4 stays best on clean
+   images.
+2. **Confidence.** The noise option grows as the kernel's confidence ``c``
+   falls, in two ways. On a clean image it never goes below the floor
+   ``s_b · FLOOR_SCALE[s] · (1 − c) / (1 − ½)`` (:func:`confidence_floor`), with
+   ``s_b`` the method's blind default (2 for closed-form). On a noisy image
+   (from a measured noise of 2/255) the measured noise is multiplied by
+   ``1 + NOISE_DOUBT · (1 − c)`` (:func:`doubt_factor`): there a wrong kernel
+   harms through the noise, and the harm grows with the noise.
 3. **Check and escalation.** Ringing and amplified noise raise the total
    variation; sharpening a monotone edge does not. The check compares the
    SR output's total variation with that of bicubic interpolation, block by
    block (48×48 HR pixels, blocks with structure only), and takes the 90th
    percentile of the ratios (:func:`ringing_score`), so that a region where the
    kernel is wrong (a spatially varying blur) is not averaged away. Above
-   :func:`ringing_limit` (2.0 for a trusted kernel on a clean image, 1.4 at
-   confidence 0 or from a measured noise of 2/255) the
-   noise level is raised by :data:`LADDER_FACTOR` and the SR run again, up to
-   :data:`LADDER_STEPS` times; if the last step still fails, the result is
-   bicubic interpolation, with an :class:`UnsafeSRWarning` and
+   :func:`ringing_limit` (at ×2: 2.0 for a trusted kernel on a clean image, 1.4
+   at confidence 0 or from a measured noise of 2/255; ``RINGING_SCALE[s]`` times
+   that at other scales, since bicubic interpolation is smoother the larger the
+   scale) the noise level is raised by :data:`LADDER_FACTOR` and the SR run
+   again, up to :data:`LADDER_STEPS` times; if the last step still fails, the
+   result is bicubic interpolation, with an :class:`UnsafeSRWarning` and
    ``"fallback": "bicubic"`` and the reason in the result's options.
    On large images the steps are tried on a few windows (a 3×3 grid of 96×96
    LR windows) and only the chosen one runs on the whole image.
 
-The limit and the ladder were chosen on synthetic data (scikit-image sample
+The ×2 limits and the ladder were chosen on synthetic data (scikit-image sample
 images blurred with random DIV2KRK-protocol kernels, the true kernel against one
 with twice its covariance), not on DIV2KRK: with the true kernel the score stays
 at 1.3–1.6 at the blind noise floor (grass-like texture up to 2.0), with a
 too-wide kernel it is 2.2–4.5, so a trusted kernel's limit sits at 2.0, between
-the two; a kernel its estimator doubts gets a limit down to 1.4 (a limit that
-low for every kernel escalated good kernels and cost about 1 dB on DIV2KRK
-crops); ``benchmarks/safety_benchmark.py`` reports the result on DIV2KRK.
+the two; a kernel its estimator doubts gets a limit down to 1.4.
+:data:`FLOOR_SCALE`, :data:`RINGING_SCALE` and :data:`NOISE_DOUBT` are fitted by
+``benchmarks/calibrate_safety.py`` (two-fold cross-validation on generated data
+only: scikit-image photographs and dead leaves with the ``auto`` kernel, once
+uniformly blurred and once half sharp, half blurred, and generated noisy
+fluorescence; output in ``docs/calibration_safety.txt``);
+``benchmarks/safety_benchmark.py`` and ``benchmarks/sr_benchmark.py`` report the
+result on DIV2KRK.
 """
 from __future__ import annotations
 
@@ -52,19 +61,22 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
-from ..errors import BadInputError
 from ..physics.resize import imresize
 from ..types import Progress
 
-__all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "LADDER_FACTOR", "LADDER_STEPS",
-           "NOISE_KEYS", "measure_noise", "confidence_floor", "ringing_limit", "noise_tv_scale", "ringing_score",
-           "iter_safe_sr"]
+__all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
+           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "measure_noise", "confidence_floor", "doubt_factor",
+           "ringing_limit", "noise_tv_scale", "ringing_score", "iter_safe_sr"]
 
 NEUTRAL_CONFIDENCE = 0.5   # what a kernel estimate without a confidence counts as
 RINGING_LIMIT = 2.0        # highest accepted 90th-percentile block TV ratio of SR over bicubic, for a trusted kernel
 RINGING_LIMIT_UNSURE = 1.4  # the same for a kernel of confidence 0 (in between: linear in the confidence)
 NOISY_SIGMA = 2.0          # [0, 255]; from this measured noise on, the strict limit holds whatever the confidence
+NOISE_DOUBT = 2.0          # see doubt_factor; fitted by benchmarks/calibrate_safety.py
+RINGING_SCALE = {2: 1.0, 4: 2.0}  # the ringing limit per SR scale, relative to ×2 (same script)
+FLOOR_SCALE = {2: 0.5, 4: 1.0}    # the confidence floor per SR scale, relative to the blind default (same script)
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
 LADDER_STEPS = 2           # escalation steps before falling back to bicubic
 NOISE_KEYS = ("sigma", "noise_level")   # the noise option of closed-form, USRNet
@@ -85,11 +97,12 @@ def measure_noise(frames: np.ndarray) -> dict[str, Any]:
 
     Measured on the middle frame (a centre crop of at most 512×512). Where the
     Poisson–Gaussian fit says the noise grows with the signal (its signal
-    part dominates at the mean intensity), σ is the RMS noise over the crop,
-    ``√(a·mean + b)``, which the flat-region Gaussian estimate (dark background
-    in fluorescence) would underrate.
+    part dominates at the mean intensity), σ is the noise at the
+    signal-weighted mean level, ``√(a·E[z²]/E[z] + b)``: the noise on the
+    bright objects, which the flat-region Gaussian estimate (dark background
+    in fluorescence) and the RMS over the crop would underrate.
     """
-    from ..physics.noise import estimate_noise_sigma, estimate_poisson_gaussian
+    from ..physics.noise import estimate_noise_sigma, photon_limited
 
     frame = np.asarray(frames[frames.shape[0] // 2], dtype=np.float64)
     h, w = frame.shape[-2:]
@@ -97,35 +110,53 @@ def measure_noise(frames: np.ndarray) -> dict[str, Any]:
     crop = frame[:, r0:r0 + NOISE_CROP, c0:c0 + NOISE_CROP]
     sigma = float(estimate_noise_sigma(crop))
     model = "gaussian"
-    try:
-        a, b = estimate_poisson_gaussian(crop)
-    except BadInputError:
-        a, b = 0.0, sigma ** 2
-    mean = float(crop.mean())
-    if a > 0 and a * mean > max(b, 0.0):
-        rms = float(np.sqrt(max(a * mean + b, 0.0)))
-        if rms > sigma:
-            sigma, model = rms, "poisson-gaussian"
+    shot = photon_limited(crop)
+    if shot is not None:
+        # The noise that matters is where the structure is: the bright objects of a fluorescence image,
+        # not its dark background. The signal-weighted mean level E[z²]/E[z] stands for them.
+        a, b = shot
+        smooth = np.clip(ndimage.uniform_filter(crop, size=(1, 3, 3)), 0.0, None)
+        level = float((smooth ** 2).sum() / max(float(smooth.sum()), 1e-12))
+        structured = float(np.sqrt(max(a * level + b, 0.0)))
+        if structured > sigma:
+            sigma, model = structured, "poisson-gaussian"
     return {"noise_sigma": 255.0 * sigma, "noise_model": model}
 
 
-def confidence_floor(confidence: float | None, blind_sigma: float = DEFAULT_BLIND_SIGMA) -> float:
-    """Lowest noise level ([0, 255]) SR may use with a kernel of this confidence (``None``: neutral)."""
+def confidence_floor(confidence: float | None, blind_sigma: float = DEFAULT_BLIND_SIGMA, scale: int = 2) -> float:
+    """Lowest noise level ([0, 255]) SR may use with a kernel of this confidence (``None``: neutral) at
+    this scale (:data:`FLOOR_SCALE`)."""
     c = NEUTRAL_CONFIDENCE if confidence is None else float(np.clip(confidence, 0.0, 1.0))
-    return float(blind_sigma) * (1.0 - c) / (1.0 - NEUTRAL_CONFIDENCE)
+    return float(blind_sigma) * FLOOR_SCALE.get(int(scale), 1.0) * (1.0 - c) / (1.0 - NEUTRAL_CONFIDENCE)
 
 
-def ringing_limit(confidence: float | None, noise_sigma: float = 0.0) -> float:
+def doubt_factor(confidence: float | None, noise_sigma: float) -> float:
+    """Multiplier of the measured noise level for a kernel of this confidence on a noisy image.
+
+    On a noisy image a wrong kernel does its harm through the noise: the data term trusts a blur that
+    is not there and the sharpened noise and over-sharpened smooth objects look like structure, which
+    the TV-ratio check cannot tell from real detail. Where the noise reaches :data:`NOISY_SIGMA` the
+    noise level is raised by ``1 + NOISE_DOUBT·(1 − c)``; on clean images the additive
+    :func:`confidence_floor` does this job.
+    """
+    c = NEUTRAL_CONFIDENCE if confidence is None else float(np.clip(confidence, 0.0, 1.0))
+    noisy = float(np.clip(noise_sigma / NOISY_SIGMA, 0.0, 1.0))
+    return 1.0 + NOISE_DOUBT * (1.0 - c) * noisy
+
+
+def ringing_limit(confidence: float | None, noise_sigma: float = 0.0, scale: int = 2) -> float:
     """The highest accepted :func:`ringing_score` for a kernel of this confidence (``None``: neutral) on
-    an image with this measured noise ([0, 255]).
+    an image with this measured noise ([0, 255]) at this SR scale.
 
     The confidence speaks for the kernel only: it relaxes the limit on clean images, where a high
     score means ringing, and not where the noise reaches :data:`NOISY_SIGMA`, where a high score
-    means amplified noise whatever the kernel.
+    means amplified noise whatever the kernel. Bicubic interpolation is smoother the larger the
+    scale, so a correct deconvolution's TV ratio to it grows with the scale: :data:`RINGING_SCALE`.
     """
     c = NEUTRAL_CONFIDENCE if confidence is None else float(np.clip(confidence, 0.0, 1.0))
     clean = float(np.clip(1.0 - noise_sigma / NOISY_SIGMA, 0.0, 1.0))
-    return RINGING_LIMIT_UNSURE + (RINGING_LIMIT - RINGING_LIMIT_UNSURE) * c * clean
+    limit = RINGING_LIMIT_UNSURE + (RINGING_LIMIT - RINGING_LIMIT_UNSURE) * c * clean
+    return limit * RINGING_SCALE.get(int(scale), 1.0)
 
 
 def noise_tv_scale(noise_sigma: float) -> float:
@@ -205,10 +236,11 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
     levels: list[float | None] = [None]
     if key is not None and key not in given:
         blind_sigma = float(spec.blind_defaults.get(key, DEFAULT_BLIND_SIGMA))
-        base = max(noise["noise_sigma"], confidence_floor(confidence, blind_sigma))
+        base = max(noise["noise_sigma"] * doubt_factor(confidence, noise["noise_sigma"]),
+                   confidence_floor(confidence, blind_sigma, scale))
         start = max(base, 1.0)
         levels = [base] + [start * LADDER_FACTOR ** i for i in range(1, LADDER_STEPS + 1)]
-    limit = ringing_limit(confidence, noise["noise_sigma"])
+    limit = ringing_limit(confidence, noise["noise_sigma"], scale)
     probe, whole = _probe(frames)
     bic_probe = _bicubic(probe, scale)
     chosen: dict[str, Any] | None = None

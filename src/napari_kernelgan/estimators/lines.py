@@ -1,0 +1,341 @@
+"""Thin-line kernel estimation: sub-resolution filaments carry the point-spread function's projections.
+
+Principle (the line-spread function of optical testing): a filament much
+thinner than the blur is a line delta in the HR scene, so across it the LR
+image shows the kernel *integrated along the line*, i.e. the kernel's marginal
+in the line's normal direction ``n``. For an anisotropic Gaussian kernel that
+marginal is a Gaussian of variance ``nᵀΣn``. The same point-sampling argument
+as for isolated spots (:mod:`~napari_kernelgan.estimators.spots`) gives
+``nᵀΣ_LR n`` with ``Σ_LR = Σ_k / s²`` on the LR grid. One filament direction
+fixes one projection; filaments in at least three directions (microtubules,
+actin, neurites, vessels) fix the whole 2×2 covariance, which a robust linear
+least-squares fit over all line samples recovers.
+
+Steps: noise model (Poisson–Gaussian); ridge candidates where the Hessian of
+the Gaussian-smoothed image has one strongly negative eigenvalue and one near
+zero (a bright line, not a blob or an edge), on the ridge's centre line,
+thinned to a few pixels apart; each candidate gets a weighted fit of
+``bg + g·d + A·exp(−½ (d − μ)² / v)`` on the pixels of a short strip across
+the line (``d``: signed distance to the line, point-sampled), with the normal
+angle free; fits the noise cannot explain (crossings, edges, blobs) are
+dropped; then ``v_i = n_iᵀ Σ_LR n_i`` is solved for ``Σ_LR`` with Huber
+weights.
+
+Images without enough usable line samples, or whose lines all run the same
+way: the fixed broad Gaussian (``constant_gaussian(2)``) with
+``confidence = 0`` and ``extras["fallback"] = True``, or with
+``require_lines=True`` a :class:`~napari_kernelgan.errors.BadInputError`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage, optimize
+
+from ..errors import BadOptionError
+from ..physics.kernels import gaussian_from_covariance
+from ..registry import register
+from ..types import KernelEstimate, Progress
+from ..vocabulary import KERNEL_SIZE, Stage
+from .spots import (
+    MAX_VARIANCE_LR,
+    MIN_VARIANCE_LR,
+    _gray_frames,
+    _variance,
+    check_options,
+    lr_to_x2_covariance,
+    measured_estimate,
+    no_measurement,
+    noise_model,
+)
+
+DETECT_SIGMA = 1.0     # Hessian scale in LR pixels
+MIN_SNR = 6.0          # ridge response over its noise standard deviation
+LINE_RATIO = 0.35      # |λ_along| / |λ_across| above this is a blob or a junction, not a line
+HALF_WIDTH = 4         # LR pixels across the line in a fit strip
+HALF_LENGTH = 2        # LR pixels along the line in a fit strip
+SPACING = 4.0          # LR pixels between line samples
+MAX_SAMPLES = 400
+MIN_SAMPLES = 12
+MAX_CHI2 = 2.5
+SPREAD_SCALE = 0.15    # median relative misfit of the line samples at which confidence falls to 1/e
+CHI2_OK = 4.0          # median reduced χ² of the line fits up to which confidence is not reduced
+DARK_LEVEL = 0.5       # lines whose background reaches this fraction of the image's range get confidence 0
+PURITY_FULL = 0.3      # share of candidates kept as line samples above which confidence is not reduced
+COVERAGE_FULL = 0.5    # direction coverage of uniformly spread lines (1: every direction equally)
+REPORT_EVERY = 50
+EARLY_LOOK = 40        # after this many candidates in a frame, stop if fewer than
+EARLY_FRACTION = 0.3   # this fraction fitted as lines (natural images: edges and texture, not filaments)
+EARLY_CHI2 = 5.0       # ... counting only fits with χ² below this many times CHI2_OK, on a dark background
+
+_HESSIAN_NOISE: float | None = None
+
+
+def _hessian(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = DETECT_SIGMA
+    hyy = s * s * ndimage.gaussian_filter(gray, s, order=(2, 0), mode="reflect")
+    hxx = s * s * ndimage.gaussian_filter(gray, s, order=(0, 2), mode="reflect")
+    hyx = s * s * ndimage.gaussian_filter(gray, s, order=(1, 1), mode="reflect")
+    return hyy, hyx, hxx
+
+
+def _hessian_noise_gain() -> float:
+    """Std of one scale-normalised second derivative on unit white noise (measured once, fixed seed)."""
+    global _HESSIAN_NOISE
+    if _HESSIAN_NOISE is None:
+        hyy, _, _ = _hessian(np.random.default_rng(0).standard_normal((256, 256)))
+        _HESSIAN_NOISE = float(hyy[8:-8, 8:-8].std())
+    return _HESSIAN_NOISE
+
+
+def detect_ridges(gray: np.ndarray, model: tuple[float, float], *, min_snr: float = MIN_SNR,
+                  spacing: float = SPACING, max_samples: int = MAX_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-line samples of bright thin lines: (row, col) and the normal angle (radians, in (y, x)).
+
+    Strongest first, at least ``spacing`` LR pixels apart.
+    """
+    hyy, hyx, hxx = _hessian(gray)
+    half_trace = 0.5 * (hyy + hxx)
+    root = np.sqrt(0.25 * (hyy - hxx) ** 2 + hyx ** 2)
+    across, along = half_trace - root, half_trace + root   # across: the most negative eigenvalue
+    # atan2(2b, a − c) / 2 is the direction of the larger eigenvalue (``along``); the normal is 90° from it
+    angle = 0.5 * np.arctan2(2 * hyx, hyy - hxx) + 0.5 * np.pi
+    ny, nx = np.cos(angle), np.sin(angle)
+    floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
+    local_std = np.sqrt(_variance(ndimage.uniform_filter(gray, 3), model, floor))
+    snr = -across / (_hessian_noise_gain() * local_std)
+    line_like = (snr > min_snr) & (np.abs(along) < LINE_RATIO * np.abs(across))
+    # Centre line: a maximum of the ridge strength along the normal.
+    strength = -across
+    rows, cols = np.mgrid[0:gray.shape[0], 0:gray.shape[1]].astype(np.float64)
+    ahead = ndimage.map_coordinates(strength, [rows + ny, cols + nx], order=1, mode="nearest")
+    behind = ndimage.map_coordinates(strength, [rows - ny, cols - nx], order=1, mode="nearest")
+    centre = line_like & (strength >= ahead) & (strength >= behind)
+    margin = HALF_WIDTH + 1
+    centre[:margin] = centre[-margin:] = False
+    centre[:, :margin] = centre[:, -margin:] = False
+    rr, cc = np.nonzero(centre)
+    order = np.argsort(-snr[rr, cc], kind="stable")
+    taken = np.zeros(gray.shape, dtype=bool)
+    rad = int(math.ceil(spacing))
+    yy, xx = np.mgrid[-rad:rad + 1, -rad:rad + 1]
+    disk = yy ** 2 + xx ** 2 < spacing ** 2
+    picked: list[int] = []
+    for j in order:
+        r, c = rr[j], cc[j]
+        if taken[r, c]:
+            continue
+        picked.append(j)
+        r0, c0 = max(r - rad, 0), max(c - rad, 0)
+        r1, c1 = min(r + rad + 1, gray.shape[0]), min(c + rad + 1, gray.shape[1])
+        taken[r0:r1, c0:c1] |= disk[r0 - r + rad:r1 - r + rad, c0 - c + rad:c1 - c + rad]
+        if len(picked) >= max_samples:
+            break
+    idx = np.asarray(picked, dtype=int)
+    return np.stack([rr[idx], cc[idx]], 1), angle[rr[idx], cc[idx]]
+
+
+def _line_model(p: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    bg, slope, amp, mu, phi, logv = p
+    d = dy * math.cos(phi) + dx * math.sin(phi)
+    # logv is clamped so that a diverging trial step cannot overflow (the fit is then rejected as too wide)
+    return bg + slope * d + amp * np.exp(-0.5 * (d - mu) ** 2 / math.exp(min(max(logv, -20.0), 20.0)))
+
+
+def fit_line(window: np.ndarray, variance: np.ndarray, phi0: float) -> dict[str, Any] | None:
+    """Weighted fit of a line profile across a (2·HALF_WIDTH + 1)² window; ``None`` when it fails."""
+    h = window.shape[0] // 2
+    dy, dx = np.mgrid[-h:h + 1, -h:h + 1].astype(np.float64)
+    # the strip: pixels within HALF_LENGTH of the centre along the line and HALF_WIDTH across it
+    along = np.abs(-dy * math.sin(phi0) + dx * math.cos(phi0))
+    across = np.abs(dy * math.cos(phi0) + dx * math.sin(phi0))
+    strip = (along <= HALF_LENGTH + 0.5) & (across <= HALF_WIDTH)
+    y, x, z = dy[strip], dx[strip], window[strip]
+    weight = 1.0 / np.sqrt(variance[strip])
+    outer = across[strip] >= HALF_WIDTH - 1.5
+    bg0 = float(np.median(z[outer])) if outer.any() else float(z.min())
+    amp0 = float(window[h, h] - bg0)
+    if amp0 <= 0:
+        return None
+    p0 = np.array([bg0, 0.0, amp0, 0.0, phi0, math.log(0.5)])
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        return (_line_model(p, y, x) - z) * weight
+
+    try:
+        sol = optimize.least_squares(residual, p0, method="lm", max_nfev=150, x_scale="jac")
+    except (ValueError, OverflowError, np.linalg.LinAlgError):
+        return None
+    bg, slope, amp, mu, phi, logv = sol.x
+    logv = min(max(float(logv), -20.0), 20.0)
+    dof = z.size - sol.x.size
+    turn = abs(math.remainder(phi - phi0, math.pi))
+    return {"bg": float(bg), "amp": float(amp), "mu": float(mu), "phi": float(phi), "variance": float(math.exp(logv)),
+            "chi2": float(2 * sol.cost / max(dof, 1)), "snr": float(amp) * float(weight.max()),
+            "ok": bool(sol.success) and turn < 0.35}
+
+
+def _line_like(fit: dict[str, Any]) -> bool:
+    return bool(fit["ok"] and fit["amp"] > 0 and abs(fit["mu"]) <= 1.0
+                and MIN_VARIANCE_LR <= fit["variance"] <= MAX_VARIANCE_LR)
+
+
+def _design(phis: np.ndarray) -> np.ndarray:
+    """Rows ``(n_y², 2 n_y n_x, n_x²)``: ``v = row · (Σ_yy, Σ_yx, Σ_xx)``."""
+    ny, nx = np.cos(phis), np.sin(phis)
+    return np.stack([ny * ny, 2 * ny * nx, nx * nx], 1)
+
+
+def direction_coverage(phis: np.ndarray, weights: np.ndarray) -> float:
+    """How well the line directions determine a covariance: 1 for uniformly spread directions, 0 for one.
+
+    The smallest over the largest eigenvalue of the weighted normal matrix of :func:`_design`, over that
+    ratio for uniform directions (½).
+    """
+    a = _design(phis)
+    m = (a * weights[:, None]).T @ a / weights.sum()
+    ev = np.linalg.eigvalsh(m)
+    return float(np.clip(ev[0] / max(ev[-1], 1e-12) / COVERAGE_FULL, 0.0, 1.0))
+
+
+def solve_covariance(phis: np.ndarray, variances: np.ndarray, weights: np.ndarray,
+                     iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``Σ_LR`` from projected variances ``v_i = n_iᵀΣn_i`` (Huber-weighted least squares) and the
+    relative residuals."""
+    a = _design(phis)
+    w = weights.astype(np.float64).copy()
+    sol = np.zeros(3)
+    rel = np.zeros_like(variances)
+    for _ in range(iterations):
+        sw = np.sqrt(w)
+        sol, *_ = np.linalg.lstsq(a * sw[:, None], variances * sw, rcond=None)
+        pred = np.maximum(a @ sol, 1e-6)
+        rel = (variances - pred) / pred
+        scale = max(1.4826 * float(np.median(np.abs(rel))), 0.05)
+        u = np.abs(rel) / (1.5 * scale)
+        w = weights * np.where(u <= 1, 1.0, 1.0 / np.maximum(u, 1e-12))
+    cov = np.array([[sol[0], sol[1]], [sol[1], sol[2]]])
+    vals, vecs = np.linalg.eigh(cov)
+    vals = np.clip(vals, MIN_VARIANCE_LR, MAX_VARIANCE_LR)
+    return (vecs * vals) @ vecs.T, rel
+
+
+def line_confidence(n_samples: int, spread: float, coverage: float, purity: float, chi2: float,
+                    background: float) -> float:
+    """Grows with the number of samples and the spread of line directions, falls with their disagreement
+    and with the share of candidates that were not lines, and with how badly the line model fits.
+
+    ``chi2`` is the line samples' median reduced χ² against the noise model. A sub-resolution line is
+    the model plus noise (χ² near 1, a few at high photon counts where the model's small mismatches show);
+    lines of a textured photograph or the rims of blobs leave structure the noise cannot explain (χ² of
+    tens to thousands) and are widths of objects, not of the blur. ``background`` is the lines' median
+    local background as a fraction of the image's range (1st–99th percentile): fluorescent filaments
+    are bright on a dark background, while the thin bright structures of a photograph (hair, twigs,
+    specular streaks) sit anywhere in its range and have widths of their own, which noise can hide
+    from χ².
+
+    ``spread`` is the samples' median relative misfit to the fitted covariance. It is not divided by √n:
+    where it is large the samples are not line-spread functions (nucleus rims, texture ridges) and are
+    wrong the same way, so more of them do not help.
+    """
+    if n_samples < MIN_SAMPLES or not math.isfinite(spread):
+        return 0.0
+    return float((1 - math.exp(-n_samples / 30.0)) * math.exp(-spread / SPREAD_SCALE)
+                 * min(1.0, coverage) * min(1.0, purity / PURITY_FULL) * min(1.0, CHI2_OK / max(chi2, 1e-12))
+                 * float(np.clip(1.0 - background / DARK_LEVEL, 0.0, 1.0)))
+
+
+@register("lines", kind="estimator", summary="Thin lines (closed form, a second): the blur's covariance from "
+          "sub-resolution filaments (microtubules, actin, neurites) in several directions, as an anisotropic "
+          "Gaussian",
+          defaults={"min_snr": MIN_SNR, "spacing": SPACING, "max_samples": MAX_SAMPLES, "require_lines": False,
+                    "size": KERNEL_SIZE},
+          main=("min_snr", "require_lines"),
+          help={"min_snr": "detection threshold: a ridge's Hessian response over its noise standard deviation",
+                "spacing": "LR pixels between line samples",
+                "max_samples": "at most this many line samples (the strongest) are fitted per frame",
+                "require_lines": "raise an error when no usable lines are found, instead of returning the fixed "
+                                 "broad Gaussian with confidence 0",
+                "size": "side of the returned ×2 kernel (odd)"})
+def lines(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
+          report_every: int = REPORT_EVERY, min_snr: float = MIN_SNR, spacing: float = SPACING,
+          max_samples: int = MAX_SAMPLES, require_lines: bool = False,
+          size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
+    """×2 kernel from thin bright lines in several directions; deterministic, runs on the CPU."""
+    check_options("lines", min_snr=min_snr, count=max_samples, count_option="max_samples", min_count=MIN_SAMPLES,
+                  size=size)
+    if not spacing >= 1:
+        raise BadOptionError(f"lines: spacing must be at least 1 LR pixel, got {spacing}")
+    every = max(1, int(report_every))
+    start = time.perf_counter()
+    grays = _gray_frames(frames)
+    yield Progress(0, len(grays), 0.0, stage=Stage.ESTIMATE, message="detecting thin lines")
+    fits: list[dict[str, Any]] = []
+    candidates = examined = early = 0
+    h = HALF_WIDTH
+    for fi, gray in enumerate(grays):
+        model = noise_model(gray)
+        floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
+        centres, phis = detect_ridges(gray, model, min_snr=min_snr, spacing=spacing, max_samples=int(max_samples))
+        lo, hi = np.percentile(gray, [1, 99])
+        candidates += len(centres)
+        line_like = 0
+        for j, ((r, c), phi0) in enumerate(zip(centres, phis)):
+            window = gray[r - h:r + h + 1, c - h:c + h + 1]
+            var = _variance(ndimage.uniform_filter(window, 3, mode="nearest"), model, floor)
+            fit = fit_line(window, var, float(phi0))
+            examined += 1
+            if fit is not None:
+                fit["bg_level"] = (fit["bg"] - lo) / max(hi - lo, 1e-12)
+                fits.append(fit)
+                # for stopping early only: a line that could pass all of line_confidence's tests
+                line_like += (_line_like(fit) and fit["chi2"] <= EARLY_CHI2 * CHI2_OK
+                              and fit["bg_level"] < DARK_LEVEL)
+            if j + 1 >= EARLY_LOOK and line_like < EARLY_FRACTION * (j + 1):
+                early += 1
+                break
+            if (j + 1) % every == 0:
+                yield Progress(fi, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
+                               message=f"fitted {j + 1} of {len(centres)} line samples in frame {fi + 1}")
+        yield Progress(fi + 1, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
+                       message=f"frame {fi + 1}: {len(centres)} line samples")
+    good = [f for f in fits if _line_like(f)]
+    if good:
+        chi = np.array([f["chi2"] for f in good])
+        limit = max(MAX_CHI2, 2.0 * float(np.median(chi)))
+        good = [f for f in good if f["chi2"] <= limit]
+    extras: dict[str, Any] = {"line_candidates": candidates, "lines_examined": examined, "lines_fitted": len(fits),
+                              "lines_used": len(good)}
+    if early:
+        extras["stopped_early"] = early
+    coverage = 0.0
+    if len(good) >= MIN_SAMPLES:
+        phis = np.array([f["phi"] for f in good])
+        w = np.array([min(f["snr"], 30.0) ** 2 for f in good])
+        coverage = direction_coverage(phis, w)
+        extras["coverage"] = round(coverage, 3)
+    if len(good) < MIN_SAMPLES or coverage < 0.1:
+        message = (f"no usable thin lines in several directions ({len(good)} line samples of {candidates} "
+                   f"candidates, {MIN_SAMPLES} needed; direction coverage {coverage:.2f}); use an image of "
+                   f"filaments, lower min_snr, or another estimator such as 'spots' or 'auto'")
+        kernel, confidence, cov = no_measurement(message, require_lines, int(size), extras)
+    else:
+        variances = np.array([f["variance"] for f in good])
+        cov_lr, rel = solve_covariance(phis, variances, w)
+        spread = float(np.median(np.abs(rel)))
+        purity = len(good) / max(examined, 1)
+        chi2 = float(np.median([f["chi2"] for f in good]))
+        background = float(np.median([f["bg_level"] for f in good]))
+        cov = lr_to_x2_covariance(cov_lr, int(scale))
+        kernel = gaussian_from_covariance(cov, int(size))
+        confidence = line_confidence(len(good), spread, coverage, purity, chi2, background)
+        extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=round(spread, 4), purity=round(purity, 3),
+                      chi2=round(chi2, 3), background=round(background, 3))
+    yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
+                   message=f"kernel from {len(good)} line samples" if not extras["fallback"] else "no usable lines")
+    return measured_estimate(kernel, cov, confidence, extras, start, seed)
