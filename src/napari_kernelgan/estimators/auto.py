@@ -219,7 +219,9 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         conf = MEMBER_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
         elapsed[name] = round(time.perf_counter() - start, 3)
-    photon_limited = _photon_limited(frames)
+    # Only an image without a passing direct measurement needs the (0.2 s) shot-noise test.
+    decides = any(conf >= MIN_CONFIDENCE.get(name, 0.0) and name in DECISIVE for name, _, conf in results)
+    photon_limited = not decides and _photon_limited(frames)
     cov, confidence, info = combine_members(results, photon_limited=photon_limited)
     skipped.update(info.pop("skipped"))
     used = {name: {"covariance": c.round(4).tolist(), "confidence": round(conf, 3), "elapsed_s": elapsed[name]}
