@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -106,7 +106,8 @@ def confidence_from(spread: float, member_confidences: list[float], weights: lis
     return float(np.clip(own * agreement, 0.0, 1.0))
 
 
-def combine_members(results: list[tuple[str, np.ndarray, float]], *, photon_limited: bool = False,
+def combine_members(results: list[tuple[str, np.ndarray, float]], *,
+                    photon_limited: bool | Callable[[], bool] = False,
                     weights: dict[str, float] | None = None, gates: dict[str, float] | None = None,
                     gain: float = GAIN, offset: float = OFFSET,
                     shrink: float = SHRINK, agreement_scale: float = AGREEMENT_SCALE,
@@ -115,6 +116,8 @@ def combine_members(results: list[tuple[str, np.ndarray, float]], *, photon_limi
     the members' ``(name, covariance, confidence)``, and what was used, skipped or overruled.
 
     The one place the combination rule lives: :func:`auto` and ``benchmarks/calibrate_auto.py`` call it.
+    ``photon_limited`` may be a callable: it is then asked only where no direct measurement decides
+    (``info["photon_limited"]`` says what applied).
     """
     prior = PRIOR_WEIGHTS if weights is None else weights
     gate = MIN_CONFIDENCE if gates is None else gates
@@ -130,7 +133,10 @@ def combine_members(results: list[tuple[str, np.ndarray, float]], *, photon_limi
     decisive = [m for m in kept if m[0] in DECISIVE]
     overruled = [m[0] for m in kept if m[0] not in DECISIVE] if decisive else []
     members = decisive or kept
-    info: dict[str, Any] = {"used": [m[0] for m in members], "skipped": skipped, "overruled": overruled}
+    if not decisive and callable(photon_limited):
+        photon_limited = photon_limited()
+    info: dict[str, Any] = {"used": [m[0] for m in members], "skipped": skipped, "overruled": overruled,
+                            "photon_limited": bool(photon_limited) and not decisive}
     if not members:
         info["spread"] = float("nan")
         return None, 0.0, info
@@ -219,10 +225,8 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         conf = MEMBER_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
         elapsed[name] = round(time.perf_counter() - start, 3)
-    # Only an image without a passing direct measurement needs the (0.2 s) shot-noise test.
-    decides = any(conf >= MIN_CONFIDENCE.get(name, 0.0) and name in DECISIVE for name, _, conf in results)
-    photon_limited = not decides and _photon_limited(frames)
-    cov, confidence, info = combine_members(results, photon_limited=photon_limited)
+    # The (0.2 s) shot-noise test runs only where no direct measurement decides.
+    cov, confidence, info = combine_members(results, photon_limited=lambda: _photon_limited(frames))
     skipped.update(info.pop("skipped"))
     used = {name: {"covariance": c.round(4).tolist(), "confidence": round(conf, 3), "elapsed_s": elapsed[name]}
             for name, c, conf in results if name in info["used"]}
@@ -238,4 +242,4 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device="cpu", seed=seed, confidence=confidence,
                           extras={"covariance": np.asarray(cov).round(4).tolist(), "members": used,
-                                  "skipped": skipped, "photon_limited": photon_limited, **info})
+                                  "skipped": skipped, **info})
