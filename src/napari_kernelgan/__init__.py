@@ -15,8 +15,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "estimate_kernel": "api", "iter_estimate_kernel": "api", "super_resolve": "api", "iter_super_resolve": "api",
     "blind_super_resolve": "api", "iter_blind_super_resolve": "api", "drive": "api",
+    "estimate_kernel_map": "kernel_map", "iter_estimate_kernel_map": "kernel_map", "KernelField": "fields",
     "read_kernel": "io", "write_kernel": "io", "read_image": "io", "write_image": "io",
-    "degrade": "physics", "analytic_x4": "physics",
+    "degrade": "physics", "analytic_x4": "physics", "degrade_varying": "physics.varying",
     "KernelEstimate": "types", "SRResult": "types", "Progress": "types",
     "Cancelled": "errors", "KernelGANError": "errors", "BadInputError": "errors", "BadOptionError": "errors",
     "WeightsMissingError": "errors",

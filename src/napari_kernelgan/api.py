@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from .devices import reproducible, resolve_device, torch_threads
-from .errors import BadOptionError, Cancelled
+from .errors import BadInputError, BadOptionError, Cancelled
+from .fields import KernelField
 from .imaging import Frames, frames_to_image, prepare_image
 from .physics.conventions import validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
@@ -117,6 +118,15 @@ def estimate_kernel(image: np.ndarray, scale: int = 2, *, callback: ProgressCall
     return drive(iter_estimate_kernel(image, scale, **kwargs), callback, cancel)
 
 
+def _resolve_field(field: KernelField, scale: int) -> np.ndarray:
+    """The kernel of a uniform field, else the field's global kernel, for ``scale`` (what the result
+    records; the regions of a varying field use their own)."""
+    if scale not in ESTIMATE_SCALES:
+        raise BadOptionError(f"a kernel map serves scales {ESTIMATE_SCALES}, not ×{scale}")
+    return validate_kernel(KernelField._for_scale(field.kernels[0, 0] if field.is_uniform else field.global_kernel,
+                                                  scale))
+
+
 def _resolve_kernel(kernel: np.ndarray | KernelEstimate, scale: int) -> np.ndarray:
     if isinstance(kernel, KernelEstimate):
         if scale not in ESTIMATE_SCALES:
@@ -126,7 +136,7 @@ def _resolve_kernel(kernel: np.ndarray | KernelEstimate, scale: int) -> np.ndarr
     return validate_kernel(kernel)
 
 
-def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale: int, *,
+def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | KernelField, scale: int, *,
                        sr_method: str = DEFAULT_SR_METHOD, device: str = "auto", seed: int = 0,
                        threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
                        stack_axis: int | None = None, output_dtype: Any = None, method: str | None = None,
@@ -141,21 +151,33 @@ def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, s
         raise BadOptionError(f"SR method {spec.name!r} supports scales {spec.scales}, not {scale}")
     if safe is not None and not isinstance(safe, (bool, np.bool_)):
         raise BadOptionError(f"safe must be True, False or None (on for kernel estimates), got {safe!r}")
-    is_estimate = isinstance(kernel, KernelEstimate)
+    is_field = isinstance(kernel, KernelField)
+    is_estimate = isinstance(kernel, KernelEstimate) or is_field
     use_safety = is_estimate if safe is None else bool(safe)
     opts = spec.resolve(options)
-    k = _resolve_kernel(kernel, scale)
+    k = _resolve_field(kernel, scale) if is_field else _resolve_kernel(kernel, scale)
     dev = resolve_device(device)
     yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message="checking the image")
     frames = prepare_image(image, rgb=rgb, channel_axis=channel_axis, stack_axis=stack_axis, min_size=8)
     record: dict[str, Any] = {}
+    if is_field and tuple(frames.data.shape[-2:]) != kernel.image_shape:
+        raise BadInputError(f"the kernel map was made for an image of {kernel.image_shape[0]}×"
+                            f"{kernel.image_shape[1]} pixels; this one is {frames.data.shape[-2]}×"
+                            f"{frames.data.shape[-1]}")
     with torch_threads(threads), reproducible(dev):
-        if use_safety and spec.name != "bicubic":
+        if is_field and not kernel.is_uniform and spec.name != "bicubic":
+            from .sr._field import iter_field_sr
+
+            given = {key for key, v in options.items() if v is not None}
+            out, record = yield from iter_field_sr(spec, frames.data, kernel, scale, device=dev, seed=int(seed),
+                                                   options=opts, given=given, safe=use_safety)
+        elif use_safety and spec.name != "bicubic":
             from .sr._safety import iter_safe_sr
 
             # A measured kernel (an array) given with safe=True is trusted fully; an estimate by its confidence.
             if confidence is None:
-                confidence = kernel.confidence if is_estimate else 1.0
+                confidence = (float(kernel.kernel_confidence[0, 0]) if is_field else
+                              kernel.confidence if is_estimate else 1.0)
             given = {key for key, v in options.items() if v is not None}
             out, record = yield from iter_safe_sr(spec, frames.data, k, scale, device=dev, seed=int(seed),
                                                   options=opts, given=given, confidence=confidence)
@@ -190,6 +212,11 @@ def super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale:
     ``result.options["fallback_reason"]``). See :mod:`napari_kernelgan.sr._safety`.
     ``confidence`` (in [0, 1]) overrides the kernel's own for the safeguards, e.g. for
     an estimated kernel read back from a file or a layer.
+
+    ``kernel`` may also be a :class:`~napari_kernelgan.fields.KernelField` (from
+    :func:`~napari_kernelgan.kernel_map.estimate_kernel_map`, made for this image): every region is
+    then super-resolved with its own kernel and the regions blended without seams
+    (:mod:`napari_kernelgan.sr._field`; safe by default, each region by its kernel's confidence).
     """
     return drive(iter_super_resolve(image, kernel, scale, **kwargs), callback, cancel)
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the contracts' types; importing them here would pull in tor
 
     from .types import KernelEstimate, Progress
 
-__all__ = ["MethodSpec", "Registry", "Estimator", "SRMethod", "ESTIMATORS", "SR_METHODS", "register",
+__all__ = ["MethodSpec", "Registry", "Estimator", "SRMethod", "ESTIMATORS", "SR_METHODS", "register", "register_tiles",
            "ESTIMATOR_ENTRY_POINTS", "SR_ENTRY_POINTS", "KINDS"]
 
 ESTIMATOR_ENTRY_POINTS = "napari_kernelgan.estimators"
@@ -76,9 +76,10 @@ class MethodSpec:
     are not typed in a form (arrays, say). ``weights``: weight keys the method
     loads (see :mod:`napari_kernelgan.weights`). ``blind_defaults``: for SR methods,
     the options used when the kernel is an estimate rather than a measurement.
-    ``seeded``: whether the result depends on the seed. ``help``: a line per option; for an
-    option whose default is ``None``, a clause ``"unset: <what decides>"`` is what forms show in
-    the empty field.
+    ``seeded``: whether the result depends on the seed. ``tiles``: for estimators, an optional
+    function estimating many tiles of one image in one pass (see :func:`register_tiles`).
+    ``help``: a line per option; for an option whose default is ``None``, a clause
+    ``"unset: <what decides>"`` is what forms show in the empty field.
     """
 
     name: str
@@ -96,6 +97,7 @@ class MethodSpec:
     blind_defaults: Mapping[str, Any] = field(default_factory=dict)
     seeded: bool = True
     module: str = ""
+    tiles: Callable[..., Generator] | None = None
 
     @property
     def form_options(self) -> dict[str, Any]:
@@ -301,6 +303,28 @@ def register(name: str, *, kind: str, summary: str = "", defaults: Mapping[str, 
                           scales=tuple(scales), blind_defaults=dict(blind_defaults or {}), seeded=seeded,
                           module=fn.__module__)
         _REGISTRIES[kind].add(spec)
+        return fn
+
+    return deco
+
+
+def register_tiles(name: str) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
+    """Decorator: give the registered estimator ``name`` a function that estimates many tiles at once.
+
+    ``fn(frames, boxes, *, scale, device, seed, report_every, **options)`` gets the whole image's frames
+    and ``boxes`` (T, 4) of ``y0, x0, y1, x1`` and returns a list of T
+    :class:`~napari_kernelgan.types.TileResult`, sharing what the tiles have in common (a network pass
+    over all their crops, one sharp-gradient prediction, one noise model). Estimators without one are
+    run on each tile in turn by :mod:`napari_kernelgan.kernel_map`. Must follow the ``register`` call.
+    """
+    import dataclasses
+
+    def deco(fn: Callable[..., Generator]) -> Callable[..., Generator]:
+        registry = _REGISTRIES["estimator"]
+        spec = registry._specs.get(name)
+        if spec is None or spec.module != fn.__module__:
+            raise ValueError(f"register_tiles({name!r}) must follow register({name!r}) in the same module")
+        registry._specs[name] = dataclasses.replace(spec, tiles=fn)
         return fn
 
     return deco

@@ -119,11 +119,10 @@ def _noisy_case():  # -> synthetic.MicroscopyCase (imported lazily)
 
 def _kernel_axes(k: np.ndarray) -> tuple[tuple[float, float], float]:
     """(σ along the long and short axes, angle of the long axis from the column axis in degrees)."""
-    from .physics.metrics import second_moments
+    from .physics.metrics import covariance_axes, second_moments
 
-    vals, vecs = np.linalg.eigh(second_moments(k))
-    theta = float(np.degrees(np.arctan2(vecs[0, 1], vecs[1, 1])))
-    return (float(np.sqrt(vals[1])), float(np.sqrt(vals[0]))), theta
+    major, minor, theta = covariance_axes(second_moments(k))
+    return (float(major), float(minor)), float(theta)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from .errors import Cancelled
 from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4
 from .vocabulary import LayerRole, Stage
 
-__all__ = ["Progress", "EtaTracker", "KernelEstimate", "SRResult", "kernel_metadata", "Cancelled"]
+__all__ = ["Progress", "EtaTracker", "KernelEstimate", "TileResult", "SRResult", "kernel_metadata", "Cancelled"]
 
 
 @dataclass
@@ -135,6 +135,18 @@ class KernelEstimate:
                                preset=self.preset, options=plain, seed=self.seed, iterations=self.iterations,
                                elapsed_s=round(self.elapsed, 3), device=self.device,
                                confidence=None if self.confidence is None else round(float(self.confidence), 3))
+
+
+@dataclass
+class TileResult:
+    """One tile's estimate inside a kernel map: the ×2 kernel (``None`` where the tile could not be
+    read, with the reason in ``message``), its confidence and the 2×2 covariance where the estimator
+    has one."""
+
+    kernel: np.ndarray | None
+    confidence: float
+    covariance: np.ndarray | None = None
+    message: str = ""
 
 
 @dataclass

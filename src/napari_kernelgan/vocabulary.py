@@ -34,6 +34,8 @@ class LayerRole(str, Enum):
     TRUE_KERNEL = "true kernel"        # the known kernel of a sample
     KERNEL_FILE = "kernel file"        # a kernel read from a file
     DMAP = "d-map"                     # the discriminator map
+    KERNEL_MOSAIC = "kernel mosaic"    # a kernel field's tile kernels drawn at their places
+    KERNEL_FIELD_MAP = "kernel field map"  # a per-pixel quantity of a kernel field (width, orientation...)
     SUPER_RESOLVED = "super-resolved"
 
     def __str__(self) -> str:
@@ -51,6 +53,7 @@ class Stage(str, Enum):
     ANCHOR = "anchor"      # measuring the edge anchor and fitting G to it
     ESTIMATE = "estimate"  # the estimator's main loop
     DMAP = "d-map"         # the discriminator's verdict over the whole input
+    MAP = "kernel map"     # estimating the kernels of the tiles of a kernel map
     SR = "sr"              # super-resolution
     DONE = "done"
 

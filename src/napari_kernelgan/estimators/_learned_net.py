@@ -23,7 +23,8 @@ from torch import nn
 from ..physics.kernels import exp_sym, log_spd
 
 __all__ = ["CovarianceNet", "SpectralNet", "build_net", "log_to_cov", "cov_to_log", "log_to_cov_torch",
-           "cov_to_log_torch", "normalise_crops", "luminance", "pick_crops", "predict_log_covariance", "combine",
+           "cov_to_log_torch", "normalise_crops", "luminance", "pick_crops", "predict_crops", "predict_log_covariance",
+           "combine",
            "Prediction", "CROP", "FORMAT", "LOGVAR_RANGE"]
 
 CROP = 64                   # LR crop side the network is trained on
@@ -241,9 +242,9 @@ def _undo_dihedral(mu: torch.Tensor, t: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_log_covariance(net: nn.Module, crops: np.ndarray, scale: int, batch: int = 64,
-                           device: torch.device | str = "cpu", tta: int = 1) -> Prediction:
-    """Run ``net`` on LR crops (K, h, w) in [0, 1] of one image at ``scale`` and combine them.
+def predict_crops(net: nn.Module, crops: np.ndarray, scale: int, batch: int = 64,
+                  device: torch.device | str = "cpu", tta: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per-crop predictions ``(mu, logvar)``, each (K, tta, 3), of ``net`` on LR crops (K, h, w) in [0, 1].
 
     ``tta`` (1, 2, 4 or 8): each crop is also seen flipped and transposed, and the predictions
     mapped back, which averages out the network's orientation bias.
@@ -255,11 +256,22 @@ def predict_log_covariance(net: nn.Module, crops: np.ndarray, scale: int, batch:
     for i in range(0, len(crops), batch):
         x = torch.as_tensor(np.ascontiguousarray(crops[i:i + batch]), dtype=torch.float32, device=device)[:, None]
         x, extras = normalise_crops(x, scale)
+        views_mu, views_lv = [], []
         for t in transforms:
             mu, logvar = net(_dihedral(x, t), extras)
-            mus.append(_undo_dihedral(mu, t).double().cpu().numpy())
-            logvars.append((logvar[:, [2, 1, 0]] if t & 4 else logvar).double().cpu().numpy())
-    return combine(np.concatenate(mus), np.concatenate(logvars))
+            views_mu.append(_undo_dihedral(mu, t).double().cpu().numpy())
+            views_lv.append((logvar[:, [2, 1, 0]] if t & 4 else logvar).double().cpu().numpy())
+        mus.append(np.stack(views_mu, 1))
+        logvars.append(np.stack(views_lv, 1))
+    return np.concatenate(mus), np.concatenate(logvars)
+
+
+def predict_log_covariance(net: nn.Module, crops: np.ndarray, scale: int, batch: int = 64,
+                           device: torch.device | str = "cpu", tta: int = 1) -> Prediction:
+    """Run ``net`` on LR crops (K, h, w) in [0, 1] of one image at ``scale`` and combine them
+    (:func:`predict_crops`, then :func:`combine`)."""
+    mu, logvar = predict_crops(net, crops, scale, batch=batch, device=device, tta=tta)
+    return combine(mu.reshape(-1, 3), logvar.reshape(-1, 3))
 
 
 def combine(mu: np.ndarray, logvar: np.ndarray) -> Prediction:

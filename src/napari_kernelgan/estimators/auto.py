@@ -48,8 +48,8 @@ import torch
 from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import constant_gaussian, exp_sym, gaussian_from_covariance, log_spd
 from ..physics.metrics import second_moments
-from ..registry import ESTIMATORS, register
-from ..types import KernelEstimate, Progress
+from ..registry import ESTIMATORS, register, register_tiles
+from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 
 DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
@@ -243,3 +243,60 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
                           elapsed=time.perf_counter() - start, device="cpu", seed=seed, confidence=confidence,
                           extras={"covariance": np.asarray(cov).round(4).tolist(), "members": used,
                                   "skipped": skipped, **info})
+
+
+@register_tiles("auto")
+def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
+               seed: int = 0, report_every: int = 50, members: str = DEFAULT_MEMBERS,
+               size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+    """All tiles of a kernel map: each member's tile pass (one pass where the member has one), then
+    :func:`combine_members` per tile; the shot-noise test is made once, on the whole image."""
+    from ..kernel_map import iter_tile_estimates
+
+    if int(size) != size or size < 3 or size % 2 == 0:
+        raise BadOptionError(f"auto: size must be an odd integer of at least 3, got {size}")
+    names = _members(members)
+    start = time.perf_counter()
+    n_tiles = len(np.asarray(boxes).reshape(-1, 4))
+    per_tile: list[list[tuple[str, np.ndarray, float]]] = [[] for _ in range(n_tiles)]
+    for i, name in enumerate(names):
+        if name in ESTIMATORS.unavailable:
+            continue
+        spec = ESTIMATORS.get(name)
+        gen = iter_tile_estimates(spec, frames, boxes, scale=scale, device=device, seed=seed,
+                                  report_every=report_every, options=spec.resolve({}))
+        try:
+            while True:
+                p = next(gen)
+                done = round((i + min(max(p.fraction, 0.0), 1.0)) * STEPS_PER_MEMBER)
+                yield Progress(done, STEPS_PER_MEMBER * len(names), time.perf_counter() - start, stage=p.stage,
+                               message=f"auto: {p.message}")
+        except StopIteration as stop:
+            results: list[TileResult] = stop.value
+        except BadInputError:
+            continue  # the member cannot read this image at all: the others still decide
+        finally:
+            gen.close()
+        for t, r in enumerate(results):
+            if r.kernel is not None:
+                conf = MEMBER_CONFIDENCE if r.confidence is None else float(r.confidence)
+                cov = r.covariance if r.covariance is not None else second_moments(r.kernel)
+                per_tile[t].append((name, np.asarray(cov, dtype=np.float64), conf))
+    shot: list[bool] = []
+
+    def photon_limited() -> bool:
+        if not shot:
+            shot.append(_photon_limited(frames))
+        return shot[0]
+
+    out: list[TileResult] = []
+    for results in per_tile:
+        cov, confidence, info = combine_members(results, photon_limited=photon_limited)
+        if cov is None:
+            out.append(TileResult(kernel=None, confidence=0.0, message="auto: no member could read the tile"))
+        else:
+            out.append(TileResult(kernel=gaussian_from_covariance(cov, int(size)), confidence=confidence,
+                                  covariance=cov))
+    yield Progress(STEPS_PER_MEMBER * len(names), STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
+                   stage=Stage.MAP, message="auto: tiles combined")
+    return out

@@ -46,8 +46,8 @@ from scipy import ndimage
 from ..errors import BadInputError, BadOptionError
 from ..physics.conventions import centre_kernel, pad_to
 from ..physics.metrics import second_moments
-from ..registry import register
-from ..types import KernelEstimate, Progress
+from ..registry import register, register_tiles
+from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 from ._sharp import estimate_noise, forward_gradients, sharp_gradients
 
@@ -88,6 +88,66 @@ def _clean(k: np.ndarray, floor: float) -> np.ndarray:
     return np.where(labels == peak, k, 0.0)
 
 
+_CROSS = ndimage.generate_binary_structure(2, 1)[None]  # 4-connected in each image, none across the stack
+NO_EDGES = ("kernelnet: no strong, coherent edges were found; the image has too little structure (or too much "
+            "noise) to estimate a blur")
+EMPTY = ("kernelnet: the least-squares kernel is empty; the image has too little usable edge structure to estimate "
+         "a blur")
+
+
+def lr_kernels(sharp: tuple[np.ndarray, np.ndarray], blurred: tuple[np.ndarray, np.ndarray],
+               support: int = SUPPORT, epsilon: float = EPSILON,
+               floor: float = FLOOR) -> list[tuple[np.ndarray, float] | str]:
+    """FFT-1 for a stack of images at once: for each of (T, h, w) sharp and blurred gradient pairs, the
+    least-squares correlation kernel ``k`` with ``∇B ≈ ∇S ⋆ k`` (LR pixels) and the R² it reaches, or the
+    reason there is none. All T solves share one batched FFT."""
+    sx, sy = (np.asarray(a)[None] if np.ndim(a) == 2 else np.asarray(a) for a in sharp)
+    bx, by = (np.asarray(a)[None] if np.ndim(a) == 2 else np.asarray(a) for a in blurred)
+    shape = sx.shape[-2:]
+    # Zero-pad to sizes with small prime factors (678 = 2·3·113 is slow); nothing wraps into the
+    # masked edges, which stay ``margin`` pixels inside the image.
+    fast = (sfft.next_fast_len(shape[0], real=True), sfft.next_fast_len(shape[1], real=True))
+    specs = [(sfft.rfft2(s, fast, workers=-1), sfft.rfft2(b, fast, workers=-1)) for s, b in ((sx, bx), (sy, by))]
+    num = sum(np.conj(fs) * fb for fs, fb in specs)
+    den = sum(fs.real ** 2 + fs.imag ** 2 for fs, _ in specs)
+    power = den.mean(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a tile without edges: 0 / 0, reported below
+        kern = sfft.irfft2(num / (den + epsilon * power[:, None, None]), s=fast, workers=-1)
+    # The convolution kernel sits around index 0; ∇B = ∇S * k (convolution) is ∇S ⋆ flip(k).
+    r = support // 2
+    rows = np.arange(-r, r + 1) % fast[0]
+    cols = np.arange(-r, r + 1) % fast[1]
+    out: list[tuple[np.ndarray, float] | str] = []
+    cleaned = np.zeros((len(sx),) + fast)
+    kernels: list[np.ndarray | None] = []
+    for t in range(len(sx)):
+        if not power[t] > 0:
+            kernels.append(None)
+            continue
+        k = _clean(kern[t][np.ix_(rows, cols)][::-1, ::-1], floor)
+        total = k.sum()
+        if not np.isfinite(total) or total <= 0:
+            kernels.append(None)
+            continue
+        kernels.append(k / total)
+        cleaned[t][np.ix_(rows, cols)] = kernels[-1][::-1, ::-1]
+    # R² of each cleaned kernel's prediction, over the pixels the sharp edges reach through it.
+    fk = sfft.rfft2(cleaned, workers=-1)
+    res = np.zeros(len(sx))
+    tot = np.zeros(len(sx))
+    region = ndimage.binary_dilation((sx != 0) | (sy != 0), structure=_CROSS, iterations=r)
+    for (fs, _), b in zip(specs, (bx, by)):
+        pred = sfft.irfft2(fs * fk, s=fast, workers=-1)[..., :shape[0], :shape[1]]
+        res += ((b - pred) ** 2 * region).sum(axis=(-2, -1))
+        tot += (b ** 2 * region).sum(axis=(-2, -1))
+    for t, k in enumerate(kernels):
+        if k is None:
+            out.append(NO_EDGES if not power[t] > 0 else EMPTY)
+        else:
+            out.append((k, float(np.clip(1.0 - res[t] / max(tot[t], 1e-30), 0.0, 1.0))))
+    return out
+
+
 def lr_kernel(sharp: tuple[np.ndarray, np.ndarray], blurred: tuple[np.ndarray, np.ndarray],
               support: int = SUPPORT, epsilon: float = EPSILON, floor: float = FLOOR) -> tuple[np.ndarray, float]:
     """FFT-1: least-squares correlation kernel ``k`` with ``∇B ≈ ∇S ⋆ k`` (LR pixels).
@@ -97,40 +157,10 @@ def lr_kernel(sharp: tuple[np.ndarray, np.ndarray], blurred: tuple[np.ndarray, n
     fraction of the blurred gradients' energy it explains around the sharp edges
     (R², 0 when it explains nothing).
     """
-    shape = sharp[0].shape
-    # Zero-pad to sizes with small prime factors (678 = 2·3·113 is slow); nothing wraps into the
-    # masked edges, which stay ``margin`` pixels inside the image.
-    fast = (sfft.next_fast_len(shape[0], real=True), sfft.next_fast_len(shape[1], real=True))
-    specs = [(sfft.rfft2(s, fast, workers=-1), sfft.rfft2(b, fast, workers=-1)) for s, b in zip(sharp, blurred)]
-    num = sum(np.conj(fs) * fb for fs, fb in specs)
-    den = sum(fs.real ** 2 + fs.imag ** 2 for fs, _ in specs)
-    power = float(den.mean())
-    if not power > 0:
-        raise BadInputError("kernelnet: no strong, coherent edges were found; the image has too little structure "
-                            "(or too much noise) to estimate a blur")
-    kern = sfft.irfft2(num / (den + epsilon * power), s=fast, workers=-1)
-    # The convolution kernel sits around index 0; ∇B = ∇S * k (convolution) is ∇S ⋆ flip(k).
-    r = support // 2
-    rows = np.arange(-r, r + 1) % fast[0]
-    cols = np.arange(-r, r + 1) % fast[1]
-    k = _clean(kern[np.ix_(rows, cols)][::-1, ::-1], floor)
-    total = k.sum()
-    if not np.isfinite(total) or total <= 0:
-        raise BadInputError("kernelnet: the least-squares kernel is empty; the image has too little usable "
-                            "edge structure to estimate a blur")
-    k = k / total
-    # R² of the cleaned kernel's prediction, over the pixels the sharp edges reach through it.
-    k_conv = np.zeros(fast, dtype=sharp[0].dtype)
-    k_conv[np.ix_(rows, cols)] = k[::-1, ::-1]
-    fk = sfft.rfft2(k_conv, workers=-1)
-    region = ndimage.binary_dilation((sharp[0] != 0) | (sharp[1] != 0), iterations=r)
-    res = tot = 0.0
-    for (fs, _), b in zip(specs, blurred):
-        pred = sfft.irfft2(fs * fk, s=fast, workers=-1)[:shape[0], :shape[1]]
-        res += float(np.sum((b - pred)[region] ** 2))
-        tot += float(np.sum(b[region] ** 2))
-    explained = float(np.clip(1.0 - res / max(tot, 1e-30), 0.0, 1.0))
-    return k, explained
+    result = lr_kernels(sharp, blurred, support, epsilon, floor)[0]
+    if isinstance(result, str):
+        raise BadInputError(result)
+    return result
 
 
 def self_convolve(k_lr: np.ndarray, power: float, size: int = KERNEL_SIZE, bias: float = 0.0,
@@ -204,6 +234,23 @@ def _confidence(infos: list[dict[str, Any]]) -> float:
     return float(np.clip(amount * explained, 0.0, 1.0))
 
 
+def _check_options(support: int, size: int, epsilon: float, bias: float | None) -> float | None:
+    """Validate kernelnet's options; returns ``bias`` as a float (or ``None``)."""
+    if int(support) != support or support < 3 or support % 2 == 0:
+        raise BadOptionError(f"kernelnet: support must be an odd integer of at least 3, got {support}")
+    if int(size) != size or size < 3 or size % 2 == 0:
+        raise BadOptionError(f"kernelnet: size must be an odd integer of at least 3, got {size}")
+    if not epsilon > 0:
+        raise BadOptionError(f"kernelnet: epsilon must be positive, got {epsilon}")
+    try:
+        bias = None if bias is None else float(bias)
+    except (TypeError, ValueError):
+        raise BadOptionError(f"kernelnet: bias must be a number of HR px², got {bias!r}") from None
+    if bias is not None and not bias >= 0:
+        raise BadOptionError(f"kernelnet: bias must be zero or positive, got {bias}")
+    return bias
+
+
 @register("kernelnet", kind="estimator",
           summary="KernelNet (closed form, well under a second): least-squares blur between the image's "
                   "gradients and shock-filtered sharp ones, then Fourier self-convolution to the SR kernel",
@@ -218,18 +265,7 @@ def kernelnet(frames: np.ndarray, *, scale: int = 2, device: torch.device | None
               report_every: int = 50, support: int = SUPPORT, epsilon: float = EPSILON, bias: float | None = None,
               size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
     """Closed-form ×2 kernel by KernelNet's FFT-1 / FFT-2 (deterministic; CPU; ``seed`` unused)."""
-    if int(support) != support or support < 3 or support % 2 == 0:
-        raise BadOptionError(f"kernelnet: support must be an odd integer of at least 3, got {support}")
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"kernelnet: size must be an odd integer of at least 3, got {size}")
-    if not epsilon > 0:
-        raise BadOptionError(f"kernelnet: epsilon must be positive, got {epsilon}")
-    try:
-        bias = None if bias is None else float(bias)
-    except (TypeError, ValueError):
-        raise BadOptionError(f"kernelnet: bias must be a number of HR px², got {bias!r}") from None
-    if bias is not None and not bias >= 0:
-        raise BadOptionError(f"kernelnet: bias must be zero or positive, got {bias}")
+    bias = _check_options(support, size, epsilon, bias)
     power = sr_power(scale)
     start = time.perf_counter()
     n = len(frames)
@@ -256,3 +292,66 @@ def kernelnet(frames: np.ndarray, *, scale: int = 2, device: torch.device | None
                                   "noise": noise, "bias": applied_bias,
                                   "edge_pixels": int(sum(i["edge_pixels"] for i in infos)),
                                   "explained": float(np.mean([i["explained"] for i in infos]))})
+
+
+@register_tiles("kernelnet")
+def kernelnet_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
+                    seed: int = 0, report_every: int = 50, support: int = SUPPORT, epsilon: float = EPSILON,
+                    bias: float | None = None, size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+    """All tiles of a kernel map at once: the sharp gradients and the noise are predicted once per frame
+    on the whole image, then FFT-1 solves every tile in one batched FFT (edges within the kernel's reach
+    of a tile's border are left out, as at the image's border) and FFT-2 takes each to the SR kernel."""
+    bias = _check_options(support, size, epsilon, bias)
+    power = sr_power(scale)
+    start = time.perf_counter()
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    th, tw = int(boxes[0, 2] - boxes[0, 0]), int(boxes[0, 3] - boxes[0, 1])
+    if np.any(boxes[:, 2] - boxes[:, 0] != th) or np.any(boxes[:, 3] - boxes[:, 1] != tw):
+        raise BadOptionError("kernelnet: the tiles of a kernel map must share one size")
+    margin = int(support) // 2 + 2
+    inner = np.zeros((th, tw), dtype=bool)
+    inner[margin:th - margin, margin:tw - margin] = True
+    sums = [np.zeros((int(support), int(support))) for _ in boxes]
+    edges = np.zeros(len(boxes))
+    explained = [[] for _ in boxes]
+    noises = []
+    messages: dict[int, str] = {}
+    for fi, frame in enumerate(frames):
+        yield Progress(fi, len(frames), time.perf_counter() - start, stage=Stage.MAP,
+                       message=f"kernelnet: sharp gradients of frame {fi + 1}")
+        gray = _luminance(np.asarray(frame))
+        _check_gray(gray)
+        noise = estimate_noise(gray)
+        noises.append(noise)
+        sg = sharp_gradients(gray, noise)
+        bx, by = forward_gradients(gray)
+
+        def windows(a: np.ndarray, mask: bool = False) -> np.ndarray:
+            out = np.stack([a[y0:y1, x0:x1] for y0, x0, y1, x1 in boxes])
+            return out * inner if mask else out
+
+        sx, sy = windows(sg.gx, True), windows(sg.gy, True)
+        counts = ((sx != 0) | (sy != 0)).sum(axis=(-2, -1))
+        results = lr_kernels((sx, sy), (windows(bx), windows(by)), int(support), float(epsilon))
+        for t, (res, count) in enumerate(zip(results, counts)):
+            if count < 50 or isinstance(res, str):
+                messages.setdefault(t, res if isinstance(res, str) else
+                                    f"kernelnet: {int(count)} strong, coherent edge pixels in the tile (50 needed)")
+                continue
+            k, r2 = res
+            sums[t] += k * count
+            edges[t] += count
+            explained[t].append(r2)
+    noise = float(np.mean(noises))
+    applied_bias = default_bias(scale, noise) if bias is None else float(bias)
+    out: list[TileResult] = []
+    for t in range(len(boxes)):
+        if edges[t] <= 0:
+            out.append(TileResult(kernel=None, confidence=0.0, message=messages.get(t, NO_EDGES)))
+            continue
+        kernel = self_convolve(sums[t] / sums[t].sum(), power, int(size), applied_bias)
+        conf = _confidence([{"edge_pixels": edges[t], "explained": float(np.mean(explained[t]))}])
+        out.append(TileResult(kernel=kernel, confidence=conf, covariance=second_moments(kernel)))
+    yield Progress(len(frames), len(frames), time.perf_counter() - start, stage=Stage.MAP,
+                   message="kernelnet: tiles done")
+    return out

@@ -36,8 +36,8 @@ import torch
 from ..errors import BadInputError, BadOptionError, WeightsMissingError
 from ..physics.kernels import gaussian_from_covariance
 from ..physics.noise import estimate_noise_sigma
-from ..registry import register
-from ..types import KernelEstimate, Progress
+from ..registry import register, register_tiles
+from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 from ..weights import read_weight_file
 from ._learned_net import (
@@ -47,6 +47,7 @@ from ._learned_net import (
     combine,
     luminance,
     pick_crops,
+    predict_crops,
     predict_log_covariance,
 )
 
@@ -57,6 +58,8 @@ CROPS = 48
 TTA = 1
 MIN_CROP = 32          # smallest crop the network's valid convolutions and pooling still work on
 BATCH = 16             # crops per forward pass (a progress report between passes)
+TILE_CROPS = 12        # crops per tile of a kernel map (a tile is a fraction of the image: fewer suffice)
+TILE_BATCH = 128       # crops per forward pass over the tiles of a kernel map
 UNCERTAINTY_SCALE = 0.5
 """Uncertainty (r.m.s. log-covariance std, see :class:`._learned_net.Prediction`) at which the network's
 share of the confidence is exp(-1); set on synthetic validation images, not on DIV2KRK."""
@@ -128,6 +131,21 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _check_learned_options(crops: int, size: int, scale: int) -> None:
+    if isinstance(crops, bool) or int(crops) != crops or crops < 1:
+        raise BadOptionError(f"learned: crops must be a positive integer, got {crops!r}")
+    if isinstance(size, bool) or int(size) != size or size < 3 or size % 2 == 0:
+        raise BadOptionError(f"learned: size must be an odd integer of at least 3, got {size!r}")
+    if scale not in (2, 4):
+        raise BadOptionError(f"learned: scale must be 2 or 4, got {scale!r}")
+
+
+def _confidence(pred_uncertainty: float, patches: np.ndarray, sigma: float) -> tuple[float, float]:
+    """(confidence, snr) of a set of crops given the image's noise σ."""
+    snr = float(np.median(patches.reshape(len(patches), -1).std(axis=1))) / sigma
+    return confidence_from_uncertainty(pred_uncertainty, snr), snr
+
+
 @register("learned", kind="estimator",
           summary="Learned (about a second): the blur's covariance regressed from many LR crops by a "
                   "small network trained on synthetic degradations, as an anisotropic Gaussian",
@@ -141,12 +159,7 @@ def learned(frames: np.ndarray, *, scale: int = 2, device: torch.device | None =
             report_every: int = 50, weights: str | None = "", crops: int = CROPS,
             tta: int = TTA, size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
     """×2 kernel as the Gaussian of the covariance a small network predicts from LR crops."""
-    if isinstance(crops, bool) or int(crops) != crops or crops < 1:
-        raise BadOptionError(f"learned: crops must be a positive integer, got {crops!r}")
-    if isinstance(size, bool) or int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"learned: size must be an odd integer of at least 3, got {size!r}")
-    if scale not in (2, 4):
-        raise BadOptionError(f"learned: scale must be 2 or 4, got {scale!r}")
+    _check_learned_options(crops, size, scale)
     start = time.perf_counter()
     dev = torch.device("cpu") if device is None else torch.device(device)
     arr = _check_frames(frames)
@@ -167,8 +180,7 @@ def learned(frames: np.ndarray, *, scale: int = 2, device: torch.device | None =
     cov = pred.covariance
     kernel = gaussian_from_covariance(cov, int(size))
     sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
-    snr = float(np.median(patches.reshape(len(patches), -1).std(axis=1))) / sigma
-    confidence = confidence_from_uncertainty(pred.uncertainty, snr)
+    confidence, snr = _confidence(pred.uncertainty, patches, sigma)
     yield Progress(total, total, time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
                    message=f"covariance predicted (confidence {confidence:.2f})")
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
@@ -177,3 +189,58 @@ def learned(frames: np.ndarray, *, scale: int = 2, device: torch.device | None =
                                   "uncertainty": pred.uncertainty, "snr": snr, "noise_sigma": sigma, "crops": total,
                                   "crop_size": crop, "weights_file": str(path), "training_steps": meta.get("steps")})
 
+
+
+@register_tiles("learned")
+def learned_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
+                  seed: int = 0, report_every: int = 50, weights: str | None = "", crops: int = CROPS,
+                  tta: int = TTA, size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+    """All tiles of a kernel map in one network pass: :data:`TILE_CROPS` crops per tile (at most
+    ``crops``), one noise measurement for the image; each tile's crops combined as for a whole image."""
+    _check_learned_options(crops, size, scale)
+    start = time.perf_counter()
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    arr = _check_frames(frames)
+    net, meta, _ = load_learned_net(weights, dev)
+    gray = luminance(arr)
+    sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
+    per_tile = min(int(crops), TILE_CROPS)
+    tiles: list[np.ndarray | None] = []
+    for i, (y0, x0, y1, x1) in enumerate(np.asarray(boxes).reshape(-1, 4)):
+        part = gray[:, y0:y1, x0:x1]
+        if min(part.shape[-2:]) < MIN_CROP or float(np.ptp(part)) < 1e-6:
+            tiles.append(None)
+            continue
+        crop = min(int(meta.get("arch", {}).get("crop", CROP)), *part.shape[-2:])
+        # Crops must share one size to share a batch: tiles smaller than the network's crop are rare (the
+        # last row or column of a small image) and get their own pass below.
+        tiles.append(pick_crops(part, per_tile, seed=int(seed) * 1_000_003 + i, crop=crop))
+    by_size: dict[int, list[int]] = {}
+    for i, t in enumerate(tiles):
+        if t is not None:
+            by_size.setdefault(t.shape[-1], []).append(i)
+    predictions: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    done, total = 0, sum(len(tiles[i]) for idx in by_size.values() for i in idx)
+    for idx in by_size.values():
+        stack = np.concatenate([tiles[i] for i in idx])
+        owner = np.concatenate([np.full(len(tiles[i]), i) for i in idx])
+        for b in range(0, len(stack), TILE_BATCH):
+            yield Progress(done, max(total, 1), time.perf_counter() - start, stage=Stage.MAP,
+                           message=f"learned: crops {done + 1}-{min(done + TILE_BATCH, total)} of {total}")
+            mu, logvar = predict_crops(net, stack[b:b + TILE_BATCH], scale, batch=TILE_BATCH, device=dev,
+                                       tta=int(tta))
+            for j, o in enumerate(owner[b:b + TILE_BATCH]):
+                m, lv = predictions.get(int(o), (np.zeros((0, 3)), np.zeros((0, 3))))
+                predictions[int(o)] = (np.concatenate([m, mu[j]]), np.concatenate([lv, logvar[j]]))
+            done += len(stack[b:b + TILE_BATCH])
+    out: list[TileResult] = []
+    for i, patches in enumerate(tiles):
+        if patches is None:
+            out.append(TileResult(kernel=None, confidence=0.0, message="learned: the tile is flat or too small"))
+            continue
+        pred = combine(*predictions[i])
+        cov = pred.covariance
+        confidence, _ = _confidence(pred.uncertainty, patches, sigma)
+        out.append(TileResult(kernel=gaussian_from_covariance(cov, int(size)), confidence=confidence, covariance=cov))
+    yield Progress(total, max(total, 1), time.perf_counter() - start, stage=Stage.MAP, message="learned: tiles done")
+    return out

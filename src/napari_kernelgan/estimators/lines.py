@@ -39,12 +39,13 @@ from scipy import ndimage, optimize
 
 from ..errors import BadOptionError
 from ..physics.kernels import gaussian_from_covariance
-from ..registry import register
-from ..types import KernelEstimate, Progress
+from ..registry import register, register_tiles
+from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 from .spots import (
     MAX_VARIANCE_LR,
     MIN_VARIANCE_LR,
+    SamplePool,
     _gray_frames,
     _variance,
     check_options,
@@ -52,6 +53,7 @@ from .spots import (
     measured_estimate,
     no_measurement,
     noise_model,
+    strongest_per_box,
 )
 
 DETECT_SIGMA = 1.0     # Hessian scale in LR pixels
@@ -61,6 +63,7 @@ HALF_WIDTH = 4         # LR pixels across the line in a fit strip
 HALF_LENGTH = 2        # LR pixels along the line in a fit strip
 SPACING = 4.0          # LR pixels between line samples
 MAX_SAMPLES = 400
+TILE_SAMPLES = 30      # line samples fitted per tile of a kernel map (at most)
 MIN_SAMPLES = 12
 MAX_CHI2 = 2.5
 SPREAD_SCALE = 0.15    # median relative misfit of the line samples at which confidence falls to 1/e
@@ -274,36 +277,61 @@ def lines(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
     every = max(1, int(report_every))
     start = time.perf_counter()
     grays = _gray_frames(frames)
-    yield Progress(0, len(grays), 0.0, stage=Stage.ESTIMATE, message="detecting thin lines")
-    fits: list[dict[str, Any]] = []
-    candidates = examined = early = 0
+    pool = yield from _measure(grays, min_snr=min_snr, spacing=spacing, max_samples=int(max_samples), every=every,
+                               start=start)
+    kernel, confidence, cov, extras = _solve(pool.fits, len(pool.candidates), len(pool.examined), pool.early,
+                                             require_lines, int(size), int(scale))
+    yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
+                   message=f"kernel from {extras['lines_used']} line samples" if not extras["fallback"]
+                   else "no usable lines")
+    return measured_estimate(kernel, cov, confidence, extras, start, seed)
+
+
+def _measure(grays: list[np.ndarray], *, min_snr: float, spacing: float, max_samples: int, every: int,
+             start: float, boxes: np.ndarray | None = None,
+             per_tile: int = 0) -> Generator[Progress, None, SamplePool]:
+    """Detect and fit line samples in every frame (strongest first). With ``boxes`` (T, 4), the
+    strongest ``per_tile`` candidates of every box are fitted (each once) instead of the strongest
+    ``max_samples`` of the frame."""
+    pool = SamplePool()
     h = HALF_WIDTH
     for fi, gray in enumerate(grays):
         model = noise_model(gray)
         floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
-        centres, phis = detect_ridges(gray, model, min_snr=min_snr, spacing=spacing, max_samples=int(max_samples))
+        centres, phis = detect_ridges(gray, model, min_snr=min_snr, spacing=spacing,
+                                      max_samples=max_samples if boxes is None else gray.size)
+        if boxes is not None:
+            keep = strongest_per_box(centres, boxes, per_tile)
+            centres, phis = centres[keep], phis[keep]
         lo, hi = np.percentile(gray, [1, 99])
-        candidates += len(centres)
+        pool.candidates.extend((fi, int(r), int(c)) for r, c in centres)
         line_like = 0
         for j, ((r, c), phi0) in enumerate(zip(centres, phis)):
             window = gray[r - h:r + h + 1, c - h:c + h + 1]
             var = _variance(ndimage.uniform_filter(window, 3, mode="nearest"), model, floor)
             fit = fit_line(window, var, float(phi0))
-            examined += 1
+            pool.examined.append((fi, int(r), int(c)))
             if fit is not None:
                 fit["bg_level"] = (fit["bg"] - lo) / max(hi - lo, 1e-12)
-                fits.append(fit)
+                fit["frame"], fit["pixel"] = fi, (int(r), int(c))
+                pool.fits.append(fit)
                 # for stopping early only: a line that could pass all of line_confidence's tests
                 line_like += (_line_like(fit) and fit["chi2"] <= EARLY_CHI2 * CHI2_OK
                               and fit["bg_level"] < DARK_LEVEL)
             if j + 1 >= EARLY_LOOK and line_like < EARLY_FRACTION * (j + 1):
-                early += 1
+                pool.early += 1
                 break
             if (j + 1) % every == 0:
                 yield Progress(fi, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
                                message=f"fitted {j + 1} of {len(centres)} line samples in frame {fi + 1}")
         yield Progress(fi + 1, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
                        message=f"frame {fi + 1}: {len(centres)} line samples")
+    return pool
+
+
+def _solve(fits: list[dict[str, Any]], candidates: int, examined: int, early: int, require: bool, size: int,
+           scale: int) -> tuple[np.ndarray, float, np.ndarray, dict[str, Any]]:
+    """(kernel, confidence, ×2 covariance, extras) from fitted line samples."""
     good = [f for f in fits if _line_like(f)]
     if good:
         chi = np.array([f["chi2"] for f in good])
@@ -323,19 +351,41 @@ def lines(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
         message = (f"no usable thin lines in several directions ({len(good)} line samples of {candidates} "
                    f"candidates, {MIN_SAMPLES} needed; direction coverage {coverage:.2f}); use an image of "
                    f"filaments, lower min_snr, or another estimator such as 'spots' or 'auto'")
-        kernel, confidence, cov = no_measurement(message, require_lines, int(size), extras)
-    else:
-        variances = np.array([f["variance"] for f in good])
-        cov_lr, rel = solve_covariance(phis, variances, w)
-        spread = float(np.median(np.abs(rel)))
-        purity = len(good) / max(examined, 1)
-        chi2 = float(np.median([f["chi2"] for f in good]))
-        background = float(np.median([f["bg_level"] for f in good]))
-        cov = lr_to_x2_covariance(cov_lr, int(scale))
-        kernel = gaussian_from_covariance(cov, int(size))
-        confidence = line_confidence(len(good), spread, coverage, purity, chi2, background)
-        extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=round(spread, 4), purity=round(purity, 3),
-                      chi2=round(chi2, 3), background=round(background, 3))
-    yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
-                   message=f"kernel from {len(good)} line samples" if not extras["fallback"] else "no usable lines")
-    return measured_estimate(kernel, cov, confidence, extras, start, seed)
+        kernel, confidence, cov = no_measurement(message, require, size, extras)
+        return kernel, confidence, cov, extras
+    variances = np.array([f["variance"] for f in good])
+    cov_lr, rel = solve_covariance(phis, variances, w)
+    spread = float(np.median(np.abs(rel)))
+    purity = len(good) / max(examined, 1)
+    chi2 = float(np.median([f["chi2"] for f in good]))
+    background = float(np.median([f["bg_level"] for f in good]))
+    cov = lr_to_x2_covariance(cov_lr, scale)
+    kernel = gaussian_from_covariance(cov, size)
+    confidence = line_confidence(len(good), spread, coverage, purity, chi2, background)
+    extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=round(spread, 4), purity=round(purity, 3),
+                  chi2=round(chi2, 3), background=round(background, 3))
+    return kernel, confidence, cov, extras
+
+
+@register_tiles("lines")
+def lines_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
+                seed: int = 0, report_every: int = REPORT_EVERY, min_snr: float = MIN_SNR, spacing: float = SPACING,
+                max_samples: int = MAX_SAMPLES, require_lines: bool = False,
+                size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+    """All tiles of a kernel map from one detection per frame: the strongest :data:`TILE_SAMPLES`
+    candidates of every tile are fitted once (stopping early, as for a whole image, where they are not
+    lines), then each tile's covariance is solved from the samples inside it."""
+    check_options("lines", min_snr=min_snr, count=max_samples, count_option="max_samples", min_count=MIN_SAMPLES,
+                  size=size)
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    start = time.perf_counter()
+    pool = yield from _measure(_gray_frames(frames), min_snr=min_snr, spacing=spacing, max_samples=int(max_samples),
+                               every=max(1, int(report_every)), start=start, boxes=boxes,
+                               per_tile=min(int(max_samples), TILE_SAMPLES))
+    out = []
+    for box in boxes:
+        fits, candidates, examined = pool.inside(box)
+        kernel, confidence, cov, extras = _solve(fits, candidates, examined, pool.early, False, int(size), int(scale))
+        out.append(TileResult(kernel=None, confidence=0.0, message=extras["message"]) if extras["fallback"] else
+                   TileResult(kernel=kernel, confidence=confidence, covariance=cov))
+    return out

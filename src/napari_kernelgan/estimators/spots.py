@@ -33,6 +33,7 @@ import contextlib
 import math
 import time
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,14 +43,15 @@ from scipy import ndimage, optimize
 from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import gaussian_from_covariance, gaussian_kernel
 from ..physics.noise import estimate_noise_sigma, estimate_poisson_gaussian
-from ..registry import register
-from ..types import KernelEstimate, Progress
+from ..registry import register, register_tiles
+from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 
 DETECT_SIGMA = 1.0     # LoG scale in LR pixels (spots of the DIV2KRK range have σ_LR ≈ 0.4–1.1 at ×2)
 HALF_WINDOW = 4        # fit window: (2·4 + 1)² LR pixels
 MIN_SNR = 8.0          # LoG response over its noise std to take a maximum as a spot
 ISOLATION = 5.0        # LR pixels: no other significant maximum this close
+TILE_SPOTS = 25        # spots fitted per tile of a kernel map (at most)
 MAX_SPOTS = 300
 MIN_SPOTS = 5
 FALLBACK_SIGMA = 1.6   # the fixed baseline kernel's σ (constant_gaussian(2))
@@ -281,6 +283,40 @@ def lr_to_x2_covariance(cov_lr: np.ndarray, scale: int) -> np.ndarray:
     raise BadOptionError(f"spots: scale must be 2 or 4, got {scale}")
 
 
+@dataclass
+class SamplePool:
+    """Point or line samples measured over a whole image: the fits, where candidates were found and
+    examined (frame, row, col), and how often fitting stopped early."""
+
+    fits: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[tuple[int, int, int]] = field(default_factory=list)
+    examined: list[tuple[int, int, int]] = field(default_factory=list)
+    early: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def inside(self, box: np.ndarray) -> tuple[list[dict[str, Any]], int, int]:
+        """(fits, candidates, examined) whose pixel lies in ``box`` (y0, x0, y1, x1)."""
+        y0, x0, y1, x1 = (int(v) for v in box)
+
+        def within(r: int, c: int) -> bool:
+            return y0 <= r < y1 and x0 <= c < x1
+
+        return ([f for f in self.fits if within(*f["pixel"])], sum(within(r, c) for _, r, c in self.candidates),
+                sum(within(r, c) for _, r, c in self.examined))
+
+
+def strongest_per_box(centres: np.ndarray, boxes: np.ndarray, per_box: int) -> np.ndarray:
+    """Indices (in their order, strongest first) of the first ``per_box`` of ``centres`` (M, 2) in each box."""
+    keep = np.zeros(len(centres), dtype=bool)
+    if len(centres) == 0:
+        return np.zeros(0, dtype=int)
+    r, c = centres[:, 0], centres[:, 1]
+    for y0, x0, y1, x1 in np.asarray(boxes).reshape(-1, 4):
+        idx = np.nonzero((r >= y0) & (r < y1) & (c >= x0) & (c < x1))[0][:per_box]
+        keep[idx] = True
+    return np.nonzero(keep)[0]
+
+
 def check_options(name: str, *, min_snr: float, count: float, count_option: str, min_count: int,
                   size: float) -> None:
     """The option checks the direct-measurement estimators (``spots``, ``lines``) share."""
@@ -345,58 +381,103 @@ def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
     every = max(1, int(report_every))
     start = time.perf_counter()
     grays = _gray_frames(frames)
-    yield Progress(0, len(grays), 0.0, stage=Stage.ESTIMATE, message="detecting isolated spots")
-    fits: list[dict[str, Any]] = []
-    counts = {"maxima": 0, "crowded": 0, "saturated": 0, "candidates": 0}
+    pool = yield from _measure(grays, min_snr=min_snr, isolation=isolation, max_spots=int(max_spots), every=every,
+                               start=start)
+    if len(pool.fits) >= MIN_SPOTS:
+        yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
+                       message=f"joint fit of up to {len(pool.fits)} spots")
+    kernel, confidence, cov, extras = _solve(pool.fits, len(pool.candidates), pool.counts, require_spots, int(size),
+                                             int(scale))
+    yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
+                   message=f"kernel from {extras['spots_used']} spots" if not extras["fallback"] else "no usable spots")
+    return measured_estimate(kernel, cov, confidence, extras, start, seed)
+
+
+def _measure(grays: list[np.ndarray], *, min_snr: float, isolation: float, max_spots: int, every: int, start: float,
+             boxes: np.ndarray | None = None, per_tile: int = 0) -> Generator[Progress, None, SamplePool]:
+    """Detect and fit isolated spots in every frame (brightest first). With ``boxes`` (T, 4), the
+    brightest ``per_tile`` spots of every box are fitted (each once) instead of the brightest
+    ``max_spots`` of the frame."""
+    pool = SamplePool(counts={"maxima": 0, "crowded": 0, "saturated": 0})
     h = HALF_WINDOW
     for fi, gray in enumerate(grays):
         model = noise_model(gray)
         floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
-        centres, c = detect_spots(gray, model, min_snr=min_snr, isolation=isolation, max_spots=int(max_spots))
+        centres, c = detect_spots(gray, model, min_snr=min_snr, isolation=isolation,
+                                  max_spots=max_spots if boxes is None else gray.size)
+        if boxes is not None:
+            centres = centres[strongest_per_box(centres, boxes, per_tile)]
         for key, val in c.items():
-            counts[key] += val
-        counts["candidates"] += len(centres)
+            pool.counts[key] += val
+        pool.candidates.extend((fi, int(r), int(col)) for r, col in centres)
         point_like = 0
         for j, (r, col) in enumerate(centres):
             window = gray[r - h:r + h + 1, col - h:col + h + 1]
             smooth = ndimage.uniform_filter(window, 3, mode="nearest")
             fit = fit_spot(window, _variance(smooth, model, floor))
+            pool.examined.append((fi, int(r), int(col)))
             if fit is not None:
                 fit["frame"], fit["pixel"] = fi, (int(r), int(col))
-                fits.append(fit)
+                pool.fits.append(fit)
                 point_like += _point_like(fit)
             if j + 1 >= EARLY_LOOK and point_like < EARLY_FRACTION * (j + 1):
                 # Mostly texture, corners and blobs: not an image of point sources; stop paying for fits.
-                counts["stopped_early"] = counts.get("stopped_early", 0) + 1
+                pool.early += 1
+                pool.counts["stopped_early"] = pool.counts.get("stopped_early", 0) + 1
                 break
             if (j + 1) % every == 0:
                 yield Progress(fi, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
                                message=f"fitted {j + 1} of {len(centres)} spots in frame {fi + 1}")
         yield Progress(fi + 1, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
                        message=f"frame {fi + 1}: {len(centres)} isolated spots")
+    return pool
+
+
+def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], require: bool, size: int,
+           scale: int) -> tuple[np.ndarray, float, np.ndarray, dict[str, Any]]:
+    """(kernel, confidence, ×2 covariance, extras) from fitted spots."""
     cov_lr, kept, spread = _consensus(fits, max_chi2=3.0)
-    extras: dict[str, Any] = {"spots_found": counts["candidates"], "spots_fitted": len(fits),
-                              "spots_used": len(kept), "rejected_crowded": counts["crowded"],
-                              "rejected_saturated": counts["saturated"]}
+    extras: dict[str, Any] = {"spots_found": candidates, "spots_fitted": len(fits), "spots_used": len(kept),
+                              "rejected_crowded": counts["crowded"], "rejected_saturated": counts["saturated"]}
     if len(kept) < MIN_SPOTS:
-        message = (f"no isolated point-like spots found ({len(kept)} usable of {counts['candidates']} candidates, "
+        message = (f"no isolated point-like spots found ({len(kept)} usable of {candidates} candidates, "
                    f"{MIN_SPOTS} needed); use an image of sub-resolution beads or puncta, lower min_snr, or another "
                    f"estimator such as 'edges' or 'kernelgan'")
-        kernel, confidence, cov = no_measurement(message, require_spots, int(size), extras)
-    else:
-        yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
-                       message=f"joint fit of {len(kept)} spots")
-        # A failed joint fit keeps the robust average of the per-spot fits.
-        with contextlib.suppress(ValueError, OverflowError, np.linalg.LinAlgError):
-            cov_lr = joint_fit(kept, cov_lr)
-        cov = lr_to_x2_covariance(cov_lr, int(scale))
-        kernel = gaussian_from_covariance(cov, int(size))
-        # Texture also has isolated maxima, but few of its many candidates survive as points: the
-        # share that does (purity) tells a field of point sources from a textured scene.
-        purity = len(kept) / max(counts["candidates"], 1)
-        confidence = spot_confidence(len(kept), spread) * min(1.0, purity / PURITY_FULL)
-        extras["purity"] = round(purity, 3)
-        extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=spread)
-    yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
-                   message=f"kernel from {len(kept)} spots" if not extras["fallback"] else "no usable spots")
-    return measured_estimate(kernel, cov, confidence, extras, start, seed)
+        kernel, confidence, cov = no_measurement(message, require, size, extras)
+        return kernel, confidence, cov, extras
+    # A failed joint fit keeps the robust average of the per-spot fits.
+    with contextlib.suppress(ValueError, OverflowError, np.linalg.LinAlgError):
+        cov_lr = joint_fit(kept, cov_lr)
+    cov = lr_to_x2_covariance(cov_lr, scale)
+    kernel = gaussian_from_covariance(cov, size)
+    # Texture also has isolated maxima, but few of its many candidates survive as points: the
+    # share that does (purity) tells a field of point sources from a textured scene.
+    purity = len(kept) / max(candidates, 1)
+    confidence = spot_confidence(len(kept), spread) * min(1.0, purity / PURITY_FULL)
+    extras["purity"] = round(purity, 3)
+    extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=spread)
+    return kernel, confidence, cov, extras
+
+
+@register_tiles("spots")
+def spots_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
+                seed: int = 0, report_every: int = REPORT_EVERY, min_snr: float = MIN_SNR,
+                isolation: float = ISOLATION, max_spots: int = MAX_SPOTS, require_spots: bool = False,
+                size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+    """All tiles of a kernel map from one detection per frame: the brightest :data:`TILE_SPOTS` spots
+    of every tile are fitted once (stopping early, as for a whole image, where they are not points),
+    then each tile's covariance is solved from the spots inside it."""
+    check_options("spots", min_snr=min_snr, count=max_spots, count_option="max_spots", min_count=MIN_SPOTS,
+                  size=size)
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    start = time.perf_counter()
+    pool = yield from _measure(_gray_frames(frames), min_snr=min_snr, isolation=isolation, max_spots=int(max_spots),
+                               every=max(1, int(report_every)), start=start, boxes=boxes,
+                               per_tile=min(int(max_spots), TILE_SPOTS))
+    out = []
+    for box in boxes:
+        fits, candidates, _ = pool.inside(box)
+        kernel, confidence, cov, extras = _solve(fits, candidates, pool.counts, False, int(size), int(scale))
+        out.append(TileResult(kernel=None, confidence=0.0, message=extras["message"]) if extras["fallback"] else
+                   TileResult(kernel=kernel, confidence=confidence, covariance=cov))
+    return out

@@ -63,6 +63,16 @@ def second_moments(k: np.ndarray) -> np.ndarray:
                      [(k * dr * dc).sum(), (k * dc * dc).sum()]])
 
 
+def covariance_axes(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """σ along the major and minor axes and the major axis' angle of (..., 2, 2) covariances ((row, col)
+    order): the angle in degrees in [0, 180), from the column (x) axis towards increasing rows (+y)."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
+    major = np.sqrt(np.clip(vals[..., 1], 0.0, None))
+    minor = np.sqrt(np.clip(vals[..., 0], 0.0, None))
+    theta = np.degrees(np.arctan2(vecs[..., 0, 1], vecs[..., 1, 1])) % 180.0
+    return major, minor, theta
+
+
 def kernel_kcov(estimate: np.ndarray, truth: np.ndarray) -> float:
     """K-COV (MetaKernelGAN): Σ|Σ̂ − Σ| over the 2×2 second-moment matrices."""
     return float(np.abs(second_moments(estimate) - second_moments(truth)).sum())

@@ -216,11 +216,13 @@ def _bicubic(frames: np.ndarray, scale: int) -> np.ndarray:
 
 def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: Any, seed: int,
                  options: Mapping[str, Any], given: set[str], confidence: float | None,
+                 noise: Mapping[str, Any] | None = None,
                  ) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
     """Run SR method ``spec`` on ``frames`` (N, C, h, w) with the safeguards of this module.
 
     ``options``: the method's resolved options; ``given``: the names the caller
-    set (those are kept as they are, so a given noise level is not escalated).
+    set (those are kept as they are, so a given noise level is not escalated). ``noise``: a
+    :func:`measure_noise` record made beforehand (on the whole image, when ``frames`` is one region of it).
     Returns the (N, C, s·h, s·w) result and the record for the result's options
     (the noise level used, the measured noise, the confidence, the score, and
     ``fallback`` / ``fallback_reason`` when bicubic was returned).
@@ -228,7 +230,7 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
     opts = dict(options)
     record: dict[str, Any] = {"safe": True,
                               "confidence": None if confidence is None else round(float(confidence), 3)}
-    noise = measure_noise(frames)
+    noise = measure_noise(frames) if noise is None else dict(noise)
     record.update(noise_sigma=round(noise["noise_sigma"], 3), noise_model=noise["noise_model"])
     key = next((k for k in NOISE_KEYS if k in spec.defaults), None)
     if "tv_scale" in spec.defaults and "tv_scale" not in given:

@@ -1,0 +1,248 @@
+"""Kernel maps: a kernel per tile of one image, from any registered estimator.
+
+:func:`estimate_kernel_map` cuts the input into overlapping tiles (``tile``
+input pixels a side, ``overlap`` shared with each neighbour), estimates the
+global kernel of the whole image and a kernel with a confidence for every tile,
+and returns a :class:`~napari_kernelgan.fields.KernelField`.
+
+**Tiles in one pass.** An estimator registered with
+:func:`~napari_kernelgan.registry.register_tiles` estimates all tiles at once,
+sharing what they have in common (``learned``: one network pass over every
+tile's crops; ``kernelnet``: one sharp-gradient prediction and one batched
+Fourier solve; ``auto``: its members' tile passes and one noise model). Other
+estimators run tile after tile (``spots`` and ``lines`` measure each point or
+line sample once either way; the GAN estimators fit a generator per tile,
+slowly).
+
+**Fallback.** A tile whose own estimate is not trusted (flat background,
+noise, saturation: a low confidence, or an estimator that could not read it)
+must not put noise into the map. Each tile keeps the share
+``trust = c / (c + TRUST_HALF)`` of its own estimate (``c`` its confidence) and
+takes the rest from its neighbours, weighted by their confidence and by a
+Gaussian of their distance (``NEIGHBOUR_SIGMA`` tile spacings), with the global
+kernel as a weak prior (weight ``GLOBAL_PRIOR``), so an unreadable region
+takes the kernel of the readable ones around it and, far from any, the global
+kernel. Gaussian kernels are blended in the log-Euclidean covariance metric,
+others as a convex combination of the kernels.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+
+from .api import DEFAULT_ESTIMATOR, ProgressCallback, _check_scale, drive
+from .devices import reproducible, resolve_device, torch_threads
+from .errors import BadInputError, BadOptionError
+from .fields import KernelField, all_gaussian, from_log_covariances, log_covariances
+from .imaging import Frames, prepare_image
+from .physics.kernels import gaussian_from_covariance
+from .physics.metrics import second_moments
+from .registry import ESTIMATORS, MethodSpec
+from .types import KernelEstimate, Progress, TileResult
+from .vocabulary import ESTIMATE_SCALES, Stage
+
+__all__ = ["TILE", "MAX_GRID", "default_tile", "OVERLAP", "MIN_TILE", "TRUST_HALF", "NEIGHBOUR_SIGMA", "GLOBAL_PRIOR",
+           "tile_boxes",
+           "iter_tile_estimates", "fallback_blend", "iter_estimate_kernel_map", "estimate_kernel_map"]
+
+TILE = 128            # input pixels a tile side (at least MIN_TILE); larger images get larger tiles (MAX_GRID)
+MAX_GRID = 8          # tiles along an axis when the tile size is left to the default
+OVERLAP = 32          # input pixels each tile shares with its neighbour
+MIN_TILE = 48         # the fast estimators need about this much to find edges away from a tile's border
+TRUST_HALF = 0.1      # confidence at which a tile keeps half its own estimate (auto's full-trust level)
+NEIGHBOUR_SIGMA = 1.0  # tile spacings: the reach of the neighbours a doubtful tile borrows from
+GLOBAL_PRIOR = 0.05   # weight of the global kernel beside the neighbours' confidences
+
+
+def _positions(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - tile) / (tile - overlap)) + 1
+    return [int(round(p)) for p in np.linspace(0, length - tile, n)]
+
+
+def default_tile(shape: tuple[int, int], overlap: int = OVERLAP) -> int:
+    """:data:`TILE`, or larger where that would put more than :data:`MAX_GRID` tiles along an axis."""
+    longest = max(int(shape[0]), int(shape[1]))
+    return max(TILE, math.ceil((longest + (MAX_GRID - 1) * int(overlap)) / MAX_GRID))
+
+
+def tile_boxes(shape: tuple[int, int], tile: int | None = None,
+               overlap: int = OVERLAP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(boxes (gy, gx, 4), centres_y, centres_x)`` of tiles covering an image of ``shape``.
+
+    Tiles are ``tile`` pixels a side (default :func:`default_tile`; the image's side where it is
+    smaller), spread evenly from edge to edge so that neighbours share at least ``overlap`` pixels.
+    """
+    tile = default_tile(shape, overlap) if tile is None else int(tile)
+    overlap = int(overlap)
+    if tile < MIN_TILE:
+        raise BadOptionError(f"kernel map: tile must be at least {MIN_TILE} pixels, got {tile}")
+    if not 0 <= overlap < tile:
+        raise BadOptionError(f"kernel map: overlap must be at least 0 and below the tile size {tile}, got {overlap}")
+    h, w = int(shape[0]), int(shape[1])
+    th, tw = min(tile, h), min(tile, w)
+    ys, xs = _positions(h, tile, overlap), _positions(w, tile, overlap)
+    boxes = np.array([[[y, x, y + th, x + tw] for x in xs] for y in ys], dtype=np.int64)
+    return boxes, np.array(ys, dtype=np.float64) + (th - 1) / 2, np.array(xs, dtype=np.float64) + (tw - 1) / 2
+
+
+def _result_from_estimate(est: KernelEstimate) -> TileResult:
+    failed = bool(est.extras.get("fallback"))
+    conf = 0.0 if failed or est.confidence is None else float(est.confidence)
+    return TileResult(kernel=est.kernel, confidence=conf, covariance=second_moments(est.kernel),
+                      message=str(est.extras.get("message", "")) if failed else "")
+
+
+def iter_tile_estimates(spec: MethodSpec, frames: np.ndarray, boxes: np.ndarray, *, scale: int, device: Any,
+                        seed: int, report_every: int, options: dict[str, Any],
+                        ) -> Generator[Progress, None, list[TileResult]]:
+    """One :class:`~napari_kernelgan.types.TileResult` per box (T, 4), in one pass where ``spec`` has one."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    if spec.tiles is not None:
+        return (yield from spec.tiles(frames, boxes, scale=scale, device=device, seed=seed,
+                                      report_every=report_every, **options))
+    start = time.perf_counter()
+    out: list[TileResult] = []
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
+        yield Progress(i, len(boxes), time.perf_counter() - start, stage=Stage.MAP,
+                       message=f"{spec.name}: tile {i + 1} of {len(boxes)}")
+        gen = spec.fn(np.ascontiguousarray(frames[..., y0:y1, x0:x1]), scale=scale, device=device, seed=seed,
+                      report_every=report_every, **options)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            out.append(_result_from_estimate(stop.value))
+        except BadInputError as exc:
+            out.append(TileResult(kernel=None, confidence=0.0, message=str(exc).splitlines()[0]))
+        finally:
+            gen.close()
+    return out
+
+
+def fallback_blend(results: list[TileResult], grid: tuple[int, int], global_kernel: np.ndarray,
+                   trust_half: float = TRUST_HALF, neighbour_sigma: float = NEIGHBOUR_SIGMA,
+                   global_prior: float = GLOBAL_PRIOR,
+                   global_confidence: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(kernels (gy, gx, k, k), confidence (gy, gx), trust (gy, gx), kernel_confidence (gy, gx))`` from
+    raw tile results; see the module docstring for the rule. ``kernel_confidence`` blends the
+    confidences the same way as the kernels (the global kernel's is ``global_confidence``, 0 if unknown)."""
+    gy, gx = grid
+    size = global_kernel.shape[-1]
+    conf = np.array([max(0.0, float(r.confidence)) if r.kernel is not None else 0.0 for r in results])
+    own = [r.kernel if r.kernel is not None else global_kernel for r in results]
+    own = [np.asarray(k, dtype=np.float64) for k in own]
+    if any(k.shape != global_kernel.shape for k in own):
+        raise BadInputError("kernel map: the tile kernels and the global kernel differ in size")
+    trust = conf / (conf + trust_half) if trust_half > 0 else (conf > 0).astype(np.float64)
+    yy, xx = np.meshgrid(np.arange(gy), np.arange(gx), indexing="ij")
+    pos = np.stack([yy.ravel(), xx.ravel()], 1).astype(np.float64)
+    d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
+    near = np.exp(-0.5 * d2 / neighbour_sigma ** 2)
+    np.fill_diagonal(near, 0.0)
+    w_n = near * conf[None, :]                                   # (T, T) neighbour weights
+    denom = w_n.sum(1) + global_prior                            # (T,)
+    g_conf = 0.0 if global_confidence is None else float(global_confidence)
+    kernel_conf = trust * conf + (1 - trust) * (w_n @ conf + global_prior * g_conf) / denom
+    gaussian = all_gaussian(np.stack(own + [global_kernel]))
+    if gaussian:
+        logs = log_covariances(np.stack(own))                   # (T, 3)
+        g_log = log_covariances(global_kernel[None])[0]
+        borrowed = (w_n @ logs + global_prior * g_log[None]) / denom[:, None]
+        blended = trust[:, None] * logs + (1 - trust[:, None]) * borrowed
+        covs = from_log_covariances(blended)
+        kernels = np.stack([gaussian_from_covariance(c, size) for c in covs])
+    else:
+        stack = np.stack(own)                                   # (T, k, k)
+        borrowed = (np.tensordot(w_n, stack, axes=1) + global_prior * global_kernel[None]) / denom[:, None, None]
+        kernels = trust[:, None, None] * stack + (1 - trust[:, None, None]) * borrowed
+        kernels = np.clip(kernels, 0.0, None)
+        kernels /= kernels.sum((-2, -1), keepdims=True)
+    return (kernels.reshape(gy, gx, size, size), conf.reshape(gy, gx), trust.reshape(gy, gx),
+            kernel_conf.reshape(gy, gx))
+
+
+def iter_estimate_kernel_map(image: np.ndarray | Frames, scale: int = 2, *, estimator: str = DEFAULT_ESTIMATOR,
+                             tile: int | None = None, overlap: int = OVERLAP, device: str = "auto", seed: int = 0,
+                             threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
+                             stack_axis: int | None = None, report_every: int = 50,
+                             **options: Any) -> Generator[Progress, None, KernelField]:
+    """Generator form of :func:`estimate_kernel_map`: yields progress, returns the field."""
+    start = time.perf_counter()
+    scale = _check_scale(scale, ESTIMATE_SCALES)
+    spec = ESTIMATORS.get(estimator)
+    opts = spec.resolve(options)
+    dev = resolve_device(device)
+    yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="checking the image")
+    frames = image if isinstance(image, Frames) else prepare_image(
+        image, rgb=rgb, channel_axis=channel_axis, stack_axis=stack_axis)
+    data = frames.data
+    tile = default_tile(data.shape[-2:], overlap) if tile is None else tile
+    boxes, cy, cx = tile_boxes(data.shape[-2:], tile, overlap)
+    grid = boxes.shape[:2]
+    n_tiles = grid[0] * grid[1]
+    total = 100 * (1 + n_tiles)  # the global estimate counts as one tile
+
+    def rescale(p: Progress, offset: float, span: float) -> Progress:
+        done = round(offset + span * min(max(p.fraction, 0.0), 1.0))
+        return Progress(done, total, time.perf_counter() - start, stage=Stage.MAP, kernel=p.kernel, loss=p.loss,
+                        message=p.message)
+
+    with torch_threads(threads), reproducible(dev):
+        gen = spec.fn(data, scale=scale, device=dev, seed=int(seed), report_every=int(report_every), **opts)
+        try:
+            while True:
+                p = next(gen)
+                yield rescale(Progress(p.iteration, p.total, p.elapsed, kernel=p.kernel,
+                                       message=f"whole image: {p.message}"), 0, 100)
+        except StopIteration as stop:
+            whole: KernelEstimate = stop.value
+        finally:
+            gen.close()
+        tiles_gen = iter_tile_estimates(spec, data, boxes, scale=scale, device=dev, seed=int(seed),
+                                        report_every=int(report_every), options=opts)
+        try:
+            while True:
+                p = next(tiles_gen)
+                yield rescale(p, 100, 100 * n_tiles)
+        except StopIteration as stop:
+            results: list[TileResult] = stop.value
+        finally:
+            tiles_gen.close()
+    kernels, conf, trust, kernel_conf = fallback_blend(results, grid, np.asarray(whole.kernel, dtype=np.float64),
+                                                       global_confidence=whole.confidence)
+    failed = {i: r.message for i, r in enumerate(results) if r.kernel is None and r.message}
+    field = KernelField(kernels=kernels, centres_y=cy, centres_x=cx, boxes=boxes, confidence=conf, trust=trust,
+                        global_kernel=whole.kernel, image_shape=tuple(data.shape[-2:]), scale=scale,
+                        global_confidence=whole.confidence, method=spec.name,
+                        options={**opts, "tile": int(tile), "overlap": int(overlap)},
+                        elapsed=time.perf_counter() - start, device=str(dev), seed=int(seed),
+                        extras={"unreadable_tiles": failed, "global_extras": whole.extras},
+                        kernel_confidence=kernel_conf)
+    yield Progress(total, total, field.elapsed, stage=Stage.MAP,
+                   message=f"kernel map of {grid[0]}×{grid[1]} tiles ({int((conf >= TRUST_HALF).sum())} trusted)")
+    return field
+
+
+def estimate_kernel_map(image: np.ndarray, scale: int = 2, *, callback: ProgressCallback | None = None,
+                        cancel: threading.Event | None = None, **kwargs: Any) -> KernelField:
+    """A kernel per tile of ``image`` (and the global kernel) as a :class:`~napari_kernelgan.fields.KernelField`.
+
+    ``estimator`` (default ``auto``) and its options as for
+    :func:`~napari_kernelgan.api.estimate_kernel`; ``tile`` (input pixels a side; default 128, larger
+    on images over about 800 pixels so the grid stays within 8×8) and ``overlap`` (default 32) set the
+    grid. Tiles the estimator cannot trust fall back to their neighbours and the global kernel (module
+    docstring). ``callback`` / ``cancel`` as for
+    :func:`~napari_kernelgan.api.drive`.
+
+    >>> field = estimate_kernel_map(image, 2)          # doctest: +SKIP
+    >>> field.kernel_at(100, 250).shape                 # doctest: +SKIP
+    (13, 13)
+    """
+    return drive(iter_estimate_kernel_map(image, scale, **kwargs), callback, cancel)

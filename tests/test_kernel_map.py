@@ -1,0 +1,265 @@
+"""Kernel fields: the spatially varying operator, KernelField, estimate_kernel_map and SR that follows a map."""
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import napari_kernelgan as nk
+from napari_kernelgan.errors import BadInputError, BadOptionError, Cancelled
+from napari_kernelgan.fields import KernelField
+from napari_kernelgan.kernel_map import TRUST_HALF, tile_boxes
+from napari_kernelgan.physics import degrade, gaussian_kernel, image_psnr, kernel_l1
+from napari_kernelgan.physics.metrics import second_moments
+from napari_kernelgan.physics.varying import SpaceVaryingDegradation, degrade_varying, tent_weights
+from napari_kernelgan.synthetic import dead_leaves
+
+NARROW = gaussian_kernel(13, 0.8)
+WIDE = gaussian_kernel(13, 2.2, 1.5, 0.7)
+
+
+def split_lr(hr: np.ndarray) -> np.ndarray:
+    """×2 LR of ``hr`` with NARROW on the left half and WIDE on the right (blended over 8 LR px)."""
+    h, w = hr.shape[0] // 2, hr.shape[1] // 2
+    kernels = np.stack([NARROW, NARROW, WIDE, WIDE])[None]
+    return degrade_varying(hr, kernels, [h / 2], [0.0, w / 2 - 4, w / 2 + 4, w - 1.0], 2)
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    return dead_leaves((512, 512), seed=3).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def split(scene: np.ndarray) -> np.ndarray:
+    return np.clip(split_lr(scene), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def split_field(split: np.ndarray) -> KernelField:
+    return nk.estimate_kernel_map(split, 2, tile=96, overlap=24, threads=1, seed=0)
+
+
+# ----------------------------------------------------------------------------- the operator
+
+
+def test_tent_weights_are_a_partition_of_unity() -> None:
+    w = tent_weights([3.0, 10.0, 30.0], np.linspace(-5, 40, 200))
+    np.testing.assert_allclose(w.sum(0), 1.0)
+    assert np.all(w >= 0) and w[0, 0] == 1.0 and w[-1, -1] == 1.0
+    with pytest.raises(BadInputError, match="increasing"):
+        tent_weights([3.0, 3.0], [1.0])
+
+
+def test_constant_field_operator_equals_the_uniform_degradation(scene: np.ndarray) -> None:
+    crop = scene[:96, :128]
+    kernels = np.broadcast_to(WIDE, (3, 4, 13, 13))
+    np.testing.assert_allclose(degrade_varying(crop, kernels, [5, 20, 40], [0, 15, 30, 60], 2),
+                               degrade(crop, WIDE, 2), atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["reflect", "circular", "constant"])
+def test_varying_operator_is_adjoint(padding: str) -> None:
+    rng = np.random.default_rng(1)
+    kernels = np.stack([np.stack([NARROW, WIDE, NARROW]), np.stack([WIDE, NARROW, WIDE])])
+    op = SpaceVaryingDegradation(kernels, [8, 24], [4, 20, 36], 2, padding)
+    x = torch.as_tensor(rng.random((2, 64, 80)))
+    y = torch.as_tensor(rng.random((2, 32, 40)))
+    lhs = float((op.A(x) * y).sum())
+    rhs = float((x * op.A_adjoint(y, (64, 80))).sum())
+    assert abs(lhs - rhs) < 1e-9 * abs(lhs)
+
+
+def test_varying_operator_blurs_each_side_with_its_kernel(scene: np.ndarray) -> None:
+    lr = split_lr(scene)
+    left, right = degrade(scene, NARROW, 2), degrade(scene, WIDE, 2)
+    # Away from the blend band each side is exactly the uniform degradation with its kernel.
+    np.testing.assert_allclose(lr[:, :100], left[:, :100], atol=1e-9)
+    np.testing.assert_allclose(lr[:, 160:], right[:, 160:], atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- KernelField
+
+
+def two_tile_field(image_shape=(64, 128)) -> KernelField:
+    h, w = image_shape
+    return KernelField(kernels=np.stack([NARROW, WIDE])[None], centres_y=[h / 2], centres_x=[w / 4, 3 * w / 4],
+                       boxes=np.array([[[0, 0, h, w // 2], [0, w // 2, h, w]]]), confidence=np.array([[0.6, 0.4]]),
+                       trust=np.ones((1, 2)), global_kernel=WIDE, image_shape=image_shape, method="test")
+
+
+def test_kernel_at_interpolates_valid_kernels_between_tiles() -> None:
+    field = two_tile_field()
+    assert field.gaussian
+    np.testing.assert_allclose(field.kernel_at(32, 32), NARROW, atol=1e-3)
+    np.testing.assert_allclose(field.kernel_at(32, 96), WIDE, atol=1e-3)
+    mid = field.kernel_at(32, 64)
+    assert mid.min() >= 0 and mid.sum() == pytest.approx(1.0)
+    det = [np.linalg.det(second_moments(k)) for k in (NARROW, mid, WIDE)]
+    assert det[0] < det[1] < det[2]
+    assert field.kernel_at(32, 64, scale=4).shape == (37, 37)
+
+
+def test_maps_give_widths_in_input_pixels_and_orientation() -> None:
+    field = KernelField.uniform(gaussian_kernel(13, 2.0, 1.0, np.pi / 6), (40, 50), confidence=0.7)
+    maps = field.maps()
+    assert set(maps) == {"width_major", "width_minor", "orientation", "anisotropy", "confidence"}
+    assert maps["width_major"].shape == (40, 50)
+    # σ 2 and 1 HR px of the ×2 kernel are 1 and 0.5 input pixels
+    assert float(maps["width_major"].mean()) == pytest.approx(1.0, abs=0.03)
+    assert float(maps["width_minor"].mean()) == pytest.approx(0.5, abs=0.03)
+    assert float(maps["anisotropy"].mean()) == pytest.approx(0.5, abs=0.03)
+    assert float(maps["confidence"].max()) == pytest.approx(0.7)
+    assert float(maps["orientation"].mean()) == pytest.approx(30.0, abs=2.0)
+    assert field.mosaic().shape == (13, 13)
+
+
+def test_field_save_load_round_trip(tmp_path) -> None:
+    field = two_tile_field()
+    path = field.save(tmp_path / "field.npz")
+    back = KernelField.load(path)
+    for name in ("kernels", "centres_y", "centres_x", "boxes", "confidence", "trust", "kernel_confidence",
+                 "global_kernel"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(field, name))
+    assert back.image_shape == field.image_shape and back.method == "test" and back.scale == 2
+    assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
+
+
+def test_bad_field_files_get_clear_errors(tmp_path) -> None:
+    with pytest.raises(nk.KernelGANError, match="not found"):
+        KernelField.load(tmp_path / "missing.npz")
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(BadInputError, match="not a readable kernel field"):
+        KernelField.load(broken)
+    other = tmp_path / "other.npz"
+    np.savez(other, something=np.zeros(3))
+    with pytest.raises(BadInputError, match="lacks"):
+        KernelField.load(other)
+    with pytest.raises(BadInputError, match=".npz"):
+        two_tile_field().save(tmp_path / "field.tif")
+    with pytest.raises(BadInputError, match="sum to 1"):
+        KernelField.uniform(np.full((13, 13), 0.5), (32, 32))
+
+
+# ----------------------------------------------------------------------------- estimating a map
+
+
+def test_tile_boxes_cover_the_image() -> None:
+    boxes, cy, cx = tile_boxes((300, 500), 128, 32)
+    assert boxes[0, 0, 0] == 0 and boxes[-1, -1, 2] == 300 and boxes[-1, -1, 3] == 500
+    assert np.all(boxes[..., 2] - boxes[..., 0] == 128)
+    assert np.all(np.diff(cx) <= 96) and np.all(np.diff(cy) <= 96)
+    with pytest.raises(BadOptionError, match="tile"):
+        tile_boxes((300, 500), 16, 4)
+
+
+def test_two_kernel_image_gives_each_side_its_kernel(split_field: KernelField, split: np.ndarray) -> None:
+    w = split.shape[1]
+    checked = 0
+    for i in range(split_field.grid[0]):
+        for j in range(split_field.grid[1]):
+            y0, x0, y1, x1 = split_field.boxes[i, j]
+            if split_field.confidence[i, j] < TRUST_HALF or (x0 < w / 2 + 4 and x1 > w / 2 - 4):
+                continue
+            k = split_field.kernels[i, j]
+            own, other = (NARROW, WIDE) if x1 <= w / 2 else (WIDE, NARROW)
+            assert kernel_l1(k, own) < kernel_l1(k, other), f"tile {(i, j)} took the other side's kernel"
+            checked += 1
+    assert checked >= 6
+    left = split_field.maps()["width_major"][:, : w // 4].mean()
+    right = split_field.maps()["width_major"][:, 3 * w // 4:].mean()
+    assert right > 1.5 * left
+
+
+def test_flat_image_has_low_confidence_and_falls_back_to_the_global_kernel() -> None:
+    rng = np.random.default_rng(0)
+    flat = (0.5 + 0.01 * rng.standard_normal((200, 200))).astype(np.float32)
+    field = nk.estimate_kernel_map(flat, 2, tile=96, overlap=24, threads=1)
+    assert field.confidence.max() < TRUST_HALF
+    for k in field.kernels.reshape(-1, 13, 13):
+        assert kernel_l1(k, field.global_kernel) < 0.05
+
+
+def test_flat_half_borrows_from_the_textured_half(scene: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    lr = degrade(scene, WIDE, 2)
+    lr[:, 128:] = 0.5 + 0.005 * rng.standard_normal((256, 128))
+    field = nk.estimate_kernel_map(lr.astype(np.float32), 2, estimator="kernelnet", tile=64, overlap=16, threads=1)
+    flat_tiles = field.boxes[..., 1] >= 136
+    textured = field.boxes[..., 3] <= 120
+    assert field.trust[flat_tiles].max() == 0.0 < field.trust[textured].min()
+    assert field.confidence[flat_tiles].max() == 0.0
+    # what the flat tiles hold is what their textured neighbours measured, not noise
+    nearest = field.kernels[:, 2].mean(0)
+    for k in field.kernels[flat_tiles]:
+        assert kernel_l1(k, nearest) < 0.1
+
+
+def test_progress_and_cancel(split: np.ndarray) -> None:
+    reports = []
+    nk.estimate_kernel_map(split[:128, :128], 2, estimator="kernelnet", tile=64, overlap=16,
+                           callback=reports.append)
+    assert reports and reports[-1].fraction == pytest.approx(1.0)
+    assert all(b.iteration >= a.iteration for a, b in zip(reports, reports[1:]))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        nk.estimate_kernel_map(split, 2, cancel=cancel)
+
+
+def test_every_estimator_kind_runs_on_tiles(split: np.ndarray) -> None:
+    part = split[:160, :160]
+    for name in ("learned", "spots", "lines", "edges"):
+        field = nk.estimate_kernel_map(part, 2, estimator=name, tile=80, overlap=16, threads=1)
+        assert field.kernels.shape[:2] == field.grid == (3, 3)
+        assert np.allclose(field.kernels.sum((-2, -1)), 1.0)
+        assert field.method == name
+
+
+# ----------------------------------------------------------------------------- SR with a map
+
+
+def test_constant_field_sr_equals_uniform_sr(split: np.ndarray) -> None:
+    lr = split[:96, :96]
+    field = KernelField.uniform(WIDE, lr.shape, confidence=0.5)
+    a = nk.super_resolve(lr, field, 2, threads=1).image
+    b = nk.super_resolve(lr, WIDE, 2, threads=1, safe=True, confidence=0.5).image
+    np.testing.assert_array_equal(a, b)
+
+
+def test_region_blending_reproduces_uniform_sr_without_seams(split: np.ndarray) -> None:
+    from napari_kernelgan.api import drive
+    from napari_kernelgan.registry import SR_METHODS
+    from napari_kernelgan.sr._field import iter_field_sr
+
+    lr = split[:128, :160]
+    same = np.broadcast_to(WIDE, (2, 3, 13, 13))
+    field = KernelField(kernels=same, centres_y=[32, 96], centres_x=[27, 80, 133],
+                        boxes=np.zeros((2, 3, 4), int), confidence=np.ones((2, 3)), trust=np.ones((2, 3)),
+                        global_kernel=WIDE, image_shape=lr.shape)
+    spec = SR_METHODS.get("closed-form")
+    out, record = drive(iter_field_sr(spec, lr[None, None], field, 2, device=torch.device("cpu"), seed=0,
+                                      options=spec.resolve({}), given=set(), safe=False))
+    uniform = nk.super_resolve(lr, WIDE, 2, threads=1).image
+    assert record["regions"] == 6
+    assert image_psnr(np.clip(out[0, 0], 0, 1) * 255, uniform * 255, shave=4) > 45.0
+
+
+def test_map_sr_beats_uniform_sr_on_a_two_kernel_image(scene: np.ndarray, split: np.ndarray,
+                                                       split_field: KernelField) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uniform = nk.super_resolve(split, nk.estimate_kernel(split, 2, threads=1), 2, threads=1).image
+        varying = nk.super_resolve(split, split_field, 2, threads=1)
+    gain = image_psnr(varying.image * 255, scene * 255, shave=2) - image_psnr(uniform * 255, scene * 255, shave=2)
+    assert gain > 0.3, f"map SR gains only {gain:+.2f} dB over uniform SR"
+    assert varying.options["kernel_map"] == f"{split_field.grid[0]}×{split_field.grid[1]}"
+
+
+def test_a_map_for_another_image_is_refused(split: np.ndarray, split_field: KernelField) -> None:
+    with pytest.raises(BadInputError, match="kernel map was made for an image of 256×256"):
+        nk.super_resolve(split[:100], split_field, 2)
