@@ -135,7 +135,7 @@ def true_field(case: str, shape_lr: tuple[int, int], seed: int) -> tuple[np.ndar
 def kernel_errors(field, true_k: np.ndarray, cy: np.ndarray, cx: np.ndarray, whole: np.ndarray,
                   shape: tuple[int, int]) -> dict[str, float]:
     from napari_kernelgan.physics import constant_gaussian, kernel_l1
-    from napari_kernelgan.physics.varying import tent_weights
+    from napari_kernelgan.physics.grid import tent_weights
 
     ys = np.arange(GRID_STEP // 2, shape[0], GRID_STEP)
     xs = np.arange(GRID_STEP // 2, shape[1], GRID_STEP)

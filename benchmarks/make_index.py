@@ -31,6 +31,7 @@ SECTIONS = [
     ("benchmarks_microscopy.md", "Generated fluorescence microscopy (noisy uint16)"),
     ("benchmarks_microscopy_unseen.md", "Generated fluorescence microscopy from a seed no constant was chosen on"),
     ("benchmarks_samples.md", "The bundled samples"),
+    ("benchmarks_kernel_map.md", "Kernel maps and spatially varying SR"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
     ("benchmarks_threads.md", "CPU threads under load"),
     ("benchmarks_activity.md", "napari's activity progress under software OpenGL"),
@@ -73,7 +74,8 @@ README_TABLES = [("benchmarks_kernel_x2.md", "Kernel estimation ×2"),
                  ("benchmarks_sr_x2.md", "Super-resolution ×2, nine images with HR"),
                  ("benchmarks_sr_x4.md", "Super-resolution ×4, nine images with HR"),
                  ("benchmarks_microscopy.md", "Generated fluorescence microscopy"),
-                 ("benchmarks_samples.md", "Bundled samples")]
+                 ("benchmarks_samples.md", "Bundled samples"),
+                 ("benchmarks_kernel_map.md", "Kernel maps on spatially varying blur")]
 BEGIN, END = "<!-- figures: written by benchmarks/make_index.py -->", "<!-- /figures -->"
 
 

@@ -13,8 +13,9 @@ from napari_kernelgan.errors import BadInputError, BadOptionError, Cancelled
 from napari_kernelgan.fields import KernelField
 from napari_kernelgan.kernel_map import TRUST_HALF, tile_boxes
 from napari_kernelgan.physics import degrade, gaussian_kernel, image_psnr, kernel_l1
+from napari_kernelgan.physics.grid import tent_weights
 from napari_kernelgan.physics.metrics import second_moments
-from napari_kernelgan.physics.varying import SpaceVaryingDegradation, degrade_varying, tent_weights
+from napari_kernelgan.physics.varying import SpaceVaryingDegradation, degrade_varying
 from napari_kernelgan.synthetic import dead_leaves
 
 NARROW = gaussian_kernel(13, 0.8)
@@ -58,7 +59,7 @@ def test_constant_field_operator_equals_the_uniform_degradation(scene: np.ndarra
     crop = scene[:96, :128]
     kernels = np.broadcast_to(WIDE, (3, 4, 13, 13))
     np.testing.assert_allclose(degrade_varying(crop, kernels, [5, 20, 40], [0, 15, 30, 60], 2),
-                               degrade(crop, WIDE, 2), atol=1e-12)
+                               degrade(crop, WIDE, 2), atol=1e-5)
 
 
 @pytest.mark.parametrize("padding", ["reflect", "circular", "constant"])
@@ -77,8 +78,8 @@ def test_varying_operator_blurs_each_side_with_its_kernel(scene: np.ndarray) -> 
     lr = split_lr(scene)
     left, right = degrade(scene, NARROW, 2), degrade(scene, WIDE, 2)
     # Away from the blend band each side is exactly the uniform degradation with its kernel.
-    np.testing.assert_allclose(lr[:, :100], left[:, :100], atol=1e-9)
-    np.testing.assert_allclose(lr[:, 160:], right[:, 160:], atol=1e-9)
+    np.testing.assert_allclose(lr[:, :100], left[:, :100], atol=1e-5)
+    np.testing.assert_allclose(lr[:, 160:], right[:, 160:], atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- KernelField
@@ -245,7 +246,7 @@ def test_region_blending_reproduces_uniform_sr_without_seams(split: np.ndarray) 
     out, record = drive(iter_field_sr(spec, lr[None, None], field, 2, device=torch.device("cpu"), seed=0,
                                       options=spec.resolve({}), given=set(), safe=False))
     uniform = nk.super_resolve(lr, WIDE, 2, threads=1).image
-    assert record["regions"] == 6
+    assert record["regions"] == 15  # the 2×3 tiles and a region between each two
     assert image_psnr(np.clip(out[0, 0], 0, 1) * 255, uniform * 255, shave=4) > 45.0
 
 
@@ -263,3 +264,38 @@ def test_map_sr_beats_uniform_sr_on_a_two_kernel_image(scene: np.ndarray, split:
 def test_a_map_for_another_image_is_refused(split: np.ndarray, split_field: KernelField) -> None:
     with pytest.raises(BadInputError, match="kernel map was made for an image of 256×256"):
         nk.super_resolve(split[:100], split_field, 2)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_writes_a_kernel_map_and_super_resolves_with_it(split: np.ndarray, tmp_path, capsys) -> None:
+    import tifffile
+
+    from napari_kernelgan.cli import main
+    from napari_kernelgan.io import write_image
+
+    image = tmp_path / "split.tif"
+    write_image(image, (split[:160, :160] * 65535).astype(np.uint16))
+    before = image.read_bytes()
+    out = tmp_path / "k"
+    assert main(["estimate", str(image), "--kernel-map", "--tile", "64", "-q", "--out", str(out),
+                 "--estimator", "kernelnet"]) == 0
+    text = capsys.readouterr().out
+    assert "kernel map 4×4 tiles" in text  # 64-pixel tiles sharing 32 with each neighbour
+    field = KernelField.load(out / "split_kernel_map.npz")
+    assert field.grid == (4, 4) and field.options["tile"] == 64
+    pages = tifffile.imread(out / "split_kernel_map.tif")
+    assert pages.shape == (5, 160, 160)
+    np.testing.assert_allclose(pages[0], field.maps()["width_major"], rtol=1e-6)
+    sr = tmp_path / "sr.tif"
+    assert main(["sr", str(image), "--kernel-map", str(out / "split_kernel_map.npz"), "-o", str(sr)]) == 0
+    assert "regions of the kernel map" in capsys.readouterr().out
+    result = tifffile.imread(sr)
+    assert result.shape == (320, 320) and result.dtype == np.uint16
+    assert image.read_bytes() == before
+    # a map and a kernel, or neither: one clear line each
+    assert main(["sr", str(image), "-o", str(sr)]) == 1
+    assert "give either --kernel" in capsys.readouterr().err
+    assert main(["sr", str(image), "--kernel-map", str(out / "split_kernel.json"), "-o", str(sr)]) == 1
+    assert "not a readable kernel field" in capsys.readouterr().err

@@ -7,8 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from .layers import KERNEL_COLORMAP, LayerDataTuple, kernel_panel_transform, true_kernel_layer_name
-from .samples import ASTRONAUT, FLUORESCENCE, NOISY_FLUORESCENCE, SCALE, TISSUE, SampleCase
+from .layers import (
+    KERNEL_COLORMAP,
+    LayerDataTuple,
+    kernel_map_layer_data,
+    kernel_panel_transform,
+    true_kernel_layer_name,
+)
+from .samples import ASTRONAUT, FLUORESCENCE, NOISY_FLUORESCENCE, SCALE, TISSUE, TISSUE_VARYING, SampleCase
 from .types import kernel_metadata
 from .vocabulary import LayerRole
 
@@ -55,3 +61,21 @@ def fluorescence_noisy() -> list[LayerDataTuple]:
     """A synthetic fluorescence image at about 200 photons (Poisson and read noise), blurred ×2 with a
     known kernel, uint16 camera counts."""
     return sample_layers(NOISY_FLUORESCENCE)
+
+
+def tissue_varying() -> list[LayerDataTuple]:
+    """The tissue micrograph blurred ×2 by a kernel field (sharp in the middle, wider and astigmatic
+    towards the corners, as field curvature makes), RGB uint8, with the true field's kernel map and
+    width, orientation and anisotropy maps (named ``... true kernel map``), for comparison with a map
+    estimated by the *Kernel map* widget."""
+    lr = TISSUE_VARYING.lr()
+    field = TISSUE_VARYING.field(lr.shape[:2])
+    geometry = SimpleNamespace(name=TISSUE_VARYING.name, data=lr, rgb=True, scale=[1.0, 1.0], translate=[0.0, 0.0],
+                               multiscale=False)
+    truth = kernel_map_layer_data(geometry, field, name=f"{TISSUE_VARYING.name} true",
+                                  quantities=("width_major", "orientation", "anisotropy"))
+    for _, kwargs, _ in truth:
+        kwargs["visible"] = False
+    image_kwargs = {"name": TISSUE_VARYING.name, "rgb": True,
+                    "metadata": {"sample": TISSUE_VARYING.source, "true_kernel_field": field.to_dict()}}
+    return [(lr, image_kwargs, "image"), *truth]

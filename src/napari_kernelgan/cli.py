@@ -204,6 +204,40 @@ def write_estimate(out: Path, stem: str, est: KernelEstimate, scales: Sequence[i
     return written
 
 
+def write_field(out: Path, stem: str, field: Any, written: list[Path]) -> list[Path]:
+    """A kernel map: the field (.npz), its per-pixel maps (one float32 TIFF, a page per map, names and
+    units in the JSON record) and a plot of the tile kernels at their places."""
+    import numpy as np
+
+    from .fields import MAP_NAMES
+    from .io import atomic_path, write_image
+
+    written.append(field.save(out / f"{stem}_kernel_map.npz"))
+    maps = field.maps()
+    written.append(write_image(out / f"{stem}_kernel_map.tif", np.stack([maps[n] for n in MAP_NAMES]),
+                               metadata={"axes": "QYX", "Labels": list(MAP_NAMES)}))
+    written.append(save_kernel_plot(out / f"{stem}_kernel_map.png", field.mosaic(field.kernels.shape[-1] + 2),
+                                    f"{stem} kernel map ({field.grid[0]}×{field.grid[1]} tiles)"))
+    record = out / f"{stem}_kernel_map.json"
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps({**field.metadata(), "maps": list(MAP_NAMES),
+                                   "map_units": {"width_major": "input px (σ)", "width_minor": "input px (σ)",
+                                                 "orientation": "degrees from +x towards +y",
+                                                 "anisotropy": "1 - minor/major", "confidence": "0-1"}},
+                                  indent=1))
+    written.append(record)
+    return written
+
+
+def field_summary(field: Any) -> str:
+    """One line about a kernel map: grid, time, trusted tiles and the range of blur widths."""
+    maps = field.maps((min(field.image_shape[0], 64), min(field.image_shape[1], 64)))
+    trusted = int((field.confidence >= 0.1).sum())
+    return (f"kernel map {field.grid[0]}×{field.grid[1]} tiles in {field.elapsed:.1f} s ({field.method}; "
+            f"{trusted} of {field.confidence.size} tiles trusted; blur σ {float(maps['width_major'].min()):.2f}–"
+            f"{float(maps['width_major'].max()):.2f} input px along the long axis)")
+
+
 def estimate_record(kernel_path: Path) -> dict[str, Any] | None:
     """The JSON record 'estimate' wrote beside a kernel file (``<stem>_kernel.json``), if the kernel is an
     estimate; ``None`` for any other kernel file (a measured PSF)."""
@@ -282,6 +316,7 @@ def run_kwargs(args: argparse.Namespace, *, axes: bool = True) -> dict[str, Any]
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .api import estimate_kernel
     from .io import read_image
+    from .kernel_map import estimate_kernel_map
 
     opts = estimator_options(args, args.set, "--set")
     out = Path(args.out)
@@ -294,8 +329,15 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                 image = read_image(path)
                 est = estimate_kernel(image, args.scale, estimator=args.estimator, callback=bar,
                                       **run_kwargs(args), **opts)
+            field = None
+            if args.kernel_map:
+                with about(name), progress_bar(f"{path.name} map") as bar:
+                    field = estimate_kernel_map(image, args.scale, estimator=args.estimator, tile=args.tile,
+                                                overlap=args.overlap, callback=bar, **run_kwargs(args), **opts)
             with about(out), all_or_nothing() as written:
                 write_estimate(out, path.stem, est, scales, written)
+                if field is not None:
+                    write_field(out, path.stem, field, written)
         except KeyboardInterrupt:
             print(f"error: {name}: interrupted; nothing written for it", file=sys.stderr)
             return INTERRUPTED
@@ -309,6 +351,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
               f"({_method_label(est)}, {est.iterations} steps, {est.device}, seed {est.seed})")
         if not args.quiet:
             print(format_kernel(est.kernel))
+        if field is not None:
+            print("  " + field_summary(field))
         print("  wrote " + ", ".join(p.name for p in written) + f" in {out}")
     return 1 if failures else 0
 
@@ -325,11 +369,22 @@ def cmd_sr(args: argparse.Namespace) -> int:
     from .io import read_image, read_kernel, write_image
 
     opts = sr_options(args, args.set)
-    with about(args.kernel):
-        kernel = read_kernel(args.kernel)
-    record = None if args.trust_kernel else estimate_record(Path(args.kernel))
-    if record is not None:  # written by 'estimate': an estimate, used with super_resolve's safeguards
-        opts.update(safe=True, confidence=record.get("confidence"))
+    if (args.kernel is None) == (args.kernel_map is None):
+        raise BadOptionError("give either --kernel (one kernel for the whole image) or --kernel-map (a kernel "
+                             "map written by 'estimate --kernel-map')")
+    if args.kernel_map is not None:
+        from .fields import KernelField
+
+        with about(args.kernel_map):
+            kernel = KernelField.load(args.kernel_map)
+        if args.trust_kernel:
+            opts.update(safe=False)
+    else:
+        with about(args.kernel):
+            kernel = read_kernel(args.kernel)
+        record = None if args.trust_kernel else estimate_record(Path(args.kernel))
+        if record is not None:  # written by 'estimate': an estimate, used with super_resolve's safeguards
+            opts.update(safe=True, confidence=record.get("confidence"))
     with about(args.image), progress_bar(Path(args.image).name) as bar:
         image = read_image(args.image)
         res = super_resolve(image, kernel, args.scale, sr_method=args.sr_method, callback=bar,
@@ -337,8 +392,9 @@ def cmd_sr(args: argparse.Namespace) -> int:
     out = _sr_output(args, Path(args.image), args.scale, args.sr_method)
     with about(out):
         write_image(out, res.image)
+    regions = f", {res.options['regions']} regions of the kernel map" if "regions" in res.options else ""
     print(f"{args.image}: ×{args.scale} {res.method} → {out} {res.image.shape} {res.image.dtype} "
-          f"in {res.elapsed:.1f} s ({res.device})" + safety_note(res))
+          f"in {res.elapsed:.1f} s ({res.device}{regions})" + safety_note(res))
     return 0
 
 
@@ -544,6 +600,7 @@ def _sr_methods_help(blind: bool = False) -> str:
 
 
 def build_estimate(p: argparse.ArgumentParser) -> None:
+    from .kernel_map import MAX_GRID, TILE
     from .vocabulary import ESTIMATE_SCALES
 
     p.add_argument("images", nargs="+", help="image files (TIFF, PNG, ...); each gets its own kernel")
@@ -551,6 +608,14 @@ def build_estimate(p: argparse.ArgumentParser) -> None:
                    help="2: the ×2 kernel; 4: also the analytic ×4 one (default: %(default)s)")
     p.add_argument("--out", default="kernels", help="output folder (default: ./kernels)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print kernel values")
+    p.add_argument("--kernel-map", action="store_true",
+                   help="also estimate a kernel per tile: STEM_kernel_map.npz (for 'sr --kernel-map'), the "
+                        "per-pixel width, orientation, anisotropy and confidence maps (STEM_kernel_map.tif) "
+                        "and a plot of the tile kernels")
+    p.add_argument("--tile", type=_positive_int, default=None,
+                   help=f"kernel map tile side in pixels (default: {TILE}, larger on big images: at most "
+                        f"{MAX_GRID}×{MAX_GRID} tiles)")
+    p.add_argument("--overlap", type=int, default=32, help="pixels neighbouring tiles share (default: %(default)s)")
     _add_estimator(p, "--set", alias=True)
     _add_run_options(p)
     p.epilog = _estimators_help("--set")
@@ -561,7 +626,10 @@ def build_sr(p: argparse.ArgumentParser) -> None:
     from .vocabulary import SR_SCALES
 
     p.add_argument("image")
-    p.add_argument("--kernel", required=True, help=".mat ('Kernel'), .npy or .tif, correlation orientation")
+    p.add_argument("--kernel", default=None, help=".mat ('Kernel'), .npy or .tif, correlation orientation")
+    p.add_argument("--kernel-map", default=None, metavar="NPZ",
+                   help="a kernel map written by 'estimate --kernel-map' for this image, instead of --kernel: "
+                        "each region is super-resolved with its own kernel")
     p.add_argument("--scale", type=int, default=2, choices=SR_SCALES, help="(default: %(default)s)")
     p.add_argument("--trust-kernel", action="store_true",
                    help="use a kernel written by 'estimate' as if measured: no safeguards (by default an "

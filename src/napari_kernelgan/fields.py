@@ -32,9 +32,9 @@ import numpy as np
 
 from .errors import BadInputError, MissingFileError
 from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4
+from .physics.grid import tent_weights
 from .physics.kernels import gaussian_from_covariance, log_spd
 from .physics.metrics import covariance_axes, second_moments
-from .physics.varying import tent_weights
 
 __all__ = ["KernelField", "FIELD_FORMAT", "MAP_NAMES", "log_covariances", "from_log_covariances", "all_gaussian"]
 
@@ -109,6 +109,7 @@ class KernelField:
     kernel_confidence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        self._cache: dict[str, Any] = {}
         self.kernels = np.asarray(self.kernels, dtype=np.float64)
         self.centres_y = np.asarray(self.centres_y, dtype=np.float64).ravel()
         self.centres_x = np.asarray(self.centres_x, dtype=np.float64).ravel()
@@ -168,7 +169,16 @@ class KernelField:
     @property
     def gaussian(self) -> bool:
         """Whether every tile kernel is the Gaussian of its covariance (then interpolation is in covariance)."""
-        return all_gaussian(self.kernels)
+        key = ("gaussian", id(self.kernels))
+        if self._cache.get("key_g") != key:
+            self._cache.update(key_g=key, gaussian=all_gaussian(self.kernels))
+        return self._cache["gaussian"]
+
+    def _log_covariances(self) -> np.ndarray:
+        key = ("logs", id(self.kernels))
+        if self._cache.get("key_l") != key:
+            self._cache.update(key_l=key, logs=log_covariances(self.kernels))
+        return self._cache["logs"]
 
     @classmethod
     def uniform(cls, kernel: np.ndarray, image_shape: tuple[int, int], scale: int = 2,
@@ -198,11 +208,17 @@ class KernelField:
         """
         w = self.weights_at(y, x).reshape(-1)
         size = self.kernels.shape[-1]
-        if self.gaussian:
-            logs = log_covariances(self.kernels).reshape(-1, 3)
+        flat = self.kernels.reshape(-1, size, size)
+        used = np.nonzero(w > 1e-12)[0]
+        if all(np.array_equal(flat[i], flat[used[0]]) for i in used[1:]):
+            # On a tile centre, or between equal kernels: that kernel exactly (a Gaussian rebuilt from its
+            # covariance would differ by the grid's truncation).
+            k = flat[used[0]].copy()
+        elif self.gaussian:
+            logs = self._log_covariances().reshape(-1, 3)
             k = gaussian_from_covariance(from_log_covariances(w @ logs), size)
         else:
-            k = np.tensordot(w, self.kernels.reshape(-1, size, size), axes=1)
+            k = np.tensordot(w, flat, axes=1)
             k = np.clip(k, 0.0, None)
             k = k / k.sum()
         return k if (scale or 2) == 2 else self._for_scale(k, int(scale))
@@ -238,7 +254,7 @@ class KernelField:
         xs = (np.arange(w) + 0.5) * sx - 0.5
         wy = tent_weights(self.centres_y, ys)          # (gy, h)
         wx = tent_weights(self.centres_x, xs)          # (gx, w)
-        logs = log_covariances(self.kernels)           # (gy, gx, 3)
+        logs = self._log_covariances()                 # (gy, gx, 3)
         per_pixel = np.einsum("ih,jw,ijc->hwc", wy, wx, logs)
         cov = from_log_covariances(per_pixel)
         major, minor, theta = covariance_axes(cov)
@@ -286,6 +302,29 @@ class KernelField:
                                       else round(float(self.global_confidence), 3)),
                 "confidence_range": [float(self.confidence.min()), float(self.confidence.max())]}
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists and numbers) holding the whole field: for layer metadata; see :meth:`from_dict`."""
+        return {**self.metadata(), "kernels": self.kernels.tolist(), "boxes": self.boxes.tolist(),
+                "confidence": self.confidence.tolist(), "trust": self.trust.tolist(),
+                "kernel_confidence": self.kernel_confidence.tolist(), "global_kernel": self.global_kernel.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KernelField:
+        """The field :meth:`to_dict` described; a foreign or damaged record raises
+        :class:`~napari_kernelgan.errors.BadInputError`."""
+        if not isinstance(data, dict) or data.get("format") != FIELD_FORMAT:
+            raise BadInputError("this is not a kernel field record")
+        try:
+            return cls(kernels=data["kernels"], centres_y=data["centres_y"], centres_x=data["centres_x"],
+                       boxes=data["boxes"], confidence=data["confidence"], trust=data["trust"],
+                       global_kernel=data["global_kernel"], image_shape=tuple(data["image_shape"]),
+                       scale=int(data.get("scale", 2)), global_confidence=data.get("global_confidence"),
+                       method=str(data.get("method", "")), options=dict(data.get("options") or {}),
+                       elapsed=float(data.get("elapsed_s", 0.0)), device=str(data.get("device", "cpu")),
+                       seed=int(data.get("seed", 0)), kernel_confidence=data.get("kernel_confidence"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInputError(f"the kernel field record is damaged: {exc}") from exc
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the field to ``path`` (``.npz``), atomically; returns the path."""
         from .io import atomic_path
@@ -306,6 +345,9 @@ class KernelField:
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"kernel field file not found: {path}")
+        if not zipfile.is_zipfile(path):
+            raise BadInputError(f"{path} is not a readable kernel field: expected the .npz file 'estimate "
+                                f"--kernel-map' or KernelField.save writes")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}

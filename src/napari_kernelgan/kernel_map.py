@@ -50,8 +50,8 @@ __all__ = ["TILE", "MAX_GRID", "default_tile", "OVERLAP", "MIN_TILE", "TRUST_HAL
            "tile_boxes",
            "iter_tile_estimates", "fallback_blend", "iter_estimate_kernel_map", "estimate_kernel_map"]
 
-TILE = 128            # input pixels a tile side (at least MIN_TILE); larger images get larger tiles (MAX_GRID)
-MAX_GRID = 8          # tiles along an axis when the tile size is left to the default
+TILE = 96             # input pixels a tile side (at least MIN_TILE); larger images get larger tiles (MAX_GRID)
+MAX_GRID = 10         # tiles along an axis when the tile size is left to the default
 OVERLAP = 32          # input pixels each tile shares with its neighbour
 MIN_TILE = 48         # the fast estimators need about this much to find edges away from a tile's border
 TRUST_HALF = 0.1      # confidence at which a tile keeps half its own estimate (auto's full-trust level)
@@ -127,12 +127,15 @@ def iter_tile_estimates(spec: MethodSpec, frames: np.ndarray, boxes: np.ndarray,
 
 
 def fallback_blend(results: list[TileResult], grid: tuple[int, int], global_kernel: np.ndarray,
-                   trust_half: float = TRUST_HALF, neighbour_sigma: float = NEIGHBOUR_SIGMA,
-                   global_prior: float = GLOBAL_PRIOR,
+                   trust_half: float | None = None, neighbour_sigma: float | None = None,
+                   global_prior: float | None = None,
                    global_confidence: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(kernels (gy, gx, k, k), confidence (gy, gx), trust (gy, gx), kernel_confidence (gy, gx))`` from
     raw tile results; see the module docstring for the rule. ``kernel_confidence`` blends the
     confidences the same way as the kernels (the global kernel's is ``global_confidence``, 0 if unknown)."""
+    trust_half = TRUST_HALF if trust_half is None else trust_half
+    neighbour_sigma = NEIGHBOUR_SIGMA if neighbour_sigma is None else neighbour_sigma
+    global_prior = GLOBAL_PRIOR if global_prior is None else global_prior
     gy, gx = grid
     size = global_kernel.shape[-1]
     conf = np.array([max(0.0, float(r.confidence)) if r.kernel is not None else 0.0 for r in results])
@@ -235,8 +238,8 @@ def estimate_kernel_map(image: np.ndarray, scale: int = 2, *, callback: Progress
     """A kernel per tile of ``image`` (and the global kernel) as a :class:`~napari_kernelgan.fields.KernelField`.
 
     ``estimator`` (default ``auto``) and its options as for
-    :func:`~napari_kernelgan.api.estimate_kernel`; ``tile`` (input pixels a side; default 128, larger
-    on images over about 800 pixels so the grid stays within 8×8) and ``overlap`` (default 32) set the
+    :func:`~napari_kernelgan.api.estimate_kernel`; ``tile`` (input pixels a side; default
+    :func:`default_tile`: 96, larger where the grid would exceed 10×10) and ``overlap`` (default 32) set the
     grid. Tiles the estimator cannot trust fall back to their neighbours and the global kernel (module
     docstring). ``callback`` / ``cancel`` as for
     :func:`~napari_kernelgan.api.drive`.

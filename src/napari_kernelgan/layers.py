@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .fields import KernelField
 from .physics.conventions import analytic_x4
 from .types import KernelEstimate, SRResult, kernel_metadata
 from .vocabulary import KERNEL_ROLES, RESULT_ROLES, LayerRole
@@ -50,7 +51,9 @@ DMAP_DESCRIPTION = ("Discriminator map (D-map): KernelGAN's discriminator verdic
                     "image; hide the image to see it.")
 
 __all__ = [
-    "add_estimate_layers", "add_sr_layer", "estimate_layer_data", "sr_layer_data", "sr_transform",
+    "add_kernel_map_layers", "kernel_map_layer_data", "kernel_map_layer_name", "map_layer_name",
+    "field_from_layer", "KERNEL_MAP_QUANTITIES", "add_estimate_layers", "add_sr_layer", "estimate_layer_data",
+    "sr_layer_data", "sr_transform",
     "kernel_layer_name", "dmap_layer_name", "sr_layer_name", "preview_layer_name", "true_kernel_layer_name",
     "kernel_panel_transform", "update_preview", "remove_layer", "image_data", "leading_shape", "layer_kernels",
     "is_kernel", "is_kernel_layer", "is_input_layer", "layer_role", "largest_image_layer", "ensure_visible",
@@ -83,6 +86,33 @@ def true_kernel_layer_name(name: str, scale: int = 2) -> str:
 def sr_layer_name(name: str, scale: int, method: str) -> str:
     """``'<name> SR×2 (bicubic)'``."""
     return f"{name} SR×{scale} ({method})"
+
+
+def kernel_map_layer_name(name: str) -> str:
+    """``'<name> kernel map'``: the tile kernels drawn at their places."""
+    return f"{name} kernel map"
+
+
+def map_layer_name(name: str, quantity: str) -> str:
+    """``'<name> kernel map: <label>'`` for one of :data:`KERNEL_MAP_QUANTITIES` (or ``fwhm``)."""
+    label = KERNEL_MAP_QUANTITIES[quantity][0] if quantity in KERNEL_MAP_QUANTITIES else quantity
+    return f"{name} kernel map: {label}"
+
+
+# quantity -> (layer label, colormap, fixed contrast limits or None, unit, description)
+KERNEL_MAP_QUANTITIES: dict[str, tuple[str, str, tuple[float, float] | None, str, str]] = {
+    "width_major": ("width, long axis", "viridis", None, "input px",
+                    "σ of the blur along its long axis, in input pixels"),
+    "width_minor": ("width, short axis", "viridis", None, "input px",
+                    "σ of the blur along its short axis, in input pixels"),
+    "orientation": ("orientation", "twilight_shifted", (0.0, 180.0), "degrees",
+                    "angle of the blur's long axis, from +x towards +y (cyclic: 0° and 180° are the same)"),
+    "anisotropy": ("anisotropy", "plasma", (0.0, 1.0), "",
+                   "1 − short/long width: 0 round, towards 1 elongated (motion, astigmatism)"),
+    "confidence": ("confidence", "gray", (0.0, 1.0), "",
+                   "how far each tile's own estimate can be trusted; low tiles took their neighbours' kernel"),
+}
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 # --------------------------------------------------------------------------- what a layer is
@@ -321,6 +351,96 @@ def sr_layer_data(image_layer: Any, result: SRResult, *,
     return (data, kwargs, "image")
 
 
+def _physical_pixel(image_layer: Any) -> tuple[float, str] | None:
+    """(pixel size, unit) of an image layer with an isotropic physical scale, else ``None``."""
+    scale = np.asarray(image_layer.scale, dtype=float)[-2:]
+    raw = getattr(image_layer, "units", None)
+    unit = None
+    if raw:
+        try:
+            unit = format(raw[-1], "~P")      # a pint unit: the symbol (µm), as a label wants it
+        except (TypeError, ValueError):
+            unit = str(raw[-1])
+    if not np.isclose(scale[0], scale[1]) or (np.isclose(scale[0], 1.0) and unit in (None, "pixel", "")):
+        return None
+    return float(scale[0]), (unit if unit not in (None, "pixel", "") else "world units")
+
+
+def kernel_map_layer_data(image_layer: Any, field: KernelField, *, slice_index: Sequence[int] | None = None,
+                          name: str | None = None,
+                          quantities: Sequence[str] | None = None) -> list[LayerDataTuple]:
+    """Layer data tuples of a kernel map of ``image_layer``, all overlaying it in world coordinates:
+
+    the tile kernels drawn at their places (each normalised to its own peak; the field itself is in the
+    metadata, so the layer is a kernel choice for SR), and per-pixel maps of the blur's width along
+    its long and short axes (input pixels), orientation, anisotropy and confidence, plus the long
+    axis' FWHM in physical units where the layer has a pixel size. ``name`` replaces the layer's name
+    in the layer names (a sample's true field); ``quantities`` picks the maps (default: all).
+    """
+    scale, translate, hw = _spatial(image_layer)
+    name = image_layer.name if name is None else name
+    if tuple(hw) != tuple(field.image_shape):
+        raise ValueError(f"the kernel map is for a {field.image_shape[0]}×{field.image_shape[1]} image, the layer "
+                         f"is {hw[0]}×{hw[1]}")
+    common = {"source": image_layer.name, "slice": list(slice_index) if slice_index else None,
+              "geometry": field.geometry(), "method": field.method}
+    out: list[LayerDataTuple] = []
+    # Mosaic: cell (i, j) centred on tile centre (i, j); one cell spans the mean spacing between centres.
+    gy, gx = field.grid
+    size = field.kernels.shape[-1]
+    cell = size + 2
+    mosaic = field.mosaic(cell)
+    spacing = np.array([
+        (field.centres_y[-1] - field.centres_y[0]) / (gy - 1) if gy > 1 else hw[0],
+        (field.centres_x[-1] - field.centres_x[0]) / (gx - 1) if gx > 1 else hw[1]])
+    pixel = scale * spacing / cell
+    first_centre = translate + scale * np.array([field.centres_y[0], field.centres_x[0]])
+    m_translate = first_centre - pixel * (cell - 1) / 2.0
+    m_scale, m_translate = _slice_placement(image_layer, slice_index, pixel.tolist(), m_translate.tolist())
+    out.append((_as_slice_stack(mosaic, slice_index),
+                {"name": kernel_map_layer_name(name), "scale": m_scale, "translate": m_translate,
+                 "colormap": KERNEL_COLORMAP, "contrast_limits": [0.0, 1.0], "interpolation2d": "nearest",
+                 "opacity": 0.8, "blending": "additive",
+                 "metadata": {**common, "role": str(LayerRole.KERNEL_MOSAIC), "kernel_field": field.to_dict(),
+                              "description": "The kernel of every tile, drawn at its place, each normalised to "
+                                             "its own peak."},
+                 **units_of(image_layer, 2)}, "image"))
+    maps = field.maps()
+    physical = _physical_pixel(image_layer)
+    quantities = list(KERNEL_MAP_QUANTITIES if quantities is None else quantities)
+    if physical is not None and "width_major" in quantities:
+        maps["fwhm"] = maps["width_major"] * FWHM_PER_SIGMA * physical[0]
+        quantities.insert(quantities.index("width_major") + 1, "fwhm")
+    p_scale, p_translate = _slice_placement(image_layer, slice_index, scale.tolist(), translate.tolist())
+    for q in quantities:
+        data = np.asarray(maps[q], dtype=np.float32)
+        if q == "fwhm":
+            label, cmap, limits, unit, text = (f"FWHM, long axis ({physical[1]})", "viridis", None, physical[1],
+                                               f"full width at half maximum of the blur along its long axis, in "
+                                               f"{physical[1]} (pixel size {physical[0]:g})")
+        else:
+            label, cmap, limits, unit, text = KERNEL_MAP_QUANTITIES[q]
+        lo, hi = (float(data.min()), float(data.max())) if limits is None else limits
+        if limits is None:
+            lo, hi = 0.0, max(hi, lo + 1e-6)
+        out.append((_as_slice_stack(data, slice_index),
+                    {"name": f"{name} kernel map: {label}", "scale": p_scale, "translate": p_translate,
+                     "colormap": cmap, "contrast_limits": [lo, hi], "visible": q == "width_major",
+                     "metadata": {**common, "role": str(LayerRole.KERNEL_FIELD_MAP), "quantity": q, "unit": unit,
+                                  "description": text,
+                                  "value_range": [float(data.min()), float(data.max())]},
+                     **units_of(image_layer, 2)}, "image"))
+    return out
+
+
+def field_from_layer(layer: Any) -> KernelField | None:
+    """The kernel field a kernel-map layer carries (``None`` for any other layer)."""
+    meta = getattr(layer, "metadata", None) or {}
+    if meta.get("role") != str(LayerRole.KERNEL_MOSAIC) or "kernel_field" not in meta:
+        return None
+    return KernelField.from_dict(meta["kernel_field"])
+
+
 # --------------------------------------------------------------------------- viewer
 
 def remove_layer(viewer: Any, name: str) -> bool:
@@ -444,6 +564,30 @@ def add_estimate_layers(viewer: Any, image_layer: Any, estimate: KernelEstimate,
             _place_below(viewer, layer, image_layer)
     _select(viewer, image_layer)
     ensure_visible(viewer, [x for x in added if layer_role(x) in KERNEL_ROLES])
+    return added
+
+
+def add_kernel_map_layers(viewer: Any, image_layer: Any, field: KernelField, *,
+                          slice_index: Sequence[int] | None = None) -> list[Any]:
+    """Add (or replace) the kernel-map layers of ``image_layer`` (see :func:`kernel_map_layer_data`);
+    the maps of an earlier run on the same image are replaced or removed. Returns the new layers.
+
+    From the napari console::
+
+        from napari_kernelgan import estimate_kernel_map
+        from napari_kernelgan.layers import add_kernel_map_layers
+        layer = viewer.layers['tissue LR']
+        add_kernel_map_layers(viewer, layer, estimate_kernel_map(layer.data, 2))
+    """
+    tuples = kernel_map_layer_data(image_layer, field, slice_index=slice_index)
+    names = {t[1]["name"] for t in tuples}
+    prefix = f"{image_layer.name} kernel map"
+    for layer in list(viewer.layers):
+        if layer.name.startswith(prefix) and layer.name not in names and layer_role(layer) in (
+                LayerRole.KERNEL_MOSAIC, LayerRole.KERNEL_FIELD_MAP):
+            viewer.layers.remove(layer)
+    added = [_put(viewer, t) for t in tuples]
+    _select(viewer, image_layer)
     return added
 
 

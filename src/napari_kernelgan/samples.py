@@ -20,8 +20,8 @@ from .vocabulary import KERNEL_SIZE
 
 SCALE = 2
 
-__all__ = ["SampleCase", "NoisySampleCase", "SAMPLES", "TISSUE", "ASTRONAUT", "FLUORESCENCE", "NOISY_FLUORESCENCE",
-           "fluorescence_volume", "SCALE"]
+__all__ = ["SampleCase", "NoisySampleCase", "VaryingSampleCase", "SAMPLES", "VARYING_SAMPLES", "TISSUE", "ASTRONAUT",
+           "FLUORESCENCE", "NOISY_FLUORESCENCE", "TISSUE_VARYING", "fluorescence_volume", "SCALE"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -167,3 +167,66 @@ def _noisy_sample() -> NoisySampleCase:
 
 NOISY_FLUORESCENCE = _noisy_sample()
 SAMPLES = {case.key: case for case in (TISSUE, FLUORESCENCE, ASTRONAUT, NOISY_FLUORESCENCE)}
+
+
+@dataclass(frozen=True)
+class VaryingSampleCase:
+    """A sample blurred by a spatially varying kernel field: field curvature with astigmatism, as at the
+    edges of a microscope's field of view. Sharp in the middle (σ ``sharp``), the blur grows with the
+    squared distance from the centre, more along the radius (to σ ``edge_radial`` in the corners) than
+    across it (``edge_tangential``). Kernels on a ``grid`` × ``grid`` lattice of tile centres, blended
+    between them (:func:`~napari_kernelgan.physics.varying.degrade_varying`)."""
+
+    key: str
+    name: str
+    title: str
+    source: str
+    load: Callable[[], np.ndarray]
+    rgb: bool
+    sharp: float = 0.7
+    edge_radial: float = 2.6
+    edge_tangential: float = 1.3
+    grid: int = 7
+
+    def hr(self) -> np.ndarray:
+        return self.load()
+
+    def field(self, lr_shape: tuple[int, int]):  # -> fields.KernelField (imported lazily)
+        """The true kernel field over an LR image of ``lr_shape``."""
+        from .fields import KernelField
+
+        h, w = int(lr_shape[0]), int(lr_shape[1])
+        cy, cx = np.linspace(0, h - 1, self.grid), np.linspace(0, w - 1, self.grid)
+        kernels = np.zeros((self.grid, self.grid, KERNEL_SIZE, KERNEL_SIZE))
+        for i, y in enumerate(cy):
+            for j, x in enumerate(cx):
+                dy, dx = (y - (h - 1) / 2) / (h / 2), (x - (w - 1) / 2) / (w / 2)
+                r2 = (dy * dy + dx * dx) / 2.0                       # 0 in the middle, 1 in the corners
+                radial = self.sharp + (self.edge_radial - self.sharp) * r2
+                tangential = self.sharp + (self.edge_tangential - self.sharp) * r2
+                # gaussian_kernel's first axis is rotated by θ from the column axis: along the radius
+                theta = float(np.arctan2(dy * h, dx * w)) if r2 > 0 else 0.0
+                kernels[i, j] = gaussian_kernel(KERNEL_SIZE, radial, tangential, theta)
+        ones = np.ones((self.grid, self.grid))
+        boxes = np.zeros((self.grid, self.grid, 4), dtype=np.int64)
+        return KernelField(kernels=kernels, centres_y=cy, centres_x=cx, boxes=boxes, confidence=ones, trust=ones,
+                           global_kernel=kernels[self.grid // 2, self.grid // 2], image_shape=(h, w), scale=SCALE,
+                           global_confidence=1.0, method="ground truth")
+
+    def lr(self, hr: np.ndarray | None = None) -> np.ndarray:
+        """The degraded ×2 image in the original's dtype (rounded and clipped)."""
+        from .physics.varying import degrade_varying
+
+        hr = self.hr() if hr is None else hr
+        field = self.field((hr.shape[0] // SCALE, hr.shape[1] // SCALE))
+        lr = degrade_varying(hr[:SCALE * field.image_shape[0], :SCALE * field.image_shape[1]].astype(np.float64),
+                             field.kernels, field.centres_y, field.centres_x, SCALE)
+        high = float(np.iinfo(hr.dtype).max)
+        return np.clip(np.round(lr), 0, high).astype(hr.dtype)
+
+
+TISSUE_VARYING = VaryingSampleCase(
+    "tissue-varying", "tissue (varying blur) LR",
+    "Tissue micrograph, blurred ×2 with field curvature and astigmatism (a known kernel field)",
+    "skimage.data.immunohistochemistry", _skimage("immunohistochemistry"), rgb=True)
+VARYING_SAMPLES = {TISSUE_VARYING.key: TISSUE_VARYING}

@@ -10,7 +10,7 @@ from magicgui.widgets import ComboBox
 
 from .. import api
 from ..errors import KernelGANError
-from ..layers import add_sr_layer, is_kernel_layer, layer_confidence, layer_kernels, layer_role
+from ..layers import add_sr_layer, field_from_layer, is_kernel_layer, layer_confidence, layer_kernels, layer_role
 from ..registry import SR_METHODS
 from ..types import Progress, SRResult
 from ..vocabulary import SR_SCALES, LayerRole, Stage
@@ -52,7 +52,8 @@ class SuperResolveWidget(TaskWidget):
         super().__init__(napari_viewer)
         self.kernel = ComboBox(label="Kernel", choices=self._kernel_choices, nullable=False)
         self.kernel.tooltip = ("The latest estimate for the image, or any kernel layer: estimates, true kernels, "
-                               "kernel files, any small odd-sized non-negative 2-D image.")
+                               "kernel files, any small odd-sized non-negative 2-D image; or a kernel map of the "
+                               "image (each region is then super-resolved with its own kernel).")
         self.method = self.method_chooser("Method", SR_METHODS, api.DEFAULT_SR_METHOD)
         self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in SR_SCALES], value=2)
         self.form.extend([self.image, self.kernel, self.method, self.unavailable, self.scale, self.options.main,
@@ -67,7 +68,8 @@ class SuperResolveWidget(TaskWidget):
 
     def _kernel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         kernels = [(layer.name, layer) for layer in reversed(self.viewer.layers)
-                   if is_kernel_layer(layer) and layer_role(layer) != LayerRole.KERNEL_PREVIEW]
+                   if (is_kernel_layer(layer) and layer_role(layer) != LayerRole.KERNEL_PREVIEW)
+                   or layer_role(layer) == LayerRole.KERNEL_MOSAIC]
         return [(LATEST, LATEST)] + kernels
 
     def _method_changed(self, *_: Any) -> None:
@@ -81,7 +83,10 @@ class SuperResolveWidget(TaskWidget):
 
     def _kernel_changed(self, *_: Any) -> None:
         """Say how an estimated kernel will be used (the safeguards of ``super_resolve``)."""
-        if kernel_is_estimate(self.kernel.value):
+        if layer_role(self.kernel.value) == LayerRole.KERNEL_MOSAIC:
+            self.say("Kernel map: every region is super-resolved with its own kernel and the regions are "
+                     "blended; the noise is measured once and each region is checked against bicubic.")
+        elif kernel_is_estimate(self.kernel.value):
             self.say("Estimated kernel: the noise is measured from the image and the result is checked "
                      "against bicubic interpolation (options left at their defaults are chosen for you).")
 
@@ -113,9 +118,15 @@ class SuperResolveWidget(TaskWidget):
             return
         scale = int(self.scale.value)
         description = f"SR×{scale} of {layer.name}{where_text(slice_index, whole)} ({spec.name})"
+        field = field_from_layer(self.kernel.value) if self.kernel.value not in (LATEST, None) else None
         try:
             threads = parse_threads(self.threads.value)
             options = self.options.values()
+            if field is not None:
+                kwargs = dict(options, sr_method=spec.name, device=self.device.value, seed=int(self.seed.value),
+                              threads=threads, rgb=bool(layer.rgb), stack_axis=0 if whole else None)
+                self._start_map(layer, slice_index, whole, field, scale, kwargs, description, spec)
+                return
             kernels = self.kernels_for(layer, scale)
             if KERNEL_X2 in spec.defaults and options.get("gradual") and scale == 4:
                 # ×4 as two ×2 steps needs the ×2 kernel behind the ×4 one.
@@ -143,6 +154,20 @@ class SuperResolveWidget(TaskWidget):
         self._run = _Run(layer, slice_index)
         self.start(job, description, input_notes(layer))
 
+    def _start_map(self, layer: Any, slice_index: tuple[int, ...] | None, whole: bool, field: Any, scale: int,
+                   kwargs: dict[str, Any], description: str, spec: Any) -> None:
+        """SR with a kernel map: the map's estimate safeguards decide the options left at their defaults."""
+        defaults = form_values(spec)
+        kwargs = {k: v for k, v in kwargs.items() if k not in defaults or v != defaults[k]}
+
+        def job() -> Generator[Progress, None, SRResult]:
+            yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="reading the image")
+            arr = input_array(layer, slice_index, whole)
+            return (yield from api.iter_super_resolve(arr, field, scale, **kwargs))
+
+        self._run = _Run(layer, slice_index)
+        self.start(job, description + " with its kernel map", input_notes(layer))
+
     def on_finished(self, record: RunRecord) -> str:
         run, self._run = self._run, None
         if run is None or record.state != RunState.DONE:
@@ -155,6 +180,8 @@ class SuperResolveWidget(TaskWidget):
         if result.options.get("fallback"):
             return (f"{text}; WARNING: {result.options.get('fallback_reason', 'the result was unsafe')} — "
                     f"the layer holds {result.options['fallback']} interpolation instead.")
+        if "regions" in result.options:
+            text += f"; {result.options['regions']} regions of the kernel map"
         if result.options.get("noise_sigma") is not None:
             text += f"; noise measured σ {float(result.options['noise_sigma']):.1f}/255"
         return text + "."

@@ -67,6 +67,7 @@ GAIN = 1.2          # Σ ← GAIN·Σ + OFFSET·I, the members' common bias (HR 
 OFFSET = -0.3
 SHRINK = 1.0        # log Σ ← log Σ₀ + SHRINK·(log Σ − log Σ₀), towards the fixed Gaussian's Σ₀ (1: none)
 FULL_TRUST = 0.1    # below this confidence the shrinkage grows: amount SHRINK·c / FULL_TRUST (0: off)
+TILE_FULL_TRUST = 0.0  # FULL_TRUST for the tiles of a kernel map (see auto_tiles)
 MIN_VARIANCE = 0.05 # HR px²: the narrowest axis a corrected covariance may have
 AGREEMENT_SCALE = 0.35   # log-covariance spread at which agreement falls to 1/e
 MEMBER_CONFIDENCE = 0.5  # assumed for a member that reports none
@@ -291,7 +292,9 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
 
     out: list[TileResult] = []
     for results in per_tile:
-        cov, confidence, info = combine_members(results, photon_limited=photon_limited)
+        # No shrinkage towards the fixed Gaussian: the map's fallback takes a doubtful tile towards its
+        # neighbours and the global kernel instead, which know this image.
+        cov, confidence, info = combine_members(results, photon_limited=photon_limited, full_trust=TILE_FULL_TRUST)
         if cov is None:
             out.append(TileResult(kernel=None, confidence=0.0, message="auto: no member could read the tile"))
         else:

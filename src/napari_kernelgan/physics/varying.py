@@ -25,36 +25,10 @@ import torch.nn.functional as F
 
 from ..errors import BadInputError
 from .conventions import kernel_for_subsampling
+from .grid import hr_coordinates, tent_weights
 from .operators import Degradation, _check_image
 
-__all__ = ["tent_weights", "hr_coordinates", "SpaceVaryingDegradation", "degrade_varying"]
-
-
-def tent_weights(centres: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """(n, len(coords)) linear-interpolation weights of ``coords`` between increasing ``centres``.
-
-    Each column sums to one; beyond the first or last centre the nearest one takes all.
-    """
-    c = np.asarray(centres, dtype=np.float64).ravel()
-    x = np.asarray(coords, dtype=np.float64).ravel()
-    if c.size == 0 or np.any(np.diff(c) <= 0):
-        raise BadInputError(f"tile centres must be a non-empty increasing sequence, got {c.tolist()}")
-    out = np.zeros((c.size, x.size))
-    if c.size == 1:
-        out[0] = 1.0
-        return out
-    xc = np.clip(x, c[0], c[-1])
-    i = np.clip(np.searchsorted(c, xc, side="right") - 1, 0, c.size - 2)
-    t = (xc - c[i]) / (c[i + 1] - c[i])
-    cols = np.arange(x.size)
-    out[i, cols] = 1.0 - t
-    out[i + 1, cols] += t
-    return out
-
-
-def hr_coordinates(n_hr: int, scale: int) -> np.ndarray:
-    """The LR coordinate of each of ``n_hr`` HR pixels (the inverse of ``hr = s·u + (s − 1)/2``)."""
-    return (np.arange(n_hr, dtype=np.float64) - (scale - 1) / 2.0) / scale
+__all__ = ["SpaceVaryingDegradation", "degrade_varying"]
 
 
 class SpaceVaryingDegradation:
@@ -141,11 +115,15 @@ class SpaceVaryingDegradation:
 
 def degrade_varying(hr: np.ndarray, kernels: np.ndarray, centres_y: np.ndarray, centres_x: np.ndarray, scale: int,
                     mode: str = "reflect") -> np.ndarray:
-    """Degrade a (H, W) or (H, W, C) image with a spatially varying blur; float64 (see the module)."""
+    """Degrade a (H, W) or (H, W, C) image with a spatially varying blur (see the module).
+
+    Computed in float32 (PyTorch's CPU convolution has no fast float64 path; the rounding, ~1e-7
+    relative, is far below any image's noise) and returned as float64.
+    """
     img = np.asarray(hr, dtype=np.float64)
     if img.ndim not in (2, 3):
         raise BadInputError(f"expected an (H, W) or (H, W, C) image, got shape {img.shape}")
     op = SpaceVaryingDegradation(kernels, centres_y, centres_x, scale, mode)
-    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(img, -1, 0) if img.ndim == 3 else img))
-    out = op.A(x).numpy()
+    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(img, -1, 0) if img.ndim == 3 else img, dtype=np.float32))
+    out = op.A(x).numpy().astype(np.float64)
     return np.ascontiguousarray(np.moveaxis(out, 0, -1) if img.ndim == 3 else out)

@@ -68,7 +68,8 @@ from ..types import Progress
 
 __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
            "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "measure_noise", "confidence_floor", "doubt_factor",
-           "ringing_limit", "noise_tv_scale", "ringing_score", "iter_safe_sr"]
+           "ringing_limit", "noise_tv_scale", "ringing_score", "base_noise_level", "noise_ladder", "iter_safe_sr",
+           "bicubic_frames"]
 
 NEUTRAL_CONFIDENCE = 0.5   # what a kernel estimate without a confidence counts as
 RINGING_LIMIT = 2.0        # highest accepted 90th-percentile block TV ratio of SR over bicubic, for a trusted kernel
@@ -165,6 +166,20 @@ def noise_tv_scale(noise_sigma: float) -> float:
     return TV_SCALE_CLEAN + (TV_SCALE_NOISY - TV_SCALE_CLEAN) * t
 
 
+def base_noise_level(spec: Any, noise_sigma: float, confidence: float | None, scale: int) -> float:
+    """The noise option ([0, 255]) SR starts from: the measured noise raised by :func:`doubt_factor`,
+    at least :func:`confidence_floor` (with the method's blind default)."""
+    key = next((k for k in NOISE_KEYS if k in spec.defaults), None)
+    blind_sigma = float(spec.blind_defaults.get(key, DEFAULT_BLIND_SIGMA)) if key else DEFAULT_BLIND_SIGMA
+    return max(noise_sigma * doubt_factor(confidence, noise_sigma), confidence_floor(confidence, blind_sigma, scale))
+
+
+def noise_ladder(base: float) -> list[float]:
+    """The noise levels tried in turn: ``base``, then ``max(base, 1)`` times :data:`LADDER_FACTOR` per step."""
+    start = max(base, 1.0)
+    return [base] + [start * LADDER_FACTOR ** i for i in range(1, LADDER_STEPS + 1)]
+
+
 def _tv_map(x: np.ndarray) -> np.ndarray:
     """Per-pixel anisotropic total variation (forward differences) of (..., H, W)."""
     out = np.zeros_like(x)
@@ -210,7 +225,8 @@ def _probe(frames: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(np.stack(windows)), False
 
 
-def _bicubic(frames: np.ndarray, scale: int) -> np.ndarray:
+def bicubic_frames(frames: np.ndarray, scale: int) -> np.ndarray:
+    """Bicubic interpolation of (N, C, h, w) frames (what the check compares with and falls back to)."""
     return np.stack([imresize(np.asarray(f, dtype=np.float32), scale, axes=(-2, -1)) for f in frames])
 
 
@@ -237,14 +253,10 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
         opts["tv_scale"] = noise_tv_scale(noise["noise_sigma"])
     levels: list[float | None] = [None]
     if key is not None and key not in given:
-        blind_sigma = float(spec.blind_defaults.get(key, DEFAULT_BLIND_SIGMA))
-        base = max(noise["noise_sigma"] * doubt_factor(confidence, noise["noise_sigma"]),
-                   confidence_floor(confidence, blind_sigma, scale))
-        start = max(base, 1.0)
-        levels = [base] + [start * LADDER_FACTOR ** i for i in range(1, LADDER_STEPS + 1)]
+        levels = noise_ladder(base_noise_level(spec, noise["noise_sigma"], confidence, scale))
     limit = ringing_limit(confidence, noise["noise_sigma"], scale)
     probe, whole = _probe(frames)
-    bic_probe = _bicubic(probe, scale)
+    bic_probe = bicubic_frames(probe, scale)
     chosen: dict[str, Any] | None = None
     out = None
     score = np.inf
@@ -266,7 +278,7 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
         record.update(fallback="bicubic", fallback_reason=reason)
         if key is not None and key not in given:
             record[key] = float(levels[-1])
-        return _bicubic(frames, scale), record
+        return bicubic_frames(frames, scale), record
     if key is not None:
         record[key] = float(chosen[key])
     if "tv_scale" in chosen:
