@@ -299,3 +299,19 @@ def test_cli_writes_a_kernel_map_and_super_resolves_with_it(split: np.ndarray, t
     assert "give either --kernel" in capsys.readouterr().err
     assert main(["sr", str(image), "--kernel-map", str(out / "split_kernel.json"), "-o", str(sr)]) == 1
     assert "not a readable kernel field" in capsys.readouterr().err
+
+
+def test_usrnet_follows_a_map(scene: np.ndarray, split: np.ndarray) -> None:
+    from pathlib import Path
+
+    weights = Path(__file__).resolve().parents[2] / "shared" / "weights" / "usrnet_tiny.pth"
+    if not weights.is_file():
+        pytest.skip(f"USRNet weights not found at {weights} (third-party file, not shipped)")
+    lr, hr = split[64:192, 64:192], scene[128:384, 128:384]
+    field = KernelField(kernels=np.stack([NARROW, WIDE])[None], centres_y=[63.5], centres_x=[32.0, 96.0],
+                        boxes=np.zeros((1, 2, 4), int), confidence=np.ones((1, 2)), trust=np.ones((1, 2)),
+                        global_kernel=WIDE, image_shape=lr.shape)
+    varying = nk.super_resolve(lr, field, 2, sr_method="usrnet", weights=str(weights), threads=2, safe=False)
+    bicubic = nk.super_resolve(lr, WIDE, 2, sr_method="bicubic")
+    assert varying.options["regions"] == 3 and varying.image.shape == (256, 256)
+    assert image_psnr(varying.image * 255, hr * 255, shave=2) > image_psnr(bicubic.image * 255, hr * 255, shave=2) + 1

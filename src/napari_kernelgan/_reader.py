@@ -12,6 +12,10 @@ image readers (and can still serve as a kernel in *Super-resolve*).
 
 A kernel read while a viewer is open is drawn in a kernel panel beside the
 largest image layer, with that layer's units, and the view widens to show it.
+
+Kernel maps (``.npz`` files written by ``KernelField.save`` or ``estimate
+--kernel-map``) open as the kernel-map layers of *Kernel map*: over an open
+image layer of the map's size (its geometry and units), else at unit scale.
 """
 from __future__ import annotations
 
@@ -42,7 +46,8 @@ from .vocabulary import LayerRole
 
 ReaderFunction = Callable[[Any], list[LayerDataTuple]]
 
-__all__ = ["get_reader", "read_kernels", "kernel_layer_data", "looks_like_kernel"]
+__all__ = ["get_reader", "read_kernels", "kernel_layer_data", "looks_like_kernel", "looks_like_field",
+           "read_kernel_maps"]
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -130,11 +135,67 @@ def _show_when_added(viewer: Any, sources: set[str]) -> None:
     viewer.layers.events.inserted.connect(on_inserted)
 
 
+def looks_like_field(path: str | os.PathLike) -> bool:
+    """Whether a file is a kernel map (``.npz`` with the arrays :class:`~napari_kernelgan.fields.KernelField`
+    saves); only the archive's member names are read."""
+    import zipfile
+
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = {n.removesuffix(".npy") for n in z.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return {"kernels", "centres_y", "centres_x", "meta"} <= names
+
+
+def _field_layers(path: Path, viewer: Any | None) -> list[LayerDataTuple]:
+    from types import SimpleNamespace
+
+    from .fields import KernelField
+    from .layers import _spatial, is_input_layer, kernel_map_layer_data
+
+    field = KernelField.load(path)
+    over = None
+    if viewer is not None:
+        for layer in viewer.layers:
+            if is_input_layer(layer) and tuple(_spatial(layer)[2]) == field.image_shape:
+                over = layer
+                break
+    if over is None:
+        h, w = field.image_shape
+        over = SimpleNamespace(name=path.stem, data=np.zeros((h, w), dtype=np.uint8), rgb=False, scale=[1.0, 1.0],
+                               translate=[0.0, 0.0], multiscale=False)
+    out = kernel_map_layer_data(over, field, name=path.stem.removesuffix("_kernel_map"))
+    for _, kwargs, _ in out:
+        kwargs["metadata"]["source_file"] = str(path)
+    return out
+
+
+def read_kernel_maps(path: str | list[str]) -> list[LayerDataTuple]:
+    """Read kernel-map files as the kernel mosaic and per-pixel map layers (see the module docstring)."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    viewer = _viewer()
+    out = []
+    for p in paths:
+        try:
+            out.extend(_field_layers(Path(p), viewer))
+        except BadInputError as exc:
+            _notify_error(f"Cannot open {Path(p).name} as a kernel map: {exc}")
+            raise
+    return out
+
+
 def get_reader(path: str | list[str]) -> ReaderFunction | None:
-    """npe2 reader hook: a reader for ``.mat`` files and kernel ``.npy``/``.tif`` files, else ``None``."""
+    """npe2 reader hook: a reader for ``.mat`` files, kernel ``.npy``/``.tif`` files and kernel-map
+    ``.npz`` files, else ``None``."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         return None
+    if all(looks_like_field(p) for p in paths):
+        return read_kernel_maps
     for p in paths:
         p = Path(p)
         if not (p.is_file() and (p.suffix.lower() == ".mat" or looks_like_kernel(p))):

@@ -136,3 +136,23 @@ def test_cancel_adds_nothing_and_a_tiny_image_is_refused(make_napari_viewer, doc
     widget.run_button.native.click()
     wait_idle(widget)
     assert "tiny" in widget.status.value and kernel_map_layer_name("tiny") not in viewer.layers
+
+
+def test_a_saved_kernel_map_opens_over_its_image(make_napari_viewer, tmp_path):
+    from napari_kernelgan._reader import get_reader, looks_like_field
+
+    viewer = make_napari_viewer()
+    image = open_varying(viewer)
+    field = TISSUE_VARYING.field(image.data.shape[:2])
+    path = field.save(tmp_path / "varying_kernel_map.npz")
+    np.save(tmp_path / "other.npy", np.zeros(3))
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    assert looks_like_field(path) and not looks_like_field(tmp_path / "other.npz")
+    assert get_reader(str(tmp_path / "other.npz")) is None
+    viewer.open(str(path), plugin=PLUGIN)
+    mosaic = viewer.layers["varying kernel map"]
+    assert mosaic.metadata["source_file"] == str(path)
+    back = field_from_layer(mosaic)
+    np.testing.assert_array_equal(back.kernels, field.kernels)
+    width = viewer.layers[map_layer_name("varying", "width_major")]
+    assert np.allclose(world_extent(width), world_extent(image))

@@ -1,30 +1,25 @@
 """*Estimate kernel*: blind estimation of an image layer's SR kernel with any registered estimator."""
 from __future__ import annotations
 
-from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 from magicgui.widgets import ComboBox, SpinBox
 
 from .. import api
-from ..errors import KernelGANError
 from ..layers import add_estimate_layers, preview_layer_name, remove_layer, update_preview
-from ..registry import ESTIMATORS
-from ..types import KernelEstimate, Progress
-from ..vocabulary import ESTIMATE_SCALES, Stage
+from ..types import KernelEstimate
+from ..vocabulary import ESTIMATE_SCALES
 from .models import (
     Report,
     RunRecord,
     RunState,
     confidence_text,
     format_seconds,
-    input_array,
     input_notes,
-    parse_threads,
-    where_text,
+    read_then,
 )
-from .task_widget import TaskWidget
+from .task_widget import EstimatorTaskWidget
 
 __all__ = ["EstimateKernelWidget"]
 
@@ -39,7 +34,7 @@ class _Run:
     preview_existed: bool
 
 
-class EstimateKernelWidget(TaskWidget):
+class EstimateKernelWidget(EstimatorTaskWidget):
     """Blind estimation of the SR kernel of an image layer."""
 
     run_text = "Estimate kernel"
@@ -47,7 +42,6 @@ class EstimateKernelWidget(TaskWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
-        self.estimator = self.method_chooser("Estimator", ESTIMATORS, api.DEFAULT_ESTIMATOR)
         self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in ESTIMATE_SCALES], value=2)
         self.scale.tooltip = "×2: the estimated kernel; ×4: the ×4 kernel derived from it analytically, too."
         self.form.extend([self.image, self.estimator, self.unavailable, self.options.main, self.scale, self.device,
@@ -58,38 +52,20 @@ class EstimateKernelWidget(TaskWidget):
                                     "(otherwise the slice in view).")
         self.advanced.extend([self.threads, self.report_every, self.whole_stack])
         self._run: _Run | None = None
-        self.estimator.changed.connect(self._estimator_changed)
-        self._estimator_changed()
-        self._follow_active(self.image)
-        self._image_changed()
-
-    def _estimator_changed(self, *_: Any) -> None:
-        self.options.set_spec(ESTIMATORS.get(self.estimator.value) if self.estimator.value else None)
+        self.finish_setup()
 
     def run(self) -> None:
         """Start an estimate on the chosen layer with the form's options."""
-        chosen = self.chosen_input()
-        if chosen is None:
+        begun = self.begin_run("Kernel")
+        if begun is None:
             return
-        layer, slice_index, whole = chosen
-        description = f"Kernel of {layer.name}{where_text(slice_index, whole)}"
-        try:
-            threads = parse_threads(self.threads.value)
-            options = self.options.values()
-        except KernelGANError as exc:
-            self.fail(exc, description)
-            return
+        layer, slice_index, whole, description, threads, options = begun
         scale = int(self.scale.value)
         kwargs = dict(options, estimator=self.estimator.value, device=self.device.value, seed=int(self.seed.value),
                       threads=threads, report_every=int(self.report_every.value),
                       stack_axis=0 if whole else None, rgb=bool(layer.rgb))
 
-        def job() -> Generator[Progress, None, KernelEstimate]:
-            # Reading the slice happens in the worker too, so lazy (dask, zarr) data never blocks the GUI.
-            yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="reading the image")
-            arr = input_array(layer, slice_index, whole)
-            return (yield from api.iter_estimate_kernel(arr, scale, **kwargs))
-
+        job = read_then(layer, slice_index, whole, lambda arr: api.iter_estimate_kernel(arr, scale, **kwargs))
         preview = preview_layer_name(layer.name)
         self._run = _Run(layer, slice_index, preview, preview in self.viewer.layers)
         self.start(job, description, input_notes(layer))

@@ -30,7 +30,7 @@ from ..vocabulary import ESTIMATE_SCALES, LayerRole, Stage
 
 __all__ = [
     "RunState", "Report", "Outcome", "RunRecord", "run_job", "merge_reports", "format_seconds", "progress_text",
-    "slice_in_view", "input_array", "input_notes", "where_text", "kernel_is_estimate", "kernels_for",
+    "slice_in_view", "input_array", "read_then", "input_notes", "where_text", "kernel_is_estimate", "kernels_for",
     "latest_kernels", "error_line", "parse_threads", "FormField", "form_fields", "form_values", "read_field",
     "option_values", "empty_placeholder", "unavailable_text", "software_rendering", "use_activity_progress",
     "LATEST", "MAX_SEED", "REPORT_INTERVAL", "ACTIVITY_ENV",
@@ -201,6 +201,19 @@ def input_array(layer: Any, slice_index: tuple[int, ...] | None, whole_stack: bo
         arr = np.asarray(data)
         return arr.reshape((-1,) + arr.shape[len(lead):])
     return np.asarray(data)
+
+
+def read_then(layer: Any, slice_index: tuple[int, ...] | None, whole_stack: bool,
+              work: Callable[[np.ndarray], Generator[Progress, None, Any]]) -> Job:
+    """A job that reads the input (:func:`input_array`) and then runs ``work(array)``.
+
+    Reading happens in the worker too, so lazy (dask, zarr) data never blocks the GUI.
+    """
+    def job() -> Generator[Progress, None, Any]:
+        yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="reading the image")
+        return (yield from work(input_array(layer, slice_index, whole_stack)))
+
+    return job
 
 
 def input_notes(layer: Any) -> list[str]:

@@ -1,8 +1,6 @@
 """*Super-resolve*: kernel-aware super-resolution of an image layer with any registered SR method."""
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,34 +10,27 @@ from .. import api
 from ..errors import KernelGANError
 from ..layers import add_sr_layer, field_from_layer, is_kernel_layer, layer_confidence, layer_kernels, layer_role
 from ..registry import SR_METHODS
-from ..types import Progress, SRResult
-from ..vocabulary import SR_SCALES, LayerRole, Stage
+from ..types import SRResult
+from ..vocabulary import SR_SCALES, LayerRole
 from .models import (
     LATEST,
     RunRecord,
-    RunState,
     form_values,
     format_seconds,
-    input_array,
     input_notes,
     kernel_is_estimate,
     kernels_for,
     latest_kernels,
     parse_threads,
+    read_then,
     where_text,
 )
-from .task_widget import TaskWidget
+from .task_widget import RunTarget, TaskWidget
 
 __all__ = ["SuperResolveWidget", "KERNEL_X2"]
 
 KERNEL_X2 = "kernel_x2"
 """Option of methods that run ×4 as two ×2 steps: the ×2 kernel behind the ×4 one (taken from the kernel source)."""
-
-
-@dataclass
-class _Run:
-    layer: Any
-    slice_index: tuple[int, ...] | None
 
 
 class SuperResolveWidget(TaskWidget):
@@ -59,7 +50,7 @@ class SuperResolveWidget(TaskWidget):
         self.form.extend([self.image, self.kernel, self.method, self.unavailable, self.scale, self.options.main,
                           self.device, self.seed, self.whole_stack])
         self.advanced.append(self.threads)
-        self._run: _Run | None = None
+        self._run: RunTarget | None = None
         self.method.changed.connect(self._method_changed)
         self.kernel.changed.connect(self._kernel_changed)
         self._follow_active(self.image)
@@ -146,12 +137,8 @@ class SuperResolveWidget(TaskWidget):
         kwargs = dict(options, sr_method=spec.name, device=self.device.value, seed=int(self.seed.value),
                       threads=threads, rgb=bool(layer.rgb), stack_axis=0 if whole else None)
 
-        def job() -> Generator[Progress, None, SRResult]:
-            yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="reading the image")
-            arr = input_array(layer, slice_index, whole)
-            return (yield from api.iter_super_resolve(arr, kernel, scale, **kwargs))
-
-        self._run = _Run(layer, slice_index)
+        self._run = RunTarget(layer, slice_index)
+        job = read_then(layer, slice_index, whole, lambda arr: api.iter_super_resolve(arr, kernel, scale, **kwargs))
         self.start(job, description, input_notes(layer))
 
     def _start_map(self, layer: Any, slice_index: tuple[int, ...] | None, whole: bool, field: Any, scale: int,
@@ -160,20 +147,14 @@ class SuperResolveWidget(TaskWidget):
         defaults = form_values(spec)
         kwargs = {k: v for k, v in kwargs.items() if k not in defaults or v != defaults[k]}
 
-        def job() -> Generator[Progress, None, SRResult]:
-            yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="reading the image")
-            arr = input_array(layer, slice_index, whole)
-            return (yield from api.iter_super_resolve(arr, field, scale, **kwargs))
-
-        self._run = _Run(layer, slice_index)
+        self._run = RunTarget(layer, slice_index)
+        job = read_then(layer, slice_index, whole, lambda arr: api.iter_super_resolve(arr, field, scale, **kwargs))
         self.start(job, description + " with its kernel map", input_notes(layer))
 
     def on_finished(self, record: RunRecord) -> str:
-        run, self._run = self._run, None
-        if run is None or record.state != RunState.DONE:
-            return ""
-        if run.layer not in self.viewer.layers:
-            return f"{record.description}: the input layer was removed; result discarded."
+        run = self.done_target(record)
+        if not isinstance(run, RunTarget):
+            return run
         result: SRResult = record.value
         add_sr_layer(self.viewer, run.layer, result, slice_index=run.slice_index)
         text = f"{record.description}: done in {format_seconds(record.elapsed())} ({result.device})"

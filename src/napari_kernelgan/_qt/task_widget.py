@@ -9,6 +9,7 @@ OpenGL.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton, SpinBox
@@ -16,16 +17,37 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
+from .. import api
 from ..devices import available_devices
+from ..errors import KernelGANError
 from ..layers import is_input_layer, leading_shape
-from ..registry import Registry
-from .models import MAX_SEED, Job, Report, RunRecord, RunState, progress_text, slice_in_view, unavailable_text
+from ..registry import ESTIMATORS, Registry
+from .models import (
+    MAX_SEED,
+    Job,
+    Report,
+    RunRecord,
+    RunState,
+    parse_threads,
+    progress_text,
+    slice_in_view,
+    unavailable_text,
+    where_text,
+)
 from .options_form import OptionsForm
 from .runner import TaskRunner, report_error
 
-__all__ = ["TaskWidget"]
+__all__ = ["TaskWidget", "EstimatorTaskWidget", "RunTarget"]
 
 BAR_STEPS = 1000
+
+
+@dataclass
+class RunTarget:
+    """Where a running job's result goes: the input layer and the slice it was taken from."""
+
+    layer: Any
+    slice_index: tuple[int, ...] | None
 
 
 class TaskWidget(QWidget):
@@ -106,6 +128,39 @@ class TaskWidget(QWidget):
         whole = bool(self.whole_stack.value and leading_shape(layer))
         slice_index = slice_in_view(self.viewer, layer) if leading_shape(layer) and not whole else None
         return layer, slice_index, whole
+
+    def begin_run(self, what: str) -> tuple[Any, tuple[int, ...] | None, bool, str, int | None,
+                                            dict[str, Any]] | None:
+        """Start an attempt from the form: ``(layer, slice_index, whole, description, threads, options)``,
+        the description being ``'<what> of <layer><where>'``; ``None`` (with the reason said) when there
+        is nothing to run on or an option is invalid."""
+        chosen = self.chosen_input()
+        if chosen is None:
+            return None
+        layer, slice_index, whole = chosen
+        description = f"{what} of {layer.name}{where_text(slice_index, whole)}"
+        settings = self.form_settings(description)
+        if settings is None:
+            return None
+        return (layer, slice_index, whole, description, *settings)
+
+    def done_target(self, record: RunRecord) -> RunTarget | str:
+        """The finished run's :class:`RunTarget` where its result can be placed; otherwise the status text
+        (empty for a run that did not complete, a note when the input layer was removed meanwhile)."""
+        run, self._run = getattr(self, "_run", None), None
+        if run is None or record.state != RunState.DONE:
+            return ""
+        if run.layer not in self.viewer.layers:
+            return f"{record.description}: the input layer was removed; result discarded."
+        return run
+
+    def form_settings(self, description: str) -> tuple[int | None, dict[str, Any]] | None:
+        """The form's threads and method options; ``None``, with the error said, when one is invalid."""
+        try:
+            return parse_threads(self.threads.value), self.options.values()
+        except KernelGANError as exc:
+            self.fail(exc, description)
+            return None
 
     # ------------------------------------------------------------------ subclasses provide these
 
@@ -212,3 +267,22 @@ class TaskWidget(QWidget):
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt name)
         self.runner.shutdown()
         super().closeEvent(event)
+
+
+class EstimatorTaskWidget(TaskWidget):
+    """A task on one image with a chosen kernel estimator (*Estimate kernel*, *Kernel map*): the
+    estimator selector whose options fill the form."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self.estimator = self.method_chooser("Estimator", ESTIMATORS, api.DEFAULT_ESTIMATOR)
+
+    def finish_setup(self) -> None:
+        """Call once the form is built: follow the estimator choice and the active layer."""
+        self.estimator.changed.connect(self._estimator_changed)
+        self._estimator_changed()
+        self._follow_active(self.image)
+        self._image_changed()
+
+    def _estimator_changed(self, *_: Any) -> None:
+        self.options.set_spec(ESTIMATORS.get(self.estimator.value) if self.estimator.value else None)

@@ -53,6 +53,7 @@ from .spots import (
     measured_estimate,
     no_measurement,
     noise_model,
+    solve_tiles,
     strongest_per_box,
 )
 
@@ -382,10 +383,5 @@ def lines_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device
     pool = yield from _measure(_gray_frames(frames), min_snr=min_snr, spacing=spacing, max_samples=int(max_samples),
                                every=max(1, int(report_every)), start=start, boxes=boxes,
                                per_tile=min(int(max_samples), TILE_SAMPLES))
-    out = []
-    for box in boxes:
-        fits, candidates, examined = pool.inside(box)
-        kernel, confidence, cov, extras = _solve(fits, candidates, examined, pool.early, False, int(size), int(scale))
-        out.append(TileResult(kernel=None, confidence=0.0, message=extras["message"]) if extras["fallback"] else
-                   TileResult(kernel=kernel, confidence=confidence, covariance=cov))
-    return out
+    return solve_tiles(pool, boxes, lambda fits, candidates, examined: _solve(
+        fits, candidates, examined, pool.early, False, int(size), int(scale)))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,6 +305,19 @@ class SamplePool:
                 sum(within(r, c) for _, r, c in self.examined))
 
 
+def solve_tiles(pool: SamplePool, boxes: np.ndarray,
+                solve: Callable[[list[dict[str, Any]], int, int], tuple[np.ndarray, float, np.ndarray, dict[str, Any]]],
+                ) -> list[TileResult]:
+    """One :class:`~napari_kernelgan.types.TileResult` per box from the samples inside it; ``solve(fits,
+    candidates, examined)`` is the estimator's own solve (``None`` kernel where it found too little)."""
+    out = []
+    for box in boxes:
+        kernel, confidence, cov, extras = solve(*pool.inside(box))
+        out.append(TileResult(kernel=None, confidence=0.0, message=extras["message"]) if extras["fallback"] else
+                   TileResult(kernel=kernel, confidence=confidence, covariance=cov))
+    return out
+
+
 def strongest_per_box(centres: np.ndarray, boxes: np.ndarray, per_box: int) -> np.ndarray:
     """Indices (in their order, strongest first) of the first ``per_box`` of ``centres`` (M, 2) in each box."""
     keep = np.zeros(len(centres), dtype=bool)
@@ -474,10 +487,5 @@ def spots_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device
     pool = yield from _measure(_gray_frames(frames), min_snr=min_snr, isolation=isolation, max_spots=int(max_spots),
                                every=max(1, int(report_every)), start=start, boxes=boxes,
                                per_tile=min(int(max_spots), TILE_SPOTS))
-    out = []
-    for box in boxes:
-        fits, candidates, _ = pool.inside(box)
-        kernel, confidence, cov, extras = _solve(fits, candidates, pool.counts, False, int(size), int(scale))
-        out.append(TileResult(kernel=None, confidence=0.0, message=extras["message"]) if extras["fallback"] else
-                   TileResult(kernel=kernel, confidence=confidence, covariance=cov))
-    return out
+    return solve_tiles(pool, boxes, lambda fits, candidates, _: _solve(fits, candidates, pool.counts, False,
+                                                                        int(size), int(scale)))
