@@ -187,9 +187,11 @@ def main() -> None:
         layer.visible = layer is varying or layer.name == f"{varying.name} kernel map"
     viewer.reset_view()
     shot(viewer, "kernel_map.png")
+    truth = viewer.layers[f"{varying.name} true kernel map: width, long axis"]
+    mapped = viewer.layers[f"{varying.name} kernel map: width, long axis"]
+    mapped.contrast_limits = truth.contrast_limits  # one scale for both
     for layer in viewer.layers:
-        layer.visible = layer.name in (f"{varying.name} kernel map: width, long axis",
-                                       f"{varying.name} true kernel map: width, long axis")
+        layer.visible = layer is truth or layer is mapped
     grid(viewer).enabled = True
     grid(viewer).shape = (1, 2)
     viewer.reset_view()

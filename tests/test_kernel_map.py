@@ -115,7 +115,9 @@ def test_maps_give_widths_in_input_pixels_and_orientation() -> None:
     assert float(maps["anisotropy"].mean()) == pytest.approx(0.5, abs=0.03)
     assert float(maps["confidence"].max()) == pytest.approx(0.7)
     assert float(maps["orientation"].mean()) == pytest.approx(30.0, abs=2.0)
-    assert field.mosaic().shape == (13, 13)
+    assert field.mosaic().shape == (13, 13) and field.support() < 13
+    side = field.support()
+    assert field.mosaic(side + 2, side).shape == (side + 2, side + 2)
 
 
 def test_field_save_load_round_trip(tmp_path) -> None:

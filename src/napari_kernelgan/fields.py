@@ -267,20 +267,33 @@ class KernelField:
                 "anisotropy": (1.0 - minor / np.maximum(major, 1e-12)).astype(np.float32),
                 "confidence": conf.astype(np.float32)}
 
-    def mosaic(self, cell: int | None = None) -> np.ndarray:
-        """An image of the tile kernels at their places: each tile's kernel, normalised to its own peak,
-        in a ``cell`` × ``cell`` block (default: the kernel side); (gy·cell, gx·cell)."""
+    def support(self, mass: float = 0.99) -> int:
+        """The smallest odd side of a centred window holding ``mass`` of every tile kernel."""
         size = self.kernels.shape[-1]
-        cell = size if cell is None else int(cell)
-        if cell < size:
-            raise BadInputError(f"a mosaic cell of {cell} pixels cannot hold a {size}×{size} kernel")
+        for side in range(1, size + 1, 2):
+            o = (size - side) // 2
+            if np.all(self.kernels[..., o:o + side, o:o + side].sum((-2, -1)) >= mass):
+                return side
+        return size
+
+    def mosaic(self, cell: int | None = None, side: int | None = None) -> np.ndarray:
+        """An image of the tile kernels at their places: each tile's kernel (its central ``side`` ×
+        ``side`` window, default the whole kernel), normalised to its own peak, in a ``cell`` × ``cell``
+        block (default: ``side``); (gy·cell, gx·cell)."""
+        size = self.kernels.shape[-1]
+        side = size if side is None else int(side)
+        cell = side if cell is None else int(cell)
+        if cell < side or side > size or side < 1 or side % 2 == 0:
+            raise BadInputError(f"a mosaic cell of {cell} pixels cannot hold a {side}×{side} window of a "
+                                f"{size}×{size} kernel")
         gy, gx = self.grid
         out = np.zeros((gy * cell, gx * cell), dtype=np.float32)
-        o = (cell - size) // 2
+        o, c = (cell - side) // 2, (size - side) // 2
         for i in range(gy):
             for j in range(gx):
                 k = self.kernels[i, j]
-                out[i * cell + o:i * cell + o + size, j * cell + o:j * cell + o + size] = k / max(k.max(), 1e-12)
+                out[i * cell + o:i * cell + o + side, j * cell + o:j * cell + o + side] = (
+                    k[c:c + side, c:c + side] / max(k.max(), 1e-12))
         return out
 
     # ------------------------------------------------------------------ metadata and files

@@ -387,9 +387,9 @@ def kernel_map_layer_data(image_layer: Any, field: KernelField, *, slice_index: 
     out: list[LayerDataTuple] = []
     # Mosaic: cell (i, j) centred on tile centre (i, j); one cell spans the mean spacing between centres.
     gy, gx = field.grid
-    size = field.kernels.shape[-1]
-    cell = size + 2
-    mosaic = field.mosaic(cell)
+    side = field.support()          # the kernels' 99 % support fills the cells, not their zero margins
+    cell = side + 2
+    mosaic = field.mosaic(cell, side)
     spacing = np.array([
         (field.centres_y[-1] - field.centres_y[0]) / (gy - 1) if gy > 1 else hw[0],
         (field.centres_x[-1] - field.centres_x[0]) / (gx - 1) if gx > 1 else hw[1]])
