@@ -32,6 +32,7 @@ SECTIONS = [
     ("benchmarks_microscopy_unseen.md", "Generated fluorescence microscopy from a seed no constant was chosen on"),
     ("benchmarks_samples.md", "The bundled samples"),
     ("benchmarks_kernel_map.md", "Kernel maps and spatially varying SR"),
+    ("benchmarks_tile_pass.md", "Kernel-map tiles in one pass against tile after tile"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
     ("benchmarks_threads.md", "CPU threads under load"),
     ("benchmarks_activity.md", "napari's activity progress under software OpenGL"),

@@ -48,6 +48,7 @@ $PY benchmarks/microscopy_benchmark.py --estimators auto --seed 5 --n 24 --threa
 $PY benchmarks/samples_benchmark.py --threads 2 --out docs/benchmarks_samples.md
 $PY benchmarks/kernel_map_benchmark.py --data "$DATA" --crop 1024 --threads 2 --json docs/benchmarks_kernel_map.json \
     --out docs/benchmarks_kernel_map.md
+$PY benchmarks/tile_pass_benchmark.py --threads 2 --out docs/benchmarks_tile_pass.md
 $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet,zssr --kernels gt,estimated \
     --ids 2,13,27 --threads 2 --kernel-cache "$CACHE" --usrnet-weights "$WEIGHTS" \
     --out docs/benchmarks_sr_neural_x2.md

@@ -221,6 +221,8 @@ def test_every_estimator_kind_runs_on_tiles(split: np.ndarray) -> None:
         assert field.kernels.shape[:2] == field.grid == (3, 3)
         assert np.allclose(field.kernels.sum((-2, -1)), 1.0)
         assert field.method == name
+        if name in ("learned", "edges"):  # they read this textured image (edges gives no confidence: neutral)
+            assert field.trust.min() > 0
 
 
 # ----------------------------------------------------------------------------- SR with a map
@@ -317,3 +319,22 @@ def test_usrnet_follows_a_map(scene: np.ndarray, split: np.ndarray) -> None:
     bicubic = nk.super_resolve(lr, WIDE, 2, sr_method="bicubic")
     assert varying.options["regions"] == 3 and varying.image.shape == (256, 256)
     assert image_psnr(varying.image * 255, hr * 255, shave=2) > image_psnr(bicubic.image * 255, hr * 255, shave=2) + 1
+
+
+def test_meta_adapts_all_tiles_at_once_as_it_adapts_one_image(scene: np.ndarray) -> None:
+    from napari_kernelgan.api import drive
+    from napari_kernelgan.registry import ESTIMATORS
+
+    lr = degrade(scene[:256, :256], WIDE, 2).astype(np.float32)
+    spec = ESTIMATORS.get("meta")
+    assert spec.tiles is not None
+    opts = spec.resolve({"iterations": 6, "dmap": False})
+    cpu = torch.device("cpu")
+    whole = drive(spec.fn(lr[None, None], scale=2, device=cpu, seed=3, report_every=50, **opts))
+    one = drive(spec.tiles(lr[None, None], np.array([[0, 0, 128, 128]]), scale=2, device=cpu, seed=3,
+                           report_every=50, **opts))
+    # one tile covering the image: the same crops, noise and steps as the whole-image adaptation
+    np.testing.assert_allclose(one[0].kernel, whole.kernel, atol=1e-4)
+    field = nk.estimate_kernel_map(lr, 2, estimator="meta", tile=64, overlap=0, iterations=4, dmap=False)
+    assert field.grid == (2, 2) and field.method == "meta"
+    assert np.all(field.confidence == 0.5)  # no confidence from MetaKernelGAN: neutral

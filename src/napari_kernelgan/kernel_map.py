@@ -9,10 +9,11 @@ and returns a :class:`~napari_kernelgan.fields.KernelField`.
 :func:`~napari_kernelgan.registry.register_tiles` estimates all tiles at once,
 sharing what they have in common (``learned``: one network pass over every
 tile's crops; ``kernelnet``: one sharp-gradient prediction and one batched
-Fourier solve; ``auto``: its members' tile passes and one noise model). Other
-estimators run tile after tile (``spots`` and ``lines`` measure each point or
-line sample once either way; the GAN estimators fit a generator per tile,
-slowly).
+Fourier solve; ``auto``: its members' tile passes and one noise model;
+``spots`` and ``lines``: one detection, each sample fitted once; ``meta``: one
+G and D per tile as grouped convolutions, adapted together). Other estimators
+(``edges``, ``kernelgan``) run tile after tile; one that gives no confidence
+counts as :data:`NEUTRAL_CONFIDENCE`.
 
 **Fallback.** A tile whose own estimate is not trusted (flat background,
 noise, saturation: a low confidence, or an estimator that could not read it)
@@ -47,7 +48,7 @@ from .types import KernelEstimate, Progress, TileResult
 from .vocabulary import ESTIMATE_SCALES, Stage
 
 __all__ = ["TILE", "MAX_GRID", "default_tile", "OVERLAP", "MIN_TILE", "TRUST_HALF", "NEIGHBOUR_SIGMA", "GLOBAL_PRIOR",
-           "tile_boxes",
+           "NEUTRAL_CONFIDENCE", "tile_boxes",
            "iter_tile_estimates", "fallback_blend", "iter_estimate_kernel_map", "estimate_kernel_map"]
 
 TILE = 96             # input pixels a tile side (at least MIN_TILE); larger images get larger tiles (MAX_GRID)
@@ -57,6 +58,7 @@ MIN_TILE = 48         # the fast estimators need about this much to find edges a
 TRUST_HALF = 0.1      # confidence at which a tile keeps half its own estimate (auto's full-trust level)
 NEIGHBOUR_SIGMA = 1.0  # tile spacings: the reach of the neighbours a doubtful tile borrows from
 GLOBAL_PRIOR = 0.05   # weight of the global kernel beside the neighbours' confidences
+NEUTRAL_CONFIDENCE = 0.5  # a tile's confidence where its estimator gives none (as auto counts such a member)
 
 
 def _positions(length: int, tile: int, overlap: int) -> list[int]:
@@ -94,7 +96,7 @@ def tile_boxes(shape: tuple[int, int], tile: int | None = None,
 
 def _result_from_estimate(est: KernelEstimate) -> TileResult:
     failed = bool(est.extras.get("fallback"))
-    conf = 0.0 if failed or est.confidence is None else float(est.confidence)
+    conf = 0.0 if failed else None if est.confidence is None else float(est.confidence)
     return TileResult(kernel=est.kernel, confidence=conf, covariance=second_moments(est.kernel),
                       message=str(est.extras.get("message", "")) if failed else "")
 
@@ -138,7 +140,8 @@ def fallback_blend(results: list[TileResult], grid: tuple[int, int], global_kern
     global_prior = GLOBAL_PRIOR if global_prior is None else global_prior
     gy, gx = grid
     size = global_kernel.shape[-1]
-    conf = np.array([max(0.0, float(r.confidence)) if r.kernel is not None else 0.0 for r in results])
+    conf = np.array([0.0 if r.kernel is None else NEUTRAL_CONFIDENCE if r.confidence is None
+                     else max(0.0, float(r.confidence)) for r in results])
     own = [r.kernel if r.kernel is not None else global_kernel for r in results]
     own = [np.asarray(k, dtype=np.float64) for k in own]
     if any(k.shape != global_kernel.shape for k in own):

@@ -140,11 +140,11 @@ class KernelEstimate:
 @dataclass
 class TileResult:
     """One tile's estimate inside a kernel map: the ×2 kernel (``None`` where the tile could not be
-    read, with the reason in ``message``), its confidence and the 2×2 covariance where the estimator
-    has one."""
+    read, with the reason in ``message``), its confidence (``None`` from estimators that give none)
+    and the 2×2 covariance where the estimator has one."""
 
     kernel: np.ndarray | None
-    confidence: float
+    confidence: float | None
     covariance: np.ndarray | None = None
     message: str = ""
 

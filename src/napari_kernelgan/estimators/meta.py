@@ -44,8 +44,8 @@ from scipy import ndimage
 
 from ..errors import BadInputError, BadOptionError
 from ..physics.conventions import centre_kernel, pad_to
-from ..registry import register
-from ..types import KernelEstimate, Progress
+from ..registry import register, register_tiles
+from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 from ..weights import WeightSpec, declare_weights, read_weight_file, resolve_weights
 from ._meta_nets import RAW_KERNEL_SIZE, MetaD, MetaG, init_random, load_state
@@ -363,6 +363,29 @@ HELP = {
 }
 
 
+def _config(iterations: int, lr_g: float, lr_d: float, lr_milestones: Any, lr_gamma: float, crop: int,
+            w_sum2one: float, d_noise: float) -> MetaConfig:
+    """The checked :class:`MetaConfig` of the estimator's options."""
+    if isinstance(lr_milestones, (int, float)):
+        lr_milestones = (lr_milestones,)
+    cfg = MetaConfig(iterations=int(iterations), lr_g=float(lr_g), lr_d=float(lr_d),
+                     lr_milestones=tuple(int(m) for m in lr_milestones), lr_gamma=float(lr_gamma), crop=int(crop),
+                     w_sum2one=float(w_sum2one), d_noise=float(d_noise))
+    _check_options(cfg)
+    return cfg
+
+
+def _checked_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 4:
+        raise BadInputError(f"frames must be (N, C, H, W), got shape {frames.shape}")
+    if not np.all(np.isfinite(frames)):
+        raise BadInputError("the image contains NaN or infinite values")
+    if float(frames.std()) < 1e-6:
+        raise BadInputError("the image is constant: there is no structure to estimate a kernel from")
+    return frames
+
+
 def _check_options(cfg: MetaConfig) -> None:
     if int(cfg.iterations) != cfg.iterations or cfg.iterations < 1:
         raise BadOptionError(f"meta: iterations must be a positive integer, got {cfg.iterations}")
@@ -394,19 +417,8 @@ def meta(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed
     returns a :class:`KernelEstimate` whose kernel is 13×13 in the stored convention, with
     D's map over the input when ``dmap``.
     """
-    if isinstance(lr_milestones, (int, float)):
-        lr_milestones = (lr_milestones,)
-    cfg = MetaConfig(iterations=int(iterations), lr_g=float(lr_g), lr_d=float(lr_d),
-                     lr_milestones=tuple(int(m) for m in lr_milestones), lr_gamma=float(lr_gamma), crop=int(crop),
-                     w_sum2one=float(w_sum2one), d_noise=float(d_noise))
-    _check_options(cfg)
-    frames = np.asarray(frames, dtype=np.float32)
-    if frames.ndim != 4:
-        raise BadInputError(f"frames must be (N, C, H, W), got shape {frames.shape}")
-    if not np.all(np.isfinite(frames)):
-        raise BadInputError("the image contains NaN or infinite values")
-    if float(frames.std()) < 1e-6:
-        raise BadInputError("the image is constant: there is no structure to estimate a kernel from")
+    cfg = _config(iterations, lr_g, lr_d, lr_milestones, lr_gamma, crop, w_sum2one, d_noise)
+    frames = _checked_frames(frames)
     start = time.perf_counter()
     yield Progress(0, cfg.iterations, 0.0, stage=Stage.PREPARE, message="loading the MetaKernelGAN initialisation")
     g, d, info = load_meta_networks(weights, device)
@@ -434,6 +446,45 @@ def meta(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed
                           elapsed=time.perf_counter() - start, device=str(device), seed=seed,
                           extras={**info, "raw_kernel": raw, "raw_kernel_size": RAW_KERNEL_SIZE,
                                   "raw_sum": float(raw.sum())})
+
+
+@register_tiles("meta")
+def meta_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed: int = 0,
+               report_every: int = 50, weights: str | None = "", iterations: int = 200, lr_g: float = 0.01,
+               lr_d: float = 0.2, lr_milestones: tuple[int, ...] | list[int] = (50, 200), lr_gamma: float = 0.1,
+               crop: int = 64, w_sum2one: float = 0.5, d_noise: float = 1 / 255,
+               dmap: bool = True) -> Generator[Progress, None, list[TileResult]]:
+    """Every tile of a kernel map adapted at once (:class:`._meta_tiles.TileMeta`: one G and D per tile
+    as grouped convolutions), each from the same initialisation on its own tile's crops (tile ``i``
+    draws them with seed ``seed + i``). MetaKernelGAN gives no confidence: the tiles get none."""
+    from ._meta_tiles import TileMeta
+
+    cfg = _config(iterations, lr_g, lr_d, lr_milestones, lr_gamma, crop, w_sum2one, d_noise)
+    frames = _checked_frames(frames)
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    start = time.perf_counter()
+    yield Progress(0, cfg.iterations, 0.0, stage=Stage.PREPARE, message="loading the MetaKernelGAN initialisation")
+    g, d, _ = load_meta_networks(weights, device)
+    rgb, _ = _as_rgb(frames)
+    side = min(cfg.crop, int((boxes[:, 2] - boxes[:, 0]).min()), int((boxes[:, 3] - boxes[:, 1]).min()))
+    side -= side % 2
+    if side < 16:
+        raise BadInputError(f"meta: tiles of {side} pixels are too small; MetaKernelGAN needs at least 16×16")
+    samplers = [GradientCropSampler(np.ascontiguousarray(rgb[..., y0:y1, x0:x1]), side,
+                                    np.random.default_rng(int(seed) + i)) for i, (y0, x0, y1, x1) in enumerate(boxes)]
+    nets = TileMeta(g, d, len(boxes))
+    gen = torch.Generator(device=device).manual_seed(int(seed) + 1)
+    lr = cfg.lr_g
+    for it in range(cfg.iterations):
+        if it in cfg.lr_milestones:
+            lr *= cfg.lr_gamma
+        x = torch.from_numpy(np.concatenate([s.sample() for s in samplers]))[None].to(device)
+        losses = nets.step(x, lr, cfg.lr_d, cfg.w_sum2one, cfg.d_noise, gen)
+        yield Progress(it + 1, cfg.iterations, time.perf_counter() - start, stage=Stage.MAP,
+                       loss={k: float(v.mean()) for k, v in losses.items()},
+                       message=f"meta: step {it + 1}/{cfg.iterations} of {len(boxes)} tiles at once")
+    raw = nets.kernels().detach()
+    return [TileResult(kernel=to_project_convention(raw[i]), confidence=None) for i in range(len(boxes))]
 
 
 def _small_op_threads(fn: Any, arg: Any, device: torch.device) -> None:
