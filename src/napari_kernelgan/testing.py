@@ -103,6 +103,19 @@ def check_estimator(name: str, *, device: str = "cpu", image: np.ndarray | None 
         assert "no_such_option" in str(exc), f"{name}: the error does not name the option: {exc}"
     else:
         raise AssertionError(f"{name} accepted an unknown option")
+    _check_tiles(name, img, device, options)
+
+
+def _check_tiles(name: str, img: np.ndarray, device: str, options: dict[str, Any]) -> None:
+    """A kernel map of the contract image: one valid kernel per tile, in one pass where the method has one."""
+    from .kernel_map import estimate_kernel_map
+
+    h, w = img.shape[:2]
+    tile = max(48, min(h, w) // 2)
+    field = estimate_kernel_map(img, 2, estimator=name, device=device, seed=0, threads=1, tile=tile, overlap=0,
+                                **options)
+    assert field.kernels.shape[:2] == field.grid and field.grid[0] * field.grid[1] >= 2, f"{name}: map {field.grid}"
+    assert np.allclose(field.kernels.sum((-2, -1)), 1.0) and field.kernels.min() >= 0, f"{name}: map kernels"
 
 
 def check_sr_method(name: str, *, device: str = "cpu", scale: int = 2, **options: Any) -> None:
@@ -135,3 +148,17 @@ def check_sr_method(name: str, *, device: str = "cpu", scale: int = 2, **options
         assert "no_such_option" in str(exc), f"{name}: the error does not name the option: {exc}"
     else:
         raise AssertionError(f"{name} accepted an unknown option")
+    if scale in (2, 4):
+        # A kernel map: each half of the image with its own kernel, region by region.
+        from .fields import KernelField
+
+        h, w = img.shape[:2]
+        field = KernelField(kernels=np.stack([gaussian_kernel(13, 0.8), kernel])[None], centres_y=[(h - 1) / 2],
+                            centres_x=[w / 4, 3 * w / 4], boxes=np.zeros((1, 2, 4), dtype=int),
+                            confidence=np.ones((1, 2)), trust=np.ones((1, 2)), global_kernel=kernel,
+                            image_shape=(h, w))
+        mapped = super_resolve(img, field, scale, sr_method=name, device=device, seed=0, threads=1, safe=False,
+                               **options)
+        assert mapped.image.shape == res.image.shape, f"{name}: SR with a map gave {mapped.image.shape}"
+        # bicubic interpolation ignores kernels, a map as well
+        assert name == "bicubic" or mapped.options["regions"] > 1, f"{name}: a map was not followed"
