@@ -404,7 +404,7 @@ def kernel_map_layer_data(image_layer: Any, field: KernelField, *, slice_index: 
                  "metadata": {**common, "role": str(LayerRole.KERNEL_MOSAIC), "kernel_field": field.to_dict(),
                               "description": "The kernel of every tile, drawn at its place, each normalised to "
                                              "its own peak."},
-                 **units_of(image_layer, 2)}, "image"))
+                 **units_of(image_layer, len(m_scale))}, "image"))
     maps = field.maps()
     physical = _physical_pixel(image_layer)
     quantities = list(KERNEL_MAP_QUANTITIES if quantities is None else quantities)
@@ -429,7 +429,7 @@ def kernel_map_layer_data(image_layer: Any, field: KernelField, *, slice_index: 
                      "metadata": {**common, "role": str(LayerRole.KERNEL_FIELD_MAP), "quantity": q, "unit": unit,
                                   "description": text,
                                   "value_range": [float(data.min()), float(data.max())]},
-                     **units_of(image_layer, 2)}, "image"))
+                     **units_of(image_layer, len(p_scale))}, "image"))
     return out
 
 

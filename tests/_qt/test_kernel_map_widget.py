@@ -156,3 +156,25 @@ def test_a_saved_kernel_map_opens_over_its_image(make_napari_viewer, tmp_path):
     np.testing.assert_array_equal(back.kernels, field.kernels)
     width = viewer.layers[map_layer_name("varying", "width_major")]
     assert np.allclose(world_extent(width), world_extent(image))
+
+
+def test_stack_slice_and_whole_stack_maps(make_napari_viewer, dock, wait_idle):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "fluorescence")
+    stack = viewer.layers["fluorescence LR"]
+    viewer.dims.set_point(0, 3)
+    widget = dock(viewer, "Kernel map")
+    widget.image.value = stack
+    widget.estimator.value = "kernelnet"
+    widget.device.value = "cpu"
+    widget.run_button.native.click()
+    wait_idle(widget)
+    width = viewer.layers[map_layer_name(stack.name, "width_major")]
+    assert width.data.shape == (1,) + stack.data.shape[1:]       # the slice in view, placed on that slice
+    assert width.metadata["slice"] == [3] and np.isclose(width.translate[0], 3.0)
+    widget.whole_stack.value = True
+    widget.run_button.native.click()
+    wait_idle(widget)
+    width = viewer.layers[map_layer_name(stack.name, "width_major")]
+    assert width.data.shape == stack.data.shape[1:] and width.metadata["slice"] is None
+    assert np.allclose(world_extent(width), world_extent(stack))
