@@ -13,7 +13,7 @@ Fourier solve; ``auto``: its members' tile passes and one noise model;
 ``spots`` and ``lines``: one detection, each sample fitted once; ``meta``: one
 G and D per tile as grouped convolutions, adapted together). Other estimators
 (``edges``, ``kernelgan``) run tile after tile; one that gives no confidence
-counts as :data:`NEUTRAL_CONFIDENCE`.
+counts as :data:`~napari_kernelgan.types.NEUTRAL_CONFIDENCE`.
 
 **Fallback.** A tile whose own estimate is not trusted (flat background,
 noise, saturation: a low confidence, or an estimator that could not read it)
@@ -44,11 +44,11 @@ from .imaging import Frames, prepare_image
 from .physics.kernels import gaussian_from_covariance
 from .physics.metrics import second_moments
 from .registry import ESTIMATORS, MethodSpec
-from .types import KernelEstimate, Progress, TileResult
+from .types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult
 from .vocabulary import ESTIMATE_SCALES, Stage
 
 __all__ = ["TILE", "MAX_GRID", "default_tile", "OVERLAP", "MIN_TILE", "TRUST_HALF", "NEIGHBOUR_SIGMA", "GLOBAL_PRIOR",
-           "NEUTRAL_CONFIDENCE", "tile_boxes",
+           "tile_boxes",
            "iter_tile_estimates", "fallback_blend", "iter_estimate_kernel_map", "estimate_kernel_map"]
 
 TILE = 96             # input pixels a tile side (at least MIN_TILE); larger images get larger tiles (MAX_GRID)
@@ -58,7 +58,6 @@ MIN_TILE = 48         # the fast estimators need about this much to find edges a
 TRUST_HALF = 0.1      # confidence at which a tile keeps half its own estimate (auto's full-trust level)
 NEIGHBOUR_SIGMA = 1.0  # tile spacings: the reach of the neighbours a doubtful tile borrows from
 GLOBAL_PRIOR = 0.05   # weight of the global kernel beside the neighbours' confidences
-NEUTRAL_CONFIDENCE = 0.5  # a tile's confidence where its estimator gives none (as auto counts such a member)
 
 
 def _positions(length: int, tile: int, overlap: int) -> list[int]:

@@ -12,7 +12,13 @@ from .errors import Cancelled
 from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4
 from .vocabulary import LayerRole, Stage
 
-__all__ = ["Progress", "EtaTracker", "KernelEstimate", "TileResult", "SRResult", "kernel_metadata", "Cancelled"]
+__all__ = ["NEUTRAL_CONFIDENCE", "Progress", "EtaTracker", "KernelEstimate", "TileResult", "SRResult",
+           "kernel_metadata", "Cancelled"]
+
+
+NEUTRAL_CONFIDENCE = 0.5
+"""What a kernel whose estimator gives no confidence counts as (SR's safeguards, ``auto``'s members,
+the tiles of a kernel map)."""
 
 
 @dataclass

@@ -49,7 +49,7 @@ from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import constant_gaussian, exp_sym, gaussian_from_covariance, log_spd
 from ..physics.metrics import second_moments
 from ..registry import ESTIMATORS, register, register_tiles
-from ..types import KernelEstimate, Progress, TileResult
+from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 
 DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
@@ -70,7 +70,6 @@ FULL_TRUST = 0.1    # below this confidence the shrinkage grows: amount SHRINK·
 TILE_FULL_TRUST = 0.0  # FULL_TRUST for the tiles of a kernel map (see auto_tiles)
 MIN_VARIANCE = 0.05 # HR px²: the narrowest axis a corrected covariance may have
 AGREEMENT_SCALE = 0.35   # log-covariance spread at which agreement falls to 1/e
-MEMBER_CONFIDENCE = 0.5  # assumed for a member that reports none
 EPS = 0.05
 STEPS_PER_MEMBER = 100   # progress units per member
 
@@ -223,7 +222,7 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
             continue
         finally:
             member.close()
-        conf = MEMBER_CONFIDENCE if est.confidence is None else float(est.confidence)
+        conf = NEUTRAL_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
         elapsed[name] = round(time.perf_counter() - start, 3)
     # The (0.2 s) shot-noise test runs only where no direct measurement decides.
@@ -280,7 +279,7 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
             gen.close()
         for t, r in enumerate(results):
             if r.kernel is not None:
-                conf = MEMBER_CONFIDENCE if r.confidence is None else float(r.confidence)
+                conf = NEUTRAL_CONFIDENCE if r.confidence is None else float(r.confidence)
                 cov = r.covariance if r.covariance is not None else second_moments(r.kernel)
                 per_tile[t].append((name, np.asarray(cov, dtype=np.float64), conf))
     shot: list[bool] = []

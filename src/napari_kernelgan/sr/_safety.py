@@ -64,14 +64,13 @@ import numpy as np
 from scipy import ndimage
 
 from ..physics.resize import imresize
-from ..types import Progress
+from ..types import NEUTRAL_CONFIDENCE, Progress
 
 __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
            "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "measure_noise", "confidence_floor", "doubt_factor",
            "ringing_limit", "noise_tv_scale", "ringing_score", "base_noise_level", "noise_ladder", "iter_safe_sr",
            "bicubic_frames"]
 
-NEUTRAL_CONFIDENCE = 0.5   # what a kernel estimate without a confidence counts as
 RINGING_LIMIT = 2.0        # highest accepted 90th-percentile block TV ratio of SR over bicubic, for a trusted kernel
 RINGING_LIMIT_UNSURE = 1.4  # the same for a kernel of confidence 0 (in between: linear in the confidence)
 NOISY_SIGMA = 2.0          # [0, 255]; from this measured noise on, the strict limit holds whatever the confidence
