@@ -23,7 +23,7 @@ from .devices import reproducible, resolve_device, torch_threads
 from .errors import BadInputError, BadOptionError, Cancelled
 from .fields import KernelField
 from .imaging import Frames, frames_to_image, prepare_image
-from .physics.conventions import validate_kernel
+from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
 from .types import KernelEstimate, Progress, SRResult
 from .vocabulary import ESTIMATE_SCALES, SR_SCALES, Stage
@@ -123,8 +123,7 @@ def _resolve_field(field: KernelField, scale: int) -> np.ndarray:
     records; the regions of a varying field use their own)."""
     if scale not in ESTIMATE_SCALES:
         raise BadOptionError(f"a kernel map serves scales {ESTIMATE_SCALES}, not ×{scale}")
-    return validate_kernel(KernelField._for_scale(field.kernels[0, 0] if field.is_uniform else field.global_kernel,
-                                                  scale))
+    return validate_kernel(kernel_for_scale(field.kernels[0, 0] if field.is_uniform else field.global_kernel, scale))
 
 
 def _resolve_kernel(kernel: np.ndarray | KernelEstimate, scale: int) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BadInputError, MissingFileError
-from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4
+from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, kernel_for_scale
 from .physics.grid import tent_weights
 from .physics.kernels import gaussian_from_covariance, log_spd
 from .physics.metrics import covariance_axes, second_moments
@@ -221,21 +221,13 @@ class KernelField:
             k = np.tensordot(w, flat, axes=1)
             k = np.clip(k, 0.0, None)
             k = k / k.sum()
-        return k if (scale or 2) == 2 else self._for_scale(k, int(scale))
-
-    @staticmethod
-    def _for_scale(k2: np.ndarray, scale: int) -> np.ndarray:
-        if scale == 2:
-            return k2
-        if scale == 4:
-            return analytic_x4(k2)
-        raise BadInputError(f"kernel fields serve scales 2 and 4, not {scale}")
+        return kernel_for_scale(k, int(scale or 2))
 
     def kernels_for(self, scale: int) -> np.ndarray:
         """(gy, gx, ...) tile kernels for SR at ``scale`` (×4: the analytic ``k2 ⊛ dilate2(k2)`` of each)."""
         if scale == 2:
             return self.kernels
-        return np.array([[self._for_scale(k, scale) for k in row] for row in self.kernels])
+        return np.array([[kernel_for_scale(k, scale) for k in row] for row in self.kernels])
 
     # ------------------------------------------------------------------ per-pixel maps
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Cancelled
-from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4
+from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4, kernel_for_scale
 from .vocabulary import LayerRole, Stage
 
 __all__ = ["NEUTRAL_CONFIDENCE", "Progress", "EtaTracker", "KernelEstimate", "TileResult", "SRResult",
@@ -127,11 +127,7 @@ class KernelEstimate:
 
     def kernel_for(self, scale: int) -> np.ndarray:
         """The kernel for SR at ``scale`` (2 or 4)."""
-        if scale == 2:
-            return self.kernel
-        if scale == 4:
-            return self.kernel_x4
-        raise ValueError(f"kernels exist for scale 2 and 4, not {scale}")
+        return kernel_for_scale(self.kernel, scale)
 
     def metadata(self, scale: int | None = None) -> dict[str, Any]:
         """Plain-data description for layer metadata and sidecar files."""

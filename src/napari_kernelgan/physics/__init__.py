@@ -15,6 +15,7 @@ from .conventions import (
     analytic_x4,
     centre_kernel,
     centre_of_mass,
+    kernel_for_scale,
     kernel_for_subsampling,
     pad_to,
     to_convolution,
@@ -30,7 +31,7 @@ _TORCH_NAMES = {"Degradation", "ProxL2", "PADDINGS"}
 
 __all__ = [
     "ORIENTATION", "CENTRING", "SUBSAMPLING", "analytic_x4", "centre_kernel", "centre_of_mass",
-    "kernel_for_subsampling", "pad_to", "to_convolution", "validate_kernel", "blur", "degrade",
+    "kernel_for_subsampling", "kernel_for_scale", "pad_to", "to_convolution", "validate_kernel", "blur", "degrade",
     "degrade_adjoint", "dihedral", "undo_dihedral", "cubic", "imresize", "resize_tensor", "resize_weights",
     "constant_gaussian", "gaussian_from_covariance", "gaussian_kernel", "random_div2krk_kernel", "image_psnr",
     "image_ssim", "kernel_kcov", "kernel_l1", "kernel_psnr", "rgb_to_y", *sorted(_TORCH_NAMES),

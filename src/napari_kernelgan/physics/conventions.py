@@ -128,6 +128,17 @@ def analytic_x4(k2: np.ndarray, size: int | None = None) -> np.ndarray:
     return out / out.sum()
 
 
+def kernel_for_scale(k2: np.ndarray, scale: int) -> np.ndarray:
+    """The kernel for SR at ``scale`` from an estimated ×2 kernel: itself at ×2, :func:`analytic_x4` at ×4."""
+    if scale == 2:
+        return k2
+    if scale == 4:
+        return analytic_x4(k2)
+    from ..errors import BadInputError
+
+    raise BadInputError(f"kernels exist for scale 2 and 4, not {scale}")
+
+
 def validate_kernel(k: np.ndarray, *, name: str = "kernel", normalise: bool = False) -> np.ndarray:
     """Check a user kernel and return it as float64, normalised to sum 1.
 
