@@ -338,3 +338,15 @@ def test_meta_adapts_all_tiles_at_once_as_it_adapts_one_image(scene: np.ndarray)
     field = nk.estimate_kernel_map(lr, 2, estimator="meta", tile=64, overlap=0, iterations=4, dmap=False)
     assert field.grid == (2, 2) and field.method == "meta"
     assert np.all(field.confidence == 0.5)  # no confidence from MetaKernelGAN: neutral
+
+
+def test_tile_passes_refuse_the_options_their_estimators_refuse(split: np.ndarray) -> None:
+    from napari_kernelgan.api import drive
+    from napari_kernelgan.registry import ESTIMATORS
+
+    boxes = np.array([[0, 0, 128, 128], [0, 128, 128, 256]])
+    for name, bad in (("spots", {"isolation": 0.5}), ("lines", {"spacing": 0.5}), ("auto", {"size": 12})):
+        spec = ESTIMATORS.get(name)
+        with pytest.raises(BadOptionError, match=next(iter(bad))):
+            drive(spec.tiles(split[None, None], boxes, scale=2, device=torch.device("cpu"), seed=0, report_every=50,
+                             **spec.resolve(bad)))

@@ -161,6 +161,11 @@ def combine_members(results: list[tuple[str, np.ndarray, float]], *,
     return shrink_towards_prior(cov, amount), confidence, info
 
 
+def _check_size(size: int) -> None:
+    if int(size) != size or size < 3 or size % 2 == 0:
+        raise BadOptionError(f"auto: size must be an odd integer of at least 3, got {size}")
+
+
 def _members(text: str) -> list[str]:
     names = [n.strip() for n in str(text).split(",") if n.strip()]
     if not names:
@@ -192,8 +197,7 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
          report_every: int = 50, members: str = DEFAULT_MEMBERS,
          size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
     """Combine the member estimators' kernels; the result carries a confidence in [0, 1]."""
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"auto: size must be an odd integer of at least 3, got {size}")
+    _check_size(size)
     names = _members(members)
     start = time.perf_counter()
     results: list[tuple[str, np.ndarray, float]] = []
@@ -253,8 +257,7 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
     :func:`combine_members` per tile; the shot-noise test is made once, on the whole image."""
     from ..kernel_map import iter_tile_estimates
 
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"auto: size must be an odd integer of at least 3, got {size}")
+    _check_size(size)
     names = _members(members)
     start = time.perf_counter()
     n_tiles = len(np.asarray(boxes).reshape(-1, 4))

@@ -254,6 +254,13 @@ def line_confidence(n_samples: int, spread: float, coverage: float, purity: floa
                  * float(np.clip(1.0 - background / DARK_LEVEL, 0.0, 1.0)))
 
 
+def _check_lines_options(min_snr: float, max_samples: int, spacing: float, size: int) -> None:
+    check_options("lines", min_snr=min_snr, count=max_samples, count_option="max_samples", min_count=MIN_SAMPLES,
+                  size=size)
+    if not spacing >= 1:
+        raise BadOptionError(f"lines: spacing must be at least 1 LR pixel, got {spacing}")
+
+
 @register("lines", kind="estimator", summary="Thin lines (closed form, a second): the blur's covariance from "
           "sub-resolution filaments (microtubules, actin, neurites) in several directions, as an anisotropic "
           "Gaussian",
@@ -271,10 +278,7 @@ def lines(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
           max_samples: int = MAX_SAMPLES, require_lines: bool = False,
           size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
     """×2 kernel from thin bright lines in several directions; deterministic, runs on the CPU."""
-    check_options("lines", min_snr=min_snr, count=max_samples, count_option="max_samples", min_count=MIN_SAMPLES,
-                  size=size)
-    if not spacing >= 1:
-        raise BadOptionError(f"lines: spacing must be at least 1 LR pixel, got {spacing}")
+    _check_lines_options(min_snr, max_samples, spacing, size)
     every = max(1, int(report_every))
     start = time.perf_counter()
     grays = _gray_frames(frames)
@@ -376,8 +380,7 @@ def lines_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device
     """All tiles of a kernel map from one detection per frame: the strongest :data:`TILE_SAMPLES`
     candidates of every tile are fitted once (stopping early, as for a whole image, where they are not
     lines), then each tile's covariance is solved from the samples inside it."""
-    check_options("lines", min_snr=min_snr, count=max_samples, count_option="max_samples", min_count=MIN_SAMPLES,
-                  size=size)
+    _check_lines_options(min_snr, max_samples, spacing, size)
     boxes = np.asarray(boxes).reshape(-1, 4)
     start = time.perf_counter()
     pool = yield from _measure(_gray_frames(frames), min_snr=min_snr, spacing=spacing, max_samples=int(max_samples),

@@ -371,6 +371,13 @@ def spot_confidence(n_spots: int, spread: float) -> float:
     return float((1 - math.exp(-n_spots / 10.0)) * math.exp(-spread / math.sqrt(n_spots) / 0.07))
 
 
+def _check_spots_options(min_snr: float, max_spots: int, isolation: float, size: int) -> None:
+    check_options("spots", min_snr=min_snr, count=max_spots, count_option="max_spots", min_count=MIN_SPOTS,
+                  size=size)
+    if not isolation >= 1:
+        raise BadOptionError(f"spots: isolation must be at least 1 LR pixel, got {isolation}")
+
+
 @register("spots", kind="estimator", summary="Isolated spots (closed form, a second): the blur's covariance from "
           "sub-resolution point sources such as beads or puncta, as an anisotropic Gaussian",
           defaults={"min_snr": MIN_SNR, "isolation": ISOLATION, "max_spots": MAX_SPOTS, "require_spots": False,
@@ -387,10 +394,7 @@ def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
           max_spots: int = MAX_SPOTS, require_spots: bool = False,
           size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
     """×2 kernel from isolated point-like spots (beads, puncta); deterministic, runs on the CPU."""
-    check_options("spots", min_snr=min_snr, count=max_spots, count_option="max_spots", min_count=MIN_SPOTS,
-                  size=size)
-    if not isolation >= 1:
-        raise BadOptionError(f"spots: isolation must be at least 1 LR pixel, got {isolation}")
+    _check_spots_options(min_snr, max_spots, isolation, size)
     every = max(1, int(report_every))
     start = time.perf_counter()
     grays = _gray_frames(frames)
@@ -480,8 +484,7 @@ def spots_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device
     """All tiles of a kernel map from one detection per frame: the brightest :data:`TILE_SPOTS` spots
     of every tile are fitted once (stopping early, as for a whole image, where they are not points),
     then each tile's covariance is solved from the spots inside it."""
-    check_options("spots", min_snr=min_snr, count=max_spots, count_option="max_spots", min_count=MIN_SPOTS,
-                  size=size)
+    _check_spots_options(min_snr, max_spots, isolation, size)
     boxes = np.asarray(boxes).reshape(-1, 4)
     start = time.perf_counter()
     pool = yield from _measure(_gray_frames(frames), min_snr=min_snr, isolation=isolation, max_spots=int(max_spots),
