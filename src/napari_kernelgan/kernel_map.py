@@ -44,7 +44,7 @@ from .imaging import Frames, prepare_image
 from .physics.kernels import gaussian_from_covariance
 from .physics.metrics import second_moments
 from .registry import ESTIMATORS, MethodSpec
-from .types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult
+from .types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, relay
 from .vocabulary import ESTIMATE_SCALES, Stage
 
 __all__ = ["TILE", "MAX_GRID", "default_tile", "OVERLAP", "MIN_TILE", "TRUST_HALF", "NEIGHBOUR_SIGMA", "GLOBAL_PRIOR",
@@ -194,32 +194,14 @@ def iter_estimate_kernel_map(image: np.ndarray | Frames, scale: int = 2, *, esti
     n_tiles = grid[0] * grid[1]
     total = 100 * (1 + n_tiles)  # the global estimate counts as one tile
 
-    def rescale(p: Progress, offset: float, span: float) -> Progress:
-        done = round(offset + span * min(max(p.fraction, 0.0), 1.0))
-        return Progress(done, total, time.perf_counter() - start, stage=Stage.MAP, kernel=p.kernel, loss=p.loss,
-                        message=p.message)
-
     with torch_threads(threads), reproducible(dev):
-        gen = spec.fn(data, scale=scale, device=dev, seed=int(seed), report_every=int(report_every), **opts)
-        try:
-            while True:
-                p = next(gen)
-                yield rescale(Progress(p.iteration, p.total, p.elapsed, kernel=p.kernel,
-                                       message=f"whole image: {p.message}"), 0, 100)
-        except StopIteration as stop:
-            whole: KernelEstimate = stop.value
-        finally:
-            gen.close()
-        tiles_gen = iter_tile_estimates(spec, data, boxes, scale=scale, device=dev, seed=int(seed),
-                                        report_every=int(report_every), options=opts)
-        try:
-            while True:
-                p = next(tiles_gen)
-                yield rescale(p, 100, 100 * n_tiles)
-        except StopIteration as stop:
-            results: list[TileResult] = stop.value
-        finally:
-            tiles_gen.close()
+        whole: KernelEstimate = yield from relay(
+            spec.fn(data, scale=scale, device=dev, seed=int(seed), report_every=int(report_every), **opts),
+            offset=0, span=100, total=total, start=start, stage=Stage.MAP, prefix="whole image: ", with_kernel=True)
+        results: list[TileResult] = yield from relay(
+            iter_tile_estimates(spec, data, boxes, scale=scale, device=dev, seed=int(seed),
+                                report_every=int(report_every), options=opts),
+            offset=100, span=100 * n_tiles, total=total, start=start, stage=Stage.MAP, with_kernel=True)
     kernels, conf, trust, kernel_conf = fallback_blend(results, grid, np.asarray(whole.kernel, dtype=np.float64),
                                                        global_confidence=whole.confidence)
     failed = {i: r.message for i, r in enumerate(results) if r.kernel is None and r.message}

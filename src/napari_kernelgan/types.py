@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,7 @@ from .errors import Cancelled
 from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4, kernel_for_scale
 from .vocabulary import LayerRole, Stage
 
-__all__ = ["NEUTRAL_CONFIDENCE", "Progress", "EtaTracker", "KernelEstimate", "TileResult", "SRResult",
+__all__ = ["NEUTRAL_CONFIDENCE", "Progress", "relay", "EtaTracker", "KernelEstimate", "TileResult", "SRResult",
            "kernel_metadata", "Cancelled"]
 
 
@@ -40,6 +41,28 @@ class Progress:
     @property
     def fraction(self) -> float:
         return self.iteration / self.total if self.total else 1.0
+
+
+def relay(gen: Generator[Progress, None, Any], *, offset: float, span: float, total: int, start: float,
+          stage: str | None = None, prefix: str = "", with_kernel: bool = False) -> Generator[Progress, None, Any]:
+    """Pass on the reports of a sub-task ``gen`` on a larger scale and return its value.
+
+    A report's fraction is mapped onto ``offset .. offset + span`` of ``total``, so one bar and its ETA
+    run over all sub-tasks; ``stage`` replaces the report's own (``None``: kept), ``prefix`` goes before
+    its message, and its kernel is passed on only ``with_kernel``. ``gen`` is closed when the caller
+    stops (cancel).
+    """
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            done = round(offset + span * min(max(p.fraction, 0.0), 1.0))
+            yield Progress(done, total, time.perf_counter() - start, stage=p.stage if stage is None else stage,
+                           kernel=p.kernel if with_kernel else None, loss=p.loss, message=prefix + p.message)
+    finally:
+        gen.close()
 
 
 class EtaTracker:

@@ -49,7 +49,7 @@ from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import constant_gaussian, exp_sym, gaussian_from_covariance, log_spd
 from ..physics.metrics import second_moments
 from ..registry import ESTIMATORS, register, register_tiles
-from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult
+from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, relay
 from ..vocabulary import KERNEL_SIZE, Stage
 
 DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
@@ -210,22 +210,15 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
             skipped[name] = ESTIMATORS.unavailable[name]
             continue
         spec = ESTIMATORS.get(name)
-        member = spec.fn(frames, scale=scale, device=device, seed=seed, report_every=report_every,
-                         **spec.resolve({}))
         try:
-            while True:
-                p = next(member)
-                # One progress scale for the whole run, so a bar and its ETA do not restart per member.
-                done = round((i + min(max(p.fraction, 0.0), 1.0)) * STEPS_PER_MEMBER)
-                yield Progress(done, STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
-                               stage=Stage.ESTIMATE, loss=p.loss, message=f"auto: {name}: {p.message}")
-        except StopIteration as stop:
-            est: KernelEstimate = stop.value
+            # One progress scale for the whole run, so a bar and its ETA do not restart per member.
+            est: KernelEstimate = yield from relay(
+                spec.fn(frames, scale=scale, device=device, seed=seed, report_every=report_every, **spec.resolve({})),
+                offset=i * STEPS_PER_MEMBER, span=STEPS_PER_MEMBER, total=STEPS_PER_MEMBER * len(names), start=start,
+                stage=Stage.ESTIMATE, prefix=f"auto: {name}: ")
         except BadInputError as exc:
             skipped[name] = str(exc)
             continue
-        finally:
-            member.close()
         conf = NEUTRAL_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
         elapsed[name] = round(time.perf_counter() - start, 3)
@@ -266,20 +259,14 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
         if name in ESTIMATORS.unavailable:
             continue
         spec = ESTIMATORS.get(name)
-        gen = iter_tile_estimates(spec, frames, boxes, scale=scale, device=device, seed=seed,
-                                  report_every=report_every, options=spec.resolve({}))
         try:
-            while True:
-                p = next(gen)
-                done = round((i + min(max(p.fraction, 0.0), 1.0)) * STEPS_PER_MEMBER)
-                yield Progress(done, STEPS_PER_MEMBER * len(names), time.perf_counter() - start, stage=p.stage,
-                               message=f"auto: {p.message}")
-        except StopIteration as stop:
-            results: list[TileResult] = stop.value
+            results: list[TileResult] = yield from relay(
+                iter_tile_estimates(spec, frames, boxes, scale=scale, device=device, seed=seed,
+                                    report_every=report_every, options=spec.resolve({})),
+                offset=i * STEPS_PER_MEMBER, span=STEPS_PER_MEMBER, total=STEPS_PER_MEMBER * len(names), start=start,
+                prefix="auto: ")
         except BadInputError:
             continue  # the member cannot read this image at all: the others still decide
-        finally:
-            gen.close()
         for t, r in enumerate(results):
             if r.kernel is not None:
                 conf = NEUTRAL_CONFIDENCE if r.confidence is None else float(r.confidence)
