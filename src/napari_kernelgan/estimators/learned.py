@@ -205,42 +205,35 @@ def learned_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, devi
     gray = luminance(arr)
     sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
     per_tile = min(int(crops), TILE_CROPS)
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    # One crop side for every tile (the network's, or the smallest tile's), so all crops share the batches.
+    side = min(int(meta.get("arch", {}).get("crop", CROP)), int((boxes[:, 2] - boxes[:, 0]).min()),
+               int((boxes[:, 3] - boxes[:, 1]).min()))
     tiles: list[np.ndarray | None] = []
-    for i, (y0, x0, y1, x1) in enumerate(np.asarray(boxes).reshape(-1, 4)):
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
         part = gray[:, y0:y1, x0:x1]
-        if min(part.shape[-2:]) < MIN_CROP or float(np.ptp(part)) < 1e-6:
-            tiles.append(None)
-            continue
-        crop = min(int(meta.get("arch", {}).get("crop", CROP)), *part.shape[-2:])
-        # Crops must share one size to share a batch: tiles smaller than the network's crop are rare (the
-        # last row or column of a small image) and get their own pass below.
-        tiles.append(pick_crops(part, per_tile, seed=int(seed) * 1_000_003 + i, crop=crop))
-    by_size: dict[int, list[int]] = {}
-    for i, t in enumerate(tiles):
-        if t is not None:
-            by_size.setdefault(t.shape[-1], []).append(i)
-    predictions: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    done, total = 0, sum(len(tiles[i]) for idx in by_size.values() for i in idx)
-    for idx in by_size.values():
-        stack = np.concatenate([tiles[i] for i in idx])
-        owner = np.concatenate([np.full(len(tiles[i]), i) for i in idx])
-        for b in range(0, len(stack), TILE_BATCH):
-            yield Progress(done, max(total, 1), time.perf_counter() - start, stage=Stage.MAP,
-                           message=f"learned: crops {done + 1}-{min(done + TILE_BATCH, total)} of {total}")
-            mu, logvar = predict_crops(net, stack[b:b + TILE_BATCH], scale, batch=TILE_BATCH, device=dev,
-                                       tta=int(tta))
-            for j, o in enumerate(owner[b:b + TILE_BATCH]):
-                m, lv = predictions.get(int(o), (np.zeros((0, 3)), np.zeros((0, 3))))
-                predictions[int(o)] = (np.concatenate([m, mu[j]]), np.concatenate([lv, logvar[j]]))
-            done += len(stack[b:b + TILE_BATCH])
+        flat = min(part.shape[-2:]) < MIN_CROP or float(np.ptp(part)) < 1e-6
+        tiles.append(None if flat else pick_crops(part, per_tile, seed=int(seed) * 1_000_003 + i, crop=side))
+    readable = [i for i, t in enumerate(tiles) if t is not None]
+    stack = np.concatenate([tiles[i] for i in readable]) if readable else np.zeros((0, side, side))
+    owner = np.concatenate([np.full(len(tiles[i]), i) for i in readable]) if readable else np.zeros(0, int)
+    total = len(stack)
+    mus, logvars = [np.zeros((0, int(tta), 3))], [np.zeros((0, int(tta), 3))]
+    for b in range(0, total, TILE_BATCH):
+        yield Progress(b, total, time.perf_counter() - start, stage=Stage.MAP,
+                       message=f"learned: crops {b + 1}-{min(b + TILE_BATCH, total)} of {total}")
+        mu, logvar = predict_crops(net, stack[b:b + TILE_BATCH], scale, batch=TILE_BATCH, device=dev, tta=int(tta))
+        mus.append(mu)
+        logvars.append(logvar)
+    mu, logvar = np.concatenate(mus), np.concatenate(logvars)
     out: list[TileResult] = []
     for i, patches in enumerate(tiles):
         if patches is None:
             out.append(TileResult(kernel=None, confidence=0.0, message="learned: the tile is flat or too small"))
             continue
-        pred = combine(*predictions[i])
+        pred = combine(mu[owner == i].reshape(-1, 3), logvar[owner == i].reshape(-1, 3))
         cov = pred.covariance
         confidence, _ = _confidence(pred.uncertainty, patches, sigma)
         out.append(TileResult(kernel=gaussian_from_covariance(cov, int(size)), confidence=confidence, covariance=cov))
-    yield Progress(total, max(total, 1), time.perf_counter() - start, stage=Stage.MAP, message="learned: tiles done")
+    yield Progress(total, total, time.perf_counter() - start, stage=Stage.MAP, message="learned: tiles done")
     return out
