@@ -113,13 +113,8 @@ class SuperResolveWidget(TaskWidget):
         try:
             threads = parse_threads(self.threads.value)
             options = self.options.values()
-            if field is not None:
-                kwargs = dict(options, sr_method=spec.name, device=self.device.value, seed=int(self.seed.value),
-                              threads=threads, rgb=bool(layer.rgb), stack_axis=0 if whole else None)
-                self._start_map(layer, slice_index, whole, field, scale, kwargs, description, spec)
-                return
-            kernels = self.kernels_for(layer, scale)
-            if KERNEL_X2 in spec.defaults and options.get("gradual") and scale == 4:
+            kernels = {} if field is not None else self.kernels_for(layer, scale)
+            if field is None and KERNEL_X2 in spec.defaults and options.get("gradual") and scale == 4:
                 # ×4 as two ×2 steps needs the ×2 kernel behind the ×4 one.
                 if 2 not in kernels:
                     raise KernelGANError("gradual ×4 needs a ×2 kernel: choose the latest estimate or a ×2 "
@@ -128,28 +123,22 @@ class SuperResolveWidget(TaskWidget):
         except KernelGANError as exc:
             self.fail(exc, description)
             return
-        kernel = kernels[scale]
-        if kernel_is_estimate(self.kernel.value):
-            # Options the user left at their defaults are the safeguards' to choose (the measured noise...).
+        kernel = field if field is not None else kernels[scale]
+        if field is not None or kernel_is_estimate(self.kernel.value):
+            # Options the user left at their defaults are the safeguards' to choose (the measured noise...);
+            # a kernel map is an estimate, which super_resolve treats safely by itself.
             defaults = form_values(spec)
             options = {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
-            options.update(safe=True, confidence=self.confidence_for(layer))
+            if field is None:
+                options.update(safe=True, confidence=self.confidence_for(layer))
+            else:
+                description += " with its kernel map"
         kwargs = dict(options, sr_method=spec.name, device=self.device.value, seed=int(self.seed.value),
                       threads=threads, rgb=bool(layer.rgb), stack_axis=0 if whole else None)
 
         self._run = RunTarget(layer, slice_index)
         job = read_then(layer, slice_index, whole, lambda arr: api.iter_super_resolve(arr, kernel, scale, **kwargs))
         self.start(job, description, input_notes(layer))
-
-    def _start_map(self, layer: Any, slice_index: tuple[int, ...] | None, whole: bool, field: Any, scale: int,
-                   kwargs: dict[str, Any], description: str, spec: Any) -> None:
-        """SR with a kernel map: the map's estimate safeguards decide the options left at their defaults."""
-        defaults = form_values(spec)
-        kwargs = {k: v for k, v in kwargs.items() if k not in defaults or v != defaults[k]}
-
-        self._run = RunTarget(layer, slice_index)
-        job = read_then(layer, slice_index, whole, lambda arr: api.iter_super_resolve(arr, field, scale, **kwargs))
-        self.start(job, description + " with its kernel map", input_notes(layer))
 
     def on_finished(self, record: RunRecord) -> str:
         run = self.done_target(record)
