@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import napari_kernelgan as nk
+from napari_kernelgan.devices import torch_threads
 from napari_kernelgan.errors import BadInputError, BadOptionError, Cancelled
 from napari_kernelgan.fields import KernelField
 from napari_kernelgan.kernel_map import TRUST_HALF, tile_boxes
@@ -17,6 +18,7 @@ from napari_kernelgan.physics.grid import tent_weights
 from napari_kernelgan.physics.metrics import second_moments
 from napari_kernelgan.physics.varying import SpaceVaryingDegradation, degrade_varying
 from napari_kernelgan.synthetic import dead_leaves
+from napari_kernelgan.vocabulary import Stage
 
 NARROW = gaussian_kernel(13, 0.8)
 WIDE = gaussian_kernel(13, 2.2, 1.5, 0.7)
@@ -338,6 +340,78 @@ def test_meta_adapts_all_tiles_at_once_as_it_adapts_one_image(scene: np.ndarray)
     field = nk.estimate_kernel_map(lr, 2, estimator="meta", tile=64, overlap=0, iterations=4, dmap=False)
     assert field.grid == (2, 2) and field.method == "meta"
     assert np.all(field.confidence == 0.5)  # no confidence from MetaKernelGAN: neutral
+
+
+def _kernelgan_tiles(frames: np.ndarray, boxes: list[list[int]], seed: int = 3, callback=None,
+                     **options) -> list:
+    from napari_kernelgan.api import drive
+    from napari_kernelgan.registry import ESTIMATORS
+
+    spec = ESTIMATORS.get("kernelgan")
+    assert spec.tiles is not None
+    return drive(spec.tiles(frames[None, None], np.array(boxes), scale=2, device=torch.device("cpu"), seed=seed,
+                            report_every=50, **spec.resolve({"preset": "fast", **options})), callback)
+
+
+def _kernelgan_whole(frames: np.ndarray, seed: int = 3, **options) -> np.ndarray:
+    est = nk.estimate_kernel(frames, 2, estimator="kernelgan", preset="fast", seed=seed, threads=1, **options)
+    return est.kernel
+
+
+def test_kernelgan_fits_all_tiles_at_once_as_it_fits_each_alone(scene: np.ndarray) -> None:
+    lr = degrade(scene[:256, :256], WIDE, 2).astype(np.float32)
+    with torch_threads(1):
+        # one tile covering the image: the same anchor, networks, crops, noise, steps and early stop
+        one = _kernelgan_tiles(lr, [[0, 0, 128, 128]], iterations=6)
+        np.testing.assert_allclose(one[0].kernel, _kernelgan_whole(lr, iterations=6), atol=1e-5)
+        # several tiles: each with its own anchor and crops, as its own fit of the tile's pixels. G's
+        # prefit onto the anchor is left out here: its Adam steps near the optimum turn the rounding of
+        # grouped against single convolutions into differences of 1e-3, as they would any rounding.
+        boxes = [[0, 0, 64, 64], [0, 64, 64, 128], [64, 32, 128, 96]]
+        tiles = _kernelgan_tiles(lr, boxes, iterations=6, prefit_steps=0)
+        for (y0, x0, y1, x1), tile in zip(boxes, tiles):
+            alone = _kernelgan_whole(lr[y0:y1, x0:x1], iterations=6, prefit_steps=0)
+            np.testing.assert_allclose(tile.kernel, alone, atol=3e-4)
+            assert tile.confidence is None  # KernelGAN gives none: neutral in the map
+
+
+def test_kernelgan_tile_that_settles_keeps_its_kernel_while_the_others_train(monkeypatch, scene: np.ndarray) -> None:
+    from napari_kernelgan.estimators import _kernelgan_tiles as tiles_module
+
+    lr = degrade(scene[:256, :256], WIDE, 2).astype(np.float32)
+    boxes = [[0, 0, 64, 64], [64, 64, 128, 128]]
+    fixed = {"prefit_steps": 0, "lr_step": 100, "anchor_decay_every": 100}  # one schedule for every length
+
+    class FirstSettlesAtStep3(tiles_module.EarlyStop):
+        def due(self, it: int) -> bool:
+            return it == 2
+
+        def settled(self, raw: np.ndarray) -> np.ndarray:
+            return np.arange(len(raw)) == 0
+
+    reports = []
+    with torch_threads(1):
+        stopped_at_3 = _kernelgan_tiles(lr, boxes, iterations=3, early_stop=False, **fixed)
+        full = _kernelgan_tiles(lr, boxes, iterations=8, early_stop=False, **fixed)
+        monkeypatch.setattr(tiles_module, "EarlyStop", FirstSettlesAtStep3)
+        frozen = _kernelgan_tiles(lr, boxes, iterations=8, callback=reports.append, **fixed)
+    # the settled tile holds the kernel it had when it stopped, untouched by the steps after it (no
+    # optimiser momentum); the other kept training to the end, as in the run where none stops
+    np.testing.assert_array_equal(frozen[0].kernel, stopped_at_3[0].kernel)
+    assert np.abs(frozen[0].kernel - full[0].kernel).sum() > 1e-3
+    assert np.abs(frozen[1].kernel - stopped_at_3[1].kernel).sum() > 1e-3
+    np.testing.assert_allclose(frozen[1].kernel, full[1].kernel, atol=1e-4)
+    steps = [p.iteration for p in reports if p.stage == Stage.MAP]
+    assert steps == list(range(1, 9)) and reports[-1].message.endswith("(1 settled)")
+    with pytest.raises(Cancelled):  # a report every step: a caller stops it at the next one
+        _kernelgan_tiles(lr, boxes, iterations=8, callback=lambda p: p.iteration < 2, **fixed)
+
+
+def test_kernelgan_tiles_of_a_two_kernel_image_take_their_own_side(split: np.ndarray) -> None:
+    with torch_threads(1):
+        left, right = _kernelgan_tiles(split, [[64, 0, 160, 96], [64, 160, 160, 256]], iterations=20)
+    assert kernel_l1(left.kernel, NARROW) < kernel_l1(left.kernel, WIDE)
+    assert kernel_l1(right.kernel, WIDE) < kernel_l1(right.kernel, NARROW)
 
 
 def test_tile_passes_refuse_the_options_their_estimators_refuse(split: np.ndarray) -> None:

@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..errors import BadOptionError
+from ..errors import BadInputError, BadOptionError
 from ..physics.conventions import centre_kernel, pad_to, shift_kernel
 from ..physics.kernels import gaussian_from_covariance
 from ..physics.metrics import second_moments
 from ..physics.operators import Degradation
 from ..physics.resize import cubic
-from ..registry import register
-from ..types import KernelEstimate, Progress
+from ..registry import register, register_tiles
+from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 from .edges import estimate_covariance
 from .networks import DeepLinearG, PatchD
@@ -210,6 +210,118 @@ def finalize_kernel(raw: np.ndarray, cfg: Config, anchor: np.ndarray | None = No
     return k / k.sum()
 
 
+def combine_kernels(kernels: list[np.ndarray], scores: list[float]) -> np.ndarray:
+    """Weighted mean of centred kernels; weights are softmax of D verdicts (temperature 0.05)."""
+    s = np.asarray(scores, dtype=np.float64)
+    w = np.exp((s - s.max()) / 0.05)
+    w /= w.sum()
+    out = sum(wi * centre_kernel(k) for wi, k in zip(w, kernels))
+    return out / out.sum()
+
+
+def combine_runs(kernels: list[np.ndarray], scores: list[float], cfg: Config,
+                 anchor: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(stored kernel, each run's noise-suppressed kernel) from the raw kernels of a fit's restarts."""
+    processed = [suppress_negligible(k, cfg.negligible_n) for k in kernels]
+    return finalize_kernel(combine_kernels(processed, scores), replace(cfg, negligible_n=10 ** 6), anchor), processed
+
+
+# ---------------------------------------------------------------------------------------------
+# What one fit and the fits of many tiles share: anchor, networks, crops, schedule, early stop
+# ---------------------------------------------------------------------------------------------
+
+def measure_anchor(frames: np.ndarray, cfg: Config, seed: int) -> np.ndarray | None:
+    """The kernel G is first held to: the sharp-edge estimate of ``frames``, or ``None`` for bicubic."""
+    if cfg.anchor == "edges":
+        cov, _ = estimate_covariance(frames, 2, seed, cfg.edge_quantile)
+        return gaussian_from_covariance(cov, KERNEL_SIZE)
+    if cfg.anchor != "bicubic":
+        raise BadOptionError(f"anchor must be 'bicubic' or 'edges', got {cfg.anchor!r}")
+    return None
+
+
+def applied_anchor(anchor_kernel: np.ndarray | None, size: int) -> np.ndarray:
+    """The anchor in the phase G applies it (centre of mass half a pixel off the middle, as bicubic's)."""
+    return bicubic_kernel(size) if anchor_kernel is None else shift_kernel(pad_to(anchor_kernel, size), (0.5, 0.5))
+
+
+def init_networks(seed: int, channels: int, device: torch.device,
+                  g_factory: Callable[[], torch.nn.Module] | None = None,
+                  d_factory: Callable[[int], torch.nn.Module] | None = None) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """G and D of a fit with ``seed``, initialised from their own seed without touching the global one."""
+    torch_gen = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2 ** 31 - 1, (1,), generator=torch_gen)))
+        # Factories let a loaded or meta-learned G / D run through the same loop.
+        return (g_factory or DeepLinearG)().to(device), (d_factory or PatchD)(channels).to(device)
+
+
+def crop_sizes(cfg: Config, shape: tuple[int, ...], ksize: int) -> tuple[int, int]:
+    """(G's input crop, D's real crop = G's output size) for frames of ``shape`` (…, H, W)."""
+    crop = min(cfg.crop, shape[-2], shape[-1])
+    crop -= crop % 2
+    return crop, (crop - ksize) // 2 + 1
+
+
+class AnchorPhase:
+    """The reference's anchor schedule, for T fits at once (T = 1 for one image).
+
+    G is held near its anchor until the anchor MSE stays below ``anchor_threshold`` for
+    ``anchor_patience`` steps; then the anchor weight is divided by ``anchor_decay`` every
+    ``anchor_decay_every`` steps down to ``anchor_floor``, and the sparsity and centring terms switch
+    on once it drops below ``constraints_below``.
+    """
+
+    def __init__(self, cfg: Config, t: int = 1) -> None:
+        self.cfg = cfg
+        self.weight = np.full(t, float(cfg.w_anchor))
+        self.close = np.zeros(t, dtype=bool)
+        self.satisfied = np.zeros(t, dtype=np.int64)
+        self.constraints_on = np.zeros(t, dtype=bool)
+
+    def update(self, it: int, bic: np.ndarray) -> None:
+        """After step ``it``, with each fit's anchor MSE ``bic`` (T,) of that step."""
+        cfg = self.cfg
+        far = ~self.close
+        decay = self.close & ((it + 1) % cfg.anchor_decay_every == 0) & (self.weight > cfg.anchor_floor)
+        self.satisfied = np.where(far, np.where(np.asarray(bic) < cfg.anchor_threshold, self.satisfied + 1, 0),
+                                  self.satisfied)
+        self.close = self.close | (far & (self.satisfied >= cfg.anchor_patience))
+        self.weight = np.where(decay, np.maximum(self.weight / cfg.anchor_decay, cfg.anchor_floor), self.weight)
+        self.constraints_on = self.constraints_on | (decay & (self.weight < cfg.constraints_below))
+
+    def select(self, idx: np.ndarray) -> None:
+        """Keep the fits ``idx`` only."""
+        self.weight, self.close = self.weight[idx], self.close[idx]
+        self.satisfied, self.constraints_on = self.satisfied[idx], self.constraints_on[idx]
+
+
+class EarlyStop:
+    """Whether each of T fits has settled: its kernel changed by less than ``early_stop_tol`` (L1)
+    since the previous check, checks every ``early_stop_every`` steps of the last learning-rate phase."""
+
+    def __init__(self, cfg: Config, t: int = 1) -> None:
+        self.cfg = cfg
+        self.final_phase = (cfg.iterations - 1) // cfg.lr_step * cfg.lr_step
+        self.last: list[np.ndarray | None] = [None] * t
+
+    def due(self, it: int) -> bool:
+        """Whether step ``it`` ends with a check."""
+        cfg = self.cfg
+        return cfg.early_stop and it >= self.final_phase and (it + 1) % cfg.early_stop_every == 0
+
+    def settled(self, raw: np.ndarray) -> np.ndarray:
+        """(T,) bool, from each fit's raw kernel (T, k, k) now."""
+        cur = [centre_kernel(suppress_negligible(k, self.cfg.negligible_n)) for k in raw]
+        out = np.array([last is not None and np.abs(c - last).sum() < self.cfg.early_stop_tol
+                        for c, last in zip(cur, self.last)], dtype=bool)
+        self.last = cur
+        return out
+
+    def select(self, idx: np.ndarray) -> None:
+        self.last = [self.last[i] for i in idx]
+
+
 # ---------------------------------------------------------------------------------------------
 # One fit
 # ---------------------------------------------------------------------------------------------
@@ -223,18 +335,10 @@ class KernelGANFit:
         self.cfg = cfg
         self.device = device
         self.channels = frames.shape[1]
-        torch_gen = torch.Generator(device="cpu").manual_seed(seed)
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(0, 2 ** 31 - 1, (1,), generator=torch_gen)))
-            # Factories let a loaded or meta-learned G / D run through this same loop.
-            self.G = (g_factory or DeepLinearG)().to(device)
-            self.D = (d_factory or PatchD)(self.channels).to(device)
+        self.G, self.D = init_networks(seed, self.channels, device, g_factory, d_factory)
         self.ksize = self.G.kernel_size
-        crop = min(cfg.crop, frames.shape[2], frames.shape[3])
-        crop -= crop % 2
-        self.g_crop = crop
-        self.d_crop = (crop - self.ksize) // 2 + 1
+        self.g_crop, self.d_crop = crop_sizes(cfg, frames.shape, self.ksize)
         rng = np.random.default_rng(seed)
         self.g_sampler = CropSampler(frames, self.g_crop, rng)
         self.d_sampler = CropSampler(frames, self.d_crop, rng)
@@ -243,17 +347,12 @@ class KernelGANFit:
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, cfg.lr_step, cfg.lr_gamma)
         self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, cfg.lr_step, cfg.lr_gamma)
         as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-        # The anchor in the phase G applies it (centre of mass half a pixel off the middle, as bicubic's).
-        self.anchor = as_t(bicubic_kernel(self.ksize) if anchor_kernel is None
-                            else shift_kernel(pad_to(anchor_kernel, self.ksize), (0.5, 0.5)))
+        self.anchor = as_t(applied_anchor(anchor_kernel, self.ksize))
         self.mask = as_t(boundary_mask(self.ksize))
         idx = torch.arange(self.ksize, dtype=torch.float32, device=device)
         self.idx = idx
         self.centre_target = as_t([self.ksize // 2 + 0.5] * 2)
-        self.w_anchor = cfg.w_anchor
-        self.close_to_anchor = False
-        self.constraints_on = False
-        self.satisfied = 0
+        self.phase = AnchorPhase(cfg)
         self.history: dict[str, list[float]] = {"g_gan": [], "d": [], "regulariser": [], "anchor": []}
 
     def prefit(self, steps: int, every: int = 25) -> Iterator[int]:
@@ -269,7 +368,7 @@ class KernelGANFit:
             opt.step()
             if (i + 1) % every == 0 or i + 1 == steps:
                 yield i + 1
-        self.close_to_anchor = True
+        self.phase.close[:] = True
 
     def _crops(self, sampler: CropSampler, n: int) -> torch.Tensor:
         # The reference works on images in [-1, 1]; the thresholds above assume it.
@@ -284,8 +383,8 @@ class KernelGANFit:
         cfg = self.cfg
         reg = cfg.w_sum2one * (1 - k.sum()).abs() + cfg.w_boundaries * (k * self.mask).abs().mean()
         bic = F.mse_loss(g_out, self.generate(g_in, self.anchor))
-        reg = reg + self.w_anchor * bic
-        if self.constraints_on:
+        reg = reg + float(self.phase.weight[0]) * bic
+        if self.phase.constraints_on[0]:
             sparse = (k.abs() + 1e-12).pow(0.2).mean()
             com = torch.stack([(k.sum(1) * self.idx).sum(), (k.sum(0) * self.idx).sum()]) / k.sum()
             reg = reg + cfg.w_sparse * sparse + cfg.w_centre * F.mse_loss(com, self.centre_target)
@@ -318,22 +417,11 @@ class KernelGANFit:
         self.sched_g.step()
         self.sched_d.step()
 
-        self._update_phase(it, bic)
+        self.phase.update(it, np.array([bic]))
         self.history["g_gan"].append(float(loss_gan.detach()))
         self.history["d"].append(float(loss_d.detach()))
         self.history["regulariser"].append(float(reg.detach()))
         self.history["anchor"].append(bic)
-
-    def _update_phase(self, it: int, bic: float) -> None:
-        """The reference schedule: hold G near the anchor until it is close for a few steps,
-        then relax the anchor geometrically and switch on sparsity and centring."""
-        cfg = self.cfg
-        if not self.close_to_anchor:
-            self.satisfied = self.satisfied + 1 if bic < cfg.anchor_threshold else 0
-            self.close_to_anchor = self.satisfied >= cfg.anchor_patience
-        elif (it + 1) % cfg.anchor_decay_every == 0 and self.w_anchor > cfg.anchor_floor:
-            self.w_anchor = max(self.w_anchor / cfg.anchor_decay, cfg.anchor_floor)
-            self.constraints_on = self.constraints_on or self.w_anchor < cfg.constraints_below
 
     @torch.no_grad()
     def kernel(self) -> np.ndarray:
@@ -368,15 +456,6 @@ class KernelGANFit:
             out.append(torch.cat(rows, 0).numpy())
         self.D.train()
         return np.stack(out)
-
-
-def combine_kernels(kernels: list[np.ndarray], scores: list[float]) -> np.ndarray:
-    """Weighted mean of centred kernels; weights are softmax of D verdicts (temperature 0.05)."""
-    s = np.asarray(scores, dtype=np.float64)
-    w = np.exp((s - s.max()) / 0.05)
-    w /= w.sum()
-    out = sum(wi * centre_kernel(k) for wi, k in zip(w, kernels))
-    return out / out.sum()
 
 
 def _preset_values(cfg: Config) -> dict[str, Any]:
@@ -417,31 +496,23 @@ def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU,
     fits: list[KernelGANFit] = []
     history: dict[str, list[float]] = {}
     done = 0
-    anchor = None
     if cfg.anchor == "edges":
         yield Progress(0, total, time.perf_counter() - start, stage=Stage.ANCHOR,
                        message="measuring the sharpest edges")
-        cov, _ = estimate_covariance(frames, 2, seed, cfg.edge_quantile)
-        anchor = gaussian_from_covariance(cov, KERNEL_SIZE)
+    anchor = measure_anchor(frames, cfg, seed)
+    if anchor is not None:
         yield Progress(0, total, time.perf_counter() - start, stage=Stage.ANCHOR, kernel=anchor,
                        message="edge anchor measured")
-    elif cfg.anchor != "bicubic":
-        raise BadOptionError(f"anchor must be 'bicubic' or 'edges', got {cfg.anchor!r}")
     for run in range(cfg.restarts):
         fit = KernelGANFit(frames, cfg, device, seed + 1000 * run, anchor, g_factory=g_factory, d_factory=d_factory)
         for step in fit.prefit(cfg.prefit_steps):
             yield Progress(done, total, time.perf_counter() - start, stage=Stage.ANCHOR,
                            message=f"run {run + 1}/{cfg.restarts}: fitting G to the anchor, {step}/{cfg.prefit_steps}")
-        last_check = None
-        final_lr_phase = (cfg.iterations - 1) // cfg.lr_step * cfg.lr_step
+        early = EarlyStop(cfg)
         for it in range(cfg.iterations):
             fit.step(it)
             done += 1
-            stop = False
-            if cfg.early_stop and it >= final_lr_phase and (it + 1) % cfg.early_stop_every == 0:
-                cur = centre_kernel(suppress_negligible(fit.kernel(), cfg.negligible_n))
-                stop = last_check is not None and np.abs(cur - last_check).sum() < cfg.early_stop_tol
-                last_check = cur
+            stop = early.due(it) and bool(early.settled(fit.kernel()[None])[0])
             if (it + 1) % report_every == 0 or it + 1 == cfg.iterations or stop:
                 current = finalize_kernel(fit.kernel(), cfg, anchor)
                 loss = {k: v[-1] for k, v in fit.history.items() if v}
@@ -458,8 +529,7 @@ def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU,
         fits.append(fit)
         for key, vals in fit.history.items():
             history.setdefault(key, []).extend(vals)
-    processed = [suppress_negligible(k, cfg.negligible_n) for k in kernels]
-    kernel = finalize_kernel(combine_kernels(processed, scores), replace(cfg, negligible_n=10 ** 6), anchor)
+    kernel, processed = combine_runs(kernels, scores, cfg, anchor)
     best = int(np.argmax(scores))
     yield Progress(total, total, time.perf_counter() - start, stage=Stage.DMAP, kernel=kernel,
                    message="computing the discriminator map")
@@ -471,5 +541,50 @@ def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU,
                                   "verdicts": scores, "config": _preset_values(cfg)})
 
 
-__all__ = ["PRESETS", "Config", "resolve_config", "kernelgan", "KernelGANFit", "finalize_kernel",
-           "bicubic_kernel"]
+@register_tiles("kernelgan")
+def kernelgan_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device = CPU,
+                    seed: int = 0, report_every: int = 50, preset: str = "default", iterations: int | None = None,
+                    **overrides: Any) -> Generator[Progress, None, list[TileResult]]:
+    """Every tile of a kernel map fitted at once (:func:`._kernelgan_tiles.fit_tiles`: one G and D per
+    tile as grouped convolutions), each exactly as :func:`kernelgan` fits that tile alone with ``seed``:
+    its own edge anchor, crops, anchor schedule, early stop, restarts and post-processing. A tile
+    without usable edges for its anchor gets no kernel. KernelGAN gives no confidence: the tiles get none."""
+    from ._kernelgan_tiles import fit_tiles
+
+    cfg = resolve_config(preset, iterations, **{k: v for k, v in overrides.items() if v is not None})
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    start = time.perf_counter()
+    parts = [np.ascontiguousarray(frames[..., y0:y1, x0:x1]) for y0, x0, y1, x1 in boxes]
+    groups: dict[tuple[int, ...], list[int]] = {}   # tiles of one size share one network
+    results: list[TileResult | None] = [None] * len(parts)
+    anchors: list[np.ndarray | None] = []
+    for i, part in enumerate(parts):
+        yield Progress(0, 1, time.perf_counter() - start, stage=Stage.ANCHOR,
+                       message=f"kernelgan: anchor of tile {i + 1} of {len(parts)}")
+        try:
+            anchors.append(measure_anchor(part, cfg, seed))
+        except BadInputError as exc:
+            anchors.append(None)
+            results[i] = TileResult(kernel=None, confidence=0.0, message=str(exc).splitlines()[0])
+            continue
+        groups.setdefault(part.shape, []).append(i)
+    total = cfg.iterations * cfg.restarts * len(groups)
+    raw: dict[int, list[np.ndarray]] = {}
+    scores: dict[int, list[float]] = {}
+    for g, tiles in enumerate(groups.values()):
+        for run in range(cfg.restarts):
+            offset = (g * cfg.restarts + run) * cfg.iterations
+            kernels, verdicts = yield from fit_tiles([parts[i] for i in tiles], [anchors[i] for i in tiles], cfg,
+                                                     device, seed + 1000 * run, seed + 7919, offset=offset,
+                                                     total=total)
+            for i, k, v in zip(tiles, kernels, verdicts):
+                raw.setdefault(i, []).append(k)
+                scores.setdefault(i, []).append(float(v))
+    for i in raw:
+        kernel, _ = combine_runs(raw[i], scores[i], cfg, anchors[i])
+        results[i] = TileResult(kernel=kernel, confidence=None, covariance=second_moments(kernel))
+    return results
+
+
+__all__ = ["PRESETS", "Config", "resolve_config", "kernelgan", "kernelgan_tiles", "KernelGANFit", "finalize_kernel",
+           "bicubic_kernel", "AnchorPhase", "EarlyStop"]
