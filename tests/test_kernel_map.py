@@ -424,3 +424,58 @@ def test_tile_passes_refuse_the_options_their_estimators_refuse(split: np.ndarra
         with pytest.raises(BadOptionError, match=next(iter(bad))):
             drive(spec.tiles(split[None, None], boxes, scale=2, device=torch.device("cpu"), seed=0, report_every=50,
                              **spec.resolve(bad)))
+
+
+def _tile_by_tile(monkeypatch, name: str) -> None:
+    """Make kernel maps of estimator ``name`` run it on each tile in turn, as if it had no tile pass."""
+    import dataclasses
+
+    from napari_kernelgan.registry import ESTIMATORS
+
+    spec = ESTIMATORS.get(name)
+    assert spec.tiles is not None
+    monkeypatch.setitem(ESTIMATORS._specs, name, dataclasses.replace(spec, tiles=None))
+
+
+def test_edges_measures_all_tiles_at_once_as_it_measures_each_crop(monkeypatch, split: np.ndarray) -> None:
+    image = split.copy()
+    image[:100, 156:] = 0.5  # a flat corner: a tile there finds no edge, both ways
+    kwargs = {"estimator": "edges", "tile": 96, "overlap": 24, "threads": 1, "seed": 4}
+    one = nk.estimate_kernel_map(image, 2, **kwargs)
+    _tile_by_tile(monkeypatch, "edges")
+    alone = nk.estimate_kernel_map(image, 2, **kwargs)
+    # the same points, thresholds and fits per tile: the maps agree to the bit
+    for name in ("kernels", "confidence", "trust", "kernel_confidence"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(alone, name))
+    assert one.extras["unreadable_tiles"] == alone.extras["unreadable_tiles"] != {}
+    w = image.shape[1]
+    for i, j in zip(*np.nonzero(one.confidence > 0)):
+        y0, x0, y1, x1 = one.boxes[i, j]
+        if x1 <= w / 2 - 4 or x0 >= w / 2 + 4:
+            own, other = (NARROW, WIDE) if x1 <= w / 2 else (WIDE, NARROW)
+            assert kernel_l1(one.kernels[i, j], own) < kernel_l1(one.kernels[i, j], other)
+
+
+def test_edges_tiles_of_a_stack_sample_their_points_as_each_crop_does(monkeypatch, split: np.ndarray) -> None:
+    from napari_kernelgan.api import drive
+    from napari_kernelgan.estimators import edges as edges_module
+    from napari_kernelgan.kernel_map import iter_tile_estimates
+    from napari_kernelgan.registry import ESTIMATORS
+
+    # three colour frames, and few enough points allowed that every tile draws a random choice
+    part = split[:160, :160]
+    frames = np.stack([np.stack([part, part ** 2, 1 - part]), np.stack([part.T] * 3),
+                       np.stack([part[::-1], part, part[:, ::-1]])]).astype(np.float32)
+    monkeypatch.setattr(edges_module, "MAX_POINTS", 40)
+    boxes = tile_boxes(part.shape, 80, 16)[0].reshape(-1, 4)
+    spec = ESTIMATORS.get("edges")
+    opts = spec.resolve({"quantile": 0.3})
+    run = {"scale": 2, "device": torch.device("cpu"), "seed": 7, "report_every": 50, "options": opts}
+    one = drive(iter_tile_estimates(spec, frames, boxes, **run))
+    _tile_by_tile(monkeypatch, "edges")
+    alone = drive(iter_tile_estimates(ESTIMATORS.get("edges"), frames, boxes, **run))
+    assert len(one) == len(boxes) == 9
+    for a, b in zip(one, alone):
+        np.testing.assert_array_equal(a.kernel, b.kernel)
+        np.testing.assert_array_equal(a.covariance, b.covariance)
+        assert a.confidence is b.confidence is None

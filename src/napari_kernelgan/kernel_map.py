@@ -10,10 +10,11 @@ and returns a :class:`~napari_kernelgan.fields.KernelField`.
 sharing what they have in common (``learned``: one network pass over every
 tile's crops; ``kernelnet``: one sharp-gradient prediction and one batched
 Fourier solve; ``auto``: its members' tile passes and one noise model;
-``spots`` and ``lines``: one detection, each sample fitted once; ``meta`` and
-``kernelgan``: one G and D per tile as grouped convolutions, trained together).
-Other estimators (``edges``) run tile after tile; one that gives no confidence
-counts as :data:`~napari_kernelgan.types.NEUTRAL_CONFIDENCE`.
+``spots`` and ``lines``: one detection, each sample fitted once; ``edges``: one
+gradient image, each edge point fitted once, each tile's own threshold, sampling
+and solve; ``meta`` and ``kernelgan``: one G and D per tile as grouped
+convolutions, trained together). Estimators without one run tile after tile; one
+that gives no confidence counts as :data:`~napari_kernelgan.types.NEUTRAL_CONFIDENCE`.
 
 **Fallback.** A tile whose own estimate is not trusted (flat background,
 noise, saturation: a low confidence, or an estimator that could not read it)
