@@ -304,7 +304,7 @@ def test_run_killed_midway_then_rerun_matches_an_uninterrupted_run(tmp_path: Pat
     subprocess.run([*cmd, str(killed)], env=env, check=True, capture_output=True)
     clean = tmp_path / "clean"
     subprocess.run([*cmd, str(clean)], env=env, check=True, capture_output=True)
-    assert not list(killed.glob(".*"))  # no temporary left from the killed run
+    assert not list(killed.glob(".*"))  # the rerun removed the temporaries the killed run left
     _same_outputs(killed, clean)
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["skipped"] == done_before and summary["ok"] == 6 - done_before and summary["failed"] == 0

@@ -19,7 +19,9 @@ import hashlib
 import io
 import json
 import logging
+import mmap
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -249,7 +251,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], out: Path | None = None) 
             found = sorted(p for p in Path(text).iterdir()
                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         elif glob.has_magic(text):
-            found = sorted(Path(p) for p in glob.glob(text) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise BadOptionError(f"no image file matches {text}")
         else:
@@ -346,7 +348,14 @@ class _Stack:
 
     def unit(self, index: tuple[int, ...]) -> np.ndarray:
         """The frame at ``index`` in [0, 1] on the whole stack's scale (float32)."""
-        return self.intensity.to_unit(np.asarray(self.canon[index]))
+        frame = self.intensity.to_unit(np.asarray(self.canon[index]))
+        # Pages of a mapped file read so far would count as this process's memory until unmapped:
+        # drop them (they stay in the page cache; nothing else is lost).
+        mapped = getattr(self.src.data, "_mmap", None)
+        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+            with contextlib.suppress(OSError, ValueError):
+                mapped.madvise(mmap.MADV_DONTNEED)
+        return frame
 
     def streams_in_order(self) -> bool:
         """Whether the frames, processed in order, give the output's TIFF pages in file order (the channel
@@ -510,6 +519,20 @@ def process_input(path: str | os.PathLike, cfg: BatchConfig, *, catch_bugs: bool
 # ----------------------------------------------------------------------------- a run
 
 
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[^.]+)?$")  # io.atomic_path's names: .STEM.XXXXXXXX.SUFFIX
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Remove the temporary files a killed run left in ``out`` (a process killed with SIGKILL cannot); at the
+    start of a run, when none of its own exist yet. Two runs must not share an output folder at once."""
+    if not out.is_dir():
+        return
+    for path in out.glob(".*"):
+        if _TEMPORARY.match(path.name) and path.is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
     """A Dask client: on the cluster at ``scheduler``, or on ``workers`` local processes of one thread
@@ -552,6 +575,7 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, *, workers:
 
     start = time.perf_counter()
     paths = expand_inputs(inputs, cfg.out)
+    remove_stale_temporaries(cfg.out)
     results: list[InputResult | None] = [None] * len(paths)
 
     def done(i: int, result: InputResult) -> None:

@@ -1,4 +1,5 @@
-"""Images with their axes and physical pixel sizes: OME-TIFF, ImageJ TIFF, plain TIFF, PNG and JPEG.
+"""Images with their axes and physical pixel sizes: OME-TIFF, ImageJ TIFF, plain TIFF, PNG, JPEG (and the other
+formats scikit-image reads, written back as PNG).
 
 :func:`open_image` reads an image's axes (``TZCYXS`` letters) from its OME-XML or ImageJ metadata,
 else from the axes a user gives, and its pixel sizes and units; uncompressed TIFFs are memory-mapped
@@ -27,6 +28,7 @@ from .imaging import Intensity, intensity_of
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
+"""What a folder is searched for; a file named explicitly may be any format scikit-image reads."""
 CHANNEL_AXES = "CS"
 SAMPLE_FRAMES = 16
 """Frames read to set the intensity range of a stack too large to scan (and to estimate one kernel for it)."""
@@ -227,11 +229,8 @@ def open_image(path: str | os.PathLike, axes: str | None = None, *, channel_axis
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"image file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise BadInputError(f"unsupported image file type {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
     try:
-        if suffix in TIFF_SUFFIXES:
+        if path.suffix.lower() in TIFF_SUFFIXES:
             data, file_axes, kind, sizes, units, extra = _read_tiff(path)
         else:
             from .io import read_image
