@@ -210,10 +210,10 @@ def test_bad_files_are_recorded_and_the_others_succeed(mixed_folder: Path, tmp_p
 
     read = stacks._read_tiff
 
-    def denied(path: Path):  # tests run as root, whom chmod does not stop: refuse the way the OS would
+    def denied(path: Path, **kwargs):  # tests run as root, whom chmod does not stop: refuse the way the OS would
         if path.name == "denied.tif":
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return read(path)
+        return read(path, **kwargs)
 
     monkeypatch.setattr(stacks, "_read_tiff", denied)
     before = _digests(mixed_folder)

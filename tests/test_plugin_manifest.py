@@ -47,6 +47,8 @@ def test_plugin_manager_discovers_every_contribution():
     # What napari asks the plugin manager for when it builds its menus and dialogs.
     assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/k_kernel.npy"]))
     assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/kernel.mat"]))
+    assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/cells.ome.tif"]))
+    # Plain TIFF names are napari's: claiming them would make napari ask which reader for every TIFF.
     assert not any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/image.tif"]))
     writer, _ = pm.get_writer("/x/k.mat", ["image"])
     assert writer is not None and writer.command.startswith(PLUGIN)

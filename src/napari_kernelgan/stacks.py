@@ -3,7 +3,9 @@ formats scikit-image reads, written back as PNG).
 
 :func:`open_image` reads an image's axes (``TZCYXS`` letters) from its OME-XML or ImageJ metadata,
 else from the axes a user gives, and its pixel sizes and units; uncompressed TIFFs are memory-mapped
-read-only, so a stack larger than memory is read slice by slice. :func:`write_like` writes a result
+read-only, so a stack larger than memory is read slice by slice (``lazy=True`` makes compressed ones a
+Dask array read page by page, for napari). :func:`tiff_kind` tells from the header alone whether a TIFF
+names its axes. :func:`write_like` writes a result
 in the input's format (OME-TIFF, ImageJ TIFF, plain TIFF or PNG) with its axes and metadata, the YX
 pixel size divided by the SR scale so Fiji and napari show it at the input's physical size.
 """
@@ -36,7 +38,7 @@ SCAN_BYTES = 256 * 2**20
 """Arrays up to this size in memory get their exact range; larger or memory-mapped ones a sampled one."""
 
 __all__ = ["ImageMeta", "ImageSource", "open_image", "check_axes", "write_like", "stack_intensity",
-           "output_suffix", "stem_of"]
+           "output_suffix", "stem_of", "tiff_kind"]
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,40 @@ def _quiet_tifffile() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, str | None, str, dict[str, float], dict[str, str], dict[str, Any]]:
+def tiff_kind(path: str | os.PathLike) -> str | None:
+    """``"ome"``, ``"imagej"`` or ``"tiff"`` for a TIFF (only its header and first page are read); ``None`` for
+    anything that is not a readable TIFF with an image in it."""
+    import tifffile
+
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                return None
+            return "ome" if tif.is_ome else "imagej" if tif.is_imagej else "tiff"
+    except Exception:  # not a TIFF, truncated, unreadable: the caller leaves it to other readers
+        return None
+
+
+def _paged(path: Path, series: Any) -> Any:
+    """A compressed (or tiled, or byte-swapped) series as a Dask array with a chunk per TIFF page: only the
+    pages of the slices shown are decoded."""
+    import dask
+    import dask.array as da
+    import tifffile
+
+    plane = series.shape[-3:] if series.axes.endswith("S") else series.shape[-2:]
+    count = int(np.prod(series.shape[: len(series.shape) - len(plane)], dtype=np.int64))
+
+    def page(i: int) -> np.ndarray:
+        with _quiet_tifffile():
+            return tifffile.imread(path, series=0, key=i).reshape(plane)
+
+    chunks = [da.from_delayed(dask.delayed(page)(i), plane, dtype=series.dtype) for i in range(count)]
+    return da.stack(chunks).reshape(series.shape)
+
+
+def _read_tiff(path: Path, lazy: bool = False
+               ) -> tuple[Any, str | None, str, dict[str, float], dict[str, str], dict[str, Any]]:
     import tifffile
 
     with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
@@ -212,7 +247,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str | None, str, dict[str, float
                 axes = None
         contiguous = series.dataoffset is not None and series.dtype.isnative
         if not contiguous:
-            return series.asarray(), axes, kind, sizes, units, extra
+            data = _paged(path, series) if lazy and len(series.pages) > 1 else series.asarray()
+            return data, axes, kind, sizes, units, extra
     # A read-only map: nothing is read until a slice is used, and the file cannot be changed through it.
     with _quiet_tifffile():
         data = tifffile.memmap(path, mode="r")
@@ -220,18 +256,19 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str | None, str, dict[str, float
 
 
 def open_image(path: str | os.PathLike, axes: str | None = None, *, channel_axis: int | None = None,
-               stack_axis: int | None = None) -> ImageSource:
+               stack_axis: int | None = None, lazy: bool = False) -> ImageSource:
     """Open an image with its axes, pixel sizes and units.
 
     Axes come from the file's OME or ImageJ metadata when it has them (a PNG, JPEG or 2-D TIFF is a
     plane or RGB), else from ``axes`` (e.g. ``"TZCYX"``), else from ``channel_axis`` / ``stack_axis``.
+    With ``lazy``, a multi-page TIFF that cannot be memory-mapped is a Dask array (needs ``dask``).
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"image file not found: {path}")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            data, file_axes, kind, sizes, units, extra = _read_tiff(path)
+            data, file_axes, kind, sizes, units, extra = _read_tiff(path, lazy=lazy)
         else:
             from .io import read_image
 
