@@ -329,3 +329,62 @@ def test_dask_local_cluster_gives_the_serial_results(tmp_path: Path) -> None:
     rows = json.loads((parallel / "summary.json").read_text())["rows"]
     assert [Path(r["file"]).name for r in rows] == ["bad.tif", "im0.png", "im1.png", "im2.png", "stack.ome.tif",
                                                     "stack.ome.tif"]  # in input order, whatever finished first
+
+
+# ----------------------------------------------------------------------------- sr and blind-sr through the engine
+
+
+def test_sr_and_blind_sr_take_folders_and_write_beside_each_input(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        write_image(folder / f"cell{i}.png", _frame(i).astype(np.uint8))
+    tifffile.imwrite(folder / "stack.tif", _stack(2), imagej=True, resolution=(1 / 0.325, 1 / 0.325),
+                     metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um"})
+    kernel = write_image(tmp_path / "psf.tif", gaussian_kernel(13, 1.6, 1.0, 0.3).astype(np.float32))
+    assert main(["sr", str(folder), "--kernel", str(kernel), "--sr-method", "closed-form"]) == 0
+    out = capsys.readouterr().out
+    assert f"{folder / 'cell0.png'}: ×2 closed-form → {folder / 'cell0_sr_x2_closed-form.png'} (128, 128) uint8" in out
+    assert f"→ {folder / 'stack_sr_x2_closed-form.tif'} (2, 128, 128) uint16" in out
+    assert open_image(folder / "stack_sr_x2_closed-form.tif").meta.pixel_size == pytest.approx(
+        {"X": 0.1625, "Y": 0.1625, "Z": 0.5})  # the stack keeps its calibration, YX at the new pixel size
+    assert main(["blind-sr", str(folder / "cell*.png"), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "blind ×2 closed-form" in out and "kernel cell1_sr_x2_closed-form_kernel_x2.mat, kernelnet" in out
+    assert (folder / "cell0_sr_x2_closed-form_kernel_x2.mat").is_file()
+    assert not list(folder.glob("summary.*")) and not list(folder.glob("*_manifest.json"))
+    assert "_sr_x2_closed-form_sr_x2" not in out  # earlier results beside the inputs are not taken as inputs
+
+
+def test_output_names_one_input_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder, res = tmp_path / "in", tmp_path / "res"
+    folder.mkdir()
+    for i in range(2):
+        write_image(folder / f"cell{i}.png", _frame(i).astype(np.uint8))
+    assert main(["blind-sr", str(folder / "cell0.png"), "-o", str(res / "one.tif"), *FAST]) == 0
+    assert tifffile.imread(res / "one.tif").shape == (128, 128) and (res / "one_kernel_x2.mat").is_file()
+    assert main(["blind-sr", str(folder), "-o", str(res / "x.png"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "error: --output names the result of one input, and 2 inputs were given" in err
+    assert not (res / "x.png").exists()
+
+
+def test_cancel_stops_between_inputs_and_keeps_finished_ones(tmp_path: Path) -> None:
+    import threading
+
+    from napari_kernelgan.batch import iter_batch
+    from napari_kernelgan.errors import Cancelled
+
+    for i in range(3):
+        write_image(tmp_path / f"cell{i}.png", _frame(i).astype(np.uint8))
+    cancel = threading.Event()
+    out = tmp_path / "out"
+    gen = iter_batch([tmp_path], _cfg(out), cancel=cancel)
+    reports = [next(gen), next(gen)]  # before the first input, then after it
+    assert [r.iteration for r in reports] == [0, 1]
+    cancel.set()
+    with pytest.raises(Cancelled):
+        next(gen)
+    assert sorted(p.name for p in out.glob("*_manifest.json")) == ["cell0_manifest.json"]
+    assert not list(out.glob("cell1*"))

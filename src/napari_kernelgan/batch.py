@@ -9,6 +9,11 @@ through :func:`.io.atomic_path`, so a run killed at any point leaves no truncate
 that fails is recorded (with its error) while the others go on. :func:`run_batch` runs the tasks in
 this process or on a Dask cluster (``napari-kernelgan[dask]``); each task is seeded, so both give
 the same files. The run's table goes to ``summary.csv`` and ``summary.json`` (:func:`write_summary`).
+:func:`iter_batch` is the serial run as a generator of progress reports, for a GUI's worker thread; a
+``cancel`` event stops a run between inputs and slices (and at the next progress report inside one),
+removing the interrupted input's files. ``sr`` and ``blind-sr`` run through here too: a known kernel
+(``BatchConfig.kernel``) instead of an estimate, results beside each input (``out=None``) or at one
+``output`` path.
 """
 from __future__ import annotations
 
@@ -24,22 +29,33 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import BadInputError, BadOptionError, KernelGANError, OutputError, WeightsMissingError, user_message
+from .errors import (
+    BadInputError,
+    BadOptionError,
+    Cancelled,
+    KernelGANError,
+    OutputError,
+    WeightsMissingError,
+    user_message,
+)
 from .imaging import MIN_SIZE
 from .stacks import IMAGE_SUFFIXES, SAMPLE_FRAMES, ImageSource, open_image, output_suffix, stack_intensity, stem_of
 
 if TYPE_CHECKING:
+    import threading
+
     from .types import KernelEstimate, Progress
 
 __all__ = ["BatchConfig", "InputResult", "BatchResult", "SUMMARY_COLUMNS", "expand_inputs", "process_input",
-           "run_batch", "write_summary", "write_estimate", "write_field", "save_kernel_plot", "all_or_nothing"]
+           "run_batch", "iter_batch", "write_summary", "write_estimate", "write_field", "save_kernel_plot",
+           "all_or_nothing"]
 
 MANIFEST_SUFFIX = "_manifest.json"
 MANIFEST_FORMAT = 1
@@ -147,13 +163,18 @@ def write_field(out: Path, stem: str, field: Any, written: list[Path]) -> list[P
 class BatchConfig:
     """What a run does to every input. ``sr_method=None``: kernels only (``estimate``).
 
+    ``out=None`` writes each input's results beside it, and ``output`` names the super-resolved file
+    of a run of one input (``sr`` and ``blind-sr``). ``kernel``: a kernel file (or a kernel map,
+    ``.npz``) used for every input instead of estimating one (``sr``; ``estimator`` is then unused).
+    ``kernel_files``: ``"all"`` writes each kernel as .mat, .npy, a plot and a JSON record;
+    ``"mat"`` writes only ``<output stem>_kernel_xS.mat`` beside the super-resolved file (``blind-sr``).
     ``axes`` names the axes of files without OME or ImageJ metadata (``channel_axis`` /
     ``stack_axis`` are the API's older way to say it); ``per_slice`` gives every slice of a stack
     its own kernel instead of one per stack. ``threads`` is PyTorch's per task: 1 by default, so a
     result does not depend on how many tasks run at once.
     """
 
-    out: Path
+    out: Path | None
     scale: int = 2
     estimator: str = "auto"
     estimator_options: dict[str, Any] = field(default_factory=dict)
@@ -171,15 +192,30 @@ class BatchConfig:
     overlap: int = 32
     resume: bool = True
     keep_results: bool = False  # hand the estimates and kernel maps back (the estimate command prints them)
+    kernel: Path | None = None
+    output: Path | None = None
+    kernel_files: str = "all"
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out)
+        self.out = None if self.out is None else Path(self.out)
+        self.kernel = None if self.kernel is None else Path(self.kernel)
+        self.output = None if self.output is None else Path(self.output)
         if self.kernel_map and self.per_slice:
             raise BadOptionError("a kernel map is made per image or per stack, not with per-slice kernels")
+        if self.kernel_files not in ("all", "mat"):
+            raise BadOptionError(f"kernel_files must be 'all' or 'mat', not {self.kernel_files!r}")
+        if self.kernel is not None and self.sr_method is None:
+            raise BadOptionError("a known kernel is for super-resolution: give an SR method")
+
+    def out_dir(self, path: Path) -> Path:
+        """Where the results of input ``path`` go."""
+        return path.parent if self.out is None else self.out
 
     def key(self) -> str:
         """A digest of every setting that changes an output (a manifest of other settings is not reused)."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("out", "resume", "keep_results")}
+        if self.kernel is not None and self.kernel.is_file():  # the kernel's content, not only its name
+            settings["kernel_sha256"] = _sha256(self.kernel)
         from . import __version__
 
         text = json.dumps({**settings, "version": __version__}, sort_keys=True, default=str)
@@ -206,6 +242,9 @@ class InputResult:
     estimates: list[tuple[str, KernelEstimate]] = field(default_factory=list)
     kernel_map: Any = None
     output: Path | None = None
+    output_shape: tuple[int, ...] = ()
+    output_dtype: str = ""
+    sr_runs: list[dict[str, Any]] = field(default_factory=list)  # per slice: SRResult.metadata() without the kernel
 
     @property
     def failed(self) -> bool:
@@ -236,14 +275,24 @@ class BatchResult:
 # ----------------------------------------------------------------------------- inputs
 
 
+_RESULT_NAME = re.compile(r"_sr_x\d+_[^.]+\.")  # STEM_sr_x2_METHOD.EXT, as _output_path names results
+
+
 def expand_inputs(inputs: Sequence[str | os.PathLike], out: Path | None = None) -> list[Path]:
     """Files, folders (their images, not recursing) and glob patterns → image paths, in order and once each.
 
     A name that is neither an existing folder nor a pattern is kept as it is (it fails on reading,
     with its own error); a pattern that matches nothing is an error. Folders and patterns leave out the
-    files inside ``out``, so results are never taken as inputs.
+    files inside ``out``, so results are never taken as inputs; without ``out`` (results beside their
+    inputs) they leave out earlier results by their names (``STEM_sr_xS_METHOD``).
     """
     out_dir = Path(out).resolve() if out is not None else None
+
+    def wanted(p: Path) -> bool:
+        if out_dir is None:
+            return not _RESULT_NAME.search(p.name)
+        return out_dir not in p.resolve().parents
+
     paths: list[Path] = []
     for item in inputs:
         text = str(item)
@@ -257,7 +306,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], out: Path | None = None) 
         else:
             paths.append(Path(text))
             continue
-        paths += [p for p in found if out_dir is None or out_dir not in p.resolve().parents]
+        paths += [p for p in found if wanted(p)]
     unique = list(dict.fromkeys(paths))
     stems: dict[str, Path] = {}
     for p in unique:
@@ -279,8 +328,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _manifest_path(cfg: BatchConfig, stem: str) -> Path:
-    return cfg.out / f"{stem}{MANIFEST_SUFFIX}"
+def _manifest_path(cfg: BatchConfig, path: Path, stem: str) -> Path:
+    return cfg.out_dir(path) / f"{stem}{MANIFEST_SUFFIX}"
 
 
 def _input_identity(path: Path) -> dict[str, int]:
@@ -291,14 +340,15 @@ def _input_identity(path: Path) -> dict[str, int]:
 def finished_before(path: Path, stem: str, cfg: BatchConfig) -> dict[str, Any] | None:
     """The manifest of ``path`` if this input was finished with these settings and every output it lists
     is still there, unchanged (size, then SHA-256); else ``None`` (the input is done again)."""
-    manifest = _manifest_path(cfg, stem)
+    manifest = _manifest_path(cfg, path, stem)
+    out = cfg.out_dir(path)
     try:
         record = json.loads(manifest.read_text())
         if (record.get("format") != MANIFEST_FORMAT or record.get("config") != cfg.key()
                 or record.get("input") != _input_identity(path)):
             return None
         for name, expected in record["outputs"].items():
-            target = cfg.out / name
+            target = out / name
             if target.stat().st_size != expected["bytes"] or _sha256(target) != expected["sha256"]:
                 return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -306,13 +356,19 @@ def finished_before(path: Path, stem: str, cfg: BatchConfig) -> dict[str, Any] |
     return record
 
 
-def _kernel_row(est: KernelEstimate) -> dict[str, Any]:
+def _kernel_row(est: Any) -> dict[str, Any]:
+    """The summary columns of a kernel: an estimate, a known kernel (array) or a kernel map (none)."""
     from .physics.metrics import covariance_axes, second_moments
 
-    major, minor, theta = covariance_axes(second_moments(est.kernel))
-    return {"estimator": est.method, "kernel_size": int(est.kernel.shape[0]), "sigma_major": round(float(major), 4),
-            "sigma_minor": round(float(minor), 4), "orientation_deg": round(float(theta), 2),
-            "confidence": None if est.confidence is None else round(float(est.confidence), 4)}
+    kernel = getattr(est, "kernel", est)
+    if not isinstance(kernel, np.ndarray) or kernel.ndim != 2:
+        return {"estimator": "kernel map"}
+    major, minor, theta = covariance_axes(second_moments(kernel))
+    confidence = getattr(est, "confidence", None)
+    return {"estimator": getattr(est, "method", "known kernel"), "kernel_size": int(kernel.shape[0]),
+            "sigma_major": round(float(major), 4), "sigma_minor": round(float(minor), 4),
+            "orientation_deg": round(float(theta), 2),
+            "confidence": None if confidence is None else round(float(confidence), 4)}
 
 
 def _row(cfg: BatchConfig, path: Path, **values: Any) -> dict[str, Any]:
@@ -364,19 +420,43 @@ class _Stack:
         return self.channel is None or axes.endswith("S") or self.channel == max(self.stack_axes + [self.channel])
 
 
-def _api_kwargs(cfg: BatchConfig, stack: _Stack, stacked: bool) -> dict[str, Any]:
+@dataclass
+class _Hooks:
+    """What a caller follows a run by: ``callback`` gets the estimators' and SR methods' progress, ``cancel``
+    stops the run at the next report or between slices and inputs (raising :class:`~.errors.Cancelled`)."""
+
+    callback: Callable[[Progress], Any] | None = None
+    cancel: threading.Event | None = None
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("cancelled by the caller")
+
+
+def _api_kwargs(cfg: BatchConfig, stack: _Stack, stacked: bool, hooks: _Hooks) -> dict[str, Any]:
     channel = None if stack.channel is None else (1 if stacked else 0)
     return {"device": cfg.device, "seed": cfg.seed, "threads": cfg.threads, "channel_axis": channel,
-            "stack_axis": 0 if stacked else None}
+            "stack_axis": 0 if stacked else None, "callback": hooks.callback, "cancel": hooks.cancel}
 
 
-def _estimate_stack(cfg: BatchConfig, stack: _Stack) -> tuple[KernelEstimate, Any]:
+def _known_kernel(cfg: BatchConfig) -> Any:
+    """The kernel (array) or kernel map (:class:`~.fields.KernelField`, from ``.npz``) of ``cfg.kernel``."""
+    if cfg.kernel.suffix.lower() == ".npz":
+        from .fields import KernelField
+
+        return KernelField.load(cfg.kernel)
+    from .io import read_kernel
+
+    return read_kernel(cfg.kernel)
+
+
+def _estimate_stack(cfg: BatchConfig, stack: _Stack, hooks: _Hooks) -> tuple[KernelEstimate, Any]:
     """One kernel for the whole input (from up to SAMPLE_FRAMES frames of a stack), and its kernel map."""
     from .api import estimate_kernel
 
     stacked = len(stack.indices) > 1
     data = np.stack([stack.unit(i) for i in stack.sample]) if stacked else stack.unit(stack.indices[0])
-    kw = _api_kwargs(cfg, stack, stacked)
+    kw = _api_kwargs(cfg, stack, stacked, hooks)
     est = estimate_kernel(data, cfg.scale, estimator=cfg.estimator, **kw, **cfg.estimator_options)
     field = None
     if cfg.kernel_map:
@@ -387,15 +467,27 @@ def _estimate_stack(cfg: BatchConfig, stack: _Stack) -> tuple[KernelEstimate, An
     return est, field
 
 
-def _run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, written: list[Path]) -> None:
-    """Estimate, super-resolve and write one input (the body of :func:`process_input`)."""
+def _output_path(cfg: BatchConfig, path: Path, stem: str, meta: Any) -> Path:
+    if cfg.output is not None:
+        return cfg.output
+    return cfg.out_dir(path) / f"{stem}_sr_x{cfg.scale}_{cfg.sr_method}{output_suffix(path, meta)}"
+
+
+def _run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, written: list[Path],
+               hooks: _Hooks) -> None:
+    """Estimate (unless the kernel is known), super-resolve and write one input (the body of
+    :func:`process_input`)."""
     from .api import estimate_kernel, super_resolve
 
     start = time.perf_counter()
     src = open_image(path, cfg.axes, channel_axis=cfg.channel_axis, stack_axis=cfg.stack_axis)
     stack = _Stack(src)
-    shared = None if cfg.per_slice else _estimate_stack(cfg, stack)
-    estimates: list[tuple[str, KernelEstimate]] = [] if shared is None else [("", shared[0])]
+    if cfg.kernel is not None:
+        shared = (_known_kernel(cfg), None)
+        estimates: list[tuple[str, Any]] = []  # nothing to write: the kernel is the user's file
+    else:
+        shared = None if cfg.per_slice else _estimate_stack(cfg, stack, hooks)
+        estimates = [] if shared is None else [("", shared[0])]
     seconds: dict[str, float] = {}
 
     def estimate_for(index: tuple[int, ...]) -> KernelEstimate:
@@ -404,7 +496,7 @@ def _run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, wri
         label = stack.label(index)
         try:
             est = estimate_kernel(stack.unit(index), cfg.scale, estimator=cfg.estimator,
-                                  **_api_kwargs(cfg, stack, False), **cfg.estimator_options)
+                                  **_api_kwargs(cfg, stack, False, hooks), **cfg.estimator_options)
         except KernelGANError as exc:
             if not label:
                 raise
@@ -415,31 +507,44 @@ def _run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, wri
     def frames() -> Iterator[np.ndarray]:
         """The output, frame by frame in file order (C?, sY, sX), each slice timed."""
         for index in stack.indices:
+            hooks.check()
             t0 = time.perf_counter()
             est = estimate_for(index)
             res = super_resolve(stack.unit(index), est, cfg.scale, sr_method=cfg.sr_method,
-                                **_api_kwargs(cfg, stack, False), **cfg.sr_options)
+                                **_api_kwargs(cfg, stack, False, hooks), **cfg.sr_options)
             seconds[stack.label(index)] = time.perf_counter() - t0
+            result.sr_runs.append({k: v for k, v in res.metadata().items() if k != "kernel"})
             yield stack.intensity.from_unit(res.image, src.data.dtype)
 
+    out = cfg.out_dir(path)
     output = None
     if cfg.sr_method is None:
         for index in stack.indices if cfg.per_slice else []:
+            hooks.check()
             t0 = time.perf_counter()
             estimate_for(index)
             seconds[stack.label(index)] = time.perf_counter() - t0
     else:
-        output = cfg.out / f"{stem}_sr_x{cfg.scale}_{cfg.sr_method}{output_suffix(path, src.meta)}"
+        output = _output_path(cfg, path, stem, src.meta)
         written.append(_write_output(output, stack, frames(), cfg.scale))
+        result.output_shape = tuple(n * cfg.scale if a in "YX" else n for a, n in zip(src.meta.axes, src.data.shape))
+        result.output_dtype = str(src.data.dtype)
     for label, est in estimates:
-        write_estimate(cfg.out, f"{stem}_{label}" if label else stem, est, cfg.scales, written)
+        if cfg.kernel_files == "mat" and output is not None:
+            from .io import write_kernel
+
+            kpath = output.with_name(f"{stem_of(output)}{f'_{label}' if label else ''}_kernel_x{cfg.scale}.mat")
+            written.append(write_kernel(kpath, est.kernel_for(cfg.scale)))
+        else:
+            write_estimate(out, f"{stem}_{label}" if label else stem, est, cfg.scales, written)
     if shared is not None and shared[1] is not None:
-        write_field(cfg.out, stem, shared[1], written)
+        write_field(out, stem, shared[1], written)
     total = time.perf_counter() - start
     name = output.name if output is not None else ""
+    kernels = estimates or [("", shared[0])]
     result.rows = [_row(cfg, path, slice=label, status="ok", **_kernel_row(est), output=name,
                         seconds=round(seconds.get(label, total) if cfg.per_slice else total, 3))
-                   for label, est in estimates]
+                   for label, est in kernels]
     result.output = output
     if cfg.keep_results:
         result.estimates = estimates
@@ -447,13 +552,17 @@ def _run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, wri
 
 
 def _write_output(path: Path, stack: _Stack, frames: Iterator[np.ndarray], scale: int) -> Path:
-    """The super-resolved input in its own format, axes and metadata (YX pixel size / ``scale``)."""
+    """The super-resolved input in its own format, axes and metadata (YX pixel size / ``scale``); a name the
+    user chose with another suffix (``-o out.png`` for a TIFF) sets the format."""
     from .stacks import write_like
 
     src = stack.src
     axes = src.meta.axes
     shape = tuple(n * scale if a in "YX" else n for a, n in zip(axes, src.data.shape))
     meta = src.meta.scaled(scale)
+    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    if is_tiff != (meta.kind != "png"):
+        meta = replace(meta, kind="tiff" if is_tiff else "png")
     if stack.streams_in_order():
         def pages() -> Iterator[np.ndarray]:
             for frame in frames:
@@ -470,35 +579,44 @@ def _write_output(path: Path, stack: _Stack, frames: Iterator[np.ndarray], scale
 
 
 def _write_manifest(path: Path, stem: str, cfg: BatchConfig, result: InputResult, written: list[Path]) -> Path:
+    # Outputs are named relative to the input's output folder (the manifest's own folder).
     outputs = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in written}
     record = {"format": MANIFEST_FORMAT, "file": str(path), "input": _input_identity(path), "config": cfg.key(),
               "outputs": outputs, "rows": result.rows}
-    return _write_json(_manifest_path(cfg, stem), record)
+    return _write_json(_manifest_path(cfg, path, stem), record)
 
 
-def process_input(path: str | os.PathLike, cfg: BatchConfig, *, catch_bugs: bool = True) -> InputResult:
+def process_input(path: str | os.PathLike, cfg: BatchConfig, *, catch_bugs: bool = True,
+                  callback: Callable[[Progress], Any] | None = None,
+                  cancel: threading.Event | None = None) -> InputResult:
     """Do one input: skip it if finished before (verified), else estimate, super-resolve and write its
     outputs, then its manifest. Errors are recorded on the result, never raised, except bugs when
-    ``catch_bugs`` is off (and interruptions)."""
+    ``catch_bugs`` is off, interruptions and :class:`~.errors.Cancelled` (``cancel`` set; the input's files
+    are removed). ``callback`` gets the estimator's and SR method's progress reports."""
     path = Path(path)
     stem = stem_of(path)
     start = time.perf_counter()
     result = InputResult(path, stem, "ok", [])
+    hooks = _Hooks(callback, cancel)
+    hooks.check()
     if cfg.resume and path.is_file():
         record = finished_before(path, stem, cfg)
         if record is not None:
+            out = cfg.out_dir(path)
             result.status = "skipped"
             result.rows = [{**row, "status": "skipped"} for row in record["rows"]]
-            result.written = [cfg.out / name for name in record["outputs"]]
+            result.written = [out / name for name in record["outputs"]]
             output = next((row["output"] for row in record["rows"] if row.get("output")), None)
-            result.output = None if output is None else cfg.out / output
+            result.output = None if output is None else out / output
             return result
     try:
         with all_or_nothing() as written:
-            _run_input(path, stem, cfg, result, written)
+            _run_input(path, stem, cfg, result, written, hooks)
             if cfg.resume:
                 _write_manifest(path, stem, cfg, result, written)
         result.written = written
+    except Cancelled:
+        raise
     except Exception as exc:
         message = user_message(exc)
         if message is None:
@@ -508,7 +626,7 @@ def process_input(path: str | os.PathLike, cfg: BatchConfig, *, catch_bugs: bool
             logging.getLogger(__name__).error("%s: %s", path, "".join(traceback.format_exception(exc)))
         result.status, result.error = "failed", message
         result.error_path = (None if isinstance(exc, WeightsMissingError) else
-                             str(cfg.out) if isinstance(exc, OutputError) else str(path))
+                             str(cfg.output or cfg.out_dir(path)) if isinstance(exc, OutputError) else str(path))
         result.rows = [_row(cfg, path, status="failed", error=message)]
     result.seconds = time.perf_counter() - start
     if result.failed:
@@ -522,10 +640,10 @@ def process_input(path: str | os.PathLike, cfg: BatchConfig, *, catch_bugs: bool
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[^.]+)?$")  # io.atomic_path's names: .STEM.XXXXXXXX.SUFFIX
 
 
-def remove_stale_temporaries(out: Path) -> None:
+def remove_stale_temporaries(out: Path | None) -> None:
     """Remove the temporary files a killed run left in ``out`` (a process killed with SIGKILL cannot); at the
     start of a run, when none of its own exist yet. Two runs must not share an output folder at once."""
-    if not out.is_dir():
+    if out is None or not out.is_dir():  # beside the inputs: their folders are not the run's to clean
         return
     for path in out.glob(".*"):
         if _TEMPORARY.match(path.name) and path.is_file():
@@ -563,49 +681,88 @@ def _failed(path: Path, cfg: BatchConfig, message: str) -> InputResult:
     return result
 
 
-def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, *, workers: int | None = None,
-              scheduler: str | None = None, progress: Callable[[Progress], Any] | None = None,
-              on_result: Callable[[InputResult], Any] | None = None, summary: bool = True,
-              catch_bugs: bool = True) -> BatchResult:
-    """Process every input (files, folders, glob patterns) with ``cfg``; one failing input does not stop the
-    others. ``workers`` / ``scheduler``: run on Dask (a local cluster, or the one at that address).
-    ``progress`` gets a report per input done, ``on_result`` each input's result as it completes. With
-    ``summary``, ``summary.csv`` and ``summary.json`` are written to ``cfg.out`` at the end."""
+def _paths(inputs: Sequence[str | os.PathLike], cfg: BatchConfig) -> list[Path]:
+    paths = expand_inputs(inputs, cfg.out)
+    if cfg.output is not None and len(paths) != 1:
+        raise BadOptionError(f"output= names the result of one input, and {len(paths)} inputs were given; leave "
+                             "it out to write each result beside its input")
+    remove_stale_temporaries(cfg.out)
+    return paths
+
+
+def _finish(cfg: BatchConfig, results: list[InputResult], start: float, summary: bool) -> BatchResult:
+    batch = BatchResult(results, time.perf_counter() - start)
+    if summary and cfg.out is not None:
+        batch.summary = write_summary(cfg, batch)
+    return batch
+
+
+def iter_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, *,
+               on_result: Callable[[InputResult], Any] | None = None, summary: bool = True,
+               catch_bugs: bool = True, callback: Callable[[Progress], Any] | None = None,
+               cancel: threading.Event | None = None) -> Generator[Progress, None, BatchResult]:
+    """:func:`run_batch` in this process as a generator: a progress report before the first input and after
+    each; returns the :class:`BatchResult`. ``cancel`` stops the run (raising :class:`~.errors.Cancelled`)
+    between inputs and slices and at the estimators' next report; finished inputs keep their files."""
     from .types import Progress
 
     start = time.perf_counter()
-    paths = expand_inputs(inputs, cfg.out)
-    remove_stale_temporaries(cfg.out)
-    results: list[InputResult | None] = [None] * len(paths)
-
-    def done(i: int, result: InputResult) -> None:
-        results[i] = result
+    paths = _paths(inputs, cfg)
+    hooks = _Hooks(callback, cancel)
+    results: list[InputResult] = []
+    for i, path in enumerate(paths):
+        hooks.check()
+        yield Progress(i, len(paths), time.perf_counter() - start, stage="batch", message=path.name)
+        result = process_input(path, cfg, catch_bugs=catch_bugs, callback=callback, cancel=cancel)
+        results.append(result)
         if on_result is not None:
             on_result(result)
-        if progress is not None:
-            finished = sum(r is not None for r in results)
-            progress(Progress(finished, len(paths), time.perf_counter() - start, stage="batch",
-                              message=result.path.name))
+    yield Progress(len(paths), len(paths), time.perf_counter() - start, stage="batch", message="")
+    return _finish(cfg, results, start, summary)
 
+
+def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, *, workers: int | None = None,
+              scheduler: str | None = None, progress: Callable[[Progress], Any] | None = None,
+              on_result: Callable[[InputResult], Any] | None = None, summary: bool = True,
+              catch_bugs: bool = True, callback: Callable[[Progress], Any] | None = None) -> BatchResult:
+    """Process every input (files, folders, glob patterns) with ``cfg``; one failing input does not stop the
+    others. ``workers`` / ``scheduler``: run on Dask (a local cluster, or the one at that address).
+    ``progress`` gets a report per input done, ``on_result`` each input's result as it completes,
+    ``callback`` (in this process only) the estimators' and SR methods' own reports. With ``summary``,
+    ``summary.csv`` and ``summary.json`` are written to ``cfg.out`` at the end."""
     if workers is None and scheduler is None:
-        for i, path in enumerate(paths):
-            done(i, process_input(path, cfg, catch_bugs=catch_bugs))
-    else:
-        from distributed import as_completed
+        gen = iter_batch(inputs, cfg, on_result=on_result, summary=summary, catch_bugs=catch_bugs,
+                         callback=callback)
+        while True:
+            try:
+                report = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if progress is not None and report.iteration > 0:  # per input done, as on Dask
+                progress(report)
+    from distributed import as_completed
 
-        with dask_client(workers, scheduler) as client:
-            futures = {client.submit(process_input, path, cfg, pure=False): i for i, path in enumerate(paths)}
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    result = future.result()
-                except Exception as exc:  # the task itself was lost (a worker died, e.g. out of memory)
-                    result = _failed(paths[i], cfg, f"the task was lost on the cluster: {type(exc).__name__}: {exc}")
-                done(i, result)
-    batch = BatchResult([r for r in results if r is not None], time.perf_counter() - start)
-    if summary:
-        batch.summary = write_summary(cfg, batch)
-    return batch
+    from .types import Progress
+
+    start = time.perf_counter()
+    paths = _paths(inputs, cfg)
+    results: list[InputResult | None] = [None] * len(paths)
+    with dask_client(workers, scheduler) as client:
+        futures = {client.submit(process_input, path, cfg, pure=False): i for i, path in enumerate(paths)}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # the task itself was lost (a worker died, e.g. out of memory)
+                result = _failed(paths[i], cfg, f"the task was lost on the cluster: {type(exc).__name__}: {exc}")
+            results[i] = result
+            if on_result is not None:
+                on_result(result)
+            if progress is not None:
+                finished = sum(r is not None for r in results)
+                progress(Progress(finished, len(paths), time.perf_counter() - start, stage="batch",
+                                  message=result.path.name))
+    return _finish(cfg, [r for r in results if r is not None], start, summary)
 
 
 def write_summary(cfg: BatchConfig, batch: BatchResult) -> list[Path]:

@@ -44,6 +44,7 @@ _CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bdevice='(\w+)' or '(\w+)'"), r"--device \1 or \2"),
     (re.compile(r"\bdevice='(\w+)'"), r"--device \1"),
     (re.compile(r"\bweights='([^']*)'"), r"--set weights=\1"),
+    (re.compile(r"\boutput= "), "--output "),                         # "output= names the result of one input"
 )
 
 
@@ -166,13 +167,14 @@ def estimate_record(kernel_path: Path) -> dict[str, Any] | None:
     return None
 
 
-def safety_note(res: Any) -> str:
-    """What the safeguards did, for the one-line summary (empty when they did not run)."""
-    if not res.options.get("safe"):
+def safety_note(options: dict[str, Any]) -> str:
+    """What the safeguards did (an SR result's ``options``), for the one-line summary (empty when they did
+    not run)."""
+    if not options.get("safe"):
         return ""
-    if res.options.get("fallback"):
-        return f"; WARNING: {res.options.get('fallback_reason')}: wrote {res.options['fallback']} interpolation"
-    return f"; noise σ {float(res.options.get('noise_sigma', 0.0)):.1f}/255 measured"
+    if options.get("fallback"):
+        return f"; WARNING: {options.get('fallback_reason')}: wrote {options['fallback']} interpolation"
+    return f"; noise σ {float(options.get('noise_sigma', 0.0)):.1f}/255 measured"
 
 
 def _method_label(est: KernelEstimate) -> str:
@@ -225,12 +227,15 @@ def run_kwargs(args: argparse.Namespace, *, axes: bool = True) -> dict[str, Any]
 
 def _engine_config(args: argparse.Namespace, est_opts: dict[str, Any], *, sr_method: str | None,
                    sr_opts: dict[str, Any] | None = None, **extra: Any) -> Any:
-    """The batch engine's settings from the parsed command line."""
+    """The batch engine's settings from the parsed command line (no ``--out``: results beside the inputs)."""
     from .batch import BatchConfig
 
-    return BatchConfig(out=Path(args.out), scale=args.scale, estimator=args.estimator, estimator_options=est_opts,
-                       sr_method=sr_method, sr_options=sr_opts or {}, axes=args.axes, per_slice=args.per_slice,
-                       device=args.device, seed=args.seed, threads=args.threads, **extra)
+    out = getattr(args, "out", None)
+    return BatchConfig(out=None if out is None else Path(out), scale=args.scale,
+                       estimator=getattr(args, "estimator", "auto"),
+                       estimator_options=est_opts, sr_method=sr_method, sr_options=sr_opts or {}, axes=args.axes,
+                       per_slice=getattr(args, "per_slice", False), device=args.device, seed=args.seed,
+                       threads=args.threads, **extra)
 
 
 def _result_error(result: Any) -> None:
@@ -300,16 +305,38 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 1 if batch.failed else 0
 
 
-def _sr_output(args: argparse.Namespace, src: Path, scale: int, method: str) -> Path:
-    if args.output:
-        return Path(args.output)
-    suffix = src.suffix if src.suffix.lower() in (".tif", ".tiff", ".png") else ".tif"
-    return src.with_name(f"{src.stem}_sr_x{scale}_{method}{suffix}")
+def _sr_line(result: Any) -> tuple[str, dict[str, Any], float]:
+    """``→ OUTPUT`` and, over the slices super-resolved, the SR options to report (a slice that fell back to
+    interpolation, else the first) and the SR time."""
+    runs = result.sr_runs
+    shown = next((r for r in runs if r["options"].get("fallback")), runs[0])
+    return f"{shown['sr_method']} → {result.output}", shown, sum(r["elapsed_s"] for r in runs)
+
+
+def _sr_through_engine(args: argparse.Namespace, cfg: Any, show: Callable[[Any], None]) -> int:
+    """Run ``sr`` / ``blind-sr`` on every input: a progress bar of the running input's steps, a line each."""
+    from .batch import run_batch
+
+    with progress_bar(Path(args.images[0]).name if len(args.images) == 1 else args.command) as bar:
+        def done(result: Any) -> None:
+            bar.close()  # the input's line starts on a fresh line
+            if result.failed:
+                _result_error(result)
+            else:
+                show(result)
+
+        # Bugs keep their traceback, as in 'estimate'.
+        batch = run_batch(args.images, cfg, callback=bar, on_result=done, summary=False, catch_bugs=False)
+    return 1 if batch.failed else 0
+
+
+def _stack_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    return {"channel_axis": args.channel_axis, "stack_axis": args.stack_axis, "output": args.output,
+            "resume": False, "keep_results": True}
 
 
 def cmd_sr(args: argparse.Namespace) -> int:
-    from .api import super_resolve
-    from .io import read_image, read_kernel, write_image
+    from .io import read_kernel
 
     opts = sr_options(args, args.set)
     if (args.kernel is None) == (args.kernel_map is None):
@@ -318,49 +345,45 @@ def cmd_sr(args: argparse.Namespace) -> int:
     if args.kernel_map is not None:
         from .fields import KernelField
 
-        with about(args.kernel_map):
-            kernel = KernelField.load(args.kernel_map)
+        kernel = Path(args.kernel_map)
+        with about(kernel):  # read once here, so a bad file is named before any input runs
+            KernelField.load(kernel)
         if args.trust_kernel:
             opts.update(safe=False)
     else:
-        with about(args.kernel):
-            kernel = read_kernel(args.kernel)
-        record = None if args.trust_kernel else estimate_record(Path(args.kernel))
+        kernel = Path(args.kernel)
+        with about(kernel):
+            read_kernel(kernel)
+        record = None if args.trust_kernel else estimate_record(kernel)
         if record is not None:  # written by 'estimate': an estimate, used with super_resolve's safeguards
             opts.update(safe=True, confidence=record.get("confidence"))
-    with about(args.image), progress_bar(Path(args.image).name) as bar:
-        image = read_image(args.image)
-        res = super_resolve(image, kernel, args.scale, sr_method=args.sr_method, callback=bar,
-                            **run_kwargs(args), **opts)
-    out = _sr_output(args, Path(args.image), args.scale, args.sr_method)
-    with about(out):
-        write_image(out, res.image)
-    regions = f", {res.options['regions']} regions of the kernel map" if "regions" in res.options else ""
-    print(f"{args.image}: ×{args.scale} {res.method} → {out} {res.image.shape} {res.image.dtype} "
-          f"in {res.elapsed:.1f} s ({res.device}{regions})" + safety_note(res))
-    return 0
+    cfg = _engine_config(args, {}, sr_method=args.sr_method, sr_opts=opts, kernel=kernel, **_stack_keywords(args))
+
+    def show(result: Any) -> None:
+        what, run, seconds = _sr_line(result)
+        regions = f", {run['options']['regions']} regions of the kernel map" if "regions" in run["options"] else ""
+        shape = tuple(int(n) for n in result.output_shape)
+        print(f"{result.path}: ×{args.scale} {what} {shape} {result.output_dtype} in {seconds:.1f} s "
+              f"({run['device']}{regions})" + safety_note(run["options"]))
+
+    return _sr_through_engine(args, cfg, show)
 
 
 def cmd_blind_sr(args: argparse.Namespace) -> int:
-    from .api import blind_super_resolve
-    from .batch import all_or_nothing
-    from .io import read_image, write_image, write_kernel
-
     est_opts = estimator_options(args, args.estimate_set, "--estimate-set")
-    opts = sr_options(args, args.set)
-    with about(args.image), progress_bar(Path(args.image).name) as bar:
-        image = read_image(args.image)
-        res = blind_super_resolve(image, args.scale, estimator=args.estimator, sr_method=args.sr_method,
-                                  estimate_options=est_opts, callback=bar, **run_kwargs(args), **opts)
-    out = _sr_output(args, Path(args.image), args.scale, args.sr_method)
-    kpath = out.with_name(f"{out.stem}_kernel_x{args.scale}.mat")
-    with about(out), all_or_nothing() as written:
-        written.append(write_kernel(kpath, res.kernel))
-        written.append(write_image(out, res.image))
-    print(f"{args.image}: blind ×{args.scale} {res.method} → {out} (kernel {kpath.name}, "
-          f"{_method_label(res.estimate)}); estimate {res.estimate.elapsed:.1f} s, SR {res.elapsed:.1f} s"
-          + safety_note(res))
-    return 0
+    cfg = _engine_config(args, est_opts, sr_method=args.sr_method, sr_opts=sr_options(args, args.set),
+                         kernel_files="mat", **_stack_keywords(args))
+
+    def show(result: Any) -> None:
+        what, run, seconds = _sr_line(result)
+        kernels = [p.name for p in result.written if p.suffix == ".mat"]
+        named = kernels[0] if len(kernels) == 1 else f"{len(kernels)} kernels, {kernels[0]}…"
+        est = result.estimates[0][1]
+        estimated = sum(e.elapsed for _, e in result.estimates)
+        print(f"{result.path}: blind ×{args.scale} {what} (kernel {named}, {_method_label(est)}); estimate "
+              f"{estimated:.1f} s, SR {seconds:.1f} s" + safety_note(run["options"]))
+
+    return _sr_through_engine(args, cfg, show)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -549,11 +572,16 @@ def _sr_methods_help(blind: bool = False) -> str:
     return describe_methods(SR_METHODS, "--sr-method", "--set", DEFAULT_SR_METHOD, blind=blind)
 
 
-def _add_stack_options(p: argparse.ArgumentParser) -> None:
+def _add_axes_option(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group("stacks")
     g.add_argument("--axes", default=None, metavar="AXES",
                    help="axes of files without OME or ImageJ metadata, one letter per dimension, the image plane "
                         "last, e.g. ZYX, TZCYX or YXS (RGB); OME and ImageJ files name their own")
+    return g
+
+
+def _add_stack_options(p: argparse.ArgumentParser) -> None:
+    g = _add_axes_option(p)
     how = g.add_mutually_exclusive_group()
     how.add_argument("--per-stack", dest="per_slice", action="store_false",
                      help="one kernel for all slices of a stack (the default)")
@@ -612,10 +640,16 @@ def build_batch(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_batch)
 
 
+def _add_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (TIFF stacks, PNG, JPEG), folders or glob patterns; each result is written "
+                        "beside its input")
+
+
 def build_sr(p: argparse.ArgumentParser) -> None:
     from .vocabulary import SR_SCALES
 
-    p.add_argument("image")
+    _add_images(p)
     p.add_argument("--kernel", default=None, help=".mat ('Kernel'), .npy or .tif, correlation orientation")
     p.add_argument("--kernel-map", default=None, metavar="NPZ",
                    help="a kernel map written by 'estimate --kernel-map' for this image, instead of --kernel: "
@@ -624,8 +658,10 @@ def build_sr(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-kernel", action="store_true",
                    help="use a kernel written by 'estimate' as if measured: no safeguards (by default an "
                         "estimate gets the measured noise, its confidence and the check against bicubic)")
-    p.add_argument("-o", "--output", default=None, help="output image (default: IMAGE_sr_xS_METHOD.tif beside it)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output image, for one input (default: IMAGE_sr_xS_METHOD.EXT beside each input)")
     _add_sr_method(p, alias=True)
+    _add_axes_option(p)
     _add_run_options(p)
     p.epilog = _sr_methods_help()
     p.set_defaults(func=cmd_sr)
@@ -634,12 +670,14 @@ def build_sr(p: argparse.ArgumentParser) -> None:
 def build_blind_sr(p: argparse.ArgumentParser) -> None:
     from .vocabulary import ESTIMATE_SCALES
 
-    p.add_argument("image")
+    _add_images(p)
     p.add_argument("--scale", type=int, default=2, choices=ESTIMATE_SCALES, help="(default: %(default)s)")
     p.add_argument("-o", "--output", default=None,
-                   help="output image (default: IMAGE_sr_xS_METHOD.tif beside it); the kernel goes beside it")
+                   help="output image, for one input (default: IMAGE_sr_xS_METHOD.EXT beside each input); the "
+                        "kernel goes beside it")
     _add_sr_method(p, alias=True)
     _add_estimator(p, "--estimate-set", alias=False)
+    _add_stack_options(p)
     _add_run_options(p)
     p.epilog = _sr_methods_help(blind=True) + "\n\n" + _estimators_help("--estimate-set")
     p.set_defaults(func=cmd_blind_sr)
