@@ -39,7 +39,7 @@ def test_plugin_manager_discovers_every_contribution():
     commands = {c.id for c in contrib.commands}
     assert {f"{PLUGIN}.estimate_kernel_widget", f"{PLUGIN}.super_resolve_widget",
             f"{PLUGIN}.get_reader"} <= commands
-    assert {w.display_name for w in contrib.widgets} >= {"Estimate kernel", "Super-resolve"}
+    assert {w.display_name for w in contrib.widgets} >= {"Estimate kernel", "Super-resolve", "Batch"}
     assert {s.key for s in contrib.sample_data} >= {"tissue", "astronaut", "fluorescence"}
     assert [r.command for r in contrib.readers] == [f"{PLUGIN}.get_reader"]
     exts = {e for w in contrib.writers for e in w.filename_extensions}
