@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-step set-up on a fresh Debian machine with Python 3.11:
 #   Debian packages for headless Qt (Xvfb + xcb), a virtual environment in .venv,
-#   PyTorch (CPU wheel by default), and this package with napari and test extras.
+#   PyTorch (CPU wheel by default), and this package with its napari, test and Dask extras.
 # Override the PyTorch requirement with TORCH_SPEC, e.g. TORCH_SPEC="torch==2.5.1".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,13 +28,14 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PYTHON" -m venv .venv
 fi
+EXTRAS="gui,test,dask"
 stamp=.venv/.napari-kernelgan-setup
-want="$TORCH_SPEC $(sha1sum pyproject.toml | cut -c1-12)"
+want="$TORCH_SPEC [$EXTRAS] $(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[setup] installing $TORCH_SPEC and napari-kernelgan[gui,test] (first run: a few minutes)"
+  echo "[setup] installing $TORCH_SPEC and napari-kernelgan[$EXTRAS] (first run: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q "$TORCH_SPEC"
-  .venv/bin/python -m pip install -q -e ".[gui,test]"
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
   echo "$want" > "$stamp"
 fi
 echo "[setup] ready: $(.venv/bin/python -c 'import torch, napari_kernelgan as n; print("napari-kernelgan", n.__version__, "torch", torch.__version__)')"

@@ -179,13 +179,13 @@ def test_stack_axis_hint_speaks_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_interrupt_exits_130_and_leaves_no_partial_set(lr_file: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
-    import napari_kernelgan.cli as cli
+    import napari_kernelgan.batch as batch
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     # Interrupted after the .mat and .npy kernels were written: they must go too.
-    monkeypatch.setattr(cli, "save_kernel_plot", interrupted)
+    monkeypatch.setattr(batch, "save_kernel_plot", interrupted)
     out = tmp_path / "k"
     assert main(["estimate", str(lr_file), "--estimator", "edges", "--out", str(out)]) == 130
     assert "interrupted" in capsys.readouterr().err

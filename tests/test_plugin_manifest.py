@@ -39,7 +39,7 @@ def test_plugin_manager_discovers_every_contribution():
     commands = {c.id for c in contrib.commands}
     assert {f"{PLUGIN}.estimate_kernel_widget", f"{PLUGIN}.super_resolve_widget",
             f"{PLUGIN}.get_reader"} <= commands
-    assert {w.display_name for w in contrib.widgets} >= {"Estimate kernel", "Super-resolve"}
+    assert {w.display_name for w in contrib.widgets} >= {"Estimate kernel", "Super-resolve", "Batch"}
     assert {s.key for s in contrib.sample_data} >= {"tissue", "astronaut", "fluorescence"}
     assert [r.command for r in contrib.readers] == [f"{PLUGIN}.get_reader"]
     exts = {e for w in contrib.writers for e in w.filename_extensions}
@@ -47,6 +47,8 @@ def test_plugin_manager_discovers_every_contribution():
     # What napari asks the plugin manager for when it builds its menus and dialogs.
     assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/k_kernel.npy"]))
     assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/kernel.mat"]))
+    assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/cells.ome.tif"]))
+    # Plain TIFF names are napari's: claiming them would make napari ask which reader for every TIFF.
     assert not any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/image.tif"]))
     writer, _ = pm.get_writer("/x/k.mat", ["image"])
     assert writer is not None and writer.command.startswith(PLUGIN)

@@ -16,6 +16,16 @@ largest image layer, with that layer's units, and the view widens to show it.
 Kernel maps (``.npz`` files written by ``KernelField.save`` or ``estimate
 --kernel-map``) open as the kernel-map layers of *Kernel map*: over an open
 image layer of the map's size (its geometry and units), else at unit scale.
+
+OME-TIFF and ImageJ TIFF stacks open with their physical pixel sizes as the
+layer's ``scale``, their ``units`` and ``axis_labels`` (read by
+:func:`napari_kernelgan.stacks.open_image`, as the batch engine reads them), a
+layer per channel, and lazily: memory-mapped, or page by page through Dask
+when compressed. A TIFF without OME or ImageJ metadata is left to napari. The
+manifest offers only ``*.ome.tif`` / ``*.ome.tiff`` names: napari asks the
+user to choose whenever two plugins' patterns match a file, so claiming
+``*.tif`` would make it ask for every TIFF. An ImageJ ``.tif`` is read when
+handed to :func:`get_reader` directly or to :func:`read_stacks`.
 """
 from __future__ import annotations
 
@@ -47,7 +57,7 @@ from .vocabulary import LayerRole
 ReaderFunction = Callable[[Any], list[LayerDataTuple]]
 
 __all__ = ["get_reader", "read_kernels", "kernel_layer_data", "looks_like_kernel", "looks_like_field",
-           "read_kernel_maps"]
+           "read_kernel_maps", "looks_like_stack", "read_stacks", "stack_layer_data"]
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -188,19 +198,93 @@ def read_kernel_maps(path: str | list[str]) -> list[LayerDataTuple]:
     return out
 
 
+def looks_like_stack(path: str | os.PathLike) -> bool:
+    """Whether a file is a TIFF whose OME or ImageJ metadata name its axes (only its header is read)."""
+    from .stacks import TIFF_SUFFIXES, tiff_kind
+
+    path = Path(path)
+    return path.suffix.lower() in TIFF_SUFFIXES and path.is_file() and tiff_kind(path) in ("ome", "imagej")
+
+
+# ImageJ writes the micro sign escaped; pint reads the rest ("micron", "um", "µm", "nm", "sec"...).
+_UNIT_SPELLINGS = {"\\u00b5m": "µm", "μm": "µm", "micron": "µm", "microns": "µm", "pixels": "pixel"}
+
+
+def _napari_unit(text: str | None) -> str:
+    """A unit napari (pint) understands; ``"pixel"`` for none or one it does not know."""
+    if not text:
+        return "pixel"
+    unit = _UNIT_SPELLINGS.get(text.strip().lower(), text.strip())
+    try:
+        import pint
+
+        pint.get_application_registry().Unit(unit)
+    except Exception:  # an unknown unit must not stop the image from opening
+        return "pixel"
+    return unit
+
+
+def _axis_calibration(meta: Any, axis: str) -> tuple[float, str]:
+    """Physical step and unit of one axis: pixel sizes for X, Y, Z; the frame interval for T."""
+    if axis in meta.pixel_size:
+        return float(meta.pixel_size[axis]), _napari_unit(meta.unit.get(axis))
+    extra = meta.extra
+    if axis == "T" and extra.get("TimeIncrement"):
+        return float(extra["TimeIncrement"]), _napari_unit(extra.get("TimeIncrementUnit", "s"))
+    if axis == "T" and extra.get("finterval"):
+        return float(extra["finterval"]), _napari_unit(extra.get("tunit", "s"))
+    return 1.0, "pixel"
+
+
+def stack_layer_data(path: str | os.PathLike) -> LayerDataTuple:
+    """One OME or ImageJ TIFF as an image layer tuple: ``scale``, ``units`` and ``axis_labels`` from the file,
+    ``channel_axis`` when it has channels (napari then makes a layer per channel), the data unread."""
+    from .stacks import open_image, stem_of
+
+    path = Path(path)
+    src = open_image(path, lazy=True)
+    axes, shape = src.meta.axes, src.data.shape
+    rgb = axes.endswith("S") and shape[-1] in (3, 4)
+    channel = next((i for i, a in enumerate(axes) if a in "CS"), None) if not rgb else None
+    spatial = [a for i, a in enumerate(axes) if i != channel and not (rgb and a == "S")]
+    steps, units = zip(*(_axis_calibration(src.meta, a) for a in spatial))
+    name = stem_of(path)
+    kwargs: dict[str, Any] = {
+        "name": name if channel is None else [f"{name} c{i}" for i in range(shape[channel])],
+        "scale": list(steps), "units": list(units), "axis_labels": [a.lower() for a in spatial], "rgb": rgb,
+        "metadata": {"source_file": str(path), "axes": axes, "format": src.meta.kind}}
+    if channel is not None:
+        kwargs["channel_axis"] = channel
+    return (src.data, kwargs, "image")
+
+
+def read_stacks(path: str | list[str]) -> list[LayerDataTuple]:
+    """Read OME / ImageJ TIFF stacks (see the module docstring); a file that cannot be read raises
+    :class:`~napari_kernelgan.errors.BadInputError` with the reason, also shown as a notification."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    out = []
+    for p in paths:
+        try:
+            out.append(stack_layer_data(p))
+        except BadInputError as exc:
+            _notify_error(f"Cannot open {Path(p).name}: {exc}")
+            raise
+    return out
+
+
 def get_reader(path: str | list[str]) -> ReaderFunction | None:
-    """npe2 reader hook: a reader for ``.mat`` files, kernel ``.npy``/``.tif`` files and kernel-map
-    ``.npz`` files, else ``None``."""
+    """npe2 reader hook: a reader for ``.mat`` files, kernel ``.npy``/``.tif`` files, kernel-map ``.npz`` files
+    and OME / ImageJ TIFF stacks, else ``None`` (plain TIFFs and the rest are napari's)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         return None
     if all(looks_like_field(p) for p in paths):
         return read_kernel_maps
-    for p in paths:
-        p = Path(p)
-        if not (p.is_file() and (p.suffix.lower() == ".mat" or looks_like_kernel(p))):
-            return None
-    return read_kernels
+    if all(Path(p).is_file() and (Path(p).suffix.lower() == ".mat" or looks_like_kernel(p)) for p in paths):
+        return read_kernels
+    if all(looks_like_stack(p) for p in paths):
+        return read_stacks
+    return None
 
 
 def read_kernels(path: str | list[str]) -> list[LayerDataTuple]:

@@ -1,4 +1,4 @@
-"""Command line: ``napari-kernelgan estimate | sr | blind-sr | demo``. A thin layer over :mod:`.api`.
+"""Command line: ``napari-kernelgan estimate | sr | blind-sr | batch | demo``. A thin layer over :mod:`.api`.
 
 The options of each method come from its spec in :mod:`.registry` (``--set KEY=VALUE``), so a new
 method needs no change here. Only the subcommand named on the command line is built, and only then
@@ -39,9 +39,12 @@ _CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(channel|stack)_axis=(?=-?\d)"), r"--\1-axis "),  # "channel_axis=5 is out of range"
     (re.compile(r"\b(channel|stack)_axis="), r"--\1-axis"),            # "needs channel_axis= and/or stack_axis="
     (re.compile(r"\bchannel_axis and stack_axis\b"), "--channel-axis and --stack-axis"),
+    (re.compile(r"\baxes='(\w+)'"), r"--axes \1"),                     # "needs axes= (e.g. axes='ZYX')"
+    (re.compile(r"\baxes="), "--axes"),
     (re.compile(r"\bdevice='(\w+)' or '(\w+)'"), r"--device \1 or \2"),
     (re.compile(r"\bdevice='(\w+)'"), r"--device \1"),
     (re.compile(r"\bweights='([^']*)'"), r"--set weights=\1"),
+    (re.compile(r"\boutput= "), "--output "),                         # "output= names the result of one input"
 )
 
 
@@ -83,24 +86,6 @@ def report(exc: BaseException) -> bool:
     if line is not None:
         print(line, file=sys.stderr)
     return line is not None
-
-
-@contextlib.contextmanager
-def all_or_nothing() -> Iterator[list[Path]]:
-    """Collect the paths written in the block; if the block fails or is interrupted, remove them.
-
-    Each file is already written atomically (:func:`.io.atomic_path`); this makes the set of
-    files for one input atomic too, so an interrupted run leaves no half set behind (a file
-    this run had already replaced goes as well: a mixed old/new set would be worse).
-    """
-    written: list[Path] = []
-    try:
-        yield written
-    except BaseException:
-        for path in written:
-            with contextlib.suppress(OSError):
-                Path(path).unlink()
-        raise
 
 
 # ----------------------------------------------------------------------------- output helpers
@@ -151,82 +136,8 @@ def progress_bar(label: str, always: bool = False) -> Iterator[ProgressBar]:
         bar.close()
 
 
-def save_kernel_plot(path: Path, kernel: np.ndarray, title: str) -> Path:
-    """PNG of the kernel with a colour bar, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import atomic_path
-
-    fig, ax = plt.subplots(figsize=(3.6, 3.2), dpi=120)
-    try:
-        im = ax.imshow(kernel, cmap="magma", interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
-
-
 def format_kernel(k: np.ndarray) -> str:
     return "\n".join(" ".join(f"{v:6.4f}" for v in row) for row in k)
-
-
-def write_estimate(out: Path, stem: str, est: KernelEstimate, scales: Sequence[int],
-                   written: list[Path] | None = None) -> list[Path]:
-    """Kernel .mat/.npy per scale, a kernel plot, the D-map TIFF (if any) and a JSON record.
-
-    Paths are appended to ``written`` as each file lands (see :func:`all_or_nothing`); returns them.
-    """
-    import numpy as np
-
-    from .io import atomic_path, write_image, write_kernel
-
-    written = [] if written is None else written
-    for s in scales:
-        k = est.kernel_for(s)
-        for suffix in (".mat", ".npy"):
-            written.append(write_kernel(out / f"{stem}_kernel_x{s}{suffix}", k))
-        written.append(save_kernel_plot(out / f"{stem}_kernel_x{s}.png", k, f"{stem} kernel ×{s}"))
-    if est.dmap is not None:
-        written.append(write_image(out / f"{stem}_dmap.tif", est.dmap.astype(np.float32)))
-    meta = out / f"{stem}_kernel.json"
-    with atomic_path(meta) as tmp:
-        tmp.write_text(json.dumps({k: v for k, v in est.metadata(max(scales)).items() if k != "kernel"}, indent=1))
-    written.append(meta)
-    return written
-
-
-def write_field(out: Path, stem: str, field: Any, written: list[Path]) -> list[Path]:
-    """A kernel map: the field (.npz), its per-pixel maps (one float32 TIFF, a page per map, names and
-    units in the JSON record) and a plot of the tile kernels at their places."""
-    import numpy as np
-
-    from .fields import MAP_NAMES
-    from .io import atomic_path, write_image
-
-    written.append(field.save(out / f"{stem}_kernel_map.npz"))
-    maps = field.maps()
-    written.append(write_image(out / f"{stem}_kernel_map.tif", np.stack([maps[n] for n in MAP_NAMES]),
-                               metadata={"axes": "QYX", "Labels": list(MAP_NAMES)}))
-    written.append(save_kernel_plot(out / f"{stem}_kernel_map.png", field.mosaic(field.kernels.shape[-1] + 2),
-                                    f"{stem} kernel map ({field.grid[0]}×{field.grid[1]} tiles)"))
-    record = out / f"{stem}_kernel_map.json"
-    with atomic_path(record) as tmp:
-        tmp.write_text(json.dumps({**field.metadata(), "maps": list(MAP_NAMES),
-                                   "map_units": {"width_major": "input px (σ)", "width_minor": "input px (σ)",
-                                                 "orientation": "degrees from +x towards +y",
-                                                 "anisotropy": "1 - minor/major", "confidence": "0-1"}},
-                                  indent=1))
-    written.append(record)
-    return written
 
 
 def field_summary(field: Any) -> str:
@@ -256,13 +167,14 @@ def estimate_record(kernel_path: Path) -> dict[str, Any] | None:
     return None
 
 
-def safety_note(res: Any) -> str:
-    """What the safeguards did, for the one-line summary (empty when they did not run)."""
-    if not res.options.get("safe"):
+def safety_note(options: dict[str, Any]) -> str:
+    """What the safeguards did (an SR result's ``options``), for the one-line summary (empty when they did
+    not run)."""
+    if not options.get("safe"):
         return ""
-    if res.options.get("fallback"):
-        return f"; WARNING: {res.options.get('fallback_reason')}: wrote {res.options['fallback']} interpolation"
-    return f"; noise σ {float(res.options.get('noise_sigma', 0.0)):.1f}/255 measured"
+    if options.get("fallback"):
+        return f"; WARNING: {options.get('fallback_reason')}: wrote {options['fallback']} interpolation"
+    return f"; noise σ {float(options.get('noise_sigma', 0.0)):.1f}/255 measured"
 
 
 def _method_label(est: KernelEstimate) -> str:
@@ -313,60 +225,118 @@ def run_kwargs(args: argparse.Namespace, *, axes: bool = True) -> dict[str, Any]
 # ----------------------------------------------------------------------------- commands
 
 
+def _engine_config(args: argparse.Namespace, est_opts: dict[str, Any], *, sr_method: str | None,
+                   sr_opts: dict[str, Any] | None = None, **extra: Any) -> Any:
+    """The batch engine's settings from the parsed command line (no ``--out``: results beside the inputs)."""
+    from .batch import BatchConfig
+
+    out = getattr(args, "out", None)
+    return BatchConfig(out=None if out is None else Path(out), scale=args.scale,
+                       estimator=getattr(args, "estimator", "auto"),
+                       estimator_options=est_opts, sr_method=sr_method, sr_options=sr_opts or {}, axes=args.axes,
+                       per_slice=getattr(args, "per_slice", False), device=args.device, seed=args.seed,
+                       threads=args.threads, **extra)
+
+
+def _result_error(result: Any) -> None:
+    path = f"{result.error_path}: " if result.error_path else ""
+    print(f"error: {path}{speak_cli(result.error)}", file=sys.stderr)
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .api import estimate_kernel
-    from .io import read_image
-    from .kernel_map import estimate_kernel_map
+    from .batch import run_batch
 
     opts = estimator_options(args, args.set, "--set")
-    out = Path(args.out)
-    scales = [2] if args.scale == 2 else [2, 4]
-    failures = 0
-    for name in args.images:
-        path = Path(name)
-        try:
-            with about(name), progress_bar(path.name) as bar:
-                image = read_image(path)
-                est = estimate_kernel(image, args.scale, estimator=args.estimator, callback=bar,
-                                      **run_kwargs(args), **opts)
-            field = None
-            if args.kernel_map:
-                with about(name), progress_bar(f"{path.name} map") as bar:
-                    field = estimate_kernel_map(image, args.scale, estimator=args.estimator, tile=args.tile,
-                                                overlap=args.overlap, callback=bar, **run_kwargs(args), **opts)
-            with about(out), all_or_nothing() as written:
-                write_estimate(out, path.stem, est, scales, written)
-                if field is not None:
-                    write_field(out, path.stem, field, written)
-        except KeyboardInterrupt:
-            print(f"error: {name}: interrupted; nothing written for it", file=sys.stderr)
-            return INTERRUPTED
-        except Exception as exc:
-            if not report(exc):
-                raise
-            failures += 1
-            continue
-        k = est.kernel_for(args.scale)
-        print(f"{name}: ×{args.scale} kernel {k.shape[0]}×{k.shape[1]} in {est.elapsed:.1f} s "
-              f"({_method_label(est)}, {est.iterations} steps, {est.device}, seed {est.seed})")
-        if not args.quiet:
-            print(format_kernel(est.kernel))
-        if field is not None:
-            print("  " + field_summary(field))
-        print("  wrote " + ", ".join(p.name for p in written) + f" in {out}")
-    return 1 if failures else 0
+    cfg = _engine_config(args, opts, sr_method=None, channel_axis=args.channel_axis, stack_axis=args.stack_axis,
+                         kernel_map=args.kernel_map, tile=args.tile, overlap=args.overlap, resume=False,
+                         keep_results=True)
+
+    def show(result: Any) -> None:
+        if result.failed:
+            _result_error(result)
+            return
+        for label, est in result.estimates:
+            k = est.kernel_for(args.scale)
+            print(f"{result.path}{f' {label}' if label else ''}: ×{args.scale} kernel {k.shape[0]}×{k.shape[1]} in "
+                  f"{est.elapsed:.1f} s ({_method_label(est)}, {est.iterations} steps, {est.device}, seed {est.seed})")
+            if not args.quiet:
+                print(format_kernel(est.kernel))
+        if result.kernel_map is not None:
+            print("  " + field_summary(result.kernel_map))
+        print("  wrote " + ", ".join(p.name for p in result.written) + f" in {cfg.out}")
+
+    try:
+        with progress_bar("estimate") as bar:
+            # Bugs keep their traceback here; in 'batch' they are recorded and the run goes on.
+            batch = run_batch(args.images, cfg, progress=bar, on_result=show, summary=False, catch_bugs=False)
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing written for the image in progress", file=sys.stderr)
+        return INTERRUPTED
+    return 1 if batch.failed else 0
 
 
-def _sr_output(args: argparse.Namespace, src: Path, scale: int, method: str) -> Path:
-    if args.output:
-        return Path(args.output)
-    suffix = src.suffix if src.suffix.lower() in (".tif", ".tiff", ".png") else ".tif"
-    return src.with_name(f"{src.stem}_sr_x{scale}_{method}{suffix}")
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    est_opts = estimator_options(args, args.estimate_set, "--estimate-set")
+    cfg = _engine_config(args, est_opts, sr_method=args.sr_method, sr_opts=sr_options(args, args.set),
+                         resume=not args.redo)
+    if args.workers is not None and args.scheduler is not None:
+        raise BadOptionError("give --workers (a local cluster) or --scheduler (an existing one), not both")
+
+    def show(result: Any) -> None:
+        if result.failed:
+            _result_error(result)
+        elif not args.quiet:
+            what = "finished before, outputs verified" if result.status == "skipped" else f"{result.seconds:.1f} s"
+            out = result.output.name if result.output is not None else ""
+            print(f"{result.path}: {result.status} → {out} ({what})")
+
+    try:
+        with progress_bar("batch") as bar:
+            batch = run_batch(args.inputs, cfg, workers=args.workers, scheduler=args.scheduler, progress=bar,
+                              on_result=show)
+    except KeyboardInterrupt:
+        print("error: interrupted; finished inputs are kept and skipped when the run is repeated", file=sys.stderr)
+        return INTERRUPTED
+    counts = {s: sum(r.status == s for r in batch.results) for s in ("ok", "skipped", "failed")}
+    print(f"batch: {len(batch.results)} inputs in {batch.seconds:.1f} s: {counts['ok']} done, {counts['skipped']} "
+          f"skipped (finished before), {counts['failed']} failed; summary in {batch.summary[0]}")
+    return 1 if batch.failed else 0
+
+
+def _sr_line(result: Any) -> tuple[str, dict[str, Any], float]:
+    """``→ OUTPUT`` and, over the slices super-resolved, the SR options to report (a slice that fell back to
+    interpolation, else the first) and the SR time."""
+    runs = result.sr_runs
+    shown = next((r for r in runs if r["options"].get("fallback")), runs[0])
+    return f"{shown['sr_method']} → {result.output}", shown, sum(r["elapsed_s"] for r in runs)
+
+
+def _sr_through_engine(args: argparse.Namespace, cfg: Any, show: Callable[[Any], None]) -> int:
+    """Run ``sr`` / ``blind-sr`` on every input: a progress bar of the running input's steps, a line each."""
+    from .batch import run_batch
+
+    with progress_bar(Path(args.images[0]).name if len(args.images) == 1 else args.command) as bar:
+        def done(result: Any) -> None:
+            bar.close()  # the input's line starts on a fresh line
+            if result.failed:
+                _result_error(result)
+            else:
+                show(result)
+
+        # Bugs keep their traceback, as in 'estimate'.
+        batch = run_batch(args.images, cfg, callback=bar, on_result=done, summary=False, catch_bugs=False)
+    return 1 if batch.failed else 0
+
+
+def _stack_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    return {"channel_axis": args.channel_axis, "stack_axis": args.stack_axis, "output": args.output,
+            "resume": False, "keep_results": True}
 
 
 def cmd_sr(args: argparse.Namespace) -> int:
-    from .api import super_resolve
-    from .io import read_image, read_kernel, write_image
+    from .io import read_kernel
 
     opts = sr_options(args, args.set)
     if (args.kernel is None) == (args.kernel_map is None):
@@ -375,52 +345,50 @@ def cmd_sr(args: argparse.Namespace) -> int:
     if args.kernel_map is not None:
         from .fields import KernelField
 
-        with about(args.kernel_map):
-            kernel = KernelField.load(args.kernel_map)
+        kernel = Path(args.kernel_map)
+        with about(kernel):  # read once here, so a bad file is named before any input runs
+            KernelField.load(kernel)
         if args.trust_kernel:
             opts.update(safe=False)
     else:
-        with about(args.kernel):
-            kernel = read_kernel(args.kernel)
-        record = None if args.trust_kernel else estimate_record(Path(args.kernel))
+        kernel = Path(args.kernel)
+        with about(kernel):
+            read_kernel(kernel)
+        record = None if args.trust_kernel else estimate_record(kernel)
         if record is not None:  # written by 'estimate': an estimate, used with super_resolve's safeguards
             opts.update(safe=True, confidence=record.get("confidence"))
-    with about(args.image), progress_bar(Path(args.image).name) as bar:
-        image = read_image(args.image)
-        res = super_resolve(image, kernel, args.scale, sr_method=args.sr_method, callback=bar,
-                            **run_kwargs(args), **opts)
-    out = _sr_output(args, Path(args.image), args.scale, args.sr_method)
-    with about(out):
-        write_image(out, res.image)
-    regions = f", {res.options['regions']} regions of the kernel map" if "regions" in res.options else ""
-    print(f"{args.image}: ×{args.scale} {res.method} → {out} {res.image.shape} {res.image.dtype} "
-          f"in {res.elapsed:.1f} s ({res.device}{regions})" + safety_note(res))
-    return 0
+    cfg = _engine_config(args, {}, sr_method=args.sr_method, sr_opts=opts, kernel=kernel, **_stack_keywords(args))
+
+    def show(result: Any) -> None:
+        what, run, seconds = _sr_line(result)
+        regions = f", {run['options']['regions']} regions of the kernel map" if "regions" in run["options"] else ""
+        shape = tuple(int(n) for n in result.output_shape)
+        print(f"{result.path}: ×{args.scale} {what} {shape} {result.output_dtype} in {seconds:.1f} s "
+              f"({run['device']}{regions})" + safety_note(run["options"]))
+
+    return _sr_through_engine(args, cfg, show)
 
 
 def cmd_blind_sr(args: argparse.Namespace) -> int:
-    from .api import blind_super_resolve
-    from .io import read_image, write_image, write_kernel
-
     est_opts = estimator_options(args, args.estimate_set, "--estimate-set")
-    opts = sr_options(args, args.set)
-    with about(args.image), progress_bar(Path(args.image).name) as bar:
-        image = read_image(args.image)
-        res = blind_super_resolve(image, args.scale, estimator=args.estimator, sr_method=args.sr_method,
-                                  estimate_options=est_opts, callback=bar, **run_kwargs(args), **opts)
-    out = _sr_output(args, Path(args.image), args.scale, args.sr_method)
-    kpath = out.with_name(f"{out.stem}_kernel_x{args.scale}.mat")
-    with about(out), all_or_nothing() as written:
-        written.append(write_kernel(kpath, res.kernel))
-        written.append(write_image(out, res.image))
-    print(f"{args.image}: blind ×{args.scale} {res.method} → {out} (kernel {kpath.name}, "
-          f"{_method_label(res.estimate)}); estimate {res.estimate.elapsed:.1f} s, SR {res.elapsed:.1f} s"
-          + safety_note(res))
-    return 0
+    cfg = _engine_config(args, est_opts, sr_method=args.sr_method, sr_opts=sr_options(args, args.set),
+                         kernel_files="mat", **_stack_keywords(args))
+
+    def show(result: Any) -> None:
+        what, run, seconds = _sr_line(result)
+        kernels = [p.name for p in result.written if p.suffix == ".mat"]
+        named = kernels[0] if len(kernels) == 1 else f"{len(kernels)} kernels, {kernels[0]}…"
+        est = result.estimates[0][1]
+        estimated = sum(e.elapsed for _, e in result.estimates)
+        print(f"{result.path}: blind ×{args.scale} {what} (kernel {named}, {_method_label(est)}); estimate "
+              f"{estimated:.1f} s, SR {seconds:.1f} s" + safety_note(run["options"]))
+
+    return _sr_through_engine(args, cfg, show)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .api import estimate_kernel, super_resolve
+    from .batch import all_or_nothing, write_estimate
     from .io import write_image, write_kernel
     from .physics import constant_gaussian, image_psnr, kernel_l1
     from .samples import TISSUE
@@ -528,14 +496,19 @@ def _option_lines(spec: MethodSpec, wrap: Callable[..., list[str]]) -> list[str]
     return lines
 
 
-def _add_run_options(p: argparse.ArgumentParser, *, axes: bool = True) -> None:
+def _add_run_options(p: argparse.ArgumentParser, *, axes: bool = True, per_task: bool = False) -> None:
     from .devices import available_devices
 
     g = p.add_argument_group("run")
     g.add_argument("--device", default="auto", choices=available_devices(),
                    help="compute device (auto: the best present; default: %(default)s)")
-    g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                   help="PyTorch CPU threads (default: the free cores; $NAPARI_KERNELGAN_THREADS also sets it)")
+    if per_task:  # one thread per input by default, so results do not depend on --workers
+        g.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                       help="PyTorch CPU threads per input (default: %(default)s; run inputs side by side with "
+                            "--workers instead)")
+    else:
+        g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                       help="PyTorch CPU threads (default: the free cores; $NAPARI_KERNELGAN_THREADS also sets it)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     if axes:
         g.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
@@ -599,11 +572,29 @@ def _sr_methods_help(blind: bool = False) -> str:
     return describe_methods(SR_METHODS, "--sr-method", "--set", DEFAULT_SR_METHOD, blind=blind)
 
 
+def _add_axes_option(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    g = p.add_argument_group("stacks")
+    g.add_argument("--axes", default=None, metavar="AXES",
+                   help="axes of files without OME or ImageJ metadata, one letter per dimension, the image plane "
+                        "last, e.g. ZYX, TZCYX or YXS (RGB); OME and ImageJ files name their own")
+    return g
+
+
+def _add_stack_options(p: argparse.ArgumentParser) -> None:
+    g = _add_axes_option(p)
+    how = g.add_mutually_exclusive_group()
+    how.add_argument("--per-stack", dest="per_slice", action="store_false",
+                     help="one kernel for all slices of a stack (the default)")
+    how.add_argument("--per-slice", dest="per_slice", action="store_true", help="a kernel for every slice")
+    p.set_defaults(per_slice=False)
+
+
 def build_estimate(p: argparse.ArgumentParser) -> None:
     from .kernel_map import MAX_GRID, TILE
     from .vocabulary import ESTIMATE_SCALES
 
-    p.add_argument("images", nargs="+", help="image files (TIFF, PNG, ...); each gets its own kernel")
+    p.add_argument("images", nargs="+",
+                   help="image files (TIFF, PNG, JPEG), folders or glob patterns; each image gets its own kernel")
     p.add_argument("--scale", type=int, default=2, choices=ESTIMATE_SCALES,
                    help="2: the ×2 kernel; 4: also the analytic ×4 one (default: %(default)s)")
     p.add_argument("--out", default="kernels", help="output folder (default: ./kernels)")
@@ -617,15 +608,48 @@ def build_estimate(p: argparse.ArgumentParser) -> None:
                         f"{MAX_GRID}×{MAX_GRID} tiles)")
     p.add_argument("--overlap", type=int, default=32, help="pixels neighbouring tiles share (default: %(default)s)")
     _add_estimator(p, "--set", alias=True)
+    _add_stack_options(p)
     _add_run_options(p)
     p.epilog = _estimators_help("--set")
     p.set_defaults(func=cmd_estimate)
 
 
+def build_batch(p: argparse.ArgumentParser) -> None:
+    from .vocabulary import ESTIMATE_SCALES
+
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF stacks, PNG, JPEG), folders or "
+                   "glob patterns (quoted, e.g. 'data/*.tif')")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: kernels, super-resolved images, a manifest per input, summary.csv/.json")
+    p.add_argument("--scale", type=int, default=2, choices=ESTIMATE_SCALES, help="(default: %(default)s)")
+    p.add_argument("--redo", action="store_true",
+                   help="process every input again (by default inputs finished before, with the same settings and "
+                        "outputs unchanged, are skipped)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the closing line")
+    g = p.add_argument_group("parallel (needs napari-kernelgan[dask])")
+    g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="run on a local Dask cluster of N single-threaded worker processes (loopback only)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (its workers need this package "
+                        "and must see the input and output folders)")
+    _add_sr_method(p, alias=False)
+    _add_estimator(p, "--estimate-set", alias=False)
+    _add_stack_options(p)
+    _add_run_options(p, axes=False, per_task=True)
+    p.epilog = _sr_methods_help(blind=True) + "\n\n" + _estimators_help("--estimate-set")
+    p.set_defaults(func=cmd_batch)
+
+
+def _add_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (TIFF stacks, PNG, JPEG), folders or glob patterns; each result is written "
+                        "beside its input")
+
+
 def build_sr(p: argparse.ArgumentParser) -> None:
     from .vocabulary import SR_SCALES
 
-    p.add_argument("image")
+    _add_images(p)
     p.add_argument("--kernel", default=None, help=".mat ('Kernel'), .npy or .tif, correlation orientation")
     p.add_argument("--kernel-map", default=None, metavar="NPZ",
                    help="a kernel map written by 'estimate --kernel-map' for this image, instead of --kernel: "
@@ -634,8 +658,10 @@ def build_sr(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-kernel", action="store_true",
                    help="use a kernel written by 'estimate' as if measured: no safeguards (by default an "
                         "estimate gets the measured noise, its confidence and the check against bicubic)")
-    p.add_argument("-o", "--output", default=None, help="output image (default: IMAGE_sr_xS_METHOD.tif beside it)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output image, for one input (default: IMAGE_sr_xS_METHOD.EXT beside each input)")
     _add_sr_method(p, alias=True)
+    _add_axes_option(p)
     _add_run_options(p)
     p.epilog = _sr_methods_help()
     p.set_defaults(func=cmd_sr)
@@ -644,12 +670,14 @@ def build_sr(p: argparse.ArgumentParser) -> None:
 def build_blind_sr(p: argparse.ArgumentParser) -> None:
     from .vocabulary import ESTIMATE_SCALES
 
-    p.add_argument("image")
+    _add_images(p)
     p.add_argument("--scale", type=int, default=2, choices=ESTIMATE_SCALES, help="(default: %(default)s)")
     p.add_argument("-o", "--output", default=None,
-                   help="output image (default: IMAGE_sr_xS_METHOD.tif beside it); the kernel goes beside it")
+                   help="output image, for one input (default: IMAGE_sr_xS_METHOD.EXT beside each input); the "
+                        "kernel goes beside it")
     _add_sr_method(p, alias=True)
     _add_estimator(p, "--estimate-set", alias=False)
+    _add_stack_options(p)
     _add_run_options(p)
     p.epilog = _sr_methods_help(blind=True) + "\n\n" + _estimators_help("--estimate-set")
     p.set_defaults(func=cmd_blind_sr)
@@ -668,6 +696,8 @@ def build_demo(p: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "estimate": ("estimate the SR kernel of one or many images", build_estimate),
     "sr": ("super-resolve an image with a known kernel", build_sr),
+    "batch": ("kernels and super-resolved images for many files and stacks, resumable, optionally on Dask",
+              build_batch),
     "blind-sr": ("estimate the kernel, then super-resolve (kernel written beside)", build_blind_sr),
     "demo": ("estimate the kernel of a bundled sample blurred with a known kernel, then super-resolve",
              build_demo),

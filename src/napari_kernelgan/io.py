@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError, MissingFileError, OutputError
+from .errors import BadInputError, KernelGANError, MissingFileError, OutputError
 from .physics.conventions import validate_kernel
 
 KERNEL_SUFFIXES = (".mat", ".npy", ".tif", ".tiff")
@@ -39,7 +39,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except OutputError:
+    except KernelGANError:  # raised by the writer about its input (bad data, a missing file): not an output error
         raise
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc

@@ -106,6 +106,12 @@ class TaskRunner(QObject):
     def running(self) -> bool:
         return self.record.state == RunState.RUNNING
 
+    @property
+    def cancel_event(self) -> threading.Event:
+        """The current job's cancel flag, for work that checks it itself between its own steps (read it when
+        the job starts: each run gets a new one)."""
+        return self._cancel
+
     def start(self, job: Job, description: str, *, activity: bool | None = None) -> RunRecord:
         """Run ``job()`` in a worker thread. ``activity``: also show it in napari's activity dock
         (default: :func:`activity_progress_wanted`)."""

@@ -182,9 +182,13 @@ class TaskWidget(QWidget):
         """Whether a job is in progress."""
         return self.runner.running
 
+    def ready(self) -> bool:
+        """Whether the form has what a run needs (an image layer, here)."""
+        return self.image.value is not None
+
     def _update_buttons(self, *_: Any) -> None:
         running = self.runner.running
-        self.run_button.enabled = not running and self.image.value is not None
+        self.run_button.enabled = not running and self.ready()
         self.cancel_button.enabled = running and not self.runner.record.cancel_requested
         if running and self.runner.record.cancel_requested:
             self.status.value = f"{self.runner.record.description}: cancelling (at the next progress report)…"

@@ -1,0 +1,189 @@
+"""*Batch*: the batch engine on files and folders from disk, in napari's thread worker.
+
+The widget only collects settings; :func:`napari_kernelgan.batch.iter_batch` does the work (the same
+engine and outputs as ``napari-kernelgan batch``) and checks the runner's cancel flag between inputs
+and slices. The run's ``summary.csv`` is shown as a table; *Open results* adds the super-resolved
+files (those of the selected rows, or all) as image layers, stacks with their physical scale.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton
+from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QTableWidget, QTableWidgetItem
+
+from .. import api
+from ..batch import BatchConfig, iter_batch
+from ..errors import KernelGANError
+from ..registry import ESTIMATORS, SR_METHODS
+from ..vocabulary import ESTIMATE_SCALES
+from .models import RunRecord, RunState, format_seconds
+from .options_form import OptionsForm
+from .task_widget import TaskWidget
+
+__all__ = ["BatchWidget", "TABLE_COLUMNS"]
+
+TABLE_COLUMNS = ("file", "slice", "status", "estimator", "sigma_major", "sigma_minor", "orientation_deg",
+                 "confidence", "seconds", "output", "error")
+"""The summary.csv columns the table shows (the settings columns are the same on every row)."""
+
+
+class BatchWidget(TaskWidget):
+    """Kernels and super-resolved images for files and folders on disk (see the module docstring)."""
+
+    run_text = "Run batch"
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self.inputs = LineEdit(label="Inputs", value="")
+        self.inputs.native.setPlaceholderText("files, folders or patterns, separated by ;")
+        self.inputs.tooltip = "TIFF stacks (OME, ImageJ), PNG or JPEG files, folders of them, or glob patterns."
+        self.pick_folder = PushButton(text="Folder…")
+        self.pick_files = PushButton(text="Files…")
+        pickers = Container(widgets=[self.pick_folder, self.pick_files], layout="horizontal", labels=False)
+        pickers.margins = (0, 0, 0, 0)
+        self.out = FileEdit(label="Output folder", mode="d")
+        self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in ESTIMATE_SCALES], value=2)
+        self.estimator = self.method_chooser("Estimator", ESTIMATORS, api.DEFAULT_ESTIMATOR)
+        self.sr_method = ComboBox(label="SR method", choices=SR_METHODS.names(), value=api.DEFAULT_SR_METHOD)
+        self.sr_options = OptionsForm()
+        self.collapsible.addWidget(self.sr_options.more)
+        self.per_slice = CheckBox(text="A kernel per slice", value=False)
+        self.per_slice.tooltip = "Stacks: estimate a kernel for every slice instead of one for the whole stack."
+        self.form.extend([self.inputs, pickers, self.out, self.scale, self.estimator, self.unavailable,
+                          self.options.main, self.sr_method, self.sr_options.main, self.per_slice, self.device,
+                          self.seed])
+        self.advanced.append(self.threads)
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.open_button = PushButton(text="Open results", enabled=False)
+        self.open_button.tooltip = "Add the super-resolved files of the selected rows (or of all) as image layers."
+        layout = self.layout()
+        layout.insertWidget(layout.count() - 1, self.table, 1)
+        layout.insertWidget(layout.count() - 1, self.open_button.native)
+        self.rows: list[dict[str, str]] = []
+        self.results_dir: Path | None = None
+        self.pick_folder.changed.connect(self._choose_folder)
+        self.pick_files.changed.connect(self._choose_files)
+        self.open_button.changed.connect(self.open_results)
+        self.estimator.changed.connect(lambda *_: self.options.set_spec(ESTIMATORS.get(self.estimator.value)))
+        self.sr_method.changed.connect(lambda *_: self.sr_options.set_spec(SR_METHODS.get(self.sr_method.value)))
+        self.options.set_spec(ESTIMATORS.get(self.estimator.value))
+        self.sr_options.set_spec(SR_METHODS.get(self.sr_method.value))
+        self._update_buttons()
+
+    def ready(self) -> bool:
+        """A batch needs no image layer: inputs and the output folder are checked when Run is clicked."""
+        return True
+
+    def _active_changed(self, event: Any = None) -> None:
+        """A batch reads from disk: the layer selected in the viewer does not matter."""
+
+    # ------------------------------------------------------------------ choosing inputs
+
+    def _choose_folder(self, *_: Any) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of images")
+        if folder:
+            self.inputs.value = folder
+
+    def _choose_files(self, *_: Any) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Images", "", "Images (*.tif *.tiff *.png *.jpg *.jpeg)")
+        if files:
+            self.inputs.value = "; ".join(files)
+
+    def input_list(self) -> list[str]:
+        """The inputs typed or chosen, in order."""
+        return [item.strip() for item in str(self.inputs.value).split(";") if item.strip()]
+
+    # ------------------------------------------------------------------ running
+
+    def config(self, description: str) -> BatchConfig | None:
+        """The run's settings from the form; ``None``, with the reason said, when one is missing or invalid."""
+        out = str(self.out.value or "").strip()
+        if not self.input_list():
+            self.say("Choose input files or a folder first.")
+            return None
+        if out in ("", "."):
+            self.say("Choose an output folder first.")
+            return None
+        settings = self.form_settings(description)
+        if settings is None:
+            return None
+        threads, estimator_options = settings
+        try:
+            return BatchConfig(out=Path(out), scale=int(self.scale.value), estimator=self.estimator.value,
+                               estimator_options=estimator_options, sr_method=self.sr_method.value,
+                               sr_options=self.sr_options.values(), per_slice=bool(self.per_slice.value),
+                               device=self.device.value, seed=int(self.seed.value), threads=threads)
+        except KernelGANError as exc:
+            self.fail(exc, description)
+            return None
+
+    def run(self) -> None:
+        """Start the batch in the worker thread."""
+        self.begin_attempt()
+        inputs = self.input_list()
+        description = f"Batch of {len(inputs)} input{'s' if len(inputs) != 1 else ''}"
+        cfg = self.config(description)
+        if cfg is None:
+            return
+        runner = self.runner
+
+        def job() -> Any:
+            # The flag is read here, in the worker, once start() has made this run's.
+            return (yield from iter_batch(inputs, cfg, cancel=runner.cancel_event))
+
+        self._show_rows([])
+        self.results_dir = cfg.out
+        self.start(job, description)
+
+    def on_finished(self, record: RunRecord) -> str:
+        if record.state == RunState.CANCELLED:
+            return (f"{record.description}: cancelled; finished inputs are kept in {self.results_dir} and skipped "
+                    "when the batch is run again.")
+        if record.state != RunState.DONE:
+            return ""
+        batch = record.value
+        with open(batch.summary[0], newline="") as fh:
+            self._show_rows(list(csv.DictReader(fh)))
+        counts = {s: sum(r.status == s for r in batch.results) for s in ("ok", "skipped", "failed")}
+        return (f"{record.description}: {counts['ok']} done, {counts['skipped']} skipped (finished before), "
+                f"{counts['failed']} failed in {format_seconds(batch.seconds)}; summary in {batch.summary[0]}")
+
+    # ------------------------------------------------------------------ results
+
+    def _show_rows(self, rows: list[dict[str, str]]) -> None:
+        self.rows = rows
+        self.table.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, column in enumerate(TABLE_COLUMNS):
+                value = row.get(column) or ""
+                self.table.setItem(i, j, QTableWidgetItem(Path(value).name if column == "file" else value))
+        self.table.resizeColumnsToContents()
+        self.open_button.enabled = any(row.get("output") for row in rows)
+
+    def result_paths(self) -> list[Path]:
+        """The super-resolved files of the selected rows (all rows when none is selected), once each."""
+        chosen = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        rows = [self.rows[i] for i in chosen] if chosen else self.rows
+        names = dict.fromkeys(row["output"] for row in rows if row.get("output") and row.get("status") != "failed")
+        return [self.results_dir / name for name in names if self.results_dir is not None]
+
+    def open_results(self, *_: Any) -> list[Any]:
+        """Add the result files as image layers: OME / ImageJ stacks with their scale and units (this plugin's
+        reader), other images with napari's."""
+        from .._reader import looks_like_stack, read_stacks
+
+        layers: list[Any] = []
+        for path in self.result_paths():
+            if looks_like_stack(path):
+                for data, kwargs, _ in read_stacks(str(path)):
+                    added = self.viewer.add_image(data, **kwargs)
+                    layers += added if isinstance(added, list) else [added]
+            else:
+                layers += self.viewer.open(str(path), plugin="napari")
+        return layers

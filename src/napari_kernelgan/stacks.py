@@ -1,0 +1,365 @@
+"""Images with their axes and physical pixel sizes: OME-TIFF, ImageJ TIFF, plain TIFF, PNG, JPEG (and the other
+formats scikit-image reads, written back as PNG).
+
+:func:`open_image` reads an image's axes (``TZCYXS`` letters) from its OME-XML or ImageJ metadata,
+else from the axes a user gives, and its pixel sizes and units; uncompressed TIFFs are memory-mapped
+read-only, so a stack larger than memory is read slice by slice (``lazy=True`` makes compressed ones a
+Dask array read page by page, for napari). :func:`tiff_kind` tells from the header alone whether a TIFF
+names its axes. :func:`write_like` writes a result
+in the input's format (OME-TIFF, ImageJ TIFF, plain TIFF or PNG) with its axes and metadata, the YX
+pixel size divided by the SR scale so Fiji and napari show it at the input's physical size.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BadInputError, MissingFileError
+from .imaging import Intensity, intensity_of
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
+"""What a folder is searched for; a file named explicitly may be any format scikit-image reads."""
+CHANNEL_AXES = "CS"
+SAMPLE_FRAMES = 16
+"""Frames read to set the intensity range of a stack too large to scan (and to estimate one kernel for it)."""
+SCAN_BYTES = 256 * 2**20
+"""Arrays up to this size in memory get their exact range; larger or memory-mapped ones a sampled one."""
+
+__all__ = ["ImageMeta", "ImageSource", "open_image", "check_axes", "write_like", "stack_intensity",
+           "output_suffix", "stem_of", "tiff_kind"]
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """How an image's array maps onto the world: one axis letter per dimension, pixel sizes and units.
+
+    ``kind`` is the file format written back (``ome``, ``imagej``, ``tiff``, ``png``); ``pixel_size`` and
+    ``unit`` are keyed by axis letter (``X``, ``Y``, ``Z``...); ``extra`` keeps format-specific
+    entries carried through unchanged (ImageJ ``finterval``, OME ``TimeIncrement``...).
+    """
+
+    axes: str
+    kind: str
+    pixel_size: dict[str, float] = field(default_factory=dict)
+    unit: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def scaled(self, scale: int) -> ImageMeta:
+        """The metadata of the image upsampled ``scale`` times in Y and X."""
+        sizes = {a: (v / scale if a in "YX" else v) for a, v in self.pixel_size.items()}
+        return replace(self, pixel_size=sizes)
+
+
+@dataclass
+class ImageSource:
+    """An opened image: ``data`` in the file's axis order (a read-only ``np.memmap`` where the file allows)."""
+
+    path: Path
+    data: np.ndarray
+    meta: ImageMeta
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.data, np.memmap)
+
+
+def stem_of(path: str | os.PathLike) -> str:
+    """The file name without its image suffix (``cells.ome.tif`` → ``cells``)."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def output_suffix(path: str | os.PathLike, meta: ImageMeta) -> str:
+    """Suffix of a result written like the input: OME and TIFF keep theirs, PNG stays PNG, JPEG becomes
+    PNG (a result is not re-compressed lossily)."""
+    if meta.kind == "ome":
+        return ".ome.tiff" if Path(path).name.lower().endswith(".tiff") else ".ome.tif"
+    if meta.kind == "png":
+        return ".png"
+    suffix = Path(path).suffix.lower()
+    return suffix if suffix in TIFF_SUFFIXES else ".tif"
+
+
+def check_axes(axes: str, ndim: int, where: str = "") -> str:
+    """Upper-case ``axes`` and check it fits an array of ``ndim`` dimensions: one letter each, Y and X
+    once, at most one channel axis (C or S), and the image plane last (``...YX`` or ``...YXS``)."""
+    axes = str(axes).strip().upper()
+    about = f" for {where}" if where else ""
+    if not re.fullmatch(r"[A-Z]+", axes):
+        raise BadInputError(f"axes {axes!r}{about} must be letters such as TZCYX")
+    if len(axes) != ndim:
+        raise BadInputError(f"axes {axes!r}{about} name {len(axes)} dimensions but the image has {ndim}")
+    if len(set(axes)) != len(axes):
+        raise BadInputError(f"axes {axes!r}{about} repeat a letter")
+    if "Y" not in axes or "X" not in axes:
+        raise BadInputError(f"axes {axes!r}{about} must contain Y and X")
+    if sum(axes.count(c) for c in CHANNEL_AXES) > 1:
+        raise BadInputError(f"axes {axes!r}{about} hold two channel axes (C and S); name one")
+    if not (axes.endswith("YX") or axes.endswith("YXS") or axes.endswith("YXC")):
+        raise BadInputError(f"axes {axes!r}{about} must end with YX (or YXS for RGB samples)")
+    return axes[:-1] + "S" if axes.endswith("YXC") else axes
+
+
+def _legacy_axes(shape: tuple[int, ...], channel_axis: int | None, stack_axis: int | None) -> str:
+    """Axes from the API's ``channel_axis`` / ``stack_axis`` (or the shape alone), refused as
+    :func:`~napari_kernelgan.imaging.prepare_image` refuses them."""
+    nd = len(shape)
+    letters = [""] * nd
+    for name, ax, letter in (("channel_axis", channel_axis, "C"), ("stack_axis", stack_axis, "Z")):
+        if ax is not None:
+            if not -nd <= ax < nd:
+                raise BadInputError(f"{name}={ax} is out of range for an image of {nd} dimensions {shape}")
+            if letters[ax % nd]:
+                raise BadInputError("channel_axis and stack_axis must differ")
+            letters[ax % nd] = letter
+    free = [i for i, v in enumerate(letters) if not v]
+    if channel_axis is None and stack_axis is None and nd == 3 and shape[-1] in (3, 4):
+        return "YXS"
+    if len(free) != 2:
+        raise BadInputError(
+            f"cannot tell the two image axes in an array of shape {shape}: a {nd}-D image without OME or "
+            "ImageJ axes needs channel_axis= and/or stack_axis=, or axes= naming them all (e.g. axes='ZYX'), "
+            "or the 2-D slice you want")
+    letters[free[0]], letters[free[1]] = "Y", "X"
+    return "".join(letters)
+
+
+def _ome_meta(xml: str) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
+    root = ET.fromstring(xml)
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    sizes: dict[str, float] = {}
+    units: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if pixels is None:
+        return sizes, units, extra
+    for ax in "XYZ":
+        value = pixels.get(f"PhysicalSize{ax}")
+        if value is not None:
+            sizes[ax] = float(value)
+            units[ax] = pixels.get(f"PhysicalSize{ax}Unit", "µm")  # the OME default unit
+    if pixels.get("TimeIncrement") is not None:
+        extra["TimeIncrement"] = float(pixels.get("TimeIncrement"))
+        extra["TimeIncrementUnit"] = pixels.get("TimeIncrementUnit", "s")
+    return sizes, units, extra
+
+
+def _imagej_meta(tif: Any) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
+    ij = tif.imagej_metadata or {}
+    tags = tif.pages[0].tags
+    sizes: dict[str, float] = {}
+    unit = ij.get("unit")
+    for ax, tag in (("X", "XResolution"), ("Y", "YResolution")):
+        if tag in tags:
+            num, den = tags[tag].value
+            if num and den and (num, den) != (1, 1):  # 1/1 is ImageJ's "uncalibrated"
+                sizes[ax] = den / num
+    if "spacing" in ij:
+        sizes["Z"] = float(ij["spacing"])
+    units = {ax: str(unit) for ax in sizes} if unit else {}
+    extra = {k: ij[k] for k in ("finterval", "fps", "tunit") if k in ij}
+    return sizes, units, extra
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile logs what it finds wrong in a file; the error raised says it, once."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def tiff_kind(path: str | os.PathLike) -> str | None:
+    """``"ome"``, ``"imagej"`` or ``"tiff"`` for a TIFF (only its header and first page are read); ``None`` for
+    anything that is not a readable TIFF with an image in it."""
+    import tifffile
+
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                return None
+            return "ome" if tif.is_ome else "imagej" if tif.is_imagej else "tiff"
+    except Exception:  # not a TIFF, truncated, unreadable: the caller leaves it to other readers
+        return None
+
+
+def _paged(path: Path, series: Any) -> Any:
+    """A compressed (or tiled, or byte-swapped) series as a Dask array with a chunk per TIFF page: only the
+    pages of the slices shown are decoded."""
+    import dask
+    import dask.array as da
+    import tifffile
+
+    plane = series.shape[-3:] if series.axes.endswith("S") else series.shape[-2:]
+    count = int(np.prod(series.shape[: len(series.shape) - len(plane)], dtype=np.int64))
+
+    def page(i: int) -> np.ndarray:
+        with _quiet_tifffile():
+            return tifffile.imread(path, series=0, key=i).reshape(plane)
+
+    chunks = [da.from_delayed(dask.delayed(page)(i), plane, dtype=series.dtype) for i in range(count)]
+    return da.stack(chunks).reshape(series.shape)
+
+
+def _read_tiff(path: Path, lazy: bool = False
+               ) -> tuple[Any, str | None, str, dict[str, float], dict[str, str], dict[str, Any]]:
+    import tifffile
+
+    with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise BadInputError(f"could not read image {path.name}: no image in it (corrupt or truncated?)")
+        series = tif.series[0]
+        sizes: dict[str, float] = {}
+        units: dict[str, str] = {}
+        extra: dict[str, Any] = {}
+        if tif.is_ome:
+            kind = "ome"
+            sizes, units, extra = _ome_meta(tif.ome_metadata)
+            axes: str | None = series.axes
+        elif tif.is_imagej:
+            kind = "imagej"
+            sizes, units, extra = _imagej_meta(tif)
+            axes = series.axes
+        else:
+            kind = "tiff"
+            shaped = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
+            # Without metadata tifffile names unknown axes I, Q or S; only a plane or RGB is certain then.
+            axes = shaped.get("axes") or (series.axes if series.axes in ("YX", "YXS") else None)
+            if axes is not None and len(axes) != len(series.shape):
+                axes = None
+        contiguous = series.dataoffset is not None and series.dtype.isnative
+        if not contiguous:
+            data = _paged(path, series) if lazy and len(series.pages) > 1 else series.asarray()
+            return data, axes, kind, sizes, units, extra
+    # A read-only map: nothing is read until a slice is used, and the file cannot be changed through it.
+    with _quiet_tifffile():
+        data = tifffile.memmap(path, mode="r")
+    return data, axes, kind, sizes, units, extra
+
+
+def open_image(path: str | os.PathLike, axes: str | None = None, *, channel_axis: int | None = None,
+               stack_axis: int | None = None, lazy: bool = False) -> ImageSource:
+    """Open an image with its axes, pixel sizes and units.
+
+    Axes come from the file's OME or ImageJ metadata when it has them (a PNG, JPEG or 2-D TIFF is a
+    plane or RGB), else from ``axes`` (e.g. ``"TZCYX"``), else from ``channel_axis`` / ``stack_axis``.
+    With ``lazy``, a multi-page TIFF that cannot be memory-mapped is a Dask array (needs ``dask``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"image file not found: {path}")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            data, file_axes, kind, sizes, units, extra = _read_tiff(path, lazy=lazy)
+        else:
+            from .io import read_image
+
+            data, kind, sizes, units, extra = read_image(path), "png", {}, {}, {}
+            file_axes = "YX" if data.ndim == 2 else "YXS" if data.ndim == 3 else None
+    except BadInputError:
+        raise
+    except Exception as exc:  # corrupt and truncated files raise many types; report them one way
+        raise BadInputError(f"could not read image {path.name}: {exc}") from exc
+    if data.size == 0:
+        raise BadInputError(f"the image is empty (shape {data.shape})")
+    if data.dtype == bool or not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+        raise BadInputError(f"unsupported image dtype {data.dtype}: use uint8, uint16 or float")
+    if file_axes is not None:  # the file's own axes win: --axes is for the files that do not say
+        chosen = file_axes
+    elif axes is not None:
+        chosen = axes
+    else:
+        chosen = _legacy_axes(tuple(data.shape), channel_axis, stack_axis)
+        if not (chosen.endswith("YX") or chosen.endswith("YXS")):
+            # The API takes the plane anywhere; the engine (and every file format) wants it last.
+            data = np.moveaxis(data, [chosen.index("Y"), chosen.index("X")], [-2, -1])
+            chosen = chosen.replace("Y", "").replace("X", "") + "YX"
+    return ImageSource(path, data, ImageMeta(check_axes(chosen, data.ndim, path.name), kind, sizes, units, extra))
+
+
+def stack_intensity(data: np.ndarray, frames: Iterable[np.ndarray] | None = None) -> Intensity:
+    """The map of ``data``'s values to [0, 1]: exact (as for one image) when it is small and in memory,
+    else from the dtype (uint8) or the range of a few sampled ``frames``, never a pass over all of it."""
+    if not isinstance(data, np.memmap) and data.nbytes <= SCAN_BYTES:
+        return intensity_of(data)
+    if data.dtype == np.uint8:
+        return Intensity(data.dtype, 0.0, 255.0)
+    lo, hi = np.inf, -np.inf
+    for frame in frames if frames is not None else [data[(0,) * (data.ndim - 2)]]:
+        f = np.asarray(frame)
+        lo, hi = min(lo, float(f.min())), max(hi, float(f.max()))
+    if not hi - lo >= 1e-12:
+        raise BadInputError("the sampled frames of the stack are constant: there is no structure to "
+                            "estimate a kernel from")
+    if np.issubdtype(data.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    return Intensity(data.dtype, lo, hi)
+
+
+def _tiff_kwargs(name: str, meta: ImageMeta, shape: tuple[int, ...], dtype: np.dtype) -> dict[str, Any]:
+    rgb = meta.axes.endswith("S") and shape[-1] in (3, 4)
+    kw: dict[str, Any] = {"photometric": "rgb" if rgb else "minisblack"}
+    sizes, units = meta.pixel_size, meta.unit
+    if meta.kind == "ome":
+        md: dict[str, Any] = {"axes": meta.axes}
+        for ax in "XYZ":
+            if ax in sizes:
+                md[f"PhysicalSize{ax}"] = sizes[ax]
+                md[f"PhysicalSize{ax}Unit"] = units.get(ax, "µm")
+        md.update(meta.extra)
+        # OME files carry a UUID; one derived from the file's name and description keeps reruns byte-identical.
+        md["UUID"] = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps([name, md, list(shape), str(dtype)], default=str)))
+        kw.update(ome=True, metadata=md)
+    elif meta.kind == "imagej":
+        md = {"axes": meta.axes, **meta.extra}
+        if "Z" in sizes:
+            md["spacing"] = sizes["Z"]
+        unit = units.get("X") or units.get("Y") or units.get("Z")
+        if unit:
+            md["unit"] = unit
+        if "X" in sizes and "Y" in sizes:
+            kw["resolution"] = (1.0 / sizes["X"], 1.0 / sizes["Y"])
+        kw.update(imagej=True, metadata=md)
+    else:
+        kw["metadata"] = {"axes": meta.axes}
+    return kw
+
+
+def write_like(path: str | os.PathLike, pages: np.ndarray | Iterable[np.ndarray], meta: ImageMeta,
+               shape: tuple[int, ...], dtype: np.dtype) -> Path:
+    """Write an image of ``shape`` and ``dtype`` in ``meta``'s format and axes, atomically.
+
+    ``pages`` is the whole array or an iterator over its TIFF pages in file order (each ``YX`` or
+    ``YXS``), so a stack is written as it is computed, never held whole.
+    """
+    from .io import atomic_path, write_image
+
+    path = Path(path)
+    if meta.kind == "png":
+        return write_image(path, pages if isinstance(pages, np.ndarray) else np.stack(list(pages)).reshape(shape))
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        if isinstance(pages, np.ndarray):
+            tifffile.imwrite(tmp, pages, **_tiff_kwargs(path.name, meta, shape, dtype))
+        else:
+            tifffile.imwrite(tmp, pages, shape=shape, dtype=dtype, **_tiff_kwargs(path.name, meta, shape, dtype))
+    return path
