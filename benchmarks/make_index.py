@@ -33,6 +33,8 @@ SECTIONS = [
     ("benchmarks_samples.md", "The bundled samples"),
     ("benchmarks_kernel_map.md", "Kernel maps and spatially varying SR"),
     ("benchmarks_tile_pass.md", "Kernel-map tiles in one pass against tile after tile"),
+    ("benchmarks_batch.md", "Batch processing: 1,000 files serially and on Dask, a kill and a rerun, a "
+                            "memory-mapped stack"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
     ("benchmarks_threads.md", "CPU threads under load"),
     ("benchmarks_activity.md", "napari's activity progress under software OpenGL"),

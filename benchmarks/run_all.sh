@@ -2,7 +2,7 @@
 # Rerun every benchmark behind docs/benchmarks.md, then rebuild that page.
 #   bash benchmarks/run_all.sh [DATA_DIR] [USRNET_WEIGHTS] [METAKERNELGAN_WEIGHTS]
 #   REF=<commit> bash benchmarks/run_all.sh   # also compare every accuracy figure with that commit's reports
-# About an hour on 2 CPU cores. Timings are only comparable within one report.
+# About an hour and a half on 2 CPU cores. Timings are only comparable within one report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/div2krk}
@@ -49,6 +49,9 @@ $PY benchmarks/samples_benchmark.py --threads 2 --out docs/benchmarks_samples.md
 $PY benchmarks/kernel_map_benchmark.py --data "$DATA" --crop 1024 --threads 2 --json docs/benchmarks_kernel_map.json \
     --out docs/benchmarks_kernel_map.md
 $PY benchmarks/tile_pass_benchmark.py --threads 2 --out docs/benchmarks_tile_pass.md
+# 1,000 small files serially and on 2 Dask workers, a kill and rerun, and a 2 GB memory-mapped stack (about 20 min).
+$PY benchmarks/batch_benchmark.py --files 1000 --workers 2 --stack-slices 256 --stack-side 2048 \
+    --stack-sr-method bicubic --out docs/benchmarks_batch.md
 $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet,zssr --kernels gt,estimated \
     --ids 2,13,27 --threads 2 --kernel-cache "$CACHE" --usrnet-weights "$WEIGHTS" \
     --out docs/benchmarks_sr_neural_x2.md
