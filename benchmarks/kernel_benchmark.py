@@ -9,8 +9,10 @@ the same crops and reports the speed ratio.
     python benchmarks/kernel_benchmark.py --data ../shared/data/div2krk --scale 2 \
         --presets default,paper --out docs/benchmarks.md
 
-``--workers`` runs images in parallel processes (each with ``--threads``);
-use 1 worker for timings that mean "one image on this machine".
+``--workers N`` (N > 1) runs images in parallel on a local Dask cluster of N
+single-threaded worker processes (``batch.map_tasks``, the engine's executor;
+``--threads`` still sets PyTorch's threads inside each image's run); use 1
+worker for timings that mean "one image on this machine".
 """
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -298,19 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(str(args.data), args.scale, i, p, overrides.get(p.rpartition(":")[0] or "kernelgan", {}), args.seed,
              args.threads, args.device, args.noise)
             for p in args.presets.split(",") for i in ids]
-    rows: list[dict] = []
-    if args.workers > 1:
-        with ProcessPoolExecutor(args.workers) as pool:
-            for row in pool.map(run_one, jobs):
-                rows.append(row)
-                print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
-                                  if k not in ("run_l1", "verdicts", "kernel")}), flush=True)
-    else:
-        for job in jobs:
-            row = run_one(job)
-            rows.append(row)
-            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
-                              if k not in ("run_l1", "verdicts", "kernel")}), flush=True)
+    from napari_kernelgan.batch import map_tasks
+
+    done: dict[int, dict] = {}
+    for i, row in map_tasks(run_one, jobs, workers=args.workers if args.workers > 1 else None):
+        if isinstance(row, BaseException):  # a failed image fails the benchmark, as a serial run would
+            raise row
+        done[i] = row
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
+                          if k not in ("run_l1", "verdicts", "kernel")}), flush=True)
+    rows = [done[i] for i in range(len(jobs))]  # in job order, whichever finished first
     labels = args.presets.split(",")
     included = []
     for item in args.include:

@@ -8,7 +8,8 @@ settings, the input's size and time, and outputs that still hash the same. Every
 through :func:`.io.atomic_path`, so a run killed at any point leaves no truncated output, and a file
 that fails is recorded (with its error) while the others go on. :func:`run_batch` runs the tasks in
 this process or on a Dask cluster (``napari-kernelgan[dask]``); each task is seeded, so both give
-the same files. The run's table goes to ``summary.csv`` and ``summary.json`` (:func:`write_summary`).
+the same files; :func:`map_tasks` is that executor for any function (the benchmarks run on it). The run's
+table goes to ``summary.csv`` and ``summary.json`` (:func:`write_summary`).
 :func:`iter_batch` is the serial run as a generator of progress reports, for a GUI's worker thread; a
 ``cancel`` event stops a run between inputs and slices (and at the next progress report inside one),
 removing the interrupted input's files. ``sr`` and ``blind-sr`` run through here too: a known kernel
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import glob
 import hashlib
 import io
@@ -29,7 +31,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,8 +56,8 @@ if TYPE_CHECKING:
     from .types import KernelEstimate, Progress
 
 __all__ = ["BatchConfig", "InputResult", "BatchResult", "SUMMARY_COLUMNS", "expand_inputs", "process_input",
-           "run_batch", "iter_batch", "write_summary", "write_estimate", "write_field", "save_kernel_plot",
-           "all_or_nothing"]
+           "run_batch", "iter_batch", "map_tasks", "dask_client", "write_summary", "write_estimate",
+           "write_field", "save_kernel_plot", "all_or_nothing"]
 
 MANIFEST_SUFFIX = "_manifest.json"
 MANIFEST_FORMAT = 1
@@ -669,10 +671,43 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         return
     # One BLAS/OpenMP thread per worker too: the workers share the cores among themselves.
     single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    # The scheduler's HTTP routes (health, metrics) listen anyway: on a free port, not 8787, which another
+    # cluster on this machine may hold.
+    http = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
     with LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR, env=single) as cluster, \
+                      dashboard_address=None, scheduler_kwargs=http, silence_logs=logging.ERROR,
+                      env=single) as cluster, \
             Client(cluster) as client:
         yield client
+
+
+def map_tasks(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int | None = None,
+              scheduler: str | None = None) -> Iterator[tuple[int, Any | BaseException]]:
+    """``(index, fn(item))`` for every item: in this process, in order, when neither ``workers`` nor
+    ``scheduler`` is given; else one task per item on :func:`dask_client`, yielded as they complete.
+
+    A task that raises (or is lost with its worker) yields its exception instead of a result, and the
+    others go on. ``fn`` and the items must pickle for Dask; a function of a script's ``__main__`` is
+    sent by value. Leaving the loop early stops the local cluster with the tasks still running.
+    """
+    if workers is None and scheduler is None:
+        for i, item in enumerate(items):
+            try:
+                yield i, fn(item)
+            except Exception as exc:
+                yield i, exc
+        return
+    with dask_client(workers, scheduler) as client:
+        from distributed import as_completed
+
+        # pure=False: equal items are still separate tasks (seeded runs, files written as a side effect)
+        futures = {client.submit(fn, item, pure=False): i for i, item in enumerate(items)}
+        for future in as_completed(futures):
+            try:
+                value = future.result()
+            except Exception as exc:
+                value = exc
+            yield futures[future], value
 
 
 def _failed(path: Path, cfg: BatchConfig, message: str) -> InputResult:
@@ -740,28 +775,24 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, *, workers:
                 return stop.value
             if progress is not None and report.iteration > 0:  # per input done, as on Dask
                 progress(report)
-    from distributed import as_completed
-
     from .types import Progress
 
     start = time.perf_counter()
     paths = _paths(inputs, cfg)
     results: list[InputResult | None] = [None] * len(paths)
-    with dask_client(workers, scheduler) as client:
-        futures = {client.submit(process_input, path, cfg, pure=False): i for i, path in enumerate(paths)}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # the task itself was lost (a worker died, e.g. out of memory)
-                result = _failed(paths[i], cfg, f"the task was lost on the cluster: {type(exc).__name__}: {exc}")
-            results[i] = result
-            if on_result is not None:
-                on_result(result)
-            if progress is not None:
-                finished = sum(r is not None for r in results)
-                progress(Progress(finished, len(paths), time.perf_counter() - start, stage="batch",
-                                  message=result.path.name))
+    task = functools.partial(process_input, cfg=cfg)
+    for i, value in map_tasks(task, paths, workers=workers, scheduler=scheduler):
+        if isinstance(value, BaseException):  # process_input records its own errors: the task itself was lost
+            result = _failed(paths[i], cfg, f"the task was lost on the cluster: {type(value).__name__}: {value}")
+        else:
+            result = value
+        results[i] = result
+        if on_result is not None:
+            on_result(result)
+        if progress is not None:
+            finished = sum(r is not None for r in results)
+            progress(Progress(finished, len(paths), time.perf_counter() - start, stage="batch",
+                              message=result.path.name))
     return _finish(cfg, [r for r in results if r is not None], start, summary)
 
 
