@@ -72,6 +72,24 @@ def test_dask_stack_sr_streams_slice_by_slice(stack: np.ndarray, dtype: type) ->
         assert np.array_equal(res.image[2], nk.super_resolve(data[2], TRUE_K, 2).image)
 
 
+def test_large_streamed_output_is_memory_mapped(stack: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    import napari_kernelgan.api as api
+
+    monkeypatch.setattr(api, "SCAN_BYTES", 0)  # every output counts as large
+    res = nk.super_resolve(Counted(stack).array, TRUE_K, 2, sr_method="bicubic", stack_axis=0)
+    assert isinstance(res.image, np.memmap) and res.image.shape == (6, 2 * SIDE, 2 * SIDE)
+    ref = nk.super_resolve(stack, TRUE_K, 2, sr_method="bicubic", stack_axis=0)
+    assert np.array_equal(np.asarray(res.image), ref.image)
+
+
+def test_kernel_map_of_a_dask_stack_reads_each_slice_once(stack: np.ndarray) -> None:
+    lazy = Counted(stack)
+    field = nk.estimate_kernel_map(lazy.array, 2, estimator="edges", stack_axis=0)
+    assert sorted(lazy.reads) == list(range(6))
+    ref = nk.estimate_kernel_map(stack, 2, estimator="edges", stack_axis=0)
+    assert np.allclose(field.kernels, ref.kernels, atol=1e-6)
+
+
 def test_nan_in_a_read_slice_is_reported() -> None:
     da = pytest.importorskip("dask.array", reason="dask is not installed (the 'dask' extra)")
     arr = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
