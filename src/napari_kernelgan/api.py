@@ -11,6 +11,7 @@ against what the method declares.
 """
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 import warnings
@@ -22,10 +23,20 @@ import numpy as np
 from .devices import reproducible, resolve_device, torch_threads
 from .errors import BadInputError, BadOptionError, Cancelled
 from .fields import KernelField
-from .imaging import Frames, frames_to_image, prepare_image
+from .imaging import (
+    SCAN_BYTES,
+    Frames,
+    Intensity,
+    frames_to_image,
+    is_lazy,
+    prepare_image,
+    read_frame,
+    sample_indices,
+    stack_intensity,
+)
 from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
-from .types import KernelEstimate, Progress, SRResult
+from .types import KernelEstimate, Progress, SRResult, relay
 from .vocabulary import ESTIMATE_SCALES, SR_SCALES, Stage
 
 ProgressCallback = Callable[[Progress], Any]
@@ -95,6 +106,11 @@ def iter_estimate_kernel(image: np.ndarray | Frames, scale: int = 2, *, estimato
     result.elapsed = time.perf_counter() - start
     if result.dmap is not None and not frames.stacked:
         result.dmap = result.dmap[0]
+    if frames.sampled is not None and not isinstance(image, Frames):
+        total = int(image.shape[stack_axis])
+        result.options["slices_read"] = f"{len(frames.sampled)} of {total}"
+        if len(frames.sampled) < total:
+            result.dmap = None  # a D-map of some slices would not line up with the stack
     return result
 
 
@@ -135,6 +151,47 @@ def _resolve_kernel(kernel: np.ndarray | KernelEstimate, scale: int) -> np.ndarr
     return validate_kernel(kernel)
 
 
+def _output_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An array for a streamed result: in memory when small, else memory-mapped on an anonymous temporary
+    file (in ``$TMPDIR``, gone when the array is), so a large result need not fit in memory."""
+    if int(np.prod(shape)) * np.dtype(dtype).itemsize <= SCAN_BYTES:
+        return np.empty(shape, dtype)
+    return np.memmap(tempfile.TemporaryFile(prefix="napari-kernelgan-"), dtype=dtype, mode="w+", shape=shape)
+
+
+def _iter_stream(image: Any, sr_frames: Callable[[Frames], Generator[Progress, None, tuple[np.ndarray, dict]]],
+                 layout: dict[str, Any], output_dtype: Any,
+                 start: float) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
+    """SR of a lazy stack slice by slice into one output (:func:`_output_array`); only one input slice is in
+    memory at a time. The slices share the stack's sampled intensity range, widened where a slice goes
+    beyond it (so nothing is clipped and a blank slice is no error)."""
+    ax = int(layout["stack_axis"]) % len(image.shape)
+    n = int(image.shape[ax])
+    # The sampled slices are read for the range (not for uint8, whose range is its dtype's) and again below.
+    shared = stack_intensity(image, (read_frame(image, ax, i) for i in sample_indices(n)))
+    out, record, fallbacks = None, {}, []
+    for i in range(n):
+        frame = np.expand_dims(read_frame(image, ax, i), ax)
+        lo, hi = float(frame.min()), float(frame.max())
+        intensity = Intensity(shared.dtype, min(shared.low, lo), max(shared.high, hi))
+        frames = prepare_image(frame, **layout, intensity=intensity)
+        res, rec = yield from relay(sr_frames(frames), offset=i, span=1, total=n, start=start,
+                                    prefix=f"slice {i + 1}/{n}: ")
+        sr = frames_to_image(np.clip(res, 0.0, 1.0), frames, output_dtype)
+        if out is None:
+            out = _output_array(sr.shape[:ax] + (n,) + sr.shape[ax + 1:], sr.dtype)
+            record = rec
+        out[(slice(None),) * ax + (slice(i, i + 1),)] = sr
+        if rec.get("fallback"):
+            fallbacks.append((i, rec))
+    if fallbacks:
+        first = fallbacks[0][1]
+        record = dict(record, fallback=first["fallback"],
+                      fallback_reason=f"{len(fallbacks)} of {n} slices (first: slice {fallbacks[0][0]}): "
+                                      f"{first.get('fallback_reason', 'the result was unsafe')}")
+    return out, record
+
+
 def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | KernelField, scale: int, *,
                        sr_method: str = DEFAULT_SR_METHOD, device: str = "auto", seed: int = 0,
                        threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
@@ -157,32 +214,38 @@ def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | 
     k = _resolve_field(kernel, scale) if is_field else _resolve_kernel(kernel, scale)
     dev = resolve_device(device)
     yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message="checking the image")
-    frames = prepare_image(image, rgb=rgb, channel_axis=channel_axis, stack_axis=stack_axis, min_size=8)
-    record: dict[str, Any] = {}
-    if is_field and tuple(frames.data.shape[-2:]) != kernel.image_shape:
-        raise BadInputError(f"the kernel map was made for an image of {kernel.image_shape[0]}×"
-                            f"{kernel.image_shape[1]} pixels; this one is {frames.data.shape[-2]}×"
-                            f"{frames.data.shape[-1]}")
-    with torch_threads(threads), reproducible(dev):
+    layout = {"rgb": rgb, "channel_axis": channel_axis, "stack_axis": stack_axis, "min_size": 8}
+    given = {key for key, v in options.items() if v is not None}
+    if confidence is None and use_safety and not is_field:
+        # A measured kernel (an array) given with safe=True is trusted fully; an estimate by its confidence.
+        confidence = kernel.confidence if is_estimate else 1.0
+
+    def sr_frames(frames: Frames) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
+        """The method (by a kernel map's regions, or with the safeguards) on prepared frames."""
+        if is_field and tuple(frames.data.shape[-2:]) != kernel.image_shape:
+            raise BadInputError(f"the kernel map was made for an image of {kernel.image_shape[0]}×"
+                                f"{kernel.image_shape[1]} pixels; this one is {frames.data.shape[-2]}×"
+                                f"{frames.data.shape[-1]}")
         if is_field and not kernel.is_uniform and spec.name != "bicubic":
             from .sr._field import iter_field_sr
 
-            given = {key for key, v in options.items() if v is not None}
-            out, record = yield from iter_field_sr(spec, frames.data, kernel, scale, device=dev, seed=int(seed),
-                                                   options=opts, given=given, safe=use_safety)
-        elif use_safety and spec.name != "bicubic":
+            return (yield from iter_field_sr(spec, frames.data, kernel, scale, device=dev, seed=int(seed),
+                                             options=opts, given=given, safe=use_safety))
+        if use_safety and spec.name != "bicubic":
             from .sr._safety import iter_safe_sr
 
-            # A measured kernel (an array) given with safe=True is trusted fully; an estimate by its confidence.
-            if confidence is None:
-                confidence = (float(kernel.kernel_confidence[0, 0]) if is_field else
-                              kernel.confidence if is_estimate else 1.0)
-            given = {key for key, v in options.items() if v is not None}
-            out, record = yield from iter_safe_sr(spec, frames.data, k, scale, device=dev, seed=int(seed),
-                                                  options=opts, given=given, confidence=confidence)
+            conf = float(kernel.kernel_confidence[0, 0]) if is_field and confidence is None else confidence
+            return (yield from iter_safe_sr(spec, frames.data, k, scale, device=dev, seed=int(seed),
+                                            options=opts, given=given, confidence=conf))
+        return (yield from spec.fn(frames.data, k, scale, device=dev, seed=int(seed), **opts)), {}
+
+    with torch_threads(threads), reproducible(dev):
+        if is_lazy(image) and stack_axis is not None:
+            sr, record = yield from _iter_stream(image, sr_frames, layout, output_dtype, start)
         else:
-            out = yield from spec.fn(frames.data, k, scale, device=dev, seed=int(seed), **opts)
-    sr = frames_to_image(np.clip(out, 0.0, 1.0), frames, output_dtype)
+            frames = prepare_image(image, **layout)
+            out, record = yield from sr_frames(frames)
+            sr = frames_to_image(np.clip(out, 0.0, 1.0), frames, output_dtype)
     shown = {key: v for key, v in opts.items() if key not in spec.hidden}
     shown.update({key: v for key, v in record.items() if key not in spec.hidden})
     return SRResult(image=sr, scale=scale, method=spec.name, kernel=k, elapsed=time.perf_counter() - start,

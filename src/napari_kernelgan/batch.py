@@ -47,8 +47,8 @@ from .errors import (
     WeightsMissingError,
     user_message,
 )
-from .imaging import MIN_SIZE
-from .stacks import IMAGE_SUFFIXES, SAMPLE_FRAMES, ImageSource, open_image, output_suffix, stack_intensity, stem_of
+from .imaging import MIN_SIZE, sample_indices
+from .stacks import IMAGE_SUFFIXES, ImageSource, open_image, output_suffix, stack_intensity, stem_of
 
 if TYPE_CHECKING:
     import threading
@@ -396,8 +396,7 @@ class _Stack:
         if min(h, w) < MIN_SIZE:  # before the range: a tiny image is refused for its size, whatever it holds
             raise BadInputError(f"the image is {h}×{w} pixels; at least {MIN_SIZE}×{MIN_SIZE} is needed")
         self.indices = list(np.ndindex(*self.canon.shape[: len(self.stack_axes)]))
-        step = max(1, -(-len(self.indices) // SAMPLE_FRAMES))
-        self.sample = self.indices[::step]
+        self.sample = [self.indices[i] for i in sample_indices(len(self.indices))]
         self.intensity = stack_intensity(src.data, (self.canon[i] for i in self.sample))
 
     def label(self, index: tuple[int, ...]) -> str:
@@ -453,7 +452,7 @@ def _known_kernel(cfg: BatchConfig) -> Any:
 
 
 def _estimate_stack(cfg: BatchConfig, stack: _Stack, hooks: _Hooks) -> tuple[KernelEstimate, Any]:
-    """One kernel for the whole input (from up to SAMPLE_FRAMES frames of a stack), and its kernel map."""
+    """One kernel for the whole input (from up to imaging.SAMPLE_FRAMES frames of a stack), and its kernel map."""
     from .api import estimate_kernel
 
     stacked = len(stack.indices) > 1

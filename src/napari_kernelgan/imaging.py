@@ -4,10 +4,17 @@ The engine works on ``float32`` frames of shape ``(N, C, H, W)`` in [0, 1]:
 ``N`` frames that share one kernel, ``C`` channels that pass through the
 network as a batch. :func:`prepare_image` checks the input and remembers how
 to map results back to the input's dtype and range.
+
+Lazy inputs (Dask and Zarr arrays, memory-mapped files: see :func:`is_lazy`) are
+never read whole here: a stack of them is represented by at most
+:data:`SAMPLE_FRAMES` evenly spaced frames (:func:`sample_indices`), and only
+what is read is checked for NaN and infinite values.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +22,26 @@ from .errors import BadInputError
 
 MIN_SIZE = 32
 """Smallest accepted height/width in pixels: one 7×7 discriminator window on a ×2 crop needs it."""
+SAMPLE_FRAMES = 16
+"""Frames read to set the intensity range of a stack too large to scan (and to estimate one kernel for it)."""
+SCAN_BYTES = 256 * 2**20
+"""Arrays up to this size in memory get their exact range; larger or lazy ones a sampled one."""
+
+
+def is_lazy(x: Any) -> bool:
+    """Whether reading ``x`` whole would load or compute data not yet in memory: a memory-mapped array,
+    or an array-like that is not a NumPy array (Dask, Zarr, h5py...). Imports neither Dask nor Zarr."""
+    if isinstance(x, np.memmap):
+        return True
+    if isinstance(x, np.ndarray):
+        return False
+    return hasattr(x, "__array__") and hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def sample_indices(n: int, most: int = SAMPLE_FRAMES) -> list[int]:
+    """At most ``most`` evenly spaced indices of ``range(n)``, the first included."""
+    step = max(1, -(-n // most))
+    return list(range(0, n, step))
 
 
 @dataclass(frozen=True)
@@ -47,6 +74,7 @@ class Frames:
     layout: str  # "gray", "rgb" or "multichannel"
     stacked: bool
     perm: tuple[int, ...] = ()  # input axes in (stack?, channel?, H, W) order
+    sampled: tuple[int, ...] | None = None  # the frames read of a lazy stack (None: all of it)
 
 
 def _check_values(arr: np.ndarray) -> None:
@@ -71,8 +99,51 @@ def intensity_of(arr: np.ndarray) -> Intensity:
     return Intensity(arr.dtype, lo, hi)
 
 
-def prepare_image(image: np.ndarray, *, rgb: bool | None = None, channel_axis: int | None = None,
-                  stack_axis: int | None = None, min_size: int = MIN_SIZE) -> Frames:
+def stack_intensity(data: Any, frames: Iterable[np.ndarray] | None = None) -> Intensity:
+    """The map of ``data``'s values to [0, 1]: exact (as for one image) when it is small and in memory,
+    else from the dtype (uint8) or the range of a few sampled ``frames``, never a pass over all of it."""
+    if not is_lazy(data) and np.asarray(data).nbytes <= SCAN_BYTES:
+        return intensity_of(np.asarray(data))
+    if data.dtype == np.uint8:
+        return Intensity(np.dtype(data.dtype), 0.0, 255.0)
+    lo, hi = np.inf, -np.inf
+    for frame in frames if frames is not None else [data[(0,) * (data.ndim - 2)]]:
+        f = np.asarray(frame)
+        lo, hi = min(lo, float(f.min())), max(hi, float(f.max()))
+    if not hi - lo >= 1e-12:
+        raise BadInputError("the sampled frames of the stack are constant: there is no structure to "
+                            "estimate a kernel from")
+    if np.issubdtype(data.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    return Intensity(np.dtype(data.dtype), lo, hi)
+
+
+def _axis(name: str, ax: int | None, nd: int, shape: tuple[int, ...]) -> int | None:
+    if ax is None:
+        return None
+    if not -nd <= ax < nd:
+        raise BadInputError(f"{name}={ax} is out of range for an image of {nd} dimensions {shape}")
+    return ax % nd
+
+
+def read_frame(image: Any, axis: int, index: int) -> np.ndarray:
+    """Frame ``index`` along ``axis`` of an array (lazy or not) in memory, checked like a whole image."""
+    frame = np.asarray(image[(slice(None),) * axis + (index,)])
+    _check_values(frame)
+    return frame
+
+
+def read_sample(image: Any, stack_axis: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The :func:`sample_indices` frames of a lazy stack along ``stack_axis``, read one by one and stacked
+    in memory (the stack axis kept), and their indices."""
+    ax = _axis("stack_axis", stack_axis, len(image.shape), tuple(image.shape))
+    picked = tuple(sample_indices(int(image.shape[ax])))
+    return np.stack([read_frame(image, ax, i) for i in picked], axis=ax), picked
+
+
+def prepare_image(image: Any, *, rgb: bool | None = None, channel_axis: int | None = None,
+                  stack_axis: int | None = None, min_size: int = MIN_SIZE,
+                  intensity: Intensity | None = None) -> Frames:
     """Validate an image and return engine frames.
 
     * 2-D ``(H, W)``: grayscale.
@@ -82,16 +153,23 @@ def prepare_image(image: np.ndarray, *, rgb: bool | None = None, channel_axis: i
 
     Anything else of more than two dimensions needs ``channel_axis`` or
     ``stack_axis`` (or a 2-D slice) and is refused with a message saying so.
+
+    A lazy stack (:func:`is_lazy` with ``stack_axis``) is represented by its
+    :func:`sample_indices` frames, read one by one (``Frames.sampled``); any
+    other input is read whole. ``intensity``: map values with it instead of the
+    input's own range (slices of one stack on the stack's scale).
     """
-    arr = np.asarray(image)
-    _check_values(arr)
+    sampled = None
+    if is_lazy(image) and stack_axis is not None:
+        arr, sampled = read_sample(image, stack_axis)
+    else:
+        arr = np.asarray(image)
+        _check_values(arr)
     nd = arr.ndim
     axes = {}
     for name, ax in (("channel_axis", channel_axis), ("stack_axis", stack_axis)):
         if ax is not None:
-            if not -nd <= ax < nd:
-                raise BadInputError(f"{name}={ax} is out of range for an image of {nd} dimensions {arr.shape}")
-            axes[name] = ax % nd
+            axes[name] = _axis(name, ax, nd, arr.shape)
     if len(set(axes.values())) < len(axes):
         raise BadInputError("channel_axis and stack_axis must differ")
     layout = "gray"
@@ -118,9 +196,10 @@ def prepare_image(image: np.ndarray, *, rgb: bool | None = None, channel_axis: i
     h, w = data.shape[-2:]
     if min(h, w) < min_size:
         raise BadInputError(f"the image is {h}×{w} pixels; at least {min_size}×{min_size} is needed")
-    intensity = intensity_of(data)
+    if intensity is None:
+        intensity = intensity_of(data)
     return Frames(np.ascontiguousarray(intensity.to_unit(data)), intensity, layout, "stack_axis" in axes,
-                  tuple(perm) if layout != "gray" or "stack_axis" in axes else (0, 1))
+                  tuple(perm) if layout != "gray" or "stack_axis" in axes else (0, 1), sampled)
 
 
 def frames_to_image(frames: np.ndarray, like: Frames, dtype: np.dtype | None = None) -> np.ndarray:

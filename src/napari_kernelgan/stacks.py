@@ -26,16 +26,12 @@ from typing import Any
 import numpy as np
 
 from .errors import BadInputError, MissingFileError
-from .imaging import Intensity, intensity_of
+from .imaging import stack_intensity
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
 """What a folder is searched for; a file named explicitly may be any format scikit-image reads."""
 CHANNEL_AXES = "CS"
-SAMPLE_FRAMES = 16
-"""Frames read to set the intensity range of a stack too large to scan (and to estimate one kernel for it)."""
-SCAN_BYTES = 256 * 2**20
-"""Arrays up to this size in memory get their exact range; larger or memory-mapped ones a sampled one."""
 
 __all__ = ["ImageMeta", "ImageSource", "open_image", "check_axes", "write_like", "stack_intensity",
            "output_suffix", "stem_of", "tiff_kind"]
@@ -293,25 +289,6 @@ def open_image(path: str | os.PathLike, axes: str | None = None, *, channel_axis
             data = np.moveaxis(data, [chosen.index("Y"), chosen.index("X")], [-2, -1])
             chosen = chosen.replace("Y", "").replace("X", "") + "YX"
     return ImageSource(path, data, ImageMeta(check_axes(chosen, data.ndim, path.name), kind, sizes, units, extra))
-
-
-def stack_intensity(data: np.ndarray, frames: Iterable[np.ndarray] | None = None) -> Intensity:
-    """The map of ``data``'s values to [0, 1]: exact (as for one image) when it is small and in memory,
-    else from the dtype (uint8) or the range of a few sampled ``frames``, never a pass over all of it."""
-    if not isinstance(data, np.memmap) and data.nbytes <= SCAN_BYTES:
-        return intensity_of(data)
-    if data.dtype == np.uint8:
-        return Intensity(data.dtype, 0.0, 255.0)
-    lo, hi = np.inf, -np.inf
-    for frame in frames if frames is not None else [data[(0,) * (data.ndim - 2)]]:
-        f = np.asarray(frame)
-        lo, hi = min(lo, float(f.min())), max(hi, float(f.max()))
-    if not hi - lo >= 1e-12:
-        raise BadInputError("the sampled frames of the stack are constant: there is no structure to "
-                            "estimate a kernel from")
-    if np.issubdtype(data.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
-        lo, hi = 0.0, 1.0
-    return Intensity(data.dtype, lo, hi)
 
 
 def _tiff_kwargs(name: str, meta: ImageMeta, shape: tuple[int, ...], dtype: np.dtype) -> dict[str, Any]:

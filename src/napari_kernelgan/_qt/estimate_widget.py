@@ -93,5 +93,7 @@ class EstimateKernelWidget(EstimatorTaskWidget):
         add_estimate_layers(self.viewer, run.layer, est, slice_index=run.slice_index)
         self._cleanup(run)  # a preview left under an old name if the input was renamed meanwhile
         steps = f"{est.iterations} iterations, " if est.iterations else ""
-        text = f"{record.description}: done in {format_seconds(record.elapsed())} ({est.method}, {steps}{est.device})"
+        read = f", {est.options['slices_read']} slices read" if "slices_read" in est.options else ""
+        text = (f"{record.description}: done in {format_seconds(record.elapsed())} ({est.method}, {steps}"
+                f"{est.device}{read})")
         return text + (f"; {confidence_text(est.confidence)}." if est.confidence is not None else ".")

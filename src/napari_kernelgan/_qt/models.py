@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadInputError, BadOptionError, Cancelled, user_message
+from ..imaging import is_lazy
 from ..layers import image_data, layer_role, leading_shape
 from ..options import parse_value
 from ..physics.conventions import analytic_x4, validate_kernel
@@ -30,7 +31,8 @@ from ..vocabulary import ESTIMATE_SCALES, LayerRole, Stage
 
 __all__ = [
     "RunState", "Report", "Outcome", "RunRecord", "run_job", "merge_reports", "format_seconds", "progress_text",
-    "slice_in_view", "input_array", "read_then", "input_notes", "where_text", "kernel_is_estimate", "kernels_for",
+    "slice_in_view", "input_array", "FrameStack", "read_then", "input_notes", "where_text", "kernel_is_estimate",
+    "kernels_for",
     "latest_kernels", "error_line", "parse_threads", "FormField", "form_fields", "form_values", "read_field",
     "option_values", "empty_placeholder", "unavailable_text", "software_rendering", "use_activity_progress",
     "LATEST", "MAX_SEED", "REPORT_INTERVAL", "ACTIVITY_ENV",
@@ -191,15 +193,43 @@ def slice_in_view(viewer: Any, layer: Any) -> tuple[int, ...]:
     return tuple(int(np.clip(round(float(pos[i])), 0, n - 1)) for i, n in enumerate(lead))
 
 
-def input_array(layer: Any, slice_index: tuple[int, ...] | None, whole_stack: bool) -> np.ndarray:
-    """The array handed to the API: the slice, the stack flattened to (N, H, W[, C]), or the image."""
+class FrameStack:
+    """The leading axes of a lazy array seen as one stack axis, without reading it: a frame is read from
+    the array only when indexed (``stack[i]``). For a Zarr array, which cannot reshape lazily."""
+
+    def __init__(self, data: Any, lead: int) -> None:
+        self.data = data
+        self.lead = tuple(int(n) for n in data.shape[:lead])
+        self.shape = (math.prod(self.lead), *(int(n) for n in data.shape[lead:]))
+        self.dtype = np.dtype(data.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> Any:
+        key = key if isinstance(key, tuple) else (key,)
+        if not isinstance(key[0], (int, np.integer)):
+            raise TypeError("a FrameStack is indexed by frame number first")
+        return self.data[tuple(int(i) for i in np.unravel_index(int(key[0]), self.lead)) + key[1:]]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self.data, dtype=dtype).reshape(self.shape)
+
+
+def input_array(layer: Any, slice_index: tuple[int, ...] | None, whole_stack: bool) -> Any:
+    """The array handed to the API: the slice (only it is read), the stack with its leading axes as one
+    (``(N, H, W[, C])``; a lazy stack stays lazy, for the API reads only the frames it needs), or the image."""
     data = image_data(layer)
     if slice_index:
         return np.asarray(data[slice_index])
     lead = leading_shape(layer)
     if lead and whole_stack:
-        arr = np.asarray(data)
-        return arr.reshape((-1,) + arr.shape[len(lead):])
+        if not is_lazy(data):
+            arr = np.asarray(data)
+            return arr.reshape((-1,) + arr.shape[len(lead):])
+        if len(lead) == 1:
+            return data
+        # Dask arrays and memory maps reshape without reading; others are indexed frame by frame.
+        return data.reshape((-1,) + tuple(data.shape[len(lead):])) if hasattr(data, "reshape") \
+            else FrameStack(data, len(lead))
     return np.asarray(data)
 
 
@@ -207,7 +237,8 @@ def read_then(layer: Any, slice_index: tuple[int, ...] | None, whole_stack: bool
               work: Callable[[np.ndarray], Generator[Progress, None, Any]]) -> Job:
     """A job that reads the input (:func:`input_array`) and then runs ``work(array)``.
 
-    Reading happens in the worker too, so lazy (dask, zarr) data never blocks the GUI.
+    Reading happens in the worker too, so lazy (dask, zarr) data never blocks the GUI; of a lazy layer only
+    the slice in view, or the frames the API samples or streams, are read.
     """
     def job() -> Generator[Progress, None, Any]:
         yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="reading the image")
