@@ -107,8 +107,11 @@ def _spawn(inputs: list[str], out: Path, workers: int | None, estimator: str, re
            sr_method: str = "closed-form") -> subprocess.Popen:
     spec = json.dumps({"inputs": inputs, "out": str(out), "workers": workers, "estimator": estimator,
                        "resume": resume, "sr_method": sr_method})
+    from napari_kernelgan.batch import SINGLE_THREAD_ENV
+
+    # The serial run single-threaded as each Dask worker is, so the two rates compare processes, not threads.
     return subprocess.Popen([sys.executable, __file__, "--phase", spec], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **SINGLE_THREAD_ENV})
 
 
 def run_phase(inputs: list[str], out: Path, workers: int | None, estimator: str, resume: bool = False,

@@ -27,6 +27,10 @@ def test_detection_imports_nothing(stack: np.ndarray, tmp_path) -> None:
     mm = np.lib.format.open_memmap(tmp_path / "s.npy", mode="w+", dtype=stack.dtype, shape=stack.shape)
     assert is_lazy(mm) and not is_lazy(stack) and not is_lazy(stack.tolist())
     assert sample_indices(6) == list(range(6)) and sample_indices(40) == list(range(0, 40, 3))
+    # Large slices: fewer of them, so the sample holds at most SAMPLE_PIXELS (16 Mpx) in all.
+    assert sample_indices(256, frame_pixels=2048 * 2048) == list(range(0, 256, 64))
+    assert sample_indices(256, frame_pixels=8192 * 8192) == [0]
+    assert sample_indices(40, frame_pixels=256 * 256) == list(range(0, 40, 3))
     code = ("import sys, numpy as np; from napari_kernelgan.imaging import is_lazy, prepare_image; "
             "is_lazy(np.zeros(3)); prepare_image(np.random.rand(2, 64, 64), stack_axis=0); "
             "assert 'dask' not in sys.modules and 'zarr' not in sys.modules")

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchConfig", "InputResult", "BatchResult", "SUMMARY_COLUMNS", "expand_inputs", "process_input",
            "run_batch", "iter_batch", "map_tasks", "dask_client", "write_summary", "write_estimate",
-           "write_field", "save_kernel_plot", "all_or_nothing"]
+           "write_field", "save_kernel_plot", "all_or_nothing", "SINGLE_THREAD_ENV"]
 
 MANIFEST_SUFFIX = "_manifest.json"
 MANIFEST_FORMAT = 1
@@ -396,7 +396,8 @@ class _Stack:
         if min(h, w) < MIN_SIZE:  # before the range: a tiny image is refused for its size, whatever it holds
             raise BadInputError(f"the image is {h}×{w} pixels; at least {MIN_SIZE}×{MIN_SIZE} is needed")
         self.indices = list(np.ndindex(*self.canon.shape[: len(self.stack_axes)]))
-        self.sample = [self.indices[i] for i in sample_indices(len(self.indices))]
+        frame_pixels = int(np.prod(self.canon.shape[len(self.stack_axes):]))
+        self.sample = [self.indices[i] for i in sample_indices(len(self.indices), frame_pixels=frame_pixels)]
         self.intensity = stack_intensity(src.data, (self.canon[i] for i in self.sample))
 
     def label(self, index: tuple[int, ...]) -> str:
@@ -452,7 +453,7 @@ def _known_kernel(cfg: BatchConfig) -> Any:
 
 
 def _estimate_stack(cfg: BatchConfig, stack: _Stack, hooks: _Hooks) -> tuple[KernelEstimate, Any]:
-    """One kernel for the whole input (from up to imaging.SAMPLE_FRAMES frames of a stack), and its kernel map."""
+    """One kernel for the whole input (from the frames imaging.sample_indices picks), and its kernel map."""
     from .api import estimate_kernel
 
     stacked = len(stack.indices) > 1
@@ -638,6 +639,8 @@ def process_input(path: str | os.PathLike, cfg: BatchConfig, *, catch_bugs: bool
 # ----------------------------------------------------------------------------- a run
 
 
+# One BLAS/OpenMP thread per local worker too: the workers share the cores among themselves.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[^.]+)?$")  # io.atomic_path's names: .STEM.XXXXXXXX.SUFFIX
 
 
@@ -668,14 +671,12 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         with client:
             yield client
         return
-    # One BLAS/OpenMP thread per worker too: the workers share the cores among themselves.
-    single = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     # The scheduler's HTTP routes (health, metrics) listen anyway: on a free port, not 8787, which another
     # cluster on this machine may hold.
     http = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
     with LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, scheduler_kwargs=http, silence_logs=logging.ERROR,
-                      env=single) as cluster, \
+                      env=dict(SINGLE_THREAD_ENV)) as cluster, \
             Client(cluster) as client:
         yield client
 

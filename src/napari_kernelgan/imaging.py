@@ -24,6 +24,9 @@ MIN_SIZE = 32
 """Smallest accepted height/width in pixels: one 7×7 discriminator window on a ×2 crop needs it."""
 SAMPLE_FRAMES = 16
 """Frames read to set the intensity range of a stack too large to scan (and to estimate one kernel for it)."""
+SAMPLE_PIXELS = 16 * 2**20
+"""At most this many pixels in those frames together: a stack of 2048² slices is sampled by 4 of them, so
+estimating one kernel from the sample stays well under a gigabyte of memory."""
 SCAN_BYTES = 256 * 2**20
 """Arrays up to this size in memory get their exact range; larger or lazy ones a sampled one."""
 
@@ -38,8 +41,11 @@ def is_lazy(x: Any) -> bool:
     return hasattr(x, "__array__") and hasattr(x, "shape") and hasattr(x, "dtype")
 
 
-def sample_indices(n: int, most: int = SAMPLE_FRAMES) -> list[int]:
-    """At most ``most`` evenly spaced indices of ``range(n)``, the first included."""
+def sample_indices(n: int, most: int = SAMPLE_FRAMES, frame_pixels: int = 0) -> list[int]:
+    """At most ``most`` evenly spaced indices of ``range(n)``, the first included; with ``frame_pixels``
+    (pixels of one frame), no more than :data:`SAMPLE_PIXELS` pixels in all (at least one frame)."""
+    if frame_pixels > 0:
+        most = max(1, min(most, SAMPLE_PIXELS // int(frame_pixels)))
     step = max(1, -(-n // most))
     return list(range(0, n, step))
 
@@ -137,7 +143,8 @@ def read_sample(image: Any, stack_axis: int) -> tuple[np.ndarray, tuple[int, ...
     """The :func:`sample_indices` frames of a lazy stack along ``stack_axis``, read one by one and stacked
     in memory (the stack axis kept), and their indices."""
     ax = _axis("stack_axis", stack_axis, len(image.shape), tuple(image.shape))
-    picked = tuple(sample_indices(int(image.shape[ax])))
+    n = int(image.shape[ax])
+    picked = tuple(sample_indices(n, frame_pixels=int(np.prod(image.shape)) // max(n, 1)))
     return np.stack([read_frame(image, ax, i) for i in picked], axis=ax), picked
 
 
