@@ -231,7 +231,7 @@ def test_bad_files_are_recorded_and_the_others_succeed(mixed_folder: Path, tmp_p
         "denied.tif"]["error"]
     assert all(f"error: {mixed_folder / n}:" in err for n in ("corrupt.tif", "truncated.tif", "complex.tif"))
     csv_lines = (out / "summary.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("file,slice,status,estimator") and len(csv_lines) == 1 + 9
+    assert csv_lines[0].startswith("file,slice,channel,status,estimator") and len(csv_lines) == 1 + 9
     for i in range(3):
         assert open_image(out / f"good{i}_sr_x2_closed-form.png").data.shape == (128, 128)
     assert _digests(mixed_folder) == before  # inputs never modified
@@ -388,3 +388,35 @@ def test_cancel_stops_between_inputs_and_keeps_finished_ones(tmp_path: Path) -> 
         next(gen)
     assert sorted(p.name for p in out.glob("*_manifest.json")) == ["cell0_manifest.json"]
     assert not list(out.glob("cell1*"))
+
+
+def test_per_channel_kernels_follow_each_channels_blur(tmp_path: Path) -> None:
+    # Two channels of the same scene, the second blurred twice as wide: one kernel each with --per-channel.
+    hr = data.camera().astype(float)[40:296, 60:316]
+    narrow, wide = (degrade(hr, gaussian_kernel(13, s), 2) for s in (0.9, 2.0))
+    stack = (np.stack([np.stack([narrow, wide])] * 2) * 180).astype(np.uint16)  # ZCYX
+    src = tmp_path / "two.tif"
+    tifffile.imwrite(src, stack, imagej=True, metadata={"axes": "ZCYX"})
+    before = _digest(src)
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "--out", str(out), "-q", "--per-channel", *FAST]) == 0
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert [r["channel"] for r in rows] == [0, 1] and {r["status"] for r in rows} == {"ok"}
+    assert rows[1]["sigma_major"] > rows[0]["sigma_major"] + 0.4, rows
+    assert {"two_c0_kernel_x2.npy", "two_c1_kernel_x2.npy"} <= {p.name for p in out.iterdir()}
+    with tifffile.TiffFile(out / "two_sr_x2_closed-form.tif") as tif:
+        assert tif.series[0].axes == "ZCYX" and tif.series[0].shape == (2, 2, 256, 256)
+        result = tif.asarray()
+    # Shared (the default): one kernel, one row.
+    assert main(["batch", str(src), "--out", str(tmp_path / "shared"), "-q", *FAST]) == 0
+    assert len(json.loads((tmp_path / "shared" / "summary.json").read_text())["rows"]) == 1
+    shared = tifffile.imread(tmp_path / "shared" / "two_sr_x2_closed-form.tif")
+    # Each channel was super-resolved with its own kernel: the wide channel comes out as it does alone,
+    # closer than with the shared kernel.
+    alone = tmp_path / "c1.tif"
+    tifffile.imwrite(alone, stack[:, 1], imagej=True, metadata={"axes": "ZYX"})
+    assert main(["batch", str(alone), "--out", str(tmp_path / "alone"), "-q", *FAST]) == 0
+    ref = tifffile.imread(tmp_path / "alone" / "c1_sr_x2_closed-form.tif").astype(float)
+    own, common = (np.abs(x[:, 1].astype(float) - ref).mean() for x in (result, shared))
+    assert own < 0.5 * common, (own, common)
+    assert _digest(src) == before

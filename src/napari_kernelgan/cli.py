@@ -234,7 +234,8 @@ def _engine_config(args: argparse.Namespace, est_opts: dict[str, Any], *, sr_met
     return BatchConfig(out=None if out is None else Path(out), scale=args.scale,
                        estimator=getattr(args, "estimator", "auto"),
                        estimator_options=est_opts, sr_method=sr_method, sr_options=sr_opts or {}, axes=args.axes,
-                       per_slice=getattr(args, "per_slice", False), device=args.device, seed=args.seed,
+                       per_slice=getattr(args, "per_slice", False),
+                       per_channel=getattr(args, "per_channel", False), device=args.device, seed=args.seed,
                        threads=args.threads, **extra)
 
 
@@ -587,6 +588,9 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
                      help="one kernel for all slices of a stack (the default)")
     how.add_argument("--per-slice", dest="per_slice", action="store_true", help="a kernel for every slice")
     p.set_defaults(per_slice=False)
+    g.add_argument("--per-channel", action="store_true",
+                   help="a kernel for every channel (the blur differs with the wavelength) instead of one shared by "
+                        "all channels; with --per-slice, for every channel of every slice")
 
 
 def build_estimate(p: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from .task_widget import TaskWidget
 
 __all__ = ["BatchWidget", "TABLE_COLUMNS"]
 
-TABLE_COLUMNS = ("file", "slice", "status", "estimator", "sigma_major", "sigma_minor", "orientation_deg",
+TABLE_COLUMNS = ("file", "slice", "channel", "status", "estimator", "sigma_major", "sigma_minor", "orientation_deg",
                  "confidence", "seconds", "output", "error")
 """The summary.csv columns the table shows (the settings columns are the same on every row)."""
 
@@ -52,9 +52,12 @@ class BatchWidget(TaskWidget):
         self.collapsible.addWidget(self.sr_options.more)
         self.per_slice = CheckBox(text="A kernel per slice", value=False)
         self.per_slice.tooltip = "Stacks: estimate a kernel for every slice instead of one for the whole stack."
+        self.per_channel = CheckBox(text="A kernel per channel", value=False)
+        self.per_channel.tooltip = ("Multichannel images: estimate a kernel for every channel (the blur differs "
+                                    "with the wavelength) instead of one shared by all channels.")
         self.form.extend([self.inputs, pickers, self.out, self.scale, self.estimator, self.unavailable,
-                          self.options.main, self.sr_method, self.sr_options.main, self.per_slice, self.device,
-                          self.seed])
+                          self.options.main, self.sr_method, self.sr_options.main, self.per_slice, self.per_channel,
+                          self.device, self.seed])
         self.advanced.append(self.threads)
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
@@ -118,7 +121,8 @@ class BatchWidget(TaskWidget):
             return BatchConfig(out=Path(out), scale=int(self.scale.value), estimator=self.estimator.value,
                                estimator_options=estimator_options, sr_method=self.sr_method.value,
                                sr_options=self.sr_options.values(), per_slice=bool(self.per_slice.value),
-                               device=self.device.value, seed=int(self.seed.value), threads=threads)
+                               per_channel=bool(self.per_channel.value), device=self.device.value,
+                               seed=int(self.seed.value), threads=threads)
         except KernelGANError as exc:
             self.fail(exc, description)
             return None
