@@ -200,7 +200,8 @@ def markdown(report: dict, cmd: str, env: str) -> str:
         lines.append(row(f"Dask, {d['workers']} workers (start-up included)", d, d["peak_worker_rss_mb"]))
         same = "identical to" if d.get("identical_to_serial") else "DIFFERENT from"
         lines += ["", f"Dask against serial: **{report['speed_ratio']}×** the serial rate (peak RSS column: the "
-                  f"largest worker); its results are {same} the serial run's."]
+                  f"largest worker; first / second half: the client process); its results are {same} the serial "
+                  "run's."]
     summary = report["summary"]
     verdict = "correct" if summary["correct"] else "WRONG"
     lines += ["", f"Summary of the serial run: {summary['rows']} rows, {summary['ok_rows']} ok, "
