@@ -46,7 +46,7 @@ def test_batch_runs_a_folder_shows_the_summary_and_opens_results(make_napari_vie
     assert [r["status"] for r in widget.rows] == ["ok", "ok"]
     assert widget.table.rowCount() == 2 and widget.table.item(1, 0).text() == "b.tif"
     assert (out / "a_sr_x2_closed-form.png").is_file() and (out / "b_sr_x2_closed-form.tif").is_file()
-    assert "2 done, 0 skipped" in widget.status.value
+    assert "Batch of 2 inputs: 2 done, 0 skipped" in widget.status.value  # the folder counted by its files
     layers = widget.open_results()
     assert [la.name for la in layers] == ["a_sr_x2_closed-form", "b_sr_x2_closed-form"]
     assert tuple(layers[1].scale) == pytest.approx((0.5, 0.1625, 0.1625))  # the stack at its physical size

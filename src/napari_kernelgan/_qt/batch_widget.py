@@ -131,7 +131,8 @@ class BatchWidget(TaskWidget):
         """Start the batch in the worker thread."""
         self.begin_attempt()
         inputs = self.input_list()
-        description = f"Batch of {len(inputs)} input{'s' if len(inputs) != 1 else ''}"
+        # What the inputs hold (a folder, a glob) is known only once the engine has expanded them.
+        description = "Batch"
         cfg = self.config(description)
         if cfg is None:
             return
@@ -155,8 +156,10 @@ class BatchWidget(TaskWidget):
         with open(batch.summary[0], newline="") as fh:
             self._show_rows(list(csv.DictReader(fh)))
         counts = {s: sum(r.status == s for r in batch.results) for s in ("ok", "skipped", "failed")}
-        return (f"{record.description}: {counts['ok']} done, {counts['skipped']} skipped (finished before), "
-                f"{counts['failed']} failed in {format_seconds(batch.seconds)}; summary in {batch.summary[0]}")
+        n = len(batch.results)
+        inputs = f"{n} input{'s' if n != 1 else ''}"
+        return (f"{record.description} of {inputs}: {counts['ok']} done, {counts['skipped']} skipped (finished "
+                f"before), {counts['failed']} failed in {format_seconds(batch.seconds)}; summary in {batch.summary[0]}")
 
     # ------------------------------------------------------------------ results
 
