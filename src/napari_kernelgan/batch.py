@@ -275,6 +275,17 @@ class BatchResult:
     def ok(self) -> bool:
         return not self.failed
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many inputs were done (``ok``), ``skipped`` (finished before) and ``failed``."""
+        return {s: sum(r.status == s for r in self.results) for s in ("ok", "skipped", "failed")}
+
+    def tally(self) -> str:
+        """``"3 done, 1 skipped (finished before), 0 failed"``: the run in words, as the command and the
+        widget end with."""
+        c = self.counts
+        return f"{c['ok']} done, {c['skipped']} skipped (finished before), {c['failed']} failed"
+
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -855,8 +866,7 @@ def write_summary(cfg: BatchConfig, batch: BatchResult) -> list[Path]:
     with atomic_path(csv_path) as tmp:
         tmp.write_text(buffer.getvalue())
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("keep_results",)}
-    counts = {s: sum(r.status == s for r in batch.results) for s in ("ok", "skipped", "failed")}
-    record = {"settings": settings, "inputs": len(batch.results), **counts, "seconds": round(batch.seconds, 3),
+    record = {"settings": settings, "inputs": len(batch.results), **batch.counts, "seconds": round(batch.seconds, 3),
               "rows": rows}
     json_path = _write_json(cfg.out / "summary.json", json.loads(json.dumps(record, default=str)))
     return [csv_path, json_path]

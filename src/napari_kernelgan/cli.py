@@ -300,9 +300,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; finished inputs are kept and skipped when the run is repeated", file=sys.stderr)
         return INTERRUPTED
-    counts = {s: sum(r.status == s for r in batch.results) for s in ("ok", "skipped", "failed")}
-    print(f"batch: {len(batch.results)} inputs in {batch.seconds:.1f} s: {counts['ok']} done, {counts['skipped']} "
-          f"skipped (finished before), {counts['failed']} failed; summary in {batch.summary[0]}")
+    print(f"batch: {len(batch.results)} inputs in {batch.seconds:.1f} s: {batch.tally()}; summary in "
+          f"{batch.summary[0]}")
     return 1 if batch.failed else 0
 
 

@@ -155,11 +155,9 @@ class BatchWidget(TaskWidget):
         batch = record.value
         with open(batch.summary[0], newline="") as fh:
             self._show_rows(list(csv.DictReader(fh)))
-        counts = {s: sum(r.status == s for r in batch.results) for s in ("ok", "skipped", "failed")}
         n = len(batch.results)
-        inputs = f"{n} input{'s' if n != 1 else ''}"
-        return (f"{record.description} of {inputs}: {counts['ok']} done, {counts['skipped']} skipped (finished "
-                f"before), {counts['failed']} failed in {format_seconds(batch.seconds)}; summary in {batch.summary[0]}")
+        return (f"{record.description} of {n} input{'s' if n != 1 else ''}: {batch.tally()} in "
+                f"{format_seconds(batch.seconds)}; summary in {batch.summary[0]}")
 
     # ------------------------------------------------------------------ results
 
