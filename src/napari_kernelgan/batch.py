@@ -47,8 +47,8 @@ from .errors import (
     WeightsMissingError,
     user_message,
 )
-from .imaging import MIN_SIZE, sample_indices
-from .stacks import IMAGE_SUFFIXES, ImageSource, open_image, output_suffix, stack_intensity, stem_of
+from .imaging import MIN_SIZE, sample_indices, stack_intensity
+from .stacks import CHANNEL_AXES, IMAGE_SUFFIXES, ImageSource, open_image, output_suffix, stem_of
 
 if TYPE_CHECKING:
     import threading
@@ -400,8 +400,8 @@ class _Stack:
     def __init__(self, src: ImageSource) -> None:
         axes = src.meta.axes
         self.src = src
-        self.channel = next((i for i, a in enumerate(axes) if a in "CS"), None)
-        self.stack_axes = [i for i, a in enumerate(axes) if a not in "CSYX"]
+        self.channel = next((i for i, a in enumerate(axes) if a in CHANNEL_AXES), None)
+        self.stack_axes = [i for i, a in enumerate(axes) if a not in CHANNEL_AXES + "YX"]
         self.perm = [*self.stack_axes, *([] if self.channel is None else [self.channel]),
                      axes.index("Y"), axes.index("X")]
         self.canon = np.transpose(src.data, self.perm)  # a view: a memory-mapped file is not read here

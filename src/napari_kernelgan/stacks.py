@@ -26,15 +26,14 @@ from typing import Any
 import numpy as np
 
 from .errors import BadInputError, MissingFileError
-from .imaging import stack_intensity
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
 """What a folder is searched for; a file named explicitly may be any format scikit-image reads."""
 CHANNEL_AXES = "CS"
 
-__all__ = ["ImageMeta", "ImageSource", "open_image", "check_axes", "write_like", "stack_intensity",
-           "output_suffix", "stem_of", "tiff_kind"]
+__all__ = ["ImageMeta", "ImageSource", "open_image", "check_axes", "write_like", "output_suffix", "stem_of",
+           "tiff_kind", "CHANNEL_AXES"]
 
 
 @dataclass(frozen=True)
