@@ -239,13 +239,13 @@ def _axis_calibration(meta: Any, axis: str) -> tuple[float, str]:
 def stack_layer_data(path: str | os.PathLike) -> LayerDataTuple:
     """One OME or ImageJ TIFF as an image layer tuple: ``scale``, ``units`` and ``axis_labels`` from the file,
     ``channel_axis`` when it has channels (napari then makes a layer per channel), the data unread."""
-    from .stacks import open_image, stem_of
+    from .stacks import channel_index, open_image, stem_of
 
     path = Path(path)
     src = open_image(path, lazy=True)
     axes, shape = src.meta.axes, src.data.shape
     rgb = axes.endswith("S") and shape[-1] in (3, 4)
-    channel = next((i for i, a in enumerate(axes) if a in "CS"), None) if not rgb else None
+    channel = None if rgb else channel_index(axes)
     spatial = [a for i, a in enumerate(axes) if i != channel and not (rgb and a == "S")]
     steps, units = zip(*(_axis_calibration(src.meta, a) for a in spatial))
     name = stem_of(path)

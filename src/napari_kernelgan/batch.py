@@ -48,7 +48,7 @@ from .errors import (
     user_message,
 )
 from .imaging import MIN_SIZE, sample_indices, stack_intensity
-from .stacks import CHANNEL_AXES, IMAGE_SUFFIXES, ImageSource, open_image, output_suffix, stem_of
+from .stacks import CHANNEL_AXES, IMAGE_SUFFIXES, ImageSource, channel_index, open_image, output_suffix, stem_of
 
 if TYPE_CHECKING:
     import threading
@@ -400,7 +400,7 @@ class _Stack:
     def __init__(self, src: ImageSource) -> None:
         axes = src.meta.axes
         self.src = src
-        self.channel = next((i for i, a in enumerate(axes) if a in CHANNEL_AXES), None)
+        self.channel = channel_index(axes)
         self.stack_axes = [i for i, a in enumerate(axes) if a not in CHANNEL_AXES + "YX"]
         self.perm = [*self.stack_axes, *([] if self.channel is None else [self.channel]),
                      axes.index("Y"), axes.index("X")]

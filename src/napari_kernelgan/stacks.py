@@ -33,7 +33,7 @@ IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
 CHANNEL_AXES = "CS"
 
 __all__ = ["ImageMeta", "ImageSource", "open_image", "check_axes", "write_like", "output_suffix", "stem_of",
-           "tiff_kind", "CHANNEL_AXES"]
+           "tiff_kind", "CHANNEL_AXES", "channel_index"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ def output_suffix(path: str | os.PathLike, meta: ImageMeta) -> str:
         return ".png"
     suffix = Path(path).suffix.lower()
     return suffix if suffix in TIFF_SUFFIXES else ".tif"
+
+
+def channel_index(axes: str) -> int | None:
+    """The position of the channel axis (``C``, or ``S`` for RGB samples) in ``axes``, ``None`` if there is none."""
+    return next((i for i, a in enumerate(axes) if a in CHANNEL_AXES), None)
 
 
 def check_axes(axes: str, ndim: int, where: str = "") -> str:
