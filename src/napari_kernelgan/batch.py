@@ -723,10 +723,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     import dask
 
     # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, so that memory goes back to the system
-    # at once; every large numpy or torch buffer then costs page faults, and the estimators and SR
-    # methods ran at half speed in a worker (measured: the same task 2.3x slower than in a plain
-    # process). The workers start with glibc's own allocator settings, as the serial run has, and one
-    # BLAS/OpenMP thread each.
+    # at once; every large numpy or torch buffer then costs page faults, and two such workers on two
+    # cores processed files no faster than one plain process (benchmarks/batch_benchmark.py). The
+    # workers start with glibc's own allocator settings, as the serial run has, and one BLAS/OpenMP
+    # thread each.
     defaults = dask.config.get("distributed.nanny.pre-spawn-environ", {})
     spawn_env = {**{k: v for k, v in defaults.items() if k != "MALLOC_TRIM_THRESHOLD_"}, **SINGLE_THREAD_ENV}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}), \
