@@ -80,3 +80,18 @@ def test_cancel_stops_the_batch_and_keeps_finished_inputs(make_napari_viewer, do
     assert "cancelled" in widget.status.value
     assert (out / "c0_manifest.json").is_file() and not list(out.glob("c1*")) and not list(out.glob("c2*"))
     assert widget.rows == []
+
+
+def test_a_bad_file_is_named_with_its_reason(make_napari_viewer, dock, wait_idle, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    write_image(folder / "good.png", _frame(0).astype(np.uint8))
+    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x00" * 20)
+    viewer, widget = _widget(make_napari_viewer, dock, folder, out)
+    widget.run_button.clicked.emit()
+    wait_idle(widget)
+    assert "1 done, 0 skipped (finished before), 1 failed" in widget.status.value
+    assert "broken.tif: could not read image broken.tif" in widget.status.value
+    assert widget.table.item(0, 0).text() == "broken.tif" and "could not read" in widget.table.item(0, 4).text()
+    widget.table.selectRow(0)  # the failed row: nothing to open, and the widget says why
+    assert widget.open_results() == [] and "failed" in widget.status.value

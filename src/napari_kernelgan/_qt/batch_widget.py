@@ -25,8 +25,8 @@ from .task_widget import TaskWidget
 
 __all__ = ["BatchWidget", "TABLE_COLUMNS"]
 
-TABLE_COLUMNS = ("file", "slice", "channel", "status", "estimator", "sigma_major", "sigma_minor", "orientation_deg",
-                 "confidence", "seconds", "output", "error")
+TABLE_COLUMNS = ("file", "slice", "channel", "status", "error", "estimator", "sigma_major", "sigma_minor",
+                 "orientation_deg", "confidence", "seconds", "output")
 """The summary.csv columns the table shows (the settings columns are the same on every row)."""
 
 
@@ -156,8 +156,13 @@ class BatchWidget(TaskWidget):
         with open(batch.summary[0], newline="") as fh:
             self._show_rows(list(csv.DictReader(fh)))
         n = len(batch.results)
-        return (f"{record.description} of {n} input{'s' if n != 1 else ''}: {batch.tally()} in "
+        text = (f"{record.description} of {n} input{'s' if n != 1 else ''}: {batch.tally()} in "
                 f"{format_seconds(batch.seconds)}; summary in {batch.summary[0]}")
+        if batch.failed:
+            first = batch.failed[0]
+            text += f". {first.path.name}: {first.error}" + (" (the others in the table)" if len(batch.failed) > 1
+                                                              else "")
+        return text
 
     # ------------------------------------------------------------------ results
 
@@ -184,7 +189,10 @@ class BatchWidget(TaskWidget):
         from .._reader import looks_like_stack, read_stacks
 
         layers: list[Any] = []
-        for path in self.result_paths():
+        paths = self.result_paths()
+        if not paths:
+            self.say("The chosen rows have no super-resolved file (they failed): choose rows with status ok.")
+        for path in paths:
             if looks_like_stack(path):
                 for data, kwargs, _ in read_stacks(str(path)):
                     added = self.viewer.add_image(data, **kwargs)
