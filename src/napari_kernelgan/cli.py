@@ -300,7 +300,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; finished inputs are kept and skipped when the run is repeated", file=sys.stderr)
         return INTERRUPTED
-    print(f"batch: {len(batch.results)} inputs in {batch.seconds:.1f} s: {batch.tally()}; summary in "
+    n = len(batch.results)
+    print(f"batch: {n} input{'s' if n != 1 else ''} in {batch.seconds:.1f} s: {batch.tally()}; summary in "
           f"{batch.summary[0]}")
     return 1 if batch.failed else 0
 
