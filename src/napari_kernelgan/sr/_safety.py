@@ -39,6 +39,10 @@ registered SR method so that this does not happen silently:
    ``"fallback": "bicubic"`` and the reason in the result's options.
    On large images the steps are tried on a few windows (a 3×3 grid of 96×96
    LR windows) and only the chosen one runs on the whole image.
+4. **Photon-limited refinement.** Where the noise is Poisson–Gaussian and the
+   method has a noise option, Richardson–Lucy steps refine the result, as many
+   as cross-validation on binomially thinned counts says
+   (:mod:`napari_kernelgan.sr._poisson`).
 
 The ×2 limits and the ladder were chosen on synthetic data (scikit-image sample
 images blurred with random DIV2KRK-protocol kernels, the true kernel against one
@@ -65,6 +69,7 @@ from scipy import ndimage
 
 from ..physics.resize import imresize
 from ..types import NEUTRAL_CONFIDENCE, Progress
+from ._poisson import REFINE_SCALES
 
 __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
            "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "measure_noise", "confidence_floor", "doubt_factor",
@@ -74,7 +79,7 @@ __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SC
 RINGING_LIMIT = 2.0        # highest accepted 90th-percentile block TV ratio of SR over bicubic, for a trusted kernel
 RINGING_LIMIT_UNSURE = 1.4  # the same for a kernel of confidence 0 (in between: linear in the confidence)
 NOISY_SIGMA = 2.0          # [0, 255]; from this measured noise on, the strict limit holds whatever the confidence
-NOISE_DOUBT = 2.0          # see doubt_factor; fitted by benchmarks/calibrate_safety.py
+NOISE_DOUBT = 3.0          # see doubt_factor; fitted by benchmarks/calibrate_safety.py
 RINGING_SCALE = {2: 1.0, 4: 2.0}  # the ringing limit per SR scale, relative to ×2 (same script)
 FLOOR_SCALE = {2: 0.5, 4: 1.0}    # the confidence floor per SR scale, relative to the blind default (same script)
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
@@ -100,7 +105,8 @@ def measure_noise(frames: np.ndarray) -> dict[str, Any]:
     part dominates at the mean intensity), σ is the noise at the
     signal-weighted mean level, ``√(a·E[z²]/E[z] + b)``: the noise on the
     bright objects, which the flat-region Gaussian estimate (dark background
-    in fluorescence) and the RMS over the crop would underrate.
+    in fluorescence) and the RMS over the crop would underrate; the record
+    then also holds the fit's ``poisson_a`` and ``poisson_b`` (``var = a·E[z] + b``).
     """
     from ..physics.noise import estimate_noise_sigma, photon_limited
 
@@ -119,7 +125,8 @@ def measure_noise(frames: np.ndarray) -> dict[str, Any]:
         level = float((smooth ** 2).sum() / max(float(smooth.sum()), 1e-12))
         structured = float(np.sqrt(max(a * level + b, 0.0)))
         if structured > sigma:
-            sigma, model = structured, "poisson-gaussian"
+            return {"noise_sigma": 255.0 * structured, "noise_model": "poisson-gaussian",
+                    "poisson_a": float(a), "poisson_b": float(b)}
     return {"noise_sigma": 255.0 * sigma, "noise_model": model}
 
 
@@ -282,7 +289,13 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
         record[key] = float(chosen[key])
     if "tv_scale" in chosen:
         record["tv_scale"] = round(float(chosen["tv_scale"]), 3)
-    if whole:
-        return out, record
-    result = yield from spec.fn(frames, kernel, scale, device=device, seed=seed, **chosen)
+    result = out if whole else (yield from spec.fn(frames, kernel, scale, device=device, seed=seed, **chosen))
+    if (noise["noise_model"] == "poisson-gaussian" and key is not None and "poisson_a" in noise
+            and int(scale) in REFINE_SCALES):
+        from ._poisson import iter_refine
+
+        result, steps = yield from iter_refine(spec, frames, result, kernel, scale, device=device, seed=seed,
+                                               options=chosen, key=key, a=noise["poisson_a"],
+                                               b=noise["poisson_b"])
+        record["poisson_refinement"] = steps
     return result, record
