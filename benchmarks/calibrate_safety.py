@@ -18,8 +18,10 @@ so the safeguards meet the kernel errors they exist for:
   :data:`~napari_kernelgan.sr._safety.RINGING_SCALE` (the ringing limit per scale);
 * ``microscopy``: generated noisy uint16 fluorescence (``synthetic.microscopy_case``,
   20–1500 photons, seeds that ``benchmarks/microscopy_benchmark.py`` does not
-  use by default: 10–15), ×2; it fits
-  :data:`~napari_kernelgan.sr._safety.NOISE_DOUBT`.
+  use by default: 10–15), ×2; it fits, jointly,
+  :data:`~napari_kernelgan.sr._safety.NOISE_DOUBT` and
+  :data:`~napari_kernelgan.sr._poisson.STEP_SCALE` (how much further than the
+  cross-validated count Richardson–Lucy runs on the full counts).
 
 Per knob and value: PSNR gain over bicubic interpolation of every case. The
 rule: the value with the best mean gain among those whose worst case is no more
@@ -54,6 +56,8 @@ FLOOR_VALUES = (0.125, 0.25, 0.5, 1.0)
 RINGING_VALUES = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5)
 NATURAL_VALUES = tuple((f, r) for f in FLOOR_VALUES for r in RINGING_VALUES)
 DOUBT_VALUES = (0.0, 1.0, 2.0, 3.0, 4.0)
+STEP_VALUES = (1.0, 1.5, 2.0)
+MICRO_VALUES = tuple((d, r) for d in DOUBT_VALUES for r in STEP_VALUES)
 MICRO_SEEDS = (10, 11, 12, 13, 14, 15)
 N_LEAVES = 6
 MIXED_SIGMAS = (0.7, 2.2)   # ×2 kernel σ of the sharp and the blurred half of a mixed case
@@ -109,9 +113,9 @@ def gains(cases: list[dict], knob: str, values: tuple, threads: int) -> np.ndarr
     """(cases, values) PSNR gains over bicubic of SR with the auto estimate, the knob set to each value."""
     from napari_kernelgan import estimate_kernel, super_resolve
     from napari_kernelgan.physics import image_psnr, imresize
-    from napari_kernelgan.sr import _safety
+    from napari_kernelgan.sr import _poisson, _safety
 
-    saved = (dict(_safety.FLOOR_SCALE), _safety.NOISE_DOUBT, dict(_safety.RINGING_SCALE))
+    saved = (dict(_safety.FLOOR_SCALE), _safety.NOISE_DOUBT, dict(_safety.RINGING_SCALE), _poisson.STEP_SCALE)
     out = np.zeros((len(cases), len(values)))
     try:
         for ci, case in enumerate(cases):
@@ -128,7 +132,7 @@ def gains(cases: list[dict], knob: str, values: tuple, threads: int) -> np.ndarr
                 if knob == "floor,ringing":
                     _safety.FLOOR_SCALE[s], _safety.RINGING_SCALE[s] = value
                 else:
-                    _safety.NOISE_DOUBT = value
+                    _safety.NOISE_DOUBT, _poisson.STEP_SCALE = value
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # a fallback shows in the gain itself
                     out[ci, vi] = psnr(super_resolve(lr, estimate, s, threads=threads).image) - bicubic
@@ -142,6 +146,7 @@ def gains(cases: list[dict], knob: str, values: tuple, threads: int) -> np.ndarr
         _safety.NOISE_DOUBT = saved[1]
         _safety.RINGING_SCALE.clear()
         _safety.RINGING_SCALE.update(saved[2])
+        _poisson.STEP_SCALE = saved[3]
     return out
 
 
@@ -195,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"natural x{s} ({g.shape[0]} cases), {label} in {FLOOR_VALUES} x {RINGING_VALUES}:")
             fitted[label] = cross_validate(g, NATURAL_VALUES, label, lines, np.array([c["group"] for c in cases]))
     if "microscopy" in families:
-        print(f"microscopy x2: NOISE_DOUBT over {DOUBT_VALUES}", flush=True)
+        label = "(NOISE_DOUBT, STEP_SCALE)"
+        print(f"microscopy x2: {label} over {DOUBT_VALUES} x {STEP_VALUES}", flush=True)
         cases = microscopy_cases(MICRO_SEEDS)
-        g = gains(cases, "doubt", DOUBT_VALUES, args.threads)
-        lines.append(f"microscopy x2 ({g.shape[0]} cases, seeds {MICRO_SEEDS}), NOISE_DOUBT in {DOUBT_VALUES}:")
-        fitted["NOISE_DOUBT"] = cross_validate(g, DOUBT_VALUES, "NOISE_DOUBT", lines,
-                                               np.array([c["group"] for c in cases]))
+        g = gains(cases, "doubt,steps", MICRO_VALUES, args.threads)
+        lines.append(f"microscopy x2 ({g.shape[0]} cases, seeds {MICRO_SEEDS}), {label} in {DOUBT_VALUES} x "
+                     f"{STEP_VALUES}:")
+        fitted[label] = cross_validate(g, MICRO_VALUES, label, lines, np.array([c["group"] for c in cases]))
     lines.append(f"Constants: {json.dumps(fitted)}  ({time.perf_counter() - start:.0f} s)")
     emit("\n".join(lines) + "\n", args.out)
     return 0

@@ -30,6 +30,7 @@ SECTIONS = [
     ("benchmarks_safety.md", "Super-resolution with a wrong kernel or noise: the safeguards"),
     ("benchmarks_microscopy.md", "Generated fluorescence microscopy (noisy uint16)"),
     ("benchmarks_microscopy_unseen.md", "Generated fluorescence microscopy from a seed no constant was chosen on"),
+    ("benchmarks_microscopy_x4.md", "Generated fluorescence microscopy ×4"),
     ("benchmarks_samples.md", "The bundled samples"),
     ("benchmarks_kernel_map.md", "Kernel maps and spatially varying SR"),
     ("benchmarks_tile_pass.md", "Kernel-map tiles in one pass against tile after tile"),

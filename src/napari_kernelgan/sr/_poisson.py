@@ -25,8 +25,11 @@ measured on the image itself:
    step that predicts the held-out counts best is the iteration count
    (:func:`choose_iterations`); data the fit never saw cannot be fitted by
    amplified noise.
-3. **Refinement.** RL runs that many steps on the full counts, from the SR
-   method's own result (:func:`refine`).
+3. **Refinement.** RL runs that many steps (times :data:`STEP_SCALE`: the
+   full counts are twice the half's) on the full counts, from the SR method's
+   own result (:func:`refine`).
+
+It runs where the measured noise reaches :data:`MIN_SIGMA`, at every scale.
 
 The count is chosen on a centre crop (:data:`CV_CROP` LR pixels) of the
 middle frame; all frames and channels are then refined alike. Measured in
@@ -46,14 +49,18 @@ from ..physics.operators import Degradation
 from ..types import Progress
 from ..vocabulary import Stage
 
-__all__ = ["MAX_ITERATIONS", "REFINE_SCALES", "CV_CROP", "to_counts", "from_counts", "thin", "richardson_lucy",
-           "centre_crop", "choose_iterations", "refine", "iter_refine"]
+__all__ = ["MAX_ITERATIONS", "STEP_SCALE", "MIN_SIGMA", "CV_CROP", "to_counts", "from_counts", "thin",
+           "richardson_lucy", "centre_crop", "choose_iterations", "refine", "iter_refine"]
 
-MAX_ITERATIONS = 40   # RL steps tried at most
-# Scales the refinement runs at. At ×4 a kernel error weighs more on RL than on the regularised method:
-# benchmarks/calibrate_safety.py measured a 0.6 dB loss on a generated ×4 case whose kernel was right for
-# half the image only, and no ×4 microscopy benchmark has validated it.
-REFINE_SCALES = (2,)
+MAX_ITERATIONS = 40   # RL steps tried at most on the half counts
+# The full counts are twice the half's, so RL can go further on them before the noise wins: the step count
+# used is STEP_SCALE times the cross-validated one (fitted by benchmarks/calibrate_safety.py).
+STEP_SCALE = 1.0
+# Shot noise this strong ([0, 255] units of the image's range, the safeguards' measured σ) is where the
+# refinement runs: below it, the signal-dependent part of the noise is no evidence of photon counting (clean
+# 8-bit photographs whose texture mimics it measure up to 2.4 in calibrate_safety's natural cases, and RL
+# there cost up to 1 dB); generated fluorescence with 20–1500 photons measures 4 and more.
+MIN_SIGMA = 3.0
 CV_CROP = 256         # LR side of the centre crop the iteration count is chosen on
 _FLOOR = 1e-6         # counts: keeps the ratio y / A x finite where the prediction vanishes
 
@@ -146,7 +153,8 @@ def iter_refine(spec: Any, frames: np.ndarray, result: np.ndarray, kernel: np.nd
     half = from_counts(2.0 * halves[0], a, b).astype(np.float32)[None]
     opts = {**options, key: float(options[key]) * math.sqrt(2.0)}
     start = yield from spec.fn(half, kernel, scale, device=device, seed=seed, **opts)
-    steps = choose_iterations(counts, to_counts(start[0], a, b) / 2.0, kernel, scale, halves)
+    steps = int(round(STEP_SCALE * choose_iterations(counts, to_counts(start[0], a, b) / 2.0, kernel, scale,
+                                                     halves)))
     if steps == 0:
         return result, 0
     out = np.empty_like(result)

@@ -69,7 +69,7 @@ from scipy import ndimage
 
 from ..physics.resize import imresize
 from ..types import NEUTRAL_CONFIDENCE, Progress
-from ._poisson import REFINE_SCALES
+from . import _poisson
 
 __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
            "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "measure_noise", "confidence_floor", "doubt_factor",
@@ -80,8 +80,8 @@ RINGING_LIMIT = 2.0        # highest accepted 90th-percentile block TV ratio of 
 RINGING_LIMIT_UNSURE = 1.4  # the same for a kernel of confidence 0 (in between: linear in the confidence)
 NOISY_SIGMA = 2.0          # [0, 255]; from this measured noise on, the strict limit holds whatever the confidence
 NOISE_DOUBT = 3.0          # see doubt_factor; fitted by benchmarks/calibrate_safety.py
-RINGING_SCALE = {2: 1.0, 4: 2.0}  # the ringing limit per SR scale, relative to ×2 (same script)
-FLOOR_SCALE = {2: 0.5, 4: 1.0}    # the confidence floor per SR scale, relative to the blind default (same script)
+RINGING_SCALE = {2: 1.0, 4: 1.25}  # the ringing limit per SR scale, relative to ×2 (same script)
+FLOOR_SCALE = {2: 0.5, 4: 0.5}    # the confidence floor per SR scale, relative to the blind default (same script)
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
 LADDER_STEPS = 2           # escalation steps before falling back to bicubic
 NOISE_KEYS = ("sigma", "noise_level")   # the noise option of closed-form, USRNet
@@ -291,11 +291,9 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
         record["tv_scale"] = round(float(chosen["tv_scale"]), 3)
     result = out if whole else (yield from spec.fn(frames, kernel, scale, device=device, seed=seed, **chosen))
     if (noise["noise_model"] == "poisson-gaussian" and key is not None and "poisson_a" in noise
-            and int(scale) in REFINE_SCALES):
-        from ._poisson import iter_refine
-
-        result, steps = yield from iter_refine(spec, frames, result, kernel, scale, device=device, seed=seed,
-                                               options=chosen, key=key, a=noise["poisson_a"],
-                                               b=noise["poisson_b"])
+            and noise["noise_sigma"] >= _poisson.MIN_SIGMA):
+        result, steps = yield from _poisson.iter_refine(spec, frames, result, kernel, scale, device=device,
+                                                        seed=seed, options=chosen, key=key,
+                                                        a=noise["poisson_a"], b=noise["poisson_b"])
         record["poisson_refinement"] = steps
     return result, record
