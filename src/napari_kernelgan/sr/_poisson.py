@@ -83,20 +83,21 @@ def thin(counts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.n
 
 
 def richardson_lucy(counts: np.ndarray, start: np.ndarray, kernel: np.ndarray, scale: int, iterations: int,
-                    held: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
+                    held: np.ndarray | None = None, device: torch.device | str = "cpu",
+                    ) -> tuple[np.ndarray, list[float]]:
     """``iterations`` RL steps for LR ``counts`` (..., h, w) from the HR ``start`` (..., s·h, s·w).
 
     ``x ← x · Aᵀ(n / A x) / Aᵀ1`` (symmetric-reflection boundary). With ``held``
     (independent counts of the same mean as ``counts``), also returns the negative
     Poisson log-likelihood ``Σ A x − held·log A x`` before the first step and
-    after each one.
+    after each one. Runs in float64 on ``device``.
     """
     op = Degradation(kernel, scale, "reflect")
-    y = torch.as_tensor(np.clip(counts, 0.0, None), dtype=torch.float64)
-    x = torch.as_tensor(np.clip(start, _FLOOR, None), dtype=torch.float64)
+    y = torch.as_tensor(np.clip(counts, 0.0, None), dtype=torch.float64, device=device)
+    x = torch.as_tensor(np.clip(start, _FLOOR, None), dtype=torch.float64, device=device)
     hr_shape = tuple(x.shape[-2:])
     norm = op.A_adjoint(torch.ones_like(y), hr_shape).clamp_min(_FLOOR)
-    other = None if held is None else torch.as_tensor(held, dtype=torch.float64)
+    other = None if held is None else torch.as_tensor(held, dtype=torch.float64, device=device)
     losses: list[float] = []
 
     def loss(pred: torch.Tensor) -> None:
@@ -109,7 +110,7 @@ def richardson_lucy(counts: np.ndarray, start: np.ndarray, kernel: np.ndarray, s
         x = x * op.A_adjoint(y / pred, hr_shape) / norm
         pred = op.A(x).clamp_min(_FLOOR)
         loss(pred)
-    return x.numpy(), losses
+    return x.cpu().numpy(), losses
 
 
 def centre_crop(frames: np.ndarray, side: int = CV_CROP) -> tuple[slice, slice]:
@@ -119,24 +120,26 @@ def centre_crop(frames: np.ndarray, side: int = CV_CROP) -> tuple[slice, slice]:
     return slice(r, r + min(side, h)), slice(c, c + min(side, w))
 
 
-def choose_iterations(counts: np.ndarray, start_of_half: np.ndarray, kernel: np.ndarray, scale: int,
-                      halves: tuple[np.ndarray, np.ndarray], max_iterations: int = MAX_ITERATIONS) -> int:
-    """The RL step count (0 … ``max_iterations``) that best predicts the held-out half.
+def choose_iterations(halves: tuple[np.ndarray, np.ndarray], start_of_half: np.ndarray, kernel: np.ndarray,
+                      scale: int, max_iterations: int = MAX_ITERATIONS, device: torch.device | str = "cpu") -> int:
+    """The RL step count (0 … ``max_iterations``) at which the fit to the first half best predicts
+    the held-out half.
 
-    ``halves``: :func:`thin` of ``counts``; ``start_of_half``: the SR method's result for the
+    ``halves``: :func:`thin` of the LR counts; ``start_of_half``: the SR method's result for the
     first half, in counts of that half (so ½ the full scale).
     """
-    _, losses = richardson_lucy(halves[0], start_of_half, kernel, scale, max_iterations, held=halves[1])
+    _, losses = richardson_lucy(halves[0], start_of_half, kernel, scale, max_iterations, held=halves[1],
+                                device=device)
     return int(np.argmin(losses))
 
 
 def refine(lr: np.ndarray, sr: np.ndarray, kernel: np.ndarray, scale: int, a: float, b: float,
-           iterations: int) -> np.ndarray:
+           iterations: int, device: torch.device | str = "cpu") -> np.ndarray:
     """``iterations`` RL steps on the counts of the LR frames ``lr`` from the SR result ``sr``
     (intensities, any leading axes); returns intensities like ``sr``."""
     if iterations <= 0:
         return sr
-    x, _ = richardson_lucy(to_counts(lr, a, b), to_counts(sr, a, b), kernel, scale, iterations)
+    x, _ = richardson_lucy(to_counts(lr, a, b), to_counts(sr, a, b), kernel, scale, iterations, device=device)
     return from_counts(x, a, b).astype(sr.dtype)
 
 
@@ -153,15 +156,15 @@ def iter_refine(spec: Any, frames: np.ndarray, result: np.ndarray, kernel: np.nd
     half = from_counts(2.0 * halves[0], a, b).astype(np.float32)[None]
     opts = {**options, key: float(options[key]) * math.sqrt(2.0)}
     start = yield from spec.fn(half, kernel, scale, device=device, seed=seed, **opts)
-    steps = int(round(STEP_SCALE * choose_iterations(counts, to_counts(start[0], a, b) / 2.0, kernel, scale,
-                                                     halves)))
+    steps = int(round(STEP_SCALE * choose_iterations(halves, to_counts(start[0], a, b) / 2.0, kernel, scale,
+                                                     device=device)))
     if steps == 0:
         return result, 0
     out = np.empty_like(result)
     t0 = time.perf_counter()
     for i in range(frames.shape[0]):
         # Frame by frame: float64 RL state for a whole stack at once would not fit in memory.
-        out[i] = refine(frames[i], result[i], kernel, scale, a, b, steps)
+        out[i] = refine(frames[i], result[i], kernel, scale, a, b, steps, device=device)
         yield Progress(i + 1, frames.shape[0], time.perf_counter() - t0, stage=Stage.SR,
                        message=f"photon-limited refinement ({steps} Richardson–Lucy steps)")
     return out, steps
