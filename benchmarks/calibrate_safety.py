@@ -18,7 +18,9 @@ so the safeguards meet the kernel errors they exist for:
   :data:`~napari_kernelgan.sr._safety.RINGING_SCALE` (the ringing limit per scale);
 * ``microscopy``: generated noisy uint16 fluorescence (``synthetic.microscopy_case``,
   20–1500 photons, seeds that ``benchmarks/microscopy_benchmark.py`` does not
-  use by default: 10–15), ×2; it fits, jointly,
+  use by default: 10–15), ×2, together with the natural family's uniformly blurred
+  ×2 cases with Gaussian noise (σ drawn in 5–15/255, 8-bit): the knobs act on every
+  noisy image, so both kinds of noise judge them; it fits, jointly,
   :data:`~napari_kernelgan.sr._safety.NOISE_DOUBT` and
   :data:`~napari_kernelgan.sr._poisson.STEP_SCALE` (how much further than the
   cross-validated count Richardson–Lucy runs on the full counts).
@@ -60,6 +62,7 @@ STEP_VALUES = (1.0, 1.5, 2.0)
 MICRO_VALUES = tuple((d, r) for d in DOUBT_VALUES for r in STEP_VALUES)
 MICRO_SEEDS = (10, 11, 12, 13, 14, 15)
 N_LEAVES = 6
+NOISY_NATURAL_SIGMA = (5.0, 15.0)   # Gaussian noise of the noisy natural cases, [0, 255]
 MIXED_SIGMAS = (0.7, 2.2)   # ×2 kernel σ of the sharp and the blurred half of a mixed case
 
 
@@ -94,6 +97,19 @@ def natural_cases(scale: int, seed: int) -> list[dict]:
         cases.append({"name": f"{name} mixed", "lr": np.clip(np.round(mixed), 0, 255).astype(np.uint8), "hr": hr,
                       "scale": scale, "peak": 255.0, "offset": 0.0, "group": i})
     return cases
+
+
+def noisy_natural_cases(seed: int) -> list[dict]:
+    """The natural family's uniformly blurred ×2 cases with Gaussian noise (σ in NOISY_NATURAL_SIGMA, /255)."""
+    out = []
+    for case in natural_cases(2, seed):
+        if case["name"].endswith(" mixed"):
+            continue
+        rng = np.random.default_rng([seed, 77, case["group"]])
+        sigma = float(rng.uniform(*NOISY_NATURAL_SIGMA))
+        noisy = np.clip(np.round(case["lr"] + rng.normal(0.0, sigma, case["lr"].shape)), 0, 255).astype(np.uint8)
+        out.append(dict(case, name=f"{case['name']} σ{sigma:.0f}", lr=noisy))
+    return out
 
 
 def microscopy_cases(seeds: tuple[int, ...]) -> list[dict]:
@@ -202,10 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     if "microscopy" in families:
         label = "(NOISE_DOUBT, STEP_SCALE)"
         print(f"microscopy x2: {label} over {DOUBT_VALUES} x {STEP_VALUES}", flush=True)
-        cases = microscopy_cases(MICRO_SEEDS)
+        fluo, natural = microscopy_cases(MICRO_SEEDS), noisy_natural_cases(args.seed)
+        cases = fluo + natural
         g = gains(cases, "doubt,steps", MICRO_VALUES, args.threads)
-        lines.append(f"microscopy x2 ({g.shape[0]} cases, seeds {MICRO_SEEDS}), {label} in {DOUBT_VALUES} x "
-                     f"{STEP_VALUES}:")
+        lines.append(f"microscopy x2 ({len(fluo)} fluorescence cases, seeds {MICRO_SEEDS}, and {len(natural)} "
+                     f"natural ones with Gaussian noise σ {NOISY_NATURAL_SIGMA[0]:.0f}–{NOISY_NATURAL_SIGMA[1]:.0f}"
+                     f"/255), {label} in {DOUBT_VALUES} x {STEP_VALUES}:")
         fitted[label] = cross_validate(g, MICRO_VALUES, label, lines, np.array([c["group"] for c in cases]))
     lines.append(f"Constants: {json.dumps(fitted)}  ({time.perf_counter() - start:.0f} s)")
     emit("\n".join(lines) + "\n", args.out)

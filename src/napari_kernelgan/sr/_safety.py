@@ -50,11 +50,13 @@ with twice its covariance), not on DIV2KRK: with the true kernel the score stays
 at 1.3–1.6 at the blind noise floor (grass-like texture up to 2.0), with a
 too-wide kernel it is 2.2–4.5, so a trusted kernel's limit sits at 2.0, between
 the two; a kernel its estimator doubts gets a limit down to 1.4.
-:data:`FLOOR_SCALE`, :data:`RINGING_SCALE` and :data:`NOISE_DOUBT` are fitted by
+:data:`FLOOR_SCALE`, :data:`RINGING_SCALE`, :data:`NOISE_DOUBT` and the
+refinement's :data:`~napari_kernelgan.sr._poisson.STEP_SCALE` are fitted by
 ``benchmarks/calibrate_safety.py`` (two-fold cross-validation on generated data
 only: scikit-image photographs and dead leaves with the ``auto`` kernel, once
-uniformly blurred and once half sharp, half blurred, and generated noisy
-fluorescence; output in ``docs/calibration_safety.txt``);
+uniformly blurred and once half sharp, half blurred; for the noise knobs,
+generated noisy fluorescence and the uniformly blurred photographs with
+Gaussian noise; output in ``docs/calibration_safety.txt``);
 ``benchmarks/safety_benchmark.py`` and ``benchmarks/sr_benchmark.py`` report the
 result on DIV2KRK.
 """
@@ -79,9 +81,9 @@ __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SC
 RINGING_LIMIT = 2.0        # highest accepted 90th-percentile block TV ratio of SR over bicubic, for a trusted kernel
 RINGING_LIMIT_UNSURE = 1.4  # the same for a kernel of confidence 0 (in between: linear in the confidence)
 NOISY_SIGMA = 2.0          # [0, 255]; from this measured noise on, the strict limit holds whatever the confidence
-NOISE_DOUBT = 3.0          # see doubt_factor; fitted by benchmarks/calibrate_safety.py
-RINGING_SCALE = {2: 1.0, 4: 1.25}  # the ringing limit per SR scale, relative to ×2 (same script)
-FLOOR_SCALE = {2: 0.5, 4: 0.5}    # the confidence floor per SR scale, relative to the blind default (same script)
+NOISE_DOUBT = 2.0          # see doubt_factor; fitted by benchmarks/calibrate_safety.py
+RINGING_SCALE = {2: 1.0, 4: 2.0}  # the ringing limit per SR scale, relative to ×2 (same script)
+FLOOR_SCALE = {2: 0.5, 4: 1.0}    # the confidence floor per SR scale, relative to the blind default (same script)
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
 LADDER_STEPS = 2           # escalation steps before falling back to bicubic
 NOISE_KEYS = ("sigma", "noise_level")   # the noise option of closed-form, USRNet
