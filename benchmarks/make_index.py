@@ -38,6 +38,7 @@ SECTIONS = [
                             "memory-mapped stack"),
     ("benchmarks_sr_neural_x2.md", "Super-resolution ×2, neural methods"),
     ("benchmarks_threads.md", "CPU threads under load"),
+    ("benchmarks_adjoint.md", "The strided adjoint on the CPU"),
     ("benchmarks_activity.md", "napari's activity progress under software OpenGL"),
     ("benchmarks_reproduction.md", "Reproduction of the figures after a code change"),
 ]

@@ -102,8 +102,9 @@ def _transpose_polyphase(y: torch.Tensor, weight: torch.Tensor, stride: int) -> 
     """``conv_transpose2d(y, weight, stride)`` of (B, 1, h, w) as ``stride²`` plain convolutions, one per
     output phase with its sub-kernel ``weight[p::s, q::s]``.
 
-    On the CPU oneDNN's strided transposed convolution is 3–10× slower than this for the applied kernels
-    of this package (17×17 at ×2, 39×39 at ×4), which Richardson–Lucy and ZSSR apply at every step.
+    On the CPU this is faster than oneDNN's strided transposed convolution for the applied kernels of this
+    package (17×17 at ×2, 39×39 at ×4; ``benchmarks/adjoint_benchmark.py``), and Richardson–Lucy applies
+    the adjoint at every step.
     """
     kh, kw = weight.shape
     h, w = y.shape[-2:]
