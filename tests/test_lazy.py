@@ -144,3 +144,13 @@ def test_whole_4d_layer_is_flattened_without_reading(stack: np.ndarray) -> None:
     frames = prepare_image(flat, stack_axis=0)
     assert data.reads == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     assert np.allclose(frames.data, prepare_image(stack, stack_axis=0).data)
+
+
+def test_centre_crop_is_a_centred_view_and_keeps_short_axes_whole():
+    from napari_kernelgan.imaging import centre_crop
+
+    x = np.arange(2 * 7 * 10).reshape(2, 7, 10)
+    crop = centre_crop(x, 4)
+    np.testing.assert_array_equal(crop, x[:, 1:5, 3:7])
+    assert np.shares_memory(crop, x)
+    np.testing.assert_array_equal(centre_crop(x, 8), x[:, :, 1:9])  # 7 rows: all of them

@@ -31,6 +31,14 @@ SCAN_BYTES = 256 * 2**20
 """Arrays up to this size in memory get their exact range; larger or lazy ones a sampled one."""
 
 
+def centre_crop(x: np.ndarray, side: int) -> np.ndarray:
+    """The centre ``side``×``side`` crop of the last two axes of ``x`` (the whole axis where it is shorter),
+    as a view."""
+    h, w = x.shape[-2:]
+    r, c = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return x[..., r:r + side, c:c + side]
+
+
 def is_lazy(x: Any) -> bool:
     """Whether reading ``x`` whole would load or compute data not yet in memory: a memory-mapped array,
     or an array-like that is not a NumPy array (Dask, Zarr, h5py...). Imports neither Dask nor Zarr."""

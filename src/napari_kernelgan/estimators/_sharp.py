@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..imaging import centre_crop
 from ..physics.noise import estimate_noise_sigma
 
 NOISE_CROP = 512     # side of the central crop the noise is measured on
@@ -30,9 +31,7 @@ def estimate_noise(gray: np.ndarray, max_side: int = NOISE_CROP) -> float:
     central crop of at most ``max_side`` pixels a side is enough (and keeps this step cheap on
     large images).
     """
-    h, w = gray.shape
-    r0, c0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
-    return float(estimate_noise_sigma(gray[r0:r0 + max_side, c0:c0 + max_side]))
+    return float(estimate_noise_sigma(centre_crop(gray, max_side)))
 
 
 def forward_gradients(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

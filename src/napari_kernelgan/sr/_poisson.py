@@ -45,12 +45,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..imaging import centre_crop
 from ..physics.operators import Degradation
 from ..types import Progress
 from ..vocabulary import Stage
 
 __all__ = ["MAX_ITERATIONS", "STEP_SCALE", "MIN_SIGMA", "CV_CROP", "to_counts", "from_counts", "thin",
-           "richardson_lucy", "centre_crop", "choose_iterations", "refine", "iter_refine"]
+           "richardson_lucy", "choose_iterations", "refine", "iter_refine"]
 
 MAX_ITERATIONS = 40   # RL steps tried at most on the half counts
 # The full counts are twice the half's, so RL can go further on them before the noise wins: the step count
@@ -114,13 +115,6 @@ def richardson_lucy(counts: np.ndarray, start: np.ndarray, kernel: np.ndarray, s
     return x.cpu().numpy(), losses
 
 
-def centre_crop(frames: np.ndarray, side: int = CV_CROP) -> tuple[slice, slice]:
-    """Rows and columns of the centre crop (at most ``side`` square) of (..., h, w) arrays."""
-    h, w = frames.shape[-2:]
-    r, c = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return slice(r, r + min(side, h)), slice(c, c + min(side, w))
-
-
 def choose_iterations(halves: tuple[np.ndarray, np.ndarray], start_of_half: np.ndarray, kernel: np.ndarray,
                       scale: int, max_iterations: int = MAX_ITERATIONS, device: torch.device | str = "cpu") -> int:
     """The RL step count (0 … ``max_iterations``) at which the fit to the first half best predicts
@@ -150,9 +144,7 @@ def iter_refine(spec: Any, frames: np.ndarray, result: np.ndarray, kernel: np.nd
     """Refine SR method ``spec``'s ``result`` (N, C, s·h, s·w) of ``frames`` (N, C, h, w) as the module
     docstring says. ``options``: the options the result was made with; ``key``: the method's noise
     option (raised by √2 for the half counts). Returns the refined result and the RL step count."""
-    mid = frames[frames.shape[0] // 2]
-    rows, cols = centre_crop(mid)
-    counts = to_counts(mid[:, rows, cols], a, b)
+    counts = to_counts(centre_crop(frames[frames.shape[0] // 2], CV_CROP), a, b)
     halves = thin(counts, np.random.default_rng([int(seed), 0x5EED]))
     half = from_counts(2.0 * halves[0], a, b).astype(np.float32)[None]
     opts = {**options, key: float(options[key]) * math.sqrt(2.0)}

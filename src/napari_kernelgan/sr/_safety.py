@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ..imaging import centre_crop
 from ..physics.resize import imresize
 from ..types import NEUTRAL_CONFIDENCE, Progress
 from . import _poisson
@@ -112,10 +113,7 @@ def measure_noise(frames: np.ndarray) -> dict[str, Any]:
     """
     from ..physics.noise import estimate_noise_sigma, photon_limited
 
-    frame = np.asarray(frames[frames.shape[0] // 2], dtype=np.float64)
-    h, w = frame.shape[-2:]
-    r0, c0 = max(0, (h - NOISE_CROP) // 2), max(0, (w - NOISE_CROP) // 2)
-    crop = frame[:, r0:r0 + NOISE_CROP, c0:c0 + NOISE_CROP]
+    crop = centre_crop(np.asarray(frames[frames.shape[0] // 2], dtype=np.float64), NOISE_CROP)
     sigma = float(estimate_noise_sigma(crop))
     model = "gaussian"
     shot = photon_limited(crop)
