@@ -96,6 +96,23 @@ def test_estimated_kernels_get_the_safeguards(make_napari_viewer, dock, wait_idl
             assert options["sigma"] == 0.0
 
 
+def test_photon_limited_sample_is_refined_and_says_so(make_napari_viewer, dock, wait_idle):
+    """The noisy fluorescence sample with an estimated kernel: the status line names the Richardson–Lucy
+    steps, and the layer's options record them."""
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "fluorescence-noisy")
+    image = viewer.layers["noisy fluorescence LR"]
+    add_estimate_layers(viewer, image, estimate_kernel(image.data, estimator="kernelnet"))
+    widget = sr_widget(dock, viewer, image, LATEST, "closed-form", 2)
+    widget.run_button.native.click()
+    wait_idle(widget)
+    options = viewer.layers["noisy fluorescence LR SR×2 (closed-form)"].metadata["options"]
+    assert options["noise_model"] == "poisson-gaussian"
+    steps = options["poisson_refinement"]
+    assert ("no Richardson–Lucy step helped" if steps == 0 else f"{steps} Richardson–Lucy step") \
+        in widget.status.value, widget.status.value
+
+
 def test_whole_stack(make_napari_viewer, dock, wait_idle, bicubic):
     viewer = make_napari_viewer()
     stack = viewer.add_image(fluorescence_volume((4, 64, 64)), name="fluorescence LR")

@@ -154,4 +154,8 @@ class SuperResolveWidget(TaskWidget):
             text += f"; {result.options['regions']} regions of the kernel map"
         if result.options.get("noise_sigma") is not None:
             text += f"; noise measured σ {float(result.options['noise_sigma']):.1f}/255"
+        steps = result.options.get("poisson_refinement")
+        if steps is not None:
+            text += (f", photon-limited: {steps} Richardson–Lucy step{'' if steps == 1 else 's'}"
+                     if steps else ", photon-limited: no Richardson–Lucy step helped")
         return text + "."
