@@ -226,12 +226,12 @@ def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | 
             raise BadInputError(f"the kernel map was made for an image of {kernel.image_shape[0]}×"
                                 f"{kernel.image_shape[1]} pixels; this one is {frames.data.shape[-2]}×"
                                 f"{frames.data.shape[-1]}")
-        if is_field and not kernel.is_uniform and spec.name != "bicubic":
+        if is_field and not kernel.is_uniform and spec.uses_kernel:
             from .sr._field import iter_field_sr
 
             return (yield from iter_field_sr(spec, frames.data, kernel, scale, device=dev, seed=int(seed),
                                              options=opts, given=given, safe=use_safety))
-        if use_safety and spec.name != "bicubic":
+        if use_safety and spec.uses_kernel:
             from .sr._safety import iter_safe_sr
 
             conf = float(kernel.kernel_confidence[0, 0]) if is_field and confidence is None else confidence

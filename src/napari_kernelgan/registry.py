@@ -79,7 +79,9 @@ class MethodSpec:
     ``seeded``: whether the result depends on the seed. ``tiles``: for estimators, an optional
     function estimating many tiles of one image in one pass (see :func:`register_tiles`).
     ``help``: a line per option; for an option whose default is ``None``, a clause
-    ``"unset: <what decides>"`` is what forms show in the empty field.
+    ``"unset: <what decides>"`` is what forms show in the empty field. ``uses_kernel``: for SR
+    methods, ``False`` where the method ignores the kernel (bicubic interpolation): it runs without
+    one, and the kernel safeguards (which compare a kernel's result with interpolation) do not apply.
     """
 
     name: str
@@ -98,6 +100,7 @@ class MethodSpec:
     seeded: bool = True
     module: str = ""
     tiles: Callable[..., Generator] | None = None
+    uses_kernel: bool = True
 
     @property
     def form_options(self) -> dict[str, Any]:
@@ -276,7 +279,7 @@ def register(name: str, *, kind: str, summary: str = "", defaults: Mapping[str, 
              choices: Mapping[str, tuple[Any, ...]] | None = None, help: Mapping[str, str] | None = None,
              hidden: tuple[str, ...] = (), weights: tuple[str, ...] = (), scales: tuple[int, ...] | None = None,
              blind_defaults: Mapping[str, Any] | None = None,
-             seeded: bool = True) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
+             seeded: bool = True, uses_kernel: bool = True) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
     """Decorator: register a generator function as an ``"estimator"`` or ``"sr_method"``.
 
     With ``presets``, a ``preset`` option is added (default: the first preset, unless
@@ -301,7 +304,7 @@ def register(name: str, *, kind: str, summary: str = "", defaults: Mapping[str, 
                           defaults=defaults, presets=presets, main=tuple(m for m in main if m in defaults),
                           choices=choices, help=dict(help or {}), hidden=tuple(hidden), weights=tuple(weights),
                           scales=tuple(scales), blind_defaults=dict(blind_defaults or {}), seeded=seeded,
-                          module=fn.__module__)
+                          module=fn.__module__, uses_kernel=uses_kernel)
         _REGISTRIES[kind].add(spec)
         return fn
 

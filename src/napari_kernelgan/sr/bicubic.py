@@ -20,7 +20,7 @@ __all__ = ["cubic", "resize_weights", "imresize", "bicubic"]
 
 
 @register("bicubic", kind="sr_method", summary="Bicubic interpolation (MATLAB imresize): the baseline; "
-          "ignores the kernel", seeded=False)
+          "ignores the kernel", seeded=False, uses_kernel=False)
 def bicubic(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device | None = None,
             seed: int = 0) -> Generator[Progress, None, np.ndarray]:
     """Bicubic interpolation (MATLAB ``imresize``): the customary baseline; ``kernel`` is ignored.
