@@ -278,8 +278,8 @@ def register(name: str, *, kind: str, summary: str = "", defaults: Mapping[str, 
              presets: Mapping[str, Mapping[str, Any]] | None = None, main: tuple[str, ...] = (),
              choices: Mapping[str, tuple[Any, ...]] | None = None, help: Mapping[str, str] | None = None,
              hidden: tuple[str, ...] = (), weights: tuple[str, ...] = (), scales: tuple[int, ...] | None = None,
-             blind_defaults: Mapping[str, Any] | None = None,
-             seeded: bool = True, uses_kernel: bool = True) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
+             blind_defaults: Mapping[str, Any] | None = None, seeded: bool = True,
+             uses_kernel: bool = True) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
     """Decorator: register a generator function as an ``"estimator"`` or ``"sr_method"``.
 
     With ``presets``, a ``preset`` option is added (default: the first preset, unless
