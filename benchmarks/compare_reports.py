@@ -6,6 +6,10 @@ label, same column), and counts the numbers that agree. Timing columns and table
 skipped: they measure the machine, not the method. Writes a Markdown summary.
 
     python benchmarks/compare_reports.py --ref 373d336 --out docs/benchmarks_reproduction.md
+
+``--rerun DIR`` compares the reports found in ``DIR`` (rerun there by the same commands, e.g. a
+subset of ``run_all.sh``) instead of ``docs/``, each against its namesake at ``--ref``; rows that a
+partial rerun left out are not compared, and the summary says how many rows were.
 """
 from __future__ import annotations
 
@@ -48,9 +52,9 @@ def numbers(cell: str) -> list[float]:
     return [float(x) for x in NUMBER.findall(cell.replace("*", ""))]
 
 
-def compare(old: str, new: str) -> tuple[int, int, float, list[str]]:
-    """(values compared, values equal, largest |difference|, notes on differing cells)."""
-    compared = equal = 0
+def compare(old: str, new: str) -> tuple[int, int, float, list[str], int]:
+    """(values compared, values equal, largest |difference|, notes on differing cells, reference rows not rerun)."""
+    compared = equal = missing = 0
     worst = 0.0
     notes: list[str] = []
     for (_h_old, head_old, body_old), (h_new, head_new, body_new) in zip(tables(old), tables(new)):
@@ -58,6 +62,7 @@ def compare(old: str, new: str) -> tuple[int, int, float, list[str]]:
             continue
         old_rows = {row_key(r): r for r in body_old}
         old_cols = {name: i for i, name in enumerate(head_old)}  # columns are paired by name, not position
+        missing += len(set(old_rows) - {row_key(r) for r in body_new})
         for row in body_new:
             ref = old_rows.get(row_key(row))
             if ref is None:
@@ -77,31 +82,34 @@ def compare(old: str, new: str) -> tuple[int, int, float, list[str]]:
                         worst = max(worst, abs(x - y))
                         if len(notes) < 8:
                             notes.append(f"{row[0]} · {name}: {a} → {b}")
-    return compared, equal, worst, notes
+    return compared, equal, worst, notes, missing
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", required=True, help="git commit whose reports are the reference")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--rerun", type=Path, default=None,
+                    help="folder of rerun reports to compare instead of docs/ (each with its namesake at --ref)")
     args = ap.parse_args(argv)
+    source = args.rerun if args.rerun is not None else ROOT / "docs"
     lines = ["# Reproduction of the figures", "",
-             f"Command: `python benchmarks/compare_reports.py --ref {args.ref}`", "",
+             f"Command: `python benchmarks/compare_reports.py {' '.join(argv or sys.argv[1:])}`", "",
              f"Every accuracy figure (kernel L1, PSNR, SSIM, K-COV... per image and in the means) of each report, "
              f"as rerun now, against the same report at commit `{args.ref}`; timings are left out.", "",
-             "| report | values compared | identical | largest difference |",
-             "| --- | ---: | ---: | ---: |"]
+             "| report | values compared | identical | largest difference | reference rows not rerun |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     details: list[str] = []
-    for path in sorted((ROOT / "docs").glob("benchmarks_*.md")):
+    for path in sorted(source.glob("benchmarks_*.md")):
         if path.name == "benchmarks_reproduction.md":
             continue
-        rel = path.relative_to(ROOT).as_posix()
+        rel = f"docs/{path.name}"
         proc = subprocess.run(["git", "show", f"{args.ref}:{rel}"], cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
-            lines.append(f"| {path.name} | new report | - | - |")
+            lines.append(f"| {path.name} | new report | - | - | - |")
             continue
-        n, same, worst, notes = compare(proc.stdout, path.read_text())
-        lines.append(f"| {path.name} | {n} | {same} | {worst:g} |")
+        n, same, worst, notes, missing = compare(proc.stdout, path.read_text())
+        lines.append(f"| {path.name} | {n} | {same} | {worst:g} | {missing} |")
         if notes:
             details += [f"* {path.name}: " + "; ".join(notes)]
     if details:
