@@ -4,20 +4,23 @@ Runs ``auto`` (the API's default estimator, default options, seed 0) on
 
 * DIV2KRK dev images ×2 and ×4 LR, and ×2 with Gaussian noise σ = 10/255 (fixed per image, as in
   ``benchmarks/calibrate_auto.py`` and the kernel benchmark's noisy case);
-* generated noisy uint16 fluorescence, ``microscopy_benchmark.make_case`` at ×2, 256×256 HR, seeds 10–15
-  (12 cases each: nuclei, puncta, filaments, mixed; 20–1500 photons). Seed 5 is never used: it is the unseen check.
+* generated noisy uint16 fluorescence, ``microscopy_benchmark.make_case`` at ×2 and ×4, 256×256 HR, seeds
+  10–15 (12 cases each: nuclei, puncta, filaments, mixed; 20–1500 photons; ×4 compares the ×4 kernels).
+  Seed 5 is never used: it is the unseen check.
 
 Per case it keeps the confidence, the kernel L1, the fixed Gaussian's L1 (``constant_gaussian(scale)``) and the
 relative error of the kernel's width, ``|w_est / w_true − 1|`` with ``w = √trace Σ`` from the second moments
 (``physics.metrics.second_moments``; ×4 compares the ×4 kernels), cached in ``--cache`` so that refitting is
 instant.
 
-The levels (:func:`fit_levels`): ``low`` is below the smallest threshold above which the estimate is closer to
-the truth than the fixed Gaussian on at least :data:`TRUSTED_RATE` of the cases at every threshold from there
-up; ``high`` starts at the smallest threshold above which the upper quartile of the width error is at most
-:data:`HIGH_WIDTH` (both with at least :data:`MIN_CASES` cases above it). Each level's band is the lower and
-upper quartile of the width error of its cases, with the fraction of its cases that beat the fixed Gaussian.
-Scales: ×2 pools DIV2KRK ×2, ×2 noisy and the fluorescence; ×4 is DIV2KRK ×4 alone.
+The levels (:func:`fit_levels`): ``medium`` starts at the lowest threshold at and above which the estimate is
+closer to the truth than the fixed Gaussian on at least :data:`TRUSTED_RATE` of the cases (below it: ``low``,
+not reliably better than the generic kernel); ``high`` at the lowest threshold at and above which it is so on at
+least :data:`HIGH_RATE` of the cases and the upper quartile of the width error is at most :data:`HIGH_WIDTH`
+(a threshold needs :data:`MIN_CASES` cases at or above it). Each level's band is the lower and upper quartile
+of the width error of its cases (or of the :data:`MIN_CASES` cases nearest to its range, where it has fewer),
+with the fraction of those cases that beat the fixed Gaussian.
+Scales: ×2 pools DIV2KRK ×2, ×2 noisy and the ×2 fluorescence; ×4 pools DIV2KRK ×4 and the ×4 fluorescence.
 
 Two-fold cross-validation (odd DIV2KRK images and odd seeds against even ones) fits the levels on one half and
 reports, on the other, how many cases fall inside the band their level predicts (an interquartile band: about
@@ -49,9 +52,11 @@ MICRO_SEEDS = (10, 11, 12, 13, 14, 15)
 MICRO_CASES = 12
 MICRO_SIZE = 256
 THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(2, 81))   # candidate level boundaries
-TRUSTED_RATE = 0.8   # medium and high: the estimate beats the fixed Gaussian on at least this fraction
-HIGH_WIDTH = 0.15    # high: the width error's upper quartile is at most this
-MIN_CASES = 8        # a threshold needs this many cases at or above it
+# The criteria (design choices); the thresholds that meet them are fitted on the cases.
+TRUSTED_RATE = 0.9   # medium and up: the estimate beats the fixed Gaussian on at least this fraction
+HIGH_RATE = 0.97     # high: it beats the fixed Gaussian on at least this fraction
+HIGH_WIDTH = 0.05    # high: and the upper quartile of its width error is at most this
+MIN_CASES = 10       # a threshold needs this many cases at or above it; a level's band at least this many
 LEVELS = ("low", "medium", "high")
 
 
@@ -76,18 +81,20 @@ def cases(data: Path, limit: int) -> list[dict]:
             out.append({"key": f"{label}/{idx}", "condition": label, "scale": scale, "fold": idx % 2,
                         "load": div2krk(label, scale, noisy, idx)})
 
-    def micro(seed: int, i: int):
+    def micro(seed: int, i: int, scale: int):
         def load() -> tuple[np.ndarray, np.ndarray]:
             from microscopy_benchmark import make_case
 
-            case = make_case(i, seed, (MICRO_SIZE, MICRO_SIZE), 2)
-            return case.lr, case.kernel_x2
+            case = make_case(i, seed, (MICRO_SIZE, MICRO_SIZE), scale)
+            return case.lr, (case.kernel_x2 if scale == 2 else case.kernel)
         return load
 
-    for seed in MICRO_SEEDS:
-        for i in range(MICRO_CASES):
-            out.append({"key": f"microscopy/{seed}/{i}", "condition": "microscopy x2", "scale": 2, "fold": seed % 2,
-                        "load": micro(seed, i)})
+    for scale in (2, 4):
+        for seed in MICRO_SEEDS:
+            for i in range(MICRO_CASES):
+                key = f"microscopy/{seed}/{i}" + ("" if scale == 2 else f"/x{scale}")
+                out.append({"key": key, "condition": f"microscopy x{scale}", "scale": scale, "fold": seed % 2,
+                            "load": micro(seed, i, scale)})
     return out
 
 
@@ -135,28 +142,36 @@ def _arrays(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return c, err, beats
 
 
+def _nearest(c: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The cases in [lo, hi), or, where fewer than MIN_CASES are, the MIN_CASES nearest to that range."""
+    inside = (c >= lo) & (c < hi)
+    if inside.sum() >= MIN_CASES:
+        return inside
+    distance = np.maximum(lo - c, 0.0) + np.maximum(c - hi, 0.0)
+    return np.isin(np.arange(c.size), np.argsort(distance, kind="stable")[:MIN_CASES])
+
+
 def fit_levels(rows: list[dict]) -> dict:
     """Thresholds ``[low→medium, medium→high]`` and per-level bands from ``rows`` (see the module docstring)."""
     c, err, beats = _arrays(rows)
-    usable = [t for t in THRESHOLDS if (c >= t).sum() >= MIN_CASES]
-    rate = {t: float(beats[c >= t].mean()) for t in usable}
-    t_low = usable[-1] if usable else THRESHOLDS[-1]
-    for t in reversed(usable):  # the lowest threshold from which on every higher one keeps the rate
-        if rate[t] < TRUSTED_RATE:
-            break
-        t_low = t
-    t_high = next((t for t in usable if t >= t_low and np.quantile(err[c >= t], 0.75) <= HIGH_WIDTH), None)
-    if t_high is None:
-        t_high = THRESHOLDS[-1]
-    level = np.where(c < t_low, 0, np.where(c < t_high, 1, 2))
+    usable = [t for t in THRESHOLDS if (c >= t).sum() >= MIN_CASES] or [THRESHOLDS[0]]
+
+    def rate(t: float) -> float:
+        return float(beats[c >= t].mean()) if (c >= t).any() else 1.0
+
+    def upper(t: float) -> float:
+        return float(np.quantile(err[c >= t], 0.75)) if (c >= t).any() else 0.0
+
+    t_low = next((t for t in usable if rate(t) >= TRUSTED_RATE), usable[-1])
+    t_high = next((t for t in usable if t >= t_low and rate(t) >= HIGH_RATE and upper(t) <= HIGH_WIDTH), usable[-1])
+    t_high = max(t_high, t_low)
     bands = {}
-    for i, name in enumerate(LEVELS):
-        sel = level == i
-        if sel.sum() < 3:   # too few cases of its own: the nearest level's cases speak for it
-            sel = level == (1 if i != 1 else 0)
+    for name, lo, hi in (("low", -np.inf, t_low), ("medium", t_low, t_high), ("high", t_high, np.inf)):
+        sel = _nearest(c, lo, hi)
         bands[name] = {"width_error": [round(float(np.quantile(err[sel], 0.25)), 3),
                                        round(float(np.quantile(err[sel], 0.75)), 3)],
-                       "beats_fixed": round(float(beats[sel].mean()), 3), "cases": int((level == i).sum())}
+                       "beats_fixed": round(float(beats[sel].mean()), 3),
+                       "cases": int(((c >= lo) & (c < hi)).sum())}
     return {"thresholds": [t_low, t_high], "bands": bands}
 
 
@@ -183,6 +198,13 @@ def coverage(fitted: dict, rows: list[dict]) -> list[str]:
                      f"{int(((err >= lo) & (err <= hi)).sum())}/{len(sel)} (expect ~1/2), below {hi:.0%}: "
                      f"{int((err <= hi).sum())}/{len(sel)} (expect ~3/4); beat the fixed Gaussian "
                      f"{int(beats.sum())}/{len(sel)} (band says {band['beats_fixed']:.0%})")
+    inside = below = 0
+    for r in rows:
+        lo, hi = fitted["bands"][level_of(r["confidence"], fitted["thresholds"])]["width_error"]
+        inside += lo <= abs(r["width_error"]) <= hi
+        below += abs(r["width_error"]) <= hi
+    lines.append(f"    all levels: in the band {inside}/{len(rows)} (expect ~1/2), below its upper end "
+                 f"{below}/{len(rows)} (expect ~3/4)")
     return lines
 
 
@@ -206,12 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(argv if argv is not None else sys.argv[1:])
     report = [f"Command: python benchmarks/calibrate_confidence.py {command}",
               f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-              f"Cases: DIV2KRK dev 1-{args.limit} (x2, x4, x2 with noise 10/255), generated fluorescence x2 "
+              f"Cases: DIV2KRK dev 1-{args.limit} (x2, x4, x2 with noise 10/255), generated fluorescence x2 and x4 "
               f"({MICRO_SIZE}x{MICRO_SIZE} HR, seeds {MICRO_SEEDS[0]}-{MICRO_SEEDS[-1]}, {MICRO_CASES} each); "
               f"auto with its defaults, seed 0; {sum(r['seconds'] for r in rows):.0f} s of estimation.",
-              f"Rule: low below the lowest threshold from which on the estimate beats the fixed Gaussian on >= "
-              f"{TRUSTED_RATE:.0%} of the cases above every threshold; high from the lowest threshold above which the "
-              f"width error's upper quartile is <= {HIGH_WIDTH:.0%} (>= {MIN_CASES} cases above a threshold).", "",
+              f"Rule: medium from the lowest confidence at and above which auto beats the fixed Gaussian on >= "
+              f"{TRUSTED_RATE:.0%} of the cases; high from the lowest at and above which it does on >= "
+              f"{HIGH_RATE:.0%} and the width error's upper quartile is <= {HIGH_WIDTH:.0%} (>= {MIN_CASES} cases "
+              "at or above a threshold).", "",
               "Per condition (confidence quartiles; median width error; beats the fixed Gaussian):"]
     for cond in dict.fromkeys(r["condition"] for r in rows):
         c, err, beats = _arrays([r for r in rows if r["condition"] == cond])
@@ -239,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             "div2krk": f"{args.data.name}: lr_x2, lr_x4, gt_k_x2, gt_k_x4 of dev images 1-{args.limit}",
             "conditions": ["x2", "x4", "x2 noisy"],
             "noise": f"x2 noisy: Gaussian sigma {NOISE * 255:.0f}/255, numpy seed 1000 + image number",
-            "microscopy": {"generator": "microscopy_benchmark.make_case(i, seed, (256, 256), 2)",
+            "microscopy": {"generator": "microscopy_benchmark.make_case(i, seed, (256, 256), scale), scale 2 and 4",
                            "seeds": list(MICRO_SEEDS), "cases_per_seed": MICRO_CASES},
             "estimator": "auto (defaults), seed 0", "folds": "odd / even image numbers and seeds"})
         report.append(f"record written: {path.name}")
