@@ -1,6 +1,7 @@
 """The confidence read in the user's terms: levels, bands and advice, all from the calibration record."""
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -58,7 +59,7 @@ def test_the_text_states_the_level_and_the_band_numbers(value):
     lo, hi = (round(100 * v) for v in r.width_error)
     assert r.text.startswith(f"confidence {value:.2f} ({r.level})")
     assert f"{lo}–{hi} %" in r.text
-    assert f"{int(round(10 * r.beats_fixed))} of 10" in r.text
+    assert f"{math.floor(10 * r.beats_fixed + 0.5)} of 10" in r.text
 
 
 def test_other_scales_use_the_nearest_calibration_and_values_are_clipped():

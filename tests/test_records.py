@@ -41,24 +41,23 @@ def test_auto_runs_on_the_values_of_its_record():
     v = records.record_values("auto")
     assert {m: w for m, w in auto.PRIOR_WEIGHTS.items() if m not in auto.DECISIVE} == v["weights"]
     assert all(auto.PRIOR_WEIGHTS[m] == auto.DECISIVE_WEIGHT for m in auto.DECISIVE)
-    assert auto.MIN_CONFIDENCE == v["gates"]
-    assert (auto.GAIN, auto.OFFSET, auto.SHRINK, auto.FULL_TRUST) == (v["gain"], v["offset"], v["shrink"],
-                                                                       v["full_trust"])
+    assert v["gates"] == auto.MIN_CONFIDENCE
+    fitted = (v["gain"], v["offset"], v["shrink"], v["full_trust"])
+    assert fitted == (auto.GAIN, auto.OFFSET, auto.SHRINK, auto.FULL_TRUST)
     # and the defaults of the combination rule are those values, not copies of them
     defaults = auto.combine_members.__kwdefaults__
-    assert (defaults["gain"], defaults["offset"], defaults["shrink"], defaults["full_trust"]) == (
-        v["gain"], v["offset"], v["shrink"], v["full_trust"])
+    assert (defaults["gain"], defaults["offset"], defaults["shrink"], defaults["full_trust"]) == fitted
 
 
 def test_the_sr_safeguards_run_on_the_values_of_their_record():
     from napari_kernelgan.sr import _poisson, _safety
 
     v = records.record_values("safety")
-    assert _safety.FLOOR_SCALE == {int(s): f for s, f in v["floor_scale"].items()}
-    assert _safety.RINGING_SCALE == {int(s): f for s, f in v["ringing_scale"].items()}
-    assert _safety.NOISE_DOUBT == v["noise_doubt"]
-    assert _poisson.STEP_SCALE == v["step_scale"]
-    # where they act: the confidence floor and the ringing limit at ×4 scale with the record's factors
+    assert {int(s): f for s, f in v["floor_scale"].items()} == _safety.FLOOR_SCALE
+    assert {int(s): f for s, f in v["ringing_scale"].items()} == _safety.RINGING_SCALE
+    assert v["noise_doubt"] == _safety.NOISE_DOUBT
+    assert v["step_scale"] == _poisson.STEP_SCALE
+    # where it acts: the confidence floor at ×4 against ×2 is the ratio of the record's factors
     assert _safety.confidence_floor(0.0, 2, 4) / _safety.confidence_floor(0.0, 2, 2) == pytest.approx(
         v["floor_scale"]["4"] / v["floor_scale"]["2"])
 
@@ -67,10 +66,10 @@ def test_kernelnet_and_edges_run_on_the_values_of_their_records():
     from napari_kernelgan.estimators import edges, kernelnet
 
     v = records.record_values("kernelnet")
-    assert kernelnet.BIAS == {int(s): b for s, b in v["bias"].items()}
-    assert kernelnet.NOISE_BIAS == v["noise_bias_per_grey_level"] * 255
+    assert {int(s): b for s, b in v["bias"].items()} == kernelnet.BIAS
+    assert v["noise_bias_per_grey_level"] * 255 == kernelnet.NOISE_BIAS
     assert kernelnet.default_bias(2, 4 / 255) == pytest.approx(v["bias"]["2"] + 4 * v["noise_bias_per_grey_level"])
-    assert edges.SHARP_QUANTILE == records.record_values("edges")["sharp_quantile"]
+    assert records.record_values("edges")["sharp_quantile"] == edges.SHARP_QUANTILE
 
 
 def test_the_confidence_reading_runs_on_its_record():

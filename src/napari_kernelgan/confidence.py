@@ -81,7 +81,7 @@ def read_confidence(confidence: float | None, *, scale: int = 2) -> ConfidenceRe
     lo, hi = (float(v) for v in band["width_error"])
     beats = float(band["beats_fixed"])
     trusted = level != "low"
-    tenths = int(round(10 * beats))
+    tenths = math.floor(10 * beats + 0.5)   # half up: 85 % reads "9 of 10"
     if trusted:
         text = (f"confidence {c:.2f} ({level}): kernel width typically within {_percent(lo, hi)}; "
                 f"better than a generic Gaussian on {tenths} of 10 similar images")
