@@ -16,6 +16,10 @@ own (``estimator="edges"``) and as the anchor of the default KernelGAN preset.
 Each edge point is measured from its own pixel, so a crop measures an edge exactly
 as the whole image does: a kernel map (:func:`edges_tiles`) computes the gradients
 and the fits once for the image and gives every tile the kernel its crop would give.
+
+One constant is fitted: :data:`SHARP_QUANTILE`, loaded from the record ``edges`` that
+``benchmarks/calibrate_edges.py`` writes (synthetic data only). The others (orientation
+bins, profile length, candidate widths, point budget) are design choices.
 """
 from __future__ import annotations
 

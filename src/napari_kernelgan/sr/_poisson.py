@@ -34,6 +34,9 @@ It runs where the measured noise reaches :data:`MIN_SIGMA`, at every scale.
 The count is chosen on a centre crop (:data:`CV_CROP` LR pixels) of the
 middle frame; all frames and channels are then refined alike. Measured in
 ``benchmarks/microscopy_benchmark.py`` and ``benchmarks/samples_benchmark.py``.
+:data:`STEP_SCALE` is fitted (the record ``safety``, written by
+``benchmarks/calibrate_safety.py``); :data:`MAX_ITERATIONS`, :data:`MIN_SIGMA` and
+:data:`CV_CROP` are design choices.
 """
 from __future__ import annotations
 
