@@ -31,7 +31,12 @@ than 0.3 dB below bicubic (else the one with the best worst case). Fold A
 fits on the even-numbered groups (natural: source images, each with its two
 cases; microscopy: seeds, so that every fold holds every kind of scene) and reports the odd ones, fold B the
 other way round; the held-out lines are the estimate for unseen images, and the fit on all
-cases is the constant to put in ``_safety.py``.
+cases is the constant the script writes to the record ``safety``
+(``src/napari_kernelgan/records/safety.json``, loaded by ``sr/_safety.py`` and
+``sr/_poisson.py``) when it ran on both families, scales 2 and 4 and seed 0.
+``--record-current docs/calibration_safety.txt`` writes the record from the
+constants line of such a full run's report instead of refitting (the full run
+takes about 4 minutes on an idle 2-core machine).
 
     python benchmarks/calibrate_safety.py --out docs/calibration_safety.txt
 """
@@ -190,14 +195,63 @@ def cross_validate(g: np.ndarray, values: tuple, label: str, lines: list[str], g
     return values[j]
 
 
+FULL_RUN = {"families": "natural,microscopy", "scales": "2,4", "seed": 0}
+
+
+def write_safety_record(fitted: dict, notes: str = "") -> Path:
+    """Write the record ``safety`` from a full run's fitted constants (keyed as the report prints them)."""
+    from napari_kernelgan.records import write_record
+
+    natural = {s: fitted[f"(FLOOR_SCALE[{s}], RINGING_SCALE[{s}])"] for s in (2, 4)}
+    micro = fitted["(NOISE_DOUBT, STEP_SCALE)"]
+    values = {"floor_scale": {str(s): float(v[0]) for s, v in natural.items()},
+              "ringing_scale": {str(s): float(v[1]) for s, v in natural.items()},
+              "noise_doubt": float(micro[0]), "step_scale": float(micro[1])}
+    return write_record("safety", values, script=__file__, inputs={
+        "natural": {"images": "scikit-image photographs (scripts/train_learned.SKIMAGE_IMAGES) and "
+                              f"{N_LEAVES} dead-leaves images (seeds 5000-{5000 + N_LEAVES - 1})",
+                    "scales": [2, 4], "seed": FULL_RUN["seed"], "kernels": "physics.kernels.random_div2krk_kernel",
+                    "mixed_sigmas": list(MIXED_SIGMAS)},
+        "microscopy": {"generator": "synthetic.microscopy_case(seed * 1000 + i, shape=(256, 256), scale=2)",
+                       "seeds": list(MICRO_SEEDS), "cases_per_seed": 12},
+        "noisy_natural": {"sigma_range_255": list(NOISY_NATURAL_SIGMA), "seed": FULL_RUN["seed"]},
+        "rule": f"best mean PSNR gain over bicubic among values whose worst case is >= {WORST} dB"},
+        notes=notes or "The knobs not being fitted in a stage keep the values the package loads while it runs.")
+
+
+def record_current(report: Path) -> int:
+    """Write the record from the constants of this script's own full run, as its report (``--out``) holds them."""
+    text = report.read_text()
+    command = text.splitlines()[0] if text else ""
+    constants = [line for line in text.splitlines() if line.startswith("Constants: ")]
+    run_args = shlex.split(command.removeprefix("Command: python benchmarks/calibrate_safety.py"))
+    full = command.startswith("Command: python benchmarks/calibrate_safety.py") and not any(
+        a.split("=")[0] in ("--families", "--scales", "--seed") for a in run_args)
+    if not full or len(constants) != 1:
+        print(f"{report} is not the report of a full run of this script (both families, scales 2,4, seed 0)",
+              file=sys.stderr)
+        return 1
+    fitted = json.loads(constants[0].removeprefix("Constants: ").rsplit("  (", 1)[0])
+    path = write_safety_record(fitted, notes=(
+        f"Written with --record-current from this script's full run reported in {report.as_posix()} "
+        f"({command.removeprefix('Command: ')}; its line '{constants[0]}'), not refitted for this record."))
+    print(f"record written: {path.name} from {report}: {json.dumps(fitted)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--families", default="natural,microscopy")
-    p.add_argument("--scales", default="2,4", help="scales of the natural family")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--families", default=FULL_RUN["families"])
+    p.add_argument("--scales", default=FULL_RUN["scales"], help="scales of the natural family")
+    p.add_argument("--seed", type=int, default=FULL_RUN["seed"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--record-current", type=Path, default=None, metavar="REPORT",
+                   help="write the record 'safety' from the constants of this script's full run in REPORT "
+                        "(its --out file, e.g. docs/calibration_safety.txt) instead of refitting")
     args = p.parse_args(argv)
+    if args.record_current is not None:
+        return record_current(args.record_current)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -226,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"/255), {label} in {DOUBT_VALUES} x {STEP_VALUES}:")
         fitted[label] = cross_validate(g, MICRO_VALUES, label, lines, np.array([c["group"] for c in cases]))
     lines.append(f"Constants: {json.dumps(fitted)}  ({time.perf_counter() - start:.0f} s)")
+    if args.families == FULL_RUN["families"] and args.scales == FULL_RUN["scales"] and args.seed == FULL_RUN["seed"]:
+        lines.append(f"record written: {write_safety_record(fitted).name}")
+    else:
+        lines.append("record not written (only a run on both families, scales 2,4 and seed 0 writes it)")
     emit("\n".join(lines) + "\n", args.out)
     return 0
 

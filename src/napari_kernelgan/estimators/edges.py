@@ -16,6 +16,10 @@ own (``estimator="edges"``) and as the anchor of the default KernelGAN preset.
 Each edge point is measured from its own pixel, so a crop measures an edge exactly
 as the whole image does: a kernel map (:func:`edges_tiles`) computes the gradients
 and the fits once for the image and gives every tile the kernel its crop would give.
+
+One constant is fitted: :data:`SHARP_QUANTILE`, loaded from the record ``edges`` that
+``benchmarks/calibrate_edges.py`` writes (synthetic data only). The others (orientation
+bins, profile length, candidate widths, point budget) are design choices.
 """
 from __future__ import annotations
 
@@ -31,13 +35,16 @@ from scipy import ndimage, special
 from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import gaussian_from_covariance
 from ..physics.metrics import second_moments
+from ..records import record_values
 from ..registry import register, register_tiles
 from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 
 N_ORIENTATIONS = 8
-SHARP_QUANTILE = 0.25  # per orientation, the width quantile taken as the kernel's own
-#                        (chosen on synthetic data by benchmarks/calibrate_edges.py, not on the benchmark)
+# Per orientation, the width quantile taken as the kernel's own: fitted on synthetic data (not on the
+# benchmark) by benchmarks/calibrate_edges.py and loaded from its record (records/edges.json). The other
+# constants here are design choices.
+SHARP_QUANTILE = float(record_values("edges")["sharp_quantile"])
 HALF_LENGTH = 4        # pixels sampled each side of an edge, along its normal
 HALF_WIDTH = 1         # pixels each side along the edge (edges are straight over this)
 WIDTHS = np.geomspace(0.2, 4.0, 48)   # candidate blur widths s in LR pixels

@@ -29,7 +29,10 @@ DIV2KRK-protocol kernels); the growth with noise (``NOISE_BIAS``) and the
 pre-smoothing per unit of noise (``_sharp.NOISE_SMOOTH``) by 2-fold
 cross-validation on DIV2KRK dev images 1-30 with σ = 10/255 noise (fitted on
 the odd images and checked on the even ones and vice versa; both folds chose
-the same values). See ``benchmarks/calibrate_kernelnet.py``.
+the same pre-smoothing; the noise term is the one value per grey level that
+gives the lowest mean L1 over ×2 and ×4). See ``benchmarks/calibrate_kernelnet.py``,
+whose ``--record`` mode writes both to the record ``kernelnet``
+(``napari_kernelgan/records/kernelnet.json``) that this module loads at import.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from scipy import ndimage
 from ..errors import BadInputError, BadOptionError
 from ..physics.conventions import centre_kernel, pad_to
 from ..physics.metrics import second_moments
+from ..records import record_values
 from ..registry import register, register_tiles
 from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
@@ -53,12 +57,17 @@ from ._sharp import estimate_noise, forward_gradients, sharp_gradients
 
 __all__ = ["lr_kernel", "self_convolve", "sr_power", "default_bias", "estimate_lr_kernel", "kernelnet"]
 
+# Design choices (not fitted):
 SUPPORT = 9          # side of the LR-scale kernel (LR px); DIV2KRK blurs reach σ ≈ 1.3 LR px
 EPSILON = 1e-2       # Tikhonov weight of FFT-1, relative to the mean sharp-gradient power
 FLOOR = 0.1          # LR-kernel taps below this fraction of the peak are noise
-BIAS = {2: 0.6, 4: 0.15}  # isotropic variance (HR px² of the ×2 kernel) removed in FFT-2 on a clean image
-NOISE_BIAS = 0.06 * 255  # added per unit of estimated luminance noise σ (0.06 per 8-bit grey level)
 MIN_SIZE = 48        # smallest side (px) with enough edges away from the border
+# Fitted by benchmarks/calibrate_kernelnet.py --record, loaded from its record (records/kernelnet.json):
+_FITTED = record_values("kernelnet")
+# isotropic variance (HR px² of the ×2 kernel) removed in FFT-2 on a clean image, per scale
+BIAS: dict[int, float] = {int(k): float(v) for k, v in _FITTED["bias"].items()}
+# added per unit of estimated luminance noise σ in [0, 1] (the record holds it per 8-bit grey level)
+NOISE_BIAS = float(_FITTED["noise_bias_per_grey_level"]) * 255
 FFT2_GRID = 64       # grid of the self-convolution (wide enough that nothing wraps around)
 
 

@@ -34,6 +34,9 @@ It runs where the measured noise reaches :data:`MIN_SIGMA`, at every scale.
 The count is chosen on a centre crop (:data:`CV_CROP` LR pixels) of the
 middle frame; all frames and channels are then refined alike. Measured in
 ``benchmarks/microscopy_benchmark.py`` and ``benchmarks/samples_benchmark.py``.
+:data:`STEP_SCALE` is fitted (the record ``safety``, written by
+``benchmarks/calibrate_safety.py``); :data:`MAX_ITERATIONS`, :data:`MIN_SIGMA` and
+:data:`CV_CROP` are design choices.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ import torch
 
 from ..imaging import centre_crop
 from ..physics.operators import Degradation
+from ..records import record_values
 from ..types import Progress
 from ..vocabulary import Stage
 
@@ -55,8 +59,9 @@ __all__ = ["MAX_ITERATIONS", "STEP_SCALE", "MIN_SIGMA", "CV_CROP", "to_counts", 
 
 MAX_ITERATIONS = 40   # RL steps tried at most on the half counts
 # The full counts are twice the half's, so RL can go further on them before the noise wins: the step count
-# used is STEP_SCALE times the cross-validated one (fitted by benchmarks/calibrate_safety.py).
-STEP_SCALE = 1.0
+# used is STEP_SCALE times the cross-validated one (fitted by benchmarks/calibrate_safety.py, loaded from its
+# record, records/safety.json; the other constants here are design choices).
+STEP_SCALE = float(record_values("safety")["step_scale"])
 # Shot noise this strong ([0, 255] units of the image's range, the safeguards' measured σ) is where the
 # refinement runs: below it, the signal-dependent part of the noise is no evidence of photon counting (clean
 # 8-bit photographs whose texture mimics it measure up to 2.4 in calibrate_safety's natural cases, and RL

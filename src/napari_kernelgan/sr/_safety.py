@@ -56,7 +56,9 @@ refinement's :data:`~napari_kernelgan.sr._poisson.STEP_SCALE` are fitted by
 only: scikit-image photographs and dead leaves with the ``auto`` kernel, once
 uniformly blurred and once half sharp, half blurred; for the noise knobs,
 generated noisy fluorescence and the uniformly blurred photographs with
-Gaussian noise; output in ``docs/calibration_safety.txt``);
+Gaussian noise; output in ``docs/calibration_safety.txt``) and loaded from
+the record ``safety`` that script writes (``napari_kernelgan/records/safety.json``);
+the ringing limits, :data:`NOISY_SIGMA` and the ladder are design choices kept here;
 ``benchmarks/safety_benchmark.py`` and ``benchmarks/sr_benchmark.py`` report the
 result on DIV2KRK.
 """
@@ -71,6 +73,7 @@ from scipy import ndimage
 
 from ..imaging import centre_crop
 from ..physics.resize import imresize
+from ..records import record_values
 from ..types import NEUTRAL_CONFIDENCE, Progress
 from . import _poisson
 
@@ -82,9 +85,14 @@ __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SC
 RINGING_LIMIT = 2.0        # highest accepted 90th-percentile block TV ratio of SR over bicubic, for a trusted kernel
 RINGING_LIMIT_UNSURE = 1.4  # the same for a kernel of confidence 0 (in between: linear in the confidence)
 NOISY_SIGMA = 2.0          # [0, 255]; from this measured noise on, the strict limit holds whatever the confidence
-NOISE_DOUBT = 2.0          # see doubt_factor; fitted by benchmarks/calibrate_safety.py
-RINGING_SCALE = {2: 1.0, 4: 2.0}  # the ringing limit per SR scale, relative to ×2 (same script)
-FLOOR_SCALE = {2: 0.5, 4: 1.0}    # the confidence floor per SR scale, relative to the blind default (same script)
+# Fitted by benchmarks/calibrate_safety.py, loaded from its record (records/safety.json); the other constants
+# here are design choices (chosen by hand on synthetic data, see the module docstring).
+_FITTED = record_values("safety")
+NOISE_DOUBT = float(_FITTED["noise_doubt"])  # see doubt_factor
+# the ringing limit per SR scale, relative to ×2
+RINGING_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["ringing_scale"].items()}
+# the confidence floor per SR scale, relative to the blind default
+FLOOR_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["floor_scale"].items()}
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
 LADDER_STEPS = 2           # escalation steps before falling back to bicubic
 NOISE_KEYS = ("sigma", "noise_level")   # the noise option of closed-form, USRNet
