@@ -38,6 +38,7 @@ from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
 from .types import KernelEstimate, Progress, SRResult, relay
 from .vocabulary import ESTIMATE_SCALES, SR_SCALES, Stage
+from .vocabulary import check_scale as _check_scale
 
 ProgressCallback = Callable[[Progress], Any]
 DEFAULT_ESTIMATOR = "auto"
@@ -63,12 +64,6 @@ def drive(gen: Generator[Progress, None, Any], callback: ProgressCallback | None
         if (cancel is not None and cancel.is_set()) or (callback is not None and callback(progress) is False):
             gen.close()
             raise Cancelled("cancelled by the caller")
-
-
-def _check_scale(scale: int, allowed: tuple[int, ...]) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or int(scale) not in allowed:
-        raise BadOptionError(f"scale must be one of {', '.join(map(str, allowed))}; got {scale!r}")
-    return int(scale)
 
 
 def _renamed(new: str, value: str, old_value: str | None) -> str:

@@ -49,6 +49,7 @@ from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import constant_gaussian, exp_sym, gaussian_from_covariance, log_spd
 from ..physics.metrics import second_moments
 from ..registry import ESTIMATORS, register, register_tiles
+from ..tiling import iter_tile_estimates
 from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, relay
 from ..vocabulary import KERNEL_SIZE, Stage
 
@@ -248,8 +249,6 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map: each member's tile pass (one pass where the member has one), then
     :func:`combine_members` per tile; the shot-noise test is made once, on the whole image."""
-    from ..kernel_map import iter_tile_estimates
-
     _check_size(size)
     names = _members(members)
     start = time.perf_counter()
