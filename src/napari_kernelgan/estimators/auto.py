@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constraints import Interval
 from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import constant_gaussian, exp_sym, gaussian_from_covariance, log_spd
 from ..physics.metrics import second_moments
@@ -163,8 +164,9 @@ def combine_members(results: list[tuple[str, np.ndarray, float]], *,
 
 
 def _check_size(size: int) -> None:
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"auto: size must be an odd integer of at least 3, got {size}")
+    # size ≥ 3 is a declared range, checked by the registry; oddness is not a range
+    if int(size) % 2 == 0:
+        raise BadOptionError(f"auto: size must be odd, got {size}")
 
 
 def _members(text: str) -> list[str]:
@@ -190,7 +192,7 @@ def _photon_limited(frames: np.ndarray) -> bool:
 @register("auto", kind="estimator", summary="Automatic (a few seconds): combines the fast estimators per image "
           "and says how far the kernel can be trusted (confidence)",
           defaults={"members": DEFAULT_MEMBERS, "size": KERNEL_SIZE},
-          main=("members",),
+          main=("members",), ranges={"size": Interval(int, 3, None)},
           help={"members": "comma-separated estimators to combine (those unavailable or unable to read the "
                            "image are skipped)",
                 "size": "side of the returned ×2 kernel (odd)"})

@@ -43,6 +43,7 @@ import torch
 from scipy import fft as sfft
 from scipy import ndimage
 
+from ..constraints import Interval
 from ..errors import BadInputError, BadOptionError
 from ..physics.conventions import centre_kernel, pad_to
 from ..physics.metrics import second_moments
@@ -235,20 +236,11 @@ def _confidence(infos: list[dict[str, Any]]) -> float:
 
 
 def _check_options(support: int, size: int, epsilon: float, bias: float | None) -> float | None:
-    """Validate kernelnet's options; returns ``bias`` as a float (or ``None``)."""
-    if int(support) != support or support < 3 or support % 2 == 0:
-        raise BadOptionError(f"kernelnet: support must be an odd integer of at least 3, got {support}")
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"kernelnet: size must be an odd integer of at least 3, got {size}")
-    if not epsilon > 0:
-        raise BadOptionError(f"kernelnet: epsilon must be positive, got {epsilon}")
-    try:
-        bias = None if bias is None else float(bias)
-    except (TypeError, ValueError):
-        raise BadOptionError(f"kernelnet: bias must be a number of HR px², got {bias!r}") from None
-    if bias is not None and not bias >= 0:
-        raise BadOptionError(f"kernelnet: bias must be zero or positive, got {bias}")
-    return bias
+    """What the declared ranges cannot say (odd sides); returns ``bias`` as a float (or ``None``)."""
+    for name, value in (("support", support), ("size", size)):
+        if int(value) % 2 == 0:
+            raise BadOptionError(f"kernelnet: {name} must be odd, got {value}")
+    return None if bias is None else float(bias)
 
 
 @register("kernelnet", kind="estimator",
@@ -256,6 +248,8 @@ def _check_options(support: int, size: int, epsilon: float, bias: float | None) 
                   "gradients and shock-filtered sharp ones, then Fourier self-convolution to the SR kernel",
           defaults={"support": SUPPORT, "epsilon": EPSILON, "bias": None, "size": KERNEL_SIZE},
           main=("epsilon",),
+          ranges={"support": Interval(int, 3, None), "epsilon": Interval(float, 0, None, closed="neither"),
+                  "bias": Interval(float, 0, None), "size": Interval(int, 3, None)},
           help={"support": "side of the LR-scale kernel in LR pixels (odd)",
                 "epsilon": "regularisation of the least-squares kernel, relative to the sharp-gradient power",
                 "bias": "isotropic variance (HR px²) removed from the SR kernel (scene edges are not steps); "
