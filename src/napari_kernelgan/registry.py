@@ -132,17 +132,19 @@ class MethodSpec:
             merged[key] = self._coerce(key, value)
             allowed = self.choices.get(key)
             if allowed and merged[key] not in allowed and merged[key] is not None:
+                # the same words as a declared Options range; None (the default decides) goes unsaid
                 raise BadOptionError(f"{self.kind_label} {self.name!r}: {key} must be one of "
-                                     f"{', '.join(map(str, allowed))}; got {value!r}")
+                                     f"{', '.join(str(c) for c in allowed if c is not None)}; got {value!r}")
         check_values(f"{self.kind_label} {self.name!r}", merged, self.ranges)
         return merged
 
     def value_type(self, key: str) -> type | None:
-        """The type an option's values have: its default's, else its presets' (``None``: any)."""
+        """The type an option's values have: its default's, else its presets', else its declared
+        interval's (``None``: any)."""
         for value in (self.defaults.get(key), *(p.get(key) for p in self.presets.values())):
             if value is not None:
                 return type(value)
-        return None
+        return getattr(self.ranges.get(key), "type", None)
 
     def _coerce(self, key: str, value: Any) -> Any:
         target = self.value_type(key)
