@@ -116,11 +116,14 @@ def estimate_kernel(image: np.ndarray, scale: int = 2, *, callback: ProgressCall
     ``image``: 2-D grayscale, ``(H, W, 3|4)`` RGB(A), or nD with
     ``channel_axis=`` / ``stack_axis=``; uint8, uint16 or float.
     ``estimator``: a name from :data:`~napari_kernelgan.registry.ESTIMATORS`
-    (``kernelgan`` by default); its options (``preset=``, ``iterations=``...) as
-    keywords. ``threads``: PyTorch CPU threads (default: the free cores).
-    Returns the ×2 kernel (``.kernel``), ``.kernel_x4`` (analytic), the
-    discriminator map over the whole input (``.dmap``, for estimators that have
-    one), loss history, timing, device and seed.
+    (:data:`DEFAULT_ESTIMATOR`, ``auto``, by default); its options as keywords
+    (``members=`` for ``auto``, ``preset=``, ``iterations=``... for ``kernelgan``),
+    checked against the ranges it declares. ``threads``: PyTorch CPU threads
+    (default: the free cores). ``device``: ``auto`` (CUDA, then MPS, then CPU) or a
+    device name; the result's ``.device`` says where the estimator ran.
+    Returns the ×2 kernel (``.kernel``), ``.kernel_x4`` (analytic), ``.confidence``
+    (for estimators that give one), the discriminator map over the whole input
+    (``.dmap``, for estimators that have one), loss history, timing, device and seed.
 
     >>> est = estimate_kernel(image, scale=2, seed=0)   # doctest: +SKIP
     >>> est.kernel.shape                                  # doctest: +SKIP

@@ -224,6 +224,7 @@ def edges(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
     kernel = gaussian_from_covariance(cov, int(size))
     yield Progress(len(frames), len(frames), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
                    message="edges fitted")
+    # numpy and scipy only, whatever device was asked for: "cpu" is where it ran
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device="cpu", seed=seed,
                           extras={"covariance": cov.tolist(), **{k: (v.tolist() if isinstance(

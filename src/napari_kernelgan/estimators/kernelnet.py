@@ -279,6 +279,7 @@ def kernelnet(frames: np.ndarray, *, scale: int = 2, device: torch.device | None
     cov = second_moments(kernel)
     yield Progress(n + 1, n + 1, time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
                    message="self-convolved to the SR kernel")
+    # numpy and scipy only, whatever device was asked for: "cpu" is where it ran
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device="cpu", seed=seed,
                           confidence=_confidence(infos),
