@@ -16,7 +16,7 @@ from napari_kernelgan.kernel_map import TRUST_HALF, tile_boxes
 from napari_kernelgan.physics import degrade, gaussian_kernel, image_psnr, kernel_l1
 from napari_kernelgan.physics.grid import tent_weights
 from napari_kernelgan.physics.metrics import second_moments
-from napari_kernelgan.physics.varying import SpaceVaryingDegradation, degrade_varying
+from napari_kernelgan.physics.varying import degrade_varying
 from napari_kernelgan.synthetic import dead_leaves
 from napari_kernelgan.vocabulary import Stage
 
@@ -62,18 +62,6 @@ def test_constant_field_operator_equals_the_uniform_degradation(scene: np.ndarra
     kernels = np.broadcast_to(WIDE, (3, 4, 13, 13))
     np.testing.assert_allclose(degrade_varying(crop, kernels, [5, 20, 40], [0, 15, 30, 60], 2),
                                degrade(crop, WIDE, 2), atol=1e-5)
-
-
-@pytest.mark.parametrize("padding", ["reflect", "circular", "constant"])
-def test_varying_operator_is_adjoint(padding: str) -> None:
-    rng = np.random.default_rng(1)
-    kernels = np.stack([np.stack([NARROW, WIDE, NARROW]), np.stack([WIDE, NARROW, WIDE])])
-    op = SpaceVaryingDegradation(kernels, [8, 24], [4, 20, 36], 2, padding)
-    x = torch.as_tensor(rng.random((2, 64, 80)))
-    y = torch.as_tensor(rng.random((2, 32, 40)))
-    lhs = float((op.A(x) * y).sum())
-    rhs = float((x * op.A_adjoint(y, (64, 80))).sum())
-    assert abs(lhs - rhs) < 1e-9 * abs(lhs)
 
 
 def test_varying_operator_blurs_each_side_with_its_kernel(scene: np.ndarray) -> None:
