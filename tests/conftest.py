@@ -4,6 +4,27 @@ from __future__ import annotations
 import pytest
 
 
+def _devices() -> list[str]:
+    """The CPU and every GPU PyTorch sees here (CUDA, Apple MPS)."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """Every device present, one test run each: the one fixture method and operator tests take."""
+    import torch
+
+    return torch.device(request.param)
+
+
 @pytest.fixture(scope="session")
 def tissue_sample():
     """The 'tissue' sample: [(LR image, kwargs, 'image'), (true kernel, kwargs, 'image')]."""

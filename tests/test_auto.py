@@ -109,3 +109,51 @@ def test_filaments_in_a_fluorescence_image_are_used(blurred: np.ndarray) -> None
     # a photograph is never read as filaments or spots
     photo = nk.estimate_kernel(blurred, 2, estimator="auto", seed=0, threads=1)
     assert not set(photo.extras["used"]) & set(auto.DECISIVE)
+
+
+def test_members_that_could_not_measure_are_recorded_with_their_reason(estimate: nk.KernelEstimate) -> None:
+    # a photograph has no point sources: spots falls back, and says so; the members that read it are not listed
+    failed = estimate.options["failed_members"]
+    assert failed["spots"].startswith("no isolated point-like spots found (")
+    assert not {"learned", "kernelnet"} & set(failed)
+    # a member that refuses the image outright (too small for kernelnet's edge search)
+    small = np.random.default_rng(0).uniform(0, 1, (40, 40))
+    est = nk.estimate_kernel(small, 2, estimator="auto", members="learned,kernelnet", threads=1)
+    assert est.options["failed_members"] == {
+        "kernelnet": "the image is 40×40 pixels; at least 48×48 is needed to find edges away from the border"}
+    assert est.extras["used"] == ["learned"]
+
+
+def test_a_tile_no_member_reads_says_why_for_each(blurred: np.ndarray) -> None:
+    gray = blurred.mean(-1)
+    gray[:96, :96] = 128.0  # one flat tile
+    field = nk.estimate_kernel_map(gray, 2, estimator="auto", members="kernelnet,spots", tile=96, overlap=16,
+                                   threads=1)
+    assert field.extras["unreadable_tiles"] == {0: "auto: no member could read the tile (kernelnet: no strong, "
+                                                   "coherent edges were found; spots: no isolated point-like spots "
+                                                   "found (0 usable of 4 candidates, 5 needed))"}
+
+
+def test_reports_the_device_its_members_ran_on(blurred: np.ndarray, device, monkeypatch) -> None:
+    import dataclasses
+
+    from napari_kernelgan.registry import ESTIMATORS
+
+    # learned runs its network on the device; kernelnet is numpy and says "cpu" wherever it is asked to run
+    est = nk.estimate_kernel(blurred, 2, estimator="auto", members="learned,kernelnet", device=device, threads=1)
+    ran = {"learned": nk.estimate_kernel(blurred, 2, estimator="learned", device=device, threads=1).device,
+           "kernelnet": "cpu"}
+    assert ran["learned"] == str(device)
+    assert est.device == (ran["learned"] if device.type == "cpu" else f"{device} (learned), cpu (kernelnet)")
+    assert auto._where({}) == "cpu" and auto._where({"spots": "cpu", "lines": "cpu"}) == "cpu"
+    # a member that reports another device is named with it
+    spec = ESTIMATORS.get("kernelnet")
+
+    def elsewhere(*args, **kwargs):
+        result = yield from spec.fn(*args, **kwargs)
+        result.device = "mps"
+        return result
+
+    monkeypatch.setitem(ESTIMATORS._specs, "kernelnet", dataclasses.replace(spec, fn=elsewhere))
+    moved = nk.estimate_kernel(blurred, 2, estimator="auto", members="learned,kernelnet", device=device, threads=1)
+    assert moved.device == f"{device} (learned), mps (kernelnet)"

@@ -1,14 +1,13 @@
-"""Every registered method, on every device present, keeps the contract of napari_kernelgan.testing."""
+"""Every registered method, on every device present (the ``device`` fixture), keeps the contract of
+napari_kernelgan.testing."""
 from __future__ import annotations
 
 import pytest
 
-from napari_kernelgan.devices import available_devices
 from napari_kernelgan.registry import ESTIMATORS, SR_METHODS
 from napari_kernelgan.testing import check_estimator, check_sr_method
 from shared_data import WEIGHTS
 
-DEVICES = [d for d in available_devices() if d != "auto"]
 USRNET_WEIGHTS = WEIGHTS / "usrnet_tiny.pth"
 
 # Short settings so the contract runs in seconds; methods not listed run with their defaults.
@@ -20,13 +19,11 @@ SHORT = {
 }
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ESTIMATORS.names())
 def test_estimator_contract(name, device):
     check_estimator(name, device=device, **SHORT.get(name, {}))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", SR_METHODS.names())
 def test_sr_method_contract(name, device):
     if name == "usrnet" and not USRNET_WEIGHTS.is_file():

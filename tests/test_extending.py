@@ -66,3 +66,17 @@ def test_example_is_offered_by_the_widget(example_package, make_napari_viewer):
     assert NAME in widget.estimator.choices
     widget.estimator.value = NAME
     assert "quantile" in widget.options and "size" in widget.options
+
+
+def test_example_declares_its_ranges_and_stays_below_the_api(example_package):
+    import ast
+
+    from napari_kernelgan.errors import BadOptionError
+
+    with pytest.raises(BadOptionError) as info:
+        ESTIMATORS.get(NAME).resolve({"quantile": 1.5})
+    assert str(info.value) == "kernel estimator 'isotropic-edges': quantile must be in (0, 1); got 1.5"
+    # one file, importing only what a method may (the rule tests/test_architecture.py applies to this package)
+    imported = {node.module for node in ast.walk(ast.parse(example_code())) if isinstance(node, ast.ImportFrom)}
+    above = ("api", "kernel_map", "batch", "cli", "layers", "_qt")
+    assert not {m for m in imported if m.split(".")[1:2] and m.split(".")[1] in above}

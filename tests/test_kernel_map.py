@@ -16,7 +16,7 @@ from napari_kernelgan.kernel_map import TRUST_HALF, tile_boxes
 from napari_kernelgan.physics import degrade, gaussian_kernel, image_psnr, kernel_l1
 from napari_kernelgan.physics.grid import tent_weights
 from napari_kernelgan.physics.metrics import second_moments
-from napari_kernelgan.physics.varying import SpaceVaryingDegradation, degrade_varying
+from napari_kernelgan.physics.varying import degrade_varying
 from napari_kernelgan.synthetic import dead_leaves
 from napari_kernelgan.vocabulary import Stage
 
@@ -62,18 +62,6 @@ def test_constant_field_operator_equals_the_uniform_degradation(scene: np.ndarra
     kernels = np.broadcast_to(WIDE, (3, 4, 13, 13))
     np.testing.assert_allclose(degrade_varying(crop, kernels, [5, 20, 40], [0, 15, 30, 60], 2),
                                degrade(crop, WIDE, 2), atol=1e-5)
-
-
-@pytest.mark.parametrize("padding", ["reflect", "circular", "constant"])
-def test_varying_operator_is_adjoint(padding: str) -> None:
-    rng = np.random.default_rng(1)
-    kernels = np.stack([np.stack([NARROW, WIDE, NARROW]), np.stack([WIDE, NARROW, WIDE])])
-    op = SpaceVaryingDegradation(kernels, [8, 24], [4, 20, 36], 2, padding)
-    x = torch.as_tensor(rng.random((2, 64, 80)))
-    y = torch.as_tensor(rng.random((2, 32, 40)))
-    lhs = float((op.A(x) * y).sum())
-    rhs = float((x * op.A_adjoint(y, (64, 80))).sum())
-    assert abs(lhs - rhs) < 1e-9 * abs(lhs)
 
 
 def test_varying_operator_blurs_each_side_with_its_kernel(scene: np.ndarray) -> None:
@@ -459,8 +447,8 @@ def test_edges_measures_all_tiles_at_once_as_it_measures_each_crop(monkeypatch, 
 def test_edges_tiles_of_a_stack_sample_their_points_as_each_crop_does(monkeypatch, split: np.ndarray) -> None:
     from napari_kernelgan.api import drive
     from napari_kernelgan.estimators import edges as edges_module
-    from napari_kernelgan.kernel_map import iter_tile_estimates
     from napari_kernelgan.registry import ESTIMATORS
+    from napari_kernelgan.tiling import iter_tile_estimates
 
     # three colour frames, and few enough points allowed that every tile draws a random choice
     part = split[:160, :160]
@@ -479,3 +467,68 @@ def test_edges_tiles_of_a_stack_sample_their_points_as_each_crop_does(monkeypatc
         np.testing.assert_array_equal(a.kernel, b.kernel)
         np.testing.assert_array_equal(a.covariance, b.covariance)
         assert a.confidence is b.confidence is None
+
+
+def _slow_spec(log: list[str], steps: int = 10):
+    """A spec whose estimator takes ``steps`` reports per tile, logging each step and its own close."""
+    import time
+
+    from napari_kernelgan.registry import MethodSpec
+    from napari_kernelgan.types import KernelEstimate, Progress
+
+    def slow(frames, *, scale, device, seed, report_every):
+        try:
+            for i in range(steps):
+                time.sleep(0.005)
+                log.append("step")
+                yield Progress(i + 1, steps, 0.0, message=f"step {i + 1}")
+            return KernelEstimate(kernel=NARROW, dmap=None, loss_history={}, iterations=steps, elapsed=0.0,
+                                  device="cpu", seed=seed)
+        finally:
+            log.append("closed")
+
+    return MethodSpec(name="slow", kind="estimator", fn=slow)
+
+
+def test_tile_by_tile_progress_moves_inside_each_tile() -> None:
+    from napari_kernelgan.tiling import iter_tile_estimates
+
+    log: list[str] = []
+    gen = iter_tile_estimates(_slow_spec(log), np.zeros((1, 1, 96, 192), np.float32),
+                              tile_boxes((96, 192), 96, 0)[0], scale=2, device="cpu", seed=0, report_every=1,
+                              options={})
+    fractions = []
+    try:
+        while True:
+            fractions.append(next(gen).fraction)
+    except StopIteration as stop:
+        results = stop.value
+    assert len(results) == 2 and all(r.kernel is not None for r in results)
+    # 10 steps per tile, each a tenth of the tile's half of the bar, never going back
+    inside_first = [f for f in fractions if 0 < f < 0.5]
+    assert inside_first == pytest.approx([0.05 * i for i in range(1, 10)])
+    assert all(b >= a for a, b in zip(fractions, fractions[1:])) and fractions[-1] == 1.0
+    assert log.count("step") == 20
+
+
+def test_closing_a_tile_by_tile_run_stops_inside_the_tile() -> None:
+    from napari_kernelgan.api import drive
+    from napari_kernelgan.tiling import iter_tile_estimates
+
+    log: list[str] = []
+    boxes = tile_boxes((96, 288), 96, 0)[0]
+    run = {"scale": 2, "device": "cpu", "seed": 0, "report_every": 1, "options": {}}
+    gen = iter_tile_estimates(_slow_spec(log, steps=1000), np.zeros((1, 1, 96, 288), np.float32), boxes, **run)
+    for p in gen:
+        if p.fraction > 0.1:  # well inside the first of three tiles
+            break
+    gen.close()
+    # the tile's own generator was closed at once, after a few of its 1000 steps, and no other tile started
+    assert log[-1] == "closed" and log.count("closed") == 1
+    assert 300 < log.count("step") < 310
+    # the same through drive's cancel
+    log.clear()
+    with pytest.raises(Cancelled):
+        drive(iter_tile_estimates(_slow_spec(log, steps=1000), np.zeros((1, 1, 96, 288), np.float32), boxes, **run),
+              callback=lambda p: p.fraction < 0.2)
+    assert log[-1] == "closed" and log.count("closed") == 1 and log.count("step") < 1000

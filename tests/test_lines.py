@@ -68,3 +68,11 @@ def test_require_lines_and_bad_options(filaments: np.ndarray) -> None:
         nk.estimate_kernel(lr, 2, estimator="lines", min_snr=0)
     with pytest.raises(BadOptionError, match="size"):
         nk.estimate_kernel(lr, 2, estimator="lines", size=4)
+
+
+def test_same_kernel_and_cpu_reported_on_every_device(filaments: np.ndarray, device) -> None:
+    # numpy and scipy only: whatever device is asked for, it runs (and says it ran) on the CPU
+    lr = degrade_microscopy(filaments, TRUE_K, 2, seed=0, photons=300, read_noise=1.5)
+    est = nk.estimate_kernel(lr, 2, estimator="lines", device=device)
+    assert est.device == "cpu" and not est.extras["fallback"]
+    np.testing.assert_array_equal(est.kernel, nk.estimate_kernel(lr, 2, estimator="lines", device="cpu").kernel)

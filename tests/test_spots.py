@@ -71,3 +71,44 @@ def test_crowded_spots_are_rejected():
     lr = degrade_microscopy(hr, TRUE_K, 2, seed=0, photons=500, read_noise=1.0)
     est = nk.estimate_kernel(lr, 2, estimator="spots")
     assert est.extras["fallback"] and est.extras["rejected_crowded"] > 50
+
+
+def test_same_kernel_and_cpu_reported_on_every_device(beads, device):
+    # numpy and scipy only: whatever device is asked for, it runs (and says it ran) on the CPU
+    lr = degrade_microscopy(beads, TRUE_K, 2, seed=0, photons=300, read_noise=1.5)
+    est = nk.estimate_kernel(lr, 2, estimator="spots", device=device)
+    ref = nk.estimate_kernel(lr, 2, estimator="spots", device="cpu")
+    assert est.device == "cpu"
+    np.testing.assert_array_equal(est.kernel, ref.kernel)
+
+
+def test_the_shared_fitting_loop_stops_early_where_few_candidates_fit():
+    # the loop spots and lines share: 50 candidates, a third of them usable, a first look of 24 at 50 %
+    from napari_kernelgan.estimators._direct import measure
+
+    gray = np.random.default_rng(0).random((40, 60))
+    centres = np.array([(10 + (i // 10) * 4, 6 + (i % 10) * 5) for i in range(50)])
+    hints = np.arange(50)
+
+    def run(fraction: float):
+        gen = measure([gray, gray], detect=lambda g, model, limit: (centres, hints, {"maxima": 50}),
+                      frame_fit=lambda g: lambda window, variance, hint: {"hint": int(hint), "shape": window.shape,
+                                                                           "positive": bool((variance > 0).all())},
+                      usable=lambda fit: fit["hint"] % 3 == 0, half=4, early_look=24, early_fraction=fraction,
+                      every=10, start=0.0, noun="things", found="candidates")
+        reports = []
+        try:
+            while True:
+                reports.append(next(gen))
+        except StopIteration as stop:
+            return stop.value, reports
+
+    pool, reports = run(0.5)
+    assert pool.early == 2 and pool.counts == {"maxima": 100, "stopped_early": 2}
+    assert len(pool.examined) == len(pool.fits) == 48 and len(pool.candidates) == 100
+    assert all(f["shape"] == (9, 9) and f["positive"] for f in pool.fits)
+    assert [f["pixel"] for f in pool.fits[:2]] == [(10, 6), (10, 11)] and pool.fits[-1]["frame"] == 1
+    assert [r.message for r in reports[:3]] == ["fitted 10 of 50 things in frame 1",
+                                                "fitted 20 of 50 things in frame 1", "frame 1: 50 candidates"]
+    full, _ = run(0.3)  # a third usable passes a 30 % look: every candidate is fitted
+    assert full.early == 0 and len(full.fits) == 100

@@ -38,6 +38,7 @@ from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
 from .types import KernelEstimate, Progress, SRResult, relay
 from .vocabulary import ESTIMATE_SCALES, SR_SCALES, Stage
+from .vocabulary import check_scale as _check_scale
 
 ProgressCallback = Callable[[Progress], Any]
 DEFAULT_ESTIMATOR = "auto"
@@ -63,12 +64,6 @@ def drive(gen: Generator[Progress, None, Any], callback: ProgressCallback | None
         if (cancel is not None and cancel.is_set()) or (callback is not None and callback(progress) is False):
             gen.close()
             raise Cancelled("cancelled by the caller")
-
-
-def _check_scale(scale: int, allowed: tuple[int, ...]) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or int(scale) not in allowed:
-        raise BadOptionError(f"scale must be one of {', '.join(map(str, allowed))}; got {scale!r}")
-    return int(scale)
 
 
 def _renamed(new: str, value: str, old_value: str | None) -> str:
@@ -121,11 +116,14 @@ def estimate_kernel(image: np.ndarray, scale: int = 2, *, callback: ProgressCall
     ``image``: 2-D grayscale, ``(H, W, 3|4)`` RGB(A), or nD with
     ``channel_axis=`` / ``stack_axis=``; uint8, uint16 or float.
     ``estimator``: a name from :data:`~napari_kernelgan.registry.ESTIMATORS`
-    (``kernelgan`` by default); its options (``preset=``, ``iterations=``...) as
-    keywords. ``threads``: PyTorch CPU threads (default: the free cores).
-    Returns the ×2 kernel (``.kernel``), ``.kernel_x4`` (analytic), the
-    discriminator map over the whole input (``.dmap``, for estimators that have
-    one), loss history, timing, device and seed.
+    (:data:`DEFAULT_ESTIMATOR`, ``auto``, by default); its options as keywords
+    (``members=`` for ``auto``, ``preset=``, ``iterations=``... for ``kernelgan``),
+    checked against the ranges it declares. ``threads``: PyTorch CPU threads
+    (default: the free cores). ``device``: ``auto`` (CUDA, then MPS, then CPU) or a
+    device name; the result's ``.device`` says where the estimator ran.
+    Returns the ×2 kernel (``.kernel``), ``.kernel_x4`` (analytic), ``.confidence``
+    (for estimators that give one), the discriminator map over the whole input
+    (``.dmap``, for estimators that have one), loss history, timing, device and seed.
 
     >>> est = estimate_kernel(image, scale=2, seed=0)   # doctest: +SKIP
     >>> est.kernel.shape                                  # doctest: +SKIP

@@ -3,7 +3,8 @@
 :func:`estimate_kernel_map` cuts the input into overlapping tiles (``tile``
 input pixels a side, ``overlap`` shared with each neighbour), estimates the
 global kernel of the whole image and a kernel with a confidence for every tile,
-and returns a :class:`~napari_kernelgan.fields.KernelField`.
+and returns a :class:`~napari_kernelgan.fields.KernelField`. The tiles themselves (their layout and
+running an estimator over them) are :mod:`napari_kernelgan.tiling`, which estimators use too.
 
 **Tiles in one pass.** An estimator registered with
 :func:`~napari_kernelgan.registry.register_tiles` estimates all tiles at once,
@@ -29,7 +30,6 @@ others as a convex combination of the kernels.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Generator
@@ -37,95 +37,25 @@ from typing import Any
 
 import numpy as np
 
-from .api import DEFAULT_ESTIMATOR, ProgressCallback, _check_scale, drive
+from .api import DEFAULT_ESTIMATOR, ProgressCallback, drive
 from .devices import reproducible, resolve_device, torch_threads
-from .errors import BadInputError, BadOptionError
+from .errors import BadInputError
 from .fields import KernelField, all_gaussian, from_log_covariances, log_covariances
 from .imaging import Frames, prepare_image
 from .physics.kernels import gaussian_from_covariance
-from .physics.metrics import second_moments
-from .registry import ESTIMATORS, MethodSpec
+from .registry import ESTIMATORS
+from .tiling import MAX_GRID, MIN_TILE, OVERLAP, TILE, default_tile, iter_tile_estimates, tile_boxes
+from .tiling import result_from_estimate as _result_from_estimate  # noqa: F401 (older name, benchmarks use it)
 from .types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, relay
-from .vocabulary import ESTIMATE_SCALES, Stage
+from .vocabulary import ESTIMATE_SCALES, Stage, check_scale
 
 __all__ = ["TILE", "MAX_GRID", "default_tile", "OVERLAP", "MIN_TILE", "TRUST_HALF", "NEIGHBOUR_SIGMA", "GLOBAL_PRIOR",
            "tile_boxes",
            "iter_tile_estimates", "fallback_blend", "iter_estimate_kernel_map", "estimate_kernel_map"]
 
-TILE = 96             # input pixels a tile side (at least MIN_TILE); larger images get larger tiles (MAX_GRID)
-MAX_GRID = 10         # tiles along an axis when the tile size is left to the default
-OVERLAP = 32          # input pixels each tile shares with its neighbour
-MIN_TILE = 48         # the fast estimators need about this much to find edges away from a tile's border
 TRUST_HALF = 0.1      # confidence at which a tile keeps half its own estimate (auto's full-trust level)
 NEIGHBOUR_SIGMA = 1.0  # tile spacings: the reach of the neighbours a doubtful tile borrows from
 GLOBAL_PRIOR = 0.05   # weight of the global kernel beside the neighbours' confidences
-
-
-def _positions(length: int, tile: int, overlap: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    n = math.ceil((length - tile) / (tile - overlap)) + 1
-    return [int(round(p)) for p in np.linspace(0, length - tile, n)]
-
-
-def default_tile(shape: tuple[int, int], overlap: int = OVERLAP) -> int:
-    """:data:`TILE`, or larger where that would put more than :data:`MAX_GRID` tiles along an axis."""
-    longest = max(int(shape[0]), int(shape[1]))
-    return max(TILE, math.ceil((longest + (MAX_GRID - 1) * int(overlap)) / MAX_GRID))
-
-
-def tile_boxes(shape: tuple[int, int], tile: int | None = None,
-               overlap: int = OVERLAP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(boxes (gy, gx, 4), centres_y, centres_x)`` of tiles covering an image of ``shape``.
-
-    Tiles are ``tile`` pixels a side (default :func:`default_tile`; the image's side where it is
-    smaller), spread evenly from edge to edge so that neighbours share at least ``overlap`` pixels.
-    """
-    tile = default_tile(shape, overlap) if tile is None else int(tile)
-    overlap = int(overlap)
-    if tile < MIN_TILE:
-        raise BadOptionError(f"kernel map: tile must be at least {MIN_TILE} pixels, got {tile}")
-    if not 0 <= overlap < tile:
-        raise BadOptionError(f"kernel map: overlap must be at least 0 and below the tile size {tile}, got {overlap}")
-    h, w = int(shape[0]), int(shape[1])
-    th, tw = min(tile, h), min(tile, w)
-    ys, xs = _positions(h, tile, overlap), _positions(w, tile, overlap)
-    boxes = np.array([[[y, x, y + th, x + tw] for x in xs] for y in ys], dtype=np.int64)
-    return boxes, np.array(ys, dtype=np.float64) + (th - 1) / 2, np.array(xs, dtype=np.float64) + (tw - 1) / 2
-
-
-def _result_from_estimate(est: KernelEstimate) -> TileResult:
-    failed = bool(est.extras.get("fallback"))
-    conf = 0.0 if failed else None if est.confidence is None else float(est.confidence)
-    return TileResult(kernel=est.kernel, confidence=conf, covariance=second_moments(est.kernel),
-                      message=str(est.extras.get("message", "")) if failed else "")
-
-
-def iter_tile_estimates(spec: MethodSpec, frames: np.ndarray, boxes: np.ndarray, *, scale: int, device: Any,
-                        seed: int, report_every: int, options: dict[str, Any],
-                        ) -> Generator[Progress, None, list[TileResult]]:
-    """One :class:`~napari_kernelgan.types.TileResult` per box (T, 4), in one pass where ``spec`` has one."""
-    boxes = np.asarray(boxes).reshape(-1, 4)
-    if spec.tiles is not None:
-        return (yield from spec.tiles(frames, boxes, scale=scale, device=device, seed=seed,
-                                      report_every=report_every, **options))
-    start = time.perf_counter()
-    out: list[TileResult] = []
-    for i, (y0, x0, y1, x1) in enumerate(boxes):
-        yield Progress(i, len(boxes), time.perf_counter() - start, stage=Stage.MAP,
-                       message=f"{spec.name}: tile {i + 1} of {len(boxes)}")
-        gen = spec.fn(np.ascontiguousarray(frames[..., y0:y1, x0:x1]), scale=scale, device=device, seed=seed,
-                      report_every=report_every, **options)
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            out.append(_result_from_estimate(stop.value))
-        except BadInputError as exc:
-            out.append(TileResult(kernel=None, confidence=0.0, message=str(exc).splitlines()[0]))
-        finally:
-            gen.close()
-    return out
 
 
 def fallback_blend(results: list[TileResult], grid: tuple[int, int], global_kernel: np.ndarray,
@@ -181,7 +111,7 @@ def iter_estimate_kernel_map(image: np.ndarray | Frames, scale: int = 2, *, esti
                              **options: Any) -> Generator[Progress, None, KernelField]:
     """Generator form of :func:`estimate_kernel_map`: yields progress, returns the field."""
     start = time.perf_counter()
-    scale = _check_scale(scale, ESTIMATE_SCALES)
+    scale = check_scale(scale, ESTIMATE_SCALES)
     spec = ESTIMATORS.get(estimator)
     opts = spec.resolve(options)
     dev = resolve_device(device)

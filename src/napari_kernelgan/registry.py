@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .constraints import Constraint, check_values
 from .errors import BadOptionError, MethodUnavailableError
 
 if TYPE_CHECKING:  # the contracts' types; importing them here would pull in torch
@@ -82,6 +83,8 @@ class MethodSpec:
     ``"unset: <what decides>"`` is what forms show in the empty field. ``uses_kernel``: for SR
     methods, ``False`` where the method ignores the kernel (bicubic interpolation): it runs without
     one, and the kernel safeguards (which compare a kernel's result with interpolation) do not apply.
+    ``ranges``: the values an option accepts (:class:`~napari_kernelgan.constraints.Interval`,
+    :class:`~napari_kernelgan.constraints.Options`), checked by :meth:`resolve`.
     """
 
     name: str
@@ -101,6 +104,7 @@ class MethodSpec:
     module: str = ""
     tiles: Callable[..., Generator] | None = None
     uses_kernel: bool = True
+    ranges: Mapping[str, Constraint] = field(default_factory=dict)
 
     @property
     def form_options(self) -> dict[str, Any]:
@@ -114,7 +118,8 @@ class MethodSpec:
         Unknown names raise :class:`BadOptionError` listing the accepted ones; ``None``
         for an option the method does not declare is dropped (``None`` means "default").
         A value given as text (from a form or the command line) is converted to the
-        type of a typed default.
+        type of a typed default. A value outside its declared range (``ranges``) raises
+        :class:`BadOptionError` ``"<kind> '<name>': <option> must be in <range>; got <value>"``.
         """
         given = {k: v for k, v in options.items() if not (v is None and k not in self.defaults)}
         unknown = sorted(set(given) - set(self.defaults))
@@ -127,16 +132,19 @@ class MethodSpec:
             merged[key] = self._coerce(key, value)
             allowed = self.choices.get(key)
             if allowed and merged[key] not in allowed and merged[key] is not None:
+                # the same words as a declared Options range; None (the default decides) goes unsaid
                 raise BadOptionError(f"{self.kind_label} {self.name!r}: {key} must be one of "
-                                     f"{', '.join(map(str, allowed))}; got {value!r}")
+                                     f"{', '.join(str(c) for c in allowed if c is not None)}; got {value!r}")
+        check_values(f"{self.kind_label} {self.name!r}", merged, self.ranges)
         return merged
 
     def value_type(self, key: str) -> type | None:
-        """The type an option's values have: its default's, else its presets' (``None``: any)."""
+        """The type an option's values have: its default's, else its presets', else its declared
+        interval's (``None``: any)."""
         for value in (self.defaults.get(key), *(p.get(key) for p in self.presets.values())):
             if value is not None:
                 return type(value)
-        return None
+        return getattr(self.ranges.get(key), "type", None)
 
     def _coerce(self, key: str, value: Any) -> Any:
         target = self.value_type(key)
@@ -279,12 +287,13 @@ def register(name: str, *, kind: str, summary: str = "", defaults: Mapping[str, 
              choices: Mapping[str, tuple[Any, ...]] | None = None, help: Mapping[str, str] | None = None,
              hidden: tuple[str, ...] = (), weights: tuple[str, ...] = (), scales: tuple[int, ...] | None = None,
              blind_defaults: Mapping[str, Any] | None = None, seeded: bool = True,
-             uses_kernel: bool = True) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
+             uses_kernel: bool = True, ranges: Mapping[str, Constraint] | None = None,
+             ) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
     """Decorator: register a generator function as an ``"estimator"`` or ``"sr_method"``.
 
     With ``presets``, a ``preset`` option is added (default: the first preset, unless
     ``defaults`` names one) whose choices are the preset names. ``summary`` defaults
-    to the first line of the function's docstring.
+    to the first line of the function's docstring. ``ranges`` names options declared in ``defaults``.
     """
     if kind not in _REGISTRIES:
         raise ValueError(f"kind must be one of {', '.join(_REGISTRIES)}, got {kind!r}")
@@ -297,6 +306,10 @@ def register(name: str, *, kind: str, summary: str = "", defaults: Mapping[str, 
         main = ("preset",) + tuple(m for m in main if m != "preset")
     if scales is None:
         scales = (2, 4) if kind == "estimator" else (2, 3, 4)
+    ranges = dict(ranges or {})
+    if set(ranges) - set(defaults):
+        raise ValueError(f"{name!r} declares ranges of options it does not take: "
+                         f"{', '.join(sorted(set(ranges) - set(defaults)))}")
 
     def deco(fn: Callable[..., Generator]) -> Callable[..., Generator]:
         doc = (fn.__doc__ or "").strip().splitlines()
@@ -304,7 +317,7 @@ def register(name: str, *, kind: str, summary: str = "", defaults: Mapping[str, 
                           defaults=defaults, presets=presets, main=tuple(m for m in main if m in defaults),
                           choices=choices, help=dict(help or {}), hidden=tuple(hidden), weights=tuple(weights),
                           scales=tuple(scales), blind_defaults=dict(blind_defaults or {}), seeded=seeded,
-                          module=fn.__module__, uses_kernel=uses_kernel)
+                          module=fn.__module__, uses_kernel=uses_kernel, ranges=ranges)
         _REGISTRIES[kind].add(spec)
         return fn
 

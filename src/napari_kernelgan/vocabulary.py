@@ -5,13 +5,24 @@ everything else refers to these names.
 """
 from __future__ import annotations
 
+import numbers
 from enum import Enum
+
+from .errors import BadOptionError
 
 ESTIMATE_SCALES: tuple[int, ...] = (2, 4)
 """Scales a kernel estimate serves: the ×2 kernel is estimated, the ×4 one derived analytically."""
 
 SR_SCALES: tuple[int, ...] = (2, 3, 4)
 """Scales the SR methods accept (×3 needs a kernel given for ×3)."""
+
+
+def check_scale(scale: int, allowed: tuple[int, ...]) -> int:
+    """``scale`` as an ``int`` where it is one of ``allowed`` (a bool or a float is refused), else a
+    :class:`~napari_kernelgan.errors.BadOptionError` naming the allowed scales."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or int(scale) not in allowed:
+        raise BadOptionError(f"scale must be one of {', '.join(map(str, allowed))}; got {scale!r}")
+    return int(scale)
 
 KERNEL_SIZE = 13
 """Side of an estimated ×2 kernel: the receptive field of KernelGAN's generator."""

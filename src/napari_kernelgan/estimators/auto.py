@@ -50,11 +50,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constraints import Interval
 from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import constant_gaussian, exp_sym, gaussian_from_covariance, log_spd
 from ..physics.metrics import second_moments
 from ..records import record_values
 from ..registry import ESTIMATORS, register, register_tiles
+from ..tiling import iter_tile_estimates
 from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, relay
 from ..vocabulary import KERNEL_SIZE, Stage
 
@@ -176,8 +178,9 @@ def combine_members(results: list[tuple[str, np.ndarray, float]], *,
 
 
 def _check_size(size: int) -> None:
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"auto: size must be an odd integer of at least 3, got {size}")
+    # size ≥ 3 is a declared range, checked by the registry; oddness is not a range
+    if int(size) % 2 == 0:
+        raise BadOptionError(f"auto: size must be odd, got {size}")
 
 
 def _members(text: str) -> list[str]:
@@ -192,6 +195,25 @@ def _members(text: str) -> list[str]:
     return names
 
 
+def _reason(name: str, reason: object, short: bool = False) -> str:
+    """Why member ``name`` could not measure: the first line of its message without its own name (and,
+    ``short``, without the advice after the first ``"; "``)."""
+    text = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+    text = text.removeprefix(f"{name}: ")
+    return text.split("; ")[0] if short else text
+
+
+def _where(devices: dict[str, str]) -> str:
+    """Where the members ran: one device, or each device with its members (``"cuda:0 (learned), cpu
+    (kernelnet, spots)"``); the combination itself is numpy on the CPU ("cpu" where no member ran)."""
+    by_device: dict[str, list[str]] = {}
+    for name, device in devices.items():
+        by_device.setdefault(device, []).append(name)
+    if len(by_device) <= 1:
+        return next(iter(by_device), "cpu")
+    return ", ".join(f"{device} ({', '.join(names)})" for device, names in by_device.items())
+
+
 def _photon_limited(frames: np.ndarray) -> bool:
     """Whether shot noise dominates the middle frame (:func:`~napari_kernelgan.physics.noise.photon_limited`)."""
     from ..physics.noise import photon_limited
@@ -203,7 +225,7 @@ def _photon_limited(frames: np.ndarray) -> bool:
 @register("auto", kind="estimator", summary="Automatic (a few seconds): combines the fast estimators per image "
           "and says how far the kernel can be trusted (confidence)",
           defaults={"members": DEFAULT_MEMBERS, "size": KERNEL_SIZE},
-          main=("members",),
+          main=("members",), ranges={"size": Interval(int, 3, None)},
           help={"members": "comma-separated estimators to combine (those unavailable or unable to read the "
                            "image are skipped)",
                 "size": "side of the returned ×2 kernel (odd)"})
@@ -217,11 +239,14 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
     results: list[tuple[str, np.ndarray, float]] = []
     elapsed: dict[str, float] = {}
     skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}  # members that could not measure this image, and why
+    devices: dict[str, str] = {}
     for i, name in enumerate(names):
         yield Progress(i * STEPS_PER_MEMBER, STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
                        stage=Stage.ESTIMATE, message=f"auto: running {name}")
         if name in ESTIMATORS.unavailable:  # installed but failed to import: the others still run
             skipped[name] = ESTIMATORS.unavailable[name]
+            failed[name] = f"unavailable: {ESTIMATORS.unavailable[name]}"
             continue
         spec = ESTIMATORS.get(name)
         try:
@@ -232,7 +257,11 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
                 stage=Stage.ESTIMATE, prefix=f"auto: {name}: ")
         except BadInputError as exc:
             skipped[name] = str(exc)
+            failed[name] = _reason(name, exc)
             continue
+        devices[name] = est.device
+        if est.extras.get("fallback"):  # its fixed fallback kernel (confidence 0) is left out by its gate
+            failed[name] = _reason(name, est.extras.get("message", "nothing to measure"))
         conf = NEUTRAL_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
         elapsed[name] = round(time.perf_counter() - start, 3)
@@ -251,7 +280,8 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
                    stage=Stage.ESTIMATE, kernel=kernel,
                    message=f"auto: combined {', '.join(used) or 'nothing (fixed Gaussian)'}")
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
-                          elapsed=time.perf_counter() - start, device="cpu", seed=seed, confidence=confidence,
+                          elapsed=time.perf_counter() - start, device=_where(devices), seed=seed,
+                          confidence=confidence, options={"failed_members": failed},
                           extras={"covariance": np.asarray(cov).round(4).tolist(), "members": used,
                                   "skipped": skipped, **info})
 
@@ -262,15 +292,16 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map: each member's tile pass (one pass where the member has one), then
     :func:`combine_members` per tile; the shot-noise test is made once, on the whole image."""
-    from ..kernel_map import iter_tile_estimates
-
     _check_size(size)
     names = _members(members)
     start = time.perf_counter()
     n_tiles = len(np.asarray(boxes).reshape(-1, 4))
     per_tile: list[list[tuple[str, np.ndarray, float]]] = [[] for _ in range(n_tiles)]
+    reasons: list[dict[str, str]] = [{} for _ in range(n_tiles)]  # per tile, the members that could not read it
     for i, name in enumerate(names):
         if name in ESTIMATORS.unavailable:
+            for why in reasons:
+                why[name] = "unavailable"
             continue
         spec = ESTIMATORS.get(name)
         try:
@@ -279,9 +310,13 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                                     report_every=report_every, options=spec.resolve({})),
                 offset=i * STEPS_PER_MEMBER, span=STEPS_PER_MEMBER, total=STEPS_PER_MEMBER * len(names), start=start,
                 prefix="auto: ")
-        except BadInputError:
-            continue  # the member cannot read this image at all: the others still decide
+        except BadInputError as exc:  # the member cannot read this image at all: the others still decide
+            for why in reasons:
+                why[name] = _reason(name, exc, short=True)
+            continue
         for t, r in enumerate(results):
+            if r.message:
+                reasons[t][name] = _reason(name, r.message, short=True)
             if r.kernel is not None:
                 conf = NEUTRAL_CONFIDENCE if r.confidence is None else float(r.confidence)
                 cov = r.covariance if r.covariance is not None else second_moments(r.kernel)
@@ -294,12 +329,14 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
         return shot[0]
 
     out: list[TileResult] = []
-    for results in per_tile:
+    for results, why in zip(per_tile, reasons):
         # No shrinkage towards the fixed Gaussian: the map's fallback takes a doubtful tile towards its
         # neighbours and the global kernel instead, which know this image.
         cov, confidence, info = combine_members(results, photon_limited=photon_limited, full_trust=TILE_FULL_TRUST)
         if cov is None:
-            out.append(TileResult(kernel=None, confidence=0.0, message="auto: no member could read the tile"))
+            detail = "; ".join(f"{name}: {reason}" for name, reason in why.items())
+            out.append(TileResult(kernel=None, confidence=0.0, message="auto: no member could read the tile"
+                                  + (f" ({detail})" if detail else "")))
         else:
             out.append(TileResult(kernel=gaussian_from_covariance(cov, int(size)), confidence=confidence,
                                   covariance=cov))

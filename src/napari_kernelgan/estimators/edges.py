@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from scipy import ndimage, special
 
+from ..constraints import Interval
 from ..errors import BadInputError, BadOptionError
 from ..physics.kernels import gaussian_from_covariance
 from ..physics.metrics import second_moments
@@ -208,15 +209,15 @@ def _covariance(fits: list[tuple[np.ndarray, np.ndarray, np.ndarray]], scale: in
 
 
 def _check_options(quantile: float, size: int) -> None:
-    if not 0 < quantile < 1:
-        raise BadOptionError(f"edges: quantile must be between 0 and 1, got {quantile}")
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"edges: size must be an odd integer of at least 3, got {size}")
+    # the declared ranges (quantile in (0, 1), size ≥ 3) are checked by the registry; oddness is not a range
+    if int(size) % 2 == 0:
+        raise BadOptionError(f"edges: size must be odd, got {size}")
 
 
 @register("edges", kind="estimator", summary="Sharp edges (closed form, under a second): the blur's covariance "
           "from the image's sharpest edges, as an anisotropic Gaussian",
           defaults={"quantile": SHARP_QUANTILE, "size": KERNEL_SIZE}, main=("quantile",),
+          ranges={"quantile": Interval(float, 0, 1, closed="neither"), "size": Interval(int, 3, None)},
           help={"quantile": "per orientation, the edge-width quantile taken as the kernel's own (lower: sharper)",
                 "size": "side of the returned ×2 kernel (odd)"})
 def edges(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
@@ -230,6 +231,7 @@ def edges(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
     kernel = gaussian_from_covariance(cov, int(size))
     yield Progress(len(frames), len(frames), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
                    message="edges fitted")
+    # numpy and scipy only, whatever device was asked for: "cpu" is where it ran
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device="cpu", seed=seed,
                           extras={"covariance": cov.tolist(), **{k: (v.tolist() if isinstance(

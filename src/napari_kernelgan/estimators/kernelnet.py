@@ -46,6 +46,7 @@ import torch
 from scipy import fft as sfft
 from scipy import ndimage
 
+from ..constraints import Interval
 from ..errors import BadInputError, BadOptionError
 from ..physics.conventions import centre_kernel, pad_to
 from ..physics.metrics import second_moments
@@ -244,20 +245,11 @@ def _confidence(infos: list[dict[str, Any]]) -> float:
 
 
 def _check_options(support: int, size: int, epsilon: float, bias: float | None) -> float | None:
-    """Validate kernelnet's options; returns ``bias`` as a float (or ``None``)."""
-    if int(support) != support or support < 3 or support % 2 == 0:
-        raise BadOptionError(f"kernelnet: support must be an odd integer of at least 3, got {support}")
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"kernelnet: size must be an odd integer of at least 3, got {size}")
-    if not epsilon > 0:
-        raise BadOptionError(f"kernelnet: epsilon must be positive, got {epsilon}")
-    try:
-        bias = None if bias is None else float(bias)
-    except (TypeError, ValueError):
-        raise BadOptionError(f"kernelnet: bias must be a number of HR px², got {bias!r}") from None
-    if bias is not None and not bias >= 0:
-        raise BadOptionError(f"kernelnet: bias must be zero or positive, got {bias}")
-    return bias
+    """What the declared ranges cannot say (odd sides); returns ``bias`` as a float (or ``None``)."""
+    for name, value in (("support", support), ("size", size)):
+        if int(value) % 2 == 0:
+            raise BadOptionError(f"kernelnet: {name} must be odd, got {value}")
+    return None if bias is None else float(bias)
 
 
 @register("kernelnet", kind="estimator",
@@ -265,6 +257,8 @@ def _check_options(support: int, size: int, epsilon: float, bias: float | None) 
                   "gradients and shock-filtered sharp ones, then Fourier self-convolution to the SR kernel",
           defaults={"support": SUPPORT, "epsilon": EPSILON, "bias": None, "size": KERNEL_SIZE},
           main=("epsilon",),
+          ranges={"support": Interval(int, 3, None), "epsilon": Interval(float, 0, None, closed="neither"),
+                  "bias": Interval(float, 0, None), "size": Interval(int, 3, None)},
           help={"support": "side of the LR-scale kernel in LR pixels (odd)",
                 "epsilon": "regularisation of the least-squares kernel, relative to the sharp-gradient power",
                 "bias": "isotropic variance (HR px²) removed from the SR kernel (scene edges are not steps); "
@@ -294,6 +288,7 @@ def kernelnet(frames: np.ndarray, *, scale: int = 2, device: torch.device | None
     cov = second_moments(kernel)
     yield Progress(n + 1, n + 1, time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
                    message="self-convolved to the SR kernel")
+    # numpy and scipy only, whatever device was asked for: "cpu" is where it ran
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device="cpu", seed=seed,
                           confidence=_confidence(infos),

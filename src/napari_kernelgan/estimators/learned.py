@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constraints import Interval
 from ..errors import BadInputError, BadOptionError, WeightsMissingError
 from ..physics.kernels import gaussian_from_covariance
 from ..physics.noise import estimate_noise_sigma
@@ -132,10 +133,9 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def _check_learned_options(crops: int, size: int, scale: int) -> None:
-    if isinstance(crops, bool) or int(crops) != crops or crops < 1:
-        raise BadOptionError(f"learned: crops must be a positive integer, got {crops!r}")
-    if isinstance(size, bool) or int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"learned: size must be an odd integer of at least 3, got {size!r}")
+    # crops ≥ 1 and size ≥ 3 are declared ranges, checked by the registry
+    if int(size) % 2 == 0:
+        raise BadOptionError(f"learned: size must be odd, got {size!r}")
     if scale not in (2, 4):
         raise BadOptionError(f"learned: scale must be 2 or 4, got {scale!r}")
 
@@ -150,7 +150,7 @@ def _confidence(pred_uncertainty: float, patches: np.ndarray, sigma: float) -> t
           summary="Learned (about a second): the blur's covariance regressed from many LR crops by a "
                   "small network trained on synthetic degradations, as an anisotropic Gaussian",
           defaults={"weights": "", "crops": CROPS, "tta": TTA, "size": KERNEL_SIZE}, main=("crops",),
-          choices={"tta": (1, 2, 4, 8)},
+          choices={"tta": (1, 2, 4, 8)}, ranges={"crops": Interval(int, 1, None), "size": Interval(int, 3, None)},
           help={"weights": "weight file; unset: the bundled weights (scripts/train_learned.py writes others)",
                 "crops": "LR crops of 64×64 drawn per image, weighted toward textured regions (more: steadier)",
                 "tta": "views of each crop (flips, transposes) whose predictions are averaged",

@@ -11,7 +11,8 @@ fixes one projection; filaments in at least three directions (microtubules,
 actin, neurites, vessels) fix the whole 2×2 covariance, which a robust linear
 least-squares fit over all line samples recovers.
 
-Steps: noise model (Poisson–Gaussian); ridge candidates where the Hessian of
+Steps (the frame of them shared with ``spots`` in :mod:`~napari_kernelgan.estimators._direct`):
+noise model (Poisson–Gaussian); ridge candidates where the Hessian of
 the Gaussian-smoothed image has one strongly negative eigenvalue and one near
 zero (a bright line, not a blob or an edge), on the ridge's centre line,
 thinned to a few pixels apart; each candidate gets a weighted fit of
@@ -30,31 +31,36 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage, optimize
 
-from ..errors import BadOptionError
+from ..constraints import Interval
 from ..physics.kernels import gaussian_from_covariance
 from ..registry import register, register_tiles
 from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
-from .spots import (
+from ._direct import (
     MAX_VARIANCE_LR,
     MIN_VARIANCE_LR,
+    PURITY_FULL,
     SamplePool,
-    _gray_frames,
-    _variance,
-    check_options,
+    check_odd_size,
+    chi2_screen,
+    count_factor,
+    gray_frames,
+    local_noise_std,
     lr_to_x2_covariance,
+    measure,
     measured_estimate,
     no_measurement,
-    noise_model,
+    purity_factor,
+    snr_weights,
     solve_tiles,
-    strongest_per_box,
+    white_noise_gain,
 )
 
 DETECT_SIGMA = 1.0     # Hessian scale in LR pixels
@@ -70,15 +76,11 @@ MAX_CHI2 = 2.5
 SPREAD_SCALE = 0.15    # median relative misfit of the line samples at which confidence falls to 1/e
 CHI2_OK = 4.0          # median reduced χ² of the line fits up to which confidence is not reduced
 DARK_LEVEL = 0.5       # lines whose background reaches this fraction of the image's range get confidence 0
-PURITY_FULL = 0.3      # share of candidates kept as line samples above which confidence is not reduced
 COVERAGE_FULL = 0.5    # direction coverage of uniformly spread lines (1: every direction equally)
 REPORT_EVERY = 50
 EARLY_LOOK = 40        # after this many candidates in a frame, stop if fewer than
 EARLY_FRACTION = 0.3   # this fraction fitted as lines (natural images: edges and texture, not filaments)
 EARLY_CHI2 = 5.0       # ... counting only fits with χ² below this many times CHI2_OK, on a dark background
-
-_HESSIAN_NOISE: float | None = None
-
 
 def _hessian(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s = DETECT_SIGMA
@@ -88,13 +90,9 @@ def _hessian(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return hyy, hyx, hxx
 
 
-def _hessian_noise_gain() -> float:
-    """Std of one scale-normalised second derivative on unit white noise (measured once, fixed seed)."""
-    global _HESSIAN_NOISE
-    if _HESSIAN_NOISE is None:
-        hyy, _, _ = _hessian(np.random.default_rng(0).standard_normal((256, 256)))
-        _HESSIAN_NOISE = float(hyy[8:-8, 8:-8].std())
-    return _HESSIAN_NOISE
+def _hessian_yy(gray: np.ndarray) -> np.ndarray:
+    """One scale-normalised second derivative: its white-noise gain is the ridge response's."""
+    return _hessian(gray)[0]
 
 
 def detect_ridges(gray: np.ndarray, model: tuple[float, float], *, min_snr: float = MIN_SNR,
@@ -110,9 +108,7 @@ def detect_ridges(gray: np.ndarray, model: tuple[float, float], *, min_snr: floa
     # atan2(2b, a − c) / 2 is the direction of the larger eigenvalue (``along``); the normal is 90° from it
     angle = 0.5 * np.arctan2(2 * hyx, hyy - hxx) + 0.5 * np.pi
     ny, nx = np.cos(angle), np.sin(angle)
-    floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
-    local_std = np.sqrt(_variance(ndimage.uniform_filter(gray, 3), model, floor))
-    snr = -across / (_hessian_noise_gain() * local_std)
+    snr = -across / (white_noise_gain(_hessian_yy) * local_noise_std(gray, model))
     line_like = (snr > min_snr) & (np.abs(along) < LINE_RATIO * np.abs(across))
     # Centre line: a maximum of the ridge strength along the normal.
     strength = -across
@@ -249,16 +245,9 @@ def line_confidence(n_samples: int, spread: float, coverage: float, purity: floa
     """
     if n_samples < MIN_SAMPLES or not math.isfinite(spread):
         return 0.0
-    return float((1 - math.exp(-n_samples / 30.0)) * math.exp(-spread / SPREAD_SCALE)
+    return float(count_factor(n_samples, 30.0) * math.exp(-spread / SPREAD_SCALE)
                  * min(1.0, coverage) * min(1.0, purity / PURITY_FULL) * min(1.0, CHI2_OK / max(chi2, 1e-12))
                  * float(np.clip(1.0 - background / DARK_LEVEL, 0.0, 1.0)))
-
-
-def _check_lines_options(min_snr: float, max_samples: int, spacing: float, size: int) -> None:
-    check_options("lines", min_snr=min_snr, count=max_samples, count_option="max_samples", min_count=MIN_SAMPLES,
-                  size=size)
-    if not spacing >= 1:
-        raise BadOptionError(f"lines: spacing must be at least 1 LR pixel, got {spacing}")
 
 
 @register("lines", kind="estimator", summary="Thin lines (closed form, a second): the blur's covariance from "
@@ -267,6 +256,8 @@ def _check_lines_options(min_snr: float, max_samples: int, spacing: float, size:
           defaults={"min_snr": MIN_SNR, "spacing": SPACING, "max_samples": MAX_SAMPLES, "require_lines": False,
                     "size": KERNEL_SIZE},
           main=("min_snr", "require_lines"),
+          ranges={"min_snr": Interval(float, 0, None, closed="neither"), "spacing": Interval(float, 1, None),
+                  "max_samples": Interval(int, MIN_SAMPLES, None), "size": Interval(int, 3, None)},
           help={"min_snr": "detection threshold: a ridge's Hessian response over its noise standard deviation",
                 "spacing": "LR pixels between line samples",
                 "max_samples": "at most this many line samples (the strongest) are fitted per frame",
@@ -278,10 +269,10 @@ def lines(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
           max_samples: int = MAX_SAMPLES, require_lines: bool = False,
           size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
     """×2 kernel from thin bright lines in several directions; deterministic, runs on the CPU."""
-    _check_lines_options(min_snr, max_samples, spacing, size)
+    check_odd_size("lines", size)
     every = max(1, int(report_every))
     start = time.perf_counter()
-    grays = _gray_frames(frames)
+    grays = gray_frames(frames)
     pool = yield from _measure(grays, min_snr=min_snr, spacing=spacing, max_samples=int(max_samples), every=every,
                                start=start)
     kernel, confidence, cov, extras = _solve(pool.fits, len(pool.candidates), len(pool.examined), pool.early,
@@ -292,56 +283,46 @@ def lines(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
     return measured_estimate(kernel, cov, confidence, extras, start, seed)
 
 
+def _line_like_early(fit: dict[str, Any]) -> bool:
+    """For stopping early only: a line that could pass all of :func:`line_confidence`'s tests."""
+    return _line_like(fit) and fit["chi2"] <= EARLY_CHI2 * CHI2_OK and fit["bg_level"] < DARK_LEVEL
+
+
+def _frame_fit(gray: np.ndarray) -> Callable[[np.ndarray, np.ndarray, float], dict[str, Any] | None]:
+    """:func:`fit_line` in a frame, each fit's background as a fraction of the frame's range (1st–99th
+    percentile) added as ``bg_level``."""
+    lo, hi = np.percentile(gray, [1, 99])
+
+    def fit(window: np.ndarray, variance: np.ndarray, phi0: float) -> dict[str, Any] | None:
+        sample = fit_line(window, variance, float(phi0))
+        if sample is not None:
+            sample["bg_level"] = (sample["bg"] - lo) / max(hi - lo, 1e-12)
+        return sample
+
+    return fit
+
+
 def _measure(grays: list[np.ndarray], *, min_snr: float, spacing: float, max_samples: int, every: int,
              start: float, boxes: np.ndarray | None = None,
              per_tile: int = 0) -> Generator[Progress, None, SamplePool]:
     """Detect and fit line samples in every frame (strongest first). With ``boxes`` (T, 4), the
     strongest ``per_tile`` candidates of every box are fitted (each once) instead of the strongest
     ``max_samples`` of the frame."""
-    pool = SamplePool()
-    h = HALF_WIDTH
-    for fi, gray in enumerate(grays):
-        model = noise_model(gray)
-        floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
+
+    def detect(gray: np.ndarray, model: tuple[float, float], limit: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
         centres, phis = detect_ridges(gray, model, min_snr=min_snr, spacing=spacing,
-                                      max_samples=max_samples if boxes is None else gray.size)
-        if boxes is not None:
-            keep = strongest_per_box(centres, boxes, per_tile)
-            centres, phis = centres[keep], phis[keep]
-        lo, hi = np.percentile(gray, [1, 99])
-        pool.candidates.extend((fi, int(r), int(c)) for r, c in centres)
-        line_like = 0
-        for j, ((r, c), phi0) in enumerate(zip(centres, phis)):
-            window = gray[r - h:r + h + 1, c - h:c + h + 1]
-            var = _variance(ndimage.uniform_filter(window, 3, mode="nearest"), model, floor)
-            fit = fit_line(window, var, float(phi0))
-            pool.examined.append((fi, int(r), int(c)))
-            if fit is not None:
-                fit["bg_level"] = (fit["bg"] - lo) / max(hi - lo, 1e-12)
-                fit["frame"], fit["pixel"] = fi, (int(r), int(c))
-                pool.fits.append(fit)
-                # for stopping early only: a line that could pass all of line_confidence's tests
-                line_like += (_line_like(fit) and fit["chi2"] <= EARLY_CHI2 * CHI2_OK
-                              and fit["bg_level"] < DARK_LEVEL)
-            if j + 1 >= EARLY_LOOK and line_like < EARLY_FRACTION * (j + 1):
-                pool.early += 1
-                break
-            if (j + 1) % every == 0:
-                yield Progress(fi, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
-                               message=f"fitted {j + 1} of {len(centres)} line samples in frame {fi + 1}")
-        yield Progress(fi + 1, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
-                       message=f"frame {fi + 1}: {len(centres)} line samples")
-    return pool
+                                      max_samples=max_samples if limit is None else limit)
+        return centres, phis, {}
+
+    return (yield from measure(grays, detect=detect, frame_fit=_frame_fit, usable=_line_like_early, half=HALF_WIDTH,
+                               early_look=EARLY_LOOK, early_fraction=EARLY_FRACTION, every=every, start=start,
+                               noun="line samples", found="line samples", boxes=boxes, per_tile=per_tile))
 
 
 def _solve(fits: list[dict[str, Any]], candidates: int, examined: int, early: int, require: bool, size: int,
            scale: int) -> tuple[np.ndarray, float, np.ndarray, dict[str, Any]]:
     """(kernel, confidence, ×2 covariance, extras) from fitted line samples."""
-    good = [f for f in fits if _line_like(f)]
-    if good:
-        chi = np.array([f["chi2"] for f in good])
-        limit = max(MAX_CHI2, 2.0 * float(np.median(chi)))
-        good = [f for f in good if f["chi2"] <= limit]
+    good = chi2_screen([f for f in fits if _line_like(f)], MAX_CHI2)
     extras: dict[str, Any] = {"line_candidates": candidates, "lines_examined": examined, "lines_fitted": len(fits),
                               "lines_used": len(good)}
     if early:
@@ -349,7 +330,7 @@ def _solve(fits: list[dict[str, Any]], candidates: int, examined: int, early: in
     coverage = 0.0
     if len(good) >= MIN_SAMPLES:
         phis = np.array([f["phi"] for f in good])
-        w = np.array([min(f["snr"], 30.0) ** 2 for f in good])
+        w = snr_weights(good)
         coverage = direction_coverage(phis, w)
         extras["coverage"] = round(coverage, 3)
     if len(good) < MIN_SAMPLES or coverage < 0.1:
@@ -361,7 +342,7 @@ def _solve(fits: list[dict[str, Any]], candidates: int, examined: int, early: in
     variances = np.array([f["variance"] for f in good])
     cov_lr, rel = solve_covariance(phis, variances, w)
     spread = float(np.median(np.abs(rel)))
-    purity = len(good) / max(examined, 1)
+    purity, _ = purity_factor(len(good), examined)
     chi2 = float(np.median([f["chi2"] for f in good]))
     background = float(np.median([f["bg_level"] for f in good]))
     cov = lr_to_x2_covariance(cov_lr, scale)
@@ -380,10 +361,10 @@ def lines_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device
     """All tiles of a kernel map from one detection per frame: the strongest :data:`TILE_SAMPLES`
     candidates of every tile are fitted once (stopping early, as for a whole image, where they are not
     lines), then each tile's covariance is solved from the samples inside it."""
-    _check_lines_options(min_snr, max_samples, spacing, size)
+    check_odd_size("lines", size)
     boxes = np.asarray(boxes).reshape(-1, 4)
     start = time.perf_counter()
-    pool = yield from _measure(_gray_frames(frames), min_snr=min_snr, spacing=spacing, max_samples=int(max_samples),
+    pool = yield from _measure(gray_frames(frames), min_snr=min_snr, spacing=spacing, max_samples=int(max_samples),
                                every=max(1, int(report_every)), start=start, boxes=boxes,
                                per_tile=min(int(max_samples), TILE_SAMPLES))
     return solve_tiles(pool, boxes, lambda fits, candidates, examined: _solve(

@@ -11,7 +11,8 @@ the LR samples (as samples, not integrated over LR pixels) has covariance
 ``k4 = k2 ⊛ dilate2(k2)``, whose covariance is ``5·Σ_k2``, so
 ``Σ_k2 = 16·Σ_LR / 5``.
 
-Steps: noise model (Poisson–Gaussian, :mod:`napari_kernelgan.physics.noise`);
+Steps (the frame of them shared with ``lines`` in :mod:`~napari_kernelgan.estimators._direct`):
+noise model (Poisson–Gaussian, :mod:`napari_kernelgan.physics.noise`);
 candidates are local maxima of the scale-normalised Laplacian of Gaussian above
 a noise-relative threshold; a candidate with another maximum nearby
 (crowding), a flat top (saturation) or a fit that the noise cannot explain
@@ -33,19 +34,35 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage, optimize
 
-from ..errors import BadInputError, BadOptionError
-from ..physics.kernels import gaussian_from_covariance, gaussian_kernel
-from ..physics.noise import estimate_noise_sigma, estimate_poisson_gaussian
+from ..constraints import Interval
+from ..physics.kernels import gaussian_from_covariance
 from ..registry import register, register_tiles
 from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
+from ._direct import (
+    MAX_VARIANCE_LR,
+    MIN_VARIANCE_LR,
+    SamplePool,
+    check_odd_size,
+    chi2_screen,
+    count_factor,
+    gray_frames,
+    local_noise_std,
+    lr_to_x2_covariance,
+    measure,
+    measured_estimate,
+    no_measurement,
+    purity_factor,
+    snr_weights,
+    solve_tiles,
+    white_noise_gain,
+)
 
 DETECT_SIGMA = 1.0     # LoG scale in LR pixels (spots of the DIV2KRK range have σ_LR ≈ 0.4–1.1 at ×2)
 HALF_WINDOW = 4        # fit window: (2·4 + 1)² LR pixels
@@ -54,54 +71,20 @@ ISOLATION = 5.0        # LR pixels: no other significant maximum this close
 TILE_SPOTS = 25        # spots fitted per tile of a kernel map (at most)
 MAX_SPOTS = 300
 MIN_SPOTS = 5
-FALLBACK_SIGMA = 1.6   # the fixed baseline kernel's σ (constant_gaussian(2))
-MAX_VARIANCE_LR = 4.0  # LR px²: anything wider is a nucleus or a blob, not a point
-MIN_VARIANCE_LR = 0.02
 REPORT_EVERY = 40
-PURITY_FULL = 0.3      # share of candidates kept as spots above which confidence is not reduced
 EARLY_LOOK = 24        # after this many candidates in a frame, stop if fewer than
 EARLY_FRACTION = 0.3   # this fraction were point-like (natural images: corners and texture, not spots)
-
-_LOG_NOISE: float | None = None
-
 
 def _log_response(gray: np.ndarray) -> np.ndarray:
     """Scale-normalised, sign-flipped LoG: bright spots give positive peaks."""
     return -DETECT_SIGMA ** 2 * ndimage.gaussian_laplace(gray, DETECT_SIGMA, mode="reflect")
 
 
-def _log_noise_gain() -> float:
-    """Std of :func:`_log_response` on unit white noise (measured once, fixed seed)."""
-    global _LOG_NOISE
-    if _LOG_NOISE is None:
-        _LOG_NOISE = float(_log_response(np.random.default_rng(0).standard_normal((256, 256)))[8:-8, 8:-8].std())
-    return _LOG_NOISE
-
-
-def noise_model(gray: np.ndarray) -> tuple[float, float]:
-    """``(a, b)`` with ``var = a·z + b`` for a gray LR image; white-Gaussian fallback, never zero."""
-    floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
-    try:
-        a, b = estimate_poisson_gaussian(gray)
-    except BadInputError:
-        a, b = 0.0, estimate_noise_sigma(gray) ** 2
-    # A model that predicts negative variance somewhere inside the image's range is unreliable: go Gaussian.
-    if a < 0 or a * float(gray.min()) + b < 0.25 * floor ** 2 or not (math.isfinite(a) and math.isfinite(b)):
-        a, b = 0.0, max(estimate_noise_sigma(gray), floor) ** 2
-    return float(a), float(b)
-
-
-def _variance(z: np.ndarray, model: tuple[float, float], floor: float) -> np.ndarray:
-    return np.maximum(model[0] * z + model[1], floor ** 2)
-
-
 def detect_spots(gray: np.ndarray, model: tuple[float, float], *, min_snr: float = MIN_SNR,
                  isolation: float = ISOLATION, max_spots: int = MAX_SPOTS) -> tuple[np.ndarray, dict[str, int]]:
     """Isolated, unsaturated LoG maxima (row, col) of a gray image, brightest first, plus rejection counts."""
-    floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
     resp = _log_response(gray)
-    local_std = np.sqrt(_variance(ndimage.uniform_filter(gray, 3), model, floor))
-    snr = resp / (_log_noise_gain() * local_std)
+    snr = resp / (white_noise_gain(_log_response) * local_noise_std(gray, model))
     peaks = (resp == ndimage.maximum_filter(resp, size=3)) & (snr > 3.0)
     margin = HALF_WINDOW + 1
     peaks[:margin] = peaks[-margin:] = False
@@ -233,10 +216,6 @@ def joint_fit(fits: list[dict[str, Any]], cov0: np.ndarray) -> np.ndarray:
     return np.array([[a1 * a1, a1 * l2_], [a1 * l2_, l2_ * l2_ + a3 * a3]])
 
 
-def _gray_frames(frames: np.ndarray) -> list[np.ndarray]:
-    return [np.asarray(f, dtype=np.float64).mean(0) for f in frames]
-
-
 def _point_like(fit: dict[str, Any]) -> bool:
     """A converged fit, centred within a pixel, of a plausible point-source width."""
     if not (fit["ok"] and fit["amp"] > 0 and max(abs(c) for c in fit["centre"]) <= 1.0):
@@ -247,12 +226,7 @@ def _point_like(fit: dict[str, Any]) -> bool:
 
 def _consensus(fits: list[dict[str, Any]], max_chi2: float) -> tuple[np.ndarray, list[dict[str, Any]], float]:
     """Robust mean LR covariance over fitted spots: (Σ_LR, spots kept, spread)."""
-    good = [f for f in fits if _point_like(f)]
-    if good:
-        chi = np.array([f["chi2"] for f in good])
-        # Overlapping spots, ridges and edges leave structure the noise model cannot explain.
-        limit = max(max_chi2, 2.0 * float(np.median(chi)))
-        good = [f for f in good if f["chi2"] <= limit]
+    good = chi2_screen([f for f in fits if _point_like(f)], max_chi2)
     if not good:
         return np.full((2, 2), np.nan), [], math.inf
     vec = np.array([[f["cov"][0, 0], f["cov"][0, 1], f["cov"][1, 1]] for f in good])
@@ -261,103 +235,12 @@ def _consensus(fits: list[dict[str, Any]], max_chi2: float) -> tuple[np.ndarray,
     scale = 1.4826 * float(np.median(dist))
     tol = max(3.0 * scale, 0.1 * (med[0] + med[2]))
     keep = dist <= tol
-    # Weights ∝ SNR² (inverse variance of a fitted width), capped so a few very bright spots cannot decide alone.
-    w = np.array([min(f["snr"], 30.0) ** 2 for f in good])[keep]
+    w = snr_weights(good)[keep]
     mean = (vec[keep] * w[:, None]).sum(0) / w.sum()
     kept = [f for f, k in zip(good, keep) if k]
     spread = float(np.median(dist[keep])) / max(mean[0] + mean[2], 1e-12)
     cov = np.array([[mean[0], mean[1]], [mean[1], mean[2]]])
     return cov, kept, spread
-
-
-def lr_to_x2_covariance(cov_lr: np.ndarray, scale: int) -> np.ndarray:
-    """Covariance of the ×2 kernel in HR pixels from an LR spot covariance at ``scale``.
-
-    ×2: ``Σ_k2 = 4·Σ_LR``. ×4: the spot is ``k4 = k2 ⊛ dilate2(k2)`` with
-    ``Σ_k4 = 5·Σ_k2`` and ``Σ_k4 = 16·Σ_LR``, so ``Σ_k2 = 16·Σ_LR / 5``.
-    """
-    if scale == 2:
-        return 4.0 * cov_lr
-    if scale == 4:
-        return 16.0 * cov_lr / 5.0
-    raise BadOptionError(f"spots: scale must be 2 or 4, got {scale}")
-
-
-@dataclass
-class SamplePool:
-    """Point or line samples measured over a whole image: the fits, where candidates were found and
-    examined (frame, row, col), and how often fitting stopped early."""
-
-    fits: list[dict[str, Any]] = field(default_factory=list)
-    candidates: list[tuple[int, int, int]] = field(default_factory=list)
-    examined: list[tuple[int, int, int]] = field(default_factory=list)
-    early: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def inside(self, box: np.ndarray) -> tuple[list[dict[str, Any]], int, int]:
-        """(fits, candidates, examined) whose pixel lies in ``box`` (y0, x0, y1, x1)."""
-        y0, x0, y1, x1 = (int(v) for v in box)
-
-        def within(r: int, c: int) -> bool:
-            return y0 <= r < y1 and x0 <= c < x1
-
-        return ([f for f in self.fits if within(*f["pixel"])], sum(within(r, c) for _, r, c in self.candidates),
-                sum(within(r, c) for _, r, c in self.examined))
-
-
-def solve_tiles(pool: SamplePool, boxes: np.ndarray,
-                solve: Callable[[list[dict[str, Any]], int, int], tuple[np.ndarray, float, np.ndarray, dict[str, Any]]],
-                ) -> list[TileResult]:
-    """One :class:`~napari_kernelgan.types.TileResult` per box from the samples inside it; ``solve(fits,
-    candidates, examined)`` is the estimator's own solve (``None`` kernel where it found too little)."""
-    out = []
-    for box in boxes:
-        kernel, confidence, cov, extras = solve(*pool.inside(box))
-        out.append(TileResult(kernel=None, confidence=0.0, message=extras["message"]) if extras["fallback"] else
-                   TileResult(kernel=kernel, confidence=confidence, covariance=cov))
-    return out
-
-
-def strongest_per_box(centres: np.ndarray, boxes: np.ndarray, per_box: int) -> np.ndarray:
-    """Indices (in their order, strongest first) of the first ``per_box`` of ``centres`` (M, 2) in each box."""
-    keep = np.zeros(len(centres), dtype=bool)
-    if len(centres) == 0:
-        return np.zeros(0, dtype=int)
-    r, c = centres[:, 0], centres[:, 1]
-    for y0, x0, y1, x1 in np.asarray(boxes).reshape(-1, 4):
-        idx = np.nonzero((r >= y0) & (r < y1) & (c >= x0) & (c < x1))[0][:per_box]
-        keep[idx] = True
-    return np.nonzero(keep)[0]
-
-
-def check_options(name: str, *, min_snr: float, count: float, count_option: str, min_count: int,
-                  size: float) -> None:
-    """The option checks the direct-measurement estimators (``spots``, ``lines``) share."""
-    if not min_snr > 0:
-        raise BadOptionError(f"{name}: min_snr must be positive, got {min_snr}")
-    if int(count) != count or count < min_count:
-        raise BadOptionError(f"{name}: {count_option} must be an integer of at least {min_count}, got {count}")
-    if int(size) != size or size < 3 or size % 2 == 0:
-        raise BadOptionError(f"{name}: size must be an odd integer of at least 3, got {size}")
-
-
-def no_measurement(message: str, require: bool, size: int,
-                   extras: dict[str, Any]) -> tuple[np.ndarray, float, np.ndarray]:
-    """Nothing to measure: raise with ``message`` where ``require``, else the fixed broad Gaussian
-    (kernel, confidence 0, covariance), recorded in ``extras``."""
-    if require:
-        raise BadInputError(message)
-    extras.update(fallback=True, message=message)
-    return gaussian_kernel(int(size), FALLBACK_SIGMA), 0.0, np.eye(2) * FALLBACK_SIGMA ** 2
-
-
-def measured_estimate(kernel: np.ndarray, cov: np.ndarray, confidence: float, extras: dict[str, Any],
-                      start: float, seed: int) -> KernelEstimate:
-    """The :class:`KernelEstimate` of a direct measurement (CPU, no training, no D-map)."""
-    extras["covariance"] = np.asarray(cov).tolist()
-    return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
-                          elapsed=time.perf_counter() - start, device="cpu", seed=seed, extras=extras,
-                          confidence=confidence)
 
 
 def spot_confidence(n_spots: int, spread: float) -> float:
@@ -368,14 +251,7 @@ def spot_confidence(n_spots: int, spread: float) -> float:
     """
     if n_spots < MIN_SPOTS or not math.isfinite(spread):
         return 0.0
-    return float((1 - math.exp(-n_spots / 10.0)) * math.exp(-spread / math.sqrt(n_spots) / 0.07))
-
-
-def _check_spots_options(min_snr: float, max_spots: int, isolation: float, size: int) -> None:
-    check_options("spots", min_snr=min_snr, count=max_spots, count_option="max_spots", min_count=MIN_SPOTS,
-                  size=size)
-    if not isolation >= 1:
-        raise BadOptionError(f"spots: isolation must be at least 1 LR pixel, got {isolation}")
+    return float(count_factor(n_spots, 10.0) * math.exp(-spread / math.sqrt(n_spots) / 0.07))
 
 
 @register("spots", kind="estimator", summary="Isolated spots (closed form, a second): the blur's covariance from "
@@ -383,6 +259,8 @@ def _check_spots_options(min_snr: float, max_spots: int, isolation: float, size:
           defaults={"min_snr": MIN_SNR, "isolation": ISOLATION, "max_spots": MAX_SPOTS, "require_spots": False,
                     "size": KERNEL_SIZE},
           main=("min_snr", "require_spots"),
+          ranges={"min_snr": Interval(float, 0, None, closed="neither"), "isolation": Interval(float, 1, None),
+                  "max_spots": Interval(int, MIN_SPOTS, None), "size": Interval(int, 3, None)},
           help={"min_snr": "detection threshold: a spot's LoG response over its noise standard deviation",
                 "isolation": "LR pixels around a spot that must hold no other significant maximum",
                 "max_spots": "at most this many spots (the brightest) are fitted per frame",
@@ -394,10 +272,10 @@ def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
           max_spots: int = MAX_SPOTS, require_spots: bool = False,
           size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
     """×2 kernel from isolated point-like spots (beads, puncta); deterministic, runs on the CPU."""
-    _check_spots_options(min_snr, max_spots, isolation, size)
+    check_odd_size("spots", size)
     every = max(1, int(report_every))
     start = time.perf_counter()
-    grays = _gray_frames(frames)
+    grays = gray_frames(frames)
     pool = yield from _measure(grays, min_snr=min_snr, isolation=isolation, max_spots=int(max_spots), every=every,
                                start=start)
     if len(pool.fits) >= MIN_SPOTS:
@@ -415,39 +293,20 @@ def _measure(grays: list[np.ndarray], *, min_snr: float, isolation: float, max_s
     """Detect and fit isolated spots in every frame (brightest first). With ``boxes`` (T, 4), the
     brightest ``per_tile`` spots of every box are fitted (each once) instead of the brightest
     ``max_spots`` of the frame."""
-    pool = SamplePool(counts={"maxima": 0, "crowded": 0, "saturated": 0})
-    h = HALF_WINDOW
-    for fi, gray in enumerate(grays):
-        model = noise_model(gray)
-        floor = 1e-4 * max(float(np.ptp(gray)), 1e-12)
-        centres, c = detect_spots(gray, model, min_snr=min_snr, isolation=isolation,
-                                  max_spots=max_spots if boxes is None else gray.size)
-        if boxes is not None:
-            centres = centres[strongest_per_box(centres, boxes, per_tile)]
-        for key, val in c.items():
-            pool.counts[key] += val
-        pool.candidates.extend((fi, int(r), int(col)) for r, col in centres)
-        point_like = 0
-        for j, (r, col) in enumerate(centres):
-            window = gray[r - h:r + h + 1, col - h:col + h + 1]
-            smooth = ndimage.uniform_filter(window, 3, mode="nearest")
-            fit = fit_spot(window, _variance(smooth, model, floor))
-            pool.examined.append((fi, int(r), int(col)))
-            if fit is not None:
-                fit["frame"], fit["pixel"] = fi, (int(r), int(col))
-                pool.fits.append(fit)
-                point_like += _point_like(fit)
-            if j + 1 >= EARLY_LOOK and point_like < EARLY_FRACTION * (j + 1):
-                # Mostly texture, corners and blobs: not an image of point sources; stop paying for fits.
-                pool.early += 1
-                pool.counts["stopped_early"] = pool.counts.get("stopped_early", 0) + 1
-                break
-            if (j + 1) % every == 0:
-                yield Progress(fi, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
-                               message=f"fitted {j + 1} of {len(centres)} spots in frame {fi + 1}")
-        yield Progress(fi + 1, len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
-                       message=f"frame {fi + 1}: {len(centres)} isolated spots")
-    return pool
+
+    def detect(gray: np.ndarray, model: tuple[float, float], limit: int | None) -> tuple[np.ndarray, None, dict]:
+        centres, counts = detect_spots(gray, model, min_snr=min_snr, isolation=isolation,
+                                       max_spots=max_spots if limit is None else limit)
+        return centres, None, counts
+
+    def frame_fit(gray: np.ndarray) -> Callable[[np.ndarray, np.ndarray, None], dict[str, Any] | None]:
+        return lambda window, variance, _: fit_spot(window, variance)
+
+    return (yield from measure(grays, detect=detect, frame_fit=frame_fit, usable=_point_like,
+                               half=HALF_WINDOW, early_look=EARLY_LOOK,
+                               early_fraction=EARLY_FRACTION, every=every, start=start, noun="spots",
+                               found="isolated spots", boxes=boxes, per_tile=per_tile,
+                               counts={"maxima": 0, "crowded": 0, "saturated": 0}))
 
 
 def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], require: bool, size: int,
@@ -469,8 +328,8 @@ def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], 
     kernel = gaussian_from_covariance(cov, size)
     # Texture also has isolated maxima, but few of its many candidates survive as points: the
     # share that does (purity) tells a field of point sources from a textured scene.
-    purity = len(kept) / max(candidates, 1)
-    confidence = spot_confidence(len(kept), spread) * min(1.0, purity / PURITY_FULL)
+    purity, pure = purity_factor(len(kept), candidates)
+    confidence = spot_confidence(len(kept), spread) * pure
     extras["purity"] = round(purity, 3)
     extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=spread)
     return kernel, confidence, cov, extras
@@ -484,10 +343,10 @@ def spots_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device
     """All tiles of a kernel map from one detection per frame: the brightest :data:`TILE_SPOTS` spots
     of every tile are fitted once (stopping early, as for a whole image, where they are not points),
     then each tile's covariance is solved from the spots inside it."""
-    _check_spots_options(min_snr, max_spots, isolation, size)
+    check_odd_size("spots", size)
     boxes = np.asarray(boxes).reshape(-1, 4)
     start = time.perf_counter()
-    pool = yield from _measure(_gray_frames(frames), min_snr=min_snr, isolation=isolation, max_spots=int(max_spots),
+    pool = yield from _measure(gray_frames(frames), min_snr=min_snr, isolation=isolation, max_spots=int(max_spots),
                                every=max(1, int(report_every)), start=start, boxes=boxes,
                                per_tile=min(int(max_spots), TILE_SPOTS))
     return solve_tiles(pool, boxes, lambda fits, candidates, _: _solve(fits, candidates, pool.counts, False,

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constraints import Interval
 from ..errors import BadOptionError
 from ..physics.operators import Degradation
 from ..physics.resize import imresize
@@ -50,6 +51,11 @@ DEFAULTS: dict[str, Any] = {
     "overlap": None,       # LR context pixels around each tile; None: max(24, 8·scale)
 }
 
+RANGES = {"sigma": Interval(float, 0, 255), "iterations": Interval(int, 1, None),
+          "beta_start": Interval(float, 0, None, closed="neither"), "beta_end": Interval(float, 0, None),
+          "lam": Interval(float, 0, None, closed="neither"), "tv_scale": Interval(float, 0, None),
+          "tv_iterations": Interval(int, 0, None), "tile": Interval(int, 0, None), "overlap": Interval(int, 0, None)}
+
 
 def resolve_options(options: dict[str, Any], scale: int) -> dict[str, Any]:
     """Fill the scale-dependent defaults (``iterations``, ``tile``, ``overlap``) and check values."""
@@ -61,16 +67,11 @@ def resolve_options(options: dict[str, Any], scale: int) -> dict[str, Any]:
     if opts["overlap"] is None:
         # Measured on DIV2KRK: with less context the tiles' seams show (up to several grey levels).
         opts["overlap"] = max(24, 8 * scale)
+    # the values' ranges (RANGES) are checked by the registry; what is left is how they combine
     for name in ("iterations", "tv_iterations", "tile", "overlap"):
-        value = opts[name]
-        if isinstance(value, bool) or int(value) != value or value < 0:
-            raise BadOptionError(f"closed-form option {name} must be a non-negative integer, got {value!r}")
-        opts[name] = int(value)
+        opts[name] = int(opts[name])
     for name in ("sigma", "beta_start", "beta_end", "lam", "tv_scale"):
-        value = float(opts[name])
-        if not np.isfinite(value) or value < 0:
-            raise BadOptionError(f"closed-form option {name} must be a finite number >= 0, got {opts[name]!r}")
-        opts[name] = value
+        opts[name] = float(opts[name])
     hqs_schedule(opts["iterations"], opts["sigma"], opts["beta_start"], opts["beta_end"], opts["lam"],
                  opts["tv_scale"])
     return opts
@@ -174,7 +175,7 @@ OPTION_HELP = {
 
 @register("closed-form", kind="sr_method", summary="Closed-form kernel-aware SR (exact FFT data step + TV prior), "
           "no weights", defaults=DEFAULTS, main=("sigma", "iterations"), help=OPTION_HELP,
-          blind_defaults=BLIND_DEFAULTS, seeded=False)
+          blind_defaults=BLIND_DEFAULTS, seeded=False, ranges=RANGES)
 def closed_form(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int = 0,
                 **options: Any) -> Generator[Progress, None, np.ndarray]:
     """Kernel-aware SR by HQS (exact FFT data step + TV prior); deterministic (``seed`` unused).

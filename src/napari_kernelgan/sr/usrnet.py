@@ -58,7 +58,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import BadInputError, BadOptionError
+from ..constraints import Interval
+from ..errors import BadInputError
 from ..physics.conventions import kernel_for_subsampling, to_convolution
 from ..physics.operators import Degradation
 from ..registry import register
@@ -325,7 +326,9 @@ WEIGHTS = declare_weights(WeightSpec(
           "authors' released weights", defaults=DEFAULTS, main=("weights", "noise_level"), weights=(WEIGHTS.key,),
           help={"weights": "usrnet_tiny.pth / usrnet.pth, or a folder holding one; unset: "
                            f"${WEIGHTS.env_var}, the config file, the default folder",
-                "noise_level": "σ of the LR noise in [0, 255] units"}, seeded=False)
+                "noise_level": "σ of the LR noise in [0, 255] units"}, seeded=False,
+          ranges={"noise_level": Interval(float, 0, 255), "pad": Interval(int, 0, None), "tile": Interval(int, 0, None),
+                  "overlap": Interval(int, 0, None)})
 def usrnet(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int = 0,
            **options: Any) -> Generator[Progress, None, np.ndarray]:
     """USRNet with released weights; deterministic (``seed`` unused).
@@ -335,11 +338,7 @@ def usrnet(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.
     """
     opts = {**DEFAULTS, **options}
     tile, overlap, pad = int(opts["tile"]), int(opts["overlap"]), int(opts["pad"])
-    if tile < 0 or overlap < 0 or pad < 0:
-        raise BadOptionError(f"tile, overlap and pad must be non-negative, got {tile}, {overlap}, {pad}")
     noise = float(opts["noise_level"])
-    if not 0.0 <= noise <= 255.0:
-        raise BadOptionError(f"noise_level is σ in [0, 255] units, got {noise}")
     start = time.perf_counter()
     model = load_usrnet(opts["weights"], device)
     yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message=f"USRNet loaded ({model.n} steps)")

@@ -61,6 +61,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..constraints import Interval, Options, check_values
 from ..errors import BadInputError, BadOptionError
 from ..physics.conventions import validate_kernel
 from ..physics.geometry import dihedral, undo_dihedral
@@ -103,27 +104,25 @@ class ZSSRConfig:
     report_every: int = 10
 
     def validate(self) -> ZSSRConfig:
-        """Return ``self`` after checking every value; ``ValueError`` names the bad one."""
-        for name in ("iterations", "crop", "width", "depth", "check_every", "test_every", "slope_range",
-                     "test_size", "scale_levels", "report_every"):
-            if int(getattr(self, name)) < 1:
-                raise BadOptionError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("min_iters", "back_projection", "tile", "overlap"):
-            if int(getattr(self, name)) < 0:
-                raise BadOptionError(f"{name} must be non-negative, got {getattr(self, name)!r}")
-        if self.depth < 2:
-            raise BadOptionError(f"depth must be at least 2, got {self.depth}")
-        if not (self.lr > 0 and self.min_lr > 0):
-            raise BadOptionError(f"lr and min_lr must be positive, got {self.lr} and {self.min_lr}")
-        if self.ensemble not in ("auto", "full", "none"):
-            raise BadOptionError(f"ensemble must be 'auto', 'full' or 'none', got {self.ensemble!r}")
-        if not 0 < self.min_scale <= 1:
-            raise BadOptionError(f"min_scale must be in (0, 1], got {self.min_scale}")
-        if self.noise_std < 0 or self.ensemble_tol < 0:
-            raise BadOptionError("noise_std and ensemble_tol must be non-negative")
-        if not (self.leave_as_is >= 0 and self.no_interp >= 0 and self.leave_as_is + self.no_interp <= 1):
+        """Return ``self`` after checking every value against :data:`RANGES` (the ranges the registry
+        checks for the ``zssr`` options) and how they combine; :class:`BadOptionError` names the bad one."""
+        check_values("SR method 'zssr'", asdict(self), RANGES)
+        if self.leave_as_is + self.no_interp > 1:
             raise BadOptionError("leave_as_is and no_interp are probabilities that sum to at most 1")
         return self
+
+
+_POSITIVE, _NON_NEGATIVE = Interval(int, 1, None), Interval(int, 0, None)
+RANGES = {**dict.fromkeys(("iterations", "crop", "width", "check_every", "test_every", "slope_range", "test_size",
+                           "scale_levels", "report_every"), _POSITIVE),
+          **dict.fromkeys(("min_iters", "back_projection", "tile", "overlap"), _NON_NEGATIVE),
+          "depth": Interval(int, 2, None), "lr": Interval(float, 0, None, closed="neither"),
+          "min_lr": Interval(float, 0, None, closed="neither"),
+          "slope_ratio": Interval(float, 0, None, closed="neither"),
+          "ensemble": Options("auto", "full", "none"), "ensemble_tol": Interval(float, 0, None),
+          "noise_std": Interval(float, 0, None), "min_scale": Interval(float, 0, 1, closed="right"),
+          "leave_as_is": Interval(float, 0, 1), "no_interp": Interval(float, 0, 1)}
+"""The values each :class:`ZSSRConfig` field (and the ``zssr`` option of that name) accepts."""
 
 
 PRESETS: dict[str, ZSSRConfig] = {
@@ -396,7 +395,7 @@ def _run_jump(sources: list[np.ndarray], inputs: list[np.ndarray], kernel: np.nd
 @register("zssr", kind="sr_method", summary="ZSSR (Shocher et al. 2018): a small CNN trained on the image itself "
           "with the kernel", presets={name: asdict(cfg) for name, cfg in PRESETS.items()}, defaults=DEFAULTS,
           main=("preset", "iterations", "gradual"), hidden=("kernel_x2",),
-          choices={"ensemble": ("auto", "full", "none", None)},
+          choices={"ensemble": ("auto", "full", "none", None)}, ranges=RANGES,
           help={"preset": "fast: interactive (400 steps at most); full: the paper's configuration",
                 "gradual": "×4 as two ×2 jumps (needs the ×2 kernel, which the widget passes)",
                 "iterations": "most training steps per jump; unset: the preset's"})
