@@ -185,7 +185,7 @@ def test_interrupt_exits_130_and_leaves_no_partial_set(lr_file: Path, tmp_path: 
         raise KeyboardInterrupt
 
     # Interrupted after the .mat and .npy kernels were written: they must go too.
-    monkeypatch.setattr(batch, "save_kernel_plot", interrupted)
+    monkeypatch.setattr(batch.outputs, "save_kernel_plot", interrupted)
     out = tmp_path / "k"
     assert main(["estimate", str(lr_file), "--estimator", "edges", "--out", str(out)]) == 130
     assert "interrupted" in capsys.readouterr().err

@@ -77,9 +77,9 @@ def test_dask_stack_sr_streams_slice_by_slice(stack: np.ndarray, dtype: type) ->
 
 
 def test_large_streamed_output_is_memory_mapped(stack: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
-    import napari_kernelgan.api as api
+    import napari_kernelgan.slices as slices
 
-    monkeypatch.setattr(api, "SCAN_BYTES", 0)  # every output counts as large
+    monkeypatch.setattr(slices, "SCAN_BYTES", 0)  # every output counts as large
     res = nk.super_resolve(Counted(stack).array, TRUE_K, 2, sr_method="bicubic", stack_axis=0)
     assert isinstance(res.image, np.memmap) and res.image.shape == (6, 2 * SIDE, 2 * SIDE)
     ref = nk.super_resolve(stack, TRUE_K, 2, sr_method="bicubic", stack_axis=0)

@@ -91,7 +91,8 @@ class Frames:
     sampled: tuple[int, ...] | None = None  # the frames read of a lazy stack (None: all of it)
 
 
-def _check_values(arr: np.ndarray) -> None:
+def check_values(arr: np.ndarray) -> None:
+    """Refuse an empty array, one of an unsupported dtype, and NaN or infinite values."""
     if arr.size == 0:
         raise BadInputError(f"the image is empty (shape {arr.shape})")
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -143,7 +144,7 @@ def _axis(name: str, ax: int | None, nd: int, shape: tuple[int, ...]) -> int | N
 def read_frame(image: Any, axis: int, index: int) -> np.ndarray:
     """Frame ``index`` along ``axis`` of an array (lazy or not) in memory, checked like a whole image."""
     frame = np.asarray(image[(slice(None),) * axis + (index,)])
-    _check_values(frame)
+    check_values(frame)
     return frame
 
 
@@ -179,7 +180,7 @@ def prepare_image(image: Any, *, rgb: bool | None = None, channel_axis: int | No
         arr, sampled = read_sample(image, stack_axis)
     else:
         arr = np.asarray(image)
-        _check_values(arr)
+        check_values(arr)
     nd = arr.ndim
     axes = {}
     for name, ax in (("channel_axis", channel_axis), ("stack_axis", stack_axis)):
