@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 __all__ = ["KernelGANError", "BadInputError", "BadOptionError", "MissingFileError", "WeightsMissingError",
            "OutputError", "Cancelled", "MethodUnavailableError", "Param", "Words", "Front", "render",
-           "reworded", "user_message", "user_words", "CLI_FLAGS", "GUI_LABELS"]
+           "reworded", "user_message", "user_words", "cli_flag", "GUI_LABELS"]
 
 Front = Literal["api", "cli", "gui"]
 
@@ -46,38 +46,34 @@ class Param:
     option: bool = False
 
     def say(self, front: Front = "api", flags: Mapping[str, str] | None = None) -> str:
-        """The parameter in ``front``'s words; ``flags`` maps names to command-line flags (else
-        :data:`CLI_FLAGS`)."""
+        """The parameter in ``front``'s words; ``flags`` maps names to command-line flags (see
+        :func:`cli_flag`)."""
         values = () if self.value is NO_VALUE else (self.value, *self.alternatives)
         if front == "cli":
             if self.option:
                 return f"--set {self.name}=" + " or ".join(map(str, values))
-            flag = cli_flag(self.name, flags)
+            flag = cli_flag(self.name, flags or {})
             return flag if self.bare or not values else f"{flag} " + " or ".join(map(str, values))
         if front == "gui":
             label = GUI_LABELS.get(self.name, self.name.replace("_", " "))
             return label if self.bare or not values else f"{label} " + " or ".join(map(str, values))
         if self.bare:
             return self.name
-        return f"{self.name}=" + " or ".join(map(repr, values))
+        return f"{self.name}=" + " or ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
 
 
 Words = tuple["str | Param", ...]
 """A message as words: text and the parameters it names."""
-
-CLI_FLAGS: dict[str, str] = {}
-"""Parameter name → command-line flag, filled from the command line's parsers as they are built
-(:func:`napari_kernelgan.cli.parsers.build_parser`); a name missing here is spelled ``--name-with-dashes``."""
 
 GUI_LABELS: dict[str, str] = {"channel_axis": "channel axis", "stack_axis": "stack axis", "axes": "axes",
                               "device": "device", "output": "output file"}
 """Parameter name → the label of the napari widgets' field for it."""
 
 
-def cli_flag(name: str, flags: Mapping[str, str] | None = None) -> str:
-    """The command-line flag of parameter ``name``."""
-    table = CLI_FLAGS if flags is None else flags
-    return table.get(name) or "--" + name.replace("_", "-")
+def cli_flag(name: str, flags: Mapping[str, str]) -> str:
+    """The command-line flag of parameter ``name``: from ``flags`` (the command line's table, taken from its
+    parsers: :data:`napari_kernelgan.cli.errors.FLAGS`), else ``--name-with-dashes``."""
+    return flags.get(name) or "--" + name.replace("_", "-")
 
 
 def render(words: Words | str, front: Front = "api", flags: Mapping[str, str] | None = None) -> str:

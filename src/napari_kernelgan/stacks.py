@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInputError, MissingFileError
+from .errors import BadInputError, MissingFileError, Param
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
@@ -123,9 +123,10 @@ def _legacy_axes(shape: tuple[int, ...], channel_axis: int | None, stack_axis: i
     for name, ax, letter in (("channel_axis", channel_axis, "C"), ("stack_axis", stack_axis, "Z")):
         if ax is not None:
             if not -nd <= ax < nd:
-                raise BadInputError(f"{name}={ax} is out of range for an image of {nd} dimensions {shape}")
+                raise BadInputError(Param(name, ax), f" is out of range for an image of {nd} dimensions {shape}")
             if letters[ax % nd]:
-                raise BadInputError("channel_axis and stack_axis must differ")
+                raise BadInputError(Param("channel_axis", bare=True), " and ", Param("stack_axis", bare=True),
+                                    " must differ")
             letters[ax % nd] = letter
     free = [i for i, v in enumerate(letters) if not v]
     if channel_axis is None and stack_axis is None and nd == 3 and shape[-1] in (3, 4):
@@ -133,8 +134,8 @@ def _legacy_axes(shape: tuple[int, ...], channel_axis: int | None, stack_axis: i
     if len(free) != 2:
         raise BadInputError(
             f"cannot tell the two image axes in an array of shape {shape}: a {nd}-D image without OME or "
-            "ImageJ axes needs channel_axis= and/or stack_axis=, or axes= naming them all (e.g. axes='ZYX'), "
-            "or the 2-D slice you want")
+            "ImageJ axes needs ", Param("channel_axis"), " and/or ", Param("stack_axis"), ", or ", Param("axes"),
+            " naming them all (e.g. ", Param("axes", "ZYX"), "), or the 2-D slice you want")
     letters[free[0]], letters[free[1]] = "Y", "X"
     return "".join(letters)
 
