@@ -154,3 +154,20 @@ def test_centre_crop_is_a_centred_view_and_keeps_short_axes_whole():
     np.testing.assert_array_equal(crop, x[:, 1:5, 3:7])
     assert np.shares_memory(crop, x)
     np.testing.assert_array_equal(centre_crop(x, 8), x[:, :, 1:9])  # 7 rows: all of them
+
+
+def test_a_compressed_page_cut_short_after_opening_is_named(stack: np.ndarray, tmp_path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("dask.array", reason="dask is not installed (the 'dask' extra)")
+    from napari_kernelgan.stacks import open_image
+
+    path = tmp_path / "packed.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    src = open_image(path, "ZYX", lazy=True)  # pages are read when shown
+    assert np.array_equal(np.asarray(src.data[0]), stack[0])
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) * 2 // 3])  # still being written, or cut by a full disk
+    with pytest.raises(BadInputError) as info:
+        np.asarray(src.data[-1])
+    assert str(info.value) == ("could not read image packed.tif: the file is shorter than its header says (truncated "
+                               "or still being written?)")

@@ -16,8 +16,10 @@ import json
 import logging
 import os
 import re
+import struct
 import uuid
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -202,6 +204,35 @@ def tiff_kind(path: str | os.PathLike) -> str | None:
         return None
 
 
+TRUNCATED = "the file is shorter than its header says (truncated or still being written?)"
+
+
+def read_error(path: Path, exc: Exception) -> BadInputError:
+    """A corrupt or truncated file's low-level error (NumPy's memory map, ``struct``, tifffile, zlib) as the
+    user's sentence about the file."""
+    import tifffile
+
+    text = str(exc)
+    if isinstance(exc, ValueError) and ("mmap length is greater than file size" in text
+                                        or "cannot mmap an empty file" in text):
+        reason = TRUNCATED
+    elif isinstance(exc, (struct.error, EOFError)):
+        reason = "the file ends inside its header (truncated or still being written?)"
+    elif isinstance(exc, tifffile.TiffFileError):
+        reason = f"its TIFF structure is damaged ({text}): truncated, still being written, or not a TIFF?"
+    elif isinstance(exc, zlib.error) or "truncated" in text.lower() or "incomplete" in text.lower():
+        reason = f"its compressed data end early ({text}): truncated or still being written?"
+    else:
+        reason = text
+    return BadInputError(f"could not read image {path.name}: {reason}")
+
+
+def _planes(series: Any) -> int:
+    """How many image planes (``YX`` or ``YXS``) a series holds."""
+    plane = 3 if series.axes.endswith("S") else 2
+    return int(np.prod(series.shape[: len(series.shape) - plane], dtype=np.int64))
+
+
 def _paged(path: Path, series: Any) -> Any:
     """A compressed (or tiled, or byte-swapped) series as a Dask array with a chunk per TIFF page: only the
     pages of the slices shown are decoded."""
@@ -213,8 +244,13 @@ def _paged(path: Path, series: Any) -> Any:
     count = int(np.prod(series.shape[: len(series.shape) - len(plane)], dtype=np.int64))
 
     def page(i: int) -> np.ndarray:
-        with _quiet_tifffile():
-            return tifffile.imread(path, series=0, key=i).reshape(plane)
+        try:
+            with _quiet_tifffile():
+                return tifffile.imread(path, series=0, key=i).reshape(plane)
+        except IndexError as exc:  # the page is gone: the file was cut short since it was opened
+            raise BadInputError(f"could not read image {path.name}: {TRUNCATED}") from exc
+        except Exception as exc:  # a page cut short (or changed) since the file was opened
+            raise read_error(path, exc) from exc
 
     chunks = [da.from_delayed(dask.delayed(page)(i), plane, dtype=series.dtype) for i in range(count)]
     return da.stack(chunks).reshape(series.shape)
@@ -239,6 +275,9 @@ def _read_tiff(path: Path, lazy: bool = False
             kind = "imagej"
             sizes, units, extra = _imagej_meta(tif)
             axes = series.axes
+            # A cut ImageJ stack reads as its first page alone: its metadata still counts them all.
+            if int((tif.imagej_metadata or {}).get("images", 1)) > _planes(series):
+                raise BadInputError(f"could not read image {path.name}: {TRUNCATED}")
         else:
             kind = "tiff"
             shaped = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
@@ -247,6 +286,8 @@ def _read_tiff(path: Path, lazy: bool = False
             if axes is not None and len(axes) != len(series.shape):
                 axes = None
         contiguous = series.dataoffset is not None and series.dtype.isnative
+        if contiguous and series.dataoffset + series.nbytes > tif.filehandle.size:
+            raise BadInputError(f"could not read image {path.name}: {TRUNCATED}")
         if not contiguous:
             data = _paged(path, series) if lazy and len(series.pages) > 1 else series.asarray()
             return data, axes, kind, sizes, units, extra
@@ -277,8 +318,8 @@ def open_image(path: str | os.PathLike, axes: str | None = None, *, channel_axis
             file_axes = "YX" if data.ndim == 2 else "YXS" if data.ndim == 3 else None
     except BadInputError:
         raise
-    except Exception as exc:  # corrupt and truncated files raise many types; report them one way
-        raise BadInputError(f"could not read image {path.name}: {exc}") from exc
+    except Exception as exc:  # corrupt and truncated files raise many types; report them in the user's words
+        raise read_error(path, exc) from exc
     if data.size == 0:
         raise BadInputError(f"the image is empty (shape {data.shape})")
     if data.dtype == bool or not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
