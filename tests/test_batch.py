@@ -314,6 +314,7 @@ def test_a_damaged_or_old_manifest_means_redo_and_a_bug_in_the_check_is_raised(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import napari_kernelgan.batch.manifest as manifest
     from napari_kernelgan.batch import finished_before
+    from napari_kernelgan.vocabulary import Status
 
     image = write_image(tmp_path / "im.png", _frame(0).astype(np.uint8))
     out = tmp_path / "out"
@@ -332,7 +333,9 @@ def test_a_damaged_or_old_manifest_means_redo_and_a_bug_in_the_check_is_raised(
     path.write_bytes(b"\xff\xfe{")  # not even text
     assert finished_before(image, "im", cfg) is None
     redone = run_batch([image], cfg)
-    assert [r.status for r in redone.results] == ["ok"] and finished_before(image, "im", cfg) is not None
+    assert [r.status for r in redone.results] == [Status.OK] and finished_before(image, "im", cfg) is not None
+    assert run_batch([image], cfg).results[0].status is Status.SKIPPED
+    assert (out / "summary.csv").read_text().splitlines()[1].split(",")[3] == "skipped"  # the enum's word
 
     def broken(target: Path) -> str:
         raise TypeError("a bug in the check")
@@ -503,3 +506,16 @@ def test_per_channel_kernels_follow_each_channels_blur(tmp_path: Path) -> None:
     own, common = (np.abs(x[:, 1].astype(float) - ref).mean() for x in (result, shared))
     assert own < 0.5 * common, (own, common)
     assert _digest(src) == before
+
+
+def test_sr_result_metadata_is_the_kernel_record_with_the_sr_method() -> None:
+    from napari_kernelgan.api import super_resolve
+    from napari_kernelgan.types import kernel_metadata
+    from napari_kernelgan.vocabulary import LayerRole
+
+    res = super_resolve(_frame(0).astype(np.uint8), gaussian_kernel(13, 1.6, 1.0, 0.3), 2, sr_method="bicubic")
+    meta = res.metadata()
+    record = kernel_metadata(res.kernel, 2, role=LayerRole.SUPER_RESOLVED)
+    assert {k: meta[k] for k in record} == record and meta["role"] == "super-resolved"
+    assert meta["sr_method"] == "bicubic" and meta["device"] == res.device and meta["options"]["seed"] == 0
+    assert meta["elapsed_s"] == round(res.elapsed, 3)
