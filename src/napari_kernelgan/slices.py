@@ -63,14 +63,15 @@ class SliceStream:
         frame = np.asarray(self.data[tuple(key)])
         if self._order != sorted(self._order):
             frame = np.transpose(frame, self._order)
-        check_values(frame)
-        # Pages of a mapped file read so far would count as this process's memory until unmapped: drop them
-        # (they stay in the page cache; nothing else is lost).
-        # Only a read-only map: a copy-on-write one would lose the caller's changes.
+        # Pages of a mapped file read so far would count as this process's memory until unmapped: the slice
+        # is copied out and they are dropped (they stay in the page cache; nothing else is lost). Only for a
+        # read-only map: a copy-on-write one would lose the caller's changes.
         mapped = getattr(self.data, "_mmap", None) if getattr(self.data, "mode", None) == "r" else None
         if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+            frame = np.array(frame)
             with contextlib.suppress(OSError, ValueError):
                 mapped.madvise(mmap.MADV_DONTNEED)
+        check_values(frame)
         return frame
 
     def unit(self, index: tuple[int, ...]) -> np.ndarray:
