@@ -171,3 +171,33 @@ def test_a_compressed_page_cut_short_after_opening_is_named(stack: np.ndarray, t
         np.asarray(src.data[-1])
     assert str(info.value) == ("could not read image packed.tif: the file is shorter than its header says (truncated "
                                "or still being written?)")
+
+
+def test_slice_stream_reads_each_slice_once_in_the_order_asked(stack: np.ndarray) -> None:
+    from napari_kernelgan.slices import SliceDone, SliceStream, iter_slices
+    from napari_kernelgan.types import Progress
+
+    lazy = Counted(stack)  # uint8: the range is the dtype's, no slice is read for it
+    stream = SliceStream(lazy.array, [0])
+    assert lazy.reads == [] and len(stream) == 6 and stream.intensity.high == 255.0
+    checked: list[int] = []
+
+    def work(position: int, index: tuple[int, ...], frame: np.ndarray):
+        yield Progress(1, 1, 0.0, message="half")
+        return frame.sum()
+
+    items = list(iter_slices(stream, work, check=lambda: checked.append(len(lazy.reads))))
+    done = [item for item in items if isinstance(item, SliceDone)]
+    assert lazy.reads == list(range(6)) and checked == list(range(6))  # checked before each read
+    assert [d.index for d in done] == [(i,) for i in range(6)]
+    assert [d.result for d in done] == [stack[i].sum() for i in range(6)]
+    reports = [item for item in items if isinstance(item, Progress)]
+    assert [r.message for r in reports[:2]] == ["slice 1/6: half", "slice 2/6: half"]
+    assert [r.iteration for r in reports[:2]] == [1, 2] and reports[0].total == 6  # one bar over the stack
+    # Channels first, whatever the file's order: a ZYXC stack read as (C, Y, X) slices, as the engine reads it.
+    zyxc = np.stack([stack, 255 - stack], axis=-1)
+    by_channel = SliceStream(zyxc, [0], order=[3, 1, 2])
+    assert np.array_equal(by_channel.read((4,)), np.moveaxis(zyxc[4], -1, 0))
+    assert by_channel.sample == [(i,) for i in range(6)]
+    with pytest.raises(ValueError, match="must hold the axes"):
+        SliceStream(zyxc, [0], order=[1, 2])

@@ -6,11 +6,9 @@ import glob
 import os
 import re
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from ..errors import BadOptionError
 from ..slices import SliceDone, iter_slices
@@ -18,10 +16,9 @@ from ..stacks import IMAGE_SUFFIXES, open_image, output_suffix, stem_of
 from ..vocabulary import Status
 from .outputs import write_estimate, write_field, write_output
 from .summary import kernel_row, row
-from .work import Hooks, InputStack, Unit, estimate_stack, estimate_unit, known_kernel, super_resolve_unit
+from .work import Hooks, InputStack, InputWork
 
 if TYPE_CHECKING:
-    from ..types import Progress
     from .config import BatchConfig, InputResult
 
 __all__ = ["expand_inputs", "run_input"]
@@ -83,58 +80,21 @@ def run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, writ
     start = time.perf_counter()
     src = open_image(path, cfg.axes, channel_axis=cfg.channel_axis, stack_axis=cfg.stack_axis)
     stack = InputStack(src)
-    channels = stack.channels(cfg.per_channel)
-    # The kernels of this input (estimate, kernel map), in the order they are made.
-    estimates: dict[Unit, tuple[Any, Any]] = {}
-    known = known_kernel(cfg) if cfg.kernel is not None else None  # nothing to write: the user's file
-    if cfg.kernel is None and not cfg.per_slice:
-        for c in channels:
-            estimates[Unit("", c)] = estimate_stack(cfg, stack, hooks, channel=c)
-    seconds: dict[Unit, float] = {}
-
-    def kernel_for(index: tuple[int, ...], c: int | None, frame: np.ndarray) -> Any:
-        if cfg.kernel is not None:
-            return known
-        unit = Unit(stack.label(index) if cfg.per_slice else "", c)
-        if unit not in estimates:
-            estimates[unit] = (estimate_unit(cfg, stack, unit, frame, hooks), None)
-        return estimates[unit][0]
-
-    def work(position: int, index: tuple[int, ...], raw: np.ndarray) -> Generator[Progress, None, np.ndarray]:
-        """One slice super-resolved (C?, sY, sX), in the input's dtype, each unit timed; its progress goes to
-        ``hooks.callback`` directly."""
-        yield from ()  # a progress generator for iter_slices, without reports of its own
-        frame = stack.intensity.to_unit(raw)
-        parts = []
-        for c in channels:
-            t0 = time.perf_counter()
-            kernel = kernel_for(index, c, frame)
-            res = super_resolve_unit(cfg, stack, frame, kernel, Unit("", c), hooks)
-            result.sr_runs.append({k: v for k, v in res.metadata().items() if k != "kernel"})
-            parts.append(res.image)
-            seconds[Unit(stack.label(index), c)] = time.perf_counter() - t0
-        image = parts[0] if channels == [None] else np.stack(parts)
-        return stack.intensity.from_unit(image, src.data.dtype)
-
+    work = InputWork(cfg, stack, hooks)
+    result.sr_runs = work.sr_runs
     out = cfg.out_dir(path)
     output = None
     if cfg.sr_method is None:
         for index in stack.indices if cfg.per_slice else []:
-            frame = None
-            for c in channels:
-                hooks.check()
-                t0 = time.perf_counter()
-                frame = stack.unit(index) if frame is None else frame
-                kernel_for(index, c, frame)
-                seconds[Unit(stack.label(index), c)] = time.perf_counter() - t0
+            work.estimate_slice(index)
     else:
         output = output_path(cfg, path, stem, src.meta)
-        slices = (item.result for item in iter_slices(stack.stream, work, check=hooks.check)
+        slices = (item.result for item in iter_slices(stack.stream, work.super_resolve_slice, check=hooks.check)
                   if isinstance(item, SliceDone))
         written.append(write_output(output, src, stack.channel, stack.stack_axes, slices, cfg.scale))
         result.output_shape = tuple(n * cfg.scale if a in "YX" else n for a, n in zip(src.meta.axes, src.data.shape))
         result.output_dtype = str(src.data.dtype)
-    for unit, (est, kmap) in estimates.items():
+    for unit, (est, kmap) in work.estimates.items():
         suffix = unit.name(sep="_")
         if cfg.kernel_files == "mat" and output is not None:
             from ..io import write_kernel
@@ -147,12 +107,12 @@ def run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, writ
             write_field(out, f"{stem}_{suffix}" if suffix else stem, kmap, written)
     total = time.perf_counter() - start
     name = output.name if output is not None else ""
-    kernels = {unit: pair[0] for unit, pair in estimates.items()} or {Unit(): known}
+    kernels = work.kernels
     result.rows = [row(cfg, path, slice=unit.slice, channel="" if unit.channel is None else unit.channel,
                        status=Status.OK, **kernel_row(est), output=name,
-                       seconds=round(seconds.get(unit, total) if cfg.per_slice else total, 3))
+                       seconds=round(work.seconds.get(unit, total) if cfg.per_slice else total, 3))
                    for unit, est in kernels.items()]
     result.output = output
     if cfg.keep_results:
         result.estimates = [(unit.name(sep="_"), est) for unit, est in kernels.items() if cfg.kernel is None]
-        result.kernel_map = next((f for _, f in estimates.values() if f is not None), None)
+        result.kernel_map = next((f for _, f in work.estimates.values() if f is not None), None)

@@ -2,7 +2,8 @@
 made for (:class:`Unit`: a slice, a channel, both or neither), and estimating and super-resolving one."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     from ..types import KernelEstimate, Progress, SRResult
     from .config import BatchConfig
 
-__all__ = ["Unit", "Hooks", "InputStack", "known_kernel", "estimate_stack", "estimate_unit", "super_resolve_unit"]
+__all__ = ["Unit", "Hooks", "InputStack", "InputWork", "known_kernel", "estimate_stack", "estimate_unit",
+           "super_resolve_unit"]
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,61 @@ def super_resolve_unit(cfg: BatchConfig, stack: InputStack, frame: np.ndarray, k
                          sr_method=cfg.sr_method,
                          **_api_kwargs(cfg, stack, False, hooks, one_channel=unit.channel is not None),
                          **cfg.sr_options)
+
+
+class InputWork:
+    """The work on one opened input: its kernels by :class:`Unit` (estimated per stack up front, per slice
+    on first use, or the known one), the time of each unit and its slices super-resolved."""
+
+    def __init__(self, cfg: BatchConfig, stack: InputStack, hooks: Hooks) -> None:
+        self.cfg, self.stack, self.hooks = cfg, stack, hooks
+        self.channels = stack.channels(cfg.per_channel)
+        self.known = known_kernel(cfg) if cfg.kernel is not None else None  # nothing to write: the user's file
+        self.estimates: dict[Unit, tuple[Any, Any]] = {}  # (estimate, kernel map), in the order they are made
+        self.seconds: dict[Unit, float] = {}
+        self.sr_runs: list[dict[str, Any]] = []  # per unit super-resolved: SRResult.metadata() without the kernel
+        if cfg.kernel is None and not cfg.per_slice:
+            for c in self.channels:
+                self.estimates[Unit("", c)] = estimate_stack(cfg, stack, hooks, channel=c)
+
+    @property
+    def kernels(self) -> dict[Unit, Any]:
+        """Every unit's kernel: the estimates, else the known kernel for the whole input."""
+        return {unit: pair[0] for unit, pair in self.estimates.items()} or {Unit(): self.known}
+
+    def kernel(self, index: tuple[int, ...], channel: int | None, frame: np.ndarray) -> Any:
+        """The kernel of ``channel`` of the slice at ``index`` (``frame``, in [0, 1]), estimated if needed."""
+        if self.cfg.kernel is not None:
+            return self.known
+        unit = Unit(self.stack.label(index) if self.cfg.per_slice else "", channel)
+        if unit not in self.estimates:
+            self.estimates[unit] = (estimate_unit(self.cfg, self.stack, unit, frame, self.hooks), None)
+        return self.estimates[unit][0]
+
+    def estimate_slice(self, index: tuple[int, ...]) -> None:
+        """The kernels of the slice at ``index`` (per-slice kernels, no super-resolution), each unit timed."""
+        frame = None
+        for c in self.channels:
+            self.hooks.check()
+            t0 = time.perf_counter()
+            frame = self.stack.unit(index) if frame is None else frame
+            self.kernel(index, c, frame)
+            self.seconds[Unit(self.stack.label(index), c)] = time.perf_counter() - t0
+
+    def super_resolve_slice(self, position: int, index: tuple[int, ...],
+                            raw: np.ndarray) -> Generator[Progress, None, np.ndarray]:
+        """The slice ``raw`` read at ``index`` super-resolved (C?, sY, sX), in the input's dtype, each unit
+        timed: the work :func:`~..slices.iter_slices` runs (its progress goes to ``hooks.callback``)."""
+        yield from ()  # a progress generator without reports of its own
+        stack = self.stack
+        frame = stack.intensity.to_unit(raw)
+        parts = []
+        for c in self.channels:
+            t0 = time.perf_counter()
+            kernel = self.kernel(index, c, frame)
+            res = super_resolve_unit(self.cfg, stack, frame, kernel, Unit("", c), self.hooks)
+            self.sr_runs.append({k: v for k, v in res.metadata().items() if k != "kernel"})
+            parts.append(res.image)
+            self.seconds[Unit(stack.label(index), c)] = time.perf_counter() - t0
+        image = parts[0] if self.channels == [None] else np.stack(parts)
+        return stack.intensity.from_unit(image, stack.src.data.dtype)
