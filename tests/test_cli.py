@@ -255,3 +255,19 @@ def test_threads_must_be_positive(lr_file: Path, tmp_path: Path, capsys: pytest.
     with pytest.raises(SystemExit) as stop:
         main(["estimate", str(lr_file), "--estimator", "edges", "--threads", "0", "--out", str(tmp_path)])
     assert stop.value.code == 2 and "positive integer" in capsys.readouterr().err
+
+
+def test_every_user_error_keeps_its_words_through_pickling_and_a_prefix() -> None:
+    import pickle
+
+    from napari_kernelgan import errors
+
+    for cls in (errors.BadInputError, errors.MissingFileError, errors.BadOptionError, errors.MethodUnavailableError,
+                errors.WeightsMissingError, errors.OutputError, errors.Cancelled):
+        exc = cls("use ", errors.Param("device", "auto", ("cpu",)), " instead")
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is cls and str(back) == "use device='auto' or 'cpu' instead", cls
+        assert errors.user_message(back, "cli") == "use --device auto or cpu instead"
+        prefixed = errors.reworded(exc, "z3: ")
+        assert type(prefixed) is cls and prefixed.__cause__ is exc
+        assert errors.user_message(prefixed, "gui") == "z3: use device auto or cpu instead"

@@ -109,8 +109,7 @@ class KernelGANError(Exception):
 
 
 def _rebuild(cls: type[KernelGANError], words: Words, state: dict[str, Any]) -> KernelGANError:
-    exc = cls.__new__(cls)
-    KernelGANError.__init__(exc, *words)
+    exc = cls(*words)
     exc.__dict__.update(state)
     return exc
 
