@@ -223,7 +223,8 @@ def test_bad_files_are_recorded_and_the_others_succeed(mixed_folder: Path, tmp_p
     rows = {Path(r["file"]).name: r for r in json.loads((out / "summary.json").read_text())["rows"]}
     assert {n for n, r in rows.items() if r["status"] == "ok"} == {"good0.png", "good1.png", "good2.png"}
     assert "could not read image corrupt.tif" in rows["corrupt.tif"]["error"]
-    assert "could not read image truncated.tif" in rows["truncated.tif"]["error"]
+    assert rows["truncated.tif"]["error"] == ("could not read image truncated.tif: the file is shorter than its header "
+                                              "says (truncated or still being written?)")
     assert "unsupported image dtype complex64" in rows["complex.tif"]["error"]
     assert "empty" in rows["empty.tif"]["error"]
     assert "image file not found" in rows["gone.png"]["error"]
@@ -235,6 +236,54 @@ def test_bad_files_are_recorded_and_the_others_succeed(mixed_folder: Path, tmp_p
     for i in range(3):
         assert open_image(out / f"good{i}_sr_x2_closed-form.png").data.shape == (128, 128)
     assert _digests(mixed_folder) == before  # inputs never modified
+
+
+TRUNCATED = "the file is shorter than its header says (truncated or still being written?)"
+
+
+def _truncated_tiff(path: Path, keep: float = 0.5, **kwargs) -> Path:
+    tifffile.imwrite(path, _stack(4), **kwargs)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: int(len(blob) * keep)])
+    return path
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"imagej": True, "metadata": {"axes": "ZYX"}}])
+def test_truncated_uint16_tiff_is_refused_in_the_users_words(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              kwargs: dict) -> None:
+    from napari_kernelgan.errors import BadInputError
+
+    path = _truncated_tiff(tmp_path / "cut.tif", **kwargs)
+    with pytest.raises(BadInputError) as info:  # the API's reader
+        open_image(path, "ZYX")
+    assert str(info.value) == f"could not read image cut.tif: {TRUNCATED}"
+    batch = run_batch([path], _cfg(tmp_path / "out", axes="ZYX"))  # the engine, as the Batch widget runs it
+    (result,) = batch.results
+    assert result.failed and result.error == f"could not read image cut.tif: {TRUNCATED}"
+    assert result.error_path == str(path) and not any((tmp_path / "out").glob("cut_*"))
+    assert main(["batch", str(path), "--axes", "ZYX", "--out", str(tmp_path / "cli"), "-q", *FAST]) == 1
+    assert f"error: {path}: could not read image cut.tif: {TRUNCATED}" in capsys.readouterr().err
+
+
+def test_low_level_read_errors_become_sentences_about_the_file(tmp_path: Path) -> None:
+    from napari_kernelgan.errors import BadInputError
+    from napari_kernelgan.stacks import read_error
+
+    short = tmp_path / "short.raw"
+    short.write_bytes(b"\0" * 10)
+    with pytest.raises(ValueError, match="mmap length is greater than file size") as info:
+        np.memmap(short, dtype=np.uint16, mode="r", shape=(100,))
+    assert str(read_error(short, info.value)) == f"could not read image short.raw: {TRUNCATED}"
+    (tmp_path / "four.tif").write_bytes(b"II*\x00")  # a header cut inside (struct.error)
+    with pytest.raises(BadInputError, match=r"^could not read image four.tif: the file ends inside its header "
+                                            r"\(truncated or still being written\?\)$"):
+        open_image(tmp_path / "four.tif")
+    cut = _truncated_tiff(tmp_path / "ifd.tif", keep=0.005)  # inside the first IFD (tifffile's TiffFileError)
+    with pytest.raises(BadInputError, match=r"^could not read image ifd.tif: its TIFF structure is damaged \("):
+        open_image(cut)
+    packed = _truncated_tiff(tmp_path / "zlib.tif", compression="zlib")  # compressed pages cut short
+    with pytest.raises(BadInputError, match=r"^could not read image zlib.tif: its compressed data end early"):
+        open_image(packed, "ZYX")
 
 
 def test_rerun_skips_verified_inputs_and_redoes_changed_outputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -259,6 +308,43 @@ def test_rerun_skips_verified_inputs_and_redoes_changed_outputs(tmp_path: Path, 
     # other settings are another run: nothing is skipped
     assert main(["batch", str(folder), "--out", str(out), "-q", "--seed", "3", *FAST]) == 0
     assert {r["status"] for r in json.loads((out / "summary.json").read_text())["rows"]} == {"ok"}
+
+
+def test_a_damaged_or_old_manifest_means_redo_and_a_bug_in_the_check_is_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import napari_kernelgan.batch.manifest as manifest
+    from napari_kernelgan.batch import finished_before
+    from napari_kernelgan.vocabulary import Status
+
+    image = write_image(tmp_path / "im.png", _frame(0).astype(np.uint8))
+    out = tmp_path / "out"
+    cfg = _cfg(out)
+    assert run_batch([image], cfg).counts == {"ok": 1, "skipped": 0, "failed": 0}
+    record = finished_before(image, "im", cfg)
+    assert record is not None
+    path = out / "im_manifest.json"
+    one = next(iter(record["outputs"]))
+    damaged = ["{not json", "[1, 2]", json.dumps({**record, "outputs": ["im.png"]}), json.dumps({**record, "rows": 3}),
+               json.dumps({**record, "outputs": {one: {"bytes": "12", "sha256": "x"}}}),
+               json.dumps({k: v for k, v in record.items() if k != "outputs"})]
+    for text in damaged:
+        path.write_text(text)
+        assert finished_before(image, "im", cfg) is None, text
+    path.write_bytes(b"\xff\xfe{")  # not even text
+    assert finished_before(image, "im", cfg) is None
+    redone = run_batch([image], cfg)
+    assert [r.status for r in redone.results] == [Status.OK] and finished_before(image, "im", cfg) is not None
+    assert run_batch([image], cfg).results[0].status is Status.SKIPPED
+    assert (out / "summary.csv").read_text().splitlines()[1].split(",")[3] == "skipped"  # the enum's word
+
+    def broken(target: Path) -> str:
+        raise TypeError("a bug in the check")
+
+    monkeypatch.setattr(manifest, "sha256", broken)  # a bug is not taken for a stale manifest
+    with pytest.raises(TypeError, match="a bug in the check"):
+        finished_before(image, "im", cfg)
+    with pytest.raises(TypeError, match="a bug in the check"):
+        run_batch([image], cfg)
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
@@ -420,3 +506,16 @@ def test_per_channel_kernels_follow_each_channels_blur(tmp_path: Path) -> None:
     own, common = (np.abs(x[:, 1].astype(float) - ref).mean() for x in (result, shared))
     assert own < 0.5 * common, (own, common)
     assert _digest(src) == before
+
+
+def test_sr_result_metadata_is_the_kernel_record_with_the_sr_method() -> None:
+    from napari_kernelgan.api import super_resolve
+    from napari_kernelgan.types import kernel_metadata
+    from napari_kernelgan.vocabulary import LayerRole
+
+    res = super_resolve(_frame(0).astype(np.uint8), gaussian_kernel(13, 1.6, 1.0, 0.3), 2, sr_method="bicubic")
+    meta = res.metadata()
+    record = kernel_metadata(res.kernel, 2, role=LayerRole.SUPER_RESOLVED)
+    assert {k: meta[k] for k in record} == record and meta["role"] == "super-resolved"
+    assert meta["sr_method"] == "bicubic" and meta["device"] == res.device and meta["options"]["seed"] == 0
+    assert meta["elapsed_s"] == round(res.elapsed, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from skimage import data
 
 from napari_kernelgan import write_image, write_kernel
-from napari_kernelgan.cli import main, speak_cli
+from napari_kernelgan.cli import main
 from napari_kernelgan.errors import BadInputError
 from napari_kernelgan.physics import degrade, gaussian_kernel
 
@@ -170,10 +171,68 @@ def test_stack_axis_hint_speaks_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = _lines(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith(f"error: {stack}: cannot tell the two image axes")
     message = err[0].removeprefix(f"error: {stack}: ")
-    assert "needs --channel-axis and/or --stack-axis" in message and "_axis" not in message
-    assert speak_cli("channel_axis=5 is out of range") == "--channel-axis 5 is out of range"
-    assert speak_cli("channel_axis and stack_axis must differ") == "--channel-axis and --stack-axis must differ"
-    assert speak_cli("use device='auto' or 'cpu'") == "use --device auto or cpu"
+    assert message == ("cannot tell the two image axes in an array of shape (3, 2, 64, 64): a 4-D image without OME "
+                       "or ImageJ axes needs --channel-axis and/or --stack-axis, or --axes naming them all (e.g. "
+                       "--axes ZYX), or the 2-D slice you want")
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--channel-axis", "5"], "--channel-axis 5 is out of range for an image of 3 dimensions (3, 64, 64)"),
+    (["--stack-axis", "-4"], "--stack-axis -4 is out of range for an image of 3 dimensions (3, 64, 64)"),
+    (["--channel-axis", "0", "--stack-axis", "0"], "--channel-axis and --stack-axis must differ"),
+])
+def test_axis_errors_name_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
+                                    words: str) -> None:
+    stack = write_image(tmp_path / "stack.tif", np.tile(np.arange(64, dtype=np.uint8), (3, 64, 1)))
+    kernel = write_kernel(tmp_path / "k.mat", gaussian_kernel(13, 1.2, 1.2, 0.0))
+    assert main(["sr", str(stack), "--kernel", str(kernel), *flags]) == 1
+    assert _lines(capsys.readouterr().err) == [f"error: {stack}: {words}"]
+
+
+def test_output_for_many_inputs_names_the_flag(lr_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    kernel = write_kernel(tmp_path / "k.mat", gaussian_kernel(13, 1.2, 1.2, 0.0))
+    other = write_image(tmp_path / "other.png", np.tile(np.arange(64, dtype=np.uint8), (64, 1)))
+    assert main(["sr", str(lr_file), str(other), "--kernel", str(kernel), "-o", str(tmp_path / "out.png")]) == 1
+    assert _lines(capsys.readouterr().err) == [
+        "error: --output names the result of one input, and 2 inputs were given; leave it out to write each result "
+        "beside its input"]
+
+
+def test_missing_weights_name_the_set_flag(lr_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    kernel = write_kernel(tmp_path / "k.mat", gaussian_kernel(13, 1.2, 1.2, 0.0))
+    missing = tmp_path / "nowhere" / "usrnet.pth"
+    code = main(["sr", str(lr_file), "--kernel", str(kernel), "--sr-method", "usrnet", "--set", f"weights={missing}",
+                 "-o", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: USRNet weights were not found.\n")
+    assert "  * pass its path (--set weights=/path/to/usrnet_tiny.pth),\n" in err and "weights='" not in err
+
+
+def test_library_errors_in_each_front_ends_words() -> None:
+    import pickle
+
+    from napari_kernelgan.devices import resolve_device
+    from napari_kernelgan.errors import BadOptionError, Param, reworded, user_message
+    from napari_kernelgan.stacks import open_image
+
+    try:
+        resolve_device("mps")
+    except BadOptionError as exc:  # no Apple GPU on a test machine
+        assert str(exc) == user_message(exc) == ("device 'mps' was requested but Apple MPS is not available here; "
+                                                 "use device='auto' or 'cpu'")
+        assert user_message(exc, "cli").endswith("; use --device auto or cpu")
+        assert user_message(exc, "gui").endswith("; use device auto or cpu") and exc.param == "device"
+    stack = write_image(Path(tempfile.mkdtemp()) / "s.tif", np.tile(np.arange(64, dtype=np.uint8), (3, 64, 1)))
+    with pytest.raises(BadInputError) as info:
+        open_image(stack, channel_axis=np.int64(5))
+    exc = info.value
+    assert str(exc).startswith("channel_axis=5 is out of range") and exc.param == "channel_axis"
+    assert user_message(exc, "gui").startswith("channel axis 5 is out of range")
+    # The words survive pickling (an error recorded on a Dask worker) and a prefix naming the slice.
+    back = pickle.loads(pickle.dumps(reworded(exc, "z3: ")))
+    assert type(back) is BadInputError and back.params == (Param("channel_axis", 5),)
+    assert user_message(back, "cli").startswith("z3: --channel-axis 5 is out of range")
+    assert user_message(RuntimeError("a bug")) is None
 
 
 def test_interrupt_exits_130_and_leaves_no_partial_set(lr_file: Path, tmp_path: Path,
@@ -185,7 +244,7 @@ def test_interrupt_exits_130_and_leaves_no_partial_set(lr_file: Path, tmp_path: 
         raise KeyboardInterrupt
 
     # Interrupted after the .mat and .npy kernels were written: they must go too.
-    monkeypatch.setattr(batch, "save_kernel_plot", interrupted)
+    monkeypatch.setattr(batch.outputs, "save_kernel_plot", interrupted)
     out = tmp_path / "k"
     assert main(["estimate", str(lr_file), "--estimator", "edges", "--out", str(out)]) == 130
     assert "interrupted" in capsys.readouterr().err
@@ -196,3 +255,19 @@ def test_threads_must_be_positive(lr_file: Path, tmp_path: Path, capsys: pytest.
     with pytest.raises(SystemExit) as stop:
         main(["estimate", str(lr_file), "--estimator", "edges", "--threads", "0", "--out", str(tmp_path)])
     assert stop.value.code == 2 and "positive integer" in capsys.readouterr().err
+
+
+def test_every_user_error_keeps_its_words_through_pickling_and_a_prefix() -> None:
+    import pickle
+
+    from napari_kernelgan import errors
+
+    for cls in (errors.BadInputError, errors.MissingFileError, errors.BadOptionError, errors.MethodUnavailableError,
+                errors.WeightsMissingError, errors.OutputError, errors.Cancelled):
+        exc = cls("use ", errors.Param("device", "auto", ("cpu",)), " instead")
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is cls and str(back) == "use device='auto' or 'cpu' instead", cls
+        assert errors.user_message(back, "cli") == "use --device auto or cpu instead"
+        prefixed = errors.reworded(exc, "z3: ")
+        assert type(prefixed) is cls and prefixed.__cause__ is exc
+        assert errors.user_message(prefixed, "gui") == "z3: use device auto or cpu instead"

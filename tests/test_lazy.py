@@ -77,9 +77,9 @@ def test_dask_stack_sr_streams_slice_by_slice(stack: np.ndarray, dtype: type) ->
 
 
 def test_large_streamed_output_is_memory_mapped(stack: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
-    import napari_kernelgan.api as api
+    import napari_kernelgan.slices as slices
 
-    monkeypatch.setattr(api, "SCAN_BYTES", 0)  # every output counts as large
+    monkeypatch.setattr(slices, "SCAN_BYTES", 0)  # every output counts as large
     res = nk.super_resolve(Counted(stack).array, TRUE_K, 2, sr_method="bicubic", stack_axis=0)
     assert isinstance(res.image, np.memmap) and res.image.shape == (6, 2 * SIDE, 2 * SIDE)
     ref = nk.super_resolve(stack, TRUE_K, 2, sr_method="bicubic", stack_axis=0)
@@ -154,3 +154,50 @@ def test_centre_crop_is_a_centred_view_and_keeps_short_axes_whole():
     np.testing.assert_array_equal(crop, x[:, 1:5, 3:7])
     assert np.shares_memory(crop, x)
     np.testing.assert_array_equal(centre_crop(x, 8), x[:, :, 1:9])  # 7 rows: all of them
+
+
+def test_a_compressed_page_cut_short_after_opening_is_named(stack: np.ndarray, tmp_path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("dask.array", reason="dask is not installed (the 'dask' extra)")
+    from napari_kernelgan.stacks import open_image
+
+    path = tmp_path / "packed.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    src = open_image(path, "ZYX", lazy=True)  # pages are read when shown
+    assert np.array_equal(np.asarray(src.data[0]), stack[0])
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) * 2 // 3])  # still being written, or cut by a full disk
+    with pytest.raises(BadInputError) as info:
+        np.asarray(src.data[-1])
+    assert str(info.value) == ("could not read image packed.tif: the file is shorter than its header says (truncated "
+                               "or still being written?)")
+
+
+def test_slice_stream_reads_each_slice_once_in_the_order_asked(stack: np.ndarray) -> None:
+    from napari_kernelgan.slices import SliceDone, SliceStream, iter_slices
+    from napari_kernelgan.types import Progress
+
+    lazy = Counted(stack)  # uint8: the range is the dtype's, no slice is read for it
+    stream = SliceStream(lazy.array, [0])
+    assert lazy.reads == [] and len(stream) == 6 and stream.intensity.high == 255.0
+    checked: list[int] = []
+
+    def work(position: int, index: tuple[int, ...], frame: np.ndarray):
+        yield Progress(1, 1, 0.0, message="half")
+        return frame.sum()
+
+    items = list(iter_slices(stream, work, check=lambda: checked.append(len(lazy.reads))))
+    done = [item for item in items if isinstance(item, SliceDone)]
+    assert lazy.reads == list(range(6)) and checked == list(range(6))  # checked before each read
+    assert [d.index for d in done] == [(i,) for i in range(6)]
+    assert [d.result for d in done] == [stack[i].sum() for i in range(6)]
+    reports = [item for item in items if isinstance(item, Progress)]
+    assert [r.message for r in reports[:2]] == ["slice 1/6: half", "slice 2/6: half"]
+    assert [r.iteration for r in reports[:2]] == [1, 2] and reports[0].total == 6  # one bar over the stack
+    # Channels first, whatever the file's order: a ZYXC stack read as (C, Y, X) slices, as the engine reads it.
+    zyxc = np.stack([stack, 255 - stack], axis=-1)
+    by_channel = SliceStream(zyxc, [0], order=[3, 1, 2])
+    assert np.array_equal(by_channel.read((4,)), np.moveaxis(zyxc[4], -1, 0))
+    assert by_channel.sample == [(i,) for i in range(6)]
+    with pytest.raises(ValueError, match="must hold the axes"):
+        SliceStream(zyxc, [0], order=[1, 2])

@@ -11,7 +11,6 @@ against what the method declares.
 """
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 import warnings
@@ -23,20 +22,11 @@ import numpy as np
 from .devices import reproducible, resolve_device, torch_threads
 from .errors import BadInputError, BadOptionError, Cancelled
 from .fields import KernelField
-from .imaging import (
-    SCAN_BYTES,
-    Frames,
-    Intensity,
-    frames_to_image,
-    is_lazy,
-    prepare_image,
-    read_frame,
-    sample_indices,
-    stack_intensity,
-)
+from .imaging import Frames, frames_to_image, is_lazy, prepare_image, sample_indices
 from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
-from .types import KernelEstimate, Progress, SRResult, relay
+from .slices import SliceStream, iter_slices, output_array
+from .types import KernelEstimate, Progress, SRResult
 from .vocabulary import ESTIMATE_SCALES, SR_SCALES, Stage
 from .vocabulary import check_scale as _check_scale
 
@@ -149,35 +139,31 @@ def _resolve_kernel(kernel: np.ndarray | KernelEstimate, scale: int) -> np.ndarr
     return validate_kernel(kernel)
 
 
-def _output_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An array for a streamed result: in memory when small, else memory-mapped on an anonymous temporary
-    file (in ``$TMPDIR``, gone when the array is), so a large result need not fit in memory."""
-    if int(np.prod(shape)) * np.dtype(dtype).itemsize <= SCAN_BYTES:
-        return np.empty(shape, dtype)
-    return np.memmap(tempfile.TemporaryFile(prefix="napari-kernelgan-"), dtype=dtype, mode="w+", shape=shape)
-
-
 def _iter_stream(image: Any, sr_frames: Callable[[Frames], Generator[Progress, None, tuple[np.ndarray, dict]]],
                  layout: dict[str, Any], output_dtype: Any,
                  start: float) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
-    """SR of a lazy stack slice by slice into one output (:func:`_output_array`); only one input slice is in
-    memory at a time. The slices share the stack's sampled intensity range, widened where a slice goes
+    """SR of a lazy stack slice by slice into one output (:func:`~.slices.output_array`); only one input slice
+    is in memory at a time. The slices share the stack's sampled intensity range, widened where a slice goes
     beyond it (so nothing is clipped and a blank slice is no error)."""
     ax = int(layout["stack_axis"]) % len(image.shape)
     n = int(image.shape[ax])
     # The sampled slices are read for the range (not for uint8, whose range is its dtype's) and again below.
-    shared = stack_intensity(image, (read_frame(image, ax, i) for i in sample_indices(n)))
+    stream = SliceStream(image, [ax], sample=sample_indices(n))
+
+    def work(position: int, index: tuple[int, ...],
+             frame: np.ndarray) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
+        frames = prepare_image(np.expand_dims(frame, ax), **layout, intensity=stream.widened(frame))
+        res, rec = yield from sr_frames(frames)
+        return frames_to_image(np.clip(res, 0.0, 1.0), frames, output_dtype), rec
+
     out, record, fallbacks = None, {}, []
-    for i in range(n):
-        frame = np.expand_dims(read_frame(image, ax, i), ax)
-        lo, hi = float(frame.min()), float(frame.max())
-        intensity = Intensity(shared.dtype, min(shared.low, lo), max(shared.high, hi))
-        frames = prepare_image(frame, **layout, intensity=intensity)
-        res, rec = yield from relay(sr_frames(frames), offset=i, span=1, total=n, start=start,
-                                    prefix=f"slice {i + 1}/{n}: ")
-        sr = frames_to_image(np.clip(res, 0.0, 1.0), frames, output_dtype)
+    for item in iter_slices(stream, work, start=start):
+        if isinstance(item, Progress):
+            yield item
+            continue
+        i, (sr, rec) = item.position, item.result
         if out is None:
-            out = _output_array(sr.shape[:ax] + (n,) + sr.shape[ax + 1:], sr.dtype)
+            out = output_array(sr.shape[:ax] + (n,) + sr.shape[ax + 1:], sr.dtype)
             record = rec
         out[(slice(None),) * ax + (slice(i, i + 1),)] = sr
         if rec.get("fallback"):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import BadOptionError
+from .errors import BadOptionError, Param
 
 THREADS_ENV = "NAPARI_KERNELGAN_THREADS"
 
@@ -35,11 +35,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     except (RuntimeError, TypeError) as exc:
         raise BadOptionError(f"unknown device {device!r}; choose one of: {', '.join(available_devices())}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadOptionError("device 'cuda' was requested but PyTorch sees no CUDA GPU here; "
-                             "use device='auto' or 'cpu'")
+        raise BadOptionError("device 'cuda' was requested but PyTorch sees no CUDA GPU here; use ",
+                             Param("device", "auto", ("cpu",)))
     if dev.type == "mps" and "mps" not in available_devices():
-        raise BadOptionError("device 'mps' was requested but Apple MPS is not available here; "
-                             "use device='auto' or 'cpu'")
+        raise BadOptionError("device 'mps' was requested but Apple MPS is not available here; use ",
+                             Param("device", "auto", ("cpu",)))
     return dev
 
 

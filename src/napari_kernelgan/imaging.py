@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInputError
+from .errors import BadInputError, Param
 
 MIN_SIZE = 32
 """Smallest accepted height/width in pixels: one 7×7 discriminator window on a ×2 crop needs it."""
@@ -91,7 +91,8 @@ class Frames:
     sampled: tuple[int, ...] | None = None  # the frames read of a lazy stack (None: all of it)
 
 
-def _check_values(arr: np.ndarray) -> None:
+def check_values(arr: np.ndarray) -> None:
+    """Refuse an empty array, one of an unsupported dtype, and NaN or infinite values."""
     if arr.size == 0:
         raise BadInputError(f"the image is empty (shape {arr.shape})")
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -132,18 +133,21 @@ def stack_intensity(data: Any, frames: Iterable[np.ndarray] | None = None) -> In
     return Intensity(np.dtype(data.dtype), lo, hi)
 
 
+_MUST_DIFFER = (Param("channel_axis", bare=True), " and ", Param("stack_axis", bare=True), " must differ")
+
+
 def _axis(name: str, ax: int | None, nd: int, shape: tuple[int, ...]) -> int | None:
     if ax is None:
         return None
     if not -nd <= ax < nd:
-        raise BadInputError(f"{name}={ax} is out of range for an image of {nd} dimensions {shape}")
+        raise BadInputError(Param(name, ax), f" is out of range for an image of {nd} dimensions {shape}")
     return ax % nd
 
 
 def read_frame(image: Any, axis: int, index: int) -> np.ndarray:
     """Frame ``index`` along ``axis`` of an array (lazy or not) in memory, checked like a whole image."""
     frame = np.asarray(image[(slice(None),) * axis + (index,)])
-    _check_values(frame)
+    check_values(frame)
     return frame
 
 
@@ -179,14 +183,14 @@ def prepare_image(image: Any, *, rgb: bool | None = None, channel_axis: int | No
         arr, sampled = read_sample(image, stack_axis)
     else:
         arr = np.asarray(image)
-        _check_values(arr)
+        check_values(arr)
     nd = arr.ndim
     axes = {}
     for name, ax in (("channel_axis", channel_axis), ("stack_axis", stack_axis)):
         if ax is not None:
             axes[name] = _axis(name, ax, nd, arr.shape)
     if len(set(axes.values())) < len(axes):
-        raise BadInputError("channel_axis and stack_axis must differ")
+        raise BadInputError(*_MUST_DIFFER)
     layout = "gray"
     if "channel_axis" in axes:
         layout = "multichannel"
@@ -197,8 +201,8 @@ def prepare_image(image: Any, *, rgb: bool | None = None, channel_axis: int | No
     spatial = [a for a in range(nd) if a not in axes.values()]
     if len(spatial) != 2:
         raise BadInputError(
-            f"cannot tell the two image axes in an array of shape {arr.shape}: a {nd}-D image needs "
-            "channel_axis= and/or stack_axis= (or pass the 2-D slice you want)")
+            f"cannot tell the two image axes in an array of shape {arr.shape}: a {nd}-D image needs ",
+            Param("channel_axis"), " and/or ", Param("stack_axis"), " (or pass the 2-D slice you want)")
     order = [axes.get("stack_axis"), axes.get("channel_axis")]
     perm = [a for a in order if a is not None] + spatial
     data = np.transpose(arr, perm)

@@ -16,8 +16,10 @@ import json
 import logging
 import os
 import re
+import struct
 import uuid
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInputError, MissingFileError
+from .errors import BadInputError, MissingFileError, Param
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
@@ -123,9 +125,10 @@ def _legacy_axes(shape: tuple[int, ...], channel_axis: int | None, stack_axis: i
     for name, ax, letter in (("channel_axis", channel_axis, "C"), ("stack_axis", stack_axis, "Z")):
         if ax is not None:
             if not -nd <= ax < nd:
-                raise BadInputError(f"{name}={ax} is out of range for an image of {nd} dimensions {shape}")
+                raise BadInputError(Param(name, ax), f" is out of range for an image of {nd} dimensions {shape}")
             if letters[ax % nd]:
-                raise BadInputError("channel_axis and stack_axis must differ")
+                raise BadInputError(Param("channel_axis", bare=True), " and ", Param("stack_axis", bare=True),
+                                    " must differ")
             letters[ax % nd] = letter
     free = [i for i, v in enumerate(letters) if not v]
     if channel_axis is None and stack_axis is None and nd == 3 and shape[-1] in (3, 4):
@@ -133,8 +136,8 @@ def _legacy_axes(shape: tuple[int, ...], channel_axis: int | None, stack_axis: i
     if len(free) != 2:
         raise BadInputError(
             f"cannot tell the two image axes in an array of shape {shape}: a {nd}-D image without OME or "
-            "ImageJ axes needs channel_axis= and/or stack_axis=, or axes= naming them all (e.g. axes='ZYX'), "
-            "or the 2-D slice you want")
+            "ImageJ axes needs ", Param("channel_axis"), " and/or ", Param("stack_axis"), ", or ", Param("axes"),
+            " naming them all (e.g. ", Param("axes", "ZYX"), "), or the 2-D slice you want")
     letters[free[0]], letters[free[1]] = "Y", "X"
     return "".join(letters)
 
@@ -201,6 +204,35 @@ def tiff_kind(path: str | os.PathLike) -> str | None:
         return None
 
 
+TRUNCATED = "the file is shorter than its header says (truncated or still being written?)"
+
+
+def read_error(path: Path, exc: Exception) -> BadInputError:
+    """A corrupt or truncated file's low-level error (NumPy's memory map, ``struct``, tifffile, zlib) as the
+    user's sentence about the file."""
+    import tifffile
+
+    text = str(exc)
+    if isinstance(exc, ValueError) and ("mmap length is greater than file size" in text
+                                        or "cannot mmap an empty file" in text):
+        reason = TRUNCATED
+    elif isinstance(exc, (struct.error, EOFError)):
+        reason = "the file ends inside its header (truncated or still being written?)"
+    elif isinstance(exc, tifffile.TiffFileError):
+        reason = f"its TIFF structure is damaged ({text}): truncated, still being written, or not a TIFF?"
+    elif isinstance(exc, zlib.error) or "truncated" in text.lower() or "incomplete" in text.lower():
+        reason = f"its compressed data end early ({text}): truncated or still being written?"
+    else:
+        reason = text
+    return BadInputError(f"could not read image {path.name}: {reason}")
+
+
+def _planes(series: Any) -> int:
+    """How many image planes (``YX`` or ``YXS``) a series holds."""
+    plane = 3 if series.axes.endswith("S") else 2
+    return int(np.prod(series.shape[: len(series.shape) - plane], dtype=np.int64))
+
+
 def _paged(path: Path, series: Any) -> Any:
     """A compressed (or tiled, or byte-swapped) series as a Dask array with a chunk per TIFF page: only the
     pages of the slices shown are decoded."""
@@ -212,8 +244,13 @@ def _paged(path: Path, series: Any) -> Any:
     count = int(np.prod(series.shape[: len(series.shape) - len(plane)], dtype=np.int64))
 
     def page(i: int) -> np.ndarray:
-        with _quiet_tifffile():
-            return tifffile.imread(path, series=0, key=i).reshape(plane)
+        try:
+            with _quiet_tifffile():
+                return tifffile.imread(path, series=0, key=i).reshape(plane)
+        except IndexError as exc:  # the page is gone: the file was cut short since it was opened
+            raise BadInputError(f"could not read image {path.name}: {TRUNCATED}") from exc
+        except Exception as exc:  # a page cut short (or changed) since the file was opened
+            raise read_error(path, exc) from exc
 
     chunks = [da.from_delayed(dask.delayed(page)(i), plane, dtype=series.dtype) for i in range(count)]
     return da.stack(chunks).reshape(series.shape)
@@ -238,6 +275,9 @@ def _read_tiff(path: Path, lazy: bool = False
             kind = "imagej"
             sizes, units, extra = _imagej_meta(tif)
             axes = series.axes
+            # A cut ImageJ stack reads as its first page alone: its metadata still counts them all.
+            if int((tif.imagej_metadata or {}).get("images", 1)) > _planes(series):
+                raise BadInputError(f"could not read image {path.name}: {TRUNCATED}")
         else:
             kind = "tiff"
             shaped = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
@@ -246,6 +286,8 @@ def _read_tiff(path: Path, lazy: bool = False
             if axes is not None and len(axes) != len(series.shape):
                 axes = None
         contiguous = series.dataoffset is not None and series.dtype.isnative
+        if contiguous and series.dataoffset + series.nbytes > tif.filehandle.size:
+            raise BadInputError(f"could not read image {path.name}: {TRUNCATED}")
         if not contiguous:
             data = _paged(path, series) if lazy and len(series.pages) > 1 else series.asarray()
             return data, axes, kind, sizes, units, extra
@@ -276,8 +318,8 @@ def open_image(path: str | os.PathLike, axes: str | None = None, *, channel_axis
             file_axes = "YX" if data.ndim == 2 else "YXS" if data.ndim == 3 else None
     except BadInputError:
         raise
-    except Exception as exc:  # corrupt and truncated files raise many types; report them one way
-        raise BadInputError(f"could not read image {path.name}: {exc}") from exc
+    except Exception as exc:  # corrupt and truncated files raise many types; report them in the user's words
+        raise read_error(path, exc) from exc
     if data.size == 0:
         raise BadInputError(f"the image is empty (shape {data.shape})")
     if data.dtype == bool or not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):

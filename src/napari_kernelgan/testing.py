@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import BadOptionError, Cancelled
 from .types import Progress
+from .vocabulary import Stage
 
 __all__ = ["contract_image", "check_estimator", "check_sr_method", "MAX_REPORT_GAP_S"]
 
@@ -58,7 +59,7 @@ def _check_cancel(run: Any) -> None:
 
     def stop_at_own_report(p: Progress) -> bool:
         seen.append(p)
-        return p.stage == "prepare"
+        return p.stage == Stage.PREPARE
 
     try:
         run(callback=stop_at_own_report)

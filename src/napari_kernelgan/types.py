@@ -188,13 +188,8 @@ class SRResult:
     estimate: KernelEstimate | None = None  # set by blind super-resolution
 
     def metadata(self) -> dict[str, Any]:
-        return {
-            "sr_method": self.method,
-            "scale": self.scale,
-            "kernel": np.asarray(self.kernel).tolist(),
-            "orientation": ORIENTATION,
-            "role": str(LayerRole.SUPER_RESOLVED),
-            "options": {k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))},
-            "elapsed_s": round(self.elapsed, 3),
-            "device": self.device,
-        }
+        """Plain-data description for layer metadata: the record of the kernel used (:func:`kernel_metadata`,
+        role super-resolved) with the SR method, its plain options, time and device."""
+        plain = {k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))}
+        return kernel_metadata(self.kernel, self.scale, role=LayerRole.SUPER_RESOLVED, sr_method=self.method,
+                               options=plain, elapsed_s=round(self.elapsed, 3), device=self.device)

@@ -1,6 +1,6 @@
 """Named constants shared by the engine, the front ends and the files they write.
 
-Scales, kernel sizes, layer roles and progress stages are spelled once here;
+Scales, kernel sizes, layer roles, progress stages and the batch engine's input statuses are spelled once here;
 everything else refers to these names.
 """
 from __future__ import annotations
@@ -67,6 +67,18 @@ class Stage(str, Enum):
     MAP = "kernel map"     # estimating the kernels of the tiles of a kernel map
     SR = "sr"              # super-resolution
     DONE = "done"
+    BATCH = "batch"        # the inputs of a batch run, one step each
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Status(str, Enum):
+    """What became of one input of a batch run (``InputResult.status``, the summary's ``status`` column)."""
+
+    OK = "ok"              # done in this run
+    SKIPPED = "skipped"    # finished before with the same settings, its outputs verified
+    FAILED = "failed"      # an error, recorded with the input; the run went on
 
     def __str__(self) -> str:
         return self.value

@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError, BadOptionError, WeightsMissingError
+from .errors import BadInputError, BadOptionError, Param, WeightsMissingError, Words
 
 CONFIG_ENV = "NAPARI_KERNELGAN_CONFIG"
 APP_NAME = "napari-kernelgan"
@@ -98,18 +98,19 @@ def _in_folder(folder: Path, spec: WeightSpec) -> Path | None:
     return None
 
 
-def _missing_message(spec: WeightSpec, tried: list[str]) -> str:
+def _missing_message(spec: WeightSpec, tried: list[str]) -> Words:
     cfg = config_path()
-    lines = [
-        f"{spec.title} weights were not found.",
-        "Looked at: " + ("; ".join(tried) if tried else "nothing"),
-        f"Get {' or '.join(spec.filenames)} from {spec.source}, then either:",
-        f"  * pass its path (weights='/path/to/{spec.filenames[0]}'),",
-        f"  * set the environment variable {spec.env_var}=/path/to/{spec.filenames[0]},",
-        f"  * add  [weights] {spec.key} = \"/path/to/{spec.filenames[0]}\"  to {cfg},",
+    return (
+        f"{spec.title} weights were not found.\n"
+        + "Looked at: " + ("; ".join(tried) if tried else "nothing") + "\n"
+        + f"Get {' or '.join(spec.filenames)} from {spec.source}, then either:\n"
+        + "  * pass its path (",
+        Param("weights", f"/path/to/{spec.filenames[0]}", option=True),
+        "),\n"
+        f"  * set the environment variable {spec.env_var}=/path/to/{spec.filenames[0]},\n"
+        f"  * add  [weights] {spec.key} = \"/path/to/{spec.filenames[0]}\"  to {cfg},\n"
         f"  * or put the file in {default_weights_dir()}.",
-    ]
-    return "\n".join(lines)
+    )
 
 
 def resolve_weights(key: str, path: str | os.PathLike | None = None) -> Path:
@@ -145,12 +146,12 @@ def resolve_weights(key: str, path: str | os.PathLike | None = None) -> Path:
         tried.append(f"{candidate} ({origin})")
         if origin == "given path":
             # An explicit path that is wrong is an error, not a cue to look elsewhere.
-            raise WeightsNotFoundError(_missing_message(spec, tried))
+            raise WeightsNotFoundError(*_missing_message(spec, tried))
     found = _in_folder(default_weights_dir(), spec)
     if found is not None:
         return found
     tried.append(f"{default_weights_dir()} (default folder)")
-    raise WeightsNotFoundError(_missing_message(spec, tried))
+    raise WeightsNotFoundError(*_missing_message(spec, tried))
 
 
 @lru_cache(maxsize=8)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..errors import BadInputError, BadOptionError
+from ..errors import BadInputError, BadOptionError, Param
 from ..physics.conventions import centre_kernel, pad_to
 from ..registry import register, register_tiles
 from ..types import KernelEstimate, Progress, TileResult
@@ -193,7 +193,8 @@ def _weights_path(weights: str | os.PathLike | None) -> Path:
     if text == "":
         if not BUNDLED_INIT.is_file():
             raise BadInputError(f"the bundled MetaKernelGAN initialisation {BUNDLED_INIT} is missing from this "
-                                f"installation; reinstall the package, or use weights='official' or a file path")
+                                "installation; reinstall the package, or use ",
+                                Param("weights", "official", option=True), " or a file path")
         return BUNDLED_INIT
     if text.lower() == "official":
         return resolve_weights(WEIGHTS.key)

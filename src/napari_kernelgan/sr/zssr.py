@@ -69,6 +69,7 @@ from ..physics.operators import Degradation
 from ..physics.resize import imresize, resize_tensor
 from ..registry import register
 from ..types import Progress
+from ..vocabulary import Stage
 from .common import iter_tiled
 
 __all__ = ["PRESETS", "DEFAULTS", "ZSSRConfig", "ZSSRNet", "dihedral", "undo_dihedral", "invariant_transforms",
@@ -328,7 +329,7 @@ class ZSSRTrainer:
                 self.rec_errors.append(self.reconstruction_error())
             self._policy(step)
             if (step + 1) % cfg.report_every == 0:
-                yield Progress(offset + step + 1, total, time.perf_counter() - start, stage="sr",
+                yield Progress(offset + step + 1, total, time.perf_counter() - start, stage=Stage.SR,
                                loss={"l1": loss_value, "reconstruction_mse": self.rec_errors[-1]},
                                message=f"ZSSR {label}: step {step + 1}, learning rate {self.lr:.0e}")
             if self.lr < cfg.min_lr:
@@ -384,7 +385,7 @@ def _run_jump(sources: list[np.ndarray], inputs: list[np.ndarray], kernel: np.nd
     for i, lr in enumerate(inputs):
         for item in trainer.upscale(lr, transforms):
             if isinstance(item, Progress):
-                yield Progress(offset + cfg.iterations, total, time.perf_counter() - start, stage="sr",
+                yield Progress(offset + cfg.iterations, total, time.perf_counter() - start, stage=Stage.SR,
                                message=f"ZSSR {label}: frame {i + 1}/{len(inputs)}, "
                                        f"{len(transforms)}-way ensemble, {item.message}")
             else:
@@ -438,5 +439,5 @@ def zssr(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.de
         total = cfg.iterations + 1
         outs, _ = yield from _run_jump(images, images, k, scale, cfg, device=device, rng=rng, generator=generator,
                                        net=None, start=start, offset=0, total=total, label=f"×{scale}")
-    yield Progress(total, total, time.perf_counter() - start, stage="sr", message="ZSSR done")
+    yield Progress(total, total, time.perf_counter() - start, stage=Stage.SR, message="ZSSR done")
     return np.stack(outs).astype(np.float32)

@@ -1,0 +1,148 @@
+"""A run's settings (:class:`BatchConfig`) and what it made (:class:`InputResult`, :class:`BatchResult`)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BadOptionError
+from ..vocabulary import Status
+
+if TYPE_CHECKING:
+    from ..types import KernelEstimate
+
+__all__ = ["BatchConfig", "InputResult", "BatchResult"]
+
+
+@dataclass
+class BatchConfig:
+    """What a run does to every input. ``sr_method=None``: kernels only (``estimate``).
+
+    ``out=None`` writes each input's results beside it, and ``output`` names the super-resolved file
+    of a run of one input (``sr`` and ``blind-sr``). ``kernel``: a kernel file (or a kernel map,
+    ``.npz``) used for every input instead of estimating one (``sr``; ``estimator`` is then unused).
+    ``kernel_files``: ``"all"`` writes each kernel as .mat, .npy, a plot and a JSON record;
+    ``"mat"`` writes only ``<output stem>_kernel_xS.mat`` beside the super-resolved file (``blind-sr``).
+    ``axes`` names the axes of files without OME or ImageJ metadata (``channel_axis`` /
+    ``stack_axis`` are the API's older way to say it); ``per_slice`` gives every slice of a stack
+    its own kernel instead of one per stack; ``per_channel`` gives every channel its own kernel
+    (the blur differs with the wavelength) instead of one shared by all channels. ``threads`` is
+    PyTorch's per task: 1 by default, so a result does not depend on how many tasks run at once.
+    """
+
+    out: Path | None
+    scale: int = 2
+    estimator: str = "auto"
+    estimator_options: dict[str, Any] = field(default_factory=dict)
+    sr_method: str | None = "closed-form"
+    sr_options: dict[str, Any] = field(default_factory=dict)
+    axes: str | None = None
+    per_slice: bool = False
+    per_channel: bool = False
+    device: str = "auto"
+    seed: int = 0
+    threads: int | None = 1
+    channel_axis: int | None = None
+    stack_axis: int | None = None
+    kernel_map: bool = False
+    tile: int | None = None
+    overlap: int = 32
+    resume: bool = True
+    keep_results: bool = False  # hand the estimates and kernel maps back (the estimate command prints them)
+    kernel: Path | None = None
+    output: Path | None = None
+    kernel_files: str = "all"
+
+    def __post_init__(self) -> None:
+        self.out = None if self.out is None else Path(self.out)
+        self.kernel = None if self.kernel is None else Path(self.kernel)
+        self.output = None if self.output is None else Path(self.output)
+        if self.kernel_map and self.per_slice:
+            raise BadOptionError("a kernel map is made per image or per stack, not with per-slice kernels")
+        if self.kernel_files not in ("all", "mat"):
+            raise BadOptionError(f"kernel_files must be 'all' or 'mat', not {self.kernel_files!r}")
+        if self.kernel is not None and self.sr_method is None:
+            raise BadOptionError("a known kernel is for super-resolution: give an SR method")
+
+    def out_dir(self, path: Path) -> Path:
+        """Where the results of input ``path`` go."""
+        return path.parent if self.out is None else self.out
+
+    def key(self) -> str:
+        """A digest of every setting that changes an output (a manifest of other settings is not reused)."""
+        from .manifest import sha256
+
+        settings = {k: v for k, v in asdict(self).items() if k not in ("out", "resume", "keep_results")}
+        if self.kernel is not None and self.kernel.is_file():  # the kernel's content, not only its name
+            settings["kernel_sha256"] = sha256(self.kernel)
+        from .. import __version__
+
+        text = json.dumps({**settings, "version": __version__}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def scales(self) -> list[int]:
+        return [2] if self.scale == 2 else [2, self.scale]
+
+
+@dataclass
+class InputResult:
+    """What became of one input: its summary ``rows``, the files written and, for a failure, the
+    ``error`` (in the API's words; ``error_words`` for the other front ends, see
+    :func:`~napari_kernelgan.errors.render`) and what it is about (``error_path``: the input, the output
+    folder, or ``None``)."""
+
+    path: Path
+    stem: str
+    status: Status
+    rows: list[dict[str, Any]]
+    written: list[Path] = field(default_factory=list)
+    error: str = ""
+    error_path: str | None = None
+    seconds: float = 0.0
+    estimates: list[tuple[str, KernelEstimate]] = field(default_factory=list)
+    kernel_map: Any = None
+    output: Path | None = None
+    output_shape: tuple[int, ...] = ()
+    output_dtype: str = ""
+    sr_runs: list[dict[str, Any]] = field(default_factory=list)  # per slice: SRResult.metadata() without the kernel
+    error_words: tuple[Any, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.status == Status.FAILED
+
+
+@dataclass
+class BatchResult:
+    """A run: one :class:`InputResult` per input, in input order, and the summary files (if written)."""
+
+    results: list[InputResult]
+    seconds: float
+    summary: list[Path] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [row for r in self.results for row in r.rows]
+
+    @property
+    def failed(self) -> list[InputResult]:
+        return [r for r in self.results if r.failed]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many inputs were done (``ok``), ``skipped`` (finished before) and ``failed``."""
+        return {s.value: sum(r.status == s for r in self.results) for s in Status}
+
+    def tally(self) -> str:
+        """``"3 done, 1 skipped (finished before), 0 failed"``: the run in words, as the command and the
+        widget end with."""
+        c = self.counts
+        ok, skipped, failed = (c[s.value] for s in (Status.OK, Status.SKIPPED, Status.FAILED))
+        return f"{ok} done, {skipped} skipped (finished before), {failed} failed"

@@ -1,0 +1,4 @@
+"""``python -m napari_kernelgan.cli``: the command line."""
+from . import main
+
+raise SystemExit(main())
