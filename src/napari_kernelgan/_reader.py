@@ -165,7 +165,8 @@ def _field_layers(path: Path, viewer: Any | None) -> list[LayerDataTuple]:
     from types import SimpleNamespace
 
     from .fields import KernelField
-    from .layers import _spatial, is_input_layer, kernel_map_layer_data
+    from .layers import is_input_layer, kernel_map_layer_data
+    from .layers.placement import _spatial
 
     field = KernelField.load(path)
     over = None
