@@ -34,7 +34,17 @@ kernel-map quantities), :mod:`.kinds` (what a layer is), :mod:`.placement`
 from __future__ import annotations
 
 from .data import estimate_layer_data, field_from_layer, kernel_map_layer_data, sr_layer_data
-from .kinds import is_input_layer, is_kernel, is_kernel_layer, kernel_shape, layer_role
+from .kinds import (
+    KernelProblem,
+    is_input_layer,
+    is_kernel,
+    is_kernel_layer,
+    kernel_problem,
+    kernel_shape,
+    layer_role,
+    named_as_kernel,
+    skipped_kernel,
+)
 from .names import (
     DMAP_COLORMAP,
     DMAP_DESCRIPTION,
@@ -81,4 +91,5 @@ __all__ = [
     "is_kernel", "is_kernel_layer", "is_input_layer", "layer_role", "largest_image_layer", "ensure_visible",
     "units_of", "kernel_shape", "MAX_KERNEL_SIDE", "layer_confidence", "LayerDataTuple", "KERNEL_COLORMAP",
     "DMAP_COLORMAP", "DMAP_DESCRIPTION", "KERNEL_SLOTS", "FILE_KERNEL_SLOT", "FWHM_PER_SIGMA",
+    "KernelProblem", "kernel_problem", "named_as_kernel", "skipped_kernel",
 ]
