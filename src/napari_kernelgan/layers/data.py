@@ -134,6 +134,19 @@ def _physical_pixel(image_layer: Any) -> tuple[float, str] | None:
     return float(scale[0]), (unit if unit not in (None, "pixel", "") else "world units")
 
 
+MAP_OPACITY = 0.7
+"""Quantity maps are drawn translucent, so one shown over the image still lets the image through."""
+
+
+def _map_limits(data: np.ndarray) -> tuple[float, float]:
+    """Contrast limits of a width map: its own range, widened to at least ±10 % around its middle, so a map
+    that hardly varies reads as the colormap's middle, not as its top (a flat yellow)."""
+    lo, hi = float(data.min()), float(data.max())
+    mid = 0.5 * (lo + hi)
+    half = max(0.5 * (hi - lo), 0.1 * abs(mid), 1e-6)
+    return max(0.0, mid - half), mid + half
+
+
 def kernel_map_layer_data(image_layer: Any, field: KernelField, *, slice_index: Sequence[int] | None = None,
                           name: str | None = None,
                           quantities: Sequence[str] | None = None) -> list[LayerDataTuple]:
@@ -142,7 +155,8 @@ def kernel_map_layer_data(image_layer: Any, field: KernelField, *, slice_index: 
     the tile kernels drawn at their places (each normalised to its own peak; the field itself is in the
     metadata, so the layer is a kernel choice for SR), and per-pixel maps of the blur's width along
     its long and short axes (input pixels), orientation, anisotropy and confidence, plus the long
-    axis' FWHM in physical units where the layer has a pixel size. ``name`` replaces the layer's name
+    axis' FWHM in physical units where the layer has a pixel size. The maps come hidden and translucent (the
+    first view is the image and the mosaic; a map is one click away). ``name`` replaces the layer's name
     in the layer names (a sample's true field); ``quantities`` picks the maps (default: all).
     """
     scale, translate, hw = _spatial(image_layer)
@@ -188,12 +202,10 @@ def kernel_map_layer_data(image_layer: Any, field: KernelField, *, slice_index: 
                                                f"{physical[1]} (pixel size {physical[0]:g})")
         else:
             label, cmap, limits, unit, text = KERNEL_MAP_QUANTITIES[q]
-        lo, hi = (float(data.min()), float(data.max())) if limits is None else limits
-        if limits is None:
-            lo, hi = 0.0, max(hi, lo + 1e-6)
+        lo, hi = _map_limits(data) if limits is None else limits
         out.append((_as_slice_stack(data, slice_index),
                     {"name": f"{name} kernel map: {label}", "scale": p_scale, "translate": p_translate,
-                     "colormap": cmap, "contrast_limits": [lo, hi], "visible": q == "width_major",
+                     "colormap": cmap, "contrast_limits": [lo, hi], "visible": False, "opacity": MAP_OPACITY,
                      "metadata": {**common, "role": str(LayerRole.KERNEL_FIELD_MAP), "quantity": q, "unit": unit,
                                   "description": text,
                                   "value_range": [float(data.min()), float(data.max())]},

@@ -142,7 +142,8 @@ def add_estimate_layers(viewer: Any, image_layer: Any, estimate: KernelEstimate,
 def add_kernel_map_layers(viewer: Any, image_layer: Any, field: KernelField, *,
                           slice_index: Sequence[int] | None = None) -> list[Any]:
     """Add (or replace) the kernel-map layers of ``image_layer`` (see :func:`kernel_map_layer_data`);
-    the maps of an earlier run on the same image are replaced or removed. Returns the new layers.
+    the maps of an earlier run on the same image are replaced or removed. The mosaic goes over the image,
+    the quantity maps (hidden) below it. Returns the new layers.
 
     From the napari console::
 
@@ -159,6 +160,11 @@ def add_kernel_map_layers(viewer: Any, image_layer: Any, field: KernelField, *,
                 LayerRole.KERNEL_MOSAIC, LayerRole.KERNEL_FIELD_MAP):
             viewer.layers.remove(layer)
     added = [_put(viewer, t) for t in tuples]
+    # First view: the image with the mosaic over it; the quantity maps wait below it, the long-axis width
+    # nearest, for a click on their eye to show them.
+    for layer in reversed(added):
+        if layer_role(layer) == LayerRole.KERNEL_FIELD_MAP:
+            _place_below(viewer, layer, image_layer)
     _select(viewer, image_layer)
     return added
 
