@@ -252,7 +252,7 @@ class TaskWidget(QWidget):
     def _progressed(self, report: Report) -> None:
         record = self.runner.record
         self.status.value = f"{record.description}: {progress_text(report, record.elapsed())}{self._notes_text()}"
-        self.progress_bar.setValue(int(BAR_STEPS * min(1.0, max(0.0, report.progress.fraction))))
+        self.progress_bar.setValue(int(BAR_STEPS * report.bar))
         self.on_report(report)
 
     def _finished(self, record: RunRecord) -> None:
