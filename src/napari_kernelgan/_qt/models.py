@@ -158,17 +158,6 @@ def merge_reports(older: Report | None, newer: Report) -> Report:
     return newer
 
 
-LOW_CONFIDENCE = 0.3
-
-
-def confidence_text(confidence: float) -> str:
-    """The confidence as the status line says it, with a warning when it is low."""
-    if confidence < LOW_CONFIDENCE:
-        return (f"confidence {confidence:.2f}: low, the image has little that shows the blur; "
-                "super-resolution will regularise strongly")
-    return f"confidence {confidence:.2f}"
-
-
 def format_seconds(seconds: float) -> str:
     """``'0.4 s'``, ``'42 s'`` or ``'3 min 05 s'``; ``'…'`` when not yet known."""
     if seconds is None or not math.isfinite(seconds):

@@ -33,7 +33,7 @@ kernel-map quantities), :mod:`.kinds` (what a layer is), :mod:`.placement`
 """
 from __future__ import annotations
 
-from .data import estimate_layer_data, field_from_layer, kernel_map_layer_data, sr_layer_data
+from .data import confidence_metadata, estimate_layer_data, field_from_layer, kernel_map_layer_data, sr_layer_data
 from .kinds import (
     KernelProblem,
     is_input_layer,
@@ -79,6 +79,7 @@ from .viewer import (
     layer_confidence,
     layer_kernels,
     remove_layer,
+    show_confidence,
     update_preview,
 )
 
@@ -92,4 +93,5 @@ __all__ = [
     "units_of", "kernel_shape", "MAX_KERNEL_SIDE", "layer_confidence", "LayerDataTuple", "KERNEL_COLORMAP",
     "DMAP_COLORMAP", "DMAP_DESCRIPTION", "KERNEL_SLOTS", "FILE_KERNEL_SLOT", "FWHM_PER_SIGMA",
     "KernelProblem", "kernel_problem", "named_as_kernel", "skipped_kernel",
+    "confidence_metadata", "show_confidence",
 ]

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..confidence import read_confidence
 from ..fields import KernelField
 from ..types import KernelEstimate, SRResult
 from ..vocabulary import LayerRole
@@ -41,10 +42,22 @@ def _kernel_tuple(kernel: np.ndarray, name: str, image_layer: Any, slot: int,
                 "metadata": metadata, **units_of(image_layer, 2)}, "image")
 
 
+def confidence_metadata(confidence: float | None, scale: int) -> dict[str, Any]:
+    """What a kernel layer's metadata says about its confidence in the user's terms
+    (:func:`~napari_kernelgan.confidence.read_confidence`): ``confidence_text``, ``confidence_level``,
+    ``trusted`` and ``advice``; ``{}`` for an estimator that gives no confidence."""
+    reading = read_confidence(confidence, scale=scale)
+    if reading is None:
+        return {}
+    return {"confidence_text": reading.text, "confidence_level": reading.level, "trusted": reading.trusted,
+            "advice": reading.advice}
+
+
 def estimate_layer_data(image_layer: Any, estimate: KernelEstimate, *,
                         slice_index: Sequence[int] | None = None) -> list[LayerDataTuple]:
     """Layer data tuples for an estimate of ``image_layer``: kernel ×2, kernel ×4 (for a ×4
-    estimate) and the D-map (for estimators that make one).
+    estimate) and the D-map (for estimators that make one). The kernels' metadata reads their confidence
+    (:func:`confidence_metadata`).
 
     ``slice_index``: the leading (stack) indices when the estimate was made on one
     slice of an nD layer; the D-map is then placed on that slice only.
@@ -54,7 +67,8 @@ def estimate_layer_data(image_layer: Any, estimate: KernelEstimate, *,
     common = {"source": name, "slice": where}
     scales = [2, 4] if estimate.scale == 4 else [2]
     out = [_kernel_tuple(estimate.kernel_for(s), kernel_layer_name(name, s), image_layer, slot,
-                         {**estimate.metadata(s), **common}) for slot, s in enumerate(scales)]
+                         {**estimate.metadata(s), **common, **confidence_metadata(estimate.confidence, s)})
+           for slot, s in enumerate(scales)]
     if estimate.dmap is not None:
         out.append(_dmap_tuple(image_layer, np.asarray(estimate.dmap), slice_index,
                                {**common, "role": str(LayerRole.DMAP), "method": estimate.method,

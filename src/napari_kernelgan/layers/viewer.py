@@ -136,7 +136,45 @@ def add_estimate_layers(viewer: Any, image_layer: Any, estimate: KernelEstimate,
             _place_below(viewer, layer, image_layer)
     _select(viewer, image_layer)
     ensure_visible(viewer, [x for x in added if layer_role(x) in KERNEL_ROLES])
+    kernels = [x for x in added if layer_role(x) == LayerRole.KERNEL and "confidence_text" in x.metadata]
+    if kernels:
+        show_confidence(viewer, kernels[0])
     return added
+
+
+WARNING_COLOUR = "#ffa040"
+
+
+def _text_overlay(viewer: Any) -> Any | None:
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)  # napari ≥ 0.9
+    overlay = getattr(overlays, "text", None) if overlays is not None else None
+    return overlay if overlay is not None else getattr(viewer, "text_overlay", None)
+
+
+def show_confidence(viewer: Any, kernel_layer: Any) -> str:
+    """Write a kernel layer's confidence (its ``confidence_text``, and ``advice`` when not trusted) on the
+    canvas, top left, orange when the kernel is not to be trusted; it goes when that layer does. Returns the
+    text shown."""
+    meta = kernel_layer.metadata
+    text = f"{kernel_layer.name}: {meta['confidence_text']}"
+    if not meta.get("trusted", True):
+        text += f".\n{meta['advice'][:1].upper()}{meta['advice'][1:]}."
+    overlay = _text_overlay(viewer)
+    if overlay is None:
+        return text
+    overlay.text, overlay.position, overlay.font_size = text, "top_left", 10
+    overlay.color = WARNING_COLOUR if not meta.get("trusted", True) else "white"
+    overlay.visible = True
+    name = kernel_layer.name
+
+    def on_removed(event: Any) -> None:
+        if getattr(event.value, "name", None) == name:
+            viewer.layers.events.removed.disconnect(on_removed)
+            if overlay.text == text:
+                overlay.visible = False
+
+    viewer.layers.events.removed.connect(on_removed)
+    return text
 
 
 def add_kernel_map_layers(viewer: Any, image_layer: Any, field: KernelField, *,
