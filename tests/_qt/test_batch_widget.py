@@ -9,6 +9,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import tifffile
+from qt_helpers import in_view
 
 from napari_kernelgan.io import write_image
 from napari_kernelgan.physics import degrade, gaussian_kernel
@@ -50,6 +51,7 @@ def test_batch_runs_a_folder_shows_the_summary_and_opens_results(make_napari_vie
     layers = widget.open_results()
     assert [la.name for la in layers] == ["a_sr_x2_closed-form", "b_sr_x2_closed-form"]
     assert tuple(layers[1].scale) == pytest.approx((0.5, 0.1625, 0.1625))  # the stack at its physical size
+    assert all(in_view(viewer, layer) for layer in layers)  # the view of the empty viewer was reset to them
     # Placed as Super-resolve places the SR of the same input (the −½ HR-pixel offset): each overlays its input.
     from napari_kernelgan.layers import sr_layer_data
     from napari_kernelgan.types import SRResult

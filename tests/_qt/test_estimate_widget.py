@@ -311,7 +311,9 @@ def test_a_stack_estimate_reads_its_confidence_in_the_user_s_terms(make_napari_v
     # Never a bare number: the level and the width error come with it.
     assert re.search(r"confidence \d\.\d\d \((high|medium|low)\): kernel width typically", widget.status.value)
     overlay = viewer.canvas.overlays.text
-    assert overlay.visible and overlay.text.startswith("fluorescence LR kernel ×2: " + reading.text)
+    said = " ".join(overlay.text.split("\n"))
+    assert overlay.visible and said.startswith("fluorescence LR kernel ×2: " + reading.text)
+    assert all(len(line) <= 64 for line in overlay.text.split("\n"))  # lines that fit a narrow canvas
 
     # An estimate not to be trusted: a warning notification with the advice, the status styled as a warning,
     # the canvas text in orange.
@@ -332,7 +334,7 @@ def test_a_stack_estimate_reads_its_confidence_in_the_user_s_terms(make_napari_v
     assert low.text in warning.message and low.advice[1:] in warning.message
     assert widget.status_is_warning and low.advice[1:] in widget.status.value
     assert overlay.color is not None and tuple(np.round(overlay.color[:3], 2)) != (1.0, 1.0, 1.0)
-    assert low.advice[1:] in overlay.text
+    assert low.advice[1:] in " ".join(overlay.text.split("\n"))
     viewer.layers.remove("fluorescence LR kernel ×2")  # the text goes with its layer
     assert not overlay.visible
     # The next run starts from a plain status line.

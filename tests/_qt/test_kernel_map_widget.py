@@ -49,6 +49,8 @@ def test_map_layers_overlay_the_input_and_rerun_replaces_them(make_napari_viewer
     assert not truth.visible and field_from_layer(truth) is not None
     widget = dock(viewer, "Kernel map")
     assert isinstance(widget, KernelMapWidget) and widget.image.value == image
+    # superqt's spin box shows "0", not a special-value text: the label says what 0 means
+    assert widget.tile.value == 0 and widget.tile.native.text() == "0" and "0: automatic" in widget.tile.label
     run_map(widget, wait_idle)
     assert "done" in widget.status.value and "tiles" in widget.status.value
     mosaic = viewer.layers[kernel_map_layer_name(NAME)]

@@ -249,8 +249,10 @@ def test_layers_meant_as_kernels_that_are_not_say_why(make_napari_viewer, dock):
     assert widget.skipped_kernels() == ["layer 'bead PSF' is not a kernel: 3-D (9×15×15)",
                                         "layer 'psf' is not a kernel: even side 12"]
     assert widget.skipped.native.isVisibleTo(widget) and "'psf' is not a kernel: even side 12" in widget.skipped.value
-    # The input image itself is not explained away as a kernel.
-    assert image.name not in widget.skipped.value
+    # Input images are not explained away as kernels, small stacks included.
+    viewer.add_image(np.ones((12, 128, 128), np.float32), name="cells")
+    assert image.name not in widget.skipped.value and "cells" not in widget.skipped.value
+    viewer.layers.remove("cells")
     viewer.layers.remove("psf")
     viewer.layers.remove("bead PSF")
     assert not widget.skipped.native.isVisibleTo(widget)

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QTableWidget, QTableW
 from .. import api
 from ..batch import BatchConfig, iter_batch
 from ..errors import KernelGANError
-from ..layers import sr_transform
+from ..layers import ensure_visible, sr_transform
 from ..registry import ESTIMATORS, SR_METHODS
 from ..vocabulary import ESTIMATE_SCALES
 from .models import RunRecord, RunState, format_seconds
@@ -238,6 +238,7 @@ class BatchWidget(TaskWidget):
         from .._reader import looks_like_stack, read_stacks
 
         layers: list[Any] = []
+        empty = len(self.viewer.layers) == 0
         rows = self.result_rows()
         if not rows:
             self.say("The chosen rows have no super-resolved file (they failed): choose rows with status ok.")
@@ -254,4 +255,8 @@ class BatchWidget(TaskWidget):
                     nd = layer.ndim
                     layer.scale, layer.translate = sr_transform([1.0] * nd, [0.0] * nd, factor)
                     layers.append(layer)
+        if layers and empty:
+            self.viewer.reset_view()  # the view of an empty viewer shows none of them
+        elif layers:
+            ensure_visible(self.viewer, layers)
         return layers

@@ -123,7 +123,8 @@ def is_input_layer(layer: Any) -> bool:
 KERNEL_WORDS = ("kernel", "psf")
 """Words in a file or layer name that say it is meant as a kernel (``psf.npy``, ``tissue kernel ×2``)."""
 MEANT_SIDE = 2 * MAX_KERNEL_SIDE
-"""Layers this small (every side) are taken as meant for kernels even when their name does not say so."""
+"""Layers named as kernels up to this size (every side) are explained when they are not one; an unnamed layer
+only when it is 2-D and at most a side longer than a kernel may be (a 12×12 or 76×76 image)."""
 
 
 def named_as_kernel(name: str) -> bool:
@@ -133,13 +134,14 @@ def named_as_kernel(name: str) -> bool:
 
 
 def skipped_kernel(layer: Any) -> str | None:
-    """Why an image layer that looks meant as a kernel (named so, or small) is not offered as one:
+    """Why an image layer that looks meant as a kernel (named so, or kernel-sized) is not offered as one:
     ``"layer 'psf' is not a kernel: even side 12"``; ``None`` for kernels, inputs of ordinary size and results."""
     if not _is_image_layer(layer) or layer_role(layer) in RESULT_ROLES or is_kernel_layer(layer):
         return None
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     shape = tuple(int(n) for n in data.shape)
-    if not (named_as_kernel(layer.name) or max(shape, default=0) <= MEANT_SIDE):
+    named = named_as_kernel(layer.name) and max(shape, default=0) <= MEANT_SIDE
+    if not (named or (len(shape) == 2 and max(shape) <= MAX_KERNEL_SIDE + 1)):
         return None
     if getattr(layer, "rgb", False):
         reason = "an RGB image"

@@ -1,6 +1,7 @@
 """Putting results into a viewer: add or replace layers in place, keep the selection, widen the view."""
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -143,6 +144,8 @@ def add_estimate_layers(viewer: Any, image_layer: Any, estimate: KernelEstimate,
 
 
 WARNING_COLOUR = "#ffa040"
+OVERLAY_LINE = 64
+"""Characters per line of the canvas text."""
 
 
 def _text_overlay(viewer: Any) -> Any | None:
@@ -156,9 +159,11 @@ def show_confidence(viewer: Any, kernel_layer: Any) -> str:
     canvas, top left, orange when the kernel is not to be trusted; it goes when that layer does. Returns the
     text shown."""
     meta = kernel_layer.metadata
-    text = f"{kernel_layer.name}: {meta['confidence_text']}"
+    said = f"{kernel_layer.name}: {meta['confidence_text']}."
     if not meta.get("trusted", True):
-        text += f".\n{meta['advice'][:1].upper()}{meta['advice'][1:]}."
+        said += f" {meta['advice'][:1].upper()}{meta['advice'][1:]}."
+    # Short lines: the canvas text does not wrap, and a long line runs off a narrow canvas.
+    text = "\n".join(textwrap.wrap(said, OVERLAY_LINE))
     overlay = _text_overlay(viewer)
     if overlay is None:
         return text
