@@ -8,7 +8,6 @@ from magicgui.widgets import ComboBox, SpinBox
 from napari.utils.notifications import show_warning
 
 from .. import api
-from ..confidence import read_confidence
 from ..layers import add_estimate_layers, preview_layer_name, remove_layer, update_preview
 from ..types import KernelEstimate
 from ..vocabulary import ESTIMATE_SCALES
@@ -97,6 +96,8 @@ class EstimateKernelWidget(EstimatorTaskWidget):
         read = f", {est.options['slices_read']} slices read" if "slices_read" in est.options else ""
         text = (f"{record.description}: done in {format_seconds(record.elapsed())} ({est.method}, {steps}"
                 f"{est.device}{read})")
+        from ..confidence import read_confidence
+
         reading = read_confidence(est.confidence, scale=est.scale)
         if reading is None:
             return text + "."

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from ..confidence import read_confidence
 from ..fields import KernelField
 from ..types import KernelEstimate, SRResult
 from ..vocabulary import LayerRole
@@ -46,6 +45,8 @@ def confidence_metadata(confidence: float | None, scale: int) -> dict[str, Any]:
     """What a kernel layer's metadata says about its confidence in the user's terms
     (:func:`~napari_kernelgan.confidence.read_confidence`): ``confidence_text``, ``confidence_level``,
     ``trusted`` and ``advice``; ``{}`` for an estimator that gives no confidence."""
+    from ..confidence import read_confidence  # loads the calibration record: only when an estimate is shown
+
     reading = read_confidence(confidence, scale=scale)
     if reading is None:
         return {}
