@@ -145,14 +145,29 @@ def test_kernel_writer_reader_round_trip(tmp_path, suffix):
     assert np.allclose(data, k, atol=1e-6) and kwargs["metadata"]["orientation"] == "correlation"
 
 
-def test_reader_leaves_images_alone(tmp_path):
-    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
-    np.save(tmp_path / "image_kernel.npy", img)
-    io.write_image(tmp_path / "image_kernel.tif", img)
+def test_reader_leaves_images_alone_and_says_why_a_small_file_is_no_kernel(tmp_path):
+    from napari_kernelgan._reader import misread_kernel, read_kernels, read_plain_tiffs
+    from napari_kernelgan.errors import BadInputError
+
+    big = np.random.default_rng(0).random((256, 256)).astype(np.float32)
+    np.save(tmp_path / "big_kernel.npy", big)
+    io.write_image(tmp_path / "big_kernel.tif", big)
+    assert get_reader(str(tmp_path / "big_kernel.npy")) is None  # an image: napari's
+    assert get_reader(str(tmp_path / "big_kernel.tif")) is read_plain_tiffs  # a TIFF, read plainly
+    assert get_reader(str(tmp_path / "missing_kernel.npy")) is None
+    # Small files named as kernels are claimed, to say what is wrong with them.
+    np.save(tmp_path / "image_kernel.npy", big[:64, :64])
     np.save(tmp_path / "signed_kernel.npy", np.full((5, 5), -1.0))
-    for name in ("image_kernel.npy", "image_kernel.tif", "signed_kernel.npy", "missing_kernel.npy"):
-        assert get_reader(str(tmp_path / name)) is None
-        assert not looks_like_kernel(tmp_path / name)
+    for name, said in (("image_kernel.npy", "image_kernel.npy is 64×64: an SR kernel must have an odd side"),
+                       ("signed_kernel.npy", "signed_kernel.npy is 5×5: a blur kernel is non-negative")):
+        path = tmp_path / name
+        assert not looks_like_kernel(path) and misread_kernel(path).startswith(said)
+        assert get_reader(str(path)) is read_kernels
+        with pytest.raises(BadInputError, match=said):
+            read_kernels(str(path))
+    # Not named as a kernel: never claimed as one.
+    np.save(tmp_path / "crop.npy", np.ones((12, 12)))
+    assert misread_kernel(tmp_path / "crop.npy") is None and get_reader(str(tmp_path / "crop.npy")) is None
 
 
 def test_writer_keeps_plain_images_plain(tmp_path):

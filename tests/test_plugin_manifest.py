@@ -48,8 +48,10 @@ def test_plugin_manager_discovers_every_contribution():
     assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/k_kernel.npy"]))
     assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/kernel.mat"]))
     assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/cells.ome.tif"]))
-    # Plain TIFF names are napari's: claiming them would make napari ask which reader for every TIFF.
-    assert not any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/image.tif"]))
+    # Every TIFF, so napari offers this reader (calibrated stacks) beside its own; .npy only for kernels.
+    assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/image.tif"]))
+    assert any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/psf.npy"]))
+    assert not any(r.command.startswith(PLUGIN) for r in pm.iter_compatible_readers(["/x/image.npy"]))
     writer, _ = pm.get_writer("/x/k.mat", ["image"])
     assert writer is not None and writer.command.startswith(PLUGIN)
     assert {w.display_name for w in pm.iter_widgets()} >= {"Estimate kernel", "Super-resolve"}

@@ -1,14 +1,16 @@
-"""Reading kernel files into napari.
+"""Reading kernel files, kernel maps and TIFF stacks into napari.
 
 Every ``.mat`` file is claimed (napari reads none itself): one holding a
 ``Kernel`` variable (or a single variable), as the DIV2KRK / KernelGAN files
 do, becomes a kernel layer; any other (corrupt, 64×64, several variables...)
 fails with the reason from :func:`napari_kernelgan.io.read_kernel`, shown as a
-napari notification, instead of napari's generic "refused the file". ``.npy``
-and ``.tif`` files (the manifest offers only those with ``kernel`` in their
-name) are claimed only when their content is a kernel by
-:func:`napari_kernelgan.layers.is_kernel`; anything else is left to napari's
-image readers (and can still serve as a kernel in *Super-resolve*).
+napari notification, instead of napari's generic "refused the file". A
+``.npy`` or plain ``.tif`` whose name says it is a kernel (``kernel`` or
+``psf`` in it) is read as one when its content is a kernel by
+:func:`napari_kernelgan.layers.is_kernel`; when it is small but not a kernel
+(even-sized, 3-D...) the reader fails with what is wrong and what to do
+(``psf.npy is 12×12: an SR kernel must have an odd side; ...``), also shown as
+a notification.
 
 A kernel read while a viewer is open is drawn in a kernel panel beside the
 largest image layer, with that layer's units, and the view widens to show it.
@@ -17,20 +19,22 @@ Kernel maps (``.npz`` files written by ``KernelField.save`` or ``estimate
 --kernel-map``) open as the kernel-map layers of *Kernel map*: over an open
 image layer of the map's size (its geometry and units), else at unit scale.
 
-OME-TIFF and ImageJ TIFF stacks open with their physical pixel sizes as the
-layer's ``scale``, their ``units`` and ``axis_labels`` (read by
+TIFFs: the manifest claims ``*.tif`` / ``*.tiff``, so napari offers this
+plugin beside its own reader for every TIFF (and can remember the choice for
+the suffix). OME-TIFF and ImageJ stacks open with their physical pixel sizes
+as the layer's ``scale``, their ``units`` and ``axis_labels`` (read by
 :func:`napari_kernelgan.stacks.open_image`, as the batch engine reads them), a
 layer per channel, and lazily: memory-mapped, or page by page through Dask
-when compressed. A TIFF without OME or ImageJ metadata is left to napari. The
-manifest offers only ``*.ome.tif`` / ``*.ome.tiff`` names: napari asks the
-user to choose whenever two plugins' patterns match a file, so claiming
-``*.tif`` would make it ask for every TIFF. An ImageJ ``.tif`` is read when
-handed to :func:`get_reader` directly or to :func:`read_stacks`.
+when compressed. A unit napari does not know is named in a warning and the
+axis left in pixels. A TIFF without OME or ImageJ metadata (and not a kernel)
+opens plainly, memory-mapped where it can be, so remembering this plugin for
+TIFFs never loses a file.
 """
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,13 +46,16 @@ from .io import read_kernel
 from .layers import (
     FILE_KERNEL_SLOT,
     KERNEL_COLORMAP,
+    MAX_KERNEL_SIDE,
     LayerDataTuple,
     ensure_visible,
     is_kernel,
     kernel_panel_transform,
+    kernel_problem,
     kernel_shape,
     largest_image_layer,
     layer_role,
+    named_as_kernel,
     units_of,
 )
 from .types import kernel_metadata
@@ -57,7 +64,8 @@ from .vocabulary import LayerRole
 ReaderFunction = Callable[[Any], list[LayerDataTuple]]
 
 __all__ = ["get_reader", "read_kernels", "kernel_layer_data", "looks_like_kernel", "looks_like_field",
-           "read_kernel_maps", "looks_like_stack", "read_stacks", "stack_layer_data"]
+           "read_kernel_maps", "looks_like_stack", "read_stacks", "stack_layer_data", "read_plain_tiffs",
+           "plain_tiff_layer_data", "misread_kernel"]
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -65,7 +73,8 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def looks_like_kernel(path: str | os.PathLike) -> bool:
-    """Whether a ``.npy`` or ``.tif`` file holds a kernel (:func:`~napari_kernelgan.layers.is_kernel`).
+    """Whether a ``.npy`` file, or a ``.tif`` named as a kernel, holds a kernel
+    (:func:`~napari_kernelgan.layers.is_kernel`).
 
     Only the header is read unless the shape fits. (``.mat`` files are always
     claimed, see :func:`get_reader`.)
@@ -79,7 +88,8 @@ def looks_like_kernel(path: str | os.PathLike) -> bool:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             shape = _squeezed(arr.shape)
             return kernel_shape(shape) and is_kernel(np.asarray(arr).reshape(shape))
-        if suffix in (".tif", ".tiff"):
+        if suffix in (".tif", ".tiff") and named_as_kernel(path.stem):
+            # Every TIFF reaches this reader; a small plain image is a kernel only when its name says so.
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
@@ -91,6 +101,47 @@ def looks_like_kernel(path: str | os.PathLike) -> bool:
         # Unreadable or foreign content: not ours to claim.
         return False
     return False
+
+
+def _raw_shape(path: Path) -> tuple[tuple[int, ...], str | None]:
+    """The array shape of a ``.npy`` or ``.tif`` file and, for a TIFF, its kind (``ome``, ``imagej``, ``tiff``);
+    only the header is read."""
+    if path.suffix.lower() == ".npy":
+        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape), None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        kind = "ome" if tif.is_ome else "imagej" if tif.is_imagej else "tiff"
+        return tuple(tif.series[0].shape), kind
+
+
+def misread_kernel(path: str | os.PathLike) -> str | None:
+    """What is wrong with a ``.npy`` / ``.tif`` file that is meant as a kernel but is not one, in the user's
+    terms (``'psf.npy is 12×12: an SR kernel must have an odd side; crop it to 11×11 or pad it to 13×13'``);
+    ``None`` for a kernel, and for files not meant as one: not named so, or too big to be one (an image)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".npy", ".tif", ".tiff") or not path.is_file() or not named_as_kernel(path.stem):
+        return None
+    try:
+        shape, kind = _raw_shape(path)
+    except Exception:  # unreadable: napari's readers may know better
+        return None
+    shape = _squeezed(shape)
+    if not shape or max(shape) > 2 * MAX_KERNEL_SIDE or len(shape) > 3 or (kind in ("ome", "imagej")
+                                                                          and len(shape) > 2):
+        return None  # an image or a calibrated stack (a 3-D PSF opens as one)
+    try:
+        arr = np.load(path, allow_pickle=False) if kind is None else _tiff_array(path)
+    except Exception:
+        return None
+    problem = kernel_problem(np.asarray(arr).reshape(shape))
+    return None if problem is None else problem.about(path.name, shape)
+
+
+def _tiff_array(path: Path) -> np.ndarray:
+    import tifffile
+
+    return tifffile.imread(path)
 
 
 def _viewer() -> Any | None:
@@ -119,6 +170,9 @@ def kernel_layer_data(path: str | os.PathLike, viewer: Any | None = None, slot: 
     With a ``viewer``, the kernel is placed in panel ``slot`` beside its largest image layer.
     """
     path = Path(path)
+    wrong = misread_kernel(path)
+    if wrong is not None:
+        raise BadInputError(wrong)
     k = read_kernel(path)
     meta = kernel_metadata(k, None, role=LayerRole.KERNEL_FILE, source_file=str(path))
     kwargs: dict[str, Any] = {"name": path.stem, "colormap": KERNEL_COLORMAP, "metadata": meta,
@@ -165,7 +219,8 @@ def _field_layers(path: Path, viewer: Any | None) -> list[LayerDataTuple]:
     from types import SimpleNamespace
 
     from .fields import KernelField
-    from .layers import _spatial, is_input_layer, kernel_map_layer_data
+    from .layers import is_input_layer, kernel_map_layer_data
+    from .layers.placement import _spatial
 
     field = KernelField.load(path)
     over = None
@@ -210,9 +265,10 @@ def looks_like_stack(path: str | os.PathLike) -> bool:
 _UNIT_SPELLINGS = {"\\u00b5m": "µm", "μm": "µm", "micron": "µm", "microns": "µm", "pixels": "pixel"}
 
 
-def _napari_unit(text: str | None) -> str:
-    """A unit napari (pint) understands; ``"pixel"`` for none or one it does not know."""
-    if not text:
+def _napari_unit(text: str | None, where: str = "") -> str:
+    """A unit napari (pint) understands; ``"pixel"`` for none, and for one it does not know, with a warning
+    naming that unit (the image still opens, that axis uncalibrated)."""
+    if not text or text.strip().lower() in ("pixel", "pixels", "px"):
         return "pixel"
     unit = _UNIT_SPELLINGS.get(text.strip().lower(), text.strip())
     try:
@@ -220,19 +276,22 @@ def _napari_unit(text: str | None) -> str:
 
         pint.get_application_registry().Unit(unit)
     except Exception:  # an unknown unit must not stop the image from opening
+        about = f" in {where}" if where else ""
+        warnings.warn(f"unit {text.strip()!r}{about} is not one napari knows: that axis is shown in pixels; "
+                      "write the unit as µm, nm, mm or s in the file's metadata", UserWarning, stacklevel=2)
         return "pixel"
     return unit
 
 
-def _axis_calibration(meta: Any, axis: str) -> tuple[float, str]:
+def _axis_calibration(meta: Any, axis: str, where: str = "") -> tuple[float, str]:
     """Physical step and unit of one axis: pixel sizes for X, Y, Z; the frame interval for T."""
     if axis in meta.pixel_size:
-        return float(meta.pixel_size[axis]), _napari_unit(meta.unit.get(axis))
+        return float(meta.pixel_size[axis]), _napari_unit(meta.unit.get(axis), where)
     extra = meta.extra
     if axis == "T" and extra.get("TimeIncrement"):
-        return float(extra["TimeIncrement"]), _napari_unit(extra.get("TimeIncrementUnit", "s"))
+        return float(extra["TimeIncrement"]), _napari_unit(extra.get("TimeIncrementUnit", "s"), where)
     if axis == "T" and extra.get("finterval"):
-        return float(extra["finterval"]), _napari_unit(extra.get("tunit", "s"))
+        return float(extra["finterval"]), _napari_unit(extra.get("tunit", "s"), where)
     return 1.0, "pixel"
 
 
@@ -247,7 +306,12 @@ def stack_layer_data(path: str | os.PathLike) -> LayerDataTuple:
     rgb = axes.endswith("S") and shape[-1] in (3, 4)
     channel = None if rgb else channel_index(axes)
     spatial = [a for i, a in enumerate(axes) if i != channel and not (rgb and a == "S")]
-    steps, units = zip(*(_axis_calibration(src.meta, a) for a in spatial))
+    # One warning per unknown unit, not one per axis that uses it.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        steps, units = zip(*(_axis_calibration(src.meta, a, path.name) for a in spatial))
+    for text in dict.fromkeys(str(w.message) for w in caught):
+        warnings.warn(text, UserWarning, stacklevel=2)
     name = stem_of(path)
     kwargs: dict[str, Any] = {
         "name": name if channel is None else [f"{name} c{i}" for i in range(shape[channel])],
@@ -272,18 +336,63 @@ def read_stacks(path: str | list[str]) -> list[LayerDataTuple]:
     return out
 
 
+def plain_tiff_layer_data(path: str | os.PathLike) -> LayerDataTuple:
+    """A TIFF without OME or ImageJ metadata as an image layer tuple, uncalibrated, memory-mapped where the file
+    allows (RGB when tifffile finds samples of 3 or 4)."""
+    import tifffile
+
+    from .stacks import stem_of
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            mappable = series.dataoffset is not None and series.dtype.isnative
+            axes, shape = series.axes, tuple(series.shape)
+        data = tifffile.memmap(path, mode="r") if mappable else tifffile.imread(path)
+    except Exception as exc:  # corrupt and truncated files raise many types; report them one way
+        raise BadInputError(f"could not read image {path.name}: {exc}") from exc
+    rgb = axes.endswith("S") and shape[-1] in (3, 4)
+    return (data, {"name": stem_of(path), "rgb": rgb, "metadata": {"source_file": str(path), "format": "tiff"}},
+            "image")
+
+
+def read_plain_tiffs(path: str | list[str]) -> list[LayerDataTuple]:
+    """Read TIFFs without OME or ImageJ metadata plainly (see the module docstring)."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    out = []
+    for p in paths:
+        try:
+            out.append(plain_tiff_layer_data(p))
+        except BadInputError as exc:
+            _notify_error(f"Cannot open {Path(p).name}: {exc}")
+            raise
+    return out
+
+
+def _is_tiff(path: str | os.PathLike) -> bool:
+    from .stacks import TIFF_SUFFIXES, tiff_kind
+
+    path = Path(path)
+    return path.suffix.lower() in TIFF_SUFFIXES and path.is_file() and tiff_kind(path) is not None
+
+
 def get_reader(path: str | list[str]) -> ReaderFunction | None:
-    """npe2 reader hook: a reader for ``.mat`` files, kernel ``.npy``/``.tif`` files, kernel-map ``.npz`` files
-    and OME / ImageJ TIFF stacks, else ``None`` (plain TIFFs and the rest are napari's)."""
+    """npe2 reader hook (see the module docstring): a reader for ``.mat`` files, kernel ``.npy``/``.tif`` files
+    (and files named as kernels that are not, to say why), kernel-map ``.npz`` files, OME / ImageJ TIFF stacks
+    and plain TIFFs; ``None`` for anything else (napari's)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         return None
     if all(looks_like_field(p) for p in paths):
         return read_kernel_maps
-    if all(Path(p).is_file() and (Path(p).suffix.lower() == ".mat" or looks_like_kernel(p)) for p in paths):
+    if all(Path(p).is_file() and (Path(p).suffix.lower() == ".mat" or looks_like_kernel(p)
+                                  or misread_kernel(p) is not None) for p in paths):
         return read_kernels
     if all(looks_like_stack(p) for p in paths):
         return read_stacks
+    if all(_is_tiff(p) for p in paths):
+        return read_plain_tiffs
     return None
 
 
@@ -304,7 +413,8 @@ def read_kernels(path: str | list[str]) -> list[LayerDataTuple]:
         try:
             out.append(kernel_layer_data(p, viewer, slot=first + i))
         except BadInputError as exc:
-            _notify_error(f"Cannot open {Path(p).name} as a kernel: {exc}")
+            said = str(exc)  # the file's own problem names it already
+            _notify_error(said if said.startswith(Path(p).name) else f"Cannot open {Path(p).name} as a kernel: {said}")
             raise
     if viewer is not None:
         _show_when_added(viewer, {t[1]["metadata"]["source_file"] for t in out})

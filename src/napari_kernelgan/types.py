@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,28 +67,79 @@ def relay(gen: Generator[Progress, None, Any], *, offset: float, span: float, to
 
 
 class EtaTracker:
-    """Seconds left, from the rate of the current stage's own loop.
+    """Seconds left from the recent rate of the current stage's loop, and a bar fraction in proportion to time.
 
-    Set-up before a loop's first step (anchoring, loading weights) would
-    otherwise count as if every step took that long; the rate is measured from
-    the first report of each stage on.
+    A stage's units are not equal work: ``auto`` gives each member estimator the same share of its bar, and on
+    a stack its first members finish half the bar in a second while the last ones take ten. So the rate is
+    measured over a recent window (:data:`WINDOW_SHARE` of the stage's time, at least
+    :data:`MIN_WINDOW_S`), not from the stage's start; nothing is said (NaN) until the stage has run
+    :data:`SETTLE_S` (set-up and instant first steps are not extrapolated), and the estimate is smoothed
+    over :data:`SMOOTH_S` so it counts down instead of jumping. :attr:`fraction` is
+    ``elapsed / (elapsed + left)`` since the first report, never going back, so the bar moves with time,
+    not with units; until a rate is known it moves no further than :data:`EARLY_FRACTION`.
     """
 
-    def __init__(self) -> None:
+    SETTLE_S = 2.0
+    MIN_WINDOW_S = 1.0
+    WINDOW_SHARE = 0.3
+    SMOOTH_S = 1.0
+    SAMPLE_S = 0.05
+    EARLY_FRACTION = 0.1
+
+    def __init__(self, start: float | None = None) -> None:
+        """``start``: when the run began (default: its first report), the origin of :attr:`fraction`'s time."""
         self._key: tuple[str, int] | None = None
         self._t0 = 0.0
-        self._i0 = 0
+        self._start = start
+        self._samples: deque[tuple[float, int]] = deque()
+        self._eta = math.nan
+        self._eta_at = 0.0
+        self.fraction = 0.0
 
     def __call__(self, p: Progress, now: float | None = None) -> float:
         now = time.perf_counter() if now is None else now
+        if self._start is None:
+            self._start = now
         key = (str(p.stage), p.total)
         if key != self._key:
-            self._key, self._t0, self._i0 = key, now, p.iteration
+            self._key, self._t0, self._eta = key, now, math.nan
+            self._samples.clear()
+        if not self._samples or now - self._samples[-1][0] >= self.SAMPLE_S:
+            self._samples.append((now, p.iteration))
+        raw = self._raw(p, now)
+        if math.isnan(raw):
+            self._eta = math.nan
+        elif math.isnan(self._eta):
+            self._eta = raw
+        else:
+            countdown = max(0.0, self._eta - (now - self._eta_at))
+            self._eta = countdown + min(1.0, (now - self._eta_at) / self.SMOOTH_S) * (raw - countdown)
+        self._eta_at = now
+        self._update_fraction(p, now)
+        return self._eta
+
+    def _raw(self, p: Progress, now: float) -> float:
+        ran = now - self._t0
+        if p.total <= 0 or ran < self.SETTLE_S:
             return math.nan
-        done = p.iteration - self._i0
-        if done <= 0 or p.total <= 0:
+        if p.iteration >= p.total:
+            return 0.0
+        window = max(self.MIN_WINDOW_S, self.WINDOW_SHARE * ran)
+        while len(self._samples) > 2 and self._samples[1][0] <= now - window:
+            self._samples.popleft()
+        t_old, i_old = self._samples[0]
+        done = p.iteration - i_old
+        if done <= 0 or now - t_old <= 0:
             return math.nan
-        return max(0.0, (now - self._t0) * (p.total - p.iteration) / done)
+        return (now - t_old) * (p.total - p.iteration) / done
+
+    def _update_fraction(self, p: Progress, now: float) -> None:
+        elapsed = now - (self._start if self._start is not None else now)
+        if math.isnan(self._eta):
+            target = min(self.EARLY_FRACTION, max(0.0, p.fraction)) if p.total > 0 else 0.0
+        else:
+            target = elapsed / (elapsed + self._eta) if elapsed + self._eta > 0 else 1.0
+        self.fraction = max(self.fraction, min(1.0, target))
 
 
 def kernel_metadata(kernel: np.ndarray, scale: int, *, role: LayerRole | str, method: str | None = None,

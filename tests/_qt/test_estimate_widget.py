@@ -1,6 +1,7 @@
 """*Estimate kernel* driven in a real napari viewer (Xvfb), running the real estimators."""
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -291,3 +292,53 @@ def test_console_two_liner(make_napari_viewer):
     add_estimate_layers(viewer, viewer.layers["tissue LR"], est)
     assert viewer.layers["tissue LR kernel ×2"].metadata["iterations"] <= 5
     assert np.allclose(world_extent(viewer.layers[dmap_layer_name("tissue LR")]), world_extent(image))
+
+
+def test_a_stack_estimate_reads_its_confidence_in_the_user_s_terms(make_napari_viewer, dock, wait_idle, notes,
+                                                                   monkeypatch):
+    from napari_kernelgan.confidence import read_confidence
+
+    viewer = make_napari_viewer()
+    viewer.add_image(fluorescence_volume((6, 96, 96)), name="fluorescence LR")
+    widget = dock(viewer, "Estimate kernel")
+    configure(widget, estimator="auto", whole_stack=True)
+    widget.run_button.native.click()
+    wait_idle(widget)
+    kernel = viewer.layers["fluorescence LR kernel ×2"]
+    reading = read_confidence(kernel.metadata["confidence"], scale=2)
+    assert kernel.metadata["confidence_text"] == reading.text and kernel.metadata["trusted"] == reading.trusted
+    assert reading.text in widget.status.value and "(whole stack)" in widget.status.value
+    # Never a bare number: the level and the width error come with it.
+    assert re.search(r"confidence \d\.\d\d \((high|medium|low)\): kernel width typically", widget.status.value)
+    overlay = viewer.canvas.overlays.text
+    said = " ".join(overlay.text.split("\n"))
+    assert overlay.visible and said.startswith("fluorescence LR kernel ×2: " + reading.text)
+    assert all(len(line) <= 64 for line in overlay.text.split("\n"))  # lines that fit a narrow canvas
+
+    # An estimate not to be trusted: a warning notification with the advice, the status styled as a warning,
+    # the canvas text in orange.
+    real = api.iter_estimate_kernel
+
+    def doubtful(image, scale, **kwargs):
+        est = yield from real(image, scale, **kwargs)
+        est.confidence = 0.05
+        return est
+
+    monkeypatch.setattr(api, "iter_estimate_kernel", doubtful)
+    notes.mark()
+    widget.run_button.native.click()
+    wait_idle(widget)
+    low = read_confidence(0.05, scale=2)
+    assert not low.trusted
+    [warning] = notes.since("warning")
+    assert low.text in warning.message and low.advice[1:] in warning.message
+    assert widget.status_is_warning and low.advice[1:] in widget.status.value
+    assert overlay.color is not None and tuple(np.round(overlay.color[:3], 2)) != (1.0, 1.0, 1.0)
+    assert low.advice[1:] in " ".join(overlay.text.split("\n"))
+    viewer.layers.remove("fluorescence LR kernel ×2")  # the text goes with its layer
+    assert not overlay.visible
+    # The next run starts from a plain status line.
+    monkeypatch.setattr(api, "iter_estimate_kernel", real)
+    widget.run_button.native.click()
+    assert not widget.status_is_warning
+    wait_idle(widget)

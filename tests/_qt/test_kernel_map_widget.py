@@ -49,6 +49,8 @@ def test_map_layers_overlay_the_input_and_rerun_replaces_them(make_napari_viewer
     assert not truth.visible and field_from_layer(truth) is not None
     widget = dock(viewer, "Kernel map")
     assert isinstance(widget, KernelMapWidget) and widget.image.value == image
+    # superqt's spin box shows "0", not a special-value text: the label says what 0 means
+    assert widget.tile.value == 0 and widget.tile.native.text() == "0" and "0: automatic" in widget.tile.label
     run_map(widget, wait_idle)
     assert "done" in widget.status.value and "tiles" in widget.status.value
     mosaic = viewer.layers[kernel_map_layer_name(NAME)]
@@ -83,6 +85,38 @@ def test_map_layers_overlay_the_input_and_rerun_replaces_them(make_napari_viewer
     assert len(viewer.layers) == count
     assert field_from_layer(viewer.layers[kernel_map_layer_name(NAME)]).options["tile"] == 96
     assert np.array_equal(image.data, before)
+
+
+def test_first_view_is_the_image_under_the_mosaic_with_the_maps_hidden_below(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = open_varying(viewer)
+    field = TISSUE_VARYING.field(image.data.shape[:2])
+    added = add_kernel_map_layers(viewer, image, field)
+    mosaic = viewer.layers[kernel_map_layer_name(NAME)]
+    maps = [la for la in added if la.metadata["role"] == LayerRole.KERNEL_FIELD_MAP]
+    assert len(maps) == 5
+    order = [la.name for la in viewer.layers]
+    at = order.index
+    # bottom → top: the maps (long-axis width nearest the image), the image, the mosaic over it
+    assert all(at(m.name) < at(image.name) for m in maps) and at(image.name) < at(mosaic.name)
+    assert at(map_layer_name(NAME, "width_major")) == at(image.name) - 1
+    assert image.visible and mosaic.visible and mosaic.blending == "additive"
+    assert not any(m.visible for m in maps) and all(m.opacity < 1.0 for m in maps)
+    width = viewer.layers[map_layer_name(NAME, "width_major")]
+    lo, hi = width.contrast_limits
+    assert lo <= float(width.data.min()) < float(width.data.max()) <= hi  # a varying map spans its colormap
+    again = add_kernel_map_layers(viewer, image, field)
+    assert len(again) == len(added) and [la.name for la in viewer.layers] == order  # a rerun keeps the order
+    # A map that does not vary reads mid-colormap when shown, not as the colormap's top (a flat yellow).
+    from napari_kernelgan.fields import KernelField
+    from napari_kernelgan.physics import gaussian_kernel
+
+    add_kernel_map_layers(viewer, image, KernelField.uniform(gaussian_kernel(13, 1.5, 1.5, 0.0),
+                                                             image.data.shape[:2]))
+    width = viewer.layers[map_layer_name(NAME, "width_major")]
+    lo, hi = width.contrast_limits
+    value = float(width.data.mean())
+    assert np.ptp(width.data) < 1e-6 and lo < value < hi and abs((value - lo) / (hi - lo) - 0.5) < 0.01
 
 
 def test_sr_with_a_kernel_map_layer(make_napari_viewer, dock, wait_idle):

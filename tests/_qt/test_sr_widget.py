@@ -65,6 +65,7 @@ def test_overlays_the_input_and_resets_its_status(make_napari_viewer, dock, wait
 
     # No estimate exists yet for this image: a clear notification, no layer, and the old "done" is gone.
     widget.kernel.value = LATEST
+    widget.method.value = "closed-form"
     widget.run_button.native.click()
     assert not widget.running
     [error] = notes.errors
@@ -206,3 +207,52 @@ def test_rgba_in_rgb_out(make_napari_viewer, dock, wait_idle, bicubic):
     wait_idle(widget)
     assert viewer.layers["rgba SR×2 (bicubic)"].data.shape == (512, 512, 3)
     assert "alpha channel dropped" in widget.status.value
+
+
+def test_bicubic_needs_no_kernel_and_a_bad_image_is_named_before_the_kernel(make_napari_viewer, dock, wait_idle,
+                                                                           notes, bicubic):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((40, 48)).astype(np.float32), name="cells")
+    widget = sr_widget(dock, viewer, image, LATEST, bicubic, 2)
+    assert not SR_METHODS.get(bicubic).uses_kernel
+    widget.run_button.native.click()  # no estimate of 'cells' exists: bicubic does not need one
+    wait_idle(widget)
+    sr = viewer.layers["cells SR×2 (bicubic)"]
+    assert sr.data.shape == (80, 96) and "done" in widget.status.value and not notes.errors
+
+    nan = np.random.default_rng(1).random((40, 48)).astype(np.float32)
+    nan[3, :5] = np.nan
+    holes = viewer.add_image(nan, name="holes")
+    widget.image.value = holes
+    widget.method.value = "closed-form"
+    widget.run_button.native.click()  # a kernel is needed and missing, but the NaNs are what to fix first
+    assert not widget.running
+    assert "the image contains 5 NaN or infinite values" in notes.errors[-1].message
+    assert "Estimate kernel" not in widget.status.value and "5 NaN" in widget.status.value
+    widget.method.value = bicubic
+    notes.mark()
+    widget.run_button.native.click()  # the API's own check, in the run
+    wait_idle(widget)
+    assert "the image contains 5 NaN or infinite values" in notes.errors[-1].message
+
+
+def test_layers_meant_as_kernels_that_are_not_say_why(make_napari_viewer, dock):
+    viewer = make_napari_viewer()
+    image, _ = open_tissue(viewer)
+    widget = dock(viewer, "Super-resolve")
+    assert not widget.skipped.native.isVisibleTo(widget)
+    # What napari's own reader makes of an even-sized psf.npy and of a 3-D PSF stack.
+    viewer.add_image(np.ones((12, 12), np.float32), name="psf")
+    viewer.add_image(np.ones((9, 15, 15), np.float32), name="bead PSF")
+    choices = [name for name, _ in widget._kernel_choices()]
+    assert "psf" not in choices and "bead PSF" not in choices
+    assert widget.skipped_kernels() == ["layer 'bead PSF' is not a kernel: 3-D (9×15×15)",
+                                        "layer 'psf' is not a kernel: even side 12"]
+    assert widget.skipped.native.isVisibleTo(widget) and "'psf' is not a kernel: even side 12" in widget.skipped.value
+    # Input images are not explained away as kernels, small stacks included.
+    viewer.add_image(np.ones((12, 128, 128), np.float32), name="cells")
+    assert image.name not in widget.skipped.value and "cells" not in widget.skipped.value
+    viewer.layers.remove("cells")
+    viewer.layers.remove("psf")
+    viewer.layers.remove("bead PSF")
+    assert not widget.skipped.native.isVisibleTo(widget)

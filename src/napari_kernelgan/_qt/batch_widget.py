@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton
+from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QTableWidget, QTableWidgetItem
 
 from .. import api
 from ..batch import BatchConfig, iter_batch
 from ..errors import KernelGANError
+from ..layers import ensure_visible, sr_transform
 from ..registry import ESTIMATORS, SR_METHODS
 from ..vocabulary import ESTIMATE_SCALES
 from .models import RunRecord, RunState, format_seconds
@@ -28,6 +30,9 @@ __all__ = ["BatchWidget", "TABLE_COLUMNS"]
 TABLE_COLUMNS = ("file", "slice", "channel", "status", "error", "estimator", "sigma_major", "sigma_minor",
                  "orientation_deg", "confidence", "seconds", "output")
 """The summary.csv columns the table shows (the settings columns are the same on every row)."""
+TABLE_ROWS = 8
+"""Rows the summary table shows before it scrolls; fewer rows, a shorter table."""
+FAILED_BACKGROUND = QColor(150, 40, 40)
 
 
 class BatchWidget(TaskWidget):
@@ -167,36 +172,91 @@ class BatchWidget(TaskWidget):
     # ------------------------------------------------------------------ results
 
     def _show_rows(self, rows: list[dict[str, str]]) -> None:
+        """Fill the table: failed rows first, on a red background with the error as their tooltip."""
+        rows = sorted(rows, key=lambda row: row.get("status") != "failed")  # stable: the run's order otherwise
         self.rows = rows
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
+            failed = row.get("status") == "failed"
             for j, column in enumerate(TABLE_COLUMNS):
                 value = row.get(column) or ""
-                self.table.setItem(i, j, QTableWidgetItem(Path(value).name if column == "file" else value))
+                item = QTableWidgetItem(Path(value).name if column == "file" else value)
+                if failed:
+                    item.setBackground(QBrush(FAILED_BACKGROUND))
+                    item.setToolTip(f"{Path(row.get('file') or '').name}: {row.get('error') or 'failed'}")
+                self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
+        self._fit_table()
         self.open_button.enabled = any(row.get("output") for row in rows)
+
+    def _fit_table(self) -> None:
+        """Make the table as tall as its rows (up to :data:`TABLE_ROWS`, then it scrolls), so no row hides
+        below the fold of a table sized for something else."""
+        table = self.table
+        shown = max(1, min(table.rowCount(), TABLE_ROWS))
+        rows = sum(table.rowHeight(i) for i in range(min(table.rowCount(), shown))) or \
+            table.verticalHeader().defaultSectionSize()
+        height = (table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth()
+                  + table.horizontalScrollBar().sizeHint().height())
+        table.setFixedHeight(height)
+
+    def result_rows(self) -> list[tuple[dict[str, str], Path]]:
+        """The selected rows (all rows when none is selected) that have a super-resolved file, with its path,
+        once per file."""
+        chosen = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        rows = [self.rows[i] for i in chosen] if chosen else self.rows
+        out: dict[str, dict[str, str]] = {}
+        for row in rows:
+            if row.get("output") and row.get("status") != "failed" and self.results_dir is not None:
+                out.setdefault(row["output"], row)
+        return [(row, self.results_dir / name) for name, row in out.items()]
 
     def result_paths(self) -> list[Path]:
         """The super-resolved files of the selected rows (all rows when none is selected), once each."""
-        chosen = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
-        rows = [self.rows[i] for i in chosen] if chosen else self.rows
-        names = dict.fromkeys(row["output"] for row in rows if row.get("output") and row.get("status") != "failed")
-        return [self.results_dir / name for name in names if self.results_dir is not None]
+        return [path for _, path in self.result_rows()]
+
+    def _input_scale(self, row: dict[str, str], out_kwargs: dict[str, Any]) -> list[float]:
+        """The scale the input of ``row`` opens at (this plugin's reader); from its result's calibration when
+        the input is gone (the result's Y and X pixel sizes are the input's divided by the SR scale)."""
+        from .._reader import looks_like_stack, stack_layer_data
+
+        source = Path(row.get("file") or "")
+        if looks_like_stack(source):
+            return [float(v) for v in stack_layer_data(source)[1]["scale"]]
+        ndim = len(out_kwargs.get("scale") or ())
+        if not ndim or source.is_file():
+            return [1.0] * ndim
+        factor = int(row.get("scale") or 1)
+        units = list(out_kwargs.get("units") or ["pixel"] * ndim)
+        return [v * factor if i >= ndim - 2 and units[i] != "pixel" else v
+                for i, v in enumerate(float(x) for x in out_kwargs["scale"])]
 
     def open_results(self, *_: Any) -> list[Any]:
-        """Add the result files as image layers: OME / ImageJ stacks with their scale and units (this plugin's
-        reader), other images with napari's."""
+        """Add the result files as image layers: OME / ImageJ stacks with their units (this plugin's reader),
+        other images with napari's; each placed as *Super-resolve* places the SR of its input
+        (:func:`~napari_kernelgan.layers.sr_transform`), so it overlays the input opened beside it."""
         from .._reader import looks_like_stack, read_stacks
 
         layers: list[Any] = []
-        paths = self.result_paths()
-        if not paths:
+        empty = len(self.viewer.layers) == 0
+        rows = self.result_rows()
+        if not rows:
             self.say("The chosen rows have no super-resolved file (they failed): choose rows with status ok.")
-        for path in paths:
+        for row, path in rows:
+            factor = int(row.get("scale") or 1)
             if looks_like_stack(path):
                 for data, kwargs, _ in read_stacks(str(path)):
+                    kwargs["scale"], kwargs["translate"] = sr_transform(
+                        self._input_scale(row, kwargs), [0.0] * len(kwargs["scale"]), factor)
                     added = self.viewer.add_image(data, **kwargs)
                     layers += added if isinstance(added, list) else [added]
             else:
-                layers += self.viewer.open(str(path), plugin="napari")
+                for layer in self.viewer.open(str(path), plugin="napari"):
+                    nd = layer.ndim
+                    layer.scale, layer.translate = sr_transform([1.0] * nd, [0.0] * nd, factor)
+                    layers.append(layer)
+        if layers and empty:
+            self.viewer.reset_view()  # the view of an empty viewer shows none of them
+        elif layers:
+            ensure_visible(self.viewer, layers)
         return layers

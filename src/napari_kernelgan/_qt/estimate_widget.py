@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from magicgui.widgets import ComboBox, SpinBox
+from napari.utils.notifications import show_warning
 
 from .. import api
 from ..layers import add_estimate_layers, preview_layer_name, remove_layer, update_preview
@@ -14,7 +15,6 @@ from .models import (
     Report,
     RunRecord,
     RunState,
-    confidence_text,
     format_seconds,
     input_notes,
     read_then,
@@ -96,4 +96,14 @@ class EstimateKernelWidget(EstimatorTaskWidget):
         read = f", {est.options['slices_read']} slices read" if "slices_read" in est.options else ""
         text = (f"{record.description}: done in {format_seconds(record.elapsed())} ({est.method}, {steps}"
                 f"{est.device}{read})")
-        return text + (f"; {confidence_text(est.confidence)}." if est.confidence is not None else ".")
+        from ..confidence import read_confidence
+
+        reading = read_confidence(est.confidence, scale=est.scale)
+        if reading is None:
+            return text + "."
+        if not reading.trusted:
+            # Said where it cannot be missed: a notification and the status line styled as a warning.
+            show_warning(f"{record.description}: {reading.text}. {reading.advice[:1].upper()}{reading.advice[1:]}.")
+            self.warn_status()
+            return f"{text}; {reading.text}. {reading.advice[:1].upper()}{reading.advice[1:]}."
+        return f"{text}; {reading.text}."

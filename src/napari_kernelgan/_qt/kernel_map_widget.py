@@ -28,9 +28,9 @@ class KernelMapWidget(EstimatorTaskWidget):
         super().__init__(napari_viewer)
         self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in ESTIMATE_SCALES], value=2)
         self.scale.tooltip = "The SR scale the kernels are for (the map stores ×2 kernels; ×4 ones are derived)."
-        self.tile = SpinBox(label="Tile", value=AUTO_TILE, min=AUTO_TILE, max=4096, step=16)
-        self.tile.native.setSpecialValueText("automatic")
-        self.tile.tooltip = (f"Tile side in input pixels (at least {MIN_TILE}). Automatic: {TILE}, larger on big "
+        # The spin box (superqt's) shows no special-value text, so the label says what 0 means.
+        self.tile = SpinBox(label="Tile (0: automatic)", value=AUTO_TILE, min=AUTO_TILE, max=4096, step=16)
+        self.tile.tooltip = (f"Tile side in input pixels (at least {MIN_TILE}). 0, automatic: {TILE}, larger on big "
                              f"images so there are at most {MAX_GRID}×{MAX_GRID} tiles. Smaller tiles follow "
                              "faster changes but "
                              "see less of the blur each.")

@@ -63,10 +63,19 @@ class RunState(str, Enum):
 
 @dataclass(frozen=True)
 class Report:
-    """A progress report as the GUI gets it: the job's ``Progress`` and the seconds left (NaN: not known yet)."""
+    """A progress report as the GUI gets it: the job's ``Progress``, the seconds left (NaN: not known yet) and
+    the bar's fraction in proportion to time (:attr:`~napari_kernelgan.types.EtaTracker.fraction`; NaN: the
+    report's own)."""
 
     progress: Progress
     eta: float = math.nan
+    fraction: float = math.nan
+
+    @property
+    def bar(self) -> float:
+        """The fraction the progress bar shows, in [0, 1]."""
+        value = self.progress.fraction if math.isnan(self.fraction) else self.fraction
+        return min(1.0, max(0.0, value))
 
 
 @dataclass(frozen=True)
@@ -103,13 +112,14 @@ def run_job(job: Job, cancel: threading.Event, interval: float = REPORT_INTERVAL
     """Drive ``job()`` in the worker thread; yield throttled :class:`Report`\\ s and return an :class:`Outcome`.
 
     Every report of the job is seen here: ``cancel`` stops the job at the next
-    one, and the ETA tracker (the current stage's own loop rate) times each.
+    one, and the ETA tracker (the current stage's recent rate) times each and
+    sets the bar's fraction.
     The GUI gets each stage's first report and then at most one per
     ``interval``, carrying the latest kernel seen, so a flood of reports never
     queues up in the GUI. Errors are returned, not raised: napari's worker
     would turn them into a warning or a traceback dump.
     """
-    eta = EtaTracker()
+    eta = EtaTracker(start=clock())
     last_sent, last_stage = -math.inf, None
     kernel = None
     gen = None
@@ -131,7 +141,7 @@ def run_job(job: Job, cancel: threading.Event, interval: float = REPORT_INTERVAL
                     p = replace(p, kernel=kernel)
                 kernel = None
                 last_sent, last_stage = now, str(p.stage)
-                yield Report(p, left)
+                yield Report(p, left, eta.fraction)
     except Cancelled:
         return Outcome(RunState.CANCELLED)
     except Exception as exc:  # every failure reaches the GUI as a value
@@ -144,19 +154,8 @@ def run_job(job: Job, cancel: threading.Event, interval: float = REPORT_INTERVAL
 def merge_reports(older: Report | None, newer: Report) -> Report:
     """``newer``, keeping ``older``'s kernel when ``newer`` has none (reports coalesced in the GUI)."""
     if older is not None and newer.progress.kernel is None and older.progress.kernel is not None:
-        return Report(replace(newer.progress, kernel=older.progress.kernel), newer.eta)
+        return Report(replace(newer.progress, kernel=older.progress.kernel), newer.eta, newer.fraction)
     return newer
-
-
-LOW_CONFIDENCE = 0.3
-
-
-def confidence_text(confidence: float) -> str:
-    """The confidence as the status line says it, with a warning when it is low."""
-    if confidence < LOW_CONFIDENCE:
-        return (f"confidence {confidence:.2f}: low, the image has little that shows the blur; "
-                "super-resolution will regularise strongly")
-    return f"confidence {confidence:.2f}"
 
 
 def format_seconds(seconds: float) -> str:

@@ -4,11 +4,21 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox
+from magicgui.widgets import ComboBox, Label
 
 from .. import api
-from ..errors import KernelGANError
-from ..layers import add_sr_layer, field_from_layer, is_kernel_layer, layer_confidence, layer_kernels, layer_role
+from ..errors import BadInputError, KernelGANError
+from ..imaging import is_lazy, prepare_image
+from ..layers import (
+    add_sr_layer,
+    field_from_layer,
+    image_data,
+    is_kernel_layer,
+    layer_confidence,
+    layer_kernels,
+    layer_role,
+    skipped_kernel,
+)
 from ..registry import SR_METHODS
 from ..types import SRResult
 from ..vocabulary import SR_SCALES, LayerRole
@@ -17,6 +27,7 @@ from .models import (
     RunRecord,
     form_values,
     format_seconds,
+    input_array,
     input_notes,
     kernel_is_estimate,
     kernels_for,
@@ -29,6 +40,8 @@ from .task_widget import RunTarget, TaskWidget
 
 __all__ = ["SuperResolveWidget", "KERNEL_X2"]
 
+NO_KERNEL = np.pad(np.ones((1, 1)), 1)
+"""What methods that ignore the kernel (``MethodSpec.uses_kernel`` False: bicubic) are handed when there is none."""
 KERNEL_X2 = "kernel_x2"
 """Option of methods that run ×4 as two ×2 steps: the ×2 kernel behind the ×4 one (taken from the kernel source)."""
 
@@ -45,10 +58,14 @@ class SuperResolveWidget(TaskWidget):
         self.kernel.tooltip = ("The latest estimate for the image, or any kernel layer: estimates, true kernels, "
                                "kernel files, any small odd-sized non-negative 2-D image; or a kernel map of the "
                                "image (each region is then super-resolved with its own kernel).")
+        self.skipped = Label(value="")
+        self.skipped.native.setWordWrap(True)
+        self.skipped.tooltip = ("Layers that look meant as kernels but cannot serve as one, and why. A kernel is a "
+                                "2-D image with odd sides of 3 to 75 pixels, finite and non-negative.")
         self.method = self.method_chooser("Method", SR_METHODS, api.DEFAULT_SR_METHOD)
         self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in SR_SCALES], value=2)
-        self.form.extend([self.image, self.kernel, self.method, self.unavailable, self.scale, self.options.main,
-                          self.device, self.seed, self.whole_stack])
+        self.form.extend([self.image, self.kernel, self.skipped, self.method, self.unavailable, self.scale,
+                          self.options.main, self.device, self.seed, self.whole_stack])
         self.advanced.append(self.threads)
         self._run: RunTarget | None = None
         self.method.changed.connect(self._method_changed)
@@ -56,6 +73,22 @@ class SuperResolveWidget(TaskWidget):
         self._follow_active(self.image)
         self._method_changed()
         self._image_changed()
+        self._explain_skipped()
+
+    def _layers_changed(self, event: Any = None) -> None:
+        super()._layers_changed(event)
+        self._explain_skipped()
+
+    def skipped_kernels(self) -> list[str]:
+        """Why each layer that looks meant as a kernel is not in the kernel list
+        (``"layer 'psf' is not a kernel: even side 12"``)."""
+        return [why for layer in reversed(self.viewer.layers) if (why := skipped_kernel(layer)) is not None]
+
+    def _explain_skipped(self) -> None:
+        skipped = self.skipped_kernels()
+        self.skipped.value = "Not in the list: " + "; ".join(why.removeprefix("layer ") for why in skipped) \
+            if skipped else ""
+        self.skipped.visible = bool(skipped)
 
     def _kernel_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
         kernels = [(layer.name, layer) for layer in reversed(self.viewer.layers)
@@ -97,6 +130,32 @@ class SuperResolveWidget(TaskWidget):
             return latest_kernels(layer_kernels(self.viewer, layer.name), scale, layer.name)
         return kernels_for(source.data, source.metadata.get("scale"), scale, name=source.name)
 
+    def image_problem(self, layer: Any, slice_index: tuple[int, ...] | None, whole: bool) -> BadInputError | None:
+        """What the API would refuse in the input (NaN or infinite values, empty, too small, constant), for an
+        image held in memory; ``None`` when it is fine or lazy (a lazy one is checked as it is read)."""
+        if is_lazy(image_data(layer)):
+            return None
+        try:
+            prepare_image(input_array(layer, slice_index, whole), rgb=bool(layer.rgb),
+                          stack_axis=0 if whole else None, min_size=8)
+        except BadInputError as exc:
+            return exc
+        return None
+
+    def kernels_or_none(self, layer: Any, scale: int, slice_index: tuple[int, ...] | None, whole: bool,
+                        uses_kernel: bool) -> dict[int, np.ndarray]:
+        """:meth:`kernels_for`, except that a method that ignores the kernel runs without one (it gets
+        :data:`NO_KERNEL`), and that a missing or bad kernel is reported after what is wrong with the image."""
+        try:
+            return self.kernels_for(layer, scale)
+        except KernelGANError:
+            if not uses_kernel:
+                return {scale: NO_KERNEL, 2: NO_KERNEL}
+            problem = self.image_problem(layer, slice_index, whole)
+            if problem is not None:
+                raise problem from None
+            raise
+
     def run(self) -> None:
         """Start super-resolution of the chosen layer with the form's options."""
         chosen = self.chosen_input()
@@ -113,7 +172,8 @@ class SuperResolveWidget(TaskWidget):
         try:
             threads = parse_threads(self.threads.value)
             options = self.options.values()
-            kernels = {} if field is not None else self.kernels_for(layer, scale)
+            kernels = {} if field is not None else self.kernels_or_none(layer, scale, slice_index, whole,
+                                                                        spec.uses_kernel)
             if field is None and KERNEL_X2 in spec.defaults and options.get("gradual") and scale == 4:
                 # ×4 as two ×2 steps needs the ×2 kernel behind the ×4 one.
                 if 2 not in kernels:

@@ -217,8 +217,20 @@ class TaskWidget(QWidget):
 
     # ------------------------------------------------------------------ running
 
+    WARNING_STYLE = "color: #ffa040; font-weight: bold;"
+
+    def warn_status(self) -> None:
+        """Style the status line as a warning (until the next attempt)."""
+        self.status.native.setStyleSheet(self.WARNING_STYLE)
+
+    @property
+    def status_is_warning(self) -> bool:
+        """Whether the status line is styled as a warning."""
+        return self.status.native.styleSheet() == self.WARNING_STYLE
+
     def begin_attempt(self) -> None:
         """Clear what the previous run left in the status line and bar (every Run click starts here)."""
+        self.status.native.setStyleSheet("")
         self.status.value = ""
         self.progress_bar.setValue(0)
         self.notes = []
@@ -252,7 +264,7 @@ class TaskWidget(QWidget):
     def _progressed(self, report: Report) -> None:
         record = self.runner.record
         self.status.value = f"{record.description}: {progress_text(report, record.elapsed())}{self._notes_text()}"
-        self.progress_bar.setValue(int(BAR_STEPS * min(1.0, max(0.0, report.progress.fraction))))
+        self.progress_bar.setValue(int(BAR_STEPS * report.bar))
         self.on_report(report)
 
     def _finished(self, record: RunRecord) -> None:
