@@ -21,7 +21,7 @@ ABOVE_METHODS = ("api", "kernel_map", "batch", "cli", "layers", "_qt")
 KNOWN_CYCLES: list[set[str]] = [
     {"napari_kernelgan.estimators.kernelgan", "napari_kernelgan.estimators._kernelgan_tiles"},
 ]
-KNOWN_LONG = {"napari_kernelgan.batch", "napari_kernelgan.cli", "napari_kernelgan.layers"}
+KNOWN_LONG: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -271,3 +271,24 @@ def test_every_user_error_keeps_its_words_through_pickling_and_a_prefix() -> Non
         prefixed = errors.reworded(exc, "z3: ")
         assert type(prefixed) is cls and prefixed.__cause__ is exc
         assert errors.user_message(prefixed, "gui") == "z3: use device auto or cpu instead"
+
+
+def test_method_label_reads_the_confidence_and_names_unused_members():
+    """The one-line estimate label gives the confidence's level and says which members could not measure the
+    image, and why (the reason a user sees that e.g. spots played no part)."""
+    import numpy as np
+
+    from napari_kernelgan.cli.output import method_label
+    from napari_kernelgan.confidence import read_confidence
+    from napari_kernelgan.types import KernelEstimate
+
+    def estimate(confidence, failed):
+        return KernelEstimate(kernel=np.full((13, 13), 1 / 169), scale=2, method="auto", confidence=confidence,
+                              options={"failed_members": failed} if failed else {}, dmap=None, loss_history=[],
+                              iterations=0, elapsed=1.0, device="cpu", seed=0)
+
+    low = method_label(estimate(0.05, {"spots": "no isolated spots found"}))
+    assert low == f"auto, confidence 0.05 ({read_confidence(0.05).level}); not used: spots (no isolated spots found)"
+    assert read_confidence(0.05).level == "low" and read_confidence(0.95).level == "high"
+    assert method_label(estimate(0.95, None)) == "auto, confidence 0.95 (high)"
+    assert method_label(estimate(None, None)) == "auto"

@@ -20,7 +20,7 @@ from ..batch import BatchConfig, iter_batch
 from ..errors import KernelGANError
 from ..layers import ensure_visible, sr_transform
 from ..registry import ESTIMATORS, SR_METHODS
-from ..vocabulary import ESTIMATE_SCALES
+from ..vocabulary import ESTIMATE_SCALES, Status
 from .models import RunRecord, RunState, format_seconds
 from .options_form import OptionsForm
 from .task_widget import TaskWidget
@@ -173,11 +173,11 @@ class BatchWidget(TaskWidget):
 
     def _show_rows(self, rows: list[dict[str, str]]) -> None:
         """Fill the table: failed rows first, on a red background with the error as their tooltip."""
-        rows = sorted(rows, key=lambda row: row.get("status") != "failed")  # stable: the run's order otherwise
+        rows = sorted(rows, key=lambda row: row.get("status") != Status.FAILED)  # stable: the run's order otherwise
         self.rows = rows
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
-            failed = row.get("status") == "failed"
+            failed = row.get("status") == Status.FAILED
             for j, column in enumerate(TABLE_COLUMNS):
                 value = row.get(column) or ""
                 item = QTableWidgetItem(Path(value).name if column == "file" else value)
@@ -207,7 +207,7 @@ class BatchWidget(TaskWidget):
         rows = [self.rows[i] for i in chosen] if chosen else self.rows
         out: dict[str, dict[str, str]] = {}
         for row in rows:
-            if row.get("output") and row.get("status") != "failed" and self.results_dir is not None:
+            if row.get("output") and row.get("status") != Status.FAILED and self.results_dir is not None:
                 out.setdefault(row["output"], row)
         return [(row, self.results_dir / name) for name, row in out.items()]
 

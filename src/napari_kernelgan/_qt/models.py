@@ -298,7 +298,7 @@ def latest_kernels(kernels: Mapping[int, np.ndarray], scale: int, image_name: st
 def error_line(exc: BaseException, what: str) -> str | None:
     """``'<what> failed: <reason>'`` for a user error (:func:`~napari_kernelgan.errors.user_message`);
     ``None`` for a bug, which keeps its traceback."""
-    message = user_message(exc)
+    message = user_message(exc, "gui")
     return None if message is None else f"{what} failed: {message}"
 
 

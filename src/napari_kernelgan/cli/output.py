@@ -107,5 +107,15 @@ def safety_note(options: dict[str, Any]) -> str:
 
 
 def method_label(est: KernelEstimate) -> str:
+    """``'auto, confidence 0.56 (medium)'``, and the members of a combined estimate that could not
+    measure the image, with why (a user wonders why e.g. spots played no part)."""
+    from ..confidence import read_confidence
+
     label = f"{est.method}/{est.preset}" if est.preset else est.method
-    return label if est.confidence is None else f"{label}, confidence {est.confidence:.2f}"
+    reading = read_confidence(est.confidence, scale=est.scale)
+    if reading is not None:
+        label += f", confidence {est.confidence:.2f} ({reading.level})"
+    failed = (est.options or {}).get("failed_members") or {}
+    if failed:
+        label += "; not used: " + "; ".join(f"{name} ({why})" for name, why in failed.items())
+    return label
