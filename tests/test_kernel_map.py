@@ -376,7 +376,7 @@ def test_kernelgan_fits_all_tiles_at_once_as_it_fits_each_alone(scene: np.ndarra
 
 
 def test_kernelgan_tile_that_settles_keeps_its_kernel_while_the_others_train(monkeypatch, scene: np.ndarray) -> None:
-    from napari_kernelgan.estimators import _kernelgan_tiles as tiles_module
+    from napari_kernelgan.estimators._gan import fit as tiles_module
 
     lr = degrade(scene[:256, :256], WIDE, 2).astype(np.float32)
     boxes = [[0, 0, 64, 64], [64, 64, 128, 128]]

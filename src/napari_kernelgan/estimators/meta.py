@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import BadInputError, BadOptionError
@@ -48,6 +47,7 @@ from ..registry import register, register_tiles
 from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 from ..weights import WeightSpec, declare_weights, read_weight_file, resolve_weights
+from ._gan.dmap import discriminator_map
 from ._meta_nets import RAW_KERNEL_SIZE, MetaD, MetaG, init_random, load_state
 
 __all__ = ["WEIGHTS", "BUNDLED_INIT", "INIT_FORMAT", "MetaConfig", "MetaAdapter", "GradientCropSampler",
@@ -309,27 +309,9 @@ class MetaAdapter:
     def raw_kernel(self) -> np.ndarray:
         return self.g.kernel().double().cpu().numpy()
 
-    @torch.no_grad()
-    def dmap(self, frames: np.ndarray, strip: int = 256) -> np.ndarray:
-        """D's verdict on the input's own patches at every pixel: (M, H, W), computed in strips."""
-        d = self.d
-        # Eval mode: BatchNorm uses its running statistics and spectral norm stops its power iteration.
-        was_training = d.training
-        d.eval()
-        pad = d.receptive_field // 2
-        out = []
-        for frame in frames:
-            t = torch.from_numpy(np.ascontiguousarray(frame))[None]
-            h = t.shape[-2]
-            rows = []
-            for r0 in range(0, h, strip):
-                r1 = min(h, r0 + strip)
-                lo, hi = max(0, r0 - pad), min(h, r1 + pad)
-                piece = F.pad(t[..., lo:hi, :], (pad, pad, pad - (r0 - lo), pad - (hi - r1)), mode="reflect")
-                rows.append(d(piece.to(self.device))[0, 0].cpu())
-            out.append(torch.cat(rows, 0).numpy())
-        d.train(was_training)
-        return np.stack(out)
+    def dmap(self, frames: np.ndarray) -> np.ndarray:
+        """D's verdict on the input's own patches at every pixel: (M, H, W)."""
+        return discriminator_map(self.d, frames, self.device, signed=False)
 
 
 # ---------------------------------------------------------------------------------------------
