@@ -36,12 +36,21 @@ from ..errors import BadInputError
 from ..physics.conventions import centre_kernel
 from ..physics.metrics import second_moments
 from ..registry import register, register_tiles
-from ..types import KernelEstimate, Progress, TileResult
+from ..types import KernelEstimate, Progress, TileResult, relay
 from ..vocabulary import Stage
+from ._gan.confidence import kernel_confidence, measure_references
 from ._gan.config import PRESETS, Config, resolve_config
 from ._gan.config import preset_values as _preset_values
 from ._gan.fit import KernelGANFit
 from ._gan.kernels import bicubic_kernel, combine_runs, finalize_kernel, measure_anchor
+from ._gan.progress import (
+    CHECK_UNITS,
+    PREFIT_STEPS_PER_UNIT,
+    dmap_units,
+    edge_units,
+    in_background,
+    report_dmap,
+)
 from ._gan.schedule import AnchorPhase, EarlyStop
 
 CPU = torch.device("cpu")
@@ -72,37 +81,52 @@ def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU,
     """
     cfg = resolve_config(preset, iterations, **{k: v for k, v in overrides.items() if v is not None})
     start = time.perf_counter()
-    total = cfg.iterations * cfg.restarts
+    pixels = int(np.prod(frames.shape[-2:])) * len(frames)
+    # One scale for every stage (unit: one GAN step), so the bar moves from the first second.
+    edges = edge_units(pixels) if cfg.anchor == "edges" else 0
+    prefit = -(-cfg.prefit_steps // PREFIT_STEPS_PER_UNIT)
+    anchor_share = edges + prefit * cfg.restarts
+    check, dmap_share = CHECK_UNITS, dmap_units(pixels)
+    total = anchor_share + cfg.iterations * cfg.restarts + check + dmap_share
+    elapsed = lambda: time.perf_counter() - start  # noqa: E731
     kernels: list[np.ndarray] = []
     scores: list[float] = []
     fits: list[KernelGANFit] = []
     history: dict[str, list[float]] = {}
     done = 0
     if cfg.anchor == "edges":
-        yield Progress(0, total, time.perf_counter() - start, stage=Stage.ANCHOR,
-                       message="measuring the sharpest edges")
-    anchor = measure_anchor(frames, cfg, seed)
-    if anchor is not None:
-        yield Progress(0, total, time.perf_counter() - start, stage=Stage.ANCHOR, kernel=anchor,
-                       message="edge anchor measured")
+        yield Progress(0, total, elapsed(), stage=Stage.ANCHOR, message="measuring the sharpest edges")
+        measuring = in_background(lambda: measure_anchor(frames, cfg, seed), edges)
+        while True:
+            try:
+                part = next(measuring)
+            except StopIteration as stop:
+                anchor = stop.value
+                break
+            yield Progress(part, total, elapsed(), stage=Stage.ANCHOR, message="measuring the sharpest edges")
+        yield Progress(edges, total, elapsed(), stage=Stage.ANCHOR, kernel=anchor, message="edge anchor measured")
+    else:
+        anchor = measure_anchor(frames, cfg, seed)
     for run in range(cfg.restarts):
         # One image is the one-picture case of the fit a kernel map runs on all its tiles at once.
         fit = KernelGANFit([frames], [anchor], cfg, device, seed + 1000 * run, g_factory=g_factory,
                            d_factory=d_factory)
-        for step in fit.prefit(cfg.prefit_steps):
-            yield Progress(done, total, time.perf_counter() - start, stage=Stage.ANCHOR,
+        base = edges + run * prefit + done
+        for step in fit.prefit(cfg.prefit_steps, every=PREFIT_STEPS_PER_UNIT):
+            yield Progress(base + step // PREFIT_STEPS_PER_UNIT, total, elapsed(), stage=Stage.ANCHOR,
                            message=f"run {run + 1}/{cfg.restarts}: fitting G to the anchor, {step}/{cfg.prefit_steps}")
+        base = edges + (run + 1) * prefit
         for s in fit.run(seed + 7919):
             done += 1
             stop = s.finished and s.it + 1 < cfg.iterations
             if (s.it + 1) % report_every == 0 or s.it + 1 == cfg.iterations or stop:
                 current = finalize_kernel(fit.current()[0], cfg, anchor)
                 loss = {k: v[-1] for k, v in fit.history.items() if v}
-                yield Progress(done, total, time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=current,
+                yield Progress(base + done, total, elapsed(), stage=Stage.ESTIMATE, kernel=current,
                                loss=loss, message=f"run {run + 1}/{cfg.restarts}, step {s.it + 1}")
             else:
                 # A report every step (without the kernel) lets a caller cancel at once.
-                yield Progress(done, total, time.perf_counter() - start, stage=Stage.ESTIMATE)
+                yield Progress(base + done, total, elapsed(), stage=Stage.ESTIMATE)
             if stop:
                 total -= cfg.iterations - s.it - 1
         kernels.append(fit.raw[0])
@@ -112,14 +136,18 @@ def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU,
             history.setdefault(key, []).extend(vals)
     kernel, processed = combine_runs(kernels, scores, cfg, anchor)
     best = int(np.argmax(scores))
-    yield Progress(total, total, time.perf_counter() - start, stage=Stage.DMAP, kernel=kernel,
-                   message="computing the discriminator map")
-    dmap = fits[best].dmap(frames)
+    at = total - check - dmap_share
+    yield Progress(at, total, elapsed(), stage=Stage.DMAP, kernel=kernel,
+                   message="checking the kernel against the learned and sharp-edge estimates")
+    refs = yield from relay(measure_references(frames, device, seed, anchor), offset=at, span=check, total=total,
+                            start=start, stage=Stage.DMAP, prefix="checking the kernel: ")
+    confidence, why = kernel_confidence(kernel, refs, "kernelgan")
+    dmap = yield from report_dmap(fits[best].dmap(frames), at + check, dmap_share, total, start)
     return KernelEstimate(kernel=kernel, dmap=dmap, loss_history=history, iterations=done,
-                          elapsed=time.perf_counter() - start, device=str(device), seed=seed,
-                          options={"preset": preset},
+                          elapsed=elapsed(), device=str(device), seed=seed,
+                          options={"preset": preset}, confidence=confidence,
                           extras={"anchor_kernel": anchor, "run_kernels": [centre_kernel(k) for k in processed],
-                                  "verdicts": scores, "config": _preset_values(cfg)})
+                                  "verdicts": scores, "config": _preset_values(cfg), **why})
 
 
 @register_tiles("kernelgan")
@@ -137,8 +165,15 @@ def kernelgan_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, de
     groups: dict[tuple[int, ...], list[int]] = {}   # tiles of one size share one network
     results: list[TileResult | None] = [None] * len(parts)
     anchors: list[np.ndarray | None] = []
+    # One scale for every stage (unit: one GAN step), as kernelgan's: the anchors, then each group's runs.
+    shares = [edge_units(int(np.prod(part.shape[-2:])) * len(part)) if cfg.anchor == "edges" else 0 for part in parts]
+    anchor_share = sum(shares)
+    prefit = -(-cfg.prefit_steps // PREFIT_STEPS_PER_UNIT)
+    per_run = prefit + cfg.iterations
+    total = anchor_share + per_run * cfg.restarts * len({part.shape for part in parts})
+    elapsed = lambda: time.perf_counter() - start  # noqa: E731
     for i, part in enumerate(parts):
-        yield Progress(0, 1, time.perf_counter() - start, stage=Stage.ANCHOR,
+        yield Progress(sum(shares[:i]), total, elapsed(), stage=Stage.ANCHOR,
                        message=f"kernelgan: anchor of tile {i + 1} of {len(parts)}")
         try:
             anchors.append(measure_anchor(part, cfg, seed))
@@ -147,19 +182,18 @@ def kernelgan_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, de
             results[i] = TileResult(kernel=None, confidence=0.0, message=str(exc).splitlines()[0])
             continue
         groups.setdefault(part.shape, []).append(i)
-    total = cfg.iterations * cfg.restarts * len(groups)
     raw: dict[int, list[np.ndarray]] = {}
     scores: dict[int, list[float]] = {}
     for g, tiles in enumerate(groups.values()):
         for run in range(cfg.restarts):
-            offset = (g * cfg.restarts + run) * cfg.iterations
+            offset = anchor_share + (g * cfg.restarts + run) * per_run
             fit = KernelGANFit([parts[i] for i in tiles], [anchors[i] for i in tiles], cfg, device, seed + 1000 * run)
-            for step in fit.prefit(cfg.prefit_steps):
-                yield Progress(offset, total, time.perf_counter() - start, stage=Stage.ANCHOR,
+            for step in fit.prefit(cfg.prefit_steps, every=PREFIT_STEPS_PER_UNIT):
+                yield Progress(offset + step // PREFIT_STEPS_PER_UNIT, total, elapsed(), stage=Stage.ANCHOR,
                                message=f"kernelgan: fitting {len(tiles)} tiles' G to their anchors, "
                                        f"{step}/{cfg.prefit_steps}")
             for s in fit.run(seed + 7919):
-                yield Progress(offset + s.it + 1, total, time.perf_counter() - start, stage=Stage.MAP,
+                yield Progress(offset + prefit + s.it + 1, total, elapsed(), stage=Stage.MAP,
                                loss={k: float(v.mean()) for k, v in s.losses.items()},
                                message=f"kernelgan: step {s.it + 1}/{cfg.iterations} of {len(tiles)} tiles at once "
                                        f"({s.settled_before} settled)")

@@ -11,7 +11,7 @@ arithmetic the whole-image estimate has always had, so one image gives the same 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ from .._tile_nets import TileAdam, TileD, collapse_kernels, downscale, per_tile,
 from ..networks import DeepLinearG, PatchD
 from .config import Config
 from .crops import CropSampler, crop_sizes, draw_crops
-from .dmap import discriminator_map
+from .dmap import iter_discriminator_map
 from .kernels import applied_anchor, boundary_mask
 from .schedule import AnchorPhase, EarlyStop
 
@@ -247,9 +247,10 @@ class KernelGANFit:
         scores = torch.cat([self.d(downscale(part, k), train=False) for part in x.split(chunk)])
         return per_tile(scores).double().cpu().numpy()
 
-    def dmap(self, frames: np.ndarray) -> np.ndarray:
-        """D's verdict on every pixel of ``frames`` (N, C, H, W): (N, H, W); one-picture fits only."""
+    def dmap(self, frames: np.ndarray) -> Generator[tuple[int, int], None, np.ndarray]:
+        """D's verdict on every pixel of ``frames`` (N, C, H, W): (N, H, W), yielding (strips done, strips);
+        one-picture fits only (:func:`.dmap.iter_discriminator_map`)."""
         if not self.single:
             raise ValueError("the D-map is that of a one-picture fit")
-        return discriminator_map(self.d.module, frames, self.device, signed=True)
+        return iter_discriminator_map(self.d.module, frames, self.device, signed=True)
 
