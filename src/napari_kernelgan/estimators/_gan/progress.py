@@ -31,14 +31,17 @@ POLL_S = 0.2                 # how often a stage that runs in the background rep
 SECONDS_PER_UNIT = 0.1       # what a unit is expected to take, for the fraction of a stage that cannot report
 
 
+MIN_UNITS = 5                # the least share of a stage, so that it can show movement
+
+
 def edge_units(pixels: int) -> int:
     """The share of the sharp-edge measurement of ``pixels`` pixels (all frames)."""
-    return max(1, round(EDGE_UNITS_PER_MPX * pixels / 1e6))
+    return max(MIN_UNITS, round(EDGE_UNITS_PER_MPX * pixels / 1e6))
 
 
 def dmap_units(pixels: int) -> int:
     """The share of the D-map of ``pixels`` pixels (all frames)."""
-    return max(1, round(DMAP_UNITS_PER_MPX * pixels / 1e6))
+    return max(MIN_UNITS, round(DMAP_UNITS_PER_MPX * pixels / 1e6))
 
 
 def in_background(fn: Callable[[], T], units: int, poll: float = POLL_S) -> Generator[int, None, T]:
