@@ -21,6 +21,9 @@ Presets:
     kernels worse, so the default keeps it. See ``docs/engine.md``.
 ``fast``
     ``default`` with 100 steps, for previews.
+
+Every preset returns a confidence: the probability that its error is below the fixed Gaussian's typical error, from
+its agreement with the learned estimate (:mod:`._gan.confidence`).
 """
 from __future__ import annotations
 
@@ -138,10 +141,10 @@ def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU,
     best = int(np.argmax(scores))
     at = total - check - dmap_share
     yield Progress(at, total, elapsed(), stage=Stage.DMAP, kernel=kernel,
-                   message="checking the kernel against the learned and sharp-edge estimates")
-    refs = yield from relay(measure_references(frames, device, seed, anchor), offset=at, span=check, total=total,
+                   message="checking the kernel against the learned estimate")
+    refs = yield from relay(measure_references(frames, device, seed), offset=at, span=check, total=total,
                             start=start, stage=Stage.DMAP, prefix="checking the kernel: ")
-    confidence, why = kernel_confidence(kernel, refs, "kernelgan")
+    confidence, why = kernel_confidence(kernel, refs)
     dmap = yield from report_dmap(fits[best].dmap(frames), at + check, dmap_share, total, start)
     return KernelEstimate(kernel=kernel, dmap=dmap, loss_history=history, iterations=done,
                           elapsed=elapsed(), device=str(device), seed=seed,
@@ -157,7 +160,8 @@ def kernelgan_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, de
     """Every tile of a kernel map fitted at once (:class:`._gan.fit.KernelGANFit`: one G and D per
     tile as grouped convolutions), each exactly as :func:`kernelgan` fits that tile alone with ``seed``:
     its own edge anchor, crops, anchor schedule, early stop, restarts and post-processing. A tile
-    without usable edges for its anchor gets no kernel. KernelGAN gives no confidence: the tiles get none."""
+    without usable edges for its anchor gets no kernel. The tiles get no confidence (only the whole-image
+    estimate is checked against the learned estimate)."""
     cfg = resolve_config(preset, iterations, **{k: v for k, v in overrides.items() if v is not None})
     boxes = np.asarray(boxes).reshape(-1, 4)
     start = time.perf_counter()

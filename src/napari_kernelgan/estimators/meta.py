@@ -426,10 +426,10 @@ def meta(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed
     raw = adapter.raw_kernel()
     kernel = to_project_convention(raw)
     yield Progress(cfg.iterations, total, time.perf_counter() - start, stage=Stage.DMAP,
-                   message="checking the kernel against the learned and sharp-edge estimates")
+                   message="checking the kernel against the learned estimate")
     refs = yield from relay(measure_references(frames, device, seed), offset=cfg.iterations, span=check,
                             total=total, start=start, stage=Stage.DMAP, prefix="checking the kernel: ")
-    confidence, why = kernel_confidence(kernel, refs, "meta")
+    confidence, why = kernel_confidence(kernel, refs)
     dmap_out = None
     if dmap:
         maps = yield from report_dmap(adapter.dmap(rgb), cfg.iterations + check, dmap_share, total, start)
@@ -448,7 +448,7 @@ def meta_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                dmap: bool = True) -> Generator[Progress, None, list[TileResult]]:
     """Every tile of a kernel map adapted at once (:class:`._meta_tiles.TileMeta`: one G and D per tile
     as grouped convolutions), each from the same initialisation on its own tile's crops (tile ``i``
-    draws them with seed ``seed + i``). MetaKernelGAN gives no confidence: the tiles get none."""
+    draws them with seed ``seed + i``). The tiles get no confidence (the whole-image estimate has one)."""
     from ._meta_tiles import TileMeta
 
     cfg = _config(iterations, lr_g, lr_d, lr_milestones, lr_gamma, crop, w_sum2one, d_noise)
