@@ -27,11 +27,13 @@ import argparse
 import json
 import math
 import os
+import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import optimize, stats
 
 from _report import emit  # benchmarks/ is on sys.path when a script runs
@@ -204,7 +206,10 @@ def main() -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     store = run_cases(args.data, ids, args.crop, args.cache, args.threads, methods)
     report = [f"# Confidence of kernelgan and meta: DIV2KRK ×2 images 1–{args.limit}, centre {args.crop} px crops, "
-              f"two-fold cross-validation (odd / even ids), both estimators fitted together", ""]
+              f"two-fold cross-validation (odd / even ids), both estimators fitted together", "",
+              f"Command: python benchmarks/calibrate_kernelgan.py {' '.join(sys.argv[1:])}",
+              f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; estimates cached "
+              f"in {args.cache.name.replace('.json', '_<estimator>.json')} (instant refits)", ""]
     lines, final = evaluate(store, methods, ("learned",))
     report += ["## Used: the learned estimate as the reference", ""] + lines
     report += [f"fitted on every image: offset {final[0]:.3f}, slope {final[1]:.3f}", ""]
