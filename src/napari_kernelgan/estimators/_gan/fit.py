@@ -106,7 +106,6 @@ class KernelGANFit:
         self.active = np.arange(t)      # the pictures still fitting, in the order of the network's groups
         self.raw = np.zeros((t, self.ksize, self.ksize))
         self.scores = np.ones(t)
-        self.verdict_seed = 0
         self.history: dict[str, list[float]] = {"g_gan": [], "d": [], "regulariser": [], "anchor": []}
 
     # ----------------------------------------------------------------------------------- the networks

@@ -66,4 +66,5 @@ class EarlyStop:
         return out
 
     def select(self, idx: np.ndarray) -> None:
+        """Keep the fits ``idx`` only."""
         self.last = [self.last[i] for i in idx]
