@@ -39,15 +39,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import BadInputError, BadOptionError, Param
 from ..physics.conventions import centre_kernel, pad_to
 from ..registry import register, register_tiles
-from ..types import KernelEstimate, Progress, TileResult
+from ..types import KernelEstimate, Progress, TileResult, relay
 from ..vocabulary import KERNEL_SIZE, Stage
 from ..weights import WeightSpec, declare_weights, read_weight_file, resolve_weights
+from ._gan.confidence import kernel_confidence, measure_references
+from ._gan.dmap import iter_discriminator_map
+from ._gan.progress import CHECK_UNITS, dmap_units, report_dmap
 from ._meta_nets import RAW_KERNEL_SIZE, MetaD, MetaG, init_random, load_state
 
 __all__ = ["WEIGHTS", "BUNDLED_INIT", "INIT_FORMAT", "MetaConfig", "MetaAdapter", "GradientCropSampler",
@@ -310,27 +312,9 @@ class MetaAdapter:
     def raw_kernel(self) -> np.ndarray:
         return self.g.kernel().double().cpu().numpy()
 
-    @torch.no_grad()
-    def dmap(self, frames: np.ndarray, strip: int = 256) -> np.ndarray:
-        """D's verdict on the input's own patches at every pixel: (M, H, W), computed in strips."""
-        d = self.d
-        # Eval mode: BatchNorm uses its running statistics and spectral norm stops its power iteration.
-        was_training = d.training
-        d.eval()
-        pad = d.receptive_field // 2
-        out = []
-        for frame in frames:
-            t = torch.from_numpy(np.ascontiguousarray(frame))[None]
-            h = t.shape[-2]
-            rows = []
-            for r0 in range(0, h, strip):
-                r1 = min(h, r0 + strip)
-                lo, hi = max(0, r0 - pad), min(h, r1 + pad)
-                piece = F.pad(t[..., lo:hi, :], (pad, pad, pad - (r0 - lo), pad - (hi - r1)), mode="reflect")
-                rows.append(d(piece.to(self.device))[0, 0].cpu())
-            out.append(torch.cat(rows, 0).numpy())
-        d.train(was_training)
-        return np.stack(out)
+    def dmap(self, frames: np.ndarray) -> Generator[tuple[int, int], None, np.ndarray]:
+        """D's verdict on the input's own patches at every pixel: (M, H, W), yielding (strips done, strips)."""
+        return iter_discriminator_map(self.d, frames, self.device, signed=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,7 +405,12 @@ def meta(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed
     cfg = _config(iterations, lr_g, lr_d, lr_milestones, lr_gamma, crop, w_sum2one, d_noise)
     frames = _checked_frames(frames)
     start = time.perf_counter()
-    yield Progress(0, cfg.iterations, 0.0, stage=Stage.PREPARE, message="loading the MetaKernelGAN initialisation")
+    # One scale for every stage (unit: one adaptation step), so the bar moves from the first second.
+    check = CHECK_UNITS
+    maps = len(frames) * (1 if frames.shape[1] == 3 else frames.shape[1])   # D sees each channel of non-RGB input
+    dmap_share = dmap_units(int(np.prod(frames.shape[-2:])) * maps) if dmap else 0
+    total = cfg.iterations + check + dmap_share
+    yield Progress(0, total, 0.0, stage=Stage.PREPARE, message="loading the MetaKernelGAN initialisation")
     g, d, info = load_meta_networks(weights, device)
     rgb, per_frame = _as_rgb(frames)
     # Seed everything the fit draws: crop positions (numpy), D's input noise (torch generator).
@@ -430,23 +419,26 @@ def meta(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed
         _small_op_threads(adapter.step, it, device)
         if (it + 1) % report_every == 0 or it + 1 == cfg.iterations:
             loss = {k: v[-1] for k, v in adapter.history.items()}
-            yield Progress(it + 1, cfg.iterations, time.perf_counter() - start, stage=Stage.ESTIMATE,
+            yield Progress(it + 1, total, time.perf_counter() - start, stage=Stage.ESTIMATE,
                            kernel=to_project_convention(adapter.raw_kernel()), loss=loss,
                            message=f"step {it + 1}/{cfg.iterations}")
         else:
-            yield Progress(it + 1, cfg.iterations, time.perf_counter() - start, stage=Stage.ESTIMATE)
+            yield Progress(it + 1, total, time.perf_counter() - start, stage=Stage.ESTIMATE)
     raw = adapter.raw_kernel()
     kernel = to_project_convention(raw)
+    yield Progress(cfg.iterations, total, time.perf_counter() - start, stage=Stage.DMAP,
+                   message="checking the kernel against the learned estimate")
+    refs = yield from relay(measure_references(frames, device, seed), offset=cfg.iterations, span=check,
+                            total=total, start=start, stage=Stage.DMAP, prefix="checking the kernel: ")
+    confidence, why = kernel_confidence(kernel, refs)
     dmap_out = None
     if dmap:
-        yield Progress(cfg.iterations, cfg.iterations, time.perf_counter() - start, stage=Stage.DMAP, kernel=kernel,
-                       message="computing the discriminator map")
-        maps = adapter.dmap(rgb)
+        maps = yield from report_dmap(adapter.dmap(rgb), cfg.iterations + check, dmap_share, total, start)
         dmap_out = maps.reshape(len(frames), per_frame, *maps.shape[1:]).mean(1)
     return KernelEstimate(kernel=kernel, dmap=dmap_out, loss_history=adapter.history, iterations=cfg.iterations,
-                          elapsed=time.perf_counter() - start, device=str(device), seed=seed,
+                          elapsed=time.perf_counter() - start, device=str(device), seed=seed, confidence=confidence,
                           extras={**info, "raw_kernel": raw, "raw_kernel_size": RAW_KERNEL_SIZE,
-                                  "raw_sum": float(raw.sum())})
+                                  "raw_sum": float(raw.sum()), **why})
 
 
 @register_tiles("meta")
@@ -457,7 +449,7 @@ def meta_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                dmap: bool = True) -> Generator[Progress, None, list[TileResult]]:
     """Every tile of a kernel map adapted at once (:class:`._meta_tiles.TileMeta`: one G and D per tile
     as grouped convolutions), each from the same initialisation on its own tile's crops (tile ``i``
-    draws them with seed ``seed + i``). MetaKernelGAN gives no confidence: the tiles get none."""
+    draws them with seed ``seed + i``). The tiles get no confidence (the whole-image estimate has one)."""
     from ._meta_tiles import TileMeta
 
     cfg = _config(iterations, lr_g, lr_d, lr_milestones, lr_gamma, crop, w_sum2one, d_noise)
