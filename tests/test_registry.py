@@ -107,9 +107,6 @@ def test_unwritable_output_is_one_clear_error(tmp_path):
 
 from napari_kernelgan.constraints import Interval, Options  # noqa: E402
 
-# Their registrations gain ranges after they are rebuilt; until then their options go unchecked here.
-WITHOUT_RANGES_YET = {"kernelgan", "meta"}
-
 
 def _outside(c) -> object:
     """A value just outside constraint ``c``."""
@@ -166,8 +163,6 @@ def test_every_numeric_option_declares_its_range():
     missing = []
     for registry in (ESTIMATORS, SR_METHODS):
         for spec in registry.specs():
-            if spec.name in WITHOUT_RANGES_YET:
-                continue
             for key in spec.defaults:
                 kind = spec.value_type(key)
                 if kind in (int, float) and key not in spec.ranges and key not in spec.choices:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constraints import Interval
 from ..errors import BadInputError
 from ..physics.conventions import centre_kernel
 from ..physics.metrics import second_moments
@@ -64,11 +65,31 @@ OPTION_HELP = {
 }
 
 
+# D's crop, (crop − 13) // 2 + 1 (crop_sizes), must cover its 7×7 receptive field: crop ≥ 26.
+RANGES = {
+    "iterations": Interval(int, 1, None), "crop": Interval(int, 26, None), "batch": Interval(int, 1, None),
+    "lr_g": Interval(float, 0, None, closed="neither"), "lr_d": Interval(float, 0, None, closed="neither"),
+    "lr_step": Interval(int, 1, None), "lr_gamma": Interval(float, 0, 1, closed="right"),
+    "w_sum2one": Interval(float, 0, None), "w_boundaries": Interval(float, 0, None),
+    "w_sparse": Interval(float, 0, None), "w_centre": Interval(float, 0, None),
+    "edge_quantile": Interval(float, 0, 1, closed="neither"), "w_anchor": Interval(float, 0, None),
+    "anchor_threshold": Interval(float, 0, None), "anchor_patience": Interval(int, 1, None),
+    "anchor_decay_every": Interval(int, 1, None), "anchor_decay": Interval(float, 1, None),
+    "anchor_floor": Interval(float, 0, None), "prefit_steps": Interval(int, 0, None),
+    "constraints_below": Interval(float, 0, None), "d_noise": Interval(float, 0, None),
+    "restarts": Interval(int, 1, None), "gaussian_prior": Interval(float, 0, 1),
+    "verdict_crops": Interval(int, 1, None), "negligible_n": Interval(int, 1, None),
+    "early_stop_tol": Interval(float, 0, None), "early_stop_every": Interval(int, 1, None),
+    "anchor_blend": Interval(float, 0, 1),
+}
+
+
 @register("kernelgan", kind="estimator", summary="KernelGAN (Bell-Kligler et al. 2019): deep linear G against a "
           "patch D; ×2 kernel, ×4 analytic, D-map",
           presets={name: _preset_values(cfg) for name, cfg in PRESETS.items()},
           defaults={"preset": "default", **{f.name: None for f in fields(Config)}},
-          main=("preset", "iterations"), help=OPTION_HELP, choices={"anchor": ("bicubic", "edges")})
+          main=("preset", "iterations"), help=OPTION_HELP, choices={"anchor": ("bicubic", "edges")},
+          ranges=RANGES)
 def kernelgan(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed: int = 0,
               report_every: int = 50, preset: str = "default", iterations: int | None = None,
               g_factory: Callable[[], torch.nn.Module] | None = None,

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..constraints import Interval
 from ..errors import BadInputError, BadOptionError, Param
 from ..physics.conventions import centre_kernel, pad_to
 from ..registry import register, register_tiles
@@ -371,26 +372,20 @@ def _checked_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+RANGES = {"iterations": Interval(int, 1, None), "lr_g": Interval(float, 0, None, closed="neither"),
+          "lr_d": Interval(float, 0, None, closed="neither"), "lr_gamma": Interval(float, 0, 1, closed="right"),
+          "crop": Interval(int, 16, None), "w_sum2one": Interval(float, 0, None), "d_noise": Interval(float, 0, None)}
+
+
 def _check_options(cfg: MetaConfig) -> None:
-    if int(cfg.iterations) != cfg.iterations or cfg.iterations < 1:
-        raise BadOptionError(f"meta: iterations must be a positive integer, got {cfg.iterations}")
-    for name in ("lr_g", "lr_d"):
-        value = getattr(cfg, name)
-        if not np.isfinite(value) or value <= 0:
-            raise BadOptionError(f"meta: {name} must be a positive number, got {value}")
-    if not 0 < cfg.lr_gamma <= 1:
-        raise BadOptionError(f"meta: lr_gamma must be in (0, 1], got {cfg.lr_gamma}")
-    if int(cfg.crop) != cfg.crop or cfg.crop < 16:
-        raise BadOptionError(f"meta: crop must be an integer of at least 16, got {cfg.crop}")
-    if cfg.w_sum2one < 0 or cfg.d_noise < 0:
-        raise BadOptionError("meta: w_sum2one and d_noise must be non-negative")
+    """What :data:`RANGES` (checked by the registry) cannot say: the milestones are step numbers."""
     if any(int(m) != m for m in cfg.lr_milestones):
         raise BadOptionError(f"meta: lr_milestones must be step numbers, got {cfg.lr_milestones}")
 
 
 @register("meta", kind="estimator", summary="MetaKernelGAN (Lee et al. 2024): KernelGAN from a meta-learned "
           "initialisation, 200 SGD steps; ×2 kernel, ×4 analytic, D-map",
-          defaults=DEFAULTS, main=("weights", "iterations"), help=HELP, weights=("metakernelgan",))
+          defaults=DEFAULTS, main=("weights", "iterations"), help=HELP, weights=("metakernelgan",), ranges=RANGES)
 def meta(frames: np.ndarray, *, scale: int = 2, device: torch.device = CPU, seed: int = 0, report_every: int = 50,
          weights: str | None = "", iterations: int = 200, lr_g: float = 0.01, lr_d: float = 0.2,
          lr_milestones: tuple[int, ...] | list[int] = (50, 200), lr_gamma: float = 0.1, crop: int = 64,
