@@ -6,15 +6,9 @@ import pytest
 
 def _devices() -> list[str]:
     """The CPU and every GPU PyTorch sees here (CUDA, Apple MPS)."""
-    import torch
+    from napari_kernelgan.devices import available_devices
 
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        found.append("mps")
-    return found
+    return ["cpu", *(d for d in available_devices() if d not in ("auto", "cpu"))]
 
 
 @pytest.fixture(params=_devices())

@@ -322,18 +322,23 @@ def stack_layer_data(path: str | os.PathLike) -> LayerDataTuple:
     return (src.data, kwargs, "image")
 
 
-def read_stacks(path: str | list[str]) -> list[LayerDataTuple]:
-    """Read OME / ImageJ TIFF stacks (see the module docstring); a file that cannot be read raises
+def _read_each(path: str | list[str], read: Callable[[Any], LayerDataTuple]) -> list[LayerDataTuple]:
+    """``read(p)`` for every path; a file that cannot be read raises
     :class:`~napari_kernelgan.errors.BadInputError` with the reason, also shown as a notification."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     out = []
     for p in paths:
         try:
-            out.append(stack_layer_data(p))
+            out.append(read(p))
         except BadInputError as exc:
             _notify_error(f"Cannot open {Path(p).name}: {exc}")
             raise
     return out
+
+
+def read_stacks(path: str | list[str]) -> list[LayerDataTuple]:
+    """Read OME / ImageJ TIFF stacks (see the module docstring)."""
+    return _read_each(path, stack_layer_data)
 
 
 def plain_tiff_layer_data(path: str | os.PathLike) -> LayerDataTuple:
@@ -359,15 +364,7 @@ def plain_tiff_layer_data(path: str | os.PathLike) -> LayerDataTuple:
 
 def read_plain_tiffs(path: str | list[str]) -> list[LayerDataTuple]:
     """Read TIFFs without OME or ImageJ metadata plainly (see the module docstring)."""
-    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    out = []
-    for p in paths:
-        try:
-            out.append(plain_tiff_layer_data(p))
-        except BadInputError as exc:
-            _notify_error(f"Cannot open {Path(p).name}: {exc}")
-            raise
-    return out
+    return _read_each(path, plain_tiff_layer_data)
 
 
 def _is_tiff(path: str | os.PathLike) -> bool:
