@@ -106,11 +106,14 @@ def _planes(optics: Optics, pixel_um: float, shape_yx: tuple[int, int], z: np.nd
 
 
 def psf_2d(optics: Optics, pixel_um: float, size: int | None = None, z_um: float = 0.0, *,
-           oversample: int | None = None) -> np.ndarray:
+           oversample: int | None = None, normalise: bool = True) -> np.ndarray:
     """The lateral PSF at ``z_um`` from the focal plane, integrated over ``pixel_um`` pixels, sum 1.
 
     ``size`` (odd) defaults to :func:`support_for` (99 % of the mass). ``oversample``: sub-pixels per
     pixel side for the integration (odd, default at least 5 and fine enough for the wavelength).
+    ``normalise=False`` keeps the widefield kernel in absolute units, the fraction of the point's light
+    each pixel receives (its sum is the light falling inside the kernel); a confocal one is then in
+    arbitrary units.
     Measured here (2 shared cores): a 41×41 widefield kernel in about 0.02 s, confocal in 0.05 s.
     """
     pixel_um = _positive("pixel_um", pixel_um)
@@ -119,7 +122,7 @@ def psf_2d(optics: Optics, pixel_um: float, size: int | None = None, z_um: float
     size = _odd("size", size)
     planes = _planes(optics, pixel_um, (size, size), np.array([float(z_um)]), _oversample(optics, pixel_um,
                                                                                             oversample))
-    return planes[0] / planes[0].sum()
+    return planes[0] / planes[0].sum() if normalise else planes[0]
 
 
 def axial_fwhm_um(optics: Optics) -> float:
