@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .models import axial_fwhm_um, psf_2d, psf_3d, support_for
 from .params import MODALITIES, Optics
-from .pupil import optical_path_difference, pupil, pupil_energy, radial_intensity
+from .pupil import optical_path_difference, pupil_energy, pupil_function, radial_intensity
 
 __all__ = ["Optics", "MODALITIES", "psf_2d", "psf_3d", "support_for", "axial_fwhm_um", "radial_intensity",
-           "optical_path_difference", "pupil", "pupil_energy"]
+           "optical_path_difference", "pupil_function", "pupil_energy"]
