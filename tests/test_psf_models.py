@@ -14,7 +14,7 @@ from scipy import special
 from napari_kernelgan.errors import BadInputError, MissingFileError
 from napari_kernelgan.physics import Optics, psf_2d, psf_3d, support_for
 from napari_kernelgan.physics.conventions import centre_of_mass, validate_kernel
-from napari_kernelgan.physics.optics import axial_fwhm_um, pupil_energy, radial_intensity
+from napari_kernelgan.physics.optics import axial_fwhm_um, best_focus_um, pupil_energy, radial_intensity
 from napari_kernelgan.stacks import OPTICS_KEYS, read_optics
 
 LAM, NA = 0.5, 1.0
@@ -348,3 +348,15 @@ def test_radial_integral_has_converged(optics: Optics, monkeypatch) -> None:
     legendre = pupil_module._legendre
     monkeypatch.setattr(pupil_module, "_legendre", lambda count: legendre(3 * count))
     assert np.abs(radial_intensity(optics, r, zs) - default).max() < 1e-9 * default.max()
+
+
+def test_best_focus() -> None:
+    plain = Optics(na=1.4, wavelength_um=0.52)
+    assert best_focus_um(plain) == pytest.approx(0.0, abs=0.01)
+    assert best_focus_um(Optics(na=1.4, wavelength_um=0.52, defocus_um=0.6)) == pytest.approx(-0.6, abs=0.01)
+    water = Optics(na=1.4, wavelength_um=0.52, n_sample=1.33, depth_um=10.0)
+    best = best_focus_um(water)
+    assert 1.4 <= best <= 3.5  # as in test_index_mismatch_moves_the_focus_deeper_for_the_stage
+    at_best, nominal = psf_2d(water, 0.05, 41, best), psf_2d(water, 0.05, 41)
+    assert at_best.max() > nominal.max()
+    assert at_best.max() >= max(psf_2d(water, 0.05, 41, best + d).max() for d in (-0.2, 0.2))
