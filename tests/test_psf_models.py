@@ -360,3 +360,20 @@ def test_best_focus() -> None:
     at_best, nominal = psf_2d(water, 0.05, 41, best), psf_2d(water, 0.05, 41)
     assert at_best.max() > nominal.max()
     assert at_best.max() >= max(psf_2d(water, 0.05, 41, best + d).max() for d in (-0.2, 0.2))
+
+
+def test_read_optics_refuses_a_malformed_number_and_skips_non_physical_units() -> None:
+    with pytest.raises(BadInputError, match="LensNA='one point four', not a number"):
+        read_optics(OME.replace('LensNA="1.4"', 'LensNA="one point four"'))
+    assert read_optics(OME.replace('PhysicalSizeZ="0.2"', 'PhysicalSizeZ="0.2" PhysicalSizeZUnit="pixel"'))[
+        "pixel_z_um"] is None  # a size in pixels is not a length
+
+
+def test_a_long_stack_is_computed_in_passes_with_the_same_result(monkeypatch) -> None:
+    import importlib
+
+    models = importlib.import_module("napari_kernelgan.physics.optics.models")
+    optics = Optics(modality="confocal", na=1.2, wavelength_um=0.6, n_immersion=1.333, pinhole_au=0.8)
+    whole = psf_3d(optics, 0.08, 0.2, (9, 15, 15))
+    monkeypatch.setattr(models, "PLANE_BUDGET", 1)  # one plane per pass
+    np.testing.assert_array_equal(psf_3d(optics, 0.08, 0.2, (9, 15, 15)), whole)

@@ -396,15 +396,19 @@ OPTICS_KEYS = ("na", "immersion", "refractive_index", "magnification", "emission
 """What :func:`read_optics` returns, each ``None`` where the file does not say it."""
 
 
-def _um(element: ET.Element | None, attr: str, default_unit: str) -> float | None:
+def _number(element: ET.Element | None, attr: str) -> float | None:
     if element is None or element.get(attr) is None:
         return None
-    factor = _LENGTH_UM.get(element.get(f"{attr}Unit", default_unit))
-    return None if factor is None else float(element.get(attr)) * factor
+    try:
+        return float(element.get(attr))
+    except ValueError:
+        raise BadInputError(f"the OME-XML metadata gives {attr}={element.get(attr)!r}, not a number") from None
 
 
-def _number(element: ET.Element | None, attr: str) -> float | None:
-    return None if element is None or element.get(attr) is None else float(element.get(attr))
+def _um(element: ET.Element | None, attr: str, default_unit: str) -> float | None:
+    value = _number(element, attr)
+    factor = None if element is None else _LENGTH_UM.get(element.get(f"{attr}Unit", default_unit))
+    return None if value is None or factor is None else value * factor
 
 
 def read_optics(source: str | os.PathLike, *, image: int = 0, channel: int = 0) -> dict[str, Any]:

@@ -23,6 +23,8 @@ __all__ = ["psf_2d", "psf_3d", "support_for", "axial_fwhm_um", "best_focus_um"]
 
 MAX_FINE = 4096
 """The largest side of the supersampled grid (memory: 4096² float64 is 128 MiB per plane)."""
+PLANE_BUDGET = 1 << 23
+"""Supersampled values computed at once in a stack (64 MiB of float64); more planes go in several passes."""
 
 
 def _odd(name: str, value: int) -> int:
@@ -50,16 +52,21 @@ def _radii(n_fine: int, sub: float) -> np.ndarray:
     return (np.arange(n_fine) - (n_fine - 1) / 2) * sub
 
 
-def _interp_planes(optics: Optics, radius: np.ndarray, z: np.ndarray, wavelength_um: float) -> np.ndarray:
-    """Radial profiles at ``wavelength_um`` interpolated onto the radii ``radius``: ``(nz, *radius.shape)``."""
-    step = min(wavelength_um / (optics.na * 128), max(radius.max(), 1e-9) / 8)
-    r = np.arange(0.0, radius.max() + 2 * step, step)
-    prof = radial_intensity(optics, r, z, wavelength_um)
-    pos = radius.ravel() / step
-    i0 = np.minimum(pos.astype(np.intp), len(r) - 2)
-    frac = pos - i0
-    vals = prof[:, i0] * (1 - frac) + prof[:, i0 + 1] * frac
-    return vals.reshape((len(z), *radius.shape))
+class _Radial:
+    """Radial profiles at one wavelength for planes ``z``, sampled finely enough to interpolate linearly."""
+
+    def __init__(self, optics: Optics, r_max: float, z: np.ndarray, wavelength_um: float) -> None:
+        self.step = min(wavelength_um / (optics.na * 128), max(r_max, 1e-9) / 8)
+        r = np.arange(0.0, r_max + 2 * self.step, self.step)
+        self.profiles = radial_intensity(optics, r, z, wavelength_um)
+
+    def on(self, radius: np.ndarray, planes: slice) -> np.ndarray:
+        """The profiles of ``planes`` at the radii ``radius``: ``(n_planes, *radius.shape)``."""
+        prof = self.profiles[planes]
+        pos = radius.ravel() / self.step
+        i0 = np.minimum(pos.astype(np.intp), prof.shape[1] - 2)
+        frac = pos - i0
+        return (prof[:, i0] * (1 - frac) + prof[:, i0 + 1] * frac).reshape((len(prof), *radius.shape))
 
 
 def _disk(radius_um: float, sub: float) -> np.ndarray:
@@ -92,17 +99,21 @@ def _planes(optics: Optics, pixel_um: float, shape_yx: tuple[int, int], z: np.nd
         disk = _disk(radius, sub)
         pad = disk.shape[0] // 2
     y, x = _radii(ny + 2 * pad, sub), _radii(nx + 2 * pad, sub)
-    emission = _interp_planes(optics, np.hypot(y[:, None], x[None, :]), z, optics.wavelength_um)
-    if disk is None:
-        fine = emission
-    else:
-        detected = signal.fftconvolve(emission, disk[None], mode="valid", axes=(1, 2)) if pad else emission
-        yc, xc = y[pad:len(y) - pad], x[pad:len(x) - pad]
-        excitation = _interp_planes(optics, np.hypot(yc[:, None], xc[None, :]), z,
-                                    optics.excitation_wavelength_um)
-        fine = excitation * np.clip(detected, 0, None)
-    binned = fine.reshape(len(z), shape_yx[0], oversample, shape_yx[1], oversample).sum(axis=(2, 4))
-    return binned * sub**2
+    radius = np.hypot(y[:, None], x[None, :])
+    emission = _Radial(optics, float(radius.max()), z, optics.wavelength_um)
+    if disk is not None:
+        inner = radius[pad:radius.shape[0] - pad, pad:radius.shape[1] - pad]
+        excitation = _Radial(optics, float(inner.max()), z, optics.excitation_wavelength_um)
+    out = np.empty((len(z), *shape_yx))
+    chunk = max(1, PLANE_BUDGET // radius.size)  # planes per pass: memory stays bounded for any stack
+    for start in range(0, len(z), chunk):
+        planes = slice(start, start + chunk)
+        fine = emission.on(radius, planes)
+        if disk is not None:
+            detected = signal.fftconvolve(fine, disk[None], mode="valid", axes=(1, 2)) if pad else fine
+            fine = excitation.on(inner, planes) * np.clip(detected, 0, None)
+        out[planes] = fine.reshape(len(fine), shape_yx[0], oversample, shape_yx[1], oversample).sum(axis=(2, 4))
+    return out * sub**2
 
 
 def psf_2d(optics: Optics, pixel_um: float, size: int | None = None, z_um: float = 0.0, *,

@@ -115,10 +115,3 @@ class Optics:
     def airy_unit_um(self) -> float:
         """One Airy unit in the sample plane: the Airy disk's diameter, 1.22 λ_em / NA."""
         return 1.22 * self.wavelength_um / self.na
-
-    @property
-    def matched(self) -> bool:
-        """Whether every layer is at design and the sample matches the immersion (no Gibson-Lanni aberration)."""
-        return (self.sample_index == self.n_immersion
-                and (self.design_n_immersion is None or self.design_n_immersion == self.n_immersion)
-                and self.n_coverslip == self.design_n_coverslip and self.coverslip_um == self.design_coverslip_um)
