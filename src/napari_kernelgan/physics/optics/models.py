@@ -125,7 +125,7 @@ def psf_2d(optics: Optics, pixel_um: float, size: int | None = None, z_um: float
     ``normalise=False`` keeps the widefield kernel in absolute units, the fraction of the point's light
     each pixel receives (its sum is the light falling inside the kernel); a confocal one is then in
     arbitrary units.
-    Measured here (2 shared cores): a 41×41 widefield kernel in about 0.02 s, confocal in 0.05 s.
+    Measured here (2 shared cores, best of 3): a 41×41 widefield kernel in 0.003 s, confocal (1 AU) in 0.012 s.
     """
     pixel_um = _positive("pixel_um", pixel_um)
     if size is None:
@@ -172,7 +172,7 @@ def psf_3d(optics: Optics, pixel_um: float, z_step_um: float, shape: tuple[int, 
     Positive ``z`` is deeper into the sample. ``shape`` (all odd) defaults to the in-focus lateral
     support (:func:`support_for`) and planes over ±3 closed-form axial FWHMs (:func:`axial_fwhm_um`).
     Each plane is integrated over the pixel area (not along z). Measured here (2 shared cores): a
-    65×65×65 widefield PSF in about 0.3 s, confocal in 0.7 s.
+    65×65×65 widefield PSF in 0.18 s, confocal (1 AU) in 0.93 s.
     """
     pixel_um = _positive("pixel_um", pixel_um)
     z_step_um = _positive("z_step_um", z_step_um)
