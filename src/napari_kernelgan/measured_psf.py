@@ -119,10 +119,10 @@ def kernel_from_psf_file(path: str | os.PathLike, scale: int, *, pixel_size: flo
     psf = read_psf(path)
     size = kernel_pixel_size if kernel_pixel_size is not None else psf.pixel_um
     if size is None:
-        raise BadInputError(f"the PSF file {psf.path.name} does not say its pixel size (no ImageJ calibration or "
-                            "OME PhysicalSize): give it in µm with ", Param("kernel_pixel_size", bare=True))
+        raise BadInputError("the PSF file does not say its pixel size (no ImageJ calibration or OME PhysicalSize): "
+                            "give it in µm with ", Param("kernel_pixel_size", bare=True))
     if pixel_size is None:
-        raise BadInputError(f"the image's pixel size is needed to put the PSF {psf.path.name} on the ×{scale} "
-                            "grid and the image does not say it: give it in µm with ", Param("pixel_size", bare=True))
-    return measure_psf(psf.data, float(size), float(pixel_size), int(scale), mass=mass, max_side=max_side,
-                       name=psf.path.name)
+        raise BadInputError(f"the image's pixel size is needed to put the PSF on the ×{scale} grid and the image "
+                            "does not say it: give it in µm with ", Param("pixel_size", bare=True))
+    # Messages name "the PSF": the command line puts the file's name before them.
+    return measure_psf(psf.data, float(size), float(pixel_size), int(scale), mass=mass, max_side=max_side)
