@@ -84,3 +84,32 @@ def test_a_file_meant_as_a_kernel_says_what_is_wrong(make_napari_viewer, tmp_pat
     [error] = notes.errors
     assert error.message.startswith(message)
     assert len(viewer.layers) == 0
+
+
+@pytest.mark.parametrize("size", [31, 41])
+def test_a_large_kernel_goes_to_files_and_back_through_napari(make_napari_viewer, tmp_path, size):
+    from napari_kernelgan.physics import gaussian_kernel
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "tissue")
+    image = viewer.layers["tissue LR"]
+    true_k = viewer.layers["tissue LR true kernel ×2"]
+    k = gaussian_kernel(size, 4.5, 3.0, 0.4)  # a PSF that 13×13 cannot hold
+    source = viewer.add_image(k.astype(np.float32), name=f"psf {size}")
+    opened = []
+    for suffix in (".mat", ".npy", ".tif"):
+        path = tmp_path / f"psf_{size}{suffix}"
+        assert source.save(str(path), plugin=PLUGIN) == [str(path)]
+        [layer] = viewer.open(str(path), plugin=PLUGIN)
+        opened.append(layer)
+        assert layer.data.shape == (size, size) and layer.metadata["role"] == LayerRole.KERNEL_FILE
+        assert np.allclose(layer.data, k, atol=1e-6)
+        # Drawn in a panel beside the image, as large as the 13×13 true kernel's panel.
+        ext, img, small = world_extent(layer), world_extent(image), world_extent(true_k)
+        assert ext[0, 1] > img[1, 1] and img[0, 0] <= ext[0, 0] + 1e-9 and ext[1, 0] <= img[1, 0] + 1e-9
+        assert ext[1, 0] - ext[0, 0] == pytest.approx(small[1, 0] - small[0, 0], rel=1e-6)
+        assert in_view(viewer, layer)
+    # Saved again from the opened layer, the kernel is the same.
+    again = tmp_path / f"again_{size}.npy"
+    opened[0].save(str(again), plugin=PLUGIN)
+    assert np.allclose(np.load(again), k, atol=1e-6)
