@@ -1,6 +1,8 @@
 """Kernel files through napari's File → Open / Save: round trip, placement, and the reason for a refusal."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -63,7 +65,10 @@ def test_a_bad_mat_file_says_why(make_napari_viewer, tmp_path, notes, content, r
 @pytest.mark.parametrize("name, array, message", [
     ("psf.npy", np.ones((12, 12)), "psf.npy is 12×12: an SR kernel must have an odd side, so that it has a centre "
                                    "pixel; crop it to 11×11 or pad it to 13×13"),
-    ("bead_psf.npy", np.ones((9, 15, 15)), "bead_psf.npy is 9×15×15: an SR kernel is a 2-D image; save one plane"),
+    ("bead_psf.npy", np.ones((9, 15, 15)), "bead_psf.npy is 9×15×15: an SR kernel is a 2-D image; save one plane "
+                                           "of it (the in-focus plane of a 3-D PSF), or make the kernel from the bead "
+                                           "stack with its pixel size ('sr --kernel' or "
+                                           "physics.measured.psf_to_kernel)"),
     ("psf_kernel.tif", np.ones((14, 15), np.float32), "psf_kernel.tif is 14×15: an SR kernel must have an odd side"),
     ("kernel_x2.npy", -np.ones((13, 13)), "kernel_x2.npy is 13×13: a blur kernel is non-negative"),
 ])
@@ -79,7 +84,7 @@ def test_a_file_meant_as_a_kernel_says_what_is_wrong(make_napari_viewer, tmp_pat
         tifffile.imwrite(path, array)
     assert get_reader(str(path)) is not None  # claimed, to say why, not napari's generic refusal
     viewer = make_napari_viewer()
-    with pytest.raises(BadInputError, match=message.replace("(", r"\(")):
+    with pytest.raises(BadInputError, match=re.escape(message)):
         viewer.open(str(path), plugin=PLUGIN)
     [error] = notes.errors
     assert error.message.startswith(message)
