@@ -170,3 +170,11 @@ def test_a_psf_file_with_channels_is_refused(tmp_path):
     tifffile.imwrite(path, data, imagej=True, resolution=(10.0, 10.0), metadata={"axes": "ZCYX", "unit": "um"})
     with pytest.raises(BadInputError, match="one channel"):
         read_psf(path)
+
+
+def test_a_hot_pixel_is_not_a_second_bead():
+    stack = bead_stack()
+    stack[6, 5, 50] = 60000
+    clean = measure_psf(bead_stack(), 0.1, 0.2, 2)
+    hot = measure_psf(stack, 0.1, 0.2, 2)
+    assert hot.plane == 6 and fwhm_px(hot.kernel) == pytest.approx(fwhm_px(clean.kernel), rel=0.05)

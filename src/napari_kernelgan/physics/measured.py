@@ -8,7 +8,9 @@ chose). The steps, each for a reason:
    so the in-focus plane is the one that concentrates it most; the median keeps a hot pixel from choosing.
    Neighbouring planes are *not* averaged in: that would add defocus and widen the kernel.
 2. **Background**: the median of the plane's outer border (two pixels wide), robust to the bead's own wings
-   and to hot pixels; subtracted before anything is measured.
+   and to hot pixels; subtracted before anything is measured. A pixel ten times brighter than all eight of
+   its neighbours (and than the noise) is a hot pixel and takes its neighbourhood's median: a PSF sampled
+   finely enough to be worth measuring does not change that fast from one pixel to the next.
 3. **Refusals**, in the user's terms: no bead above the noise, a mostly negative plane, a saturated (flat)
    peak, several bright objects, a bead off centre by more than a quarter of the field (its wings cut on
    one side), and a field too small to hold the bead (light still rising towards the edge).
@@ -96,7 +98,7 @@ def _refuse_if_not_a_bead(raw: np.ndarray, plane: np.ndarray, noise: float, what
     if min(h, w) < 7:
         raise BadInputError(f"{what} is {h}×{w} pixels: too small to hold a bead and its background; crop a "
                             "field of at least 7×7 pixels (better 4 bead widths or more) around one bead")
-    smooth = ndimage.uniform_filter(plane, 3, mode="nearest")
+    smooth = ndimage.median_filter(plane, 3, mode="nearest")  # a hot pixel is neither a bead nor a second object
     peak = float(smooth.max())
     if plane.sum() <= 0 or (plane < 0).sum() > 0.9 * plane.size or (peak <= 0):
         raise BadInputError(f"{what} is mostly negative or empty after subtracting its background: it holds no "
@@ -133,6 +135,17 @@ def _refuse_if_not_a_bead(raw: np.ndarray, plane: np.ndarray, noise: float, what
                             f"{100 * rise / peak:.0f} % of the peak at the edges); crop a larger field around it")
 
 
+def _without_hot_pixels(plane: np.ndarray, noise: float) -> np.ndarray:
+    """``plane`` (background subtracted) with isolated hot pixels replaced by their 3×3 median."""
+    ring = np.ones((3, 3), dtype=bool)
+    ring[1, 1] = False
+    neighbours = ndimage.maximum_filter(plane, footprint=ring, mode="nearest")
+    hot = plane > 10 * np.maximum(neighbours, 3 * noise)
+    if not hot.any():
+        return plane
+    return np.where(hot, ndimage.median_filter(plane, 3, mode="nearest"), plane)
+
+
 def _box_matrix(n_out: int, n_in: int, start: float, step: float) -> np.ndarray:
     """(n_out, n_in) overlaps of output pixels ``[start + i·step, start + (i+1)·step)`` with input pixels
     ``[j - 0.5, j + 0.5)``, in input pixels: integrating a piecewise-constant signal (area-preserving)."""
@@ -141,11 +154,13 @@ def _box_matrix(n_out: int, n_in: int, start: float, step: float) -> np.ndarray:
     return np.clip(np.minimum(lo + step, j + 0.5) - np.maximum(lo, j - 0.5), 0, None)
 
 
-def _resample(plane: np.ndarray, centre: np.ndarray, factor: float) -> np.ndarray:
-    """``plane`` on a grid ``factor`` times finer (``< 1``: coarser) whose middle pixel is at ``centre``."""
+def _resample(plane: np.ndarray, centre: np.ndarray, factor: float, max_half: int) -> np.ndarray:
+    """``plane`` on a grid ``factor`` times finer (``< 1``: coarser) whose middle pixel is at ``centre``, at most
+    ``2·max_half + 1`` pixels a side."""
     h, w = plane.shape
     reach = max(centre[0], h - 1 - centre[0], centre[1], w - 1 - centre[1]) + 0.5
-    half = int(np.ceil(reach * factor))
+    # Light farther out than a kernel may reach only adds noise and time (a large field enlarged many times).
+    half = min(int(np.ceil(reach * factor)), max_half)
     n = 2 * half + 1
     step = 1.0 / factor  # output pixel in input pixels
     if factor < 1:
@@ -183,13 +198,17 @@ def measure_psf(psf: np.ndarray, psf_pixel_um: float, lr_pixel_um: float, scale:
     raw = arr[plane_index] if plane_index is not None else arr
     what = name if plane_index is None else f"{name} (in-focus plane {plane_index})"
     background, noise = _background(raw)
-    plane = raw - background
+    plane = _without_hot_pixels(raw - background, noise)
     _refuse_if_not_a_bead(raw, plane, noise, what)
     centre = centre_of_mass(np.clip(plane, 0, None))
     sr_pixel = float(lr_pixel_um) / int(scale)
-    k = _resample(plane, centre, float(psf_pixel_um) / sr_pixel)
-    total = float(k.sum())
-    side = min(support_side(k, mass), max_side, k.shape[0])
+    factor = float(psf_pixel_um) / sr_pixel
+    k = _resample(plane, centre, factor, max_side)
+    # All of the bead's light on the SR grid (box integration keeps the sum, interpolation scales it by factor²),
+    # also what lies outside the resampled window.
+    total = float(plane.sum()) * (factor ** 2 if factor >= 1 else 1.0)
+    share = mass * total / float(k.sum())
+    side = min(support_side(k, share) if share <= 1 else k.shape[0], max_side)
     o = (k.shape[0] - side) // 2
     k = k[o:o + side, o:o + side]
     kept = min(1.0, float(k.sum()) / total)
