@@ -178,3 +178,14 @@ def test_a_hot_pixel_is_not_a_second_bead():
     clean = measure_psf(bead_stack(), 0.1, 0.2, 2)
     hot = measure_psf(stack, 0.1, 0.2, 2)
     assert hot.plane == 6 and fwhm_px(hot.kernel) == pytest.approx(fwhm_px(clean.kernel), rel=0.05)
+
+
+def test_a_psf_on_the_sr_grid_is_kept_as_it_is_flipped_and_centred():
+    from napari_kernelgan.physics import gaussian_kernel
+    from napari_kernelgan.physics.conventions import centre_kernel, pad_to
+
+    # Noise-free, already on the SR grid (camera 0.1 µm = 0.2 µm / 2): only flipping and centring remain.
+    psf = gaussian_kernel(45, 2.5, 1.5, 0.5) + 0.2 * np.roll(gaussian_kernel(45, 1.5), (2, 3), (0, 1))
+    k = psf_to_kernel(psf * 1e4 + 50, 0.1, 0.2, 2, mass=0.999)
+    expected = centre_kernel(pad_to(psf[::-1, ::-1] / psf.sum(), k.shape[0]))
+    assert np.abs(k - expected / expected.sum()).sum() < 0.01
