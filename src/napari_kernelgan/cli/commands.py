@@ -164,6 +164,39 @@ def _stack_keywords(args: argparse.Namespace) -> dict[str, Any]:
             "resume": False, "keep_results": True}
 
 
+def _psf_kernel(args: argparse.Namespace, path: Path) -> Path:
+    """``path`` itself, or for a measured PSF (a bead image or stack with a pixel size in its metadata or given by
+    ``--kernel-pixel-size``) the kernel made from it for the inputs' pixel size at ``--scale``, written to a
+    scratch ``.npy`` removed at exit; the kernel's size and the share of the light it keeps are printed."""
+    from ..io import write_kernel
+    from ..measured_psf import image_pixel_size, is_psf_file, kernel_from_psf_file
+
+    if not is_psf_file(path, args.kernel_pixel_size):
+        return path
+    pixel = args.pixel_size
+    if pixel is None:
+        from ..batch.engine import expand_inputs
+
+        sizes = {image_pixel_size(p) for p in expand_inputs(args.images)}
+        if len(sizes) > 1:
+            raise BadOptionError("the inputs have different pixel sizes (" + ", ".join(
+                "none" if v is None else f"{v:.4g} µm" for v in sorted(sizes, key=lambda v: v or 0)) + "); a measured "
+                "PSF is made into a kernel for one: run them separately or give --pixel-size")
+        pixel = sizes.pop() if sizes else None
+    measured = kernel_from_psf_file(path, args.scale, pixel_size=pixel, kernel_pixel_size=args.kernel_pixel_size)
+    plane = "" if measured.plane is None else f", in-focus plane {measured.plane}"
+    print(f"{path.name}: measured PSF at {measured.psf_pixel_um:.4g} µm/pixel{plane} → ×{args.scale} kernel "
+          f"{measured.side}×{measured.side} at {measured.sr_pixel_um:.4g} µm/pixel, keeping "
+          f"{100 * measured.mass_kept:.1f} % of its light")
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="napari-kernelgan-psf-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    return write_kernel(scratch / f"{path.stem}_kernel_x{args.scale}.npy", measured.kernel)
+
+
 def cmd_sr(args: argparse.Namespace) -> int:
     from ..io import read_kernel
 
@@ -182,6 +215,7 @@ def cmd_sr(args: argparse.Namespace) -> int:
     else:
         kernel = Path(args.kernel)
         with about(kernel):
+            kernel = _psf_kernel(args, kernel)  # a measured PSF: its kernel on the ×s grid, in a scratch file
             read_kernel(kernel)
         record = None if args.trust_kernel else estimate_record(kernel)
         if record is not None:  # written by 'estimate': an estimate, used with super_resolve's safeguards

@@ -242,7 +242,13 @@ def build_sr(p: argparse.ArgumentParser) -> None:
     from ..vocabulary import SR_SCALES
 
     _add_images(p)
-    p.add_argument("--kernel", default=None, help=".mat ('Kernel'), .npy or .tif, correlation orientation")
+    p.add_argument("--kernel", default=None, help=".mat ('Kernel'), .npy or .tif, correlation orientation; or a "
+                   "measured PSF (bead image or z-stack TIFF) at its own pixel size")
+    p.add_argument("--kernel-pixel-size", "--psf-pixel-size", type=float, default=None, metavar="UM",
+                   help="pixel size of the --kernel PSF in µm, when its file does not say it: the PSF is then "
+                        "resampled to the super-resolved pixel (the image's / --scale)")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="pixel size of the input images in µm, when their files do not say it (for a measured PSF)")
     p.add_argument("--kernel-map", default=None, metavar="NPZ",
                    help="a kernel map written by 'estimate --kernel-map' for this image, instead of --kernel: "
                         "each region is super-resolved with its own kernel")
