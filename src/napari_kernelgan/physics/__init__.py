@@ -18,6 +18,7 @@ from .conventions import (
     kernel_for_scale,
     kernel_for_subsampling,
     pad_to,
+    support_side,
     to_convolution,
     validate_kernel,
 )
@@ -36,7 +37,7 @@ __all__ = [
     "degrade_adjoint", "dihedral", "undo_dihedral", "cubic", "imresize", "resize_tensor", "resize_weights",
     "constant_gaussian", "gaussian_from_covariance", "gaussian_kernel", "random_div2krk_kernel", "image_psnr",
     "image_ssim", "kernel_kcov", "kernel_l1", "kernel_psnr", "rgb_to_y", "Optics", "psf_2d", "psf_3d",
-    "support_for", *sorted(_TORCH_NAMES),
+    "support_for", "support_side", *sorted(_TORCH_NAMES),
 ]
 
 
