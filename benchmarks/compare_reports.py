@@ -25,6 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 SKIP = ("time", "ms", "machine", "load")
+SECONDS = re.compile(r"(^|\s)s(\s|\)|$)")  # a column in seconds ("estimate s", "SR s (bicubic s)")
+
+
+def skipped(name: str) -> bool:
+    """Whether a column or table measures the machine (a time) rather than the method."""
+    return any(s in name.lower() for s in SKIP) or bool(SECONDS.search(name))
 
 
 def tables(text: str) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -58,7 +64,7 @@ def compare(old: str, new: str) -> tuple[int, int, float, list[str], int]:
     worst = 0.0
     notes: list[str] = []
     for (_h_old, head_old, body_old), (h_new, head_new, body_new) in zip(tables(old), tables(new)):
-        if any(s in h_new.lower() for s in SKIP) or head_old[0] != head_new[0]:
+        if skipped(h_new) or head_old[0] != head_new[0]:
             continue
         old_rows = {row_key(r): r for r in body_old}
         old_cols = {name: i for i, name in enumerate(head_old)}  # columns are paired by name, not position
@@ -69,7 +75,7 @@ def compare(old: str, new: str) -> tuple[int, int, float, list[str], int]:
                 continue
             for col, b in enumerate(row[1:], start=1):
                 name = head_new[col] if col < len(head_new) else ""
-                if name not in old_cols or any(s in name.lower() for s in SKIP):
+                if name not in old_cols or skipped(name):
                     continue
                 a = ref[old_cols[name]]
                 na, nb = numbers(a), numbers(b)
