@@ -23,7 +23,7 @@ OFFSET = 100.0
 
 
 def airy_psf(pixel: float, size: int = 15) -> np.ndarray:
-    """The Airy pattern (2·J1(x)/x)², x = 2π r / (λ/NA) · NA... sampled at ``pixel`` λ/NA, summing to 1."""
+    """The Airy pattern (2·J1(v)/v)², v = 2π·r·NA/λ, with pixels of ``pixel`` λ/NA, summing to 1."""
     c = size // 2
     y, x = np.mgrid[-c:c + 1, -c:c + 1].astype(np.float64)
     # Supersample each pixel 5×5 so the central peak is integrated, not point-sampled.
@@ -57,7 +57,7 @@ def psnr(img: np.ndarray, target: np.ndarray) -> float:
 
 @pytest.mark.parametrize("psf", [IN_FOCUS, WIDER], ids=["in-focus", "wider"])
 def test_a_measured_psf_on_a_noisy_uint16_image_beats_bicubic_by_default(psf: np.ndarray) -> None:
-    lr, target = noisy_case(psf, 300.0)
+    lr, target = noisy_case(psf, 300.0, kind="nuclei")
     bicubic = psnr(imresize(lr.astype(np.float64), 2), target)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback: the true PSF must not need one here
@@ -67,7 +67,7 @@ def test_a_measured_psf_on_a_noisy_uint16_image_beats_bicubic_by_default(psf: np
     assert psnr(res.image, target) > bicubic + 0.5, (psnr(res.image, target), bicubic)
     # The method alone, as an array kernel ran before: the photon noise deconvolved into ringing.
     raw = super_resolve(lr, psf, 2, safe=False, **KW)
-    assert psnr(raw.image, target) < bicubic - 3.0
+    assert psnr(raw.image, target) < bicubic - 1.0
 
 
 def test_safe_false_is_the_raw_method_bit_for_bit() -> None:
