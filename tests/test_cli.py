@@ -124,10 +124,12 @@ def test_sr_safeguards_by_default_and_no_safeguards_runs_the_method_alone(tmp_pa
     from napari_kernelgan import super_resolve
 
     # A measured PSF on a noisy uint16 fluorescence image: safeguarded by default, the raw method on request.
-    hr = np.zeros((128, 128))
-    hr[16::24, 16::24] = 1.0
+    from napari_kernelgan.synthetic import microscopy_scene
+
     psf = gaussian_kernel(13, 1.2)
-    lr = np.random.default_rng(0).poisson(degrade(hr, psf, 2) / degrade(hr, psf, 2).max() * 300.0) + 100
+    clean = np.clip(degrade(microscopy_scene((128, 128), 1, kind="puncta"), psf, 2), 0.0, None)
+    rng = np.random.default_rng(0)
+    lr = np.round(rng.poisson(clean / clean.max() * 300.0) + 100 + rng.normal(0, 1.5, clean.shape))
     image = tmp_path / "beads.tif"
     tifffile.imwrite(image, lr.astype(np.uint16))
     kernel = write_kernel(tmp_path / "psf.npy", psf)

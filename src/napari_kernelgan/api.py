@@ -22,7 +22,7 @@ import numpy as np
 from .devices import reproducible, resolve_device, torch_threads
 from .errors import BadInputError, BadOptionError, Cancelled
 from .fields import KernelField
-from .imaging import Frames, frames_to_image, is_lazy, prepare_image, sample_indices
+from .imaging import Frames, Intensity, frames_to_image, is_lazy, prepare_image, sample_indices
 from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
 from .slices import SliceStream, iter_slices, output_array
@@ -232,21 +232,23 @@ def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | 
                        sr_method: str = DEFAULT_SR_METHOD, device: str = "auto", seed: int = 0,
                        threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
                        stack_axis: int | None = None, output_dtype: Any = None, method: str | None = None,
-                       safe: bool | None = None, confidence: float | None = None,
+                       safe: bool | None = None, confidence: float | None = None, intensity: Intensity | None = None,
                        **options: Any) -> Generator[Progress, None, SRResult]:
-    """Generator form of :func:`super_resolve`."""
+    """Generator form of :func:`super_resolve`. ``intensity``: map the image's values to the engine's [0, 1]
+    with it instead of the image's own range (a slice of a stack on the stack's scale, as batch work does)."""
     return (yield from _iter_super_resolve(image, kernel, scale, sr_method=_renamed("sr_method", sr_method, method),
                                            device=device, seed=seed, threads=threads, rgb=rgb,
                                            channel_axis=channel_axis, stack_axis=stack_axis,
                                            output_dtype=output_dtype, safe=safe, confidence=confidence,
-                                           options=options))
+                                           options=options, intensity=intensity))
 
 
 def _iter_super_resolve(image: Any, kernel: np.ndarray | KernelEstimate | KernelField, scale: int, *,
                         sr_method: str, device: str, seed: int, threads: int | None, rgb: bool | None,
                         channel_axis: int | None, stack_axis: int | None, output_dtype: Any, safe: bool | None,
                         confidence: float | None, options: dict[str, Any],
-                        method_units: dict[str, Any] | None = None) -> Generator[Progress, None, SRResult]:
+                        method_units: dict[str, Any] | None = None, intensity: Intensity | None = None,
+                        ) -> Generator[Progress, None, SRResult]:
     """:func:`iter_super_resolve`; ``method_units``: options already in the method's own convention
     (the blind defaults), applied below the caller's."""
     start = time.perf_counter()
@@ -317,7 +319,7 @@ def _iter_super_resolve(image: Any, kernel: np.ndarray | KernelEstimate | Kernel
         if is_lazy(image) and stack_axis is not None:
             sr, record = yield from _iter_stream(image, sr_frames, layout, output_dtype, start)
         else:
-            frames = prepare_image(image, **layout)
+            frames = prepare_image(image, **layout, intensity=intensity)
             out, record = yield from sr_frames(frames)
             sr = output_image(out, frames, output_dtype)
     shown = {name: v for name, v in opts.items() if name not in spec.hidden}

@@ -169,7 +169,7 @@ def test_any_kernel_image_serves_and_a_bad_one_is_named(make_napari_viewer, dock
     widget.method.value = "closed-form"
     widget.options["iterations"].value = "1"
     widget.kernel.value = plain
-    assert widget.options["sigma"].value == 0.0  # a measured kernel
+    assert widget.options["sigma"].value == ""  # unset: measured (auto), a measured kernel as any other
     widget.run_button.native.click()
     wait_idle(widget)
     result = viewer.layers["tissue LR SR×2 (closed-form)"]
