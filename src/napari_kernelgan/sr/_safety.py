@@ -23,7 +23,11 @@ registered SR method so that this does not happen silently:
    ``s_b`` the method's blind default (2 for closed-form). On a noisy image
    (from a measured noise of 2/255) the measured noise is multiplied by
    ``1 + NOISE_DOUBT · (1 − c)`` (:func:`doubt_factor`): there a wrong kernel
-   harms through the noise, and the harm grows with the noise.
+   harms through the noise, and the harm grows with the noise. Whatever the
+   confidence, a noisy image's measured noise is multiplied by at least
+   :data:`NOISE_GAIN` (:func:`noise_gain`): even an exact kernel (a measured
+   PSF, confidence 1) needs a prior level above the LR noise, which the data
+   step's inverse filtering amplifies.
 3. **Check and escalation.** Ringing and amplified noise raise the total
    variation; sharpening a monotone edge does not. The check compares the
    SR output's total variation with that of bicubic interpolation, block by
@@ -58,7 +62,9 @@ uniformly blurred and once half sharp, half blurred; for the noise knobs,
 generated noisy fluorescence and the uniformly blurred photographs with
 Gaussian noise; output in ``docs/calibration_safety.txt``) and loaded from
 the record ``safety`` that script writes (``napari_kernelgan/records/safety.json``);
-the ringing limits, :data:`NOISY_SIGMA` and the ladder are design choices kept here;
+:data:`NOISE_GAIN` is fitted by ``benchmarks/calibrate_known_kernel.py`` (noisy fluorescence with
+its true kernels; record ``known_kernel``); the ringing limits, :data:`NOISY_SIGMA` and the ladder are
+design choices kept here;
 ``benchmarks/safety_benchmark.py`` and ``benchmarks/sr_benchmark.py`` report the
 result on DIV2KRK.
 """
