@@ -165,3 +165,16 @@ def test_confidence_still_overrides_for_an_array() -> None:
     assert res.options["confidence"] == 0.2
     trusted = super_resolve(lr, IN_FOCUS, 2, **KW)
     assert res.options["sigma"] >= trusted.options["sigma"]
+
+
+def test_blind_sr_without_safeguards_reports_its_noise_in_the_images_units() -> None:
+    from napari_kernelgan import blind_super_resolve
+    from napari_kernelgan.api import blind_defaults, unit_noise_scale
+
+    lr, _ = noisy_case(WIDER, 300.0, side=96)
+    res = blind_super_resolve(lr, 2, safe=False, **KW)
+    # The blind default (2 in the method's [0, 255] units) reported in ADU; given back, the same image.
+    units = unit_noise_scale(prepare_image(lr))
+    assert res.options["sigma"] == pytest.approx(blind_defaults("closed-form")["sigma"] / units)
+    again = super_resolve(lr, res.estimate, 2, safe=False, sigma=res.options["sigma"], **KW)
+    assert np.array_equal(again.image, res.image)

@@ -296,7 +296,8 @@ def _iter_super_resolve(image: Any, kernel: np.ndarray | KernelEstimate | Kernel
 
             run_opts[key] = measure_noise(frames.data)["noise_sigma"]
         out, rec = yield from _run_method(frames, run_opts)
-        if key is not None and (key in rec or noise is not None):
+        if key is not None and (key in rec or noise is not None or key in (method_units or {})):
+            # reported in the image's units, so that passing it back reproduces the run
             rec = dict(rec, **{key: float(rec.get(key, run_opts[key])) / units})
         return out, rec
 
