@@ -93,7 +93,7 @@ def test_demo_reports_errors_beside_baselines_and_writes_outputs(tmp_path: Path,
     assert truth.shape == (13, 13) and (tmp_path / "ihc_sr_x2_closed-form.png").is_file()
 
 
-def test_sr_of_an_estimate_file_is_safe_and_a_psf_file_is_trusted(tmp_path: Path,
+def test_sr_of_an_estimate_file_and_of_a_psf_file_is_safe_unless_switched_off(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
     from napari_kernelgan.io import write_image
     from napari_kernelgan.samples import TISSUE
@@ -110,6 +110,9 @@ def test_sr_of_an_estimate_file_is_safe_and_a_psf_file_is_trusted(tmp_path: Path
     np.save(psf, read_kernel(tmp_path / "tissue_kernel_x2.mat"))
     assert main(["sr", str(img), "--kernel", str(psf), "-o", str(tmp_path / "b.png"), "--threads", "1",
                  "--set", "iterations=1"]) == 0
+    assert "measured" in capsys.readouterr().out  # a PSF file is trusted fully, its image's noise still measured
+    assert main(["sr", str(img), "--kernel", str(psf), "-o", str(tmp_path / "b.png"), "--threads", "1",
+                 "--set", "iterations=1", "--no-safeguards"]) == 0
     assert "measured" not in capsys.readouterr().out
 
 

@@ -40,10 +40,14 @@ def estimator_options(args: argparse.Namespace, items: Sequence[str], flag: str)
 
 def sr_options(args: argparse.Namespace, items: Sequence[str], flag: str = "--set") -> dict[str, Any]:
     """The SR method's options from ``KEY=VALUE`` items, checked against its spec."""
+    from ..api import noise_option, parse_noise_option
     from ..registry import SR_METHODS
 
     opts = parse_assignments(items, flag=flag)
-    SR_METHODS.get(args.sr_method).resolve(opts)
+    spec = SR_METHODS.get(args.sr_method)
+    rest = dict(opts)
+    parse_noise_option(noise_option(spec), rest)  # in the image's units or 'auto': checked apart from the rest
+    spec.resolve(rest)
     return opts
 
 
@@ -211,15 +215,19 @@ def cmd_sr(args: argparse.Namespace) -> int:
         with about(kernel):  # read once here, so a bad file is named before any input runs
             KernelField.load(kernel)
         if args.trust_kernel:
-            opts.update(safe=False)
+            opts.update(confidence=1.0)
     else:
         kernel = Path(args.kernel)
         with about(kernel):
             kernel = _psf_kernel(args, kernel)  # a measured PSF: its kernel on the ×s grid, in a scratch file
             read_kernel(kernel)
         record = None if args.trust_kernel else estimate_record(kernel)
-        if record is not None:  # written by 'estimate': an estimate, used with super_resolve's safeguards
-            opts.update(safe=True, confidence=record.get("confidence"))
+        if record is not None:  # written by 'estimate': an estimate, trusted as far as its confidence says
+            opts.update(confidence=record.get("confidence"))
+    # Every kernel gets super_resolve's safeguards (a measured PSF at full confidence) unless switched off.
+    opts.update(safe=not args.no_safeguards)
+    if args.no_safeguards:
+        opts.pop("confidence", None)
     cfg = _engine_config(args, {}, sr_method=args.sr_method, sr_opts=opts, kernel=kernel, **_stack_keywords(args))
 
     def show(result: Any) -> None:

@@ -254,8 +254,12 @@ def build_sr(p: argparse.ArgumentParser) -> None:
                         "each region is super-resolved with its own kernel")
     p.add_argument("--scale", type=int, default=2, choices=SR_SCALES, help="(default: %(default)s)")
     p.add_argument("--trust-kernel", action="store_true",
-                   help="use a kernel written by 'estimate' as if measured: no safeguards (by default an "
-                        "estimate gets the measured noise, its confidence and the check against bicubic)")
+                   help="trust a kernel written by 'estimate' fully, as a measured PSF is (confidence 1): the "
+                        "noise is still measured and the result checked against bicubic")
+    p.add_argument("--no-safeguards", action="store_true",
+                   help="run the SR method alone (experts): no measured noise (sigma 0 unless given with --set), "
+                        "no Richardson-Lucy refinement, no check against bicubic. By default every kernel, "
+                        "measured or estimated, gets them")
     p.add_argument("-o", "--output", default=None,
                    help="output image, for one input (default: IMAGE_sr_xS_METHOD.EXT beside each input)")
     _add_sr_method(p, alias=True)
