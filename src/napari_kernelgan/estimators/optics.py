@@ -48,7 +48,7 @@ __all__ = ["optics", "NOMINAL_WAVELENGTH_UM", "NOMINAL_NA", "NA_TOLERANCE", "MAX
 
 NOMINAL_WAVELENGTH_UM = 0.52   # green emission, the commonest fluorophores
 NOMINAL_NA = 1.2               # where neither the NA nor the pixel size is known: only NA·pixel/λ matters
-NA_TOLERANCE = 0.10            # a fitted NA this far (relative) above the stated one contradicts it
+NA_TOLERANCE = 0.25            # a fitted NA this far above the stated one contradicts it (edges read ~20 % sharp)
 MAX_SIDE = 41                  # largest kernel chosen from the model's support
 FIT_SIDE = 41                  # side of the model kernels the edges are compared with
 SUPPORT_MASS = 0.95            # share of the PSF's light the chosen kernel side holds
