@@ -56,6 +56,7 @@ PATH_POINTS = 28               # kernels along the fitted path
 MIN_EDGES = 12                 # fewer clean edges: nothing to fit
 FULL_EDGES = 300               # clean edges at which their number no longer limits the confidence
 MAX_POINTS = 6000              # edge points examined per frame
+QUANTILE = SHARP_QUANTILE
 
 
 def _optics(modality: str, na: float, wavelength: float, n_immersion: float, pinhole_au: float,
@@ -105,8 +106,8 @@ class _Path:
         return float(self.values[j - 1] + t * (self.values[j] - self.values[j - 1])), not inside
 
 
-def _sharp_width(widths: np.ndarray) -> float:
-    return float(np.quantile(widths, SHARP_QUANTILE))
+def _sharp_width(widths: np.ndarray, quantile: float) -> float:
+    return float(np.quantile(widths, quantile))
 
 
 def _check(na: float | None, n_immersion: float, modality: str) -> None:
@@ -121,12 +122,13 @@ def _check(na: float | None, n_immersion: float, modality: str) -> None:
           "fitted to the image's sharpest edges; uses the optics metadata you give",
           defaults={"modality": "widefield", "na": None, "wavelength_um": None, "n_immersion": None,
                     "pinhole_au": None, "pixel_um": None, "spherical": 0.0, "size": None,
-                    "require_edges": False},
+                    "quantile": QUANTILE, "require_edges": False},
           main=("modality", "na", "wavelength_um", "pixel_um"),
           ranges={"modality": Options("widefield", "confocal"), "na": Interval(float, 0.05, 1.7),
                   "wavelength_um": Interval(float, 0.2, 2.0), "n_immersion": Interval(float, 1.0, 2.0),
                   "pinhole_au": Interval(float, 0, 20), "pixel_um": Interval(float, 0, 10, closed="right"),
                   "spherical": Interval(float, -2, 2), "size": Interval(int, 3, 75),
+                  "quantile": Interval(float, 0, 1, closed="neither"),
                   "require_edges": Options(False, True)},
           help={"modality": "widefield or confocal (point scanning with a pinhole)",
                 "na": "objective's numerical aperture (empty: fitted)",
@@ -137,13 +139,14 @@ def _check(na: float | None, n_immersion: float, modality: str) -> None:
                 "spherical": "extra primary spherical aberration in waves RMS",
                 "size": "side of the returned ×2 kernel (odd; empty: 13, or wider where the PSF needs it, "
                         f"up to {MAX_SIDE})",
+                "quantile": "edge-width quantile taken as the PSF's own (lower: sharper)",
                 "require_edges": "refuse an image without clean edges instead of returning a broad Gaussian "
                                  "with confidence 0"})
 def optics(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
            report_every: int = 50, modality: str = "widefield", na: float | None = None,
            wavelength_um: float | None = None, n_immersion: float | None = None, pinhole_au: float | None = None,
            pixel_um: float | None = None, spherical: float = 0.0, size: int | None = None,
-           require_edges: bool = False) -> Generator[Progress, None, KernelEstimate]:
+           quantile: float | None = None, require_edges: bool = False) -> Generator[Progress, None, KernelEstimate]:
     """×2 kernel from a physical PSF model fitted to the image's clean step edges (CPU, about a second)."""
     start = time.perf_counter()
     if size is not None and int(size) % 2 == 0:
@@ -153,6 +156,7 @@ def optics(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = 
     lam = NOMINAL_WAVELENGTH_UM if wavelength_um is None else float(wavelength_um)
     pin = 1.0 if pinhole_au is None else float(pinhole_au)
     spherical = float(spherical or 0.0)
+    quantile = QUANTILE if quantile is None else float(quantile)
     yield Progress(0, 3, 0.0, stage=Stage.ESTIMATE, message="optics: measuring clean edges")
     samples = collect_edges(np.asarray(frames), seed, MAX_POINTS)
     extras: dict[str, Any] = {"edges": samples.count}
@@ -178,7 +182,7 @@ def optics(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = 
         p_hr = float(pixel_um) / scale
         free = _Path("na", np.geomspace(0.15, na_high, PATH_POINTS), lambda v: model(v, p_hr, 0.0), scale)
         widths, res = free.per_edge(samples)
-        w_all = _sharp_width(widths)
+        w_all = _sharp_width(widths, quantile)
         na_fit, na_out = free.at_width(w_all)
         fit.update(na_eff=na_fit, pixel_um_hr=p_hr)
         path, bound = free, na_out
@@ -191,7 +195,7 @@ def optics(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = 
                 path = _Path("defocus_um", np.linspace(0.0, reach, PATH_POINTS),
                              lambda v: model(float(na), p_hr, v), scale)
                 widths, res = path.per_edge(samples)
-        value, bound = path.at_width(_sharp_width(widths))
+        value, bound = path.at_width(_sharp_width(widths, quantile))
         if path.name == "defocus_um":
             na_final, z_final = float(na), value
             bound = bound and value > 0   # an image sharper than in focus at the stated NA is the contradiction case
@@ -208,15 +212,15 @@ def optics(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = 
         path = _Path("pixel_um_hr", np.geomspace(fwhm / 12, fwhm * 2, PATH_POINTS),
                      lambda v: model(na_use, v, 0.0), scale)
         widths, res = path.per_edge(samples)
-        pixel_final, bound = path.at_width(_sharp_width(widths))
+        pixel_final, bound = path.at_width(_sharp_width(widths, quantile))
         contradiction = 0.0
         optics_final = _optics(modality, na_use, lam, n_imm, pin, 0.0, spherical)
         fit.update(na=na_use, defocus_um=0.0, pixel_um_hr=pixel_final, contradiction=False)
     fit["na_eff_pixel_per_wavelength"] = fit["na"] * pixel_final / lam
     # Independent halves of the edges measure the width twice; their disagreement is the measurement's spread.
-    w_a, w_b = _sharp_width(widths[halves]), _sharp_width(widths[~halves])
-    spread = abs(w_a - w_b) / max(_sharp_width(widths), 1e-6)
-    sharp = widths <= _sharp_width(widths)
+    w_a, w_b = _sharp_width(widths[halves], quantile), _sharp_width(widths[~halves], quantile)
+    spread = abs(w_a - w_b) / max(_sharp_width(widths, quantile), 1e-6)
+    sharp = widths <= _sharp_width(widths, quantile)
     residual = float(np.mean(res[sharp]))
     fit.update(residual=residual, halves_spread=spread, at_search_bound=bool(bound),
                fwhm_px_hr=0.51 * lam / fit["na"] / pixel_final)
