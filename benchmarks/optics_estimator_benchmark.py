@@ -117,7 +117,8 @@ def calibrate() -> None:
     print("quantile  mean|NA err|  mean L1 (λ, pixel given)")
     for q in QUANTILES:
         rows = [run(c, with_auto=False, quantile=q) for c in dev]
-        print(f"{q:8.2f}  {np.mean([abs(r['na_err']) for r in rows]):11.3f}  {np.mean([r['l1_meta'] for r in rows]):.3f}")
+        na_err, l1 = np.mean([abs(r["na_err"]) for r in rows]), np.mean([r["l1_meta"] for r in rows])
+        print(f"{q:8.2f}  {na_err:11.3f}  {l1:.3f}")
 
 
 def report(out: Path | None) -> None:
