@@ -97,3 +97,27 @@ def test_refuses_an_na_above_the_immersion_index():
     lr = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     with pytest.raises(Exception, match="n_immersion"):
         estimate_kernel(lr, estimator="optics", na=1.4, n_immersion=1.33)
+
+
+def test_kernel_map_tiles_share_the_whole_images_kernel_side(sharp_case):
+    from napari_kernelgan.estimators.optics import optics, optics_tiles
+
+    lr, _ = sharp_case
+    frames = lr[None, None]
+    opts = {"pixel_um": 0.2, "wavelength_um": LAMBDA}
+
+    def drain(gen):
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    whole = drain(optics(frames, **opts))
+    boxes = np.array([[0, 0, 64, 64], [0, 64, 128, 128]])   # a featureless-small tile and a real one
+    tiles = drain(optics_tiles(frames, boxes, **opts))
+    assert len(tiles) == 2
+    for tile in tiles:
+        if tile.kernel is not None:
+            assert tile.kernel.shape == whole.kernel.shape
+    assert tiles[1].kernel is not None and 0 < tiles[1].confidence <= 1

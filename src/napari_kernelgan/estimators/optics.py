@@ -37,9 +37,10 @@ import torch
 
 from ..constraints import Interval, Options
 from ..errors import BadOptionError
+from ..physics.metrics import second_moments
 from ..physics.optics import Optics, axial_fwhm_um, psf_2d, support_for
-from ..registry import register
-from ..types import KernelEstimate, Progress
+from ..registry import register, register_tiles
+from ..types import KernelEstimate, Progress, TileResult
 from ..vocabulary import KERNEL_SIZE, Stage
 from ._direct import measured_estimate, no_measurement
 from ._optics_fit import EdgeSamples, collect_edges, edge_spread, misfit
@@ -132,8 +133,7 @@ def _check(na: float | None, n_immersion: float, modality: str) -> None:
                   "wavelength_um": Interval(float, 0.2, 2.0), "n_immersion": Interval(float, 1.0, 2.0),
                   "pinhole_au": Interval(float, 0, 20), "pixel_um": Interval(float, 0, 10, closed="right"),
                   "spherical": Interval(float, -2, 2), "size": Interval(int, 3, 75),
-                  "quantile": Interval(float, 0, 1, closed="neither"),
-                  "require_edges": Options(False, True)},
+                  "quantile": Interval(float, 0, 1, closed="neither")},
           help={"modality": "widefield or confocal (point scanning with a pinhole)",
                 "na": "objective's numerical aperture (empty: fitted)",
                 "wavelength_um": "emission wavelength in µm, 0.52 for 520 nm (empty: 0.52)",
@@ -248,3 +248,27 @@ def _side(size: int | None, optics_: Optics, pixel_hr: float) -> int:
         return int(size)
     need = support_for(optics_, SUPPORT_MASS, pixel_um=pixel_hr)
     return int(min(MAX_SIDE, max(KERNEL_SIZE, need)))
+
+
+@register_tiles("optics")
+def optics_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
+                 seed: int = 0, report_every: int = 50, size: int | None = None,
+                 **options: Any) -> Generator[Progress, None, list[TileResult]]:
+    """Each tile fitted on its own crop, all at one kernel side: the given ``size``, else the side the whole
+    image's fit chooses (a map's kernels share one support, and the whole image's estimate has it)."""
+    if size is None:
+        whole = yield from optics(frames, scale=scale, device=device, seed=seed, report_every=report_every,
+                                  **options)
+        size = int(whole.kernel.shape[0])
+    out: list[TileResult] = []
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
+        est = yield from optics(np.asarray(frames)[..., y0:y1, x0:x1], scale=scale, device=device, seed=seed,
+                                report_every=report_every, size=size, **options)
+        if est.extras.get("fallback"):
+            out.append(TileResult(kernel=None, confidence=0.0, message=str(est.extras.get("message", ""))))
+        else:
+            out.append(TileResult(kernel=est.kernel, confidence=est.confidence,
+                                  covariance=second_moments(est.kernel)))
+        yield Progress(i + 1, len(boxes), est.elapsed, stage=Stage.MAP, message=f"optics: tile {i + 1} of {len(boxes)}")
+    return out
