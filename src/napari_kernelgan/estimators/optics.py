@@ -54,10 +54,10 @@ NA_TOLERANCE = 0.30            # a fitted NA this far above the stated one contr
 MAX_SIDE = 41                  # largest kernel chosen from the model's support
 FIT_SIDE = 41                  # side of the model kernels the edges are compared with
 SUPPORT_MASS = 0.95            # share of the PSF's light the chosen kernel side holds
-PATH_POINTS = 28               # kernels along the fitted path
+PATH_POINTS = 16               # kernels along the fitted path (widths between them are interpolated)
 MIN_EDGES = 12                 # fewer clean edges: nothing to fit
 FULL_EDGES = 300               # clean edges at which their number no longer limits the confidence
-MAX_POINTS = 6000              # edge points examined per frame
+MAX_POINTS = 3000              # edge points examined per frame
 # The edge-width quantile taken as the PSF's own: chosen by ``benchmarks/optics_estimator_benchmark.py
 # --calibrate`` on its development images only (cell_microtubules, golgi_confocal; mean |NA error| 15 % there,
 # 25 % at the ``edges`` estimator's 0.25: the Airy tails make noisy edges read sharp more often than blurry).
