@@ -121,3 +121,15 @@ def test_kernel_map_tiles_share_the_whole_images_kernel_side(sharp_case):
         if tile.kernel is not None:
             assert tile.kernel.shape == whole.kernel.shape
     assert tiles[1].kernel is not None and 0 < tiles[1].confidence <= 1
+
+
+def test_a_x4_input_returns_the_psf_on_the_x2_grid():
+    truth4 = psf_2d(Optics(na=1.2, wavelength_um=LAMBDA), 0.1, 41)
+    lr = degrade(dead_leaves((384, 384), 6), truth4, 4)
+    noisy = np.clip(np.random.default_rng(6).poisson(np.clip(lr, 0, None) * 300) / 300, 0, 1).astype(np.float32)
+    est = estimate_kernel(noisy, estimator="optics", scale=4, pixel_um=0.4, wavelength_um=LAMBDA)
+    fit = est.options["optics_fit"]
+    assert fit["pixel_um_hr"] == pytest.approx(0.1) and fit["pixel_um_x2"] == pytest.approx(0.2)
+    again = psf_2d(Optics(na=fit["na"], wavelength_um=LAMBDA), 0.2, est.kernel.shape[0])
+    np.testing.assert_allclose(est.kernel, again, atol=1e-12)
+    assert fit["na"] == pytest.approx(1.2, rel=0.3)

@@ -231,8 +231,11 @@ def optics(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = 
     confidence = (min(1.0, samples.count / FULL_EDGES) * math.exp(-((spread / 0.15) ** 2))
                   * float(np.clip(1 - 4 * residual, 0, 1)) * math.exp(-((contradiction / NA_TOLERANCE) ** 2))
                   * (0.3 if bound else 1.0))
-    side = _side(size, optics_final, pixel_final)
-    kernel = psf_2d(optics_final, pixel_final, side)
+    # The returned kernel is the ×2 one whatever grid was fitted: the same PSF on the ×2 grid's pixels.
+    pixel_x2 = pixel_final * scale / 2
+    fit["pixel_um_x2"] = pixel_x2
+    side = _side(size, optics_final, pixel_x2)
+    kernel = psf_2d(optics_final, pixel_x2, side)
     yield Progress(3, 3, time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
                    message="optics: PSF fitted")
     extras["optics_fit"] = fit
