@@ -60,6 +60,7 @@ $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet
     --out docs/benchmarks_sr_neural_x2.md
 $PY benchmarks/threads_benchmark.py --busy 1 --out docs/benchmarks_threads.md
 $PY benchmarks/adjoint_benchmark.py --threads 2 --out docs/benchmarks_adjoint.md
+$PY benchmarks/psf_models_report.py --out docs/benchmarks_psf_models.md
 if command -v xvfb-run >/dev/null 2>&1; then
   xvfb-run -a -s "-screen 0 1600x1000x24" $PY benchmarks/activity_benchmark.py --out docs/benchmarks_activity.md
 fi

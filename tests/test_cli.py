@@ -66,7 +66,8 @@ def test_sr_help_lists_sr_methods_and_blind_sr_both_kinds(capsys: pytest.Capture
     with pytest.raises(SystemExit):
         main(["sr", "--help"])
     out = capsys.readouterr().out
-    assert all(m in out for m in ("bicubic", "closed-form", "zssr", "usrnet")) and "sigma=0.0" in out
+    assert all(m in out for m in ("bicubic", "closed-form", "zssr", "usrnet")) and "sigma" in out
+    assert "--no-safeguards" in out and "image's own units" in out and "auto" in out
     with pytest.raises(SystemExit):
         main(["blind-sr", "--help"])
     out = capsys.readouterr().out
@@ -112,6 +113,43 @@ def test_set_sigma_reaches_closed_form(lr_file: Path, tmp_path: Path, monkeypatc
     assert main(["sr", str(lr_file), "--kernel", str(kernel), "--sr-method", "closed-form", "--set", "sigma=2",
                  "-o", str(out)]) == 0
     assert seen and set(seen) == {2.0} and out.is_file()
+
+
+def test_sr_safeguards_by_default_and_no_safeguards_runs_the_method_alone(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    import warnings
+
+    import tifffile
+
+    from napari_kernelgan import super_resolve
+
+    # A measured PSF on a noisy uint16 fluorescence image: safeguarded by default, the raw method on request.
+    from napari_kernelgan.synthetic import microscopy_scene
+
+    psf = gaussian_kernel(13, 1.2)
+    clean = np.clip(degrade(microscopy_scene((128, 128), 1, kind="puncta"), psf, 2), 0.0, None)
+    rng = np.random.default_rng(0)
+    lr = np.round(rng.poisson(clean / clean.max() * 300.0) + 100 + rng.normal(0, 1.5, clean.shape))
+    image = tmp_path / "beads.tif"
+    tifffile.imwrite(image, lr.astype(np.uint16))
+    kernel = write_kernel(tmp_path / "psf.npy", psf)
+    safe_out, raw_out = tmp_path / "safe.tif", tmp_path / "raw.tif"
+    assert main(["sr", str(image), "--kernel", str(kernel), "-o", str(safe_out)]) == 0
+    assert "noise σ" in capsys.readouterr().out
+    assert main(["sr", str(image), "--kernel", str(kernel), "--no-safeguards", "-o", str(raw_out)]) == 0
+    assert "noise σ" not in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        safe = super_resolve(lr.astype(np.uint16), psf, 2, threads=1).image
+    raw = super_resolve(lr.astype(np.uint16), psf, 2, threads=1, safe=False).image
+    assert np.array_equal(tifffile.imread(safe_out), safe) and np.array_equal(tifffile.imread(raw_out), raw)
+    assert not np.array_equal(safe, raw)
+    # sigma in ADU and 'auto' pass the command line's check; a negative one is refused in its words.
+    assert main(["sr", str(image), "--kernel", str(kernel), "--set", "sigma=auto", "-o", str(safe_out)]) == 0
+    assert main(["sr", str(image), "--kernel", str(kernel), "--set", "sigma=30", "--no-safeguards", "-o",
+                 str(raw_out)]) == 0
+    assert main(["sr", str(image), "--kernel", str(kernel), "--set", "sigma=-2", "-o", str(raw_out)]) != 0
+    assert "sigma must be 'auto' or a noise level" in capsys.readouterr().err
 
 
 def test_deprecated_method_still_works_and_warns(lr_file: Path, tmp_path: Path,

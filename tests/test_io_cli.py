@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_demo_reports_errors_beside_baselines_and_writes_outputs(tmp_path: Path,
     assert truth.shape == (13, 13) and (tmp_path / "ihc_sr_x2_closed-form.png").is_file()
 
 
-def test_sr_of_an_estimate_file_is_safe_and_a_psf_file_is_trusted(tmp_path: Path,
+def test_sr_of_an_estimate_file_and_of_a_psf_file_is_safe_unless_switched_off(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
     from napari_kernelgan.io import write_image
     from napari_kernelgan.samples import TISSUE
@@ -109,4 +110,47 @@ def test_sr_of_an_estimate_file_is_safe_and_a_psf_file_is_trusted(tmp_path: Path
     np.save(psf, read_kernel(tmp_path / "tissue_kernel_x2.mat"))
     assert main(["sr", str(img), "--kernel", str(psf), "-o", str(tmp_path / "b.png"), "--threads", "1",
                  "--set", "iterations=1"]) == 0
+    assert "measured" in capsys.readouterr().out  # a PSF file is trusted fully, its image's noise still measured
+    assert main(["sr", str(img), "--kernel", str(psf), "-o", str(tmp_path / "b.png"), "--threads", "1",
+                 "--set", "iterations=1", "--no-safeguards"]) == 0
     assert "measured" not in capsys.readouterr().out
+
+
+def test_sr_with_a_measured_bead_stack_uses_the_pixel_sizes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import tifffile
+
+    from napari_kernelgan.samples import TISSUE
+    from test_measured_psf import bead_stack
+
+    beads = tmp_path / "beads.tif"  # camera pixel 0.1 µm; the image's pixel 0.2 µm: at ×2 the same grid
+    tifffile.imwrite(beads, bead_stack(pixel_um=0.1), imagej=True, resolution=(10.0, 10.0),
+                     metadata={"axes": "ZYX", "unit": "micron"})
+    lr = np.asarray(TISSUE.lr())[:48, :48]
+    lr = lr.mean(-1).astype(lr.dtype) if lr.ndim == 3 else lr
+    image = tmp_path / "cells.tif"
+    tifffile.imwrite(image, lr, imagej=True, resolution=(5.0, 5.0), metadata={"axes": "YX", "unit": "micron"})
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, lr)
+    assert main(["sr", str(image), "--kernel", str(beads), "--scale", "2", "-o", str(tmp_path / "a.tif"),
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    side = re.search(r"→ ×2 kernel (\d+)×\1 at 0\.1 µm/pixel, keeping (\d+\.\d) % of its light", out)
+    assert side is not None and "in-focus plane 6" in out, out
+    assert 13 < int(side.group(1)) <= 75 and float(side.group(2)) >= 99.0
+    assert tifffile.imread(tmp_path / "a.tif").shape == (96, 96)
+    # ×4: the same PSF on a grid of 0.05 µm pixels, so a kernel twice as wide.
+    assert main(["sr", str(image), "--kernel", str(beads), "--scale", "4", "-o", str(tmp_path / "b.tif"),
+                 "--threads", "1"]) == 0
+    side4 = re.search(r"→ ×4 kernel (\d+)×\1 at 0\.05 µm/pixel", capsys.readouterr().out)
+    assert side4 is not None and int(side4.group(1)) > int(side.group(1))
+    # An image without a pixel size: the error names the flag; given, it runs.
+    assert main(["sr", str(plain), "--kernel", str(beads), "-o", str(tmp_path / "c.tif"), "--threads", "1"]) == 1
+    assert "--pixel-size" in capsys.readouterr().err
+    assert main(["sr", str(plain), "--kernel", str(beads), "--pixel-size", "0.2", "-o", str(tmp_path / "c.tif"),
+                 "--threads", "1"]) == 0
+    # A PSF without a pixel size in its file: --kernel-pixel-size says it.
+    bare = tmp_path / "bare_psf.npy"
+    np.save(bare, bead_stack(pixel_um=0.1)[6].astype(np.float64))
+    assert main(["sr", str(image), "--kernel", str(bare), "--kernel-pixel-size", "0.1", "-o",
+                 str(tmp_path / "d.tif"), "--threads", "1"]) == 0
+    assert "bare_psf.npy: measured PSF at 0.1 µm/pixel → ×2 kernel" in capsys.readouterr().out

@@ -93,7 +93,7 @@ def test_noisy_fluorescence_is_not_worse_than_bicubic():
     assert psnr(super_resolve(mc.lr, _estimate(mc.kernel), 2, safe=False, **KW).image) < bic - 1.0
 
 
-def test_explicit_arrays_keep_their_old_results_unless_safe():
+def test_explicit_arrays_get_the_safeguards_unless_switched_off():
     hr = _hr()[:96, :96]
     k = gaussian_kernel(13, 1.4)
     lr = _u8(degrade(hr, k, 2))
@@ -106,11 +106,14 @@ def test_explicit_arrays_keep_their_old_results_unless_safe():
     except StopIteration as stop:
         direct = stop.value
     expected = _u8(np.clip(direct[0], 0, 1).transpose(1, 2, 0))
-    plain = super_resolve(lr, k, 2, **KW)
+    # safe=False is the method alone, to the bit (uint8 results as before: the dtype's range is the input's).
+    plain = super_resolve(lr, k, 2, safe=False, **KW)
     np.testing.assert_array_equal(plain.image, expected)
-    assert "safe" not in plain.options and plain.options["sigma"] == 0.0
-    safe = super_resolve(lr, k, 2, safe=True, **KW)
-    assert safe.options["safe"] is True and safe.options["confidence"] == 1.0
+    assert "safe" not in plain.options and plain.options["sigma"] is None
+    # By default an array is a fully trusted kernel, still with the measured noise and the check.
+    for safe in (None, True):
+        res = super_resolve(lr, k, 2, safe=safe, **KW)
+        assert res.options["safe"] is True and res.options["confidence"] == 1.0 and "noise_sigma" in res.options
     # A user-given noise level is kept as it is (no escalation), also for estimates.
     given = super_resolve(lr, _estimate(k), 2, sigma=3.0, **KW)
     assert given.options["sigma"] == 3.0

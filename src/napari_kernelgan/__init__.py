@@ -18,6 +18,8 @@ _EXPORTS = {
     "estimate_kernel_map": "kernel_map", "iter_estimate_kernel_map": "kernel_map", "KernelField": "fields",
     "read_kernel": "io", "write_kernel": "io", "read_image": "io", "write_image": "io",
     "degrade": "physics", "analytic_x4": "physics", "degrade_varying": "physics.varying",
+    "Optics": "physics", "psf_2d": "physics", "psf_3d": "physics", "psf_to_kernel": "physics.measured",
+    "read_psf": "measured_psf",
     "KernelEstimate": "types", "SRResult": "types", "Progress": "types",
     "Cancelled": "errors", "KernelGANError": "errors", "BadInputError": "errors", "BadOptionError": "errors",
     "WeightsMissingError": "errors",

@@ -22,7 +22,7 @@ import numpy as np
 from .devices import reproducible, resolve_device, torch_threads
 from .errors import BadInputError, BadOptionError, Cancelled
 from .fields import KernelField
-from .imaging import Frames, frames_to_image, is_lazy, prepare_image, sample_indices
+from .imaging import Frames, Intensity, frames_to_image, is_lazy, prepare_image, sample_indices
 from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
 from .slices import SliceStream, iter_slices, output_array
@@ -35,6 +35,7 @@ DEFAULT_ESTIMATOR = "auto"
 DEFAULT_SR_METHOD = "closed-form"
 
 __all__ = ["drive", "estimate_kernel", "iter_estimate_kernel", "super_resolve", "iter_super_resolve",
+           "output_image", "unit_noise_scale", "noise_option", "parse_noise_option",
            "blind_super_resolve", "iter_blind_super_resolve", "blind_defaults", "DEFAULT_ESTIMATOR",
            "DEFAULT_SR_METHOD"]
 
@@ -154,7 +155,7 @@ def _iter_stream(image: Any, sr_frames: Callable[[Frames], Generator[Progress, N
              frame: np.ndarray) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
         frames = prepare_image(np.expand_dims(frame, ax), **layout, intensity=stream.widened(frame))
         res, rec = yield from sr_frames(frames)
-        return frames_to_image(np.clip(res, 0.0, 1.0), frames, output_dtype), rec
+        return output_image(res, frames, output_dtype), rec
 
     out, record, fallbacks = None, {}, []
     for item in iter_slices(stream, work, start=start):
@@ -176,32 +177,104 @@ def _iter_stream(image: Any, sr_frames: Callable[[Frames], Generator[Progress, N
     return out, record
 
 
+def noise_option(spec: Any) -> str | None:
+    """The name of ``spec``'s noise option (``sigma``, ``noise_level``), or ``None``."""
+    from .sr._safety import NOISE_KEYS
+
+    return next((k for k in NOISE_KEYS if k in spec.defaults), None)
+
+
+def parse_noise_option(key: str | None, options: dict[str, Any]) -> float | str | None:
+    """Take the noise option out of ``options``: ``None`` (not given), ``"auto"`` (measured) or a number in
+    the image's units (checked here, since the method's declared range is in its [0, 255] convention)."""
+    if key is None or key not in options:
+        return None
+    value = options.pop(key)
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None if value is None else "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadOptionError(f"{key} must be 'auto' or a noise level in the image's units (a number); "
+                             f"got {value!r}") from None
+    if not np.isfinite(number) or number < 0:
+        raise BadOptionError(f"{key} must be 'auto' or a noise level of 0 or more in the image's units; "
+                             f"got {value!r}")
+    return number
+
+
+def unit_noise_scale(frames: Frames) -> float:
+    """Factor from a noise level in the image's own units (ADU for uint16, the values for float) to the SR
+    methods' convention, [0, 255] for the image's mapped range (uint8: 1)."""
+    return 255.0 / (frames.intensity.high - frames.intensity.low)
+
+
+def output_image(out: np.ndarray, frames: Frames, dtype: Any = None) -> np.ndarray:
+    """SR frames in the input's [0, 1] mapping → the output image, with room above the input's range.
+
+    Restored point sources peak above the blurred input's maximum, so the values are limited only by
+    the output dtype (integers: its range; :meth:`~.imaging.Intensity.from_unit` clips) and, for a
+    float image, by the range its values imply: [0, 1] for an image within [0, 1] (the usual
+    normalised convention), ≥ 0 for any other non-negative image (counts, intensities), nothing for
+    one with negative values.
+    """
+    kind = np.dtype(frames.intensity.dtype if dtype is None else dtype)
+    low, high = frames.intensity.low, frames.intensity.high
+    if np.issubdtype(kind, np.integer) or (low == 0.0 and high == 1.0):
+        # Integers are clipped to their dtype by the conversion; a float image within [0, 1] is mapped as it
+        # is (imaging.intensity_of) and kept there.
+        return frames_to_image(np.clip(out, 0.0, 1.0) if low == 0.0 and high == 1.0 else out, frames, dtype)
+    img = frames_to_image(out, frames, dtype)
+    return np.maximum(img, 0, out=img) if low >= 0.0 else img
+
+
 def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | KernelField, scale: int, *,
                        sr_method: str = DEFAULT_SR_METHOD, device: str = "auto", seed: int = 0,
                        threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
                        stack_axis: int | None = None, output_dtype: Any = None, method: str | None = None,
-                       safe: bool | None = None, confidence: float | None = None,
+                       safe: bool | None = None, confidence: float | None = None, intensity: Intensity | None = None,
                        **options: Any) -> Generator[Progress, None, SRResult]:
-    """Generator form of :func:`super_resolve`."""
-    sr_method = _renamed("sr_method", sr_method, method)
+    """Generator form of :func:`super_resolve`. ``intensity``: map the image's values to the engine's [0, 1]
+    with it instead of the image's own range (a slice of a stack on the stack's scale, as batch work does)."""
+    return (yield from _iter_super_resolve(image, kernel, scale, sr_method=_renamed("sr_method", sr_method, method),
+                                           device=device, seed=seed, threads=threads, rgb=rgb,
+                                           channel_axis=channel_axis, stack_axis=stack_axis,
+                                           output_dtype=output_dtype, safe=safe, confidence=confidence,
+                                           options=options, intensity=intensity))
+
+
+def _iter_super_resolve(image: Any, kernel: np.ndarray | KernelEstimate | KernelField, scale: int, *,
+                        sr_method: str, device: str, seed: int, threads: int | None, rgb: bool | None,
+                        channel_axis: int | None, stack_axis: int | None, output_dtype: Any, safe: bool | None,
+                        confidence: float | None, options: dict[str, Any],
+                        method_units: dict[str, Any] | None = None, intensity: Intensity | None = None,
+                        ) -> Generator[Progress, None, SRResult]:
+    """:func:`iter_super_resolve`; ``method_units``: options already in the method's own convention
+    (the blind defaults), applied below the caller's."""
     start = time.perf_counter()
     scale = _check_scale(scale, SR_SCALES)
     spec = SR_METHODS.get(sr_method)
     if scale not in spec.scales:
         raise BadOptionError(f"SR method {spec.name!r} supports scales {spec.scales}, not {scale}")
     if safe is not None and not isinstance(safe, (bool, np.bool_)):
-        raise BadOptionError(f"safe must be True, False or None (on for kernel estimates), got {safe!r}")
+        raise BadOptionError(f"safe must be True, False or None (on), got {safe!r}")
     is_field = isinstance(kernel, KernelField)
     is_estimate = isinstance(kernel, KernelEstimate) or is_field
-    use_safety = is_estimate if safe is None else bool(safe)
-    opts = spec.resolve(options)
+    # Every kernel gets the safeguards unless switched off: a measured PSF is trusted, not noise-free.
+    use_safety = True if safe is None else bool(safe)
+    options = dict(options)
+    key = noise_option(spec)
+    noise = parse_noise_option(key, options)
+    opts = spec.resolve({**(method_units or {}), **options})
     k = _resolve_field(kernel, scale) if is_field else _resolve_kernel(kernel, scale)
     dev = resolve_device(device)
     yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message="checking the image")
     layout = {"rgb": rgb, "channel_axis": channel_axis, "stack_axis": stack_axis, "min_size": 8}
-    given = {key for key, v in options.items() if v is not None}
+    given = {name for name, v in {**(method_units or {}), **options}.items() if v is not None}
+    if isinstance(noise, float):
+        given.add(str(key))
     if confidence is None and use_safety and not is_field:
-        # A measured kernel (an array) given with safe=True is trusted fully; an estimate by its confidence.
+        # A kernel given as an array (a measured PSF, a model) is trusted fully; an estimate by its confidence.
         confidence = kernel.confidence if is_estimate else 1.0
 
     def sr_frames(frames: Frames) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
@@ -210,28 +283,48 @@ def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | 
             raise BadInputError(f"the kernel map was made for an image of {kernel.image_shape[0]}×"
                                 f"{kernel.image_shape[1]} pixels; this one is {frames.data.shape[-2]}×"
                                 f"{frames.data.shape[-1]}")
+        units = unit_noise_scale(frames)
+        run_opts = dict(opts)
+        if isinstance(noise, float):
+            run_opts[key] = noise * units
+            if run_opts[key] > 255.0:
+                raise BadOptionError(f"{key}={noise:g} is more than the image's whole range "
+                                     f"({frames.intensity.high - frames.intensity.low:g}): give the noise's "
+                                     f"standard deviation in the image's units, or 'auto'")
+        elif noise == "auto" and not use_safety and spec.uses_kernel:
+            from .sr._safety import measure_noise
+
+            run_opts[key] = measure_noise(frames.data)["noise_sigma"]
+        out, rec = yield from _run_method(frames, run_opts)
+        if key is not None and (key in rec or noise is not None or key in (method_units or {})):
+            # reported in the image's units, so that passing it back reproduces the run
+            rec = dict(rec, **{key: float(rec.get(key, run_opts[key])) / units})
+        return out, rec
+
+    def _run_method(frames: Frames, run_opts: dict[str, Any]
+                    ) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
         if is_field and not kernel.is_uniform and spec.uses_kernel:
             from .sr._field import iter_field_sr
 
             return (yield from iter_field_sr(spec, frames.data, kernel, scale, device=dev, seed=int(seed),
-                                             options=opts, given=given, safe=use_safety))
+                                             options=run_opts, given=given, safe=use_safety))
         if use_safety and spec.uses_kernel:
             from .sr._safety import iter_safe_sr
 
             conf = float(kernel.kernel_confidence[0, 0]) if is_field and confidence is None else confidence
             return (yield from iter_safe_sr(spec, frames.data, k, scale, device=dev, seed=int(seed),
-                                            options=opts, given=given, confidence=conf))
-        return (yield from spec.fn(frames.data, k, scale, device=dev, seed=int(seed), **opts)), {}
+                                            options=run_opts, given=given, confidence=conf))
+        return (yield from spec.fn(frames.data, k, scale, device=dev, seed=int(seed), **run_opts)), {}
 
     with torch_threads(threads), reproducible(dev):
         if is_lazy(image) and stack_axis is not None:
             sr, record = yield from _iter_stream(image, sr_frames, layout, output_dtype, start)
         else:
-            frames = prepare_image(image, **layout)
+            frames = prepare_image(image, **layout, intensity=intensity)
             out, record = yield from sr_frames(frames)
-            sr = frames_to_image(np.clip(out, 0.0, 1.0), frames, output_dtype)
-    shown = {key: v for key, v in opts.items() if key not in spec.hidden}
-    shown.update({key: v for key, v in record.items() if key not in spec.hidden})
+            sr = output_image(out, frames, output_dtype)
+    shown = {name: v for name, v in opts.items() if name not in spec.hidden}
+    shown.update({name: v for name, v in record.items() if name not in spec.hidden})
     return SRResult(image=sr, scale=scale, method=spec.name, kernel=k, elapsed=time.perf_counter() - start,
                     device=str(dev), options=dict(shown, seed=int(seed)))
 
@@ -244,20 +337,31 @@ def super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale:
     ``kernel`` is centred, in correlation orientation (as estimated here and as
     in DIV2KRK ``.mat`` files), or a :class:`KernelEstimate`. ``sr_method``: a
     name from :data:`~napari_kernelgan.registry.SR_METHODS` (``closed-form`` by
-    default); its options as keywords. The output keeps the input's layout,
-    dtype and range.
+    default); its options as keywords. The output keeps the input's layout and
+    dtype.
 
-    ``safe`` (default: on for a :class:`KernelEstimate`, off for an array, which
-    is taken as a measured kernel and used as it is): measure the input's noise
-    and use it as the method's noise level unless given, regularise more as the
-    estimate's ``confidence`` falls, and check the output against bicubic
-    interpolation, raising the noise level in steps and, as a last resort,
-    returning bicubic interpolation with a
-    :class:`~napari_kernelgan.sr._safety.UnsafeSRWarning`
+    ``safe`` (``None``, the default, means on, for every kernel): measure the input's
+    noise (Poisson–Gaussian where shot noise dominates) and use it as the method's noise
+    level unless given, regularise more as the kernel's ``confidence`` falls, refine
+    photon-limited images by Richardson–Lucy, and check the output against bicubic
+    interpolation, raising the noise level in steps and, as a last resort, returning
+    bicubic interpolation with a :class:`~napari_kernelgan.sr._safety.UnsafeSRWarning`
     (``result.options["fallback"] == "bicubic"``, reason in
     ``result.options["fallback_reason"]``). See :mod:`napari_kernelgan.sr._safety`.
-    ``confidence`` (in [0, 1]) overrides the kernel's own for the safeguards, e.g. for
-    an estimated kernel read back from a file or a layer.
+    A kernel given as an array (a measured PSF, a file, a model) is trusted fully
+    (confidence 1), an estimate as far as its confidence says; ``confidence`` (in [0, 1])
+    overrides either. ``safe=False`` runs the method as it is (no noise unless given).
+
+    The noise option (``sigma`` for closed-form, ``noise_level`` for USRNet) is ``"auto"``
+    (measured; the default) or the noise's standard deviation **in the image's own units**:
+    ADU (grey levels) for an integer image, the image's values for a float one; it is
+    converted to the method's [0, 255] convention for the image's range, and
+    ``result.options`` reports it in the image's units again. ``"auto"`` with
+    ``safe=False`` measures the noise and runs the method with it, nothing else.
+
+    The output keeps room above the input's range (restored point sources peak above the
+    blurred maximum): integer images are limited by their dtype only, float images to
+    [0, 1] when their values lie in [0, 1], else to ≥ 0 when they hold no negative value.
 
     ``kernel`` may also be a :class:`~napari_kernelgan.fields.KernelField` (from
     :func:`~napari_kernelgan.kernel_map.estimate_kernel_map`, made for this image): every region is
@@ -283,13 +387,18 @@ def iter_blind_super_resolve(image: np.ndarray, scale: int, *, estimator: str = 
     options not given default to the SR method's ``blind_defaults``.
     """
     sr_method = _renamed("sr_method", sr_method, method)
-    if not safe:
-        sr_options = {**blind_defaults(sr_method), **sr_options}
+    # The blind defaults are in the method's own convention ([0, 255] noise levels), not the image's units.
+    method_units = {} if safe else blind_defaults(sr_method)
     shared = {k: sr_options[k] for k in SHARED_KEYS if k in sr_options}
     estimate = yield from iter_estimate_kernel(image, scale, estimator=estimator,
                                                **{**shared, **(estimate_options or {})})
-    result = yield from iter_super_resolve(image, estimate, scale, sr_method=sr_method, safe=bool(safe),
-                                           **sr_options)
+    run = {k: sr_options.pop(k) for k in ("device", "seed", "threads", "rgb", "channel_axis", "stack_axis",
+                                          "output_dtype", "confidence") if k in sr_options}
+    result = yield from _iter_super_resolve(
+        image, estimate, scale, sr_method=sr_method, device=run.get("device", "auto"), seed=run.get("seed", 0),
+        threads=run.get("threads"), rgb=run.get("rgb"), channel_axis=run.get("channel_axis"),
+        stack_axis=run.get("stack_axis"), output_dtype=run.get("output_dtype"), safe=bool(safe),
+        confidence=run.get("confidence"), options=sr_options, method_units=method_units)
     result.estimate = estimate
     return result
 

@@ -48,12 +48,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def read_kernel(path: str | os.PathLike) -> np.ndarray:
-    """Read a kernel from ``.mat`` (key ``'Kernel'``), ``.npy`` or ``.tif``; validated, sums to 1.
-
-    Files are taken to be in this package's orientation (correlation), as the
-    DIV2KRK / KernelGAN ``.mat`` files are.
-    """
+def read_kernel_array(path: str | os.PathLike) -> np.ndarray:
+    """The array of a ``.mat`` (key ``'Kernel'``, or its one variable), ``.npy`` or ``.tif`` file, unchecked (a
+    2-D kernel, or a 3-D bead stack: :func:`napari_kernelgan.measured_psf.read_psf` reads that with its pixel
+    size)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -80,8 +78,20 @@ def read_kernel(path: str | os.PathLike) -> np.ndarray:
         raise
     except Exception as exc:  # corrupt files raise many types; report them one way
         raise BadInputError(f"could not read kernel file {path.name}: {exc}") from exc
+    return np.squeeze(np.asarray(arr))
+
+
+def read_kernel(path: str | os.PathLike) -> np.ndarray:
+    """Read a kernel from ``.mat`` (key ``'Kernel'``), ``.npy`` or ``.tif``; validated, sums to 1.
+
+    Files are taken to be in this package's orientation (correlation), as the
+    DIV2KRK / KernelGAN ``.mat`` files are, and on the SR grid, as they are used.
+    Any odd size is taken (a measured PSF needs more than 13×13). A bead image
+    or stack at the camera's pixel size is a PSF, not yet a kernel:
+    :func:`napari_kernelgan.measured_psf.kernel_from_psf_file` makes the kernel.
+    """
     # Kernel files are often stored unnormalised (e.g. PSFs measured in counts).
-    return validate_kernel(np.squeeze(np.asarray(arr)), name=f"kernel in {path.name}", normalise=True)
+    return validate_kernel(read_kernel_array(path), name=f"kernel in {Path(path).name}", normalise=True)
 
 
 def write_kernel(path: str | os.PathLike, kernel: np.ndarray) -> Path:

@@ -35,7 +35,7 @@ IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
 CHANNEL_AXES = "CS"
 
 __all__ = ["ImageMeta", "ImageSource", "open_image", "check_axes", "write_like", "output_suffix", "stem_of",
-           "tiff_kind", "CHANNEL_AXES", "channel_index"]
+           "tiff_kind", "CHANNEL_AXES", "channel_index", "read_optics", "OPTICS_KEYS"]
 
 
 @dataclass(frozen=True)
@@ -386,3 +386,97 @@ def write_like(path: str | os.PathLike, pages: np.ndarray | Iterable[np.ndarray]
         else:
             tifffile.imwrite(tmp, pages, shape=shape, dtype=dtype, **_tiff_kwargs(path.name, meta, shape, dtype))
     return path
+
+
+_LENGTH_UM = {"pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "µm": 1.0, "μm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
+"""OME length units → micrometres (lengths in ``pixel`` or ``reference frame`` units are not physical)."""
+_CONFOCAL_MODES = {"LaserScanningConfocalMicroscopy", "SpinningDiskConfocal", "SlitScanConfocal"}
+OPTICS_KEYS = ("na", "immersion", "refractive_index", "magnification", "emission_um", "excitation_um",
+               "pinhole_um", "acquisition_mode", "modality", "pixel_x_um", "pixel_y_um", "pixel_z_um")
+"""What :func:`read_optics` returns, each ``None`` where the file does not say it."""
+
+
+def _number(element: ET.Element | None, attr: str) -> float | None:
+    if element is None or element.get(attr) is None:
+        return None
+    try:
+        return float(element.get(attr))
+    except ValueError:
+        raise BadInputError(f"the OME-XML metadata gives {attr}={element.get(attr)!r}, not a number") from None
+
+
+def _um(element: ET.Element | None, attr: str, default_unit: str) -> float | None:
+    value = _number(element, attr)
+    factor = None if element is None else _LENGTH_UM.get(element.get(f"{attr}Unit", default_unit))
+    return None if value is None or factor is None else value * factor
+
+
+def read_optics(source: str | os.PathLike, *, image: int = 0, channel: int = 0) -> dict[str, Any]:
+    """The optics an OME-TIFF (or an OME-XML string) records for one image and channel, in µm.
+
+    Keys (:data:`OPTICS_KEYS`), each ``None`` where the metadata does not say it (nothing is guessed):
+    the objective's ``na`` (``LensNA``), ``immersion`` (``Oil``, ``Water``...), ``magnification``; the
+    image's ``refractive_index`` (ObjectiveSettings, the medium's); the channel's ``emission_um`` and
+    ``excitation_um`` (from any length unit, nm by default), ``pinhole_um`` (the physical pinhole, not
+    in Airy units), ``acquisition_mode`` as written and ``modality`` (``"widefield"`` or
+    ``"confocal"`` when the mode says so); the physical pixel sizes ``pixel_x_um``, ``pixel_y_um``,
+    ``pixel_z_um``. A TIFF without OME-XML gives all ``None``.
+    """
+    out: dict[str, Any] = dict.fromkeys(OPTICS_KEYS)
+    if isinstance(source, str) and source.lstrip().startswith("<"):
+        xml: str | None = source
+        name = "the OME-XML"
+    else:
+        import tifffile
+
+        path = Path(source)
+        name = path.name
+        if not path.exists():
+            raise MissingFileError(f"image {path} does not exist")
+        try:
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+                xml = tif.ome_metadata
+        except Exception as exc:  # not a TIFF, truncated: said in the user's terms
+            raise read_error(path, exc) from exc
+        if not xml:
+            return out
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise BadInputError(f"the OME-XML metadata of {name} is not valid XML ({exc})") from None
+
+    def children(el: ET.Element, tag: str) -> list[ET.Element]:
+        return [c for c in el if c.tag.rsplit("}", 1)[-1] == tag]
+
+    images = children(root, "Image")
+    if not images:
+        return out
+    if not 0 <= image < len(images):
+        raise BadInputError(Param("image", image), f" is out of range: {name} holds {len(images)} image(s)")
+    img = images[image]
+    objectives = {o.get("ID"): o for inst in children(root, "Instrument") for o in children(inst, "Objective")}
+    settings = next(iter(children(img, "ObjectiveSettings")), None)
+    # The objective the image names, or the only one described (then there is no other it could be).
+    objective = objectives.get(settings.get("ID")) if settings is not None else None
+    if objective is None and settings is None and len(objectives) == 1:
+        objective = next(iter(objectives.values()))
+    out["na"] = _number(objective, "LensNA")
+    out["immersion"] = None if objective is None else objective.get("Immersion")
+    out["magnification"] = _number(objective, "NominalMagnification")
+    out["refractive_index"] = _number(settings, "RefractiveIndex")
+    pixels = next(iter(children(img, "Pixels")), None)
+    if pixels is not None:
+        for ax in "xyz":
+            out[f"pixel_{ax}_um"] = _um(pixels, f"PhysicalSize{ax.upper()}", "µm")
+        chans = children(pixels, "Channel")
+        if chans and not 0 <= channel < len(chans):
+            raise BadInputError(Param("channel", channel), f" is out of range: the image has {len(chans)} "
+                                "channel(s)")
+        ch = chans[channel] if chans else None
+        out["emission_um"] = _um(ch, "EmissionWavelength", "nm")
+        out["excitation_um"] = _um(ch, "ExcitationWavelength", "nm")
+        out["pinhole_um"] = _um(ch, "PinholeSize", "µm")
+        mode = None if ch is None else ch.get("AcquisitionMode")
+        out["acquisition_mode"] = mode
+        out["modality"] = "confocal" if mode in _CONFOCAL_MODES else "widefield" if mode == "WideField" else None
+    return out

@@ -28,12 +28,24 @@ KERNEL_SIZE = 13
 """Side of an estimated ×2 kernel: the receptive field of KernelGAN's generator."""
 
 
+MAX_KERNEL_SIDE = 75
+"""Largest side an image may have to be taken for a kernel by its content alone (a file or layer without a
+kernel role): larger odd images are pictures. Measured PSFs become kernels at most this large by default, and
+×2 kernels up to 25×25 keep their full analytic ×4 kernel (:func:`x4_side`) within it; kernels the package
+makes (a role in their metadata) may be larger."""
+
+
+def x4_side(side: int) -> int:
+    """Side of the full analytic ×4 kernel of an ``side``×``side`` ×2 kernel: ``3·side − 2`` (41 → 121)."""
+    return 3 * int(side) - 2
+
+
 def kernel_size(scale: int) -> int:
     """Side of an estimated kernel at ``scale``: 13 at ×2, ``3·13 − 2 = 37`` at ×4 (full analytic support)."""
     if scale == 2:
         return KERNEL_SIZE
     if scale == 4:
-        return 3 * KERNEL_SIZE - 2
+        return x4_side(KERNEL_SIZE)
     raise ValueError(f"estimated kernels exist for scales {ESTIMATE_SCALES}, not {scale}")
 
 

@@ -1,6 +1,8 @@
 """Kernel files through napari's File → Open / Save: round trip, placement, and the reason for a refusal."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -63,7 +65,10 @@ def test_a_bad_mat_file_says_why(make_napari_viewer, tmp_path, notes, content, r
 @pytest.mark.parametrize("name, array, message", [
     ("psf.npy", np.ones((12, 12)), "psf.npy is 12×12: an SR kernel must have an odd side, so that it has a centre "
                                    "pixel; crop it to 11×11 or pad it to 13×13"),
-    ("bead_psf.npy", np.ones((9, 15, 15)), "bead_psf.npy is 9×15×15: an SR kernel is a 2-D image; save one plane"),
+    ("bead_psf.npy", np.ones((9, 15, 15)), "bead_psf.npy is 9×15×15: an SR kernel is a 2-D image; save one plane "
+                                           "of it (the in-focus plane of a 3-D PSF), or make the kernel from the bead "
+                                           "stack with its pixel size ('sr --kernel' or "
+                                           "physics.measured.psf_to_kernel)"),
     ("psf_kernel.tif", np.ones((14, 15), np.float32), "psf_kernel.tif is 14×15: an SR kernel must have an odd side"),
     ("kernel_x2.npy", -np.ones((13, 13)), "kernel_x2.npy is 13×13: a blur kernel is non-negative"),
 ])
@@ -79,8 +84,37 @@ def test_a_file_meant_as_a_kernel_says_what_is_wrong(make_napari_viewer, tmp_pat
         tifffile.imwrite(path, array)
     assert get_reader(str(path)) is not None  # claimed, to say why, not napari's generic refusal
     viewer = make_napari_viewer()
-    with pytest.raises(BadInputError, match=message.replace("(", r"\(")):
+    with pytest.raises(BadInputError, match=re.escape(message)):
         viewer.open(str(path), plugin=PLUGIN)
     [error] = notes.errors
     assert error.message.startswith(message)
     assert len(viewer.layers) == 0
+
+
+@pytest.mark.parametrize("size", [31, 41])
+def test_a_large_kernel_goes_to_files_and_back_through_napari(make_napari_viewer, tmp_path, size):
+    from napari_kernelgan.physics import gaussian_kernel
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "tissue")
+    image = viewer.layers["tissue LR"]
+    true_k = viewer.layers["tissue LR true kernel ×2"]
+    k = gaussian_kernel(size, 4.5, 3.0, 0.4)  # a PSF that 13×13 cannot hold
+    source = viewer.add_image(k.astype(np.float32), name=f"psf {size}")
+    opened = []
+    for suffix in (".mat", ".npy", ".tif"):
+        path = tmp_path / f"psf_{size}{suffix}"
+        assert source.save(str(path), plugin=PLUGIN) == [str(path)]
+        [layer] = viewer.open(str(path), plugin=PLUGIN)
+        opened.append(layer)
+        assert layer.data.shape == (size, size) and layer.metadata["role"] == LayerRole.KERNEL_FILE
+        assert np.allclose(layer.data, k, atol=1e-6)
+        # Drawn in a panel beside the image, as large as the 13×13 true kernel's panel.
+        ext, img, small = world_extent(layer), world_extent(image), world_extent(true_k)
+        assert ext[0, 1] > img[1, 1] and img[0, 0] <= ext[0, 0] + 1e-9 and ext[1, 0] <= img[1, 0] + 1e-9
+        assert ext[1, 0] - ext[0, 0] == pytest.approx(small[1, 0] - small[0, 0], rel=1e-6)
+        assert in_view(viewer, layer)
+    # Saved again from the opened layer, the kernel is the same.
+    again = tmp_path / f"again_{size}.npy"
+    opened[0].save(str(again), plugin=PLUGIN)
+    assert np.allclose(np.load(again), k, atol=1e-6)

@@ -301,10 +301,12 @@ def test_form_of_kernelgan_shows_preset_defaults_not_zero():
 def test_form_of_closed_form():
     spec = SR_METHODS.get("closed-form")
     fields = {f.name: f for f in form_fields(spec)}
-    assert fields["sigma"].kind == "float" and not fields["sigma"].advanced
+    # sigma: empty means auto (measured); a number is in the image's units, 'auto' may be typed too
+    assert fields["sigma"].kind == "text" and not fields["sigma"].advanced
+    assert fields["sigma"].placeholder.startswith("auto")
     assert fields["iterations"].placeholder == "4·(scale − 1)"
     assert fields["tile"].placeholder == "512 // scale" and fields["tile"].advanced
-    assert form_values(spec)["sigma"] == 0.0
+    assert form_values(spec)["sigma"] is None
     usrnet = {f.name: f for f in form_fields(SR_METHODS.get("usrnet"))}
     assert usrnet["weights"].placeholder == "method default" and "NAPARI_KERNELGAN" in usrnet["weights"].tooltip
 

@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("magicgui")
 pytest.importorskip("pytestqt")
 
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit
+from magicgui.widgets import CheckBox, ComboBox, LineEdit
 
 from napari_kernelgan._qt.options_form import OptionsForm
 from napari_kernelgan.registry import ESTIMATORS, SR_METHODS
@@ -39,7 +39,10 @@ def test_sr_forms(qtbot):
     form = OptionsForm()
     form.set_spec(SR_METHODS.get("closed-form"))
     sigma = form["sigma"]
-    assert isinstance(sigma, FloatSpinBox) and sigma.value == 0.0
+    # empty: auto (measured); a number in the image's units, or 'auto', typed in
+    assert sigma.value == "" and sigma.native.placeholderText().startswith("auto")
+    sigma.value = "12.5"
+    assert form.values()["sigma"] == 12.5
     assert form["iterations"].native.placeholderText() == "4·(scale − 1)"
     if "zssr" in SR_METHODS:
         form.set_spec(SR_METHODS.get("zssr"))

@@ -11,7 +11,7 @@ from qt_helpers import PLUGIN, world_extent
 
 from napari_kernelgan import estimate_kernel
 from napari_kernelgan._qt.models import LATEST, RunState
-from napari_kernelgan._qt.sr_widget import SuperResolveWidget
+from napari_kernelgan._qt.sr_widget import SAFEGUARDS_TEXT, SuperResolveWidget
 from napari_kernelgan._sample_data import astronaut
 from napari_kernelgan.layers import add_estimate_layers
 from napari_kernelgan.physics import gaussian_kernel
@@ -73,28 +73,33 @@ def test_overlays_the_input_and_resets_its_status(make_napari_viewer, dock, wait
     assert "Estimate kernel" in widget.status.value
 
 
-def test_estimated_kernels_get_the_safeguards(make_napari_viewer, dock, wait_idle):
-    """An estimate runs with super_resolve's safeguards (measured noise, its confidence, the check against
-    bicubic); a measured kernel runs as given."""
+def test_every_kernel_gets_the_safeguards_and_the_checkbox_turns_them_off(make_napari_viewer, dock, wait_idle):
+    """Estimates (by their confidence) and measured kernels (fully trusted) run with super_resolve's safeguards
+    (measured noise, the check against bicubic); unticking "Safeguards" runs the method alone."""
     viewer = make_napari_viewer()
     image, true_k = open_tissue(viewer)
     est = estimate_kernel(image.data, estimator="edges")
     est.confidence = 0.8
     add_estimate_layers(viewer, image, est)
-    for source, safe in ((LATEST, True), (viewer.layers["tissue LR kernel ×2"], True), (true_k, False)):
+    for source, confidence, checked in ((LATEST, 0.8, True), (viewer.layers["tissue LR kernel ×2"], 0.8, True),
+                                        (true_k, 1.0, True), (true_k, None, False)):
         widget = sr_widget(dock, viewer, image, source, "closed-form", 2)
-        assert widget.options["sigma"].value == 0.0
+        assert widget.safeguards.text == SAFEGUARDS_TEXT and widget.safeguards.value is True  # on by default
+        widget.safeguards.value = checked
+        assert widget.options["sigma"].value in (None, "")    # unset: auto, measured
         widget.options["iterations"].value = "1"
         widget.options["tile"].value = "0"
         widget.run_button.native.click()
         wait_idle(widget)
         options = viewer.layers["tissue LR SR×2 (closed-form)"].metadata["options"]
-        assert bool(options.get("safe")) == safe, (source, options)
-        if safe:
-            assert options["confidence"] == 0.8 and options["noise_sigma"] >= 0
+        assert bool(options.get("safe")) == checked, (source, options)
+        if checked:
+            assert options["confidence"] == confidence and options["noise_sigma"] >= 0
             assert "noise measured" in widget.status.value or "WARNING" in widget.status.value
         else:
-            assert options["sigma"] == 0.0
+            assert options["sigma"] is None and "noise_sigma" not in options
+            assert "without safeguards" in widget.status.value
+        widget.safeguards.value = True
 
 
 def test_photon_limited_sample_is_refined_and_says_so(make_napari_viewer, dock, wait_idle):
@@ -164,7 +169,7 @@ def test_any_kernel_image_serves_and_a_bad_one_is_named(make_napari_viewer, dock
     widget.method.value = "closed-form"
     widget.options["iterations"].value = "1"
     widget.kernel.value = plain
-    assert widget.options["sigma"].value == 0.0  # a measured kernel
+    assert widget.options["sigma"].value == ""  # unset: measured (auto), a measured kernel as any other
     widget.run_button.native.click()
     wait_idle(widget)
     result = viewer.layers["tissue LR SR×2 (closed-form)"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Label
+from magicgui.widgets import CheckBox, ComboBox, Label
 
 from .. import api
 from ..errors import BadInputError, KernelGANError
@@ -38,7 +38,9 @@ from .models import (
 )
 from .task_widget import RunTarget, TaskWidget
 
-__all__ = ["SuperResolveWidget", "KERNEL_X2"]
+__all__ = ["SuperResolveWidget", "KERNEL_X2", "SAFEGUARDS_TEXT"]
+
+SAFEGUARDS_TEXT = "Safeguards (measure noise, check against bicubic)"
 
 NO_KERNEL = np.pad(np.ones((1, 1)), 1)
 """What methods that ignore the kernel (``MethodSpec.uses_kernel`` False: bicubic) are handed when there is none."""
@@ -64,8 +66,13 @@ class SuperResolveWidget(TaskWidget):
                                 "2-D image with odd sides of 3 to 75 pixels, finite and non-negative.")
         self.method = self.method_chooser("Method", SR_METHODS, api.DEFAULT_SR_METHOD)
         self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in SR_SCALES], value=2)
+        self.safeguards = CheckBox(text=SAFEGUARDS_TEXT, value=True)
+        self.safeguards.tooltip = ("On (the default) for every kernel, measured or estimated: the noise is measured "
+                                   "from the image, photon-limited images get Richardson–Lucy steps and the result "
+                                   "is checked against bicubic interpolation (bicubic is returned, with a warning, "
+                                   "where SR would be worse). Off: the SR method alone, with the options as set.")
         self.form.extend([self.image, self.kernel, self.skipped, self.method, self.unavailable, self.scale,
-                          self.options.main, self.device, self.seed, self.whole_stack])
+                          self.options.main, self.safeguards, self.device, self.seed, self.whole_stack])
         self.advanced.append(self.threads)
         self._run: RunTarget | None = None
         self.method.changed.connect(self._method_changed)
@@ -113,6 +120,9 @@ class SuperResolveWidget(TaskWidget):
         elif kernel_is_estimate(self.kernel.value):
             self.say("Estimated kernel: the noise is measured from the image and the result is checked "
                      "against bicubic interpolation (options left at their defaults are chosen for you).")
+        elif self.kernel.value is not None:
+            self.say("Kernel layer (a measured PSF or a model): trusted fully, but with the safeguards on the noise "
+                     "is still measured from the image and the result checked against bicubic interpolation.")
 
     def confidence_for(self, layer: Any) -> float | None:
         """The confidence of the estimated kernel chosen for ``layer`` (``None``: not recorded)."""
@@ -184,16 +194,18 @@ class SuperResolveWidget(TaskWidget):
             self.fail(exc, description)
             return
         kernel = field if field is not None else kernels[scale]
-        if field is not None or kernel_is_estimate(self.kernel.value):
-            # Options the user left at their defaults are the safeguards' to choose (the measured noise...);
-            # a kernel map is an estimate, which super_resolve treats safely by itself.
+        safe = bool(self.safeguards.value)
+        if safe:
+            # Options the user left at their defaults are the safeguards' to choose (the measured noise...).
             defaults = form_values(spec)
             options = {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
-            if field is None:
-                options.update(safe=True, confidence=self.confidence_for(layer))
-            else:
-                description += " with its kernel map"
-        kwargs = dict(options, sr_method=spec.name, device=self.device.value, seed=int(self.seed.value),
+            if field is None and kernel_is_estimate(self.kernel.value):
+                options.update(confidence=self.confidence_for(layer))
+        if field is not None:
+            description += " with its kernel map"
+        if not safe:
+            description += " without safeguards"
+        kwargs = dict(options, sr_method=spec.name, safe=safe, device=self.device.value, seed=int(self.seed.value),
                       threads=threads, rgb=bool(layer.rgb), stack_axis=0 if whole else None)
 
         self._run = RunTarget(layer, slice_index)

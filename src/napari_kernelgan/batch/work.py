@@ -144,12 +144,13 @@ def estimate_unit(cfg: BatchConfig, stack: InputStack, unit: Unit, frame: np.nda
 
 def super_resolve_unit(cfg: BatchConfig, stack: InputStack, frame: np.ndarray, kernel: Any, unit: Unit,
                        hooks: Hooks) -> SRResult:
-    """One slice's ``frame`` (in [0, 1]; only ``unit.channel`` of it when that is set) super-resolved with
-    ``kernel``."""
+    """One slice ``frame`` as read (only ``unit.channel`` of it when that is set) super-resolved with ``kernel``
+    on the stack's intensity scale, in the input's dtype (a noise level given in the image's units means
+    what it says, and the output keeps the dtype's room above the input's range)."""
     from ..api import super_resolve
 
     return super_resolve(frame if unit.channel is None else frame[unit.channel], kernel, cfg.scale,
-                         sr_method=cfg.sr_method,
+                         sr_method=cfg.sr_method, intensity=stack.intensity,
                          **_api_kwargs(cfg, stack, False, hooks, one_channel=unit.channel is not None),
                          **cfg.sr_options)
 
@@ -204,9 +205,9 @@ class InputWork:
         for c in self.channels:
             t0 = time.perf_counter()
             kernel = self.kernel(index, c, frame)
-            res = super_resolve_unit(self.cfg, stack, frame, kernel, Unit("", c), self.hooks)
+            res = super_resolve_unit(self.cfg, stack, raw, kernel, Unit("", c), self.hooks)
             self.sr_runs.append({k: v for k, v in res.metadata().items() if k != "kernel"})
             parts.append(res.image)
             self.seconds[Unit(stack.label(index), c)] = time.perf_counter() - t0
         image = parts[0] if self.channels == [None] else np.stack(parts)
-        return stack.intensity.from_unit(image, stack.src.data.dtype)
+        return np.asarray(image).astype(stack.src.data.dtype, copy=False)

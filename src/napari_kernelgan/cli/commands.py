@@ -40,10 +40,14 @@ def estimator_options(args: argparse.Namespace, items: Sequence[str], flag: str)
 
 def sr_options(args: argparse.Namespace, items: Sequence[str], flag: str = "--set") -> dict[str, Any]:
     """The SR method's options from ``KEY=VALUE`` items, checked against its spec."""
+    from ..api import noise_option, parse_noise_option
     from ..registry import SR_METHODS
 
     opts = parse_assignments(items, flag=flag)
-    SR_METHODS.get(args.sr_method).resolve(opts)
+    spec = SR_METHODS.get(args.sr_method)
+    rest = dict(opts)
+    parse_noise_option(noise_option(spec), rest)  # in the image's units or 'auto': checked apart from the rest
+    spec.resolve(rest)
     return opts
 
 
@@ -164,6 +168,39 @@ def _stack_keywords(args: argparse.Namespace) -> dict[str, Any]:
             "resume": False, "keep_results": True}
 
 
+def _psf_kernel(args: argparse.Namespace, path: Path) -> Path:
+    """``path`` itself, or for a measured PSF (a bead image or stack with a pixel size in its metadata or given by
+    ``--kernel-pixel-size``) the kernel made from it for the inputs' pixel size at ``--scale``, written to a
+    scratch ``.npy`` removed at exit; the kernel's size and the share of the light it keeps are printed."""
+    from ..io import write_kernel
+    from ..measured_psf import image_pixel_size, is_psf_file, kernel_from_psf_file
+
+    if not is_psf_file(path, args.kernel_pixel_size):
+        return path
+    pixel = args.pixel_size
+    if pixel is None:
+        from ..batch.engine import expand_inputs
+
+        sizes = {image_pixel_size(p) for p in expand_inputs(args.images)}
+        if len(sizes) > 1:
+            raise BadOptionError("the inputs have different pixel sizes (" + ", ".join(
+                "none" if v is None else f"{v:.4g} µm" for v in sorted(sizes, key=lambda v: v or 0)) + "); a measured "
+                "PSF is made into a kernel for one: run them separately or give --pixel-size")
+        pixel = sizes.pop() if sizes else None
+    measured = kernel_from_psf_file(path, args.scale, pixel_size=pixel, kernel_pixel_size=args.kernel_pixel_size)
+    plane = "" if measured.plane is None else f", in-focus plane {measured.plane}"
+    print(f"{path.name}: measured PSF at {measured.psf_pixel_um:.4g} µm/pixel{plane} → ×{args.scale} kernel "
+          f"{measured.side}×{measured.side} at {measured.sr_pixel_um:.4g} µm/pixel, keeping "
+          f"{100 * measured.mass_kept:.1f} % of its light")
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="napari-kernelgan-psf-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    return write_kernel(scratch / f"{path.stem}_kernel_x{args.scale}.npy", measured.kernel)
+
+
 def cmd_sr(args: argparse.Namespace) -> int:
     from ..io import read_kernel
 
@@ -178,14 +215,19 @@ def cmd_sr(args: argparse.Namespace) -> int:
         with about(kernel):  # read once here, so a bad file is named before any input runs
             KernelField.load(kernel)
         if args.trust_kernel:
-            opts.update(safe=False)
+            opts.update(confidence=1.0)
     else:
         kernel = Path(args.kernel)
         with about(kernel):
+            kernel = _psf_kernel(args, kernel)  # a measured PSF: its kernel on the ×s grid, in a scratch file
             read_kernel(kernel)
         record = None if args.trust_kernel else estimate_record(kernel)
-        if record is not None:  # written by 'estimate': an estimate, used with super_resolve's safeguards
-            opts.update(safe=True, confidence=record.get("confidence"))
+        if record is not None:  # written by 'estimate': an estimate, trusted as far as its confidence says
+            opts.update(confidence=record.get("confidence"))
+    # Every kernel gets super_resolve's safeguards (a measured PSF at full confidence) unless switched off.
+    opts.update(safe=not args.no_safeguards)
+    if args.no_safeguards:
+        opts.pop("confidence", None)
     cfg = _engine_config(args, {}, sr_method=args.sr_method, sr_opts=opts, kernel=kernel, **_stack_keywords(args))
 
     def show(result: Any) -> None:

@@ -242,14 +242,24 @@ def build_sr(p: argparse.ArgumentParser) -> None:
     from ..vocabulary import SR_SCALES
 
     _add_images(p)
-    p.add_argument("--kernel", default=None, help=".mat ('Kernel'), .npy or .tif, correlation orientation")
+    p.add_argument("--kernel", default=None, help=".mat ('Kernel'), .npy or .tif, correlation orientation; or a "
+                   "measured PSF (bead image or z-stack TIFF) at its own pixel size")
+    p.add_argument("--kernel-pixel-size", "--psf-pixel-size", type=float, default=None, metavar="UM",
+                   help="pixel size of the --kernel PSF in µm, when its file does not say it: the PSF is then "
+                        "resampled to the super-resolved pixel (the image's / --scale)")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="pixel size of the input images in µm, when their files do not say it (for a measured PSF)")
     p.add_argument("--kernel-map", default=None, metavar="NPZ",
                    help="a kernel map written by 'estimate --kernel-map' for this image, instead of --kernel: "
                         "each region is super-resolved with its own kernel")
     p.add_argument("--scale", type=int, default=2, choices=SR_SCALES, help="(default: %(default)s)")
     p.add_argument("--trust-kernel", action="store_true",
-                   help="use a kernel written by 'estimate' as if measured: no safeguards (by default an "
-                        "estimate gets the measured noise, its confidence and the check against bicubic)")
+                   help="trust a kernel written by 'estimate' fully, as a measured PSF is (confidence 1): the "
+                        "noise is still measured and the result checked against bicubic")
+    p.add_argument("--no-safeguards", action="store_true",
+                   help="run the SR method alone (experts): no measured noise (sigma 0 unless given with --set), "
+                        "no Richardson-Lucy refinement, no check against bicubic. By default every kernel, "
+                        "measured or estimated, gets them")
     p.add_argument("-o", "--output", default=None,
                    help="output image, for one input (default: IMAGE_sr_xS_METHOD.EXT beside each input)")
     _add_sr_method(p, alias=True)

@@ -51,7 +51,9 @@ def kernel_problem(data: Any) -> KernelProblem | None:
     shape = tuple(int(n) for n in getattr(data, "shape", ()))
     if len(shape) != 2:
         return KernelProblem(f"{len(shape)}-D ({_dims(shape)})",
-                             "an SR kernel is a 2-D image; save one plane of it (the in-focus plane of a 3-D PSF)")
+                             "an SR kernel is a 2-D image; save one plane of it (the in-focus plane of a 3-D PSF), "
+                             "or make the kernel from the bead stack with its pixel size ('sr --kernel' or "
+                             "physics.measured.psf_to_kernel)")
     even = [n for n in shape if n % 2 == 0]
     if even:
         down, up = _odd_sides(shape)

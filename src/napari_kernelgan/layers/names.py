@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from ..vocabulary import MAX_KERNEL_SIDE as MAX_KERNEL_SIDE  # spelled in vocabulary, re-exported for the layers
+
 LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
 
 KERNEL_COLORMAP = "inferno"
 DMAP_COLORMAP = "viridis"
 KERNEL_SLOTS = 3  # panels in a column beside the image: ×2 estimate, ×4 estimate, true kernel of a sample
 FILE_KERNEL_SLOT = KERNEL_SLOTS  # kernels opened from files start a second column
-MAX_KERNEL_SIDE = 75
-"""Largest side taken for a kernel (×4 analytic kernels from 13×13 ×2 kernels are 37×37)."""
 DMAP_DESCRIPTION = ("Discriminator map (D-map): KernelGAN's discriminator verdict for every pixel. High values: "
                     "patches that look like the image's own patches at the coarser scale. Placed below the "
                     "image; hide the image to see it.")

@@ -15,6 +15,13 @@ Conventions (used by every estimator, SR method, metric and file format here):
   pixel per odd ``s - 1``. With that shift an LR pixel ``i`` is the average of
   HR pixels centred at ``s * i + (s - 1) / 2``: LR and HR share the same field
   of view, corner to corner (the KernelGAN / DIV2KRK convention).
+* **Size.** Any odd side. Estimated kernels are 13×13 at ×2 (DIV2KRK's size, the
+  estimators' output) and their analytic ×4 kernels ``3·n − 2`` (37×37);
+  a kernel given by the user may be as large as the optics need (a microscope
+  PSF easily keeps 15 % of its light outside 13×13): :func:`support_side`
+  says how large a kernel must be to hold a share of its light, and
+  :func:`napari_kernelgan.physics.measured.psf_to_kernel` turns a measured PSF
+  (a bead at the camera's pixel size) into a kernel on the SR grid.
 """
 from __future__ import annotations
 
@@ -77,6 +84,22 @@ def kernel_for_subsampling(k: np.ndarray, scale: int) -> np.ndarray:
     k = np.asarray(k, dtype=np.float64)
     k = np.pad(k, scale // 2 + 2)
     return shift_kernel(k, subsample_centre(k.shape, scale) - centre_of_mass(k))
+
+
+def support_side(k: np.ndarray, mass: float = 0.99) -> int:
+    """Smallest odd side of a square centred on the middle pixel of ``k`` (odd, square) that holds ``mass`` of
+    its sum; ``k``'s side when none smaller does."""
+    k = np.asarray(k, dtype=np.float64)
+    n = k.shape[0]
+    if k.ndim != 2 or k.shape[1] != n or n % 2 == 0:
+        raise ValueError(f"support_side needs an odd square kernel, got shape {k.shape}")
+    total = k.sum()
+    c = n // 2
+    for side in range(1, n + 1, 2):
+        r = side // 2
+        if k[c - r:c + r + 1, c - r:c + r + 1].sum() >= mass * total:
+            return side
+    return n
 
 
 def to_convolution(k: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ from ..records import record_values
 from ..types import Progress
 from ..vocabulary import Stage
 
-__all__ = ["MAX_ITERATIONS", "STEP_SCALE", "MIN_SIGMA", "CV_CROP", "to_counts", "from_counts", "thin",
+__all__ = ["MAX_ITERATIONS", "STEP_SCALE", "MIN_SIGMA", "CV_CROP", "PEDESTAL", "to_counts", "from_counts", "thin",
            "richardson_lucy", "choose_iterations", "refine", "iter_refine"]
 
 MAX_ITERATIONS = 40   # RL steps tried at most on the half counts
@@ -69,6 +69,7 @@ STEP_SCALE = float(record_values("safety")["step_scale"])
 MIN_SIGMA = 3.0
 CV_CROP = 256         # LR side of the centre crop the iteration count is chosen on
 _FLOOR = 1e-6         # counts: keeps the ratio y / A x finite where the prediction vanishes
+PEDESTAL = 1.0        # counts of the flat pedestal above the lowest value, where start or data go below 0
 
 
 def to_counts(x: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -100,11 +101,16 @@ def richardson_lucy(counts: np.ndarray, start: np.ndarray, kernel: np.ndarray, s
     float64 is many times slower), the likelihood summed in float64.
     """
     op = Degradation(kernel, scale, "reflect")
-    y = torch.as_tensor(np.clip(counts, 0.0, None), dtype=torch.float32, device=device)
-    x = torch.as_tensor(np.clip(start, _FLOOR, None), dtype=torch.float32, device=device)
+    # RL needs positive data and start: where the Poisson-Gaussian fit puts the zero level above the darkest
+    # pixels, their counts and the start's are negative, and clipping the start to ~0 next to positive data
+    # makes the ratio y / A x explode. A flat pedestal added to the data and the start alike keeps them
+    # positive instead; the kernel sums to 1, so A keeps it flat, and it is removed at the end.
+    pedestal = _pedestal(counts, start)
+    y = torch.as_tensor(np.clip(counts, 0.0, None) + pedestal, dtype=torch.float32, device=device)
+    x = torch.as_tensor(np.clip(np.asarray(start) + pedestal, _FLOOR, None), dtype=torch.float32, device=device)
     hr_shape = tuple(x.shape[-2:])
     norm = op.A_adjoint(torch.ones_like(y), hr_shape).clamp_min(_FLOOR)
-    other = None if held is None else torch.as_tensor(held, dtype=torch.float32, device=device)
+    other = None if held is None else torch.as_tensor(held + pedestal, dtype=torch.float32, device=device)
     losses: list[float] = []
 
     def loss(pred: torch.Tensor) -> None:
@@ -117,7 +123,14 @@ def richardson_lucy(counts: np.ndarray, start: np.ndarray, kernel: np.ndarray, s
         x = x * op.A_adjoint(y / pred, hr_shape) / norm
         pred = op.A(x).clamp_min(_FLOOR)
         loss(pred)
-    return x.cpu().numpy(), losses
+    return x.cpu().numpy() - pedestal, losses
+
+
+def _pedestal(counts: np.ndarray, start: np.ndarray) -> float:
+    """0 where the LR counts are non-negative (RL as it is); else the depth of the lowest count below 0 plus
+    :data:`PEDESTAL` counts (the fitted offset lies above the darkest pixels: the start is below it there)."""
+    low = float(np.min(counts))
+    return 0.0 if low >= 0.0 else PEDESTAL - low
 
 
 def choose_iterations(halves: tuple[np.ndarray, np.ndarray], start_of_half: np.ndarray, kernel: np.ndarray,

@@ -23,7 +23,11 @@ registered SR method so that this does not happen silently:
    ``s_b`` the method's blind default (2 for closed-form). On a noisy image
    (from a measured noise of 2/255) the measured noise is multiplied by
    ``1 + NOISE_DOUBT · (1 − c)`` (:func:`doubt_factor`): there a wrong kernel
-   harms through the noise, and the harm grows with the noise.
+   harms through the noise, and the harm grows with the noise. Whatever the
+   confidence, a noisy image's measured noise is multiplied by at least
+   :data:`NOISE_GAIN` (:func:`noise_gain`): even an exact kernel (a measured
+   PSF, confidence 1) needs a prior level above the LR noise, which the data
+   step's inverse filtering amplifies.
 3. **Check and escalation.** Ringing and amplified noise raise the total
    variation; sharpening a monotone edge does not. The check compares the
    SR output's total variation with that of bicubic interpolation, block by
@@ -58,7 +62,9 @@ uniformly blurred and once half sharp, half blurred; for the noise knobs,
 generated noisy fluorescence and the uniformly blurred photographs with
 Gaussian noise; output in ``docs/calibration_safety.txt``) and loaded from
 the record ``safety`` that script writes (``napari_kernelgan/records/safety.json``);
-the ringing limits, :data:`NOISY_SIGMA` and the ladder are design choices kept here;
+:data:`NOISE_GAIN` is fitted by ``benchmarks/calibrate_known_kernel.py`` (noisy fluorescence with
+its true kernels; record ``known_kernel``); the ringing limits, :data:`NOISY_SIGMA` and the ladder are
+design choices kept here;
 ``benchmarks/safety_benchmark.py`` and ``benchmarks/sr_benchmark.py`` report the
 result on DIV2KRK.
 """
@@ -78,7 +84,8 @@ from ..types import NEUTRAL_CONFIDENCE, Progress
 from . import _poisson
 
 __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
-           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "measure_noise", "confidence_floor", "doubt_factor",
+           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "NOISE_GAIN", "measure_noise", "confidence_floor",
+           "doubt_factor", "noise_gain",
            "ringing_limit", "noise_tv_scale", "ringing_score", "base_noise_level", "noise_ladder", "iter_safe_sr",
            "bicubic_frames"]
 
@@ -93,6 +100,9 @@ NOISE_DOUBT = float(_FITTED["noise_doubt"])  # see doubt_factor
 RINGING_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["ringing_scale"].items()}
 # the confidence floor per SR scale, relative to the blind default
 FLOOR_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["floor_scale"].items()}
+# The noise level a fully trusted kernel needs on a noisy image, relative to the measured noise (see noise_gain);
+# fitted by benchmarks/calibrate_known_kernel.py, loaded from its record (records/known_kernel.json).
+NOISE_GAIN = float(record_values("known_kernel")["noise_gain"])
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
 LADDER_STEPS = 2           # escalation steps before falling back to bicubic
 NOISE_KEYS = ("sigma", "noise_level")   # the noise option of closed-form, USRNet
@@ -159,6 +169,20 @@ def doubt_factor(confidence: float | None, noise_sigma: float) -> float:
     return 1.0 + NOISE_DOUBT * (1.0 - c) * noisy
 
 
+def noise_gain(noise_sigma: float) -> float:
+    """Lowest multiplier of the measured noise level ([0, 255]) on a noisy image, whatever the confidence.
+
+    The method's noise option sets the prior's last noise level, the one it denoises the deconvolved
+    iterate at; the data step's inverse filtering amplifies the LR noise at the frequencies the kernel
+    damps, so that level must exceed the LR noise the image shows, even with an exact kernel (a
+    measured PSF). :data:`NOISE_GAIN` is that ratio, fitted on noisy fluorescence with its true PSF;
+    it grows in as :func:`doubt_factor` does (full from :data:`NOISY_SIGMA`), and a doubted kernel's
+    larger doubt factor takes over from it (:func:`base_noise_level`).
+    """
+    noisy = float(np.clip(noise_sigma / NOISY_SIGMA, 0.0, 1.0))
+    return 1.0 + (NOISE_GAIN - 1.0) * noisy
+
+
 def ringing_limit(confidence: float | None, noise_sigma: float = 0.0, scale: int = 2) -> float:
     """The highest accepted :func:`ringing_score` for a kernel of this confidence (``None``: neutral) on
     an image with this measured noise ([0, 255]) at this SR scale.
@@ -181,11 +205,13 @@ def noise_tv_scale(noise_sigma: float) -> float:
 
 
 def base_noise_level(spec: Any, noise_sigma: float, confidence: float | None, scale: int) -> float:
-    """The noise option ([0, 255]) SR starts from: the measured noise raised by :func:`doubt_factor`,
-    at least :func:`confidence_floor` (with the method's blind default)."""
+    """The noise option ([0, 255]) SR starts from: the measured noise raised by :func:`doubt_factor`
+    or :func:`noise_gain`, whichever is larger, at least :func:`confidence_floor` (with the method's
+    blind default)."""
     key = next((k for k in NOISE_KEYS if k in spec.defaults), None)
     blind_sigma = float(spec.blind_defaults.get(key, DEFAULT_BLIND_SIGMA)) if key else DEFAULT_BLIND_SIGMA
-    return max(noise_sigma * doubt_factor(confidence, noise_sigma), confidence_floor(confidence, blind_sigma, scale))
+    factor = max(doubt_factor(confidence, noise_sigma), noise_gain(noise_sigma))
+    return max(noise_sigma * factor, confidence_floor(confidence, blind_sigma, scale))
 
 
 def noise_ladder(base: float) -> list[float]:

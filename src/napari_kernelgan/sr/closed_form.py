@@ -40,7 +40,7 @@ from .common import crop_hr, iter_tiled, reflect_pad_lr
 __all__ = ["DEFAULTS", "resolve_options", "hqs_schedule", "tv_denoise", "closed_form_sr", "closed_form"]
 
 DEFAULTS: dict[str, Any] = {
-    "sigma": 0.0,          # noise std of the LR image, [0, 255]
+    "sigma": None,         # noise std of the LR image, [0, 255] here; None: 0 (the API measures it: "auto")
     "iterations": None,    # HQS steps; None: 4·(scale − 1)
     "beta_start": 49.0,    # prior noise level of the first step, [0, 255]
     "beta_end": 0.5,       # floor of the prior noise level (8-bit quantisation, model error)
@@ -60,6 +60,8 @@ RANGES = {"sigma": Interval(float, 0, 255), "iterations": Interval(int, 1, None)
 def resolve_options(options: dict[str, Any], scale: int) -> dict[str, Any]:
     """Fill the scale-dependent defaults (``iterations``, ``tile``, ``overlap``) and check values."""
     opts = dict(options)
+    if opts["sigma"] is None:
+        opts["sigma"] = 0.0
     if opts["iterations"] is None:
         opts["iterations"] = 4 * (scale - 1)
     if opts["tile"] is None:
@@ -167,7 +169,8 @@ def closed_form_sr(lr: np.ndarray, kernel: np.ndarray, scale: int, *, device: to
 BLIND_DEFAULTS: dict[str, Any] = {"sigma": 2.0}
 
 OPTION_HELP = {
-    "sigma": "noise level of the LR image in [0, 255] units; 2 suits an estimated kernel on a clean 8-bit image",
+    "sigma": "noise std of the LR image in the image's own units (ADU for uint16, its values for float); "
+             "unset: auto, measured from the image (0 with the safeguards off)",
     "iterations": "half-quadratic splitting steps; unset: 4·(scale − 1)",
     "tile": "LR tile side; unset: 512 // scale; 0: the whole image at once",
 }

@@ -326,7 +326,8 @@ WEIGHTS = declare_weights(WeightSpec(
           "authors' released weights", defaults=DEFAULTS, main=("weights", "noise_level"), weights=(WEIGHTS.key,),
           help={"weights": "usrnet_tiny.pth / usrnet.pth, or a folder holding one; unset: "
                            f"${WEIGHTS.env_var}, the config file, the default folder",
-                "noise_level": "σ of the LR noise in [0, 255] units"}, seeded=False,
+                "noise_level": "σ of the LR noise in the image's own units (ADU for uint16); measured unless "
+                               "given, the safeguards on"}, seeded=False,
           ranges={"noise_level": Interval(float, 0, 255), "pad": Interval(int, 0, None), "tile": Interval(int, 0, None),
                   "overlap": Interval(int, 0, None)})
 def usrnet(frames: np.ndarray, kernel: np.ndarray, scale: int, *, device: torch.device, seed: int = 0,
