@@ -36,6 +36,8 @@ from _report import emit  # benchmarks/ is on sys.path when a script runs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from napari_kernelgan.physics.metrics import profile_fwhm
+
 DATA = ROOT.parent / "shared" / "data" / "real_dev"
 PHOTONS = (50.0, 300.0, 2000.0)
 OFFSET, READ_NOISE = 100.0, 1.5
@@ -60,14 +62,8 @@ def pupil_psf(pixel: float = PIXEL, defocus: float = 0.0, size: int = PSF_SIZE, 
 
 
 def fwhm(psf: np.ndarray) -> float:
-    """Full width at half maximum of the PSF's central row (linear interpolation), in pixels."""
-    row = psf[psf.shape[0] // 2] / psf.max()
-    c = len(row) // 2
-    i = c
-    while row[i + 1] >= 0.5:
-        i += 1
-    right = i + (row[i] - 0.5) / (row[i] - row[i + 1])
-    return 2.0 * (right - c)
+    """Full width at half maximum of the PSF's central row, in pixels."""
+    return profile_fwhm(psf[psf.shape[0] // 2])
 
 
 @dataclass

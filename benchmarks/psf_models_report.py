@@ -22,20 +22,12 @@ from _report import emit  # benchmarks/ is on sys.path when a script runs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from napari_kernelgan.physics.metrics import profile_fwhm
+
 GAUSS_SIGMA = 0.21  # λ/NA: the Gaussian approximation of the widefield PSF
 FWHM_PER_SIGMA = 2 * np.sqrt(2 * np.log(2))
 
 
-def fwhm(profile: np.ndarray, step: float) -> float:
-    """Full width at half maximum of a single-peaked profile, linearly interpolated between samples."""
-    p = np.asarray(profile, dtype=np.float64)
-    p = p / p.max()
-    c = int(np.argmax(p))
-    hi = c + int(np.argmax(p[c:] < 0.5))
-    lo = c - int(np.argmax(p[c::-1] < 0.5))
-    right = hi - 1 + (p[hi - 1] - 0.5) / (p[hi - 1] - p[hi])
-    left = lo + 1 - (p[lo + 1] - 0.5) / (p[lo + 1] - p[lo])
-    return (right - left) * step
 
 
 def best_of(fn, repeat: int = 3) -> float:
@@ -69,19 +61,19 @@ def rows() -> list[tuple[str, str, str, str]]:
     r = np.linspace(0.3 * unit, 0.9 * unit, 6001)
     zero = r[np.argmin(radial_intensity(wide, r)[0])] / unit
     out.append(("widefield: first zero of the Airy pattern", "0.610", f"{zero:.3f}", "none (no zero)"))
-    w_fwhm = fwhm(psf_2d(wide, fine, 101)[50], fine) / unit
+    w_fwhm = profile_fwhm(psf_2d(wide, fine, 101)[50], fine) / unit
     out.append(("widefield: lateral FWHM", "0.51 (exact Airy 0.5145)", f"{w_fwhm:.4f}",
                 f"{GAUSS_SIGMA * FWHM_PER_SIGMA:.4f}"))
     for au in (0.05, 0.25, 0.5, 1.0, 2.0):
         conf = Optics(modality="confocal", na=na, wavelength_um=lam, excitation_um=lam, pinhole_au=au)
-        c_fwhm = fwhm(psf_2d(conf, fine, 101)[50], fine) / unit
+        c_fwhm = profile_fwhm(psf_2d(conf, fine, 101)[50], fine) / unit
         closed = "0.37 (Airy²)" if au == 0.05 else "between 0.37 and 0.51"
         out.append((f"confocal, λ_ex = λ_em, pinhole {au:g} AU: lateral FWHM", closed, f"{c_fwhm:.4f}", ""))
     for n, a in ((1.515, 1.4), (1.333, 1.2), (1.0, 0.8), (1.515, 0.5)):
         optics = Optics(na=a, wavelength_um=0.52, n_immersion=n)
         expected = axial_fwhm_um(optics)
         dz = expected / 40
-        model = fwhm(psf_3d(optics, 0.52 / a / 20, dz, (241, 5, 5))[:, 2, 2], dz)
+        model = profile_fwhm(psf_3d(optics, 0.52 / a / 20, dz, (241, 5, 5))[:, 2, 2], dz)
         out.append((f"widefield NA {a:g}, n {n:g}, λ 0.52 µm: axial FWHM (µm)",
                     f"{expected:.3f} (0.88 λ/(n - √(n² - NA²)))", f"{model:.3f} ({model / expected - 1:+.1%})", ""))
     size, pixel = 401, 0.04

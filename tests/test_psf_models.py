@@ -14,6 +14,7 @@ from scipy import special
 from napari_kernelgan.errors import BadInputError, MissingFileError
 from napari_kernelgan.physics import Optics, psf_2d, psf_3d, support_for
 from napari_kernelgan.physics.conventions import centre_of_mass, validate_kernel
+from napari_kernelgan.physics.metrics import profile_fwhm as fwhm
 from napari_kernelgan.physics.optics import axial_fwhm_um, best_focus_um, pupil_energy, radial_intensity
 from napari_kernelgan.stacks import OPTICS_KEYS, read_optics
 
@@ -23,16 +24,6 @@ FINE = UNIT / 50  # pixel ≪ λ/NA
 WIDEFIELD = Optics(na=NA, wavelength_um=LAM)
 
 
-def fwhm(profile: np.ndarray, step: float) -> float:
-    """Full width at half maximum of a single-peaked profile, linearly interpolated between samples."""
-    p = np.asarray(profile, dtype=np.float64)
-    p = p / p.max()
-    c = int(np.argmax(p))
-    hi = c + int(np.argmax(p[c:] < 0.5))
-    lo = c - int(np.argmax(p[c::-1] < 0.5))
-    right = hi - 1 + (p[hi - 1] - 0.5) / (p[hi - 1] - p[hi])
-    left = lo + 1 - (p[lo + 1] - 0.5) / (p[lo + 1] - p[lo])
-    return (right - left) * step
 
 
 def confocal(pinhole_au: float) -> Optics:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .edges import HALF_LENGTH, HALF_WIDTH, _edge_points, _fit_edges
+from .edges import HALF_LENGTH, _edge_points, _fit_edges, edge_samples
 
 __all__ = ["EdgeSamples", "collect_edges", "edge_spread", "misfit"]
 
@@ -41,19 +41,6 @@ class EdgeSamples:
         return EdgeSamples(self.d[pick], self.values[pick], self.mask[pick], self.width[pick])
 
 
-def _samples(gray: np.ndarray, rr: np.ndarray, cc: np.ndarray, ny: np.ndarray, nx: np.ndarray,
-             offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # The same pixels and distances as edges._fit_edges uses, kept instead of reduced to one width.
-    off = np.arange(-HALF_LENGTH - 1, HALF_LENGTH + 2)
-    dr, dc = np.meshgrid(off, off, indexing="ij")
-    sr = dr.ravel()[None] - (offset * ny)[:, None]
-    sc = dc.ravel()[None] - (offset * nx)[:, None]
-    d = sr * ny[:, None] + sc * nx[:, None]
-    t = -sr * nx[:, None] + sc * ny[:, None]
-    use = (np.abs(d) <= HALF_LENGTH) & (np.abs(t) <= HALF_WIDTH + 0.5)
-    vals = gray[(rr[:, None] + dr.ravel()[None]).clip(0, gray.shape[0] - 1),
-                (cc[:, None] + dc.ravel()[None]).clip(0, gray.shape[1] - 1)]
-    return d, vals, use.astype(np.float64)
 
 
 def collect_edges(frames: np.ndarray, seed: int, max_points: int) -> EdgeSamples:
@@ -68,7 +55,7 @@ def collect_edges(frames: np.ndarray, seed: int, max_points: int) -> EdgeSamples
             continue
         width, _, quality = _fit_edges(gray, *points)
         clean = quality > MIN_QUALITY
-        d, vals, mask = _samples(gray, *(p[clean] for p in points))
+        d, vals, mask = edge_samples(gray, *(p[clean] for p in points))
         parts.append((d, vals, mask, width[clean]))
     if not parts:
         empty = np.zeros((0, (2 * HALF_LENGTH + 3) ** 2))

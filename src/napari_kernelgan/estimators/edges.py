@@ -112,11 +112,14 @@ def _sample(points: tuple[np.ndarray, ...], max_points: int, rng: np.random.Gene
     return tuple(p[pick] for p in points)
 
 
-def _fit_edges(gray: np.ndarray, rr: np.ndarray, cc: np.ndarray, ny: np.ndarray, nx: np.ndarray,
-               offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(widths, angles, quality)`` of the blurred steps fitted at edge points (rows independent)."""
-    # Pixels near each edge point, with their signed distance along the normal, measured from the
-    # point's own pixel so that a crop measures an edge exactly as the whole image does.
+def edge_samples(gray: np.ndarray, rr: np.ndarray, cc: np.ndarray, ny: np.ndarray, nx: np.ndarray,
+                 offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(distances, values, weights)`` of the pixels near each edge point (one row per point).
+
+    Distances are signed, along the edge normal, measured from the point's own pixel so that a crop
+    measures an edge exactly as the whole image does; weights are 1 within ``HALF_LENGTH`` along the
+    normal and ``HALF_WIDTH`` along the edge, 0 elsewhere.
+    """
     off = np.arange(-HALF_LENGTH - 1, HALF_LENGTH + 2)
     dr, dc = np.meshgrid(off, off, indexing="ij")
     sr = dr.ravel()[None] - (offset * ny)[:, None]
@@ -126,7 +129,13 @@ def _fit_edges(gray: np.ndarray, rr: np.ndarray, cc: np.ndarray, ny: np.ndarray,
     use = (np.abs(d) <= HALF_LENGTH) & (np.abs(t) <= HALF_WIDTH + 0.5)
     vals = gray[(rr[:, None] + dr.ravel()[None]).clip(0, gray.shape[0] - 1),
                 (cc[:, None] + dc.ravel()[None]).clip(0, gray.shape[1] - 1)]
-    w = use.astype(np.float64)
+    return d, vals, use.astype(np.float64)
+
+
+def _fit_edges(gray: np.ndarray, rr: np.ndarray, cc: np.ndarray, ny: np.ndarray, nx: np.ndarray,
+               offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(widths, angles, quality)`` of the blurred steps fitted at edge points (rows independent)."""
+    d, vals, w = edge_samples(gray, rr, cc, ny, nx, offset)
     n = w.sum(1)
     # For each candidate width: least squares for (a, b) in a + b·Φ(d/s), residual per edge.
     best_res = np.full(rr.size, np.inf)

@@ -111,3 +111,20 @@ def image_ssim(estimate: np.ndarray, truth: np.ndarray, shave: int = 0, data_ran
     ya, yb = _prepare(estimate, truth, shave, data_range)
     return float(structural_similarity(ya, yb, data_range=255.0, gaussian_weights=True, sigma=1.5,
                                        use_sample_covariance=False))
+
+
+def profile_fwhm(profile: np.ndarray, step: float = 1.0) -> float:
+    """Full width at half maximum of a single-peaked 1-D profile, in units of ``step`` (the sample spacing).
+
+    The half-maximum crossings either side of the peak are interpolated linearly between samples, so a
+    finely sampled profile gives its width to a small fraction of a sample (PSF widths, bead QC, axial
+    profiles).
+    """
+    p = np.asarray(profile, dtype=np.float64)
+    p = p / p.max()
+    c = int(np.argmax(p))
+    hi = c + int(np.argmax(p[c:] < 0.5))
+    lo = c - int(np.argmax(p[c::-1] < 0.5))
+    right = hi - 1 + (p[hi - 1] - 0.5) / (p[hi - 1] - p[hi])
+    left = lo + 1 - (p[lo + 1] - 0.5) / (p[lo + 1] - p[lo])
+    return float((right - left) * step)
