@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from _report import emit  # benchmarks/ is on sys.path when a script runs
+from calibrate_safety import WORST, choose  # the same rule: best mean whose worst case holds
 from known_kernel_benchmark import DATA, OFFSET, images, make_case, pupil_psf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-WORST = -0.3
 GAIN_VALUES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 MICRO_SEEDS = (10, 11, 12, 13, 14, 15)
 KINDS = ("nuclei", "puncta", "filaments", "mixed")
@@ -93,14 +93,6 @@ def gains(cases: list[dict], values: tuple[float, ...], threads: int) -> np.ndar
     finally:
         _safety.NOISE_GAIN = saved
     return out
-
-
-def choose(g: np.ndarray) -> int:
-    """Best mean among values whose worst case is at least WORST; otherwise the best worst case."""
-    ok = g.min(0) >= WORST
-    if ok.any():
-        return int(np.argmax(np.where(ok, g.mean(0), -np.inf)))
-    return int(np.argmax(g.min(0)))
 
 
 def cross_validate(g: np.ndarray, groups: np.ndarray, lines: list[str]) -> float:
