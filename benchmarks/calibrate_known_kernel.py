@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from _report import emit  # benchmarks/ is on sys.path when a script runs
-from calibrate_safety import WORST, choose  # the same rule: best mean whose worst case holds
+from calibrate_safety import WORST, cross_validate  # the same rule: best mean whose worst case holds
 from known_kernel_benchmark import DATA, OFFSET, images, make_case, pupil_psf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,21 +95,6 @@ def gains(cases: list[dict], values: tuple[float, ...], threads: int) -> np.ndar
     return out
 
 
-def cross_validate(g: np.ndarray, groups: np.ndarray, lines: list[str]) -> float:
-    held = np.zeros(g.shape[0])
-    for fold, (fit, test) in enumerate(((groups % 2 == 0, groups % 2 == 1), (groups % 2 == 1, groups % 2 == 0))):
-        j = choose(g[fit])
-        held[test] = g[test, j]
-        lines.append(f"  fold {'AB'[fold]}: fit on {int(fit.sum())} cases -> {GAIN_VALUES[j]}; held out "
-                     f"{int(test.sum())}: mean {g[test, j].mean():+.2f} dB, worst {g[test, j].min():+.2f} dB")
-    lines.append(f"  held out, all cases: mean {held.mean():+.2f} dB over bicubic, worst {held.min():+.2f} dB")
-    lines.append("  per value (all cases): " + ", ".join(
-        f"{v}: mean {m:+.2f} / worst {w:+.2f}" for v, m, w in zip(GAIN_VALUES, g.mean(0), g.min(0))))
-    j = choose(g)
-    lines.append(f"  fit on all {g.shape[0]} cases: NOISE_GAIN = {GAIN_VALUES[j]}")
-    return float(GAIN_VALUES[j])
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -125,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     g = gains(cases, GAIN_VALUES, args.threads)
     lines += [f"  {c['name']:<36} " + " ".join(f"{x:+.2f}" for x in row) for c, row in zip(cases, g)]
     lines.append("")
-    value = cross_validate(g, np.array([c["group"] for c in cases]), lines)
+    value = float(cross_validate(g, GAIN_VALUES, "NOISE_GAIN", lines, np.array([c["group"] for c in cases])))
     lines.append(f"Constants: {{\"NOISE_GAIN\": {value}}}  ({time.perf_counter() - start:.0f} s)")
     if not args.no_record:
         from napari_kernelgan.records import write_record
