@@ -32,6 +32,7 @@ SECTIONS = [
     ("benchmarks_microscopy_unseen.md", "Generated fluorescence microscopy from a seed no constant was chosen on"),
     ("benchmarks_microscopy_x4.md", "Generated fluorescence microscopy ×4"),
     ("benchmarks_samples.md", "The bundled samples"),
+    ("benchmarks_real_optics.md", "Real optics: real fluorescence degraded with physical and measured bead PSFs"),
     ("benchmarks_kernel_map.md", "Kernel maps and spatially varying SR"),
     ("benchmarks_tile_pass.md", "Kernel-map tiles in one pass against tile after tile"),
     ("benchmarks_batch.md", "Batch processing: 1,000 files serially and on Dask, a kill and a rerun, a "
