@@ -269,3 +269,15 @@ def test_blind_sr_uses_the_hints(ome_file, tmp_path, capsys) -> None:
                  "--device", "cpu", "--no-file-optics", "--pixel-size", "0.07"]) == 0
     text = capsys.readouterr().out
     assert "optics: pixel size 0.07 µm given" in text and "from the file" not in text
+
+
+def test_metadata_left_unused_is_said_and_recorded(tmp_path, capsys) -> None:
+    path = write_ome(tmp_path / "rect.ome.tif", channels=1, pixels='PhysicalSizeX="0.065" PhysicalSizeY="0.07"')
+    out = tmp_path / "k"
+    assert main(["estimate", str(path), "--estimator", "optics", "--out", str(out), "-q", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "  note: rect.ome.tif: the pixels are not square (x 0.065 µm, y 0.07 µm, 7.1 % apart)" in text
+    assert "pixel size" not in text.split("note:")[0]
+    record = json.loads((out / "rect_kernel.json").read_text())
+    assert record["options"]["pixel_um"] is None and "pixel_um" not in record["optics_hints"]
+    assert record["optics_hints"]["notes"][0].startswith("rect.ome.tif: the pixels are not square")
