@@ -84,3 +84,7 @@ def test_optics_group_is_filled_checked_and_passed(make_napari_viewer, dock, wai
     assert meta["method"] == "optics"
     assert meta["options"]["na"] == 1.4 and meta["options"]["wavelength_um"] == 0.6
     assert meta["options"]["n_immersion"] == 1.515 and meta["options"]["pixel_um"] is None
+    # the result layers added do not reset what was typed for this image; choosing another layer fills it anew
+    assert field.value == "0.6" and widget.optics.widgets["pixel_um"].value == ""
+    widget.image.value = c0
+    assert shown(widget)["wavelength_um"] == "0.52"

@@ -95,7 +95,10 @@ class EstimateKernelWidget(EstimatorTaskWidget):
         super()._image_changed()
         optics = getattr(self, "optics", None)  # layer events may come before the form is built
         layer = self.image.value
-        if optics is not None and layer is not None:
+        # Filled when another layer is chosen, not when layers come and go (results added): what the user
+        # typed for this image stays.
+        if optics is not None and layer is not None and layer != getattr(self, "_optics_layer", None):
+            self._optics_layer = layer
             optics.fill(optics_hints(getattr(layer, "metadata", None) or {}))
 
     def on_report(self, report: Report) -> None:
