@@ -11,8 +11,9 @@ from scipy.special import j1
 
 from napari_kernelgan.errors import BadInputError, user_message
 from napari_kernelgan.measured_psf import image_pixel_size, is_psf_file, kernel_from_psf_file, read_psf, to_um
+from napari_kernelgan.physics import Optics, psf_2d
 from napari_kernelgan.physics.conventions import centre_of_mass, support_side
-from napari_kernelgan.physics.measured import in_focus_plane, measure_psf, psf_to_kernel
+from napari_kernelgan.physics.measured import KernelCutWarning, in_focus_plane, measure_psf, psf_to_kernel
 
 NA, WAVELENGTH = 0.8, 0.6  # µm; Airy FWHM ≈ 0.51 λ / NA ≈ 0.38 µm
 
@@ -96,10 +97,36 @@ def test_a_microscope_psf_needs_more_than_13x13_and_max_side_reports_what_is_los
     plane = bead_plane(121, 0.1, na=1.4, wavelength=0.52) * 5000 + 100
     m = measure_psf(plane, 0.1, 0.2, 2)
     assert m.side > 13 and m.mass_kept >= 0.99
-    cut = measure_psf(plane, 0.1, 0.2, 2, max_side=13)
+    assert m.needed_side == m.side
+    with pytest.warns(KernelCutWarning, match=r"needs more than a 27×27 kernel .* at most 13×13, so \d+\.\d % of "):
+        cut = measure_psf(plane, 0.1, 0.2, 2, max_side=13)  # resampled to 27×27 (2·13 + 1) at most
     assert cut.side == 13 and 0.8 < cut.mass_kept < 0.97  # an in-focus NA 1.4 Airy PSF keeps 5-15 % outside
+    assert cut.needed_side is None
     loose = measure_psf(plane, 0.1, 0.2, 2, mass=0.9)
     assert loose.side < m.side
+
+
+def test_a_widefield_psf_wider_than_the_cap_is_cut_with_what_is_lost_said():
+    """NA 1.4 widefield at 520 nm on the ×2 grid of 0.065 µm pixels: 99 % of the bead field's light needs
+    121 px; the kernel is cut at 75 (the cap) and the 2.1 % outside is said and left out."""
+    import warnings
+
+    k = psf_2d(Optics(na=1.4, wavelength_um=0.52), 0.0325, size=401)
+    plane = k / k.max() * 5000 + 100
+    with pytest.warns(KernelCutWarning) as caught:
+        m = measure_psf(plane, 0.0325, 0.065, 2)
+    [message] = [str(w.message) for w in caught]
+    assert m.side == 75 and m.needed_side == 121
+    assert m.mass_kept == pytest.approx(0.979, abs=0.002)
+    assert message == ("the PSF: holding 99 % of its light needs a 121×121 kernel on the ×2 grid (0.0325 µm pixels); "
+                       "kernels are at most 75×75, so 2.1 % of the light, the faint outer halo, is left out and the "
+                       "kernel normalised to sum 1 over the rest")
+    assert m.kernel.sum() == pytest.approx(1.0) and m.kernel.shape == (75, 75)
+    # coarser pixels: the same PSF fits under the cap and nothing is said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fits = measure_psf(psf_2d(Optics(na=1.4, wavelength_um=0.52), 0.065, size=301), 0.065, 0.13, 2)
+    assert fits.side == fits.needed_side <= 75 and fits.mass_kept >= 0.99
 
 
 def _plane_with(n: int = 41, **changes: float) -> np.ndarray:

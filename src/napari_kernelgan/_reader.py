@@ -26,7 +26,10 @@ as the layer's ``scale``, their ``units`` and ``axis_labels`` (read by
 :func:`napari_kernelgan.stacks.open_image`, as the batch engine reads them), a
 layer per channel, and lazily: memory-mapped, or page by page through Dask
 when compressed. A unit napari does not know is named in a warning and the
-axis left in pixels. A TIFF without OME or ImageJ metadata (and not a kernel)
+axis left in pixels. Each layer's metadata also holds the microscope's optics as
+the estimators take them (``"optics"``: :func:`napari_kernelgan.optics_hints.optics_hints`
+of its channel; ``None`` for what the file does not say), which *Estimate
+kernel* fills its *Optics* group from. A TIFF without OME or ImageJ metadata (and not a kernel)
 opens plainly, memory-mapped where it can be, so remembering this plugin for
 TIFFs never loses a file.
 """
@@ -295,6 +298,17 @@ def _axis_calibration(meta: Any, axis: str, where: str = "") -> tuple[float, str
     return 1.0, "pixel"
 
 
+def _optics_of(path: Path, channel: int) -> dict[str, Any]:
+    """The optics hints of one channel (:func:`~napari_kernelgan.optics_hints.optics_hints`) for the layer's
+    metadata; a channel the OME-XML does not describe has none."""
+    from .optics_hints import HINT_KEYS, optics_hints
+
+    try:
+        return optics_hints(path, channel=channel)
+    except BadInputError:
+        return dict.fromkeys(HINT_KEYS)
+
+
 def stack_layer_data(path: str | os.PathLike) -> LayerDataTuple:
     """One OME or ImageJ TIFF as an image layer tuple: ``scale``, ``units`` and ``axis_labels`` from the file,
     ``channel_axis`` when it has channels (napari then makes a layer per channel), the data unread."""
@@ -313,10 +327,18 @@ def stack_layer_data(path: str | os.PathLike) -> LayerDataTuple:
     for text in dict.fromkeys(str(w.message) for w in caught):
         warnings.warn(text, UserWarning, stacklevel=2)
     name = stem_of(path)
+    meta = {"source_file": str(path), "axes": axes, "format": src.meta.kind}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        optics = [_optics_of(path, i) for i in range(1 if channel is None else shape[channel])]
+    for text in dict.fromkeys(str(w.message) for w in caught):
+        warnings.warn(text, UserWarning, stacklevel=2)
     kwargs: dict[str, Any] = {
         "name": name if channel is None else [f"{name} c{i}" for i in range(shape[channel])],
         "scale": list(steps), "units": list(units), "axis_labels": [a.lower() for a in spatial], "rgb": rgb,
-        "metadata": {"source_file": str(path), "axes": axes, "format": src.meta.kind}}
+        # napari gives each channel's layer its own entry of a list
+        "metadata": ({**meta, "optics": optics[0]} if channel is None else
+                     [{**meta, "channel": i, "optics": optics[i]} for i in range(shape[channel])])}
     if channel is not None:
         kwargs["channel_axis"] = channel
     return (src.data, kwargs, "image")

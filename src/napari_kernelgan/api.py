@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from .devices import reproducible, resolve_device, torch_threads
 from .errors import BadInputError, BadOptionError, Cancelled
 from .fields import KernelField
 from .imaging import Frames, Intensity, frames_to_image, is_lazy, prepare_image, sample_indices
+from .optics_hints import hinted_options
 from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
 from .slices import SliceStream, iter_slices, output_array
@@ -69,6 +70,7 @@ def iter_estimate_kernel(image: np.ndarray | Frames, scale: int = 2, *, estimato
                          device: str = "auto", seed: int = 0, threads: int | None = None,
                          rgb: bool | None = None, channel_axis: int | None = None, stack_axis: int | None = None,
                          report_every: int = 50, method: str | None = None,
+                         hints: Mapping[str, Any] | None = None,
                          **options: Any) -> Generator[Progress, None, KernelEstimate]:
     """Generator form of :func:`estimate_kernel`: yields progress (with the current
     kernel every ``report_every`` iterations) and returns the :class:`KernelEstimate`."""
@@ -76,7 +78,7 @@ def iter_estimate_kernel(image: np.ndarray | Frames, scale: int = 2, *, estimato
     start = time.perf_counter()
     scale = _check_scale(scale, ESTIMATE_SCALES)
     spec = ESTIMATORS.get(estimator)
-    opts = spec.resolve(options)
+    opts = spec.resolve(hinted_options(spec.defaults, options, hints))
     if int(report_every) < 1:
         raise BadOptionError(f"report_every must be at least 1, got {report_every!r}")
     dev = resolve_device(device)
@@ -115,6 +117,12 @@ def estimate_kernel(image: np.ndarray, scale: int = 2, *, callback: ProgressCall
     Returns the ×2 kernel (``.kernel``), ``.kernel_x4`` (analytic), ``.confidence``
     (for estimators that give one), the discriminator map over the whole input
     (``.dmap``, for estimators that have one), loss history, timing, device and seed.
+
+    The microscope's optics (:data:`~napari_kernelgan.optics_hints.HINT_KEYS`: ``na``, ``wavelength_um``,
+    ``n_immersion``, ``modality``, ``pinhole_au``, ``pixel_um``) reach only an estimator that declares them,
+    whether given as options or as ``hints`` (a mapping, e.g. what
+    :func:`~napari_kernelgan.optics_hints.optics_hints` reads from the image's file); an option given
+    explicitly wins over the same hint.
 
     >>> est = estimate_kernel(image, scale=2, seed=0)   # doctest: +SKIP
     >>> est.kernel.shape                                  # doctest: +SKIP

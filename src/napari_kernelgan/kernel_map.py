@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import numpy as np
@@ -108,12 +108,16 @@ def iter_estimate_kernel_map(image: np.ndarray | Frames, scale: int = 2, *, esti
                              tile: int | None = None, overlap: int = OVERLAP, device: str = "auto", seed: int = 0,
                              threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
                              stack_axis: int | None = None, report_every: int = 50,
+                             hints: Mapping[str, Any] | None = None,
                              **options: Any) -> Generator[Progress, None, KernelField]:
-    """Generator form of :func:`estimate_kernel_map`: yields progress, returns the field."""
+    """Generator form of :func:`estimate_kernel_map`: yields progress, returns the field. ``hints``: the
+    microscope's optics, passed as :func:`~napari_kernelgan.api.estimate_kernel` passes them."""
+    from .optics_hints import hinted_options
+
     start = time.perf_counter()
     scale = check_scale(scale, ESTIMATE_SCALES)
     spec = ESTIMATORS.get(estimator)
-    opts = spec.resolve(options)
+    opts = spec.resolve(hinted_options(spec.defaults, options, hints))
     dev = resolve_device(device)
     yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="checking the image")
     frames = image if isinstance(image, Frames) else prepare_image(

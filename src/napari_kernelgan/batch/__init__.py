@@ -79,6 +79,7 @@ def process_input(path: str | os.PathLike, cfg: BatchConfig, *, catch_bugs: bool
             result.status = Status.SKIPPED
             result.rows = [{**r, "status": Status.SKIPPED} for r in record["rows"]]
             result.written = [out / name for name in record["outputs"]]
+            result.hints = record.get("optics_hints") or {}
             output = next((r["output"] for r in record["rows"] if r.get("output")), None)
             result.output = None if output is None else out / output
             return result

@@ -30,6 +30,9 @@ class BatchConfig:
     its own kernel instead of one per stack; ``per_channel`` gives every channel its own kernel
     (the blur differs with the wavelength) instead of one shared by all channels. ``threads`` is
     PyTorch's per task: 1 by default, so a result does not depend on how many tasks run at once.
+    ``hints``: the microscope's optics given by the user (:data:`~..optics_hints.HINT_KEYS`), over what
+    each input's file says (read per channel unless ``file_hints`` is off); they reach only an estimator
+    that declares them, and an estimator option set in ``estimator_options`` wins over both.
     """
 
     out: Path | None
@@ -54,6 +57,8 @@ class BatchConfig:
     kernel: Path | None = None
     output: Path | None = None
     kernel_files: str = "all"
+    hints: dict[str, Any] = field(default_factory=dict)
+    file_hints: bool = True
 
     def __post_init__(self) -> None:
         self.out = None if self.out is None else Path(self.out)
@@ -63,6 +68,9 @@ class BatchConfig:
             raise BadOptionError("a kernel map is made per image or per stack, not with per-slice kernels")
         if self.kernel_files not in ("all", "mat"):
             raise BadOptionError(f"kernel_files must be 'all' or 'mat', not {self.kernel_files!r}")
+        from ..optics_hints import check_hint
+
+        self.hints = {k: check_hint(k, v) for k, v in self.hints.items() if v is not None}
         if self.kernel is not None and self.sr_method is None:
             raise BadOptionError("a known kernel is for super-resolution: give an SR method")
 
@@ -108,6 +116,7 @@ class InputResult:
     output_shape: tuple[int, ...] = ()
     output_dtype: str = ""
     sr_runs: list[dict[str, Any]] = field(default_factory=list)  # per slice: SRResult.metadata() without the kernel
+    hints: dict[str, dict[str, Any]] = field(default_factory=dict)  # per unit name: the optics hints and their use
     error_words: tuple[Any, ...] = ()
 
     @property

@@ -102,7 +102,8 @@ def run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, writ
             kpath = output.with_name(f"{stem_of(output)}{f'_{suffix}' if suffix else ''}_kernel_x{cfg.scale}.mat")
             written.append(write_kernel(kpath, est.kernel_for(cfg.scale)))
         else:
-            write_estimate(out, f"{stem}_{suffix}" if suffix else stem, est, cfg.scales, written)
+            write_estimate(out, f"{stem}_{suffix}" if suffix else stem, est, cfg.scales, written,
+                           hints=work.hints[unit.channel][1])
         if kmap is not None:
             write_field(out, f"{stem}_{suffix}" if suffix else stem, kmap, written)
     total = time.perf_counter() - start
@@ -113,6 +114,7 @@ def run_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult, writ
                        seconds=round(work.seconds.get(unit, total) if cfg.per_slice else total, 3))
                    for unit, est in kernels.items()]
     result.output = output
+    result.hints = {unit.name(sep="_"): work.hints[unit.channel][1] for unit in work.estimates}
     if cfg.keep_results:
         result.estimates = [(unit.name(sep="_"), est) for unit, est in kernels.items() if cfg.kernel is None]
         result.kernel_map = next((f for _, f in work.estimates.values() if f is not None), None)

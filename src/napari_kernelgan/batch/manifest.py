@@ -80,7 +80,7 @@ def write_manifest(path: Path, stem: str, cfg: BatchConfig, result: InputResult,
     # Outputs are named relative to the input's output folder (the manifest's own folder).
     outputs = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in written}
     record = {"format": MANIFEST_FORMAT, "file": str(path), "input": _input_identity(path), "config": cfg.key(),
-              "outputs": outputs, "rows": result.rows}
+              "outputs": outputs, "rows": result.rows, "optics_hints": result.hints}
     return write_json(manifest_path(cfg, path, stem), record)
 
 

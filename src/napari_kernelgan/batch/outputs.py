@@ -70,8 +70,9 @@ def write_json(path: Path, record: Any) -> Path:
 
 
 def write_estimate(out: Path, stem: str, est: KernelEstimate, scales: Sequence[int],
-                   written: list[Path] | None = None) -> list[Path]:
-    """Kernel .mat/.npy per scale, a kernel plot, the D-map TIFF (if any) and a JSON record.
+                   written: list[Path] | None = None, hints: dict[str, Any] | None = None) -> list[Path]:
+    """Kernel .mat/.npy per scale, a kernel plot, the D-map TIFF (if any) and a JSON record (with
+    ``hints``, the optics hints of the estimate and their sources, as ``"optics_hints"``).
 
     Paths are appended to ``written`` as each file lands (see :func:`all_or_nothing`); returns them.
     """
@@ -86,6 +87,8 @@ def write_estimate(out: Path, stem: str, est: KernelEstimate, scales: Sequence[i
     if est.dmap is not None:
         written.append(write_image(out / f"{stem}_dmap.tif", est.dmap.astype(np.float32)))
     record = {k: v for k, v in est.metadata(max(scales)).items() if k != "kernel"}
+    if hints is not None:
+        record["optics_hints"] = hints
     written.append(write_json(out / f"{stem}_kernel.json", record))
     return written
 

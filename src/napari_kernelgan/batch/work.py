@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import BadInputError, Cancelled, KernelGANError, reworded
 from ..imaging import MIN_SIZE
+from ..optics_hints import HINT_KEYS, common_hints, merge_hints, optics_hints
 from ..slices import SliceStream
 from ..stacks import CHANNEL_AXES, ImageSource, channel_index
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .config import BatchConfig
 
 __all__ = ["Unit", "Hooks", "InputStack", "InputWork", "known_kernel", "estimate_stack", "estimate_unit",
-           "super_resolve_unit"]
+           "super_resolve_unit", "unit_hints"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,25 @@ class InputStack:
         """The frame at ``index`` in [0, 1] on the whole stack's scale (float32)."""
         return self.stream.unit(index)
 
+    def file_hints(self, channel: int | None) -> tuple[dict[str, Any], list[str]]:
+        """What the file says of the optics of ``channel`` (``None``: what all its channels say alike), and
+        the notes on metadata not used (:class:`~..optics_hints.OpticsHintWarning`)."""
+        import warnings
+
+        axes = self.src.meta.axes
+        # OME describes a channel per C index; RGB samples (S) are one channel of the metadata.
+        per_c = self.channel is not None and axes[self.channel] == "C"
+        wanted = [0] if not per_c else list(range(self.n_channels)) if channel is None else [channel]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                found = [optics_hints(self.src.path, channel=c) for c in wanted]
+            except BadInputError as exc:  # metadata that disagree with the pixels: no hints, said once
+                warnings.warn(f"{self.src.path.name}: optics metadata not used ({exc})", UserWarning, stacklevel=1)
+                found = [dict.fromkeys(HINT_KEYS)]
+        notes = list(dict.fromkeys(str(w.message) for w in caught))
+        return (found[0] if len(found) == 1 else common_hints(found)), notes
+
     def channels(self, per_channel: bool) -> list[int | None]:
         """The channels that get their own kernel: each one with ``per_channel`` where there are channels,
         else one kernel for all of them (``[None]``)."""
@@ -89,6 +109,22 @@ def _api_kwargs(cfg: BatchConfig, stack: InputStack, stacked: bool, hooks: Hooks
             "stack_axis": 0 if stacked else None, "callback": hooks.callback, "cancel": hooks.cancel}
 
 
+def unit_hints(cfg: BatchConfig, stack: InputStack, channel: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The optics hints of one unit's kernel (the values for the estimator) and their record for the files
+    written: ``{KEY: {"value", "source" ("file" or "given"), "used"}, "notes": [...]}``, ``used`` when the
+    estimator declares the option and no explicit option of it overrides the hint."""
+    from ..registry import ESTIMATORS
+
+    file, notes = stack.file_hints(channel) if cfg.file_hints else ({}, [])
+    values, sources = merge_hints(file, cfg.hints)
+    declared = ESTIMATORS.get(cfg.estimator).defaults
+    explicit = {k for k, v in cfg.estimator_options.items() if v is not None}
+    record: dict[str, Any] = {k: {"value": v, "source": sources[k], "used": k in declared and k not in explicit}
+                              for k, v in values.items()}
+    record["notes"] = notes
+    return values, record
+
+
 def known_kernel(cfg: BatchConfig) -> Any:
     """The kernel (array) or kernel map (:class:`~..fields.KernelField`, from ``.npz``) of ``cfg.kernel``."""
     if cfg.kernel.suffix.lower() == ".npz":
@@ -100,10 +136,10 @@ def known_kernel(cfg: BatchConfig) -> Any:
     return read_kernel(cfg.kernel)
 
 
-def estimate_stack(cfg: BatchConfig, stack: InputStack, hooks: Hooks,
-                   channel: int | None = None) -> tuple[KernelEstimate, Any]:
+def estimate_stack(cfg: BatchConfig, stack: InputStack, hooks: Hooks, channel: int | None = None,
+                   hints: dict[str, Any] | None = None) -> tuple[KernelEstimate, Any]:
     """One kernel for the whole input, or for one ``channel`` of it (from the frames imaging.sample_indices
-    picks), and its kernel map."""
+    picks), and its kernel map; ``hints``: the optics hints (values) for the estimator."""
     from ..api import estimate_kernel
 
     stacked = len(stack.indices) > 1
@@ -114,25 +150,25 @@ def estimate_stack(cfg: BatchConfig, stack: InputStack, hooks: Hooks,
 
     data = np.stack([unit(i) for i in stack.stream.sample]) if stacked else unit(stack.indices[0])
     kw = _api_kwargs(cfg, stack, stacked, hooks, one_channel=channel is not None)
-    est = estimate_kernel(data, cfg.scale, estimator=cfg.estimator, **kw, **cfg.estimator_options)
+    est = estimate_kernel(data, cfg.scale, estimator=cfg.estimator, hints=hints, **kw, **cfg.estimator_options)
     field = None
     if cfg.kernel_map:
         from ..kernel_map import estimate_kernel_map
 
         field = estimate_kernel_map(data, cfg.scale, estimator=cfg.estimator, tile=cfg.tile, overlap=cfg.overlap,
-                                    **kw, **cfg.estimator_options)
+                                    hints=hints, **kw, **cfg.estimator_options)
     return est, field
 
 
-def estimate_unit(cfg: BatchConfig, stack: InputStack, unit: Unit, frame: np.ndarray,
-                  hooks: Hooks) -> KernelEstimate:
+def estimate_unit(cfg: BatchConfig, stack: InputStack, unit: Unit, frame: np.ndarray, hooks: Hooks,
+                  hints: dict[str, Any] | None = None) -> KernelEstimate:
     """The kernel of one slice's ``frame`` (in [0, 1], all its channels), or of its ``unit.channel``; an
     error names the unit."""
     from ..api import estimate_kernel
 
     try:
         return estimate_kernel(frame if unit.channel is None else frame[unit.channel], cfg.scale,
-                               estimator=cfg.estimator,
+                               estimator=cfg.estimator, hints=hints,
                                **_api_kwargs(cfg, stack, False, hooks, one_channel=unit.channel is not None),
                                **cfg.estimator_options)
     except KernelGANError as exc:
@@ -166,9 +202,14 @@ class InputWork:
         self.estimates: dict[Unit, tuple[Any, Any]] = {}  # (estimate, kernel map), in the order they are made
         self.seconds: dict[Unit, float] = {}
         self.sr_runs: list[dict[str, Any]] = []  # per unit super-resolved: SRResult.metadata() without the kernel
+        # The optics hints of each channel's kernels (read once per channel; none for a known kernel).
+        self.hints: dict[int | None, tuple[dict[str, Any], dict[str, Any]]] = {}
+        if cfg.kernel is None:
+            self.hints = {c: unit_hints(cfg, stack, c) for c in self.channels}
         if cfg.kernel is None and not cfg.per_slice:
             for c in self.channels:
-                self.estimates[Unit("", c)] = estimate_stack(cfg, stack, hooks, channel=c)
+                self.estimates[Unit("", c)] = estimate_stack(cfg, stack, hooks, channel=c,
+                                                             hints=self.hints[c][0])
 
     @property
     def kernels(self) -> dict[Unit, Any]:
@@ -181,7 +222,8 @@ class InputWork:
             return self.known
         unit = Unit(self.stack.label(index) if self.cfg.per_slice else "", channel)
         if unit not in self.estimates:
-            self.estimates[unit] = (estimate_unit(self.cfg, self.stack, unit, frame, self.hooks), None)
+            self.estimates[unit] = (estimate_unit(self.cfg, self.stack, unit, frame, self.hooks,
+                                                  hints=self.hints[channel][0]), None)
         return self.estimates[unit][0]
 
     def estimate_slice(self, index: tuple[int, ...]) -> None:

@@ -12,10 +12,18 @@ from ..errors import BadOptionError
 from ..options import parse_assignments
 from ..vocabulary import Status
 from .errors import INTERRUPTED, about, result_error
-from .output import estimate_record, field_summary, format_kernel, method_label, progress_bar, safety_note
+from .output import (
+    estimate_record,
+    field_summary,
+    format_kernel,
+    hint_lines,
+    method_label,
+    progress_bar,
+    safety_note,
+)
 
-__all__ = ["estimator_options", "sr_options", "run_kwargs", "cmd_estimate", "cmd_batch", "cmd_sr", "cmd_blind_sr",
-           "cmd_demo"]
+__all__ = ["estimator_options", "sr_options", "run_kwargs", "given_hints", "cmd_estimate", "cmd_batch", "cmd_sr",
+           "cmd_blind_sr", "cmd_demo"]
 
 
 def estimator_options(args: argparse.Namespace, items: Sequence[str], flag: str) -> dict[str, Any]:
@@ -51,6 +59,14 @@ def sr_options(args: argparse.Namespace, items: Sequence[str], flag: str = "--se
     return opts
 
 
+def given_hints(args: argparse.Namespace) -> dict[str, Any]:
+    """The optics given by ``--na``, ``--wavelength``, ``--immersion``, ``--modality``, ``--pinhole-au`` and
+    ``--pixel-size``, checked (a wavelength above 5 is refused as nanometres)."""
+    from ..optics_hints import HINT_KEYS, check_hint
+
+    return {key: check_hint(key, getattr(args, key)) for key in HINT_KEYS if getattr(args, key, None) is not None}
+
+
 def run_kwargs(args: argparse.Namespace, *, axes: bool = True) -> dict[str, Any]:
     """The keywords every API call shares: device, seed, threads (and the image's axes)."""
     kw: dict[str, Any] = {"device": args.device, "seed": args.seed, "threads": args.threads}
@@ -68,6 +84,8 @@ def _engine_config(args: argparse.Namespace, est_opts: dict[str, Any], *, sr_met
     from ..batch import BatchConfig
 
     out = getattr(args, "out", None)
+    if sr_method is None or "kernel" not in extra:  # the optics matter where a kernel is estimated
+        extra.update(hints=given_hints(args), file_hints=getattr(args, "file_optics", True))
     return BatchConfig(out=None if out is None else Path(out), scale=args.scale,
                        estimator=getattr(args, "estimator", "auto"),
                        estimator_options=est_opts, sr_method=sr_method, sr_options=sr_opts or {}, axes=args.axes,
@@ -94,6 +112,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                   f"{est.elapsed:.1f} s ({method_label(est)}, {est.iterations} steps, {est.device}, seed {est.seed})")
             if not args.quiet:
                 print(format_kernel(est.kernel))
+        for line in hint_lines(result.hints, args.estimator):
+            print(line)
         if result.kernel_map is not None:
             print("  " + field_summary(result.kernel_map))
         print("  wrote " + ", ".join(p.name for p in result.written) + f" in {cfg.out}")
@@ -124,6 +144,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             what = "finished before, outputs verified" if result.status == Status.SKIPPED else f"{result.seconds:.1f} s"
             out = result.output.name if result.output is not None else ""
             print(f"{result.path}: {result.status} → {out} ({what})")
+            for line in hint_lines(result.hints, args.estimator):
+                print(line)
 
     try:
         with progress_bar("batch") as bar:
@@ -253,6 +275,8 @@ def cmd_blind_sr(args: argparse.Namespace) -> int:
         estimated = sum(e.elapsed for _, e in result.estimates)
         print(f"{result.path}: blind ×{args.scale} {what} (kernel {named}, {method_label(est)}); estimate "
               f"{estimated:.1f} s, SR {seconds:.1f} s" + safety_note(run["options"]))
+        for line in hint_lines(result.hints, args.estimator):
+            print(line)
 
     return _sr_through_engine(args, cfg, show)
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..types import KernelEstimate, Progress
 
 __all__ = ["ProgressBar", "progress_bar", "format_kernel", "field_summary", "estimate_record", "safety_note",
-           "method_label"]
+           "method_label", "hint_lines"]
 
 
 class ProgressBar:
@@ -119,3 +119,26 @@ def method_label(est: KernelEstimate) -> str:
     if failed:
         label += "; not used: " + "; ".join(f"{name} ({why})" for name, why in failed.items())
     return label
+
+
+def hint_lines(hints: dict[str, dict[str, Any]], estimator: str) -> list[str]:
+    """The optics hints of an input's kernels in words, a line per kernel that has any (``"optics: NA 1.4 from
+    the file, pixel size 0.1 µm given"``), hints the estimator does not take marked, then the notes on
+    metadata left unused."""
+    from ..optics_hints import HINT_KEYS, format_hint
+
+    lines: list[str] = []
+    for unit, record in hints.items():
+        said = []
+        for key in HINT_KEYS:
+            entry = record.get(key)
+            if entry is None:
+                continue
+            origin = "from the file" if entry["source"] == "file" else "given"
+            said.append(f"{format_hint(key, entry['value'])} {origin}{'' if entry['used'] else ' (not used)'}")
+        if said:
+            unused = "" if any(record[k]["used"] for k in HINT_KEYS if k in record) else \
+                f"; {estimator} takes none of them"
+            lines.append(f"  optics{f' {unit}' if unit else ''}: {', '.join(said)}{unused}")
+        lines += [f"  note: {note}" for note in record.get("notes", [])]
+    return list(dict.fromkeys(lines))

@@ -181,6 +181,24 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
                         "all channels; with --per-slice, for every channel of every slice")
 
 
+def _add_optics_flags(p: argparse.ArgumentParser) -> None:
+    """The microscope's optics, over what each input's file says (for the estimators that take them)."""
+    g = p.add_argument_group("optics (read from each file's OME or ImageJ metadata, per channel; these flags "
+                             "override it; used by the estimators that take them, e.g. optics)")
+    g.add_argument("--na", dest="na", default=None, metavar="NA", help="the objective's numerical aperture")
+    g.add_argument("--wavelength", dest="wavelength_um", default=None, metavar="UM",
+                   help="emission wavelength in µm (0.52 for 520 nm)")
+    g.add_argument("--immersion", dest="n_immersion", default=None, metavar="MEDIUM",
+                   help="immersion: oil, water, glycerol, silicone, air or its refractive index")
+    g.add_argument("--modality", dest="modality", default=None, choices=("widefield", "confocal"))
+    g.add_argument("--pinhole-au", dest="pinhole_au", default=None, metavar="AU",
+                   help="confocal pinhole diameter in Airy units")
+    g.add_argument("--pixel-size", dest="pixel_um", default=None, metavar="UM",
+                   help="the input images' pixel size in µm")
+    g.add_argument("--no-file-optics", dest="file_optics", action="store_false",
+                   help="do not read the optics from the files (only these flags)")
+
+
 def build_estimate(p: argparse.ArgumentParser) -> None:
     from ..kernel_map import MAX_GRID, TILE
     from ..vocabulary import ESTIMATE_SCALES
@@ -200,6 +218,7 @@ def build_estimate(p: argparse.ArgumentParser) -> None:
                         f"{MAX_GRID}×{MAX_GRID} tiles)")
     p.add_argument("--overlap", type=int, default=32, help="pixels neighbouring tiles share (default: %(default)s)")
     _add_estimator(p, "--set", alias=True)
+    _add_optics_flags(p)
     _add_stack_options(p)
     _add_run_options(p)
     p.epilog = _estimators_help("--set")
@@ -226,6 +245,7 @@ def build_batch(p: argparse.ArgumentParser) -> None:
                         "and must see the input and output folders)")
     _add_sr_method(p, alias=False)
     _add_estimator(p, "--estimate-set", alias=False)
+    _add_optics_flags(p)
     _add_stack_options(p)
     _add_run_options(p, axes=False, per_task=True)
     p.epilog = _sr_methods_help(blind=True) + "\n\n" + _estimators_help("--estimate-set")
@@ -279,6 +299,7 @@ def build_blind_sr(p: argparse.ArgumentParser) -> None:
                         "kernel goes beside it")
     _add_sr_method(p, alias=True)
     _add_estimator(p, "--estimate-set", alias=False)
+    _add_optics_flags(p)
     _add_stack_options(p)
     _add_run_options(p)
     p.epilog = _sr_methods_help(blind=True) + "\n\n" + _estimators_help("--estimate-set")

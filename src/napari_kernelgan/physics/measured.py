@@ -19,15 +19,23 @@ chose). The steps, each for a reason:
    as constant over each camera pixel, over each output pixel: area-preserving and anti-aliased. Enlarging
    or keeping the size interpolates the samples with cubic splines, as
    :func:`~napari_kernelgan.physics.conventions.shift_kernel` does (linear interpolation would blur).
-5. **Support**: the smallest odd centred square holding ``mass`` of the light (at most ``max_side``), then
-   negatives clipped, centred by :func:`~napari_kernelgan.physics.conventions.centre_kernel` and
-   normalised to sum 1.
+5. **Support**: the smallest odd centred square holding ``mass`` of the light, then negatives clipped,
+   centred by :func:`~napari_kernelgan.physics.conventions.centre_kernel` and normalised to sum 1.
+   **The cap**: a kernel is at most ``max_side`` pixels a side (:data:`~napari_kernelgan.vocabulary.MAX_KERNEL_SIDE`,
+   75, what every SR method, file and layer takes). A PSF whose ``mass`` needs more (the Airy rings of a
+   high-NA widefield PSF carry light far out: NA 1.4 at 520 nm holds 99 % only in about 20 λ/NA, 105 px at
+   0.065 µm) is cut to the central ``max_side`` square: the light outside it is left out, not folded in,
+   and the kernel is normalised to sum 1 over what it keeps (the SR forward model then lacks that share of
+   far, faint halo, which shows as a slight loss of contrast of large structures, not of resolution). The
+   cut is said in a :class:`KernelCutWarning` naming the side needed and the share of the light left out,
+   and recorded on the result (``needed_side``, ``mass_kept``).
 6. **Orientation**: a bead image is the PSF as the optics *convolve* with it; kernels are stored for
    correlation, so the kernel is the PSF flipped in both axes (which matters for coma and other asymmetric
    aberrations, not for a symmetric PSF).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +45,7 @@ from ..errors import BadInputError
 from ..vocabulary import MAX_KERNEL_SIDE
 from .conventions import centre_kernel, centre_of_mass, support_side, to_convolution
 
-__all__ = ["MeasuredKernel", "measure_psf", "psf_to_kernel", "in_focus_plane", "MASS"]
+__all__ = ["MeasuredKernel", "KernelCutWarning", "measure_psf", "psf_to_kernel", "in_focus_plane", "MASS"]
 
 MASS = 0.99
 """Fraction of a measured PSF's light its kernel keeps by default."""
@@ -47,13 +55,19 @@ _PLATEAU = 5         # this many pixels at the peak value (within 0.1 %) make a 
 _SNR = 5.0           # the bead's peak must exceed this many noise σ of the background
 
 
+class KernelCutWarning(UserWarning):
+    """A measured PSF wider than the largest kernel: the light outside it is left out (how much is said)."""
+
+
 @dataclass(frozen=True)
 class MeasuredKernel:
     """An SR kernel made from a measured PSF, with what was chosen on the way.
 
     ``kernel``: odd, centred, sums to 1, on the SR grid; ``mass_kept``: fraction of the PSF's light inside the
     kernel's support (below ``mass`` when ``max_side`` cut it); ``plane``: the in-focus plane of a 3-D stack
-    (``None`` for a 2-D PSF); ``sr_pixel_um``: the SR grid's pixel; ``background``: what was subtracted.
+    (``None`` for a 2-D PSF); ``sr_pixel_um``: the SR grid's pixel; ``background``: what was subtracted;
+    ``needed_side``: the side that would hold ``mass`` of the light (larger than ``side`` when the kernel was
+    cut at ``max_side``; ``None`` when even the resampled window, ``2·max_side + 1`` pixels, does not hold it).
     """
 
     kernel: np.ndarray
@@ -62,6 +76,7 @@ class MeasuredKernel:
     sr_pixel_um: float
     psf_pixel_um: float
     background: float
+    needed_side: int | None = None
 
     @property
     def side(self) -> int:
@@ -208,17 +223,25 @@ def measure_psf(psf: np.ndarray, psf_pixel_um: float, lr_pixel_um: float, scale:
     # also what lies outside the resampled window.
     total = float(plane.sum()) * (factor ** 2 if factor >= 1 else 1.0)
     share = mass * total / float(k.sum())
-    side = min(support_side(k, share) if share <= 1 else k.shape[0], max_side)
+    needed = support_side(k, share) if share <= 1 else None
+    side = min(k.shape[0] if needed is None else needed, max_side)
     o = (k.shape[0] - side) // 2
     k = k[o:o + side, o:o + side]
     kept = min(1.0, float(k.sum()) / total)
+    if needed is None or needed > max_side:
+        window = k.shape[0] + 2 * o
+        wanted = f"a {needed}×{needed}" if needed is not None else f"more than a {window}×{window}"
+        warnings.warn(f"{what}: holding {100 * mass:g} % of its light needs {wanted} kernel on the ×{int(scale)} "
+                      f"grid ({sr_pixel:.4g} µm pixels); kernels are at most {max_side}×{max_side}, so "
+                      f"{100 * (1 - kept):.1f} % of the light, the faint outer halo, is left out and the kernel "
+                      "normalised to sum 1 over the rest", KernelCutWarning, stacklevel=3)
     k = np.clip(k, 0, None)
     # to_convolution flips both axes, which also turns a convolution kernel into the correlation one.
     k = to_convolution(k / k.sum())
     for _ in range(3):  # each pass clips the spline's small lobes, which moves the centre a little
         k = centre_kernel(k)
     return MeasuredKernel(kernel=k / k.sum(), mass_kept=kept, plane=plane_index, sr_pixel_um=sr_pixel,
-                          psf_pixel_um=float(psf_pixel_um), background=background)
+                          psf_pixel_um=float(psf_pixel_um), background=background, needed_side=needed)
 
 
 def psf_to_kernel(psf: np.ndarray, psf_pixel_um: float, lr_pixel_um: float, scale: int, *, mass: float = MASS,
@@ -229,7 +252,8 @@ def psf_to_kernel(psf: np.ndarray, psf_pixel_um: float, lr_pixel_um: float, scal
     ``psf_pixel_um`` µm (any background, any units of light). Returns an odd, centred (correlation-oriented,
     as :mod:`~napari_kernelgan.physics.conventions` stores kernels), non-negative kernel summing to 1 on the
     SR grid (pixel ``lr_pixel_um / scale``), with the smallest support holding ``mass`` of the light, at most
-    ``max_side`` pixels a side. Raises :class:`~napari_kernelgan.errors.BadInputError` saying why when the
+    ``max_side`` pixels a side (a PSF that needs more is cut there, with a :class:`KernelCutWarning` saying
+    how much of its light is left out). Raises :class:`~napari_kernelgan.errors.BadInputError` saying why when the
     input cannot be one bead's PSF. The steps and their reasons: :mod:`napari_kernelgan.physics.measured`.
     """
     return measure_psf(psf, psf_pixel_um, lr_pixel_um, scale, mass=mass, max_side=max_side).kernel
