@@ -71,7 +71,9 @@ def test_a_bead_stack_becomes_a_kernel_of_the_right_width_centred(camera_um):
     assert k.sum() == pytest.approx(1.0) and k.min() >= 0
     assert np.abs(centre_of_mass(k) - k.shape[0] // 2).max() < 0.05
     truth = airy_fwhm_um() / 0.1
-    assert fwhm_px(k) == pytest.approx(truth, rel=0.05)
+    # Finer camera pixels are integrated over the SR pixel and the kernel is re-centred by interpolation: each
+    # widens the profile by a few per cent (and the FWHM is read in steps of 1/16 px).
+    assert fwhm_px(k) == pytest.approx(truth, rel=0.05 if camera_um >= 0.1 else 0.08)
     # The smallest support holding 99 % of the light, not the whole field.
     assert m.mass_kept >= 0.99 and m.side < 6.3 / 0.1 and support_side(k, 0.95) < m.side
 
@@ -108,7 +110,7 @@ def test_a_microscope_psf_needs_more_than_13x13_and_max_side_reports_what_is_los
 
 def test_a_widefield_psf_wider_than_the_cap_is_cut_with_what_is_lost_said():
     """NA 1.4 widefield at 520 nm on the ×2 grid of 0.065 µm pixels: 99 % of the bead field's light needs
-    121 px; the kernel is cut at 75 (the cap) and the 2.1 % outside is said and left out."""
+    about 121 px; the kernel is cut at 75 (the cap) and the 2.1 % outside is said and left out."""
     import warnings
 
     k = psf_2d(Optics(na=1.4, wavelength_um=0.52), 0.0325, size=401)
@@ -116,9 +118,10 @@ def test_a_widefield_psf_wider_than_the_cap_is_cut_with_what_is_lost_said():
     with pytest.warns(KernelCutWarning) as caught:
         m = measure_psf(plane, 0.0325, 0.065, 2)
     [message] = [str(w.message) for w in caught]
-    assert m.side == 75 and m.needed_side == 121
+    # 121 px for the noise-free PSF; the border's faint wings taken as background widen it by a ring or two.
+    assert m.side == 75 and 121 <= m.needed_side <= 125
     assert m.mass_kept == pytest.approx(0.979, abs=0.002)
-    assert message == ("the PSF: holding 99 % of its light needs a 121×121 kernel on the ×2 grid (0.0325 µm pixels); "
+    assert message == (f"the PSF: holding 99 % of its light needs a {m.needed_side}×{m.needed_side} kernel on the ×2 grid (0.0325 µm pixels); "
                        "kernels are at most 75×75, so 2.1 % of the light, the faint outer halo, is left out and the "
                        "kernel normalised to sum 1 over the rest")
     assert m.kernel.sum() == pytest.approx(1.0) and m.kernel.shape == (75, 75)
@@ -216,3 +219,24 @@ def test_a_psf_on_the_sr_grid_is_kept_as_it_is_flipped_and_centred():
     k = psf_to_kernel(psf * 1e4 + 50, 0.1, 0.2, 2, mass=0.999)
     expected = centre_kernel(pad_to(psf[::-1, ::-1] / psf.sum(), k.shape[0]))
     assert np.abs(k - expected / expected.sum()).sum() < 0.01
+
+
+def test_an_undersampled_noisy_bead_stack_gives_the_in_focus_kernel_without_a_noise_pedestal():
+    # A bead imaged at the camera's pixel (the LR pixel, twice the SR grid's), Poisson noise on a background: an
+    # in-focus bead is one or two camera pixels wide, and its far wings are thousands of noise-only pixels.
+    from napari_kernelgan.physics import Optics, kernel_l1, pad_to, psf_2d, psf_3d
+
+    optics, hr_um, planes = Optics(na=1.2, wavelength_um=0.55, n_immersion=1.333), 0.095, 21
+    # The focus three planes off the stack's middle.
+    volume = psf_3d(Optics(na=1.2, wavelength_um=0.55, n_immersion=1.333, defocus_um=0.33), hr_um, 0.11,
+                    (planes, 65, 65))
+    focus = int(np.argmax(volume.max(axis=(1, 2))))
+    camera = np.pad(volume, ((0, 0), (0, 1), (0, 1))).reshape(planes, 33, 2, 33, 2).sum((2, 4))
+    rng = np.random.default_rng(3)
+    stack = (2.0 * rng.poisson(camera / camera.max() * 1500 + 8) + 100).astype(np.uint16)
+    m = measure_psf(stack, 2 * hr_um, 2 * hr_um, 2)
+    truth = psf_2d(optics, hr_um, 41)
+    assert m.plane == focus
+    assert m.side < 41                      # the support holds the bead, not the noise around it
+    # Kernel L1 on 41×41 (2 = disjoint): the remaining error is mostly the camera pixel's own integration.
+    assert kernel_l1(pad_to(m.kernel, 41), truth) < 0.5

@@ -3,23 +3,28 @@
 :func:`psf_to_kernel` is the one way a PSF becomes a kernel here (:func:`measure_psf` also reports what it
 chose). The steps, each for a reason:
 
-1. **In-focus plane** of a 3-D (z, y, x) bead stack: the plane whose bead peak is highest, the peak taken on a
-   3×3 median of the background-subtracted plane. A bead's light per plane is about the same through focus,
-   so the in-focus plane is the one that concentrates it most; the median keeps a hot pixel from choosing.
+1. **In-focus plane** of a 3-D (z, y, x) bead stack: the plane with the largest sum of squares after its
+   background and hot pixels are removed. A bead's light per plane is about the same through focus, so the
+   in-focus plane is the one that concentrates it most (a 3×3 median peak would prefer a slightly defocused
+   plane: at the camera's pixel an in-focus bead is one or two pixels wide).
    Neighbouring planes are *not* averaged in: that would add defocus and widen the kernel.
-2. **Background**: the median of the plane's outer border (two pixels wide), robust to the bead's own wings
-   and to hot pixels; subtracted before anything is measured. A pixel ten times brighter than all eight of
+2. **Background**: the mean of the plane's outer border (two pixels wide) within 4 noise σ of its median,
+   robust to the bead's own wings and to hot pixels and, unlike the median of Poisson counts, not off by up
+   to half a count; subtracted before anything is measured. A pixel ten times brighter than all eight of
    its neighbours (and than the noise) is a hot pixel and takes its neighbourhood's median: a PSF sampled
    finely enough to be worth measuring does not change that fast from one pixel to the next.
 3. **Refusals**, in the user's terms: no bead above the noise, a mostly negative plane, a saturated (flat)
    peak, several bright objects, a bead off centre by more than a quarter of the field (its wings cut on
    one side), and a field too small to hold the bead (light still rising towards the edge).
-4. **Resampling** from the PSF's pixel to the SR grid's pixel ``lr_pixel_um / scale``, on a grid centred on
+4. **End of the wings**: beyond the radius where three one-pixel rings in a row average below twice their
+   standard error, the field holds noise only and is set to zero (otherwise thousands of noise pixels, their
+   negatives clipped, become a pedestal that takes much of the kernel's light and widens its support).
+5. **Resampling** from the PSF's pixel to the SR grid's pixel ``lr_pixel_um / scale``, on a grid centred on
    the bead's centre of mass. Shrinking (PSF pixels smaller than the SR pixels) integrates the PSF, taken
    as constant over each camera pixel, over each output pixel: area-preserving and anti-aliased. Enlarging
    or keeping the size interpolates the samples with cubic splines, as
    :func:`~napari_kernelgan.physics.conventions.shift_kernel` does (linear interpolation would blur).
-5. **Support**: the smallest odd centred square holding ``mass`` of the light, then negatives clipped,
+6. **Support**: the smallest odd centred square holding ``mass`` of the light, then negatives clipped,
    centred by :func:`~napari_kernelgan.physics.conventions.centre_kernel` and normalised to sum 1.
    **The cap**: a kernel is at most ``max_side`` pixels a side (:data:`~napari_kernelgan.vocabulary.MAX_KERNEL_SIDE`,
    75, what every SR method, file and layer takes). A PSF whose ``mass`` needs more (the Airy rings of a
@@ -29,7 +34,7 @@ chose). The steps, each for a reason:
    far, faint halo, which shows as a slight loss of contrast of large structures, not of resolution). The
    cut is said in a :class:`KernelCutWarning` naming the side needed and the share of the light left out,
    and recorded on the result (``needed_side``, ``mass_kept``).
-6. **Orientation**: a bead image is the PSF as the optics *convolve* with it; kernels are stored for
+7. **Orientation**: a bead image is the PSF as the optics *convolve* with it; kernels are stored for
    correlation, so the kernel is the PSF flipped in both axes (which matters for coma and other asymmetric
    aberrations, not for a symmetric PSF).
 """
@@ -53,6 +58,8 @@ _BORDER = 2          # pixels of the field's edge taken as background
 _OBJECT_LEVEL = 0.25  # a second object brighter than this fraction of the bead's peak is refused
 _PLATEAU = 5         # this many pixels at the peak value (within 0.1 %) make a saturated, flat top
 _SNR = 5.0           # the bead's peak must exceed this many noise σ of the background
+_TAIL_SNR = 2.0      # a ring whose mean light is below this many of its standard errors holds no light
+_LOST_RINGS = 3      # this many such rings in a row end the PSF
 
 
 class KernelCutWarning(UserWarning):
@@ -96,15 +103,27 @@ def _background(plane: np.ndarray) -> tuple[float, float]:
     border = _border(plane)
     ring = np.concatenate([plane[0, :], plane[1:, -1], plane[-1, -2::-1], plane[-2:0:-1, 0]])
     steps = np.diff(ring)
-    return float(np.median(border)), 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
+    noise = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
+    # The mean of the border values within 4 σ of their median: a median of Poisson counts is an integer and
+    # biased by up to half a count, which over a thousand pixels is a tenth of a bead's light.
+    med = float(np.median(border))
+    near = border[np.abs(border - med) <= 4 * max(noise, 1e-12 * abs(med) + 1e-300)]
+    return (float(near.mean()) if near.size else med), noise
 
 
 def in_focus_plane(stack: np.ndarray) -> int:
-    """Index of the in-focus plane of a (z, y, x) bead stack: the highest 3×3-median peak above each plane's
-    background (see the module notes)."""
+    """Index of the in-focus plane of a (z, y, x) bead stack: the plane whose light is most concentrated, after
+    its background and hot pixels are removed (see the module notes)."""
     stack = np.asarray(stack, dtype=np.float64)
-    peaks = [float(ndimage.median_filter(p - _background(p)[0], 3, mode="nearest").max()) for p in stack]
-    return int(np.argmax(peaks))
+    energy = []
+    for p in stack:
+        background, noise = _background(p)
+        q = _without_hot_pixels(p - background, noise)
+        # Σq² rises as the same light gathers into fewer pixels; a 3×3 median peak would not do: at the camera's
+        # pixel an in-focus bead is one or two pixels wide and the median of its neighbourhood falls below that
+        # of a defocused, wider one.
+        energy.append(float(np.sum(np.clip(q, 0, None) ** 2)))
+    return int(np.argmax(energy))
 
 
 def _refuse_if_not_a_bead(raw: np.ndarray, plane: np.ndarray, noise: float, what: str) -> None:
@@ -161,6 +180,30 @@ def _without_hot_pixels(plane: np.ndarray, noise: float) -> np.ndarray:
     return np.where(hot, ndimage.median_filter(plane, 3, mode="nearest"), plane)
 
 
+def _quiet_tail(plane: np.ndarray, centre: np.ndarray, noise: float) -> np.ndarray:
+    """``plane`` (background subtracted) set to zero beyond the radius where the bead's light is lost in the noise.
+
+    A bead's far wings are thousands of pixels each within a noise σ of zero: kept (and their negatives clipped
+    later) they add a pedestal holding much of the kernel's light, and the support chosen by mass grows to the
+    whole field. Averaged over a one-pixel ring around the bead's centre (a PSF's wings vary slowly along a
+    ring) their noise falls by √(ring's pixels); where :data:`_LOST_RINGS` rings in a row average below
+    :data:`_TAIL_SNR` of their own standard error, the PSF has ended (a dark Airy ring is one or two rings
+    wide, so it does not end it). Inside, every pixel is kept as measured.
+    """
+    if noise <= 0:
+        return plane
+    yy, xx = np.indices(plane.shape)
+    ring = np.floor(np.hypot(yy - centre[0], xx - centre[1]) + 0.5).astype(int)
+    counts = np.bincount(ring.ravel())
+    means = np.bincount(ring.ravel(), plane.ravel()) / np.maximum(counts, 1)
+    lost = (means < _TAIL_SNR * noise / np.sqrt(np.maximum(counts, 1))) & (counts > 0)  # a ring may hold no pixel
+    run = np.convolve(lost.astype(int), np.ones(_LOST_RINGS, dtype=int), mode="valid")
+    ends = np.nonzero(run == _LOST_RINGS)[0]
+    if not ends.size:
+        return plane
+    return np.where(ring < int(ends[0]), plane, 0.0)
+
+
 def _box_matrix(n_out: int, n_in: int, start: float, step: float) -> np.ndarray:
     """(n_out, n_in) overlaps of output pixels ``[start + i·step, start + (i+1)·step)`` with input pixels
     ``[j - 0.5, j + 0.5)``, in input pixels: integrating a piecewise-constant signal (area-preserving)."""
@@ -215,6 +258,8 @@ def measure_psf(psf: np.ndarray, psf_pixel_um: float, lr_pixel_um: float, scale:
     background, noise = _background(raw)
     plane = _without_hot_pixels(raw - background, noise)
     _refuse_if_not_a_bead(raw, plane, noise, what)
+    centre = centre_of_mass(np.clip(plane, 0, None))
+    plane = _quiet_tail(plane, centre, noise)
     centre = centre_of_mass(np.clip(plane, 0, None))
     sr_pixel = float(lr_pixel_um) / int(scale)
     factor = float(psf_pixel_um) / sr_pixel
