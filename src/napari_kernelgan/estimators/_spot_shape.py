@@ -27,6 +27,7 @@ from ._direct import lr_to_x2_covariance, noise_floor, noise_model, window_varia
 SHAPE_HALF = 10        # LR px: half side of the window averaged (the ×2 kernel's 41×41)
 MAX_SIDE = 41          # the measured kernel's largest side
 SUPPORT_MASS = 0.99    # its side holds this share of its light
+MAX_HALF_L1 = 0.5      # kernels of the even and the odd spots further apart: too noisy, the Gaussian instead
 MIN_SHAPE_SPOTS = 8    # fewer usable spots: the Gaussian of their covariance instead
 BG_INNER = 7.0         # LR px from the spot's centre: the background ring starts here
 NEIGHBOUR_MASK = 3.0   # LR px around another maximum left out of a spot's window
@@ -101,9 +102,10 @@ def _samples(spots: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def measured_shape(kept: list[dict[str, Any]], grays: list[np.ndarray], maxima: list[np.ndarray], scale: int,
-                   reasons: dict[str, int]) -> tuple[np.ndarray, int] | None:
-    """The point image on the ×2 HR grid (``(4·SHAPE_HALF + 1)²``, sum 1) averaged over the kept spots and how
-    many went in; ``None`` where fewer than :data:`MIN_SHAPE_SPOTS` are usable. ``reasons`` gets the
+                   reasons: dict[str, int]) -> tuple[np.ndarray, int, float] | None:
+    """The point image on the ×2 HR grid (``(4·SHAPE_HALF + 1)²``, sum 1) averaged over the kept spots, how
+    many went in and the L1 distance between the kernels of two halves of them (even and odd); ``None``
+    where fewer than :data:`MIN_SHAPE_SPOTS` are usable. ``reasons`` gets the
     rejections of this step added."""
     spots, lost = _windows(kept, grays, maxima, scale)
     for key, val in lost.items():
@@ -119,7 +121,10 @@ def measured_shape(kept: list[dict[str, Any]], grays: list[np.ndarray], maxima: 
         for s in spots:
             _refit(s, coefs, scale)
         psf = register_average(_samples(spots), half)
-    return psf, len(spots)
+    # Reproducibility: the kernels of the even and of the odd spots. Where they differ by more than
+    # MAX_HALF_L1 the average is mostly noise, and the Gaussian of the spots' covariance is safer.
+    halves = [psf_kernel(register_average(_samples(spots[i::2]), half), MAX_SIDE) for i in (0, 1)]
+    return psf, len(spots), float(np.abs(halves[0] - halves[1]).sum())
 
 
 def _refit(spot: dict[str, Any], coefs: tuple[np.ndarray, np.ndarray, np.ndarray], scale: int) -> None:

@@ -65,7 +65,7 @@ from ._direct import (
     solve_tiles,
     white_noise_gain,
 )
-from ._spot_shape import measured_shape, psf_kernel, spots_qc
+from ._spot_shape import MAX_HALF_L1, measured_shape, psf_kernel, spots_qc
 
 DETECT_SIGMA = 1.0     # LoG scale in LR pixels (spots of the DIV2KRK range have σ_LR ≈ 0.4–1.1 at ×2)
 HALF_WINDOW = 4        # fit window: (2·4 + 1)² LR pixels
@@ -366,6 +366,7 @@ def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], 
                    f"{MIN_SPOTS} needed); use an image of sub-resolution beads or puncta, lower min_snr, or another "
                    f"estimator such as 'edges' or 'kernelgan'")
         kernel, confidence, cov = no_measurement(message, require, side, extras)
+        extras["shape"] = "fallback"
         return kernel, confidence, cov, extras
     # A failed joint fit keeps the robust average of the per-spot fits.
     with contextlib.suppress(ValueError, OverflowError, np.linalg.LinAlgError):
@@ -382,12 +383,15 @@ def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], 
         maxima = [significant_maxima(g, noise_model(g)) for g in grays]
         shaped = measured_shape(kept, grays, maxima, scale, reasons)
         if shaped is not None:
-            psf, extras["spots_averaged"] = shaped
-            kernel = psf_kernel(psf, size)
+            psf, extras["spots_averaged"], extras["split_half_l1"] = shaped
+            if extras["split_half_l1"] <= MAX_HALF_L1:
+                kernel = psf_kernel(psf, size)
     extras["shape"] = "measured" if kernel is not None else "gaussian"
     if kernel is None:
         kernel = gaussian_from_covariance(cov, side)
     extras["spots_qc"] = spots_qc(kernel, kept, reasons, counts, scale, pixel_um)
+    extras["spots_qc"].update(shape=extras["shape"], **({"split_half_l1": round(extras["split_half_l1"], 3)}
+                                                         if "split_half_l1" in extras else {}))
     extras["message"] = f"spots: {qc_line(extras['spots_qc'])}"
     return kernel, confidence, cov, extras
 
