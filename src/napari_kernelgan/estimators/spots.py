@@ -241,9 +241,12 @@ def _population(good: list[dict[str, Any]]) -> tuple[np.ndarray, dict[str, int]]
     sharpest population is the PSF's width; wider spots are out of focus or resolved objects (``wide``),
     narrower ones noise or hot pixels (``narrow``). Returns the mask and the counts."""
     width = np.array([math.sqrt(float(np.trace(f["cov"]))) for f in good])
-    sharp = width[width <= np.median(width)]
-    ref = float(np.median(sharp))
-    tol = max(3.0 * 1.4826 * float(np.median(np.abs(sharp - ref))), SIZE_TOLERANCE * ref)
+    # the sharp half locates the population; its spread is measured on all spots near it (noise widens it both
+    # ways, a second population of blobs only upwards)
+    first = float(np.median(width[width <= np.median(width)]))
+    near = width[(width >= 0.6 * first) & (width <= 1.5 * first)]
+    ref = float(np.median(near))
+    tol = max(3.0 * 1.4826 * float(np.median(np.abs(near - ref))), SIZE_TOLERANCE * ref)
     wide, narrow = width > ref + tol, width < ref - tol
     return ~(wide | narrow), {"wide": int(wide.sum()), "narrow": int(narrow.sum())}
 
@@ -367,6 +370,8 @@ def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], 
                    f"estimator such as 'edges' or 'kernelgan'")
         kernel, confidence, cov = no_measurement(message, require, side, extras)
         extras["shape"] = "fallback"
+        extras["spots_qc"] = {"used": len(kept), "shape": "fallback", "rejected": {
+            "crowded": int(counts.get("crowded", 0)), "saturated": int(counts.get("saturated", 0)), **reasons}}
         return kernel, confidence, cov, extras
     # A failed joint fit keeps the robust average of the per-spot fits.
     with contextlib.suppress(ValueError, OverflowError, np.linalg.LinAlgError):
