@@ -102,9 +102,9 @@ def _samples(spots: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def measured_shape(kept: list[dict[str, Any]], grays: list[np.ndarray], maxima: list[np.ndarray], scale: int,
-                   reasons: dict[str, int]) -> tuple[np.ndarray, int, float] | None:
+                   reasons: dict[str, int]) -> tuple[np.ndarray, int, list[np.ndarray]] | None:
     """The point image on the ×2 HR grid (``(4·SHAPE_HALF + 1)²``, sum 1) averaged over the kept spots, how
-    many went in and the L1 distance between the kernels of two halves of them (even and odd); ``None``
+    many went in and the kernels (:data:`MAX_SIDE` a side) of two halves of them (even and odd); ``None``
     where fewer than :data:`MIN_SHAPE_SPOTS` are usable. ``reasons`` gets the
     rejections of this step added."""
     spots, lost = _windows(kept, grays, maxima, scale)
@@ -121,10 +121,9 @@ def measured_shape(kept: list[dict[str, Any]], grays: list[np.ndarray], maxima: 
         for s in spots:
             _refit(s, coefs, scale)
         psf = register_average(_samples(spots), half)
-    # Reproducibility: the kernels of the even and of the odd spots. Where they differ by more than
-    # MAX_HALF_L1 the average is mostly noise, and the Gaussian of the spots' covariance is safer.
+    # Reproducibility: the kernels of the even and of the odd spots (see choose_shape).
     halves = [psf_kernel(register_average(_samples(spots[i::2]), half), MAX_SIDE) for i in (0, 1)]
-    return psf, len(spots), float(np.abs(halves[0] - halves[1]).sum())
+    return psf, len(spots), halves
 
 
 def _refit(spot: dict[str, Any], coefs: tuple[np.ndarray, np.ndarray, np.ndarray], scale: int) -> None:
@@ -148,6 +147,17 @@ def _refit(spot: dict[str, Any], coefs: tuple[np.ndarray, np.ndarray, np.ndarray
         return
     spot.update(centre=(float(my), float(mx)), flux=float(flux), bg=spot["bg"] + [p[3], 0.0, 0.0],
                 dy=scale * (spot["yy"] - my), dx=scale * (spot["xx"] - mx))
+
+
+def choose_shape(halves: list[np.ndarray], gaussian: np.ndarray) -> tuple[bool, float, float]:
+    """Whether the measured shape is worth more than the Gaussian: the two halves' kernels must agree with each
+    other better than the Gaussian agrees with them (where the PSF is a Gaussian, the halves differ by twice
+    their noise and the Gaussian by once), and within :data:`MAX_HALF_L1`. Returns (choice, the halves' L1
+    distance, the Gaussian's mean L1 distance to them), all on a :data:`MAX_SIDE` square."""
+    g = pad_to(gaussian, MAX_SIDE) if gaussian.shape[0] <= MAX_SIDE else gaussian
+    d_half = float(np.abs(halves[0] - halves[1]).sum())
+    d_gauss = 0.5 * sum(float(np.abs(g - h).sum()) for h in halves)
+    return d_half <= min(MAX_HALF_L1, d_gauss), d_half, d_gauss
 
 
 def psf_kernel(psf: np.ndarray, size: int | None) -> np.ndarray:

@@ -65,7 +65,8 @@ from ._direct import (
     solve_tiles,
     white_noise_gain,
 )
-from ._spot_shape import MAX_HALF_L1, measured_shape, psf_kernel, spots_qc
+from ._spot_shape import MAX_SIDE as MAX_SHAPE_SIDE
+from ._spot_shape import choose_shape, measured_shape, psf_kernel, spots_qc
 
 DETECT_SIGMA = 1.0     # LoG scale in LR pixels (spots of the DIV2KRK range have σ_LR ≈ 0.4–1.1 at ×2)
 HALF_WINDOW = 4        # fit window: (2·4 + 1)² LR pixels
@@ -383,20 +384,25 @@ def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], 
     confidence = spot_confidence(len(kept), spread) * pure
     extras["purity"] = round(purity, 3)
     extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=spread)
-    kernel = None
+    kernel = measured = None
     if grays is not None and scale == 2:
         maxima = [significant_maxima(g, noise_model(g)) for g in grays]
         shaped = measured_shape(kept, grays, maxima, scale, reasons)
         if shaped is not None:
-            psf, extras["spots_averaged"], extras["split_half_l1"] = shaped
-            if extras["split_half_l1"] <= MAX_HALF_L1:
-                kernel = psf_kernel(psf, size)
+            psf, extras["spots_averaged"], halves = shaped
+            better, extras["split_half_l1"], extras["gaussian_l1"] = choose_shape(
+                halves, gaussian_from_covariance(cov, MAX_SHAPE_SIDE))
+            measured = psf_kernel(psf, None)
+            if better:
+                kernel = measured if size is None else psf_kernel(psf, size)
     extras["shape"] = "measured" if kernel is not None else "gaussian"
     if kernel is None:
         kernel = gaussian_from_covariance(cov, side)
-    extras["spots_qc"] = spots_qc(kernel, kept, reasons, counts, scale, pixel_um)
-    extras["spots_qc"].update(shape=extras["shape"], **({"split_half_l1": round(extras["split_half_l1"], 3)}
-                                                         if "split_half_l1" in extras else {}))
+    # The widths are read off the registered average where there is one, also where the Gaussian is returned: a
+    # Gaussian fitted to undersampled spots reads them narrower than their FWHM.
+    extras["spots_qc"] = spots_qc(kernel if measured is None else measured, kept, reasons, counts, scale, pixel_um)
+    extras["spots_qc"].update(shape=extras["shape"], **{k: round(extras[k], 3) for k in ("split_half_l1", "gaussian_l1")
+                                                        if k in extras})
     extras["message"] = f"spots: {qc_line(extras['spots_qc'])}"
     return kernel, confidence, cov, extras
 

@@ -110,13 +110,20 @@ def register_average(samples: list[dict[str, Any]], half: int) -> np.ndarray:
 
 
 def radial_wings(psf: np.ndarray, level: float = WING_LEVEL, significance: float = 2.0) -> np.ndarray:
-    """``psf`` with every pixel outside the core (the pixels above ``level`` of its peak, grown by one) replaced
-    by the mean of its ring (one-pixel-wide rings about the centre of mass), and rings whose mean is within
-    ``significance`` standard errors of 0 set to 0: noise does not become light. Negatives are set to 0."""
+    """``psf`` less its pedestal (the median of its outermost whole rings), with every pixel outside the core
+    (the pixels above ``level`` of its peak, grown by one) replaced by the mean of its ring (one-pixel-wide
+    rings about the centre of mass), and rings whose mean is within ``significance`` standard errors of 0 set
+    to 0: noise does not become light. Negatives are set to 0."""
     p = np.asarray(psf, dtype=np.float64)
     cy, cx = centre_of_mass(np.clip(p, 0, None))
     yy, xx = np.indices(p.shape)
     r = np.hypot(yy - cy, xx - cx)
+    # A background left in every spot (faint neighbours, a plane fitted a little low) is a pedestal over the
+    # whole grid, which the outermost whole rings measure: it is not the PSF's light.
+    reach = 0.5 * min(p.shape) - 1
+    outer = (r >= 0.8 * reach) & (r <= reach)
+    if outer.sum() >= 8:
+        p = p - float(np.median(p[outer]))
     # the core is the bright region around the peak (connected to it), not noise above the level elsewhere
     labels, _ = ndimage.label(p >= level * float(p.max()))
     core = ndimage.binary_dilation(labels == labels.flat[int(np.argmax(p))], iterations=1)
