@@ -58,15 +58,16 @@ def fwhm(k: np.ndarray) -> float:
     return 0.5 * (profile_fwhm(k[c]) + profile_fwhm(k[:, c]))
 
 
-@pytest.mark.parametrize("modality, limit", [("widefield", 0.20), ("confocal", 0.08)])
+@pytest.mark.parametrize("modality, limit", [("widefield", 0.18), ("confocal", 0.07)])
 def test_bead_field_gives_the_measured_psf(modality, limit):
     truth, lr_px = optics_psf(modality)
     img = bead_image(truth, isolated(50, 0), photons=800)
     est = nk.estimate_kernel(img, 2, estimator="spots", pixel_um=lr_px)
-    assert est.extras["shape"] == "measured" and est.extras["spots_averaged"] >= 25
+    assert est.extras["shape"] == "measured" and est.extras["spots_averaged"] >= 40
+    assert est.extras["split_half_l1"] < est.extras["gaussian_l1"]
     err = kernel_l1(pad_to(est.kernel, 41), truth)
     best_gaussian = min(kernel_l1(gaussian_kernel(41, s), truth) for s in np.arange(0.6, 2.0, 0.05))
-    # measured: widefield 0.16 (best isotropic Gaussian 0.25), confocal 0.06 (0.07)
+    # measured: widefield 0.136 (best isotropic Gaussian 0.251, fixed Gaussian 0.710), confocal 0.053 (0.071, 0.850)
     assert err < limit, err
     assert err < best_gaussian
     qc = est.options["spots_qc"]

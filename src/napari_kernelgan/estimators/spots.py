@@ -18,8 +18,14 @@ a noise-relative threshold; a candidate with another maximum nearby
 (crowding), a flat top (saturation) or a fit that the noise cannot explain
 (overlap, an edge or a ridge) is dropped; each survivor gets a weighted
 least-squares fit of ``bg + A·exp(−½(x−μ)ᵀΣ⁻¹(x−μ))`` with sub-pixel ``μ``;
-spots whose ``Σ`` disagrees with the median are dropped and the rest averaged,
-weighted by their signal-to-noise ratio.
+spots off the sharpest population's width (out of focus, resolved blobs, noise) or whose ``Σ``
+disagrees with the median are dropped and the rest averaged, weighted by their signal-to-noise ratio.
+
+The kernel's shape (at ×2) is the kept spots' registered average on the HR grid
+(:mod:`~napari_kernelgan.estimators._spot_shape`, :func:`napari_kernelgan.physics.beads.register_average`)
+where its two halves agree better than the Gaussian of ``Σ`` does, else that Gaussian; the bead QC
+(:func:`napari_kernelgan.physics.beads.bead_qc`, the spots used and rejected by reason, the spread of
+their widths) is in ``options["spots_qc"]``.
 
 Images without usable spots (the rings of ``testing.contract_image``, most
 natural photographs): by default the fixed broad Gaussian
