@@ -9,6 +9,7 @@ import napari_kernelgan as nk
 from napari_kernelgan.physics import Optics, gaussian_kernel, kernel_l1, pad_to, psf_2d
 from napari_kernelgan.physics.beads import bead_qc, qc_line
 from napari_kernelgan.physics.metrics import profile_fwhm
+from shared_data import DIV2KRK
 
 LR = (256, 256)
 
@@ -160,3 +161,15 @@ def test_bead_qc_on_known_kernels():
     assert "FWHM x" in qc_line(qc)
     with pytest.raises(ValueError, match="odd"):
         bead_qc(np.ones((4, 4)))
+
+
+@pytest.mark.skipif(not DIV2KRK.is_dir(), reason="DIV2KRK data not found beside the repository (../shared)")
+@pytest.mark.parametrize("scale, image", [(2, 1), (2, 13), (4, 22)])
+def test_photographs_stay_below_the_auto_gate(scale, image):
+    # natural photographs have corners and texture, not beads: spots must not decide auto's kernel there
+    import imageio.v3 as iio
+
+    from napari_kernelgan.estimators.auto import MIN_CONFIDENCE
+
+    est = nk.estimate_kernel(iio.imread(DIV2KRK / f"lr_x{scale}" / f"im_{image}.png"), scale, estimator="spots")
+    assert est.confidence < MIN_CONFIDENCE["spots"]
