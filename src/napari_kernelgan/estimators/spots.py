@@ -18,8 +18,14 @@ a noise-relative threshold; a candidate with another maximum nearby
 (crowding), a flat top (saturation) or a fit that the noise cannot explain
 (overlap, an edge or a ridge) is dropped; each survivor gets a weighted
 least-squares fit of ``bg + A·exp(−½(x−μ)ᵀΣ⁻¹(x−μ))`` with sub-pixel ``μ``;
-spots whose ``Σ`` disagrees with the median are dropped and the rest averaged,
-weighted by their signal-to-noise ratio.
+spots off the sharpest population's width (out of focus, resolved blobs, noise) or whose ``Σ``
+disagrees with the median are dropped and the rest averaged, weighted by their signal-to-noise ratio.
+
+The kernel's shape (at ×2) is the kept spots' registered average on the HR grid
+(:mod:`~napari_kernelgan.estimators._spot_shape`, :func:`napari_kernelgan.physics.beads.register_average`)
+where its two halves agree better than the Gaussian of ``Σ`` does, else that Gaussian; the bead QC
+(:func:`napari_kernelgan.physics.beads.bead_qc`, the spots used and rejected by reason, the spread of
+their widths) is in ``options["spots_qc"]``.
 
 Images without usable spots (the rings of ``testing.contract_image``, most
 natural photographs): by default the fixed broad Gaussian
@@ -41,6 +47,7 @@ import torch
 from scipy import ndimage, optimize
 
 from ..constraints import Interval
+from ..physics.beads import qc_line
 from ..physics.kernels import gaussian_from_covariance
 from ..registry import register, register_tiles
 from ..types import KernelEstimate, Progress, TileResult
@@ -58,11 +65,14 @@ from ._direct import (
     measure,
     measured_estimate,
     no_measurement,
+    noise_model,
     purity_factor,
     snr_weights,
     solve_tiles,
     white_noise_gain,
 )
+from ._spot_shape import MAX_SIDE as MAX_SHAPE_SIDE
+from ._spot_shape import choose_shape, measured_shape, psf_kernel, spots_qc
 
 DETECT_SIGMA = 1.0     # LoG scale in LR pixels (spots of the DIV2KRK range have σ_LR ≈ 0.4–1.1 at ×2)
 HALF_WINDOW = 4        # fit window: (2·4 + 1)² LR pixels
@@ -74,10 +84,19 @@ MIN_SPOTS = 5
 REPORT_EVERY = 40
 EARLY_LOOK = 24        # after this many candidates in a frame, stop if fewer than
 EARLY_FRACTION = 0.3   # this fraction were point-like (natural images: corners and texture, not spots)
+SIZE_TOLERANCE = 0.2   # spots wider (or narrower) than the sharpest population by more than this share are not points
+NEIGHBOUR_SNR = 5.0    # a maximum this far above the noise is an object whose light must not enter a spot's average
 
 def _log_response(gray: np.ndarray) -> np.ndarray:
     """Scale-normalised, sign-flipped LoG: bright spots give positive peaks."""
     return -DETECT_SIGMA ** 2 * ndimage.gaussian_laplace(gray, DETECT_SIGMA, mode="reflect")
+
+
+def significant_maxima(gray: np.ndarray, model: tuple[float, float], min_snr: float = NEIGHBOUR_SNR) -> np.ndarray:
+    """(row, col) of every LoG maximum more than ``min_snr`` noise standard deviations high (objects, not noise)."""
+    resp = _log_response(gray)
+    snr = resp / (white_noise_gain(_log_response) * local_noise_std(gray, model))
+    return np.argwhere((resp == ndimage.maximum_filter(resp, size=3)) & (snr > min_snr))
 
 
 def detect_spots(gray: np.ndarray, model: tuple[float, float], *, min_snr: float = MIN_SNR,
@@ -224,23 +243,45 @@ def _point_like(fit: dict[str, Any]) -> bool:
     return bool(lo >= MIN_VARIANCE_LR and hi <= MAX_VARIANCE_LR)
 
 
-def _consensus(fits: list[dict[str, Any]], max_chi2: float) -> tuple[np.ndarray, list[dict[str, Any]], float]:
-    """Robust mean LR covariance over fitted spots: (Σ_LR, spots kept, spread)."""
-    good = chi2_screen([f for f in fits if _point_like(f)], max_chi2)
+def _population(good: list[dict[str, Any]]) -> tuple[np.ndarray, dict[str, int]]:
+    """Which fits belong to the point-like population: sub-resolution points all image as the PSF, so the
+    sharpest population is the PSF's width; wider spots are out of focus or resolved objects (``wide``),
+    narrower ones noise or hot pixels (``narrow``). Returns the mask and the counts."""
+    width = np.array([math.sqrt(float(np.trace(f["cov"]))) for f in good])
+    # the sharp half locates the population; its spread is measured on all spots near it (noise widens it both
+    # ways, a second population of blobs only upwards)
+    first = float(np.median(width[width <= np.median(width)]))
+    near = width[(width >= 0.6 * first) & (width <= 1.5 * first)]
+    ref = float(np.median(near))
+    tol = max(3.0 * 1.4826 * float(np.median(np.abs(near - ref))), SIZE_TOLERANCE * ref)
+    wide, narrow = width > ref + tol, width < ref - tol
+    return ~(wide | narrow), {"wide": int(wide.sum()), "narrow": int(narrow.sum())}
+
+
+def _consensus(fits: list[dict[str, Any]],
+               max_chi2: float) -> tuple[np.ndarray, list[dict[str, Any]], float, dict[str, int]]:
+    """Robust mean LR covariance over fitted spots: (Σ_LR, spots kept, spread, rejections by reason)."""
+    point = [f for f in fits if _point_like(f)]
+    good = chi2_screen(point, max_chi2)
+    reasons = {"not point-like": len(fits) - len(point), "poor fit": len(point) - len(good)}
     if not good:
-        return np.full((2, 2), np.nan), [], math.inf
+        return np.full((2, 2), np.nan), [], math.inf, reasons
+    member, sizes = _population(good)
+    reasons.update(sizes)
+    good = [f for f, m in zip(good, member) if m]
     vec = np.array([[f["cov"][0, 0], f["cov"][0, 1], f["cov"][1, 1]] for f in good])
     med = np.median(vec, 0)
     dist = np.sqrt(((vec - med) ** 2 * [1, 2, 1]).sum(1))
     scale = 1.4826 * float(np.median(dist))
     tol = max(3.0 * scale, 0.1 * (med[0] + med[2]))
     keep = dist <= tol
+    reasons["shape"] = int((~keep).sum())
     w = snr_weights(good)[keep]
     mean = (vec[keep] * w[:, None]).sum(0) / w.sum()
     kept = [f for f, k in zip(good, keep) if k]
     spread = float(np.median(dist[keep])) / max(mean[0] + mean[2], 1e-12)
     cov = np.array([[mean[0], mean[1]], [mean[1], mean[2]]])
-    return cov, kept, spread
+    return cov, kept, spread, reasons
 
 
 def spot_confidence(n_spots: int, spread: float) -> float:
@@ -254,25 +295,33 @@ def spot_confidence(n_spots: int, spread: float) -> float:
     return float(count_factor(n_spots, 10.0) * math.exp(-spread / math.sqrt(n_spots) / 0.07))
 
 
-@register("spots", kind="estimator", summary="Isolated spots (closed form, a second): the blur's covariance from "
-          "sub-resolution point sources such as beads or puncta, as an anisotropic Gaussian",
+@register("spots", kind="estimator", summary="Isolated spots (closed form, a second): the PSF measured from "
+          "sub-resolution point sources such as beads or puncta (their registered average), with bead QC",
           defaults={"min_snr": MIN_SNR, "isolation": ISOLATION, "max_spots": MAX_SPOTS, "require_spots": False,
-                    "size": KERNEL_SIZE},
+                    "size": None, "pixel_um": None},
           main=("min_snr", "require_spots"),
           ranges={"min_snr": Interval(float, 0, None, closed="neither"), "isolation": Interval(float, 1, None),
-                  "max_spots": Interval(int, MIN_SPOTS, None), "size": Interval(int, 3, None)},
+                  "max_spots": Interval(int, MIN_SPOTS, None), "size": Interval(int, 3, None),
+                  "pixel_um": Interval(float, 0, None, closed="neither")},
           help={"min_snr": "detection threshold: a spot's LoG response over its noise standard deviation",
                 "isolation": "LR pixels around a spot that must hold no other significant maximum",
                 "max_spots": "at most this many spots (the brightest) are fitted per frame",
                 "require_spots": "raise an error when no usable spots are found, instead of returning the fixed "
                                  "broad Gaussian with confidence 0",
-                "size": "side of the returned ×2 kernel (odd)"})
+                "size": "side of the returned ×2 kernel (odd; empty: 13, or the side holding 99 % of the measured "
+                        "PSF's light where it needs more, at most 41)",
+                "pixel_um": "the input image's pixel size in µm: the QC gives FWHMs in µm too (the kernel's pixels "
+                            "are pixel_um / 2)"})
 def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
           report_every: int = REPORT_EVERY, min_snr: float = MIN_SNR, isolation: float = ISOLATION,
-          max_spots: int = MAX_SPOTS, require_spots: bool = False,
-          size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
-    """×2 kernel from isolated point-like spots (beads, puncta); deterministic, runs on the CPU."""
-    check_odd_size("spots", size)
+          max_spots: int = MAX_SPOTS, require_spots: bool = False, size: int | None = None,
+          pixel_um: float | None = None) -> Generator[Progress, None, KernelEstimate]:
+    """×2 kernel from isolated point-like spots (beads, puncta); deterministic, runs on the CPU.
+
+    The kernel is the spots' registered average where at least ``MIN_SHAPE_SPOTS`` are usable (at ×2),
+    else the Gaussian of their covariance; ``options["spots_qc"]`` holds the bead QC of the result."""
+    if size is not None:
+        check_odd_size("spots", size)
     every = max(1, int(report_every))
     start = time.perf_counter()
     grays = gray_frames(frames)
@@ -281,11 +330,15 @@ def spots(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = N
     if len(pool.fits) >= MIN_SPOTS:
         yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE,
                        message=f"joint fit of up to {len(pool.fits)} spots")
-    kernel, confidence, cov, extras = _solve(pool.fits, len(pool.candidates), pool.counts, require_spots, int(size),
-                                             int(scale))
+    kernel, confidence, cov, extras = _solve(pool.fits, len(pool.candidates), pool.counts, require_spots,
+                                             None if size is None else int(size), int(scale), grays=grays,
+                                             pixel_um=pixel_um)
     yield Progress(len(grays), len(grays), time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
                    message=f"kernel from {extras['spots_used']} spots" if not extras["fallback"] else "no usable spots")
-    return measured_estimate(kernel, cov, confidence, extras, start, seed)
+    est = measured_estimate(kernel, cov, confidence, extras, start, seed)
+    if "spots_qc" in extras:
+        est.options["spots_qc"] = extras["spots_qc"]
+    return est
 
 
 def _measure(grays: list[np.ndarray], *, min_snr: float, isolation: float, max_spots: int, every: int, start: float,
@@ -309,29 +362,54 @@ def _measure(grays: list[np.ndarray], *, min_snr: float, isolation: float, max_s
                                counts={"maxima": 0, "crowded": 0, "saturated": 0}))
 
 
-def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], require: bool, size: int,
-           scale: int) -> tuple[np.ndarray, float, np.ndarray, dict[str, Any]]:
-    """(kernel, confidence, ×2 covariance, extras) from fitted spots."""
-    cov_lr, kept, spread = _consensus(fits, max_chi2=3.0)
+def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], require: bool, size: int | None,
+           scale: int, grays: list[np.ndarray] | None = None,
+           pixel_um: float | None = None) -> tuple[np.ndarray, float, np.ndarray, dict[str, Any]]:
+    """(kernel, confidence, ×2 covariance, extras) from fitted spots; with ``grays`` (a whole image at ×2), the
+    kernel is the spots' registered average where enough of them are usable, else their Gaussian."""
+    cov_lr, kept, spread, reasons = _consensus(fits, max_chi2=3.0)
     extras: dict[str, Any] = {"spots_found": candidates, "spots_fitted": len(fits), "spots_used": len(kept),
                               "rejected_crowded": counts["crowded"], "rejected_saturated": counts["saturated"]}
+    side = KERNEL_SIZE if size is None else int(size)
     if len(kept) < MIN_SPOTS:
         message = (f"no isolated point-like spots found ({len(kept)} usable of {candidates} candidates, "
                    f"{MIN_SPOTS} needed); use an image of sub-resolution beads or puncta, lower min_snr, or another "
                    f"estimator such as 'edges' or 'kernelgan'")
-        kernel, confidence, cov = no_measurement(message, require, size, extras)
+        kernel, confidence, cov = no_measurement(message, require, side, extras)
+        extras["shape"] = "fallback"
+        extras["spots_qc"] = {"used": len(kept), "shape": "fallback", "rejected": {
+            "crowded": int(counts.get("crowded", 0)), "saturated": int(counts.get("saturated", 0)), **reasons}}
         return kernel, confidence, cov, extras
     # A failed joint fit keeps the robust average of the per-spot fits.
     with contextlib.suppress(ValueError, OverflowError, np.linalg.LinAlgError):
         cov_lr = joint_fit(kept, cov_lr)
     cov = lr_to_x2_covariance(cov_lr, scale)
-    kernel = gaussian_from_covariance(cov, size)
     # Texture also has isolated maxima, but few of its many candidates survive as points: the
     # share that does (purity) tells a field of point sources from a textured scene.
     purity, pure = purity_factor(len(kept), candidates)
     confidence = spot_confidence(len(kept), spread) * pure
     extras["purity"] = round(purity, 3)
     extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=spread)
+    kernel = measured = None
+    if grays is not None and scale == 2:
+        maxima = [significant_maxima(g, noise_model(g)) for g in grays]
+        shaped = measured_shape(kept, grays, maxima, scale, reasons)
+        if shaped is not None:
+            psf, extras["spots_averaged"], halves = shaped
+            better, extras["split_half_l1"], extras["gaussian_l1"] = choose_shape(
+                halves, gaussian_from_covariance(cov, MAX_SHAPE_SIDE))
+            measured = psf_kernel(psf, None)
+            if better:
+                kernel = measured if size is None else psf_kernel(psf, size)
+    extras["shape"] = "measured" if kernel is not None else "gaussian"
+    if kernel is None:
+        kernel = gaussian_from_covariance(cov, side)
+    # The widths are read off the registered average where there is one, also where the Gaussian is returned: a
+    # Gaussian fitted to undersampled spots reads them narrower than their FWHM.
+    extras["spots_qc"] = spots_qc(kernel if measured is None else measured, kept, reasons, counts, scale, pixel_um)
+    extras["spots_qc"].update(shape=extras["shape"], **{k: round(extras[k], 3) for k in ("split_half_l1", "gaussian_l1")
+                                                        if k in extras})
+    extras["message"] = f"spots: {qc_line(extras['spots_qc'])}"
     return kernel, confidence, cov, extras
 
 
@@ -339,10 +417,12 @@ def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], 
 def spots_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
                 seed: int = 0, report_every: int = REPORT_EVERY, min_snr: float = MIN_SNR,
                 isolation: float = ISOLATION, max_spots: int = MAX_SPOTS, require_spots: bool = False,
-                size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+                size: int | None = None, pixel_um: float | None = None) -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map from one detection per frame: the brightest :data:`TILE_SPOTS` spots
     of every tile are fitted once (stopping early, as for a whole image, where they are not points),
-    then each tile's covariance is solved from the spots inside it."""
+    then each tile's covariance is solved from the spots inside it (a tile's kernel is their Gaussian:
+    a tile rarely holds enough spots for a measured shape)."""
+    size = KERNEL_SIZE if size is None else int(size)
     check_odd_size("spots", size)
     boxes = np.asarray(boxes).reshape(-1, 4)
     start = time.perf_counter()
