@@ -122,7 +122,8 @@ def test_a_widefield_psf_wider_than_the_cap_is_cut_with_what_is_lost_said():
     assert m.side == 75 and 121 <= m.needed_side <= 125
     assert m.mass_kept == pytest.approx(0.979, abs=0.002)
     side = m.needed_side
-    assert message == (f"the PSF: holding 99 % of its light needs a {side}×{side} kernel on the ×2 grid (0.0325 µm pixels); "
+    assert message == (f"the PSF: holding 99 % of its light needs a {side}×{side} kernel on the ×2 grid "
+                       "(0.0325 µm pixels); "
                        "kernels are at most 75×75, so 2.1 % of the light, the faint outer halo, is left out and the "
                        "kernel normalised to sum 1 over the rest")
     assert m.kernel.sum() == pytest.approx(1.0) and m.kernel.shape == (75, 75)
