@@ -40,6 +40,29 @@ Loss: β-NLL (β = 0.5) of a diagonal Gaussian on the three log-covariance numbe
 prediction comes with its own variance. AdamW with a cosine learning rate over the step or time
 budget. The output (``--out``) holds the float16 state dict and a metadata dict, written to a
 temporary file and renamed into place.
+
+``--family optics`` trains the microscope network (``OpticsNet``, ``learned_optics.pt``) on CPU:
+
+    PYTHONPATH=src python3 scripts/train_learned.py --family optics --threads 1 --minutes 22 \
+        --samples 80000 --seed 0
+
+* Kernels: a bank of 2 500 ``psf_2d`` kernels on 41×41 (:func:`draw_optics_kernel`: widefield
+  Born-Wolf with defocus, spherical aberration and index mismatch at depth, confocal 0.5-2 AU, plain
+  Gaussians, a mild stretch), made once and cached under /tmp; 300 more (another seed) are held out.
+* LR crops from the HR images above, ×2 (×4 on a quarter, ``analytic_x4``), blurred through FFTs in the
+  project's subsampling phase, Poisson-Gaussian noise at 50-2000 photons, integer counts, min-max scaled.
+* The spectral front end has no weights: the crops' features are made once (``--samples``) and the
+  head is trained over them with the kernel L1 (the profile rendered with the covariance's anisotropy)
+  against the true PSF, the covariance's β-NLL (target: the best-L1 Gaussian's covariance) and small
+  losses on the defocus (depths of field) and widefield readings.
+
+``--family optics --evaluate WEIGHTS`` prints the held-out check on the DEVELOPMENT real_dev images
+(cell_microtubules, golgi_confocal) blurred with new physical kernels (:func:`evaluate_optics`):
+
+    PYTHONPATH=src python3 scripts/train_learned.py --family optics --threads 1 \
+        --evaluate src/napari_kernelgan/estimators/learned_optics.pt
+
+RESULTS_PLACEHOLDER
 """
 from __future__ import annotations
 
@@ -369,10 +392,11 @@ def draw_optics_kernel(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
 
     Widefield Born-Wolf (NA 0.7-1.45, emission 0.45-0.65 µm, immersion air/water/oil as the NA allows)
     with defocus up to 1.1 depths of field (λ n / NA²) on 70 %, primary spherical aberration
-    (|spherical| = 0.3 u² waves, u uniform) on 40 %, index mismatch at depth (oil into n 1.33-1.45, 0-10 µm, refocused to
-    the brightest plane) on a quarter of the oil cases; confocal with a 0.5-2 AU pinhole (defocus up to 0.66
-    depth of field on 40 %); plain Gaussians. The HR pixel gives an in-focus FWHM in :data:`FWHM_RANGE`
-    (measured on the aberration-free confocal kernel). 60 % are stretched by 1-1.3 along a random axis.
+    (|spherical| = 0.3 u² waves, u uniform) on 40 %, index mismatch at depth (oil into n 1.33-1.45,
+    0-10 µm, refocused to the brightest plane) on a quarter of the oil cases; confocal with a 0.5-2 AU
+    pinhole (defocus up to 0.66 depth of field on 40 %); plain Gaussians. The HR pixel gives an in-focus
+    FWHM in :data:`FWHM_RANGE` (measured on the aberration-free confocal kernel). 60 % are stretched by
+    1-1.3 along a random axis.
     """
     from napari_kernelgan.physics.optics import Optics, best_focus_um, psf_2d
 
@@ -414,19 +438,37 @@ def draw_optics_kernel(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
 
 
 def best_gaussian_covariance(k: np.ndarray) -> np.ndarray:
-    """Covariance of the Gaussian closest to ``k`` in L1: the shape (unit determinant) of ``k``'s second
-    moments, scaled by the best of 0.5-4.5 px² (0.05 px steps in σ)."""
+    """Covariance of the Gaussian closest to ``k`` (centred) in L1: the shape (unit determinant) of ``k``'s
+    second moments, scaled by the best σ² over σ = 0.5-4.5 px in 0.05 px steps."""
     cov = second_moments(k)
     shape = cov / math.sqrt(max(np.linalg.det(cov), 1e-12))
-    errs = [(kernel_l1(gaussian_from_covariance(s * s * shape, k.shape[0]), k), s) for s in np.arange(0.5, 4.5, 0.05)]
-    return min(errs)[1] ** 2 * shape
+    c = k.shape[0] // 2
+    yy, xx = np.mgrid[-c:c + 1, -c:c + 1]
+    inv = np.linalg.inv(shape)
+    rho2 = inv[0, 0] * yy ** 2 + 2 * inv[0, 1] * yy * xx + inv[1, 1] * xx ** 2
+    sigmas = np.arange(0.5, 4.5, 0.05)
+    g = np.exp(-rho2[None] / (2 * sigmas[:, None, None] ** 2))
+    g /= g.sum(axis=(1, 2), keepdims=True)
+    best = sigmas[int(np.argmin(np.abs(g - k[None]).sum(axis=(1, 2))))]
+    return best ** 2 * shape
+
+
+def x4_kernel(k: np.ndarray) -> np.ndarray:
+    """``analytic_x4(k, OPTICS_X4_SIDE)`` through an FFT (the same up to round-off, faster on 41×41 kernels)."""
+    from scipy.signal import fftconvolve
+
+    from napari_kernelgan.physics.conventions import dilate, pad_to
+
+    full = np.clip(fftconvolve(np.pad(dilate(k, 2), k.shape[0] // 2), k, mode="same"), 0, None)
+    out = pad_to(centre_kernel(full), OPTICS_X4_SIDE)
+    return out / out.sum()
 
 
 def optics_bank(n: int, seed: int, cache: Path = Path("/tmp")) -> dict[str, np.ndarray]:
     """``n`` kernels of :func:`draw_optics_kernel` (seeded) with their applied ×2 / ×4 forms and targets:
     the log of the best Gaussian's covariance, (defocus in depths of field, widefield 0/1). Made once and
     cached in ``cache`` (a few minutes on one core for a few thousand)."""
-    path = cache / f"napari_kernelgan_optics_bank_v2_n{n}_s{seed}.npz"
+    path = cache / f"napari_kernelgan_optics_bank_v3_n{n}_s{seed}.npz"
     if path.is_file():
         with np.load(path) as data:
             return dict(data)
@@ -439,7 +481,7 @@ def optics_bank(n: int, seed: int, cache: Path = Path("/tmp")) -> dict[str, np.n
         k, info = draw_optics_kernel(rng)
         k2[i] = k
         w2[i] = kernel_for_subsampling(k, 2)
-        w4[i] = kernel_for_subsampling(analytic_x4(k, OPTICS_X4_SIDE), 4)
+        w4[i] = kernel_for_subsampling(x4_kernel(k), 4)
         target[i] = cov_to_log(best_gaussian_covariance(k))
         aux[i] = (info["defocus_dof"], float(info["kind"] == "widefield"))
     out = {"k2": k2, "w2": w2, "w4": w4, "target": target, "aux": aux}
@@ -559,16 +601,21 @@ def train_optics(args: argparse.Namespace, argv: list[str] | None) -> int:
     net = OpticsNet(CROP, hidden=args.hidden)
     synth = OpticsSynth(images, bank, device, args.seed)
     val_synth = OpticsSynth(images, val_bank, device, args.seed + 1)
-    # A third of what is left goes to the features, the rest to the epochs (measured: a 64-sample batch of
-    # features costs about as much as 100 head steps of 256).
+    # Half of what is left goes to the features, the rest to epochs of the head over them.
     t_feat = time.perf_counter()
     probe = optics_features(synth, net, 640, log=False)
     per_sample = (time.perf_counter() - t_feat) / 640
     left = budget - (time.perf_counter() - t0)
-    n_train = args.samples or int(min(120_000, max(6400, 0.4 * left / per_sample)))
+    n_train = args.samples or int(min(120_000, max(6400, 0.5 * left / per_sample)))
     print(f"{per_sample * 1000:.1f} ms per sample: {n_train} training samples", flush=True)
-    train = optics_features(synth, net, n_train - 640)
-    train = {k: torch.cat([probe[k], train[k]]) for k in train}
+    cached = Path(f"/tmp/napari_kernelgan_optics_features_v1_s{args.seed}_k{n_kernels}_n{n_train}.pt")
+    if args.samples and cached.is_file():  # a rerun with the same --samples reuses them
+        train = torch.load(cached, weights_only=True)
+    else:
+        train = optics_features(synth, net, n_train - 640)
+        train = {k: torch.cat([probe[k], train[k]]) for k in train}
+        if args.samples:
+            torch.save(train, cached)
     val = optics_features(val_synth, net, 1024, log=False)
     print(f"features ready at {time.perf_counter() - t0:.0f} s", flush=True)
     opt = torch.optim.AdamW(net.head.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -593,7 +640,7 @@ def train_optics(args: argparse.Namespace, argv: list[str] | None) -> int:
             with torch.no_grad():
                 _, v = optics_loss(net, val["feats"], val["extras"], val["kidx"], val_bank)
             history.append({"step": step, "crop_l1": round(float(v), 4)})
-            print(f"step {step}  {time.perf_counter() - start:.0f} s  lr {lr:.2e}  loss {float(loss):.4f}  "
+            print(f"step {step}  {time.perf_counter() - start:.0f} s  lr {lr:.2e}  loss {float(loss.detach()):.4f}  "
                   f"held-out crop L1 {float(v):.4f}", flush=True)
     with torch.no_grad():
         _, v = optics_loss(net, val["feats"], val["extras"], val["kidx"], val_bank)

@@ -159,7 +159,8 @@ def render_profile(profile: torch.Tensor, log_cov: torch.Tensor, side: int = PRO
     trace = 0.5 * (log_cov[:, 0] + log_cov[:, 2])
     inv = log_to_cov_torch(torch.stack([trace - log_cov[:, 0], -log_cov[:, 1], trace - log_cov[:, 2]], -1))
     rho2 = inv[:, 0, None, None] * yy ** 2 + 2 * inv[:, 1, None, None] * yy * xx + inv[:, 2, None, None] * xx ** 2
-    t = (rho2.clamp_min(0).sqrt() / PROFILE_REACH).clamp(max=1.0) ** (1 / PROFILE_POWER) * (knots - 1)
+    # the floor keeps the gradient finite at the centre pixel (ρ = 0)
+    t = (rho2.clamp_min(1e-12) / PROFILE_REACH ** 2).clamp(max=1.0) ** (0.5 / PROFILE_POWER) * (knots - 1)
     j0 = t.floor().clamp(max=knots - 2).long()
     w = t - j0
     flat = j0.flatten(1)
