@@ -234,7 +234,7 @@ def learned_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, devi
                   family: str = "gaussian") -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map in one network pass: :data:`TILE_CROPS` crops per tile (at most
     ``crops``), one noise measurement for the image; each tile's crops combined as for a whole image
-    (``family="optics"``: every tile's PSF on the side of the widest)."""
+    (``family="optics"``: every tile's PSF on the side of the whole image's)."""
     _check_learned_options(crops, size, scale, family)
     if family == "optics":
         return (yield from _learned_optics_tiles(frames, boxes, scale=scale, device=device, seed=seed,
@@ -359,7 +359,10 @@ def _learned_optics(frames: np.ndarray, *, scale: int, device: torch.device | No
 def _learned_optics_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int, device: torch.device | None,
                           seed: int, weights: str | None, crops: int, tta: int,
                           size: int) -> Generator[Progress, None, list[TileResult]]:
-    """The ``family="optics"`` kernel map of :func:`learned_tiles`."""
+    """The ``family="optics"`` kernel map of :func:`learned_tiles`: every tile's PSF cut to the side the whole
+    image's estimate chooses (a map's kernels share one support)."""
+    whole = yield from _learned_optics(frames, scale=scale, device=device, seed=seed, weights=weights, crops=crops,
+                                       tta=tta, size=size)
     start = time.perf_counter()
     dev = torch.device("cpu") if device is None else torch.device(device)
     arr = _check_frames(frames)
@@ -380,14 +383,15 @@ def _learned_optics_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int, 
             continue
         patches = pick_crops(part, per_tile, seed=int(seed) * 1_000_003 + i, crop=side)
         out = predict_optics_crops(net, patches, scale, batch=TILE_BATCH, device=dev, tta=int(tta))
-        kernel, pred, _ = optics_kernel(out, int(size))
+        kernel, pred, _ = optics_kernel(out, PROFILE_SIDE)
         results.append((kernel, pred, _confidence(pred.uncertainty, patches, sigma)[0]))
-    widest = max([r[0].shape[0] for r in results if r is not None], default=int(size))
+    side = int(whole.kernel.shape[0])
     tiles: list[TileResult] = []
     for r in results:
         if r is None:
             tiles.append(TileResult(kernel=None, confidence=0.0, message="learned: the tile is flat or too small"))
         else:
-            tiles.append(TileResult(kernel=pad_to(r[0], widest), confidence=r[2], covariance=r[1].covariance))
+            cut = pad_to(r[0], side)
+            tiles.append(TileResult(kernel=cut / cut.sum(), confidence=r[2], covariance=r[1].covariance))
     yield Progress(len(boxes), len(boxes), time.perf_counter() - start, stage=Stage.MAP, message="learned: tiles done")
     return tiles
