@@ -62,7 +62,12 @@ temporary file and renamed into place.
     PYTHONPATH=src python3 scripts/train_learned.py --family optics --threads 1 \
         --evaluate src/napari_kernelgan/estimators/learned_optics.pt
 
-RESULTS_PLACEHOLDER
+The bundled ``learned_optics.pt`` came from the first command (21.5 minutes on one thread of a
+shared 2-core CPU, 9 526 steps; held-out per-crop L1 0.375). On the 12 held-out DEVELOPMENT cases
+the second command gave a mean kernel L1 (41×41) of 0.291 for ``learned family=optics``, 0.530 for
+today's ``learned``, 0.800 for the fixed Gaussian and 0.307 for the best isotropic Gaussian (oracle);
+below the fixed Gaussian on every case, below today's ``learned`` on 11 of 12 (not on a 1 AU confocal
+PSF, nearly Gaussian). The table is in ``docs/estimators.md``.
 """
 from __future__ import annotations
 
