@@ -176,7 +176,8 @@ def _confidence(pred_uncertainty: float, patches: np.ndarray, sigma: float) -> t
 
 @register("learned", kind="estimator",
           summary="Learned (about a second): the blur's covariance regressed from many LR crops by a "
-                  "small network trained on synthetic degradations, as an anisotropic Gaussian",
+                  "small network trained on synthetic degradations, as an anisotropic Gaussian (family optics: "
+                  "a microscope PSF with its rings and defocus)",
           defaults={"weights": "", "crops": CROPS, "tta": TTA, "size": KERNEL_SIZE, "family": "gaussian"},
           main=("crops",), choices={"tta": (1, 2, 4, 8), "family": FAMILIES},
           ranges={"crops": Interval(int, 1, None), "size": Interval(int, 3, None)},
