@@ -25,7 +25,8 @@ from ..physics.kernels import exp_sym, log_spd
 __all__ = ["CovarianceNet", "SpectralNet", "build_net", "log_to_cov", "cov_to_log", "log_to_cov_torch",
            "cov_to_log_torch", "normalise_crops", "luminance", "pick_crops", "predict_crops", "predict_log_covariance",
            "combine",
-           "Prediction", "CROP", "FORMAT", "LOGVAR_RANGE"]
+           "Prediction", "CROP", "FORMAT", "LOGVAR_RANGE", "OpticsNet", "PROFILE_KNOTS", "PROFILE_SIDE",
+           "profile_radii", "render_profile", "predict_optics_crops"]
 
 CROP = 64                   # LR crop side the network is trained on
 FORMAT = "napari-kernelgan learned covariance v1"
@@ -106,9 +107,76 @@ class SpectralNet(nn.Module):
         return out[:, :3], out[:, 3:].clamp(*LOGVAR_RANGE)
 
 
+PROFILE_KNOTS = 32          # knots of the optics family's radial profile
+PROFILE_SIDE = 41           # side of the grid the optics family's kernel is rendered on (HR px)
+PROFILE_REACH = 29.0        # radius of the last knot (HR px): past the 41×41 grid's corners
+PROFILE_POWER = 1.5         # knot radii ∝ (j / (K - 1))^1.5: dense in the core, 1.4 px apart in the tails
+
+
+def profile_radii(knots: int = PROFILE_KNOTS) -> np.ndarray:
+    """Radii (HR px) of the radial profile's knots."""
+    return PROFILE_REACH * (np.arange(knots) / (knots - 1)) ** PROFILE_POWER
+
+
+class OpticsNet(SpectralNet):
+    """:class:`SpectralNet` with a microscope-PSF head: besides the log-covariance and its log-variances,
+    the kernel's radial profile (``knots`` log values at :func:`profile_radii`, an isotropic shape the
+    covariance's anisotropy then stretches), the defocus in depths of field and a widefield logit
+    (widefield vs confocal or Gaussian), the last two as readings for the user.
+
+    ``forward`` returns ``(mu, logvar)`` as :class:`SpectralNet`; :meth:`forward_all` adds
+    ``(profile logits (B, knots), aux (B, 2))``.
+    """
+
+    def __init__(self, crop: int = CROP, radial: int = 16, angular: int = 8, hidden: int = 192,
+                 knots: int = PROFILE_KNOTS) -> None:
+        super().__init__(crop=crop, radial=radial, angular=angular, hidden=hidden)
+        act = nn.SiLU
+        self.head = nn.Sequential(nn.Linear(radial * angular + 2, hidden), act(), nn.Linear(hidden, hidden), act(),
+                                  nn.Linear(hidden, hidden), act(), nn.Linear(hidden, 6 + knots + 2))
+        self.knots = knots
+
+    def forward_all(self, x: torch.Tensor, extras: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.head(torch.cat([self.features(x), extras], dim=1))
+        return out[:, :3], out[:, 3:6].clamp(*LOGVAR_RANGE), out[:, 6:6 + self.knots], out[:, 6 + self.knots:]
+
+    def forward(self, x: torch.Tensor, extras: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar, _, _ = self.forward_all(x, extras)
+        return mu, logvar
+
+
+def render_profile(profile: torch.Tensor, log_cov: torch.Tensor, side: int = PROFILE_SIDE) -> torch.Tensor:
+    """Kernels (B, side, side), each summing to 1, from radial profiles (B, K) (values ≥ 0 at
+    :func:`profile_radii`) stretched by the anisotropy of ``log_cov`` (B, 3) = (L00, L01, L11).
+
+    A pixel at offset x from the centre reads the profile at ρ = √(xᵀ A⁻¹ x), A = Σ / √det Σ (the
+    covariance's shape at unit determinant), linearly between knots; the last knot's value beyond it.
+    """
+    knots = profile.shape[-1]
+    half = side // 2
+    axis = torch.arange(-half, half + 1, dtype=profile.dtype, device=profile.device)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    trace = 0.5 * (log_cov[:, 0] + log_cov[:, 2])
+    inv = log_to_cov_torch(torch.stack([trace - log_cov[:, 0], -log_cov[:, 1], trace - log_cov[:, 2]], -1))
+    rho2 = inv[:, 0, None, None] * yy ** 2 + 2 * inv[:, 1, None, None] * yy * xx + inv[:, 2, None, None] * xx ** 2
+    # the floor keeps the gradient finite at the centre pixel (ρ = 0)
+    t = (rho2.clamp_min(1e-12) / PROFILE_REACH ** 2).clamp(max=1.0) ** (0.5 / PROFILE_POWER) * (knots - 1)
+    j0 = t.floor().clamp(max=knots - 2).long()
+    w = t - j0
+    flat = j0.flatten(1)
+    lo = torch.gather(profile, 1, flat).view_as(t)
+    hi = torch.gather(profile, 1, flat + 1).view_as(t)
+    k = (1 - w) * lo + w * hi
+    return k / k.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
+
+
 def build_net(meta: dict[str, Any]) -> nn.Module:
     """The network described by a weight file's metadata (``arch`` entry)."""
     arch = meta.get("arch", {})
+    if arch.get("name") == "OpticsNet":
+        return OpticsNet(crop=int(arch.get("crop", CROP)), radial=int(arch.get("radial", 16)),
+                         angular=int(arch.get("angular", 8)), hidden=int(arch.get("hidden", 192)),
+                         knots=int(arch.get("knots", PROFILE_KNOTS)))
     if arch.get("name", "CovarianceNet") == "SpectralNet":
         return SpectralNet(crop=int(arch.get("crop", CROP)), radial=int(arch.get("radial", 10)),
                            angular=int(arch.get("angular", 8)), hidden=int(arch.get("hidden", 128)))
@@ -281,3 +349,30 @@ def combine(mu: np.ndarray, logvar: np.ndarray) -> Prediction:
     predicted = 1.0 / w.mean(0)                         # typical per-crop variance (harmonic mean)
     spread = (w * (mu - mean) ** 2).sum(0) / w.sum(0)   # weighted between-crop variance
     return Prediction(mean, mu, logvar, math.sqrt(float(np.mean(predicted + spread))))
+
+
+@torch.no_grad()
+def predict_optics_crops(net: OpticsNet, crops: np.ndarray, scale: int, batch: int = 64,
+                         device: torch.device | str = "cpu", tta: int = 1) -> dict[str, np.ndarray]:
+    """Per-crop outputs of an :class:`OpticsNet` on LR crops (K, h, w) in [0, 1]: ``mu``, ``logvar``
+    (K, tta, 3) as :func:`predict_crops`, ``profile`` (K, knots) (log values, the views' mean) and
+    ``aux`` (K, 2) (defocus in depths of field, widefield logit; the views' mean)."""
+    if tta not in (1, 2, 4, 8):
+        raise ValueError(f"tta must be 1, 2, 4 or 8, got {tta}")
+    transforms = (0, 5, 3, 6, 1, 2, 4, 7)[:tta]
+    out: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "profile": [], "aux": []}
+    for i in range(0, len(crops), batch):
+        x = torch.as_tensor(np.ascontiguousarray(crops[i:i + batch]), dtype=torch.float32, device=device)[:, None]
+        x, extras = normalise_crops(x, scale)
+        views: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "profile": [], "aux": []}
+        for t in transforms:
+            mu, logvar, profile, aux = net.forward_all(_dihedral(x, t), extras)
+            views["mu"].append(_undo_dihedral(mu, t).double().cpu().numpy())
+            views["logvar"].append((logvar[:, [2, 1, 0]] if t & 4 else logvar).double().cpu().numpy())
+            views["profile"].append(profile.double().cpu().numpy())
+            views["aux"].append(aux.double().cpu().numpy())
+        out["mu"].append(np.stack(views["mu"], 1))
+        out["logvar"].append(np.stack(views["logvar"], 1))
+        out["profile"].append(np.mean(views["profile"], 0))
+        out["aux"].append(np.mean(views["aux"], 0))
+    return {k: np.concatenate(v) for k, v in out.items()}

@@ -20,6 +20,16 @@ get a low one.
 
 The bundled weights (``learned_weights.pt`` beside this module) are loaded by default;
 ``weights=<path>`` loads another file written by the training script.
+
+``family="optics"`` loads the microscope network instead (``learned_optics.pt``,
+:class:`._learned_net.OpticsNet`, trained on widefield, confocal, defocused, aberrated and slightly
+stretched ``psf_2d`` kernels, ``scripts/train_learned.py --family optics``). Besides the covariance of
+the best-fitting Gaussian, each crop gives the kernel's radial profile (32 knots, dense in the core);
+the crops' profiles, rendered with the combined covariance's anisotropy (:func:`._learned_net.render_profile`),
+are averaged by the crops' precisions. The kernel keeps its Airy rings or defocus shoulder, is
+positive, sums to 1, is centred, and its side is the smallest holding 99 % of its mass (at least
+``size``, at most 41). ``options["learned_fit"]`` holds the readings: FWHM, covariance, defocus in
+depths of field, widefield share, side.
 """
 from __future__ import annotations
 
@@ -35,6 +45,7 @@ import torch
 
 from ..constraints import Interval
 from ..errors import BadInputError, BadOptionError, WeightsMissingError
+from ..physics.conventions import pad_to, support_side
 from ..physics.kernels import gaussian_from_covariance
 from ..physics.noise import estimate_noise_sigma
 from ..registry import register, register_tiles
@@ -44,17 +55,27 @@ from ..weights import read_weight_file
 from ._learned_net import (
     CROP,
     FORMAT,
+    PROFILE_SIDE,
     build_net,
     combine,
     luminance,
     pick_crops,
     predict_crops,
     predict_log_covariance,
+    predict_optics_crops,
+    profile_radii,
+    render_profile,
 )
 
-__all__ = ["BUNDLED_WEIGHTS", "load_learned_net", "learned", "confidence_from_uncertainty", "UNCERTAINTY_SCALE"]
+__all__ = ["BUNDLED_WEIGHTS", "OPTICS_WEIGHTS", "FAMILIES", "load_learned_net", "learned",
+           "confidence_from_uncertainty", "UNCERTAINTY_SCALE", "optics_kernel"]
 
 BUNDLED_WEIGHTS = Path(__file__).with_name("learned_weights.pt")
+OPTICS_WEIGHTS = Path(__file__).with_name("learned_optics.pt")
+FAMILIES = ("gaussian", "optics")
+"""Kernel families: ``gaussian`` (DIV2KRK-protocol anisotropic Gaussians, :data:`BUNDLED_WEIGHTS`) and
+``optics`` (microscope PSFs, :data:`OPTICS_WEIGHTS`)."""
+OPTICS_MASS = 0.99     # the optics family's kernel side holds this share of its mass
 CROPS = 48
 TTA = 1
 MIN_CROP = 32          # smallest crop the network's valid convolutions and pooling still work on
@@ -79,9 +100,9 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return obj["state_dict"], dict(obj.get("meta") or {})
 
 
-def _weights_path(weights: str | os.PathLike | None) -> Path:
+def _weights_path(weights: str | os.PathLike | None, family: str = "gaussian") -> Path:
     text = "" if weights is None else str(weights).strip()
-    path = BUNDLED_WEIGHTS if text == "" else Path(text).expanduser()
+    path = (OPTICS_WEIGHTS if family == "optics" else BUNDLED_WEIGHTS) if text == "" else Path(text).expanduser()
     if not path.is_file():
         where = ("the bundled weights of the learned estimator are missing from this installation "
                  "(reinstall the package, or train them with scripts/train_learned.py)" if text == ""
@@ -90,16 +111,21 @@ def _weights_path(weights: str | os.PathLike | None) -> Path:
     return path
 
 
-def load_learned_net(weights: str | os.PathLike | None = "",
-                     device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any], Path]:
+def load_learned_net(weights: str | os.PathLike | None = "", device: torch.device | str = "cpu",
+                     family: str = "gaussian") -> tuple[torch.nn.Module, dict[str, Any], Path]:
     """The trained network (eval mode, float32, on ``device``), its metadata and its file.
 
-    ``weights``: ``""`` (the bundled file) or a path. A missing file raises
+    ``weights``: ``""`` (the bundled file of ``family``) or a path. A missing file raises
     :class:`~napari_kernelgan.errors.WeightsMissingError`, an unreadable or foreign one
-    :class:`~napari_kernelgan.errors.BadInputError`; both name the file.
+    :class:`~napari_kernelgan.errors.BadInputError`; both name the file. ``family="optics"`` needs a file
+    of the optics network.
     """
-    path = _weights_path(weights)
+    path = _weights_path(weights, family)
     state, meta = _read(path)
+    if family == "optics" and meta.get("arch", {}).get("name") != "OpticsNet":
+        raise BadInputError(f"{path} holds the learned estimator's Gaussian network, not the microscope one: "
+                            "use family='gaussian' with it, or a file written by scripts/train_learned.py "
+                            "--family optics")
     net = build_net(meta)
     try:
         net.load_state_dict({k: v.float() for k, v in state.items()})
@@ -132,8 +158,10 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _check_learned_options(crops: int, size: int, scale: int) -> None:
+def _check_learned_options(crops: int, size: int, scale: int, family: str = "gaussian") -> None:
     # crops ≥ 1 and size ≥ 3 are declared ranges, checked by the registry
+    if family not in FAMILIES:
+        raise BadOptionError(f"learned: family must be one of {', '.join(FAMILIES)}; got {family!r}")
     if int(size) % 2 == 0:
         raise BadOptionError(f"learned: size must be odd, got {size!r}")
     if scale not in (2, 4):
@@ -148,18 +176,27 @@ def _confidence(pred_uncertainty: float, patches: np.ndarray, sigma: float) -> t
 
 @register("learned", kind="estimator",
           summary="Learned (about a second): the blur's covariance regressed from many LR crops by a "
-                  "small network trained on synthetic degradations, as an anisotropic Gaussian",
-          defaults={"weights": "", "crops": CROPS, "tta": TTA, "size": KERNEL_SIZE}, main=("crops",),
-          choices={"tta": (1, 2, 4, 8)}, ranges={"crops": Interval(int, 1, None), "size": Interval(int, 3, None)},
+                  "small network trained on synthetic degradations, as an anisotropic Gaussian (family optics: "
+                  "a microscope PSF with its rings and defocus)",
+          defaults={"weights": "", "crops": CROPS, "tta": TTA, "size": KERNEL_SIZE, "family": "gaussian"},
+          main=("crops",), choices={"tta": (1, 2, 4, 8), "family": FAMILIES},
+          ranges={"crops": Interval(int, 1, None), "size": Interval(int, 3, None)},
           help={"weights": "weight file; unset: the bundled weights (scripts/train_learned.py writes others)",
+                "family": "gaussian: an anisotropic Gaussian (DIV2KRK-like blur); optics: a microscope PSF "
+                          "(Airy rings, defocus, confocal), with a support holding 99 % of it (up to 41)",
                 "crops": "LR crops of 64×64 drawn per image, weighted toward textured regions (more: steadier)",
                 "tta": "views of each crop (flips, transposes) whose predictions are averaged",
-                "size": "side of the returned ×2 kernel (odd)"})
+                "size": "side of the returned ×2 kernel (odd; optics family: the smallest side)"})
 def learned(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
             report_every: int = 50, weights: str | None = "", crops: int = CROPS,
-            tta: int = TTA, size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
-    """×2 kernel as the Gaussian of the covariance a small network predicts from LR crops."""
-    _check_learned_options(crops, size, scale)
+            tta: int = TTA, size: int = KERNEL_SIZE,
+            family: str = "gaussian") -> Generator[Progress, None, KernelEstimate]:
+    """×2 kernel as the Gaussian of the covariance a small network predicts from LR crops (``family="optics"``:
+    a microscope PSF, see the module's docstring)."""
+    _check_learned_options(crops, size, scale, family)
+    if family == "optics":
+        return (yield from _learned_optics(frames, scale=scale, device=device, seed=seed, weights=weights,
+                                           crops=crops, tta=tta, size=size))
     start = time.perf_counter()
     dev = torch.device("cpu") if device is None else torch.device(device)
     arr = _check_frames(frames)
@@ -194,10 +231,15 @@ def learned(frames: np.ndarray, *, scale: int = 2, device: torch.device | None =
 @register_tiles("learned")
 def learned_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
                   seed: int = 0, report_every: int = 50, weights: str | None = "", crops: int = CROPS,
-                  tta: int = TTA, size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+                  tta: int = TTA, size: int = KERNEL_SIZE,
+                  family: str = "gaussian") -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map in one network pass: :data:`TILE_CROPS` crops per tile (at most
-    ``crops``), one noise measurement for the image; each tile's crops combined as for a whole image."""
-    _check_learned_options(crops, size, scale)
+    ``crops``), one noise measurement for the image; each tile's crops combined as for a whole image
+    (``family="optics"``: every tile's PSF on the side of the whole image's)."""
+    _check_learned_options(crops, size, scale, family)
+    if family == "optics":
+        return (yield from _learned_optics_tiles(frames, boxes, scale=scale, device=device, seed=seed,
+                                                 weights=weights, crops=crops, tta=tta, size=size))
     start = time.perf_counter()
     dev = torch.device("cpu") if device is None else torch.device(device)
     arr = _check_frames(frames)
@@ -237,3 +279,120 @@ def learned_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, devi
         out.append(TileResult(kernel=gaussian_from_covariance(cov, int(size)), confidence=confidence, covariance=cov))
     yield Progress(total, total, time.perf_counter() - start, stage=Stage.MAP, message="learned: tiles done")
     return out
+
+
+# ------------------------------------------------------------------------------------- optics family
+
+
+def optics_kernel(parts: dict[str, np.ndarray], size: int = KERNEL_SIZE) -> tuple[np.ndarray, Any, dict[str, Any]]:
+    """(kernel, combined :class:`._learned_net.Prediction`, readings) from :func:`predict_optics_crops` output.
+
+    The covariance is combined as for the Gaussian family; each crop's profile is rendered with its
+    anisotropy and the kernels are averaged by the crops' precisions (a hedge where crops disagree).
+    The side is the smallest holding :data:`OPTICS_MASS` of the kernel, at least ``size``, at most 41.
+    """
+    mu, logvar = parts["mu"].reshape(-1, 3), parts["logvar"].reshape(-1, 3)
+    pred = combine(mu, logvar)
+    weight = np.exp(-parts["logvar"]).mean(axis=(1, 2))
+    weight = weight / weight.sum()
+    profile = np.exp(parts["profile"] - parts["profile"].max(axis=1, keepdims=True))
+    prof_t = torch.from_numpy(profile)
+    log_cov = torch.from_numpy(np.repeat(pred.log_cov[None], len(profile), 0))
+    full = np.tensordot(weight, render_profile(prof_t, log_cov).numpy(), axes=1)
+    iso = np.tensordot(weight, render_profile(prof_t, torch.zeros_like(log_cov)).numpy(), axes=1)
+    side = int(min(PROFILE_SIDE, max(int(size), support_side(full, OPTICS_MASS))))
+    kernel = pad_to(full, side)
+    kernel = kernel / kernel.sum()
+    aux = parts["aux"]
+    shown = np.tensordot(weight, profile / profile[:, :1], axes=1)
+    fit = {"family": "optics", "fwhm_px": round(_fwhm(iso), 3), "covariance": pred.covariance.round(4).tolist(),
+           "defocus_dof": round(float(np.clip(weight @ aux[:, 0], 0, None)), 3),
+           "widefield": round(float(weight @ (1 / (1 + np.exp(-aux[:, 1])))), 3), "side": side,
+           "profile_radii_px": profile_radii(profile.shape[1]).round(3).tolist(),
+           "profile": shown.round(5).tolist()}
+    return kernel, pred, fit
+
+
+def _fwhm(k: np.ndarray) -> float:
+    """FWHM (HR px) along the middle row of a centred isotropic kernel, linear between pixels."""
+    c = k.shape[0] // 2
+    row, half = k[c], k[c, c] / 2
+    for i in range(c, len(row) - 1):
+        if row[i + 1] < half:
+            return 2 * ((i - c) + (row[i] - half) / (row[i] - row[i + 1]))
+    return float(len(row))
+
+
+def _learned_optics(frames: np.ndarray, *, scale: int, device: torch.device | None, seed: int,
+                    weights: str | None, crops: int, tta: int, size: int) -> Generator[Progress, None, KernelEstimate]:
+    """The ``family="optics"`` estimate of :func:`learned`."""
+    start = time.perf_counter()
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    arr = _check_frames(frames)
+    yield Progress(0, 1, 0.0, stage=Stage.PREPARE, message="loading the learned estimator (microscope PSFs)")
+    net, meta, path = load_learned_net(weights, dev, family="optics")
+    gray = luminance(arr)
+    crop = min(int(meta.get("arch", {}).get("crop", CROP)), *gray.shape[-2:])
+    patches = pick_crops(gray, int(crops), seed=seed, crop=crop)
+    total = len(patches)
+    parts: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "profile": [], "aux": []}
+    for i in range(0, total, BATCH):
+        yield Progress(i, total, time.perf_counter() - start, stage=Stage.ESTIMATE,
+                       message=f"predicting the PSF from crop {i + 1} of {total}")
+        out = predict_optics_crops(net, patches[i:i + BATCH], scale, device=dev, tta=int(tta))
+        for key, value in out.items():
+            parts[key].append(value)
+    kernel, pred, fit = optics_kernel({k: np.concatenate(v) for k, v in parts.items()}, int(size))
+    sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
+    confidence, snr = _confidence(pred.uncertainty, patches, sigma)
+    yield Progress(total, total, time.perf_counter() - start, stage=Stage.ESTIMATE, kernel=kernel,
+                   message=f"PSF predicted: FWHM {fit['fwhm_px']:.2f} px (confidence {confidence:.2f})")
+    est = KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
+                         elapsed=time.perf_counter() - start, device=str(dev), seed=seed, confidence=confidence,
+                         extras={"covariance": pred.covariance.tolist(), "log_covariance": pred.log_cov.tolist(),
+                                 "uncertainty": pred.uncertainty, "snr": snr, "noise_sigma": sigma, "crops": total,
+                                 "crop_size": crop, "weights_file": str(path), "training_steps": meta.get("steps"),
+                                 "learned_fit": fit})
+    est.options["learned_fit"] = fit
+    return est
+
+
+def _learned_optics_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int, device: torch.device | None,
+                          seed: int, weights: str | None, crops: int, tta: int,
+                          size: int) -> Generator[Progress, None, list[TileResult]]:
+    """The ``family="optics"`` kernel map of :func:`learned_tiles`: every tile's PSF cut to the side the whole
+    image's estimate chooses (a map's kernels share one support)."""
+    whole = yield from _learned_optics(frames, scale=scale, device=device, seed=seed, weights=weights, crops=crops,
+                                       tta=tta, size=size)
+    start = time.perf_counter()
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    arr = _check_frames(frames)
+    net, meta, _ = load_learned_net(weights, dev, family="optics")
+    gray = luminance(arr)
+    sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
+    per_tile = min(int(crops), TILE_CROPS)
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    side = min(int(meta.get("arch", {}).get("crop", CROP)), int((boxes[:, 2] - boxes[:, 0]).min()),
+               int((boxes[:, 3] - boxes[:, 1]).min()))
+    results: list[tuple[np.ndarray, Any, float] | None] = []
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
+        yield Progress(i, len(boxes), time.perf_counter() - start, stage=Stage.MAP,
+                       message=f"learned: tile {i + 1} of {len(boxes)}")
+        part = gray[:, y0:y1, x0:x1]
+        if min(part.shape[-2:]) < MIN_CROP or float(np.ptp(part)) < 1e-6:
+            results.append(None)
+            continue
+        patches = pick_crops(part, per_tile, seed=int(seed) * 1_000_003 + i, crop=side)
+        out = predict_optics_crops(net, patches, scale, batch=TILE_BATCH, device=dev, tta=int(tta))
+        kernel, pred, _ = optics_kernel(out, PROFILE_SIDE)
+        results.append((kernel, pred, _confidence(pred.uncertainty, patches, sigma)[0]))
+    side = int(whole.kernel.shape[0])
+    tiles: list[TileResult] = []
+    for r in results:
+        if r is None:
+            tiles.append(TileResult(kernel=None, confidence=0.0, message="learned: the tile is flat or too small"))
+        else:
+            cut = pad_to(r[0], side)
+            tiles.append(TileResult(kernel=cut / cut.sum(), confidence=r[2], covariance=r[1].covariance))
+    yield Progress(len(boxes), len(boxes), time.perf_counter() - start, stage=Stage.MAP, message="learned: tiles done")
+    return tiles
