@@ -18,8 +18,9 @@ zero (a bright line, not a blob or an edge), on the ridge's centre line,
 thinned to a few pixels apart; each candidate gets a weighted fit of
 ``bg + g·d + A·exp(−½ (d − μ)² / v)`` on the pixels of a short strip across
 the line (``d``: signed distance to the line, point-sampled), with the normal
-angle free; fits the noise cannot explain (crossings, edges, blobs) are
-dropped; then ``v_i = n_iᵀ Σ_LR n_i`` is solved for ``Σ_LR`` with Huber
+angle free; fits not shaped as lines (one flank brighter than the other: the
+rim of a nucleus; a ridge that does not go on along the line: a blob) and fits
+the noise cannot explain (crossings, edges) are dropped; then ``v_i = n_iᵀ Σ_LR n_i`` is solved for ``Σ_LR`` with Huber
 weights.
 
 Images without enough usable line samples, or whose lines all run the same
