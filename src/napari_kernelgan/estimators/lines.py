@@ -18,8 +18,9 @@ zero (a bright line, not a blob or an edge), on the ridge's centre line,
 thinned to a few pixels apart; each candidate gets a weighted fit of
 ``bg + g·d + A·exp(−½ (d − μ)² / v)`` on the pixels of a short strip across
 the line (``d``: signed distance to the line, point-sampled), with the normal
-angle free; fits the noise cannot explain (crossings, edges, blobs) are
-dropped; then ``v_i = n_iᵀ Σ_LR n_i`` is solved for ``Σ_LR`` with Huber
+angle free; fits not shaped as lines (one flank brighter than the other: the
+rim of a nucleus; a ridge that does not go on along the line: a blob) and fits
+the noise cannot explain (crossings, edges) are dropped; then ``v_i = n_iᵀ Σ_LR n_i`` is solved for ``Σ_LR`` with Huber
 weights.
 
 Images without enough usable line samples, or whose lines all run the same
@@ -68,6 +69,13 @@ MIN_SNR = 6.0          # ridge response over its noise standard deviation
 LINE_RATIO = 0.35      # |λ_along| / |λ_across| above this is a blob or a junction, not a line
 HALF_WIDTH = 4         # LR pixels across the line in a fit strip
 HALF_LENGTH = 2        # LR pixels along the line in a fit strip
+# A line's profile has background on both sides at the same level and goes on along the line; a nucleus's
+# rim or shoulder (one flank inside the bright object) and a short blob (an elongated nucleus) do not:
+FLANK_FROM = 2.5       # LR pixels from the centre line where a flank begins (to HALF_WIDTH)
+MAX_ASYMMETRY = 0.5    # |left flank − right flank| / (centre − lower flank) above this: an edge or rim
+BEYOND = (2.5, 4.5)    # LR pixels along the line, both ways, where the ridge must go on ...
+MIN_CONTINUATION = 0.5  # ... at this fraction of its height at the centre at least (on its weaker side)
+SHAPE_FULL = 0.7       # share of line fits shaped as lines above which confidence is not reduced
 SPACING = 4.0          # LR pixels between line samples
 MAX_SAMPLES = 400
 TILE_SAMPLES = 30      # line samples fitted per tile of a kernel map (at most)
@@ -175,14 +183,59 @@ def fit_line(window: np.ndarray, variance: np.ndarray, phi0: float) -> dict[str,
     logv = min(max(float(logv), -20.0), 20.0)
     dof = z.size - sol.x.size
     turn = abs(math.remainder(phi - phi0, math.pi))
+    asymmetry, continuation = _profile_shape(window, float(bg), float(mu), float(phi))
     return {"bg": float(bg), "amp": float(amp), "mu": float(mu), "phi": float(phi), "variance": float(math.exp(logv)),
+            "asymmetry": asymmetry, "continuation": continuation,
             "chi2": float(2 * sol.cost / max(dof, 1)), "snr": float(amp) * float(weight.max()),
             "ok": bool(sol.success) and turn < 0.35}
 
 
-def _line_like(fit: dict[str, Any]) -> bool:
+def _profile_shape(window: np.ndarray, bg: float, mu: float, phi: float) -> tuple[float, float]:
+    """(asymmetry, continuation) of a fitted line in its window, measured on the pixels themselves.
+
+    ``asymmetry``: the difference of the mean levels on the two flanks (:data:`FLANK_FROM` to
+    :data:`HALF_WIDTH` from the centre line, within :data:`HALF_LENGTH` along it) over the centre's
+    height above the lower flank; about 0 for a line on a smooth background, near 1 where one flank is
+    inside a bright object (a rim, a shoulder, an edge). ``continuation``: the ridge's height above
+    ``bg`` in a band of ±1 px about the centre line at :data:`BEYOND` along it, on its weaker side, over
+    its height in the same band at the centre; about 1 for a line, small for a blob or a short rim
+    segment (a ridge no longer than it is wide).
+    """
+    h = window.shape[0] // 2
+    dy, dx = np.mgrid[-h:h + 1, -h:h + 1].astype(np.float64)
+    d = dy * math.cos(phi) + dx * math.sin(phi) - mu
+    t = -dy * math.sin(phi) + dx * math.cos(phi)
+    flank = (np.abs(d) >= FLANK_FROM) & (np.abs(d) <= HALF_WIDTH + 0.5) & (np.abs(t) <= HALF_LENGTH + 0.5)
+    near = (np.abs(d) <= 0.75) & (np.abs(t) <= HALF_LENGTH + 0.5)
+    left, right = window[flank & (d < 0)], window[flank & (d > 0)]
+    if not (near.any() and left.size and right.size):
+        return 1.0, 0.0
+    low, high = sorted((float(left.mean()), float(right.mean())))
+    asymmetry = (high - low) / max(float(window[near].mean()) - low, 1e-12)
+    band = np.abs(d) <= 1.0
+    centre = band & (np.abs(t) <= 1.5)
+    height = float(window[centre].mean()) - bg if centre.any() else 0.0
+    if height <= 0:
+        return float(asymmetry), 0.0
+    sides = []
+    for sign in (-1.0, 1.0):
+        beyond = band & (sign * t >= BEYOND[0]) & (sign * t <= BEYOND[1])
+        sides.append((float(window[beyond].mean()) - bg) / height if beyond.any() else 0.0)
+    return float(asymmetry), float(min(sides))
+
+
+def _fits_as_line(fit: dict[str, Any]) -> bool:
     return bool(fit["ok"] and fit["amp"] > 0 and abs(fit["mu"]) <= 1.0
                 and MIN_VARIANCE_LR <= fit["variance"] <= MAX_VARIANCE_LR)
+
+
+def _shaped_as_line(fit: dict[str, Any]) -> bool:
+    """Background at one level on both flanks, and the ridge goes on along the line (not a rim or a blob)."""
+    return fit["asymmetry"] <= MAX_ASYMMETRY and fit["continuation"] >= MIN_CONTINUATION
+
+
+def _line_like(fit: dict[str, Any]) -> bool:
+    return _fits_as_line(fit) and _shaped_as_line(fit)
 
 
 def _design(phis: np.ndarray) -> np.ndarray:
@@ -226,7 +279,7 @@ def solve_covariance(phis: np.ndarray, variances: np.ndarray, weights: np.ndarra
 
 
 def line_confidence(n_samples: int, spread: float, coverage: float, purity: float, chi2: float,
-                    background: float) -> float:
+                    background: float, shape: float = 1.0) -> float:
     """Grows with the number of samples and the spread of line directions, falls with their disagreement
     and with the share of candidates that were not lines, and with how badly the line model fits.
 
@@ -242,12 +295,17 @@ def line_confidence(n_samples: int, spread: float, coverage: float, purity: floa
     ``spread`` is the samples' median relative misfit to the fitted covariance. It is not divided by √n:
     where it is large the samples are not line-spread functions (nucleus rims, texture ridges) and are
     wrong the same way, so more of them do not help.
+
+    ``shape`` is the share of the fits of the line model that are also shaped as lines
+    (:func:`_profile_shape`: the same background on both flanks, a ridge that goes on along the line).
+    Where many are not, the image is of blobs (nuclei), and those of its ridges that pass are their
+    longest or straightest rims, with the objects' widths.
     """
     if n_samples < MIN_SAMPLES or not math.isfinite(spread):
         return 0.0
     return float(count_factor(n_samples, 30.0) * math.exp(-spread / SPREAD_SCALE)
                  * min(1.0, coverage) * min(1.0, purity / PURITY_FULL) * min(1.0, CHI2_OK / max(chi2, 1e-12))
-                 * float(np.clip(1.0 - background / DARK_LEVEL, 0.0, 1.0)))
+                 * float(np.clip(1.0 - background / DARK_LEVEL, 0.0, 1.0)) * min(1.0, shape / SHAPE_FULL))
 
 
 @register("lines", kind="estimator", summary="Thin lines (closed form, a second): the blur's covariance from "
@@ -322,9 +380,12 @@ def _measure(grays: list[np.ndarray], *, min_snr: float, spacing: float, max_sam
 def _solve(fits: list[dict[str, Any]], candidates: int, examined: int, early: int, require: bool, size: int,
            scale: int) -> tuple[np.ndarray, float, np.ndarray, dict[str, Any]]:
     """(kernel, confidence, ×2 covariance, extras) from fitted line samples."""
-    good = chi2_screen([f for f in fits if _line_like(f)], MAX_CHI2)
+    fitted = [f for f in fits if _fits_as_line(f)]
+    shaped = [f for f in fitted if _shaped_as_line(f)]
+    shape = len(shaped) / max(len(fitted), 1)
+    good = chi2_screen(shaped, MAX_CHI2)
     extras: dict[str, Any] = {"line_candidates": candidates, "lines_examined": examined, "lines_fitted": len(fits),
-                              "lines_used": len(good)}
+                              "lines_used": len(good), "shape": round(shape, 3)}
     if early:
         extras["stopped_early"] = early
     coverage = 0.0
@@ -347,7 +408,7 @@ def _solve(fits: list[dict[str, Any]], candidates: int, examined: int, early: in
     background = float(np.median([f["bg_level"] for f in good]))
     cov = lr_to_x2_covariance(cov_lr, scale)
     kernel = gaussian_from_covariance(cov, size)
-    confidence = line_confidence(len(good), spread, coverage, purity, chi2, background)
+    confidence = line_confidence(len(good), spread, coverage, purity, chi2, background, shape)
     extras.update(fallback=False, cov_lr=cov_lr.tolist(), spread=round(spread, 4), purity=round(purity, 3),
                   chi2=round(chi2, 3), background=round(background, 3))
     return kernel, confidence, cov, extras
