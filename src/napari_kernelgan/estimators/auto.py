@@ -59,6 +59,9 @@ from ..registry import ESTIMATORS, register, register_tiles
 from ..tiling import iter_tile_estimates
 from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, relay
 from ..vocabulary import KERNEL_SIZE, Stage
+from . import optics as _optics_estimator  # noqa: F401 - registers ``optics``, whose option ranges auto shares
+from ._auto_optics import FITTED as OPTICS_FITTED
+from ._auto_optics import MICROSCOPE_MEMBER_OPTIONS, Hints, microscope_kernel
 
 DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
 # Fitted on data by benchmarks/calibrate_auto.py and loaded from its record (records/auto.json): the prior
@@ -88,6 +91,9 @@ MIN_VARIANCE = 0.05 # HR px²: the narrowest axis a corrected covariance may hav
 AGREEMENT_SCALE = 0.35   # log-covariance spread at which agreement falls to 1/e
 EPS = 0.05
 STEPS_PER_MEMBER = 100   # progress units per member
+# The microscope mode reads the members' combination before the Gaussian rule's bias correction and pull
+# towards the fixed Gaussian (those were fitted for Gaussian kernels; _auto_optics maps the reading itself).
+MICROSCOPE_READING: dict[str, float] = {"gain": 1.0, "offset": 0.0, "shrink": 1.0}
 
 
 def combine_covariances(covs: list[np.ndarray], weights: list[float]) -> tuple[np.ndarray, float]:
@@ -177,6 +183,13 @@ def combine_members(results: list[tuple[str, np.ndarray, float]], *,
     return shrink_towards_prior(cov, amount), confidence, info
 
 
+def agreement_of(info: dict[str, Any], agreement_scale: float = AGREEMENT_SCALE) -> float:
+    """How far the members that :func:`combine_members` used agree, in [0, 1] (one member: 0.5, uncheckable)."""
+    if len(info.get("used", ())) < 2:
+        return 0.5 if info.get("used") else 0.0
+    return math.exp(-float(info["spread"]) / agreement_scale)
+
+
 def _check_size(size: int) -> None:
     # size ≥ 3 is a declared range, checked by the registry; oddness is not a range
     if int(size) % 2 == 0:
@@ -222,20 +235,48 @@ def _photon_limited(frames: np.ndarray) -> bool:
     return photon_limited(frame) is not None
 
 
+_OPTICS_SPEC = ESTIMATORS.get("optics")   # the optics hints share its names, meanings and ranges
+HINTS = ("na", "wavelength_um", "pixel_um", "modality", "n_immersion", "pinhole_au")
+
+
 @register("auto", kind="estimator", summary="Automatic (a few seconds): combines the fast estimators per image "
-          "and says how far the kernel can be trusted (confidence)",
-          defaults={"members": DEFAULT_MEMBERS, "size": KERNEL_SIZE},
-          main=("members",), ranges={"size": Interval(int, 3, None)},
+          "and says how far the kernel can be trusted (confidence); on microscope images a physical PSF",
+          defaults={"members": DEFAULT_MEMBERS, "size": None, **dict.fromkeys(HINTS)},
+          main=("members",), ranges={"size": Interval(int, 3, None), **{h: _OPTICS_SPEC.ranges[h] for h in HINTS}},
           help={"members": "comma-separated estimators to combine (those unavailable or unable to read the "
                            "image are skipped)",
-                "size": "side of the returned ×2 kernel (odd)"})
+                "size": "side of the returned ×2 kernel (odd; empty: 13, or on a microscope image the side "
+                        "holding 99 % of the PSF, up to 41)",
+                **{h: _OPTICS_SPEC.help[h] for h in HINTS if h != "modality"},
+                "modality": "widefield or confocal (point scanning with a pinhole; empty: unknown, a blend of both)"})
 def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
-         report_every: int = 50, members: str = DEFAULT_MEMBERS,
-         size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
-    """Combine the member estimators' kernels; the result carries a confidence in [0, 1]."""
-    _check_size(size)
+         report_every: int = 50, members: str = DEFAULT_MEMBERS, size: int | None = None,
+         na: float | None = None, wavelength_um: float | None = None, pixel_um: float | None = None,
+         modality: str | None = None, n_immersion: float | None = None,
+         pinhole_au: float | None = None) -> Generator[Progress, None, KernelEstimate]:
+    """Combine the member estimators' kernels; the result carries a confidence in [0, 1].
+
+    Natural images: the anisotropic Gaussian of the members' combination. Microscope images (any optics
+    hint given, or photon-limited fluorescence): a physical PSF (:mod:`._auto_optics`); ``options["mode"]``
+    says which ran and why.
+    """
+    if size is not None:
+        _check_size(size)
     names = _members(members)
+    hints = Hints(na=na, wavelength_um=wavelength_um, pixel_um=pixel_um, modality=modality,
+                  n_immersion=n_immersion, pinhole_au=pinhole_au)
     start = time.perf_counter()
+    # The shot-noise test (0.2 s) decides the mode where no hint does; with hints it runs only where needed.
+    shot: list[bool] = [] if hints.given else [_photon_limited(frames)]
+    microscope = hints.given or shot[0]
+    mode_reason = "optics given" if hints.given else "photon-limited fluorescence" if microscope else \
+        "natural image (no optics given, not photon-limited)"
+
+    def photon_limited() -> bool:
+        if not shot:
+            shot.append(_photon_limited(frames))
+        return shot[0]
+
     results: list[tuple[str, np.ndarray, float]] = []
     elapsed: dict[str, float] = {}
     skipped: dict[str, str] = {}
@@ -249,10 +290,12 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
             failed[name] = f"unavailable: {ESTIMATORS.unavailable[name]}"
             continue
         spec = ESTIMATORS.get(name)
+        member_options = MICROSCOPE_MEMBER_OPTIONS.get(name, {}) if microscope else {}
         try:
             # One progress scale for the whole run, so a bar and its ETA do not restart per member.
             est: KernelEstimate = yield from relay(
-                spec.fn(frames, scale=scale, device=device, seed=seed, report_every=report_every, **spec.resolve({})),
+                spec.fn(frames, scale=scale, device=device, seed=seed, report_every=report_every,
+                        **spec.resolve(member_options)),
                 offset=i * STEPS_PER_MEMBER, span=STEPS_PER_MEMBER, total=STEPS_PER_MEMBER * len(names), start=start,
                 stage=Stage.ESTIMATE, prefix=f"auto: {name}: ")
         except BadInputError as exc:
@@ -265,33 +308,67 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         conf = NEUTRAL_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
         elapsed[name] = round(time.perf_counter() - start, 3)
-    # The (0.2 s) shot-noise test runs only where no direct measurement decides.
-    cov, confidence, info = combine_members(results, photon_limited=lambda: _photon_limited(frames))
+    # The shot-noise test runs only where no direct measurement decides (or, natural, it has run).
+    cov, confidence, info = combine_members(results, photon_limited=photon_limited,
+                                            **(MICROSCOPE_READING if microscope else {}))
     skipped.update(info.pop("skipped"))
     used = {name: {"covariance": c.round(4).tolist(), "confidence": round(conf, 3), "elapsed_s": elapsed[name]}
             for name, c, conf in results if name in info["used"]}
-    if cov is None:
-        kernel = constant_gaussian(2) if size == KERNEL_SIZE else gaussian_from_covariance(
+    options: dict[str, Any] = {"failed_members": failed, "mode": "microscope" if microscope else "natural",
+                               "mode_reason": mode_reason}
+    if microscope:
+        defocus = _defocus_fit(frames, hints, scale, seed) if hints.optics_known else None
+        kernel, options["microscope"] = microscope_kernel(
+            cov, hints, direct=bool(set(info["used"]) & set(DECISIVE)), agreement=agreement_of(info),
+            defocus_fit=defocus, size=size)
+        if defocus is not None:
+            options["microscope"]["defocus_fit_um"] = round(defocus, 3)
+    elif cov is None:
+        kernel = constant_gaussian(2) if size in (None, KERNEL_SIZE) else gaussian_from_covariance(
             second_moments(constant_gaussian(2)), int(size))
-        cov = second_moments(kernel)
     else:
-        kernel = gaussian_from_covariance(cov, int(size))
+        kernel = gaussian_from_covariance(cov, KERNEL_SIZE if size is None else int(size))
+    if cov is None:
+        cov = second_moments(constant_gaussian(2))
     yield Progress(STEPS_PER_MEMBER * len(names), STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
                    stage=Stage.ESTIMATE, kernel=kernel,
                    message=f"auto: combined {', '.join(used) or 'nothing (fixed Gaussian)'}")
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device=_where(devices), seed=seed,
-                          confidence=confidence, options={"failed_members": failed},
+                          confidence=confidence, options=options,
                           extras={"covariance": np.asarray(cov).round(4).tolist(), "members": used,
                                   "skipped": skipped, **info})
+
+
+def _defocus_fit(frames: np.ndarray, hints: Hints, scale: int, seed: int) -> float | None:
+    """The ``optics`` estimator's defocus (µm) with the given optics, where the rule uses it and the fit
+    neither fell back (too few clean edges) nor contradicted the stated NA; else ``None``."""
+    if float(OPTICS_FITTED["defocus_trust"]) <= 0:
+        return None
+    spec = ESTIMATORS.get("optics")
+    options = {h: getattr(hints, h) for h in HINTS}
+    options["modality"] = hints.modality or "widefield"
+    gen = spec.fn(frames, scale=scale, seed=seed, **spec.resolve(options))
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        fit = stop.value.options.get("optics_fit", {})
+    if fit.get("fallback") or fit.get("contradiction") or fit.get("defocus_um") is None:
+        return None
+    return float(fit["defocus_um"])
 
 
 @register_tiles("auto")
 def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
                seed: int = 0, report_every: int = 50, members: str = DEFAULT_MEMBERS,
-               size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+               size: int | None = None, **hints: Any) -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map: each member's tile pass (one pass where the member has one), then
-    :func:`combine_members` per tile; the shot-noise test is made once, on the whole image."""
+    :func:`combine_members` per tile; the shot-noise test is made once, on the whole image. A map's tiles
+    are Gaussian whatever the image (the optics ``hints`` are checked, not used): its regions are compared
+    and interpolated through their covariances."""
+    Hints(**hints)
+    size = KERNEL_SIZE if size is None else size
     _check_size(size)
     names = _members(members)
     start = time.perf_counter()
