@@ -45,7 +45,7 @@ SIDE = 41
 MEMBERS = ("learned", "kernelnet", "spots", "lines")
 KINDS = ("nuclei", "puncta", "filaments", "mixed")
 GEN_SEEDS = tuple(range(20, 28))
-DEV_PER_IMAGE = 8
+DEV_PER_IMAGE = 12
 
 
 def real_cases() -> list[dict]:
@@ -189,11 +189,12 @@ GRIDS = {"blend": [0.0, 0.25, 0.5, 0.75, 1.0],
          "gain_indirect": [round(v, 2) for v in np.arange(1.6, 3.01, 0.2)],
          "defocus_nominal_um": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
          "defocus_known_um": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
-         "defocus_trust": [0.0, 0.25, 0.5, 0.75, 1.0]}
+         "defocus_trust": [0.0, 0.25, 0.5, 0.75, 1.0],
+         "defocus_per_excess_um": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+         "defocus_spread_um": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}
 START = {"blend": 0.5, "prior_fwhm": 2.3, "weight_direct": 0.5, "weight_indirect": 0.2, "gain_direct": 2.4,
-         "gain_indirect": 2.4, "defocus_nominal_um": 0.2, "defocus_known_um": 0.3, "defocus_trust": 0.0}
-# Which conditions each constant acts on (the others need not be re-measured when it changes).
-ACTS_ON = {"defocus_known_um": ("optics",), "defocus_trust": ("optics",), "blend": CONDITIONS}
+         "gain_indirect": 2.4, "defocus_nominal_um": 0.2, "defocus_known_um": 0.3, "defocus_trust": 0.0,
+         "defocus_per_excess_um": 0.0, "defocus_spread_um": 0.0}
 
 
 def fit(cases: list[Case], which: int | None) -> dict:

@@ -5,14 +5,19 @@ It runs where the user gives any optics hint (``na``, ``wavelength_um``, ``pixel
 covariance (no Gaussian bias correction, no pull towards the fixed Gaussian) is read as one width, ``σ``
 (the geometric mean of its axes, HR px); the kernel is a PSF model of that width:
 
-* **Width.** With NA, emission and pixel size all given, the in-focus width is the optics' own and the
-  image decides only the extra broadening: the defocus, a hedge ``defocus_known_um`` moved towards the
-  ``optics`` estimator's defocus fit by ``defocus_trust``, bounded to ``[0, 2 × axial FWHM]`` (beyond
-  that the lateral PSF no longer looks like a PSF of this objective). Otherwise the in-focus FWHM is
-  ``F = F₀^(1-w) · (gain · σ)^w``: the reading shrunk towards the microscope prior ``F₀`` in the log domain
-  (``w`` and ``gain`` separately for direct readings, ``spots`` and ``lines``, and indirect ones), the
-  kernel drawn at nominal optics (:data:`NOMINAL_NA`, :data:`NOMINAL_WAVELENGTH_UM`, the given ones where
-  given) on the pixel that gives that FWHM, defocused by the hedge ``defocus_nominal_um``.
+* **Width.** The reading's excess over a width ``F`` is ``e = log(gain · σ / F)`` (``gain`` separately for
+  direct readings, ``spots`` and ``lines``, and indirect ones). With NA, emission and pixel size all given,
+  the in-focus FWHM ``F`` is the optics' own and the image decides only the extra broadening, the defocus:
+  a hedge ``defocus_known_um``, moved towards the ``optics`` estimator's defocus fit by ``defocus_trust``
+  and by ``defocus_per_excess_um · e``, bounded to ``[0, 2 × axial FWHM]`` (beyond that the lateral PSF no
+  longer looks like a PSF of this objective). Otherwise ``F = F₀ · exp(w · e₀)``, the reading shrunk
+  towards the microscope prior ``F₀`` in the log domain (``e₀``: the excess over ``F₀``; ``w`` per kind of
+  reading), and the rest of the excess, ``(1 - w) · e₀``, is read as defocus: ``defocus_nominal_um +
+  defocus_per_excess_um · (1 - w) · e₀``; the kernel is drawn at nominal optics (:data:`NOMINAL_NA`,
+  :data:`NOMINAL_WAVELENGTH_UM`, the given ones where given) on the pixel giving that in-focus FWHM.
+* **Defocus hedge.** Where ``defocus_spread_um`` is above 0 the kernel is the mean of the PSFs at five
+  planes evenly over the defocus ± that spread (within its bounds): an unknown defocus is hedged by the
+  PSFs it may be, rather than staked on one of them.
 * **Shape.** Widefield: the Airy pattern (defocused); confocal: the pinhole's. Modality unknown: the
   blend ``blend · widefield + (1 - blend) · confocal`` of the same width (the L1-optimal mixture on the
   development cases, which hold both).
@@ -129,20 +134,31 @@ def _draw(optics: Optics, pixel_um: float) -> np.ndarray:
                    round(optics.pinhole_au, 3), round(optics.defocus_um, 3), round(pixel_um, 5))
 
 
-def template(hints: Hints, *, fwhm: float | None, defocus_um: float, blend: float) -> np.ndarray:
+def template(hints: Hints, *, fwhm: float | None, defocus_um: float | list[float], blend: float) -> np.ndarray:
     """The isotropic kernel (``RENDER_SIDE``², sum 1): the optics of ``hints`` (nominal where not given) at
-    ``defocus_um``, on the given pixel (``hints.optics_known``) or on the pixel giving an in-focus FWHM of
-    ``fwhm`` HR px; modality unknown: ``blend`` of widefield and ``1 - blend`` of confocal."""
+    ``defocus_um`` (several: their mean), on the given pixel (``hints.optics_known``) or on the pixel giving
+    an in-focus FWHM of ``fwhm`` HR px; modality unknown: ``blend`` of widefield and ``1 - blend`` of confocal."""
     modalities = [hints.modality] if hints.modality else ["widefield", "confocal"]
     shares = [1.0] if hints.modality else [blend, 1 - blend]
+    planes = [float(defocus_um)] if np.isscalar(defocus_um) else [float(z) for z in defocus_um]
     out = np.zeros((RENDER_SIDE, RENDER_SIDE))
     for modality, share in zip(modalities, shares):
         if share <= 0:
             continue
-        optics = hints.optics(modality, defocus_um)
+        optics = hints.optics(modality)
         pixel = float(hints.pixel_um) / 2 if hints.optics_known else _pixel_for(optics, float(fwhm))
-        out += share * _draw(optics, pixel)
+        for z in planes:
+            out += share / len(planes) * _draw(hints.optics(modality, z), pixel)
     return out / out.sum()
+
+
+def _planes(z: float, spread: float, reach: float) -> list[float]:
+    """Five defocus planes evenly over ``z ± spread`` within ``[0, reach]``, in 0.02 µm steps (renders are
+    shared); one where ``spread`` is 0."""
+    if spread <= 0:
+        return [round(float(np.clip(z, 0.0, reach)) * 50) / 50]
+    lo, hi = max(0.0, z - spread), min(reach, z + spread)
+    return [round(float(v) * 50) / 50 for v in np.linspace(min(lo, hi), hi, 5)]
 
 
 def _stretch(kernel: np.ndarray, shape: np.ndarray) -> np.ndarray:
@@ -177,30 +193,37 @@ def microscope_kernel(cov: np.ndarray | None, hints: Hints, *, direct: bool = Fa
     blend = float(p["blend"])
     info: dict[str, Any] = {"modality": hints.modality or f"unknown (blend {blend:g} widefield)"}
     sigma = None if cov is None else float(np.prod(np.linalg.eigvalsh(cov)) ** 0.25)
+    kind = "direct" if direct else "indirect"
     if hints.optics_known:
+        focus = fwhm_px(hints.optics(hints.modality or "widefield"), float(hints.pixel_um) / 2)
         reach = 2 * axial_fwhm_um(hints.optics(hints.modality or "widefield"))
         z = float(p["defocus_known_um"])
         if defocus_fit is not None:
             z += float(p["defocus_trust"]) * (float(defocus_fit) - z)
-        z = round(float(np.clip(z, 0.0, reach)) * 50) / 50   # 0.02 µm steps, as the width: renders are shared
-        kernel = template(hints, fwhm=None, defocus_um=z, blend=blend)
-        info.update(width="optics", defocus_um=round(z, 3),
-                    fwhm_px=round(fwhm_px(hints.optics(hints.modality or "widefield"), float(hints.pixel_um) / 2), 3))
+        if sigma is not None:   # a reading wider than the in-focus PSF: broadening, i.e. defocus
+            z += float(p["defocus_per_excess_um"]) * math.log(float(p[f"gain_{kind}"]) * sigma / focus)
+        planes = _planes(z, float(p["defocus_spread_um"]), reach)
+        kernel = template(hints, fwhm=None, defocus_um=planes, blend=blend)
+        info.update(width="optics", defocus_um=planes if len(planes) > 1 else planes[0], fwhm_px=round(focus, 3))
     else:
-        kind = "direct" if direct else "indirect"
         f0 = float(p["prior_fwhm"])
+        z = float(p["defocus_nominal_um"])
         if sigma is None:
             fwhm = f0
         else:
             w = float(p[f"weight_{kind}"])
-            fwhm = math.exp((1 - w) * math.log(f0) + w * math.log(float(p[f"gain_{kind}"]) * sigma))
+            excess = math.log(float(p[f"gain_{kind}"]) * sigma / f0)
+            fwhm = f0 * math.exp(w * excess)
+            # the part of the excess the width does not take is read as defocus
+            z += float(p["defocus_per_excess_um"]) * (1 - w) * excess
         # rounded to 0.05 px (2 %, far below its error) so that renders are shared (cached)
         fwhm = round(float(np.clip(fwhm, 0.8, 12.0)) * 20) / 20
         reach = 2 * axial_fwhm_um(hints.optics("widefield"))
-        z = float(np.clip(float(p["defocus_nominal_um"]), 0.0, reach))
-        kernel = template(hints, fwhm=fwhm, defocus_um=z, blend=blend)
+        planes = _planes(z, float(p["defocus_spread_um"]), reach)
+        kernel = template(hints, fwhm=fwhm, defocus_um=planes, blend=blend)
         info.update(width="members and prior" if sigma is not None else "prior", fwhm_px=round(fwhm, 3),
-                    defocus_um=round(z, 3), reading_sigma_px=None if sigma is None else round(sigma, 3))
+                    defocus_um=planes if len(planes) > 1 else planes[0],
+                    reading_sigma_px=None if sigma is None else round(sigma, 3))
     if cov is not None:
         vals, vecs = np.linalg.eigh(cov)
         excess = max(0.0, 0.5 * math.log(vals[1] / vals[0]) - math.log(ISOTROPIC_RATIO))

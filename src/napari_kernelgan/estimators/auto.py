@@ -26,6 +26,11 @@ The kernel is the anisotropic Gaussian of the combined covariance. Where no
 member can work (a flat or pure-noise image), the fixed Gaussian is returned
 with confidence 0.
 
+On a microscope image (any optics option given, or photon-limited
+fluorescence) the combination is read before the bias correction and turned
+into a physical PSF instead (the microscope mode, :mod:`._auto_optics`, with
+its own record ``auto_optics``); ``options["mode"]`` says which mode ran.
+
 The prior weights of the indirect members, the bias correction, the shrinkage
 and the gates are fitted by ``benchmarks/calibrate_auto.py`` with two-fold
 cross-validation on the DIV2KRK development images (fit on the odd-numbered
