@@ -151,3 +151,13 @@ def test_the_rule_without_any_reading_is_the_prior() -> None:
     assert vals[1] / vals[0] > 1.5
     rounded, _ = _auto_optics.microscope_kernel(np.diag([2.0, 2.0]), _auto_optics.Hints(), agreement=1.0)
     np.testing.assert_allclose(rounded, rounded.T, atol=1e-12)
+
+
+def test_a_kernel_map_of_a_microscope_image_has_physical_tiles_on_one_support(airy_image: np.ndarray) -> None:
+    field = nk.estimate_kernel_map(airy_image, 2, estimator="auto", members="learned,kernelnet", tile=64,
+                                   overlap=16, seed=0, threads=1)
+    side = field.global_kernel.shape[0]
+    assert side > 13 and field.kernels.shape[-2:] == (side, side)
+    c = side // 2
+    row = field.kernels[0, 0, c, c:]
+    assert any(row[i] < row[i - 1] and row[i] <= row[i + 1] for i in range(1, len(row) - 1)), "no Airy ring"

@@ -319,6 +319,10 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
     skipped.update(info.pop("skipped"))
     used = {name: {"covariance": c.round(4).tolist(), "confidence": round(conf, 3), "elapsed_s": elapsed[name]}
             for name, c, conf in results if name in info["used"]}
+    if cov is None and microscope and not hints.given:
+        # Nothing was read and nothing was said about the optics: the shot-noise test alone (which a flat
+        # image with a little noise passes) is no evidence of a microscope; the fixed Gaussian, as ever.
+        microscope, mode_reason = False, "no member could read the image and no optics were given"
     options: dict[str, Any] = {"failed_members": failed, "mode": "microscope" if microscope else "natural",
                                "mode_reason": mode_reason}
     if microscope:
@@ -369,14 +373,29 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                seed: int = 0, report_every: int = 50, members: str = DEFAULT_MEMBERS,
                size: int | None = None, **hints: Any) -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map: each member's tile pass (one pass where the member has one), then
-    :func:`combine_members` per tile; the shot-noise test is made once, on the whole image. A map's tiles
-    are Gaussian whatever the image (the optics ``hints`` are checked, not used): its regions are compared
-    and interpolated through their covariances."""
-    Hints(**hints)
-    size = KERNEL_SIZE if size is None else size
-    _check_size(size)
+    :func:`combine_members` per tile; the shot-noise test is made once, on the whole image. On a microscope
+    image each tile's kernel is the microscope rule's, on the side of the whole image's kernel (a map's
+    kernels share one support), unless ``size`` is given."""
+    optics_hints = Hints(**hints)
+    if size is not None:
+        _check_size(size)
     names = _members(members)
     start = time.perf_counter()
+    shot: list[bool] = []
+
+    def photon_limited() -> bool:
+        if not shot:
+            shot.append(_photon_limited(frames))
+        return shot[0]
+
+    microscope = optics_hints.given or photon_limited()
+    defocus = None
+    if microscope:
+        whole: KernelEstimate = yield from auto(frames, scale=scale, device=device, seed=seed,
+                                                report_every=report_every, members=members, size=size, **hints)
+        size = int(whole.kernel.shape[0])
+        defocus = whole.options["microscope"].get("defocus_fit_um")
+    size = KERNEL_SIZE if size is None else size
     n_tiles = len(np.asarray(boxes).reshape(-1, 4))
     per_tile: list[list[tuple[str, np.ndarray, float]]] = [[] for _ in range(n_tiles)]
     reasons: list[dict[str, str]] = [{} for _ in range(n_tiles)]  # per tile, the members that could not read it
@@ -386,10 +405,11 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                 why[name] = "unavailable"
             continue
         spec = ESTIMATORS.get(name)
+        member_options = MICROSCOPE_MEMBER_OPTIONS.get(name, {}) if microscope else {}
         try:
             results: list[TileResult] = yield from relay(
                 iter_tile_estimates(spec, frames, boxes, scale=scale, device=device, seed=seed,
-                                    report_every=report_every, options=spec.resolve({})),
+                                    report_every=report_every, options=spec.resolve(member_options)),
                 offset=i * STEPS_PER_MEMBER, span=STEPS_PER_MEMBER, total=STEPS_PER_MEMBER * len(names), start=start,
                 prefix="auto: ")
         except BadInputError as exc:  # the member cannot read this image at all: the others still decide
@@ -403,19 +423,17 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                 conf = NEUTRAL_CONFIDENCE if r.confidence is None else float(r.confidence)
                 cov = r.covariance if r.covariance is not None else second_moments(r.kernel)
                 per_tile[t].append((name, np.asarray(cov, dtype=np.float64), conf))
-    shot: list[bool] = []
-
-    def photon_limited() -> bool:
-        if not shot:
-            shot.append(_photon_limited(frames))
-        return shot[0]
-
     out: list[TileResult] = []
     for results, why in zip(per_tile, reasons):
         # No shrinkage towards the fixed Gaussian: the map's fallback takes a doubtful tile towards its
         # neighbours and the global kernel instead, which know this image.
-        cov, confidence, info = combine_members(results, photon_limited=photon_limited, full_trust=TILE_FULL_TRUST)
-        if cov is None:
+        cov, confidence, info = combine_members(results, photon_limited=photon_limited, full_trust=TILE_FULL_TRUST,
+                                                **(MICROSCOPE_READING if microscope else {}))
+        if cov is not None and microscope:
+            kernel, _ = microscope_kernel(cov, optics_hints, direct=bool(set(info["used"]) & set(DECISIVE)),
+                                          agreement=agreement_of(info), defocus_fit=defocus, size=size)
+            out.append(TileResult(kernel=kernel, confidence=confidence, covariance=second_moments(kernel)))
+        elif cov is None:
             detail = "; ".join(f"{name}: {reason}" for name, reason in why.items())
             out.append(TileResult(kernel=None, confidence=0.0, message="auto: no member could read the tile"
                                   + (f" ({detail})" if detail else "")))
