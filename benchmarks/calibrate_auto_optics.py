@@ -224,7 +224,7 @@ def fit(cases: list[Case], which: int | None) -> dict:
                 c = cost(trial)
                 if c < best - 1e-6:
                     best, params = c, trial
-    return {**params, "train_cost": round(best, 4)}
+    return {**{k: float(v) for k, v in params.items()}, "train_cost": round(best, 4)}
 
 
 def summary(label: str, cases: list[Case], errs: dict[str, list[float]]) -> str:
@@ -238,6 +238,11 @@ def summary(label: str, cases: list[Case], errs: dict[str, list[float]]) -> str:
         e = np.asarray(e)
         parts.append(f"microscope rule, {cond} given {e.mean():.3f} (no worse than the fixed Gaussian on "
                      f"{int((e <= fixed + 1e-9).sum())}/{len(cases)}, worst excess {np.max(e - fixed):+.3f})")
+    if len(cases) > 2:
+        from scipy.stats import spearmanr
+
+        conf = [c.confidence for c in cases]
+        parts.append(f"Spearman(confidence, L1 without hints) {spearmanr(conf, errs['none']).statistic:+.2f}")
     return "; ".join(parts)
 
 

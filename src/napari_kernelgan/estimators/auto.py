@@ -189,9 +189,12 @@ def combine_members(results: list[tuple[str, np.ndarray, float]], *,
 
 
 def agreement_of(info: dict[str, Any], agreement_scale: float = AGREEMENT_SCALE) -> float:
-    """How far the members that :func:`combine_members` used agree, in [0, 1] (one member: 0.5, uncheckable)."""
-    if len(info.get("used", ())) < 2:
-        return 0.5 if info.get("used") else 0.0
+    """How far the members that :func:`combine_members` used agree, in [0, 1]: one indirect member 0.5
+    (uncheckable); one direct measurement 1 (its many point or line samples are its own cross-check, as in
+    :func:`combine_members`)."""
+    used = info.get("used", ())
+    if len(used) < 2:
+        return (1.0 if used[0] in DECISIVE else 0.5) if used else 0.0
     return math.exp(-float(info["spread"]) / agreement_scale)
 
 
