@@ -50,7 +50,12 @@ def test_confidence_lower_on_flat_and_noise_than_on_texture(estimate: nk.KernelE
         est = nk.estimate_kernel(img, 2, estimator="auto", seed=0, threads=1)
         assert est.confidence < estimate.confidence, f"{name}: {est.confidence:.2f} ≥ textured " \
                                                      f"{estimate.confidence:.2f}"
-        assert np.isclose(est.kernel.sum(), 1.0) and est.kernel.shape == (13, 13)
+        assert np.isclose(est.kernel.sum(), 1.0)
+        # a flat field with a little noise passes the shot-noise test (a dim fluorescence background looks so):
+        # its kernel is then the microscope prior's, on its own support
+        assert est.options["mode"] == ("microscope" if name == "flat" else "natural")
+        if name == "noise":
+            assert est.kernel.shape == (13, 13)
 
 
 def test_combination_is_a_log_euclidean_mean() -> None:
@@ -105,7 +110,11 @@ def test_filaments_in_a_fluorescence_image_are_used(blurred: np.ndarray) -> None
     est = nk.estimate_kernel(lr, 2, estimator="auto", seed=0, threads=1)
     # lines decides, so the fluorescence doubt (and its shot-noise test) does not apply
     assert est.extras["used"] == ["lines"] and not est.extras["photon_limited"]
-    assert kernel_l1(est.kernel, TRUE_K) < 0.5 * kernel_l1(constant_gaussian(2), TRUE_K)
+    # a photon-limited image: the microscope mode's physical kernel, its width and long axis the lines' own
+    assert est.options["mode"] == "microscope" and est.options["microscope"]["axis_ratio"] > 1.1
+    vecs = np.linalg.eigh(second_moments(est.kernel))[1]
+    true_vecs = np.linalg.eigh(second_moments(TRUE_K))[1]
+    assert abs(float(vecs[:, 1] @ true_vecs[:, 1])) > 0.9
     # a photograph is never read as filaments or spots
     photo = nk.estimate_kernel(blurred, 2, estimator="auto", seed=0, threads=1)
     assert not set(photo.extras["used"]) & set(auto.DECISIVE)

@@ -26,6 +26,11 @@ The kernel is the anisotropic Gaussian of the combined covariance. Where no
 member can work (a flat or pure-noise image), the fixed Gaussian is returned
 with confidence 0.
 
+On a microscope image (any optics option given, or photon-limited
+fluorescence) the combination is read before the bias correction and turned
+into a physical PSF instead (the microscope mode, :mod:`._auto_optics`, with
+its own record ``auto_optics``); ``options["mode"]`` says which mode ran.
+
 The prior weights of the indirect members, the bias correction, the shrinkage
 and the gates are fitted by ``benchmarks/calibrate_auto.py`` with two-fold
 cross-validation on the DIV2KRK development images (fit on the odd-numbered
@@ -59,6 +64,9 @@ from ..registry import ESTIMATORS, register, register_tiles
 from ..tiling import iter_tile_estimates
 from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, relay
 from ..vocabulary import KERNEL_SIZE, Stage
+from . import optics as _optics_estimator  # noqa: F401 - registers ``optics``, whose option ranges auto shares
+from ._auto_optics import FITTED as OPTICS_FITTED
+from ._auto_optics import MICROSCOPE_MEMBER_OPTIONS, Hints, microscope_kernel
 
 DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
 # Fitted on data by benchmarks/calibrate_auto.py and loaded from its record (records/auto.json): the prior
@@ -88,6 +96,9 @@ MIN_VARIANCE = 0.05 # HR px²: the narrowest axis a corrected covariance may hav
 AGREEMENT_SCALE = 0.35   # log-covariance spread at which agreement falls to 1/e
 EPS = 0.05
 STEPS_PER_MEMBER = 100   # progress units per member
+# The microscope mode reads the members' combination before the Gaussian rule's bias correction and pull
+# towards the fixed Gaussian (those were fitted for Gaussian kernels; _auto_optics maps the reading itself).
+MICROSCOPE_READING: dict[str, float] = {"gain": 1.0, "offset": 0.0, "shrink": 1.0}
 
 
 def combine_covariances(covs: list[np.ndarray], weights: list[float]) -> tuple[np.ndarray, float]:
@@ -177,6 +188,16 @@ def combine_members(results: list[tuple[str, np.ndarray, float]], *,
     return shrink_towards_prior(cov, amount), confidence, info
 
 
+def agreement_of(info: dict[str, Any], agreement_scale: float = AGREEMENT_SCALE) -> float:
+    """How far the members that :func:`combine_members` used agree, in [0, 1]: one indirect member 0.5
+    (uncheckable); one direct measurement 1 (its many point or line samples are its own cross-check, as in
+    :func:`combine_members`)."""
+    used = info.get("used", ())
+    if len(used) < 2:
+        return (1.0 if used[0] in DECISIVE else 0.5) if used else 0.0
+    return math.exp(-float(info["spread"]) / agreement_scale)
+
+
 def _check_size(size: int) -> None:
     # size ≥ 3 is a declared range, checked by the registry; oddness is not a range
     if int(size) % 2 == 0:
@@ -222,20 +243,48 @@ def _photon_limited(frames: np.ndarray) -> bool:
     return photon_limited(frame) is not None
 
 
+_OPTICS_SPEC = ESTIMATORS.get("optics")   # the optics hints share its names, meanings and ranges
+HINTS = ("na", "wavelength_um", "pixel_um", "modality", "n_immersion", "pinhole_au")
+
+
 @register("auto", kind="estimator", summary="Automatic (a few seconds): combines the fast estimators per image "
-          "and says how far the kernel can be trusted (confidence)",
-          defaults={"members": DEFAULT_MEMBERS, "size": KERNEL_SIZE},
-          main=("members",), ranges={"size": Interval(int, 3, None)},
+          "and says how far the kernel can be trusted (confidence); on microscope images a physical PSF",
+          defaults={"members": DEFAULT_MEMBERS, "size": None, **dict.fromkeys(HINTS)},
+          main=("members",), ranges={"size": Interval(int, 3, None), **{h: _OPTICS_SPEC.ranges[h] for h in HINTS}},
           help={"members": "comma-separated estimators to combine (those unavailable or unable to read the "
                            "image are skipped)",
-                "size": "side of the returned ×2 kernel (odd)"})
+                "size": "side of the returned ×2 kernel (odd; empty: 13, or on a microscope image the side "
+                        "holding 99 % of the PSF, up to 41)",
+                **{h: _OPTICS_SPEC.help[h] for h in HINTS if h != "modality"},
+                "modality": "widefield or confocal (point scanning with a pinhole; empty: unknown, a blend of both)"})
 def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = None, seed: int = 0,
-         report_every: int = 50, members: str = DEFAULT_MEMBERS,
-         size: int = KERNEL_SIZE) -> Generator[Progress, None, KernelEstimate]:
-    """Combine the member estimators' kernels; the result carries a confidence in [0, 1]."""
-    _check_size(size)
+         report_every: int = 50, members: str = DEFAULT_MEMBERS, size: int | None = None,
+         na: float | None = None, wavelength_um: float | None = None, pixel_um: float | None = None,
+         modality: str | None = None, n_immersion: float | None = None,
+         pinhole_au: float | None = None) -> Generator[Progress, None, KernelEstimate]:
+    """Combine the member estimators' kernels; the result carries a confidence in [0, 1].
+
+    Natural images: the anisotropic Gaussian of the members' combination. Microscope images (any optics
+    hint given, or photon-limited fluorescence): a physical PSF (:mod:`._auto_optics`); ``options["mode"]``
+    says which ran and why.
+    """
+    if size is not None:
+        _check_size(size)
     names = _members(members)
+    hints = Hints(na=na, wavelength_um=wavelength_um, pixel_um=pixel_um, modality=modality,
+                  n_immersion=n_immersion, pinhole_au=pinhole_au)
     start = time.perf_counter()
+    # The shot-noise test (0.2 s) decides the mode where no hint does; with hints it runs only where needed.
+    shot: list[bool] = [] if hints.given else [_photon_limited(frames)]
+    microscope = hints.given or shot[0]
+    mode_reason = "optics given" if hints.given else "photon-limited fluorescence" if microscope else \
+        "natural image (no optics given, not photon-limited)"
+
+    def photon_limited() -> bool:
+        if not shot:
+            shot.append(_photon_limited(frames))
+        return shot[0]
+
     results: list[tuple[str, np.ndarray, float]] = []
     elapsed: dict[str, float] = {}
     skipped: dict[str, str] = {}
@@ -249,10 +298,12 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
             failed[name] = f"unavailable: {ESTIMATORS.unavailable[name]}"
             continue
         spec = ESTIMATORS.get(name)
+        member_options = MICROSCOPE_MEMBER_OPTIONS.get(name, {}) if microscope else {}
         try:
             # One progress scale for the whole run, so a bar and its ETA do not restart per member.
             est: KernelEstimate = yield from relay(
-                spec.fn(frames, scale=scale, device=device, seed=seed, report_every=report_every, **spec.resolve({})),
+                spec.fn(frames, scale=scale, device=device, seed=seed, report_every=report_every,
+                        **spec.resolve(member_options)),
                 offset=i * STEPS_PER_MEMBER, span=STEPS_PER_MEMBER, total=STEPS_PER_MEMBER * len(names), start=start,
                 stage=Stage.ESTIMATE, prefix=f"auto: {name}: ")
         except BadInputError as exc:
@@ -265,36 +316,89 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         conf = NEUTRAL_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
         elapsed[name] = round(time.perf_counter() - start, 3)
-    # The (0.2 s) shot-noise test runs only where no direct measurement decides.
-    cov, confidence, info = combine_members(results, photon_limited=lambda: _photon_limited(frames))
+    # The shot-noise test runs only where no direct measurement decides (or, natural, it has run).
+    cov, confidence, info = combine_members(results, photon_limited=photon_limited,
+                                            **(MICROSCOPE_READING if microscope else {}))
     skipped.update(info.pop("skipped"))
     used = {name: {"covariance": c.round(4).tolist(), "confidence": round(conf, 3), "elapsed_s": elapsed[name]}
             for name, c, conf in results if name in info["used"]}
-    if cov is None:
-        kernel = constant_gaussian(2) if size == KERNEL_SIZE else gaussian_from_covariance(
+    if cov is None and microscope and not hints.given:
+        # Nothing was read and nothing was said about the optics: the shot-noise test alone (which a flat
+        # image with a little noise passes) is no evidence of a microscope; the fixed Gaussian, as ever.
+        microscope, mode_reason = False, "no member could read the image and no optics were given"
+    options: dict[str, Any] = {"failed_members": failed, "mode": "microscope" if microscope else "natural",
+                               "mode_reason": mode_reason}
+    if microscope:
+        defocus = _defocus_fit(frames, hints, scale, seed) if hints.optics_known else None
+        kernel, options["microscope"] = microscope_kernel(
+            cov, hints, direct=bool(set(info["used"]) & set(DECISIVE)), agreement=agreement_of(info),
+            defocus_fit=defocus, size=size)
+        if defocus is not None:
+            options["microscope"]["defocus_fit_um"] = round(defocus, 3)
+    elif cov is None:
+        kernel = constant_gaussian(2) if size in (None, KERNEL_SIZE) else gaussian_from_covariance(
             second_moments(constant_gaussian(2)), int(size))
-        cov = second_moments(kernel)
     else:
-        kernel = gaussian_from_covariance(cov, int(size))
+        kernel = gaussian_from_covariance(cov, KERNEL_SIZE if size is None else int(size))
+    if cov is None:
+        cov = second_moments(constant_gaussian(2))
     yield Progress(STEPS_PER_MEMBER * len(names), STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
                    stage=Stage.ESTIMATE, kernel=kernel,
                    message=f"auto: combined {', '.join(used) or 'nothing (fixed Gaussian)'}")
     return KernelEstimate(kernel=kernel, dmap=None, loss_history={}, iterations=0,
                           elapsed=time.perf_counter() - start, device=_where(devices), seed=seed,
-                          confidence=confidence, options={"failed_members": failed},
+                          confidence=confidence, options=options,
                           extras={"covariance": np.asarray(cov).round(4).tolist(), "members": used,
                                   "skipped": skipped, **info})
+
+
+def _defocus_fit(frames: np.ndarray, hints: Hints, scale: int, seed: int) -> float | None:
+    """The ``optics`` estimator's defocus (µm) with the given optics, where the rule uses it and the fit
+    neither fell back (too few clean edges) nor contradicted the stated NA; else ``None``."""
+    if float(OPTICS_FITTED["defocus_trust"]) <= 0:
+        return None
+    spec = ESTIMATORS.get("optics")
+    options = {h: getattr(hints, h) for h in HINTS}
+    options["modality"] = hints.modality or "widefield"
+    gen = spec.fn(frames, scale=scale, seed=seed, **spec.resolve(options))
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        fit = stop.value.options.get("optics_fit", {})
+    if fit.get("fallback") or fit.get("contradiction") or fit.get("defocus_um") is None:
+        return None
+    return float(fit["defocus_um"])
 
 
 @register_tiles("auto")
 def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
                seed: int = 0, report_every: int = 50, members: str = DEFAULT_MEMBERS,
-               size: int = KERNEL_SIZE) -> Generator[Progress, None, list[TileResult]]:
+               size: int | None = None, **hints: Any) -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map: each member's tile pass (one pass where the member has one), then
-    :func:`combine_members` per tile; the shot-noise test is made once, on the whole image."""
-    _check_size(size)
+    :func:`combine_members` per tile; the shot-noise test is made once, on the whole image. On a microscope
+    image each tile's kernel is the microscope rule's, on the side of the whole image's kernel (a map's
+    kernels share one support), unless ``size`` is given."""
+    optics_hints = Hints(**hints)
+    if size is not None:
+        _check_size(size)
     names = _members(members)
     start = time.perf_counter()
+    shot: list[bool] = []
+
+    def photon_limited() -> bool:
+        if not shot:
+            shot.append(_photon_limited(frames))
+        return shot[0]
+
+    microscope = optics_hints.given or photon_limited()
+    defocus = None
+    if microscope:
+        whole: KernelEstimate = yield from auto(frames, scale=scale, device=device, seed=seed,
+                                                report_every=report_every, members=members, size=size, **hints)
+        size = int(whole.kernel.shape[0])
+        defocus = whole.options["microscope"].get("defocus_fit_um")
+    size = KERNEL_SIZE if size is None else size
     n_tiles = len(np.asarray(boxes).reshape(-1, 4))
     per_tile: list[list[tuple[str, np.ndarray, float]]] = [[] for _ in range(n_tiles)]
     reasons: list[dict[str, str]] = [{} for _ in range(n_tiles)]  # per tile, the members that could not read it
@@ -304,10 +408,11 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                 why[name] = "unavailable"
             continue
         spec = ESTIMATORS.get(name)
+        member_options = MICROSCOPE_MEMBER_OPTIONS.get(name, {}) if microscope else {}
         try:
             results: list[TileResult] = yield from relay(
                 iter_tile_estimates(spec, frames, boxes, scale=scale, device=device, seed=seed,
-                                    report_every=report_every, options=spec.resolve({})),
+                                    report_every=report_every, options=spec.resolve(member_options)),
                 offset=i * STEPS_PER_MEMBER, span=STEPS_PER_MEMBER, total=STEPS_PER_MEMBER * len(names), start=start,
                 prefix="auto: ")
         except BadInputError as exc:  # the member cannot read this image at all: the others still decide
@@ -321,19 +426,17 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                 conf = NEUTRAL_CONFIDENCE if r.confidence is None else float(r.confidence)
                 cov = r.covariance if r.covariance is not None else second_moments(r.kernel)
                 per_tile[t].append((name, np.asarray(cov, dtype=np.float64), conf))
-    shot: list[bool] = []
-
-    def photon_limited() -> bool:
-        if not shot:
-            shot.append(_photon_limited(frames))
-        return shot[0]
-
     out: list[TileResult] = []
     for results, why in zip(per_tile, reasons):
         # No shrinkage towards the fixed Gaussian: the map's fallback takes a doubtful tile towards its
         # neighbours and the global kernel instead, which know this image.
-        cov, confidence, info = combine_members(results, photon_limited=photon_limited, full_trust=TILE_FULL_TRUST)
-        if cov is None:
+        cov, confidence, info = combine_members(results, photon_limited=photon_limited, full_trust=TILE_FULL_TRUST,
+                                                **(MICROSCOPE_READING if microscope else {}))
+        if cov is not None and microscope:
+            kernel, _ = microscope_kernel(cov, optics_hints, direct=bool(set(info["used"]) & set(DECISIVE)),
+                                          agreement=agreement_of(info), defocus_fit=defocus, size=size)
+            out.append(TileResult(kernel=kernel, confidence=confidence, covariance=second_moments(kernel)))
+        elif cov is None:
             detail = "; ".join(f"{name}: {reason}" for name, reason in why.items())
             out.append(TileResult(kernel=None, confidence=0.0, message="auto: no member could read the tile"
                                   + (f" ({detail})" if detail else "")))
