@@ -7,6 +7,7 @@ import torch
 from skimage import data
 
 from napari_kernelgan import drive, iter_super_resolve, super_resolve
+from napari_kernelgan.errors import BadOptionError
 from napari_kernelgan.physics import blur, centre_kernel, degrade, gaussian_kernel, image_psnr
 from napari_kernelgan.physics.resize import imresize, resize_weights
 from napari_kernelgan.registry import SR_METHODS
@@ -85,6 +86,21 @@ def test_bicubic_method_is_imresize():
     lr = rng.random((40, 36))
     np.testing.assert_allclose(_sr("bicubic", lr, gaussian_kernel(13, 1.6), 2), np.clip(imresize(lr, 2), 0, 1),
                                atol=1e-6)
+
+
+def test_bicubic_runs_without_a_kernel():
+    rng = np.random.default_rng(1)
+    lr = (rng.random((40, 36)) * 255).astype(np.uint8)
+    res = super_resolve(lr, None, 2, sr_method="bicubic", device="cpu")
+    np.testing.assert_array_equal(res.image, super_resolve(lr, gaussian_kernel(13, 1.6), 2, sr_method="bicubic",
+                                                           device="cpu").image)
+    assert res.image.shape == (80, 72) and res.kernel.shape == (1, 1)
+    assert res.metadata()["kernel"] == [[1.0]]
+
+
+def test_a_method_that_uses_the_kernel_refuses_none():
+    with pytest.raises(BadOptionError, match="closed-form.*needs a kernel"):
+        super_resolve(np.zeros((32, 32), np.uint8), None, 2, device="cpu")
 
 
 # --------------------------------------------------------------------------- closed-form quality and conventions

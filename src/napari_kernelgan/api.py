@@ -236,7 +236,7 @@ def output_image(out: np.ndarray, frames: Frames, dtype: Any = None) -> np.ndarr
     return np.maximum(img, 0, out=img) if low >= 0.0 else img
 
 
-def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | KernelField, scale: int, *,
+def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | KernelField | None, scale: int, *,
                        sr_method: str = DEFAULT_SR_METHOD, device: str = "auto", seed: int = 0,
                        threads: int | None = None, rgb: bool | None = None, channel_axis: int | None = None,
                        stack_axis: int | None = None, output_dtype: Any = None, method: str | None = None,
@@ -251,7 +251,7 @@ def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | 
                                            options=options, intensity=intensity))
 
 
-def _iter_super_resolve(image: Any, kernel: np.ndarray | KernelEstimate | KernelField, scale: int, *,
+def _iter_super_resolve(image: Any, kernel: np.ndarray | KernelEstimate | KernelField | None, scale: int, *,
                         sr_method: str, device: str, seed: int, threads: int | None, rgb: bool | None,
                         channel_axis: int | None, stack_axis: int | None, output_dtype: Any, safe: bool | None,
                         confidence: float | None, options: dict[str, Any],
@@ -274,7 +274,10 @@ def _iter_super_resolve(image: Any, kernel: np.ndarray | KernelEstimate | Kernel
     key = noise_option(spec)
     noise = parse_noise_option(key, options)
     opts = spec.resolve({**(method_units or {}), **options})
-    k = _resolve_field(kernel, scale) if is_field else _resolve_kernel(kernel, scale)
+    if kernel is None and spec.uses_kernel:
+        raise BadOptionError(f"SR method {spec.name!r} needs a kernel (an estimate, a PSF or a kernel file); only "
+                             "methods that ignore it (bicubic) run without one")
+    k = None if kernel is None else _resolve_field(kernel, scale) if is_field else _resolve_kernel(kernel, scale)
     dev = resolve_device(device)
     yield Progress(0, 1, time.perf_counter() - start, stage=Stage.PREPARE, message="checking the image")
     layout = {"rgb": rgb, "channel_axis": channel_axis, "stack_axis": stack_axis, "min_size": 8}
@@ -333,11 +336,13 @@ def _iter_super_resolve(image: Any, kernel: np.ndarray | KernelEstimate | Kernel
             sr = output_image(out, frames, output_dtype)
     shown = {name: v for name, v in opts.items() if name not in spec.hidden}
     shown.update({name: v for name, v in record.items() if name not in spec.hidden})
-    return SRResult(image=sr, scale=scale, method=spec.name, kernel=k, elapsed=time.perf_counter() - start,
+    # A method run without a kernel assumed no blur: its record holds the identity.
+    used = np.ones((1, 1)) if k is None else k
+    return SRResult(image=sr, scale=scale, method=spec.name, kernel=used, elapsed=time.perf_counter() - start,
                     device=str(dev), options=dict(shown, seed=int(seed)))
 
 
-def super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale: int, *,
+def super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | None, scale: int, *,
                   callback: ProgressCallback | None = None, cancel: threading.Event | None = None,
                   **kwargs: Any) -> SRResult:
     """Upscale ``image`` by ``scale`` with a non-blind SR method that knows the blur ``kernel``.
@@ -346,7 +351,9 @@ def super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate, scale:
     in DIV2KRK ``.mat`` files), or a :class:`KernelEstimate`. ``sr_method``: a
     name from :data:`~napari_kernelgan.registry.SR_METHODS` (``closed-form`` by
     default); its options as keywords. The output keeps the input's layout and
-    dtype.
+    dtype. ``kernel`` may be ``None`` for a method that ignores it
+    (``MethodSpec.uses_kernel`` False: ``sr_method="bicubic"``); the result then
+    records the identity kernel.
 
     ``safe`` (``None``, the default, means on, for every kernel): measure the input's
     noise (Poisson–Gaussian where shot noise dominates) and use it as the method's noise

@@ -224,6 +224,7 @@ def test_bicubic_needs_no_kernel_and_a_bad_image_is_named_before_the_kernel(make
     wait_idle(widget)
     sr = viewer.layers["cells SR×2 (bicubic)"]
     assert sr.data.shape == (80, 96) and "done" in widget.status.value and not notes.errors
+    assert sr.metadata["kernel"] == [[1.0]]  # run without a kernel (no stand-in delta): the identity is recorded
 
     nan = np.random.default_rng(1).random((40, 48)).astype(np.float32)
     nan[3, :5] = np.nan

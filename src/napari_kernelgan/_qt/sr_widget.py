@@ -42,8 +42,6 @@ __all__ = ["SuperResolveWidget", "KERNEL_X2", "SAFEGUARDS_TEXT"]
 
 SAFEGUARDS_TEXT = "Safeguards (measure noise, check against bicubic)"
 
-NO_KERNEL = np.pad(np.ones((1, 1)), 1)
-"""What methods that ignore the kernel (``MethodSpec.uses_kernel`` False: bicubic) are handed when there is none."""
 KERNEL_X2 = "kernel_x2"
 """Option of methods that run ×4 as two ×2 steps: the ×2 kernel behind the ×4 one (taken from the kernel source)."""
 
@@ -153,14 +151,14 @@ class SuperResolveWidget(TaskWidget):
         return None
 
     def kernels_or_none(self, layer: Any, scale: int, slice_index: tuple[int, ...] | None, whole: bool,
-                        uses_kernel: bool) -> dict[int, np.ndarray]:
-        """:meth:`kernels_for`, except that a method that ignores the kernel runs without one (it gets
-        :data:`NO_KERNEL`), and that a missing or bad kernel is reported after what is wrong with the image."""
+                        uses_kernel: bool) -> dict[int, np.ndarray | None]:
+        """:meth:`kernels_for`, except that a method that ignores the kernel (bicubic) runs without one
+        (``None``), and that a missing or bad kernel is reported after what is wrong with the image."""
         try:
             return self.kernels_for(layer, scale)
         except KernelGANError:
             if not uses_kernel:
-                return {scale: NO_KERNEL, 2: NO_KERNEL}
+                return {scale: None, 2: None}
             problem = self.image_problem(layer, slice_index, whole)
             if problem is not None:
                 raise problem from None
