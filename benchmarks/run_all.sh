@@ -50,7 +50,7 @@ $PY benchmarks/microscopy_benchmark.py --estimators auto --scale 4 --threads 2 \
     --out docs/benchmarks_microscopy_x4.md
 $PY benchmarks/samples_benchmark.py --threads 2 --out docs/benchmarks_samples.md
 # Real fluorescence degraded with physical and measured bead PSFs, as files through the API (about 4 min).
-$PY benchmarks/real_optics_benchmark.py --out docs/benchmarks_real_optics.md --json docs/benchmarks_real_optics.json
+$PY benchmarks/real_optics_benchmark.py --threads 2 --out docs/benchmarks_real_optics.md --json docs/benchmarks_real_optics.json
 $PY benchmarks/kernel_map_benchmark.py --data "$DATA" --crop 1024 --threads 2 --json docs/benchmarks_kernel_map.json \
     --out docs/benchmarks_kernel_map.md
 $PY benchmarks/tile_pass_benchmark.py --threads 2 --out docs/benchmarks_tile_pass.md
