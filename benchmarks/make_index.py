@@ -33,6 +33,13 @@ SECTIONS = [
     ("benchmarks_microscopy_x4.md", "Generated fluorescence microscopy ×4"),
     ("benchmarks_samples.md", "The bundled samples"),
     ("benchmarks_real_optics.md", "Real optics: real fluorescence degraded with physical and measured bead PSFs"),
+    ("benchmarks_known_kernel.md", "Super-resolution with a known PSF (the safeguarded known-kernel path)"),
+    ("calibration_known_kernel.txt", "How the known-kernel noise gain was fitted: two-fold cross-validation on "
+                                     "development images and generated data"),
+    ("benchmarks_optics_estimator.md", "The `optics` estimator and `auto`'s microscope mode on microscope PSFs"),
+    ("calibration_auto_optics.txt", "How `auto`'s microscope mode was fitted: two-fold cross-validation on "
+                                    "development images and generated fluorescence"),
+    ("benchmarks_psf_models.md", "Physical PSF models against closed-form facts"),
     ("benchmarks_kernel_map.md", "Kernel maps and spatially varying SR"),
     ("benchmarks_tile_pass.md", "Kernel-map tiles in one pass against tile after tile"),
     ("benchmarks_batch.md", "Batch processing: 1,000 files serially and on Dask, a kill and a rerun, a "
@@ -81,6 +88,7 @@ README_TABLES = [("benchmarks_kernel_x2.md", "Kernel estimation ×2"),
                  ("benchmarks_sr_x4.md", "Super-resolution ×4, nine images with HR"),
                  ("benchmarks_microscopy.md", "Generated fluorescence microscopy"),
                  ("benchmarks_samples.md", "Bundled samples"),
+                 ("benchmarks_real_optics.md", "Real optics: real fluorescence, physical and measured bead PSFs"),
                  ("benchmarks_kernel_map.md", "Kernel maps on spatially varying blur")]
 BEGIN, END = "<!-- figures: written by benchmarks/make_index.py -->", "<!-- /figures -->"
 

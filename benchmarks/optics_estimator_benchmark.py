@@ -53,14 +53,9 @@ def cases(names: tuple[str, ...], per_image: int, seed: int) -> list[dict]:
 
 
 def load(name: str) -> np.ndarray:
-    import tifffile
+    from _optics_cases import load_object
 
-    img = tifffile.imread(DATA / f"{name}.tif").astype(np.float64)
-    lo, hi = np.percentile(img, [0.5, 99.8])
-    img = np.clip((img - lo) / (hi - lo), 0, 1)
-    if min(img.shape) > 300:
-        h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
-        img = img[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+    img = load_object(name, DATA)
     side = 512   # the largest image is cropped to its centre: a 256² input
     y0, x0 = max(0, (img.shape[0] - side) // 2), max(0, (img.shape[1] - side) // 2)
     return img[y0:y0 + side, x0:x0 + side]

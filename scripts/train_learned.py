@@ -238,10 +238,10 @@ class Synth:
         self.sizes = np.array([min(t.shape) for t in self.images])
         self.weights, self.micro = np.array(weights), np.array(micro)
 
-    def _group(self, m: int, scale: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rng, dev = self.rng, self.device
-        ks = APPLIED[scale]
-        need = (CROP - 1) * scale + ks
+    def _crops(self, m: int, need: int) -> tuple[list[torch.Tensor], np.ndarray]:
+        """``m`` random ``need``-pixel square crops, each from an image drawn by its weight among those large
+        enough, and the images' indices."""
+        rng = self.rng
         p = self.weights * (self.sizes >= need)
         idx = rng.choice(len(self.images), m, p=p / p.sum())
         crops = []
@@ -250,6 +250,13 @@ class Synth:
             top = int(rng.integers(0, img.shape[0] - need + 1))
             left = int(rng.integers(0, img.shape[1] - need + 1))
             crops.append(img[top:top + need, left:left + need])
+        return crops, idx
+
+    def _group(self, m: int, scale: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng, dev = self.rng, self.device
+        ks = APPLIED[scale]
+        need = (CROP - 1) * scale + ks
+        crops, idx = self._crops(m, need)
         x = torch.stack(crops)[:, None]
         x = torch.rot90(x, int(rng.integers(4)), dims=(-2, -1))
         if rng.random() < 0.5:
@@ -512,14 +519,7 @@ class OpticsSynth(Synth):
         rng, dev = self.rng, self.device
         ks = OPTICS_APPLIED[scale]
         need = (CROP - 1) * scale + ks
-        p = self.weights * (self.sizes >= need)
-        idx = rng.choice(len(self.images), m, p=p / p.sum())
-        crops = []
-        for i in idx:
-            img = self.images[i]
-            top = int(rng.integers(0, img.shape[0] - need + 1))
-            left = int(rng.integers(0, img.shape[1] - need + 1))
-            crops.append(img[top:top + need, left:left + need])
+        crops, idx = self._crops(m, need)
         x = torch.rot90(torch.stack(crops), int(rng.integers(4)), dims=(-2, -1))
         if rng.random() < 0.5:
             x = x.flip(-1)
@@ -592,7 +592,10 @@ def optics_loss(net: OpticsNet, feats: torch.Tensor, extras: torch.Tensor, kidx:
 
 
 def train_optics(args: argparse.Namespace, argv: list[str] | None) -> int:
-    """``--family optics``: bank, feature set, then epochs of the head within ``--minutes`` (all of it)."""
+    """``--family optics``: bank, feature set, then epochs of the head within ``--minutes`` (all of it), or
+    ``--steps`` steps of it."""
+    if args.samples is not None and args.samples < 640:
+        raise SystemExit("--samples: at least 640 (the first 640 also time the feature extraction)")
     device = torch.device("cpu")
     t0 = time.perf_counter()
     budget = (args.minutes or 25) * 60
@@ -628,7 +631,7 @@ def train_optics(args: argparse.Namespace, argv: list[str] | None) -> int:
     train_budget = budget - (start - t0) - 30
     rng = torch.Generator().manual_seed(args.seed)
     while True:
-        frac = (time.perf_counter() - start) / train_budget
+        frac = step / args.steps if args.steps else (time.perf_counter() - start) / train_budget
         if frac >= 1:
             break
         lr = args.lr * (min(1.0, frac / 0.03) if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * frac)))
@@ -678,17 +681,11 @@ EVAL_KINDS = ("widefield", "widefield defocus", "widefield spherical", "widefiel
 
 
 def _real_dev(name: str) -> np.ndarray:
-    """A DEVELOPMENT image as a sharp HR object in [0, 1] (as ``benchmarks/optics_estimator_benchmark.py``:
-    0.5-99.8 percentile range, images over 300 px area-averaged 2×2)."""
-    import tifffile
+    """A DEVELOPMENT image as a sharp HR object in [0, 1], prepared as the real-optics benchmarks prepare it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _optics_cases import load_object
 
-    img = tifffile.imread(REAL_DEV / f"{name}.tif").astype(np.float64)
-    lo, hi = np.percentile(img, [0.5, 99.8])
-    img = np.clip((img - lo) / (hi - lo), 0, 1)
-    if min(img.shape) > 300:
-        h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
-        img = img[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
-    return img
+    return load_object(name, REAL_DEV)
 
 
 def eval_kernel(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, str]:

@@ -173,3 +173,15 @@ def test_photographs_stay_below_the_auto_gate(scale, image):
 
     est = nk.estimate_kernel(iio.imread(DIV2KRK / f"lr_x{scale}" / f"im_{image}.png"), scale, estimator="spots")
     assert est.confidence < MIN_CONFIDENCE["spots"]
+
+
+def test_auto_on_a_bead_field_returns_what_spots_measured():
+    # The beads measure the PSF itself, so auto returns their average (not a Gaussian or a template of the same
+    # width), on the average's own support.
+    truth, _ = optics_psf("widefield")
+    img = bead_image(truth, isolated(50, 0), photons=800)
+    spots = nk.estimate_kernel(img, 2, estimator="spots")
+    est = nk.estimate_kernel(img, 2, estimator="auto")
+    assert est.extras["used"] == ["spots"] and est.options["measured_by"] == "spots"
+    np.testing.assert_allclose(est.kernel, spots.kernel / spots.kernel.sum())
+    assert kernel_l1(pad_to(est.kernel, 41), truth) < 0.18

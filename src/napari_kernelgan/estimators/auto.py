@@ -290,6 +290,7 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}  # members that could not measure this image, and why
     devices: dict[str, str] = {}
+    measured_shapes: dict[str, np.ndarray | None] = {}  # kernels a member measured as a whole (spots' average)
     for i, name in enumerate(names):
         yield Progress(i * STEPS_PER_MEMBER, STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
                        stage=Stage.ESTIMATE, message=f"auto: running {name}")
@@ -315,6 +316,7 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
             failed[name] = _reason(name, est.extras.get("message", "nothing to measure"))
         conf = NEUTRAL_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
+        measured_shapes[name] = est.kernel if est.extras.get("shape") in ("measured", "gaussian") else None
         elapsed[name] = round(time.perf_counter() - start, 3)
     # The shot-noise test runs only where no direct measurement decides (or, natural, it has run).
     cov, confidence, info = combine_members(results, photon_limited=photon_limited,
@@ -340,6 +342,13 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
             second_moments(constant_gaussian(2)), int(size))
     else:
         kernel = gaussian_from_covariance(cov, KERNEL_SIZE if size is None else int(size))
+    direct = [n for n in info["used"] if measured_shapes.get(n) is not None]
+    if direct and not hints.optics_known:
+        # Point sources measured the PSF itself, and their own split-half test chose between their average and
+        # a Gaussian: that is the kernel, not a template (or a Gaussian) of the same width.
+        shape = measured_shapes[direct[0]]
+        kernel = _on_support(shape, shape.shape[0] if size is None else int(size))
+        options["measured_by"] = direct[0]
     if cov is None:
         cov = second_moments(constant_gaussian(2))
     yield Progress(STEPS_PER_MEMBER * len(names), STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
@@ -350,6 +359,14 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
                           confidence=confidence, options=options,
                           extras={"covariance": np.asarray(cov).round(4).tolist(), "members": used,
                                   "skipped": skipped, **info})
+
+
+def _on_support(kernel: np.ndarray, side: int) -> np.ndarray:
+    """``kernel`` cut or zero-padded to ``side`` (odd, centred), summing to 1."""
+    from ..physics.conventions import pad_to
+
+    out = pad_to(np.asarray(kernel, dtype=np.float64), max(side, 3))
+    return out / out.sum()
 
 
 def _defocus_fit(frames: np.ndarray, hints: Hints, scale: int, seed: int) -> float | None:

@@ -228,6 +228,22 @@ def learned(frames: np.ndarray, *, scale: int = 2, device: torch.device | None =
 
 
 
+def _tile_inputs(frames: np.ndarray, boxes: np.ndarray, device: torch.device | None, weights: str | None,
+                 crops: int, family: str) -> tuple[Any, torch.device, np.ndarray, float, int, np.ndarray, int]:
+    """What every kernel map of ``learned`` starts from: the network, its device, the luminance, the image's
+    noise σ (one measurement for all tiles), crops per tile, the boxes and one crop side for every tile."""
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    arr = _check_frames(frames)
+    net, meta, _ = load_learned_net(weights, dev, family=family)
+    gray = luminance(arr)
+    sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    # One crop side for every tile (the network's, or the smallest tile's), so all crops share the batches.
+    side = min(int(meta.get("arch", {}).get("crop", CROP)), int((boxes[:, 2] - boxes[:, 0]).min()),
+               int((boxes[:, 3] - boxes[:, 1]).min()))
+    return net, dev, gray, sigma, min(int(crops), TILE_CROPS), boxes, side
+
+
 @register_tiles("learned")
 def learned_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device: torch.device | None = None,
                   seed: int = 0, report_every: int = 50, weights: str | None = "", crops: int = CROPS,
@@ -241,16 +257,7 @@ def learned_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, devi
         return (yield from _learned_optics_tiles(frames, boxes, scale=scale, device=device, seed=seed,
                                                  weights=weights, crops=crops, tta=tta, size=size))
     start = time.perf_counter()
-    dev = torch.device("cpu") if device is None else torch.device(device)
-    arr = _check_frames(frames)
-    net, meta, _ = load_learned_net(weights, dev)
-    gray = luminance(arr)
-    sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
-    per_tile = min(int(crops), TILE_CROPS)
-    boxes = np.asarray(boxes).reshape(-1, 4)
-    # One crop side for every tile (the network's, or the smallest tile's), so all crops share the batches.
-    side = min(int(meta.get("arch", {}).get("crop", CROP)), int((boxes[:, 2] - boxes[:, 0]).min()),
-               int((boxes[:, 3] - boxes[:, 1]).min()))
+    net, dev, gray, sigma, per_tile, boxes, side = _tile_inputs(frames, boxes, device, weights, crops, "gaussian")
     tiles: list[np.ndarray | None] = []
     for i, (y0, x0, y1, x1) in enumerate(boxes):
         part = gray[:, y0:y1, x0:x1]
@@ -365,15 +372,7 @@ def _learned_optics_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int, 
     whole = yield from _learned_optics(frames, scale=scale, device=device, seed=seed, weights=weights, crops=crops,
                                        tta=tta, size=size)
     start = time.perf_counter()
-    dev = torch.device("cpu") if device is None else torch.device(device)
-    arr = _check_frames(frames)
-    net, meta, _ = load_learned_net(weights, dev, family="optics")
-    gray = luminance(arr)
-    sigma = max(float(estimate_noise_sigma(gray)), NOISE_FLOOR)
-    per_tile = min(int(crops), TILE_CROPS)
-    boxes = np.asarray(boxes).reshape(-1, 4)
-    side = min(int(meta.get("arch", {}).get("crop", CROP)), int((boxes[:, 2] - boxes[:, 0]).min()),
-               int((boxes[:, 3] - boxes[:, 1]).min()))
+    net, dev, gray, sigma, per_tile, boxes, side = _tile_inputs(frames, boxes, device, weights, crops, "optics")
     results: list[tuple[np.ndarray, Any, float] | None] = []
     for i, (y0, x0, y1, x1) in enumerate(boxes):
         yield Progress(i, len(boxes), time.perf_counter() - start, stage=Stage.MAP,
