@@ -154,7 +154,7 @@ def iter_field_sr(spec: Any, frames: np.ndarray, field: KernelField, scale: int,
         base_opts["tv_scale"] = noise_tv_scale(noise["noise_sigma"])
     key = next((k for k in NOISE_KEYS if k in spec.defaults), None)
     free = key is not None and key not in given
-    base = np.array([[base_noise_level(spec, noise["noise_sigma"], float(confidence[i, j]), scale, kernels[i, j])
+    base = np.array([[base_noise_level(spec, noise["noise_sigma"], float(confidence[i, j]), scale)
                       for j in range(gx)] for i in range(gy)])
     limit = ringing_limit(float(confidence.mean()), noise["noise_sigma"], scale)
     bicubic = bicubic_frames(frames, scale)

@@ -25,15 +25,9 @@ registered SR method so that this does not happen silently:
    ``1 + NOISE_DOUBT · (1 − c)`` (:func:`doubt_factor`): there a wrong kernel
    harms through the noise, and the harm grows with the noise. Whatever the
    confidence, a noisy image's measured noise is multiplied by at least
-   :func:`noise_gain`: even an exact kernel (a measured PSF, confidence 1)
-   needs a prior level above the LR noise, which the data step's inverse
-   filtering amplifies. How much above follows the noise and the kernel: the
-   gain is ``σ / NOISE_REF · w^KERNEL_POWER`` (at least 1), with ``w`` the
-   kernel's noise width (:func:`kernel_noise_width`, from ``Σk²``): a sharp
-   kernel whose transfer function keeps the high frequencies amplifies the
-   noise little and needs little regularisation, a broad one much more; and
-   a prior whose weight is proportional to its noise level under-smooths as
-   the noise grows (a MAP weight goes with σ², not σ).
+   :data:`NOISE_GAIN` (:func:`noise_gain`): even an exact kernel (a measured
+   PSF, confidence 1) needs a prior level above the LR noise, which the data
+   step's inverse filtering amplifies.
 3. **Check and escalation.** Ringing and amplified noise raise the total
    variation; sharpening a monotone edge does not. The check compares the
    SR output's total variation with that of bicubic interpolation, block by
@@ -68,8 +62,8 @@ uniformly blurred and once half sharp, half blurred; for the noise knobs,
 generated noisy fluorescence and the uniformly blurred photographs with
 Gaussian noise; output in ``docs/calibration_safety.txt``) and loaded from
 the record ``safety`` that script writes (``napari_kernelgan/records/safety.json``);
-:data:`NOISE_REF` and :data:`KERNEL_POWER` are fitted by ``benchmarks/calibrate_known_kernel.py`` (noisy
-fluorescence with its true kernels; record ``known_kernel``); the ringing limits, :data:`NOISY_SIGMA` and the ladder are
+:data:`NOISE_GAIN` is fitted by ``benchmarks/calibrate_known_kernel.py`` (noisy fluorescence with
+its true kernels; record ``known_kernel``); the ringing limits, :data:`NOISY_SIGMA` and the ladder are
 design choices kept here;
 ``benchmarks/safety_benchmark.py`` and ``benchmarks/sr_benchmark.py`` report the
 result on DIV2KRK.
@@ -90,8 +84,8 @@ from ..types import NEUTRAL_CONFIDENCE, Progress
 from . import _poisson
 
 __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
-           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "NOISE_REF", "KERNEL_POWER", "measure_noise",
-           "confidence_floor", "doubt_factor", "kernel_noise_width", "noise_gain",
+           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "NOISE_GAIN", "measure_noise", "confidence_floor",
+           "doubt_factor", "noise_gain",
            "ringing_limit", "noise_tv_scale", "ringing_score", "base_noise_level", "noise_ladder", "iter_safe_sr",
            "bicubic_frames"]
 
@@ -106,12 +100,9 @@ NOISE_DOUBT = float(_FITTED["noise_doubt"])  # see doubt_factor
 RINGING_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["ringing_scale"].items()}
 # the confidence floor per SR scale, relative to the blind default
 FLOOR_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["floor_scale"].items()}
-# The noise level a fully trusted kernel needs on a noisy image, relative to the measured noise, grows with that
-# noise (1 at NOISE_REF, [0, 255]) and with the kernel's noise width to the power KERNEL_POWER (see noise_gain);
+# The noise level a fully trusted kernel needs on a noisy image, relative to the measured noise (see noise_gain);
 # fitted by benchmarks/calibrate_known_kernel.py, loaded from its record (records/known_kernel.json).
-_KNOWN = record_values("known_kernel")
-NOISE_REF = float(_KNOWN["noise_ref"])
-KERNEL_POWER = float(_KNOWN["kernel_power"])
+NOISE_GAIN = float(record_values("known_kernel")["noise_gain"])
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
 LADDER_STEPS = 2           # escalation steps before falling back to bicubic
 NOISE_KEYS = ("sigma", "noise_level")   # the noise option of closed-form, USRNet
@@ -178,39 +169,18 @@ def doubt_factor(confidence: float | None, noise_sigma: float) -> float:
     return 1.0 + NOISE_DOUBT * (1.0 - c) * noisy
 
 
-def kernel_noise_width(kernel: np.ndarray | None, scale: int = 2) -> float:
-    """The kernel's noise width in LR pixels: the σ of the Gaussian with the same ``Σk²`` (``1/√(4π Σk²)``
-    HR pixels), over the scale; ``None``: 1.
-
-    ``Σk²`` is the mean of ``|K|²`` over all frequencies (Parseval): a kernel that keeps the high
-    frequencies has a large one, and deconvolving it amplifies the noise little; a broad kernel has a
-    small one. It is defined for any kernel (rings, defocus, asymmetry), unlike a fitted width.
-    """
-    if kernel is None:
-        return 1.0
-    k = np.asarray(kernel, dtype=np.float64)
-    k = k / max(float(k.sum()), 1e-12)
-    return float(1.0 / (np.sqrt(4.0 * np.pi * max(float((k ** 2).sum()), 1e-12)) * int(scale)))
-
-
-def noise_gain(noise_sigma: float, kernel: np.ndarray | None = None, scale: int = 2, *,
-               noise_ref: float | None = None, kernel_power: float | None = None) -> float:
+def noise_gain(noise_sigma: float) -> float:
     """Lowest multiplier of the measured noise level ([0, 255]) on a noisy image, whatever the confidence.
 
     The method's noise option sets the prior's last noise level, the one it denoises the deconvolved
     iterate at; the data step's inverse filtering amplifies the LR noise at the frequencies the kernel
     damps, so that level must exceed the LR noise the image shows, even with an exact kernel (a
-    measured PSF), by more the broader the kernel (:func:`kernel_noise_width` ``w``) and the stronger
-    the noise: ``max(1, σ / NOISE_REF · w^KERNEL_POWER)`` (both fitted on noisy fluorescence with its
-    true PSF; ``noise_ref`` / ``kernel_power`` override them). It grows in as :func:`doubt_factor`
-    does (full from :data:`NOISY_SIGMA`), and a doubted kernel's larger doubt factor takes over from
-    it (:func:`base_noise_level`).
+    measured PSF). :data:`NOISE_GAIN` is that ratio, fitted on noisy fluorescence with its true PSF;
+    it grows in as :func:`doubt_factor` does (full from :data:`NOISY_SIGMA`), and a doubted kernel's
+    larger doubt factor takes over from it (:func:`base_noise_level`).
     """
-    ref = NOISE_REF if noise_ref is None else float(noise_ref)
-    power = KERNEL_POWER if kernel_power is None else float(kernel_power)
-    full = max(1.0, float(noise_sigma) / ref * kernel_noise_width(kernel, scale) ** power)
     noisy = float(np.clip(noise_sigma / NOISY_SIGMA, 0.0, 1.0))
-    return 1.0 + (full - 1.0) * noisy
+    return 1.0 + (NOISE_GAIN - 1.0) * noisy
 
 
 def ringing_limit(confidence: float | None, noise_sigma: float = 0.0, scale: int = 2) -> float:
@@ -234,14 +204,13 @@ def noise_tv_scale(noise_sigma: float) -> float:
     return TV_SCALE_CLEAN + (TV_SCALE_NOISY - TV_SCALE_CLEAN) * t
 
 
-def base_noise_level(spec: Any, noise_sigma: float, confidence: float | None, scale: int,
-                     kernel: np.ndarray | None = None) -> float:
+def base_noise_level(spec: Any, noise_sigma: float, confidence: float | None, scale: int) -> float:
     """The noise option ([0, 255]) SR starts from: the measured noise raised by :func:`doubt_factor`
-    or :func:`noise_gain` (for ``kernel``), whichever is larger, at least :func:`confidence_floor`
-    (with the method's blind default)."""
+    or :func:`noise_gain`, whichever is larger, at least :func:`confidence_floor` (with the method's
+    blind default)."""
     key = next((k for k in NOISE_KEYS if k in spec.defaults), None)
     blind_sigma = float(spec.blind_defaults.get(key, DEFAULT_BLIND_SIGMA)) if key else DEFAULT_BLIND_SIGMA
-    factor = max(doubt_factor(confidence, noise_sigma), noise_gain(noise_sigma, kernel, scale))
+    factor = max(doubt_factor(confidence, noise_sigma), noise_gain(noise_sigma))
     return max(noise_sigma * factor, confidence_floor(confidence, blind_sigma, scale))
 
 
@@ -324,7 +293,7 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
         opts["tv_scale"] = noise_tv_scale(noise["noise_sigma"])
     levels: list[float | None] = [None]
     if key is not None and key not in given:
-        levels = noise_ladder(base_noise_level(spec, noise["noise_sigma"], confidence, scale, kernel))
+        levels = noise_ladder(base_noise_level(spec, noise["noise_sigma"], confidence, scale))
     limit = ringing_limit(confidence, noise["noise_sigma"], scale)
     probe, whole = _probe(frames)
     bic_probe = bicubic_frames(probe, scale)
