@@ -51,6 +51,16 @@ def test_photon_limited_fluorescence_gets_a_physical_kernel_with_rings(airy_imag
     assert 0.7 * IN_FOCUS_FWHM < _fwhm(k) < 1.6 * IN_FOCUS_FWHM
 
 
+def test_without_optics_the_microscope_rule_runs_at_x2_only(airy_image: np.ndarray) -> None:
+    # Its prior and gains were fitted on ×2 cases: a ×4 input without optics keeps the Gaussian rule, and says why;
+    # with optics given it runs at ×4 too.
+    est = nk.estimate_kernel(airy_image, 4, estimator="auto", seed=0, threads=1)
+    assert est.options["mode"] == "natural" and "×2 only" in est.options["mode_reason"]
+    given = nk.estimate_kernel(airy_image, 4, estimator="auto", seed=0, threads=1, na=1.2, wavelength_um=0.52,
+                               pixel_um=PIXEL_UM)
+    assert given.options["mode"] == "microscope"
+
+
 def test_given_na_wavelength_and_pixel_the_width_is_the_optics(airy_image: np.ndarray) -> None:
     est = nk.estimate_kernel(airy_image, 2, estimator="auto", seed=0, threads=1, na=1.2, wavelength_um=0.52,
                              pixel_um=PIXEL_UM, modality="widefield")

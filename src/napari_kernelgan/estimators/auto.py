@@ -69,6 +69,9 @@ from ._auto_optics import FITTED as OPTICS_FITTED
 from ._auto_optics import MICROSCOPE_MEMBER_OPTIONS, Hints, microscope_kernel
 
 DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
+# Scales at which a photon-limited image without optics hints gets the microscope rule: its prior and gains
+# were fitted on ×2 cases only (benchmarks/calibrate_auto_optics.py); elsewhere the Gaussian rule stands.
+BLIND_MICROSCOPE_SCALES = (2,)
 # Fitted on data by benchmarks/calibrate_auto.py and loaded from its record (records/auto.json): the prior
 # weights of the members that read the blur indirectly, the gates, the bias correction and the shrinkage.
 _FITTED = record_values("auto")
@@ -276,9 +279,10 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
     start = time.perf_counter()
     # The shot-noise test (0.2 s) decides the mode where no hint does; with hints it runs only where needed.
     shot: list[bool] = [] if hints.given else [_photon_limited(frames)]
-    microscope = hints.given or shot[0]
+    microscope = hints.given or (shot[0] and int(scale) in BLIND_MICROSCOPE_SCALES)
     mode_reason = "optics given" if hints.given else "photon-limited fluorescence" if microscope else \
-        "natural image (no optics given, not photon-limited)"
+        ("photon-limited, but the microscope rule without optics is fitted at ×2 only" if shot[0] else
+         "natural image (no optics given, not photon-limited)")
 
     def photon_limited() -> bool:
         if not shot:
@@ -408,7 +412,7 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
             shot.append(_photon_limited(frames))
         return shot[0]
 
-    microscope = optics_hints.given or photon_limited()
+    microscope = optics_hints.given or (int(scale) in BLIND_MICROSCOPE_SCALES and photon_limited())
     defocus = None
     if microscope:
         whole: KernelEstimate = yield from auto(frames, scale=scale, device=device, seed=seed,
