@@ -1,4 +1,4 @@
-"""What every benchmark script does with its finished Markdown report."""
+"""What every benchmark script does with its finished Markdown report, and with its cache of readings."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,3 +12,14 @@ def emit(text: str, out: Path | None) -> None:
 
         with atomic_path(out) as tmp:
             tmp.write_text(text)
+
+
+def save_cache(cache: Path, store: dict) -> None:
+    """Write a calibration script's cache of readings (JSON) atomically: a killed run leaves the last whole one."""
+    import json
+
+    from napari_kernelgan.io import atomic_path
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        tmp.write_text(json.dumps(store))

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _report import emit  # benchmarks/ is on sys.path when a script runs
+from _report import emit, save_cache  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -109,10 +109,7 @@ def run_members(conditions: list[Condition], members: list[str], cache: Path, th
             except BadInputError as exc:
                 slot[str(i)] = [None, None, time.perf_counter() - t, str(exc)]
             print(f"{cond.label} {m} {i}: {slot[str(i)][2]:.2f} s", file=sys.stderr, flush=True)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps(store))
-            os.replace(tmp, cache)
+            save_cache(cache, store)
     return store
 
 

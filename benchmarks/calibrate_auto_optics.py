@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _report import emit  # benchmarks/ is on sys.path when a script runs
+from _report import emit, save_cache  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -139,10 +139,7 @@ def collect(cases: list[dict], cache: Path) -> dict:
         t = time.perf_counter()
         store[key(c)] = measure(c)
         print(f"{key(c)}: {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(store))
-        os.replace(tmp, cache)
+        save_cache(cache, store)
     return store
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _report import emit  # benchmarks/ is on sys.path when a script runs
+from _report import emit, save_cache  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -128,10 +128,7 @@ def run_all(all_cases: list[dict], cache: Path, threads: int) -> dict[str, dict]
         store[case["key"]] = measure(case, threads)
         print(f"{case['key']}: confidence {store[case['key']]['confidence']:.2f}, "
               f"L1 {store[case['key']]['l1']:.3f} ({store[case['key']]['seconds']:.1f} s)", file=sys.stderr, flush=True)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(store))
-        os.replace(tmp, cache)
+        save_cache(cache, store)
     return {c["key"]: store[c["key"]] for c in all_cases}
 
 
