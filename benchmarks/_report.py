@@ -1,6 +1,8 @@
 """What every benchmark script does with its finished Markdown report, and with its cache of readings."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -23,3 +25,16 @@ def save_cache(cache: Path, store: dict) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache) as tmp:
         tmp.write_text(json.dumps(store))
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3, *, warm_up: bool = False) -> float:
+    """The fastest of ``repeat`` timed calls of ``fn`` in seconds (``warm_up``: one untimed call first, e.g. for
+    oneDNN's primitive creation)."""
+    if warm_up:
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -14,25 +14,14 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
-from _report import emit  # benchmarks/ is on sys.path when a script runs
+from _report import best_of, emit  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 CASES = ((2, 17), (4, 39))  # (scale, side of the applied kernel: kernel_for_subsampling of 13×13 / analytic ×4)
-
-
-def best_of(fn, repeat: int) -> float:
-    fn()  # warm-up (oneDNN primitive creation)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             w = torch.rand((k, k), generator=gen)
             ref = F.conv_transpose2d(y, w[None, None], stride=scale)
             err = float((_transpose_polyphase(y, w, scale) - ref).abs().max() / ref.abs().max())
-            t_ct = best_of(lambda y=y, w=w, s=scale: F.conv_transpose2d(y, w[None, None], stride=s), args.repeat)
-            t_pp = best_of(lambda y=y, w=w, s=scale: _transpose_polyphase(y, w, s), args.repeat)
+            t_ct = best_of(lambda y=y, w=w, s=scale: F.conv_transpose2d(y, w[None, None], stride=s), args.repeat,
+                           warm_up=True)
+            t_pp = best_of(lambda y=y, w=w, s=scale: _transpose_polyphase(y, w, s), args.repeat,
+                           warm_up=True)
             rows.append((side, scale, k, t_ct, t_pp, err))
             print(f"{side}² ×{scale} {k}×{k}: conv_transpose2d {t_ct:.4f} s, per phase {t_pp:.4f} s, "
                   f"relative difference {err:.1e}", flush=True)

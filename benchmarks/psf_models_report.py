@@ -12,12 +12,11 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from _report import emit  # benchmarks/ is on sys.path when a script runs
+from _report import best_of, emit  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -28,15 +27,6 @@ GAUSS_SIGMA = 0.21  # λ/NA: the Gaussian approximation of the widefield PSF
 FWHM_PER_SIGMA = 2 * np.sqrt(2 * np.log(2))
 
 
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def rows() -> list[tuple[str, str, str, str]]:
