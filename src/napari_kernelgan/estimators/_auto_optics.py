@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import BadOptionError
+from ..physics.conventions import pad_to
 from ..physics.optics import Optics, axial_fwhm_um, psf_2d, support_for
 from ..records import record_values
 
@@ -171,13 +172,11 @@ def _stretch(kernel: np.ndarray, shape: np.ndarray) -> np.ndarray:
     return out / out.sum()
 
 
-def _crop(kernel: np.ndarray, size: int | None) -> np.ndarray:
+def on_support(kernel: np.ndarray, size: int | None) -> np.ndarray:
+    """``kernel`` cut or zero-padded (centred) to ``size``, or to the side holding :data:`SUPPORT_MASS` of it (at
+    most :data:`MAX_SIDE`) where ``size`` is ``None``; sum 1."""
     side = min(MAX_SIDE, support_for(kernel, SUPPORT_MASS)) if size is None else int(size)
-    if side > kernel.shape[0]:
-        k = np.pad(kernel, (side - kernel.shape[0]) // 2)
-    else:
-        h = (kernel.shape[0] - side) // 2
-        k = kernel[h:h + side, h:h + side]
+    k = pad_to(kernel, side)
     return k / k.sum()
 
 
@@ -233,4 +232,4 @@ def microscope_kernel(cov: np.ndarray | None, hints: Hints, *, direct: bool = Fa
             shape = (vecs * np.array([1 / ratio, ratio])) @ vecs.T
             kernel = _stretch(kernel, shape)
             info["axis_ratio"] = round(ratio, 3)
-    return _crop(kernel, size), info
+    return on_support(kernel, size), info

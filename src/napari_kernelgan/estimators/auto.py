@@ -47,6 +47,7 @@ choices (not fitted) stay in this module: :data:`UNIDENTIFIABLE`,
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Generator
@@ -66,7 +67,7 @@ from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, re
 from ..vocabulary import KERNEL_SIZE, Stage
 from . import optics as _optics_estimator  # noqa: F401 - registers ``optics``, whose option ranges auto shares
 from ._auto_optics import FITTED as OPTICS_FITTED
-from ._auto_optics import MICROSCOPE_MEMBER_OPTIONS, Hints, microscope_kernel
+from ._auto_optics import MICROSCOPE_MEMBER_OPTIONS, Hints, microscope_kernel, on_support
 
 DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
 # Scales at which a photon-limited image without optics hints gets the microscope rule: its prior and gains
@@ -278,17 +279,12 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
                   n_immersion=n_immersion, pinhole_au=pinhole_au)
     start = time.perf_counter()
     # The shot-noise test (0.2 s) decides the mode where no hint does; with hints it runs only where needed.
-    shot: list[bool] = [] if hints.given else [_photon_limited(frames)]
-    microscope = hints.given or (shot[0] and int(scale) in BLIND_MICROSCOPE_SCALES)
+    photon_limited = functools.cache(functools.partial(_photon_limited, frames))
+    shot = not hints.given and photon_limited()
+    microscope = hints.given or (shot and int(scale) in BLIND_MICROSCOPE_SCALES)
     mode_reason = "optics given" if hints.given else "photon-limited fluorescence" if microscope else \
-        ("photon-limited, but the microscope rule without optics is fitted at ×2 only" if shot[0] else
+        ("photon-limited, but the microscope rule without optics is fitted at ×2 only" if shot else
          "natural image (no optics given, not photon-limited)")
-
-    def photon_limited() -> bool:
-        if not shot:
-            shot.append(_photon_limited(frames))
-        return shot[0]
-
     results: list[tuple[str, np.ndarray, float]] = []
     elapsed: dict[str, float] = {}
     skipped: dict[str, str] = {}
@@ -335,7 +331,11 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
     options: dict[str, Any] = {"failed_members": failed, "mode": "microscope" if microscope else "natural",
                                "mode_reason": mode_reason}
     if microscope:
-        defocus = _defocus_fit(frames, hints, scale, seed) if hints.optics_known else None
+        defocus = None
+        if hints.optics_known:
+            total = STEPS_PER_MEMBER * len(names)
+            defocus = yield from relay(_defocus_fit(frames, hints, scale, seed), offset=total, span=0, total=total,
+                                       start=start, stage=Stage.ESTIMATE, prefix="auto: optics: ")
         kernel, options["microscope"] = microscope_kernel(
             cov, hints, direct=bool(set(info["used"]) & set(DECISIVE)), agreement=agreement_of(info),
             defocus_fit=defocus, size=size)
@@ -351,7 +351,7 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         # Point sources measured the PSF itself, and their own split-half test chose between their average and
         # a Gaussian: that is the kernel, not a template (or a Gaussian) of the same width.
         shape = measured_shapes[direct[0]]
-        kernel = _on_support(shape, shape.shape[0] if size is None else int(size))
+        kernel = on_support(shape, shape.shape[0] if size is None else int(size))
         options["measured_by"] = direct[0]
     if cov is None:
         cov = second_moments(constant_gaussian(2))
@@ -365,15 +365,8 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
                                   "skipped": skipped, **info})
 
 
-def _on_support(kernel: np.ndarray, side: int) -> np.ndarray:
-    """``kernel`` cut or zero-padded to ``side`` (odd, centred), summing to 1."""
-    from ..physics.conventions import pad_to
-
-    out = pad_to(np.asarray(kernel, dtype=np.float64), max(side, 3))
-    return out / out.sum()
-
-
-def _defocus_fit(frames: np.ndarray, hints: Hints, scale: int, seed: int) -> float | None:
+def _defocus_fit(frames: np.ndarray, hints: Hints, scale: int,
+                 seed: int) -> Generator[Progress, None, float | None]:
     """The ``optics`` estimator's defocus (µm) with the given optics, where the rule uses it and the fit
     neither fell back (too few clean edges) nor contradicted the stated NA; else ``None``."""
     if float(OPTICS_FITTED["defocus_trust"]) <= 0:
@@ -381,12 +374,8 @@ def _defocus_fit(frames: np.ndarray, hints: Hints, scale: int, seed: int) -> flo
     spec = ESTIMATORS.get("optics")
     options = {h: getattr(hints, h) for h in HINTS}
     options["modality"] = hints.modality or "widefield"
-    gen = spec.fn(frames, scale=scale, seed=seed, **spec.resolve(options))
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        fit = stop.value.options.get("optics_fit", {})
+    est: KernelEstimate = yield from spec.fn(frames, scale=scale, seed=seed, **spec.resolve(options))
+    fit = est.options.get("optics_fit", {})
     if fit.get("fallback") or fit.get("contradiction") or fit.get("defocus_um") is None:
         return None
     return float(fit["defocus_um"])
@@ -405,13 +394,7 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
         _check_size(size)
     names = _members(members)
     start = time.perf_counter()
-    shot: list[bool] = []
-
-    def photon_limited() -> bool:
-        if not shot:
-            shot.append(_photon_limited(frames))
-        return shot[0]
-
+    photon_limited = functools.cache(functools.partial(_photon_limited, frames))
     microscope = optics_hints.given or (int(scale) in BLIND_MICROSCOPE_SCALES and photon_limited())
     defocus = None
     if microscope:
