@@ -19,8 +19,10 @@ from napari_kernelgan.optics_hints import (
     HINT_KEYS,
     OpticsHintWarning,
     check_hint,
+    check_hints,
     common_hints,
     describe_hints,
+    hint_problems,
     hinted_options,
     merge_hints,
     optics_hints,
@@ -115,9 +117,15 @@ def test_metadata_that_cannot_be_right_is_not_used() -> None:
         got = optics_hints(wrong_na)
     assert got["na"] is None and got["pinhole_au"] is None and got["n_immersion"] == 1.518
     over = ome_xml(6, 8, settings="", objective='LensNA="1.4" Immersion="Water"')
-    with pytest.warns(OpticsHintWarning, match="exceeds the immersion's refractive index"):
+    with pytest.warns(OpticsHintWarning, match=r"NA 1.4 must be below the immersion's refractive index 1.333 .*"
+                                                r"its NA and immersion index are not used"):
         got = optics_hints(over)
     assert got["na"] is None and got["n_immersion"] is None
+    # no immersion stated: the estimators take oil's index, which an NA of 1.6 exceeds; the NA alone is dropped
+    no_medium = ome_xml(6, 8, settings="", objective='LensNA="1.6"')
+    with pytest.warns(OpticsHintWarning, match=r"NA 1.6 must be below .* oil's 1.515 .*its NA is not used"):
+        got = optics_hints(no_medium)
+    assert got["na"] is None and got["n_immersion"] is None and got["pixel_um"] == pytest.approx(0.065)
 
 
 @pytest.mark.parametrize(("unit", "resolution", "expected"), [("um", 10.0, 0.1), ("micron", 4.0, 0.25),
@@ -170,6 +178,50 @@ def test_typed_hints_are_checked_in_the_users_terms() -> None:
         check_hint("na", 2.5)
     with pytest.raises(BadOptionError, match="outside"):
         check_hint("pixel_um", 0)
+
+
+def test_one_check_of_the_combinations_says_what_to_change() -> None:
+    assert hint_problems({"na": "1.2", "n_immersion": "water", "modality": "confocal", "pinhole_au": "1"}) == []
+    [water] = hint_problems({"na": "1.6", "n_immersion": "water", "wavelength_um": "0.52"})
+    assert water.keys == ("na", "n_immersion")
+    assert water.text("gui") == ("NA 1.6 must be below the immersion's refractive index 1.333 (NA = n sin θ): lower "
+                                 "the NA, or give the immersion index for this objective")
+    assert water.text("api").startswith("na=1.6 must be below the immersion's refractive index n_immersion=1.333")
+    assert water.text("cli", {"na": "--na", "n_immersion": "--immersion"}).startswith(
+        "--na 1.6 must be below the immersion's refractive index --immersion 1.333")
+    [equal] = hint_problems({"na": 1.333, "n_immersion": 1.333})  # NA = n would need a ray at 90°
+    assert equal.keys == ("na", "n_immersion")
+    [oil] = hint_problems({"na": 1.6})
+    assert "taken as oil's 1.515 where no immersion index is given" in oil.text("gui")
+    assert hint_problems({"na": 1.45}) == []  # below oil's index: fine without an immersion
+    [pinhole] = hint_problems({"modality": "widefield", "pinhole_au": 1.0})
+    assert pinhole.keys == ("pinhole_au", "modality")
+    assert pinhole.text("gui") == ("a pinhole (1 AU) is for a confocal, but the modality is widefield: clear the "
+                                   "pinhole, or make the modality confocal")
+    assert hint_problems({"modality": None, "pinhole_au": 1.0}) == []  # unknown modality: may be a confocal
+    problems = hint_problems({"wavelength_um": "520", "pixel_um": "0", "na": "2.5", "n_immersion": "oil"})
+    assert [p.keys for p in problems] == [("wavelength_um",), ("pixel_um",), ("na",)]
+    assert problems[0].text("gui") == ("emission wavelength 520 looks like nanometres: give micrometres (0.52 for "
+                                       "520 nm)")
+    assert problems[1].text("gui") == ("pixel size 0 µm is outside 0.0001–10 µm, the range of a microscope's pixel "
+                                       "size")
+    with pytest.raises(BadOptionError, match=r"^auto: na=1.6 must be below the immersion's refractive index "
+                                             r"n_immersion=1.333"):
+        check_hints({"na": 1.6, "n_immersion": 1.333}, "auto")
+    assert check_hints({"na": "1.4", "n_immersion": "Oil", "modality": None}) == {"na": 1.4, "n_immersion": 1.515,
+                                                                                  "modality": None}
+
+
+def test_auto_refuses_what_the_check_refuses() -> None:
+    from napari_kernelgan.estimators._auto_optics import Hints
+
+    with pytest.raises(BadOptionError, match="must be below the immersion's refractive index, taken as oil's 1.515"):
+        Hints(na=1.6)
+    with pytest.raises(BadOptionError, match=r"^auto: pinhole_au=1 is for a confocal"):
+        Hints(modality="widefield", pinhole_au=1.0)
+    with pytest.raises(BadOptionError, match=r"^auto: wavelength_um=610.0 looks like nanometres"):
+        Hints(wavelength_um=610.0)
+    assert Hints(na=1.2, n_immersion=1.333, modality="confocal", pinhole_au=1.0).given
 
 
 def test_hints_reach_only_estimators_that_declare_them() -> None:
@@ -238,6 +290,12 @@ def test_bad_flags_are_refused(ome_file, tmp_path, capsys) -> None:
     assert "--wavelength 520 looks like nanometres: give micrometres (0.52 for 520 nm)" in capsys.readouterr().err
     assert main(["estimate", str(ome_file), "--immersion", "honey", "--out", str(tmp_path)]) != 0
     assert "--immersion honey must be a number or an immersion" in capsys.readouterr().err
+    assert main(["estimate", str(ome_file), "--na", "1.4", "--immersion", "water", "--out", str(tmp_path)]) != 0
+    assert ("--na 1.4 must be below the immersion's refractive index --immersion 1.333 (NA = n sin θ): lower --na, "
+            "or give --immersion for this objective") in capsys.readouterr().err
+    assert main(["estimate", str(ome_file), "--modality", "widefield", "--pinhole-au", "1", "--out",
+                 str(tmp_path)]) != 0
+    assert "--pinhole-au 1 is for a confocal, but --modality widefield" in capsys.readouterr().err
 
 
 def test_batch_records_the_hints_per_file(ome_file, tmp_path, capsys) -> None:

@@ -5,7 +5,10 @@ an ImageJ TIFF's pixel size) to the estimator options of :data:`HINT_KEYS`: ``na
 channel's emission), ``n_immersion``, ``modality``, ``pinhole_au`` and ``pixel_um``. Nothing is guessed: a
 value the file does not state, or states implausibly, stays ``None``. :func:`hinted_options` is the rule
 every entry point applies: hints go only to an estimator that declares the option, below what the caller
-set explicitly. Qt-free; reads only the file's header and metadata.
+set explicitly. :func:`hint_problems` is the one check of a set of hints (each value's range, and the
+combinations no microscope has: an NA at or above the immersion's index, a pinhole on a widefield), which
+the widgets, the command line, the reader and the estimators share. Qt-free; reads only the file's header
+and metadata.
 """
 from __future__ import annotations
 
@@ -13,13 +16,15 @@ import math
 import os
 import warnings
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadOptionError, Param
+from .errors import NO_VALUE, BadOptionError, Front, Param, Words, render
 
-__all__ = ["HINT_KEYS", "HINT_LABELS", "IMMERSION_INDEX", "MAX_ANISOTROPY", "OpticsHintWarning", "optics_hints",
-           "hints_from_optics", "common_hints", "merge_hints", "hinted_options", "check_hint", "format_hint",
+__all__ = ["HINT_KEYS", "HINT_LABELS", "FIELD_LABELS", "IMMERSION_INDEX", "ASSUMED_IMMERSION", "MAX_ANISOTROPY",
+           "OpticsHintWarning", "HintParam", "HintProblem", "optics_hints", "hints_from_optics", "common_hints",
+           "merge_hints", "hinted_options", "check_hint", "hint_problems", "check_hints", "format_hint",
            "describe_hints"]
 
 HINT_KEYS = ("na", "wavelength_um", "n_immersion", "modality", "pinhole_au", "pixel_um")
@@ -27,6 +32,16 @@ HINT_KEYS = ("na", "wavelength_um", "n_immersion", "modality", "pinhole_au", "pi
 
 HINT_LABELS = {"na": "NA", "wavelength_um": "emission λ", "n_immersion": "immersion index",
                "modality": "modality", "pinhole_au": "pinhole", "pixel_um": "pixel size"}
+"""Each hint in words, as the command line's summaries say it (``"emission λ 0.52 µm"``)."""
+
+FIELD_LABELS = {"na": "NA", "wavelength_um": "Emission wavelength (µm)", "n_immersion": "Immersion index",
+                "modality": "Modality", "pinhole_au": "Pinhole (AU)", "pixel_um": "Pixel size (µm)"}
+"""The label of each hint's field in the napari widgets."""
+
+# A hint in a sentence of the napari widgets (the field's label in lower case, its unit after the value).
+_GUI_WORDS = {"na": "NA", "wavelength_um": "emission wavelength", "n_immersion": "immersion index",
+              "modality": "modality", "pinhole_au": "pinhole", "pixel_um": "pixel size"}
+_UNITS = {"wavelength_um": " µm", "pixel_um": " µm", "pinhole_au": " AU"}
 
 IMMERSION_INDEX = {"oil": 1.515, "water": 1.333, "waterdipping": 1.333, "water dipping": 1.333, "air": 1.0,
                    "glycerol": 1.47, "glycerin": 1.47, "silicone": 1.406, "silicon": 1.406}
@@ -41,11 +56,59 @@ take one size for both axes."""
 _PLAUSIBLE = {"na": (0.05, 1.7), "wavelength_um": (0.2, 2.0), "n_immersion": (1.0, 2.0), "pinhole_au": (0.0, 20.0),
               "pixel_um": (1e-4, 10.0)}
 MODALITIES = ("widefield", "confocal")
+ASSUMED_IMMERSION = 1.515
+"""The immersion index the estimators take where none is given (oil), which an NA must stay below."""
 NM_THRESHOLD = 5.0  # a wavelength above this many µm is a number of nanometres (as physics.optics refuses it)
 
 
 class OpticsHintWarning(UserWarning):
     """A value in a file's metadata that is not used as a hint, and why."""
+
+
+class _Number(float):
+    """A number said as briefly as it reads (``1`` for 1.0) in every front end's words."""
+
+    def __str__(self) -> str:
+        return f"{float(self):g}"
+
+    __repr__ = __str__
+
+
+@dataclass(frozen=True)
+class HintParam(Param):
+    """A hint named in a message: as :class:`~napari_kernelgan.errors.Param` for the API and the command line;
+    the napari widgets say it as its field reads (``"emission wavelength 0.61 µm"``), or ``gui`` where given."""
+
+    gui: str = ""
+
+    def say(self, front: Front = "api", flags: Mapping[str, str] | None = None) -> str:
+        if front != "gui":
+            return super().say(front, flags)
+        if self.gui:
+            return self.gui
+        words = _GUI_WORDS.get(self.name, self.name.replace("_", " "))
+        if self.bare or self.value is NO_VALUE:
+            return words
+        value = self.value
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        return f"{words} {shown}{_UNITS.get(self.name, '') if isinstance(value, (int, float)) else ''}"
+
+
+@dataclass(frozen=True)
+class HintProblem:
+    """Why a set of hints cannot be used: the fields at fault (``keys``) and the reason, as words that say
+    what to change (:meth:`text` in a front end's terms, :meth:`error` as the error to raise)."""
+
+    keys: tuple[str, ...]
+    words: Words
+
+    def text(self, front: Front = "gui", flags: Mapping[str, str] | None = None) -> str:
+        """The reason in ``front``'s words."""
+        return render(self.words, front, flags)
+
+    def error(self, who: str = "") -> BadOptionError:
+        """The :class:`BadOptionError` saying it (``who``, e.g. an estimator's name, before it)."""
+        return BadOptionError(*((f"{who}: ",) if who else ()), *self.words)
 
 
 def _plausible(key: str, value: float | None, name: str) -> float | None:
@@ -88,10 +151,12 @@ def hints_from_optics(optics: Mapping[str, Any], name: str = "the file") -> dict
     if index is None and optics.get("immersion"):
         index = IMMERSION_INDEX.get(str(optics["immersion"]).strip().lower())
     n_immersion = _plausible("n_immersion", index, name)
-    if na is not None and n_immersion is not None and na > n_immersion:
-        warnings.warn(f"{name}: NA {na:g} exceeds the immersion's refractive index {n_immersion:g} (NA = n sin θ "
-                      "cannot); neither is used", OpticsHintWarning, stacklevel=2)
-        na = n_immersion = None
+    for problem in hint_problems({"na": na, "n_immersion": n_immersion}):
+        # Before the pinhole, which is in Airy units of this NA.
+        unused = [k for k in problem.keys if {"na": na, "n_immersion": n_immersion}.get(k) is not None]
+        warnings.warn(f"{name}: the metadata's {problem.text()}; its {' and '.join(HINT_LABELS[k] for k in unused)} "
+                      f"{'are' if len(unused) > 1 else 'is'} not used", OpticsHintWarning, stacklevel=2)
+        na, n_immersion = (None if "na" in unused else na), (None if "n_immersion" in unused else n_immersion)
     modality = optics.get("modality") if optics.get("modality") in MODALITIES else None
     pinhole, magnification = optics.get("pinhole_um"), optics.get("magnification")
     pinhole_au = None
@@ -201,9 +266,10 @@ def check_hint(key: str, value: Any) -> Any:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     text = str(value).strip()
+    given = text if isinstance(value, str) else value  # as the caller gave it: '610' typed, 610.0 passed
     if key == "modality":
         if text.lower() not in MODALITIES:
-            raise BadOptionError(Param(key, text), f" is not a modality: give {' or '.join(MODALITIES)}")
+            raise BadOptionError(HintParam(key, given), f" is not a modality: give {' or '.join(MODALITIES)}")
         return text.lower()
     if key == "n_immersion" and text.lower() in IMMERSION_INDEX:
         return IMMERSION_INDEX[text.lower()]
@@ -212,15 +278,65 @@ def check_hint(key: str, value: Any) -> Any:
     except ValueError:
         extra = f" or an immersion ({', '.join(('oil', 'water', 'glycerol', 'silicone', 'air'))})" \
             if key == "n_immersion" else ""
-        raise BadOptionError(Param(key, text), f" must be a number{extra}") from None
+        raise BadOptionError(HintParam(key, given, gui=f"{_GUI_WORDS[key]} {text!r}"), f" must be a number{extra}"
+                             ) from None
     if key == "wavelength_um" and number > NM_THRESHOLD:
-        raise BadOptionError(Param(key, text), f" looks like nanometres: give micrometres ({number / 1000:g} for "
-                                               f"{number:g} nm)")
+        raise BadOptionError(HintParam(key, given, gui=f"{_GUI_WORDS[key]} {text}"),
+                             f" looks like nanometres: give micrometres ({number / 1000:g} for {number:g} nm)")
     lo, hi = _PLAUSIBLE[key]
     if not (math.isfinite(number) and lo <= number <= hi) or (key == "pixel_um" and number <= 0):
-        unit = {"wavelength_um": " µm", "pixel_um": " µm", "pinhole_au": " AU"}.get(key, "")
-        raise BadOptionError(Param(key, text), f" is outside {lo:g}–{hi:g}{unit}, what a {HINT_LABELS[key]} can be")
+        unit = _UNITS.get(key, "")
+        raise BadOptionError(HintParam(key, given, gui=f"{_GUI_WORDS[key]} {text}{unit}"),
+                             f" is outside {lo:g}–{hi:g}{unit}, the range of a microscope's {_GUI_WORDS[key]}")
     return number
+
+
+def hint_problems(hints: Mapping[str, Any]) -> list[HintProblem]:
+    """Everything wrong with ``hints`` (:data:`HINT_KEYS` → a value, typed text or ``None`` for unknown), each
+    with the fields at fault and what to change; empty where they can be used together.
+
+    Each value as :func:`check_hint` reads it (a number in its range, an immersion's name, a modality), then
+    the combinations: the NA must stay below the immersion's index (:data:`ASSUMED_IMMERSION`, oil's, where
+    none is given, as the estimators take it: NA = n sin θ), and a pinhole goes with a confocal, not a
+    widefield.
+    """
+    problems: list[HintProblem] = []
+    values: dict[str, Any] = {}
+    for key, value in hints.items():
+        try:
+            values[key] = check_hint(key, value)
+        except BadOptionError as exc:
+            problems.append(HintProblem((key,), exc.words))
+    values = {k: _Number(v) if isinstance(v, float) else v for k, v in values.items()}
+    na, n = values.get("na"), values.get("n_immersion")
+    if na is not None and na >= (ASSUMED_IMMERSION if n is None else n):
+        if n is None:
+            problems.append(HintProblem(("na", "n_immersion"), (
+                HintParam("na", na), f" must be below the immersion's refractive index, taken as oil's "
+                f"{ASSUMED_IMMERSION:g} where no ", HintParam("n_immersion", bare=True),
+                " is given (NA = n sin θ): give ", HintParam("n_immersion", bare=True, gui="the immersion index"),
+                " for this objective")))
+        else:
+            problems.append(HintProblem(("na", "n_immersion"), (
+                HintParam("na", na), " must be below the immersion's refractive index ",
+                HintParam("n_immersion", n, gui=f"{n:g}"), " (NA = n sin θ): lower ",
+                HintParam("na", bare=True, gui="the NA"), ", or give ",
+                HintParam("n_immersion", bare=True, gui="the immersion index"), " for this objective")))
+    if values.get("pinhole_au") is not None and values.get("modality") == "widefield":
+        problems.append(HintProblem(("pinhole_au", "modality"), (
+            HintParam("pinhole_au", values["pinhole_au"], gui=f"a pinhole ({values['pinhole_au']:g} AU)"),
+            " is for a confocal, but ", HintParam("modality", "widefield", gui="the modality is widefield"),
+            ": clear the pinhole, or make the modality confocal")))
+    return problems
+
+
+def check_hints(hints: Mapping[str, Any], who: str = "") -> dict[str, Any]:
+    """``hints`` read as :func:`check_hint` reads each (``None`` kept), or the :class:`BadOptionError` of the
+    first of :func:`hint_problems` (``who``, e.g. an estimator's name, before its words)."""
+    problems = hint_problems(hints)
+    if problems:
+        raise problems[0].error(who)
+    return {key: check_hint(key, value) for key, value in hints.items()}
 
 
 def format_hint(key: str, value: Any) -> str:

@@ -61,10 +61,11 @@ def sr_options(args: argparse.Namespace, items: Sequence[str], flag: str = "--se
 
 def given_hints(args: argparse.Namespace) -> dict[str, Any]:
     """The optics given by ``--na``, ``--wavelength``, ``--immersion``, ``--modality``, ``--pinhole-au`` and
-    ``--pixel-size``, checked (a wavelength above 5 is refused as nanometres)."""
-    from ..optics_hints import HINT_KEYS, check_hint
+    ``--pixel-size``, checked together (:func:`~..optics_hints.check_hints`: a wavelength above 5 is refused as
+    nanometres, an NA at or above the immersion's index, a pinhole with ``--modality widefield``)."""
+    from ..optics_hints import HINT_KEYS, check_hints
 
-    return {key: check_hint(key, getattr(args, key)) for key in HINT_KEYS if getattr(args, key, None) is not None}
+    return check_hints({key: getattr(args, key) for key in HINT_KEYS if getattr(args, key, None) is not None})
 
 
 def run_kwargs(args: argparse.Namespace, *, axes: bool = True) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..errors import BadOptionError
+from ..optics_hints import check_hints
 from ..physics.conventions import pad_to
 from ..physics.optics import Optics, axial_fwhm_um, psf_2d, support_for
 from ..records import record_values
@@ -74,12 +74,11 @@ class Hints:
     pinhole_au: float | None = None
 
     def __post_init__(self) -> None:
-        n = NOMINAL_IMMERSION if self.n_immersion is None else float(self.n_immersion)
-        if self.na is not None and float(self.na) >= n:
-            raise BadOptionError(f"auto: na={self.na:g} must be below the immersion's refractive index "
-                                 f"n_immersion={n:g} (NA = n sin θ); give n_immersion for this objective")
-        if self.modality not in (None, "widefield", "confocal"):
-            raise BadOptionError(f"auto: modality must be 'widefield' or 'confocal', got {self.modality!r}")
+        # The check every entry point shares (ranges, NA below the immersion's index, a pinhole only on a
+        # confocal); an unknown immersion is oil's, as NOMINAL_IMMERSION.
+        check_hints({"na": self.na, "wavelength_um": self.wavelength_um, "pixel_um": self.pixel_um,
+                     "modality": self.modality, "n_immersion": self.n_immersion, "pinhole_au": self.pinhole_au},
+                    "auto")
 
     @property
     def given(self) -> bool:
