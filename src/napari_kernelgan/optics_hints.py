@@ -24,7 +24,7 @@ from .errors import NO_VALUE, BadOptionError, Front, Param, Words, render
 
 __all__ = ["HINT_KEYS", "HINT_LABELS", "FIELD_LABELS", "IMMERSION_INDEX", "ASSUMED_IMMERSION", "MAX_ANISOTROPY",
            "OpticsHintWarning", "HintParam", "HintProblem", "optics_hints", "hints_from_optics", "common_hints",
-           "merge_hints", "hinted_options", "check_hint", "hint_problems", "check_hints", "format_hint",
+           "merge_hints", "shared_hints", "hinted_options", "check_hint", "hint_problems", "check_hints", "format_hint",
            "describe_hints"]
 
 HINT_KEYS = ("na", "wavelength_um", "n_immersion", "modality", "pinhole_au", "pixel_um")
@@ -212,6 +212,31 @@ def optics_hints(source: str | os.PathLike | Mapping[str, Any], *, channel: int 
         x, y = _imagej_pixel(path)
         return hints_from_optics({"pixel_x_um": x, "pixel_y_um": y}, path.name)
     return dict.fromkeys(HINT_KEYS)
+
+
+def shared_hints(paths: Sequence[str | os.PathLike], *, max_files: int = 16, max_channels: int = 16
+                 ) -> dict[str, Any]:
+    """The hints every channel of every file in ``paths`` states alike (:func:`common_hints`; the first
+    ``max_files``), what a batch of them shares; a file that cannot be read, or states nothing usable, says
+    nothing. Quiet: a batch run reports each file's own notes."""
+    from .errors import KernelGANError
+    from .stacks import TIFF_SUFFIXES, tiff_kind
+
+    found: list[dict[str, Any]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OpticsHintWarning)
+        for path in list(paths)[:max_files]:
+            for channel in range(max_channels):
+                try:
+                    hints = optics_hints(path, channel=channel)
+                except KernelGANError:  # past the last channel (or unreadable: then nothing from it)
+                    if channel == 0:
+                        found.append(dict.fromkeys(HINT_KEYS))
+                    break
+                found.append(hints)
+                if Path(path).suffix.lower() not in TIFF_SUFFIXES or tiff_kind(Path(path)) != "ome":
+                    break  # only OME describes each channel
+    return common_hints(found) if found else dict.fromkeys(HINT_KEYS)
 
 
 def common_hints(per_channel: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

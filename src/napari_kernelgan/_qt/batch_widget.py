@@ -2,8 +2,10 @@
 
 The widget only collects settings; :func:`napari_kernelgan.batch.iter_batch` does the work (the same
 engine and outputs as ``napari-kernelgan batch``) and checks the runner's cancel flag between inputs
-and slices. The run's ``summary.csv`` is shown as a table; *Open results* adds the super-resolved
-files (those of the selected rows, or all) as image layers, stacks with their physical scale.
+and slices. Its *Optics* group shows what the input files all say of the microscope; what is typed over
+that is given for every input, each file's own metadata (per channel) filling the rest. The run's
+``summary.csv`` is shown as a table; *Open results* adds the super-resolved files (those of the selected
+rows, or all) as image layers, stacks with their physical scale.
 """
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton
+from qtpy.QtCore import QTimer
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QTableWidget, QTableWidgetItem
 
 from .. import api
 from ..batch import BatchConfig, iter_batch
+from ..batch.engine import expand_inputs
 from ..errors import KernelGANError
 from ..layers import ensure_visible, sr_transform
+from ..optics_hints import shared_hints
 from ..registry import ESTIMATORS, SR_METHODS
 from ..vocabulary import ESTIMATE_SCALES, Status
 from .models import RunRecord, RunState, format_seconds
@@ -33,6 +38,8 @@ TABLE_COLUMNS = ("file", "slice", "channel", "status", "error", "estimator", "si
 TABLE_ROWS = 8
 """Rows the summary table shows before it scrolls; fewer rows, a shorter table."""
 FAILED_BACKGROUND = QColor(150, 40, 40)
+OPTICS_DELAY_MS = 400
+"""The input files' optics are read once typing has paused this long."""
 
 
 class BatchWidget(TaskWidget):
@@ -52,6 +59,10 @@ class BatchWidget(TaskWidget):
         self.out = FileEdit(label="Output folder", mode="d")
         self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in ESTIMATE_SCALES], value=2)
         self.estimator = self.method_chooser("Estimator", ESTIMATORS, api.DEFAULT_ESTIMATOR)
+        self.optics = self.add_optics("what the input files all say")
+        self.file_optics = CheckBox(text="Each file's optics", value=True)
+        self.file_optics.tooltip = ("Read each input's optics from its file (per channel) where the Optics group "
+                                    "does not change them; off: the Optics group alone.")
         self.sr_method = ComboBox(label="SR method", choices=SR_METHODS.names(), value=api.DEFAULT_SR_METHOD)
         self.sr_options = OptionsForm()
         self.collapsible.addWidget(self.sr_options.more)
@@ -63,7 +74,7 @@ class BatchWidget(TaskWidget):
         self.form.extend([self.inputs, pickers, self.out, self.scale, self.estimator, self.unavailable,
                           self.options.main, self.sr_method, self.sr_options.main, self.per_slice, self.per_channel,
                           self.device, self.seed])
-        self.advanced.append(self.threads)
+        self.advanced.extend([self.file_optics, self.threads])
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -78,15 +89,37 @@ class BatchWidget(TaskWidget):
         self.pick_folder.changed.connect(self._choose_folder)
         self.pick_files.changed.connect(self._choose_files)
         self.open_button.changed.connect(self.open_results)
-        self.estimator.changed.connect(lambda *_: self.options.set_spec(ESTIMATORS.get(self.estimator.value)))
+        self._optics_timer = QTimer(self)
+        self._optics_timer.setSingleShot(True)
+        self._optics_timer.setInterval(OPTICS_DELAY_MS)
+        self._optics_timer.timeout.connect(self.read_input_optics)
+        self.inputs.changed.connect(lambda *_: self._optics_timer.start())
+        self.estimator.changed.connect(self._estimator_changed)
         self.sr_method.changed.connect(lambda *_: self.sr_options.set_spec(SR_METHODS.get(self.sr_method.value)))
-        self.options.set_spec(ESTIMATORS.get(self.estimator.value))
+        self._estimator_changed()
         self.sr_options.set_spec(SR_METHODS.get(self.sr_method.value))
         self._update_buttons()
 
     def ready(self) -> bool:
         """A batch needs no image layer: inputs and the output folder are checked when Run is clicked."""
         return True
+
+    def _estimator_changed(self, *_: Any) -> None:
+        spec = ESTIMATORS.get(self.estimator.value)
+        self.options.set_spec(spec)
+        self.optics.set_declared(spec.defaults, self.estimator.value)
+
+    def read_input_optics(self) -> dict[str, Any]:
+        """Fill the *Optics* group with what the inputs' files all say (the first files of a folder); returns
+        it. Inputs that cannot be listed yet (a path being typed) say nothing."""
+        self._optics_timer.stop()
+        try:
+            paths = expand_inputs(self.input_list())
+        except (KernelGANError, OSError):
+            paths = []
+        hints = shared_hints([p for p in paths if p.is_file()])
+        self.optics.fill(hints)
+        return hints
 
     def _active_changed(self, event: Any = None) -> None:
         """A batch reads from disk: the layer selected in the viewer does not matter."""
@@ -122,12 +155,15 @@ class BatchWidget(TaskWidget):
         if settings is None:
             return None
         threads, estimator_options = settings
+        read_files = bool(self.file_optics.value)
         try:
+            # Over each file's own metadata, only what was typed over what they all say is given.
+            hints = self.optics.changed_values() if read_files else self.optics.values()
             return BatchConfig(out=Path(out), scale=int(self.scale.value), estimator=self.estimator.value,
                                estimator_options=estimator_options, sr_method=self.sr_method.value,
                                sr_options=self.sr_options.values(), per_slice=bool(self.per_slice.value),
                                per_channel=bool(self.per_channel.value), device=self.device.value,
-                               seed=int(self.seed.value), threads=threads)
+                               seed=int(self.seed.value), threads=threads, hints=hints, file_hints=read_files)
         except KernelGANError as exc:
             self.fail(exc, description)
             return None

@@ -6,13 +6,9 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, SpinBox
 from napari.utils.notifications import show_warning
-from qtpy.QtWidgets import QGroupBox, QVBoxLayout
 
 from .. import api
-from ..errors import KernelGANError
 from ..layers import add_estimate_layers, preview_layer_name, remove_layer, update_preview
-from ..optics_hints import HINT_KEYS, optics_hints
-from ..registry import ESTIMATORS
 from ..types import KernelEstimate
 from ..vocabulary import ESTIMATE_SCALES
 from .models import (
@@ -23,7 +19,6 @@ from .models import (
     input_notes,
     read_then,
 )
-from .options_form import OpticsForm
 from .task_widget import EstimatorTaskWidget
 
 __all__ = ["EstimateKernelWidget"]
@@ -47,12 +42,6 @@ class EstimateKernelWidget(EstimatorTaskWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
-        # The optics have a group of their own, for every estimator that takes them; not in the options form.
-        self.options.exclude = frozenset(HINT_KEYS)  # before the first set_spec (finish_setup)
-        self.optics = OpticsForm()
-        self.optics_group = QGroupBox("Optics (from the image's metadata; empty: unknown)")
-        QVBoxLayout(self.optics_group).addWidget(self.optics.box.native)
-        self.layout().insertWidget(1, self.optics_group)
         self.scale = ComboBox(label="Scale", choices=[(f"×{s}", s) for s in ESTIMATE_SCALES], value=2)
         self.scale.tooltip = "×2: the estimated kernel; ×4: the ×4 kernel derived from it analytically, too."
         self.form.extend([self.image, self.estimator, self.unavailable, self.options.main, self.scale, self.device,
@@ -71,10 +60,8 @@ class EstimateKernelWidget(EstimatorTaskWidget):
         if begun is None:
             return
         layer, slice_index, whole, description, threads, options = begun
-        try:
-            hints = self.optics.values()
-        except KernelGANError as exc:
-            self.fail(exc, description)
+        hints = self.optics_values(description)
+        if hints is None:
             return
         scale = int(self.scale.value)
         kwargs = dict(options, hints=hints, estimator=self.estimator.value, device=self.device.value,
@@ -85,21 +72,6 @@ class EstimateKernelWidget(EstimatorTaskWidget):
         preview = preview_layer_name(layer.name)
         self._run = _Run(layer, slice_index, preview, preview in self.viewer.layers)
         self.start(job, description, input_notes(layer))
-
-    def _estimator_changed(self, *_: Any) -> None:
-        super()._estimator_changed()
-        name = self.estimator.value
-        self.optics.set_declared(ESTIMATORS.get(name).defaults if name else (), name or "")
-
-    def _image_changed(self, *_: Any) -> None:
-        super()._image_changed()
-        optics = getattr(self, "optics", None)  # layer events may come before the form is built
-        layer = self.image.value
-        # Filled when another layer is chosen, not when layers come and go (results added): what the user
-        # typed for this image stays.
-        if optics is not None and layer is not None and layer != getattr(self, "_optics_layer", None):
-            self._optics_layer = layer
-            optics.fill(optics_hints(getattr(layer, "metadata", None) or {}))
 
     def on_report(self, report: Report) -> None:
         run = self._run

@@ -49,8 +49,11 @@ class KernelMapWidget(EstimatorTaskWidget):
         if begun is None:
             return
         layer, slice_index, whole, description, threads, options = begun
+        hints = self.optics_values(description)
+        if hints is None:
+            return
         tile = None if int(self.tile.value) == AUTO_TILE else int(self.tile.value)
-        kwargs = dict(options, estimator=self.estimator.value, tile=tile, overlap=int(self.overlap.value),
+        kwargs = dict(options, hints=hints, estimator=self.estimator.value, tile=tile, overlap=int(self.overlap.value),
                       device=self.device.value, seed=int(self.seed.value), threads=threads,
                       stack_axis=0 if whole else None, rgb=bool(layer.rgb))
         scale = int(self.scale.value)

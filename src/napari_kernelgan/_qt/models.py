@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInputError, BadOptionError, Cancelled, user_message
+from ..errors import BadInputError, BadOptionError, Cancelled, MethodUnavailableError, user_message
 from ..imaging import is_lazy
 from ..layers import image_data, layer_role, leading_shape
+from ..optics_hints import FIELD_LABELS
 from ..options import parse_value
 from ..physics.conventions import analytic_x4, validate_kernel
 from ..registry import MethodSpec, Registry
@@ -33,7 +34,8 @@ __all__ = [
     "RunState", "Report", "Outcome", "RunRecord", "run_job", "merge_reports", "format_seconds", "progress_text",
     "slice_in_view", "input_array", "FrameStack", "read_then", "input_notes", "where_text", "kernel_is_estimate",
     "kernels_for",
-    "latest_kernels", "error_line", "parse_threads", "FormField", "form_fields", "form_values", "read_field",
+    "latest_kernels", "is_refusal", "error_line", "parse_threads", "FormField", "field_label", "form_fields",
+    "form_values", "read_field",
     "option_values", "empty_placeholder", "unavailable_text", "software_rendering", "use_activity_progress",
     "LATEST", "MAX_SEED", "REPORT_INTERVAL", "ACTIVITY_ENV",
 ]
@@ -295,11 +297,20 @@ def latest_kernels(kernels: Mapping[int, np.ndarray], scale: int, image_name: st
 
 # --------------------------------------------------------------------------- messages
 
+def is_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` refuses what the user gave (an image, a file, an option that cannot be used): nothing
+    went wrong, something is to be changed (a method that failed to load is not the user's input)."""
+    return isinstance(exc, (BadInputError, BadOptionError)) and not isinstance(exc, MethodUnavailableError)
+
+
 def error_line(exc: BaseException, what: str) -> str | None:
-    """``'<what> failed: <reason>'`` for a user error (:func:`~napari_kernelgan.errors.user_message`);
-    ``None`` for a bug, which keeps its traceback."""
+    """The status line of a run that ended in a user error (:func:`~napari_kernelgan.errors.user_message`):
+    ``'<what> was not run: <what to change>'`` for a :func:`is_refusal`, ``'<what> failed: <reason>'`` for
+    the others (missing weights, out of memory); ``None`` for a bug, which keeps its traceback."""
     message = user_message(exc, "gui")
-    return None if message is None else f"{what} failed: {message}"
+    if message is None:
+        return None
+    return f"{what} was not run: {message}" if is_refusal(exc) else f"{what} failed: {message}"
 
 
 def parse_threads(text: Any) -> int | None:
@@ -348,6 +359,17 @@ def empty_placeholder(spec: MethodSpec, name: str) -> str:
     return said if said and len(said) <= 32 else "method default"
 
 
+def field_label(name: str) -> str:
+    """An option's label: the *Optics* group's for the optics (``"Pixel size (µm)"``), else its name in
+    words, a unit suffix as the unit (``psf_fwhm_um`` → ``"psf fwhm (µm)"``)."""
+    if name in FIELD_LABELS:
+        return FIELD_LABELS[name]
+    for suffix, unit in (("_um", "µm"), ("_nm", "nm"), ("_au", "AU")):
+        if name.endswith(suffix):
+            return f"{name[:-len(suffix)].replace('_', ' ')} ({unit})"
+    return name.replace("_", " ")
+
+
 def form_fields(spec: MethodSpec) -> list[FormField]:
     """The form of ``spec``: one field per ``spec.form_options``, ``spec.main`` first, the rest advanced."""
     options = spec.form_options
@@ -374,7 +396,7 @@ def form_fields(spec: MethodSpec) -> list[FormField]:
             kind = "float"
         else:
             kind = "text"
-        out.append(FormField(name, name.replace("_", " "), kind, default, choices, tooltip, placeholder,
+        out.append(FormField(name, field_label(name), kind, default, choices, tooltip, placeholder,
                              advanced=name not in spec.main))
     return out
 

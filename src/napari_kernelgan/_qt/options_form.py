@@ -9,25 +9,22 @@ is an empty text field whose placeholder says who decides ("preset default").
 Tooltips come from ``spec.help``; text is read back with
 :func:`napari_kernelgan.options.parse_value`.
 
-:class:`OpticsForm` is the microscope's optics (:data:`~napari_kernelgan.optics_hints.HINT_KEYS`) as one
-group for any estimator: filled from a layer's metadata, empty for unknown, each field checked as it is
-typed; an options form made with ``exclude=HINT_KEYS`` leaves those options to it.
+An options form made with ``exclude=HINT_KEYS`` leaves the optics to the *Optics* group
+(:class:`~.optics_group.OpticsGroup`).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox, Widget
 from superqt import QCollapsible
 
-from ..errors import KernelGANError, render, user_words
-from ..optics_hints import HINT_KEYS, check_hint
 from ..registry import MethodSpec
 from .models import FormField, form_fields, form_values, option_values
 
-__all__ = ["OptionsForm", "OpticsForm", "field_widget"]
+__all__ = ["OptionsForm", "field_widget"]
 
 
 def field_widget(field: FormField, value: Any) -> Widget:
@@ -104,80 +101,3 @@ class OptionsForm:
 
     def __contains__(self, name: object) -> bool:
         return name in self.widgets
-
-
-_OPTICS_FIELDS = {  # label, tooltip
-    "na": ("NA", "The objective's numerical aperture, e.g. 1.4. Empty: unknown."),
-    "wavelength_um": ("Emission λ (µm)", "Emission wavelength in µm, 0.52 for 520 nm. Empty: unknown."),
-    "n_immersion": ("Immersion", "oil, water, glycerol, silicone, air, or the medium's refractive index. "
-                                 "Empty: unknown."),
-    "modality": ("Modality", "Widefield or confocal (point scanning with a pinhole). Empty: unknown."),
-    "pinhole_au": ("Pinhole (AU)", "Confocal pinhole diameter in Airy units. Empty: unknown."),
-    "pixel_um": ("Pixel size (µm)", "The image's pixel size in µm. Empty: unknown."),
-}
-_INVALID_STYLE = "border: 1px solid #ff6060;"
-
-
-class OpticsForm:
-    """The microscope's optics as text fields (``box``, a magicgui container): empty is unknown, a value is
-    checked as it is typed (:func:`~napari_kernelgan.optics_hints.check_hint`; a wrong one is outlined and
-    its tooltip says why). :meth:`fill` shows a layer's hints, :meth:`values` reads them back for the API's
-    ``hints=``, :meth:`set_declared` enables only what the chosen estimator takes."""
-
-    def __init__(self) -> None:
-        self.box = Container(labels=True)
-        self.box.margins = (0, 0, 0, 0)
-        self.widgets: dict[str, Widget] = {}
-        self.errors: dict[str, str] = {}
-        for key in HINT_KEYS:
-            label, tip = _OPTICS_FIELDS[key]
-            if key == "modality":
-                widget: Widget = ComboBox(name=key, label=label, choices=[("unknown", ""), ("widefield", "widefield"),
-                                                                         ("confocal", "confocal")], value="")
-            else:
-                widget = LineEdit(name=key, label=label, value="")
-                widget.native.setPlaceholderText("unknown")
-            widget.tooltip = tip
-            widget.changed.connect(lambda *_, k=key: self._check(k))
-            self.widgets[key] = widget
-            self.box.append(widget)
-
-    def _check(self, key: str) -> None:
-        widget = self.widgets[key]
-        try:
-            check_hint(key, widget.value)
-        except KernelGANError as exc:
-            words = user_words(exc)
-            self.errors[key] = render(words, "gui") if words is not None else str(exc)
-            widget.native.setStyleSheet(_INVALID_STYLE)
-            widget.native.setToolTip(self.errors[key])
-            return
-        self.errors.pop(key, None)
-        widget.native.setStyleSheet("")
-        widget.native.setToolTip(_OPTICS_FIELDS[key][1])
-
-    def fill(self, hints: Mapping[str, object]) -> None:
-        """Show ``hints`` (``None`` or missing: empty, unknown)."""
-        for key, widget in self.widgets.items():
-            value = hints.get(key)
-            widget.value = "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
-
-    def values(self) -> dict[str, object]:
-        """The hints given (empty fields left out); a field that is not valid raises its
-        :class:`~napari_kernelgan.errors.BadOptionError`."""
-        out = {}
-        for key, widget in self.widgets.items():
-            value = check_hint(key, widget.value)
-            if value is not None:
-                out[key] = value
-        return out
-
-    def set_declared(self, declared: Collection[str], name: str = "") -> None:
-        """Enable the fields the chosen estimator takes; the others say it does not use them."""
-        for key, widget in self.widgets.items():
-            widget.enabled = key in declared
-            if key not in declared and name and key not in self.errors:
-                widget.native.setToolTip(f"{name} does not use this; {_OPTICS_FIELDS[key][1]}")
-            elif key not in self.errors:
-                widget.native.setToolTip(_OPTICS_FIELDS[key][1])
-

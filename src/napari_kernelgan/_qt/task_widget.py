@@ -1,4 +1,6 @@
-"""The base of the dock widgets: image chooser, *Advanced* section, Run/Cancel, status line, progress bar.
+"""The base of the dock widgets: image chooser, *Advanced* section, Run/Cancel, status line, progress bar,
+and for the estimating widgets the *Optics* group (:class:`~.optics_group.OpticsGroup`), whose problems
+keep Run off with the reason said under it.
 
 Subclasses fill ``form`` and ``advanced``, build a job in :meth:`TaskWidget.run`
 and hand it to :meth:`TaskWidget.start`; the :class:`~.runner.TaskRunner`
@@ -21,6 +23,7 @@ from .. import api
 from ..devices import available_devices
 from ..errors import KernelGANError
 from ..layers import is_input_layer, leading_shape
+from ..optics_hints import HINT_KEYS, optics_hints
 from ..registry import ESTIMATORS, Registry
 from .models import (
     MAX_SEED,
@@ -34,6 +37,7 @@ from .models import (
     unavailable_text,
     where_text,
 )
+from .optics_group import REASON_STYLE, OpticsGroup
 from .options_form import OptionsForm
 from .runner import TaskRunner, report_error
 
@@ -86,12 +90,18 @@ class TaskWidget(QWidget):
         self.progress_bar.setValue(0)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        self.optics: OpticsGroup | None = None
+        self.blocked = Label(value="")  # why Run is off (a field that cannot be used)
+        self.blocked.native.setWordWrap(True)
+        self.blocked.native.setStyleSheet(REASON_STYLE)
+        self.blocked.visible = False
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addWidget(self.collapsible)
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         layout.addWidget(buttons.native)
+        layout.addWidget(self.blocked.native)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status.native)
         layout.addStretch(1)
@@ -116,6 +126,24 @@ class TaskWidget(QWidget):
         self.unavailable.visible = bool(self.unavailable.value)
         self.collapsible.addWidget(self.options.more)
         return combo
+
+    def add_optics(self, source: str) -> OpticsGroup:
+        """Add the *Optics* group (values from ``source``, e.g. "the image's metadata") under the form; the
+        method options it holds leave the options form (call before the form shows a method)."""
+        self.options.exclude = frozenset(HINT_KEYS)
+        self.optics = OpticsGroup(source)
+        self.layout().insertWidget(1, self.optics)
+        self.optics.changed.connect(self._update_buttons)
+        return self.optics
+
+    def optics_values(self, description: str) -> dict[str, Any] | None:
+        """The optics hints given (``{}`` without an *Optics* group); ``None``, with the reason said, when
+        they cannot be used."""
+        try:
+            return {} if self.optics is None else self.optics.values()
+        except KernelGANError as exc:
+            self.fail(exc, description)
+            return None
 
     def chosen_input(self) -> tuple[Any, tuple[int, ...] | None, bool] | None:
         """Begin an attempt: the chosen layer, the slice in view (``None`` for a 2-D layer or the whole
@@ -186,9 +214,17 @@ class TaskWidget(QWidget):
         """Whether the form has what a run needs (an image layer, here)."""
         return self.image.value is not None
 
+    def blocked_reason(self) -> str:
+        """Why Run is off though the form is :meth:`ready` (the optics cannot be used as typed), or ``''``."""
+        return self.optics.problem if self.optics is not None else ""
+
     def _update_buttons(self, *_: Any) -> None:
         running = self.runner.running
-        self.run_button.enabled = not running and self.ready()
+        reason = self.blocked_reason()
+        self.run_button.enabled = not running and self.ready() and not reason
+        self.blocked.value = f"{self.run_text} is off until the optics are fixed: {reason}" if reason else ""
+        self.blocked.visible = bool(reason)
+        self.run_button.tooltip = self.blocked.value
         self.cancel_button.enabled = running and not self.runner.record.cancel_requested
         if running and self.runner.record.cancel_requested:
             self.status.value = f"{self.runner.record.description}: cancelling (at the next progress report)…"
@@ -292,6 +328,8 @@ class EstimatorTaskWidget(TaskWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
         self.estimator = self.method_chooser("Estimator", ESTIMATORS, api.DEFAULT_ESTIMATOR)
+        self.optics = self.add_optics("the image's metadata")
+        self._optics_layer: Any = None
 
     def finish_setup(self) -> None:
         """Call once the form is built: follow the estimator choice and the active layer."""
@@ -301,4 +339,16 @@ class EstimatorTaskWidget(TaskWidget):
         self._image_changed()
 
     def _estimator_changed(self, *_: Any) -> None:
-        self.options.set_spec(ESTIMATORS.get(self.estimator.value) if self.estimator.value else None)
+        name = self.estimator.value
+        spec = ESTIMATORS.get(name) if name else None
+        self.options.set_spec(spec)
+        self.optics.set_declared(spec.defaults if spec is not None else (), name or "")
+
+    def _image_changed(self, *_: Any) -> None:
+        super()._image_changed()
+        optics, layer = self.optics, self.image.value
+        # Filled when another layer is chosen, not when layers come and go (results added): what the user
+        # typed for this image stays. Layer events may come before the group is built.
+        if optics is not None and layer is not None and layer != getattr(self, "_optics_layer", None):
+            self._optics_layer = layer
+            optics.fill(optics_hints(getattr(layer, "metadata", None) or {}))
