@@ -19,6 +19,7 @@ from napari_kernelgan._qt.models import (
     RunRecord,
     RunState,
     error_line,
+    field_label,
     form_fields,
     form_values,
     format_seconds,
@@ -38,7 +39,14 @@ from napari_kernelgan._qt.models import (
     use_activity_progress,
     where_text,
 )
-from napari_kernelgan.errors import BadInputError, BadOptionError, Cancelled, WeightsMissingError
+from napari_kernelgan.errors import (
+    BadInputError,
+    BadOptionError,
+    Cancelled,
+    MethodUnavailableError,
+    WeightsMissingError,
+)
+from napari_kernelgan.optics_hints import HintParam
 from napari_kernelgan.physics import gaussian_kernel
 from napari_kernelgan.registry import ESTIMATORS, SR_METHODS
 from napari_kernelgan.types import EtaTracker, Progress
@@ -271,7 +279,13 @@ def test_kernel_is_estimate():
 
 
 def test_error_lines_and_threads():
-    assert error_line(BadInputError("the image is 20×20"), "Kernel of x") == "Kernel of x failed: the image is 20×20"
+    assert error_line(BadInputError("the image is 20×20"), "Kernel of x") == \
+        "Kernel of x was not run: the image is 20×20"
+    assert error_line(BadOptionError(HintParam("na", 1.6), " is too high"), "Kernel of x") == \
+        "Kernel of x was not run: NA 1.6 is too high"
+    assert error_line(MethodUnavailableError("zssr is unavailable"), "SR") == "SR failed: zssr is unavailable"
+    assert field_label("wavelength_um") == "Emission wavelength (µm)" and field_label("pinhole_au") == "Pinhole (AU)"
+    assert field_label("psf_fwhm_um") == "psf fwhm (µm)" and field_label("max_iters") == "max iters"
     assert error_line(WeightsMissingError("USRNet weights were not found."), "SR").endswith("were not found.")
     assert error_line(RuntimeError("CUDA out of memory. Tried"), "SR").startswith("SR failed: Out of memory")
     assert error_line(KeyError("bug"), "SR") is None

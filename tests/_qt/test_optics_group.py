@@ -159,7 +159,8 @@ def test_a_refusal_says_what_to_change_not_failed(make_napari_viewer, dock, wait
     status = widget.status.value
     assert status.startswith("Kernel of tiny was not run: the image is 20×20 pixels") and "failed" not in status
     assert "32×32" in status  # what it needs
-    assert not notes.errors and "was not run" in notes.since("warning")[-1].message  # a warning, no traceback
+    [refusal] = notes.since("error")[-1:]
+    assert refusal.message == status and getattr(refusal, "exception", None) is None  # no traceback
 
 
 def test_kernel_map_takes_the_optics_of_the_layer(make_napari_viewer, dock, wait_idle, ome_file):

@@ -100,7 +100,7 @@ def test_user_error_is_one_line_and_a_bug_keeps_its_traceback(qtbot, wait_idle, 
     wait_idle(runner)
     assert runner.state == RunState.FAILED
     [error] = notes.errors
-    assert error.message == "Kernel of x failed: the image is 20×20 pixels"
+    assert error.message == "Kernel of x was not run: the image is 20×20 pixels"
     assert runner.record.message == error.message
     assert getattr(error, "exception", None) is None  # no traceback for a user error
 

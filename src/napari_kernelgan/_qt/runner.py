@@ -16,7 +16,7 @@ from typing import Any
 
 from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
-from napari.utils.notifications import notification_manager, show_error, show_warning
+from napari.utils.notifications import notification_manager, show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from .models import (
@@ -27,7 +27,6 @@ from .models import (
     RunRecord,
     RunState,
     error_line,
-    is_refusal,
     merge_reports,
     run_job,
     use_activity_progress,
@@ -66,11 +65,11 @@ def activity_progress_wanted() -> bool:
 
 
 def report_error(exc: BaseException, what: str) -> str:
-    """Tell the user about ``exc``: one line for a user error (a warning for a refusal of what they gave,
-    which says what to change), napari's notification with the traceback for a bug. Returns the status text."""
+    """Tell the user about ``exc``: one line for a user error (a refusal of what they gave says what to
+    change), napari's notification with the traceback for a bug. Returns the status text."""
     line = error_line(exc, what)
     if line is not None:
-        (show_warning if is_refusal(exc) else show_error)(line)
+        show_error(line)
         return line
     notification_manager.receive_error(type(exc), exc, exc.__traceback__)
     return f"{what} failed: unexpected error {type(exc).__name__} (see the notification)"
