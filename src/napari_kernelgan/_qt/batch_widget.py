@@ -81,7 +81,7 @@ class BatchWidget(TaskWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.open_button = PushButton(text="Open results", enabled=False)
         self.open_button.tooltip = "Add the super-resolved files of the selected rows (or of all) as image layers."
-        layout = self.layout()
+        layout = self.body
         layout.insertWidget(layout.count() - 1, self.table, 1)
         layout.insertWidget(layout.count() - 1, self.open_button.native)
         self.rows: list[dict[str, str]] = []

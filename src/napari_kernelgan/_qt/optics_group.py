@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, Widget
+from magicgui.widgets import ComboBox, LineEdit, PushButton, Widget
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QGroupBox, QLabel, QVBoxLayout
+from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout
 
 from ..optics_hints import FIELD_LABELS, HINT_KEYS, HintProblem, check_hint, hint_problems
 from ..optics_hints import MODALITIES as _MODALITIES
@@ -50,10 +50,12 @@ class OpticsGroup(QGroupBox):
         super().__init__("Optics")
         self.note = QLabel(f"From {source}; empty: unknown.")
         self.note.setWordWrap(True)
-        self.box = Container(labels=True)
-        self.box.margins = (0, 0, 0, 0)
+        # One form layout: the fields line up, and in a narrow dock a long label goes above its field.
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.widgets: dict[str, Widget] = {}
-        self.reasons: dict[str, Label] = {}  # the line under a field that says what is wrong with it
+        self.reasons: dict[str, QLabel] = {}  # the line under a field that says what is wrong with it
         self.errors: dict[str, str] = {}  # field → why it cannot be used (in the widgets' words)
         self.defaults: dict[str, Any] = {}  # what the metadata says: what Restore defaults shows
         self.declared: frozenset[str] = frozenset(HINT_KEYS)
@@ -68,18 +70,19 @@ class OpticsGroup(QGroupBox):
                 widget.native.setPlaceholderText("unknown")
             widget.tooltip = _TOOLTIPS[key]
             widget.changed.connect(self._edited)
-            reason = Label(name=f"{key}_reason", label="", value="")
-            reason.native.setWordWrap(True)
-            reason.native.setStyleSheet(REASON_STYLE)
-            reason.visible = False
+            reason = QLabel("")
+            reason.setWordWrap(True)
+            reason.setStyleSheet(REASON_STYLE)
+            reason.setVisible(False)
             self.widgets[key], self.reasons[key] = widget, reason
-            self.box.extend([widget, reason])
+            form.addRow(FIELD_LABELS[key], widget.native)
+            form.addRow(reason)  # the whole row: a reason is a sentence or two
         self.restore_button = PushButton(text="Restore defaults")
         self.restore_button.tooltip = "Show what the metadata says again (empty where it says nothing)."
         self.restore_button.changed.connect(self.restore)
         layout = QVBoxLayout(self)
         layout.addWidget(self.note)
-        layout.addWidget(self.box.native)
+        layout.addLayout(form)
         layout.addWidget(self.restore_button.native)
         self._check()
 
@@ -177,5 +180,5 @@ class OpticsGroup(QGroupBox):
             else:
                 tip = f"{_TOOLTIPS[key]} Empty: unknown."
             widget.native.setToolTip(tip)
-            self.reasons[key].value = first.get(key, "")
-            self.reasons[key].visible = key in first
+            self.reasons[key].setText(first.get(key, ""))
+            self.reasons[key].setVisible(key in first)

@@ -16,7 +16,7 @@ from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QProgressBar, QScrollArea, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from .. import api
@@ -95,7 +95,17 @@ class TaskWidget(QWidget):
         self.blocked.native.setWordWrap(True)
         self.blocked.native.setStyleSheet(REASON_STYLE)
         self.blocked.visible = False
-        layout = QVBoxLayout(self)
+        # The content scrolls: a dock is as tall as the window, and a form squeezed into less than it needs
+        # overlaps its own rows. ``body`` is the content's layout.
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        content = QWidget()
+        self.scroll.setWidget(content)
+        outer.addWidget(self.scroll)
+        self.body = layout = QVBoxLayout(content)
         layout.addWidget(self.form.native)
         layout.addWidget(self.collapsible)
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
@@ -132,7 +142,7 @@ class TaskWidget(QWidget):
         method options it holds leave the options form (call before the form shows a method)."""
         self.options.exclude = frozenset(HINT_KEYS)
         self.optics = OpticsGroup(source)
-        self.layout().insertWidget(1, self.optics)
+        self.body.insertWidget(1, self.optics)
         self.optics.changed.connect(self._update_buttons)
         return self.optics
 
