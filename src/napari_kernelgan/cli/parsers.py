@@ -185,14 +185,16 @@ def _add_optics_flags(p: argparse.ArgumentParser) -> None:
     """The microscope's optics, over what each input's file says (for the estimators that take them)."""
     g = p.add_argument_group("optics (read from each file's OME or ImageJ metadata, per channel; these flags "
                              "override it; used by the estimators that take them, e.g. optics)")
-    g.add_argument("--na", dest="na", default=None, metavar="NA", help="the objective's numerical aperture")
+    g.add_argument("--na", dest="na", default=None, metavar="NA",
+                   help="the objective's numerical aperture (below the immersion's index; oil's 1.515 without "
+                        "--immersion)")
     g.add_argument("--wavelength", dest="wavelength_um", default=None, metavar="UM",
                    help="emission wavelength in µm (0.52 for 520 nm)")
     g.add_argument("--immersion", dest="n_immersion", default=None, metavar="MEDIUM",
                    help="immersion: oil, water, glycerol, silicone, air or its refractive index")
     g.add_argument("--modality", dest="modality", default=None, choices=("widefield", "confocal"))
     g.add_argument("--pinhole-au", dest="pinhole_au", default=None, metavar="AU",
-                   help="confocal pinhole diameter in Airy units")
+                   help="confocal pinhole diameter in Airy units (not with --modality widefield)")
     g.add_argument("--pixel-size", dest="pixel_um", default=None, metavar="UM",
                    help="the input images' pixel size in µm")
     g.add_argument("--no-file-optics", dest="file_optics", action="store_false",
