@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     env = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
            f"{args.threads} thread(s)" + (f"; {args.note}" if args.note else ""))
-    cmd = "python benchmarks/samples_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python benchmarks/samples_benchmark.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     emit(markdown(rows, cmd, env, estimator), args.out)
     return 0
 
