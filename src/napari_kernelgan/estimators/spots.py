@@ -23,7 +23,9 @@ disagrees with the median are dropped and the rest averaged, weighted by their s
 
 The kernel's shape (at ×2) is the kept spots' registered average on the HR grid
 (:mod:`~napari_kernelgan.estimators._spot_shape`, :func:`napari_kernelgan.physics.beads.register_average`)
-where its two halves agree better than the Gaussian of ``Σ`` does, else that Gaussian; the bead QC
+where its two halves agree better than the Gaussian of ``Σ`` does, else that Gaussian. Spots the average
+cannot explain (:func:`~._spot_shape.shape_agreement`: bright, isolated, point-sized, yet each shaped by chance,
+as single-pixel spikes are) are declined like an image without spots. The bead QC
 (:func:`napari_kernelgan.physics.beads.bead_qc`, the spots used and rejected by reason, the spread of
 their widths) is in ``options["spots_qc"]``.
 
