@@ -5,7 +5,10 @@ For each sample of :data:`napari_kernelgan.samples.SAMPLES` (its HR original, it
 the degraded LR image, as the napari sample menu and the demo give them): kernel L1 of the estimate
 and of the fixed Gaussian ``constant_gaussian(2)``; PSNR on Y (8-bit range, shave 2) of
 ``super_resolve(lr, estimate, 2)`` — the two-line path with its defaults — of bicubic interpolation
-and of SR with the true kernel. Stacks use their middle slice.
+and of SR with the true kernel. Stacks use their middle slice. A sample with optics (its pixel size, NA,
+emission and immersion, which the napari sample's metadata carries into the Optics group) is estimated
+with them, as ``estimate_kernel(lr, 2, hints=case.hints())``, and once more without them (a note under the
+table).
 
     python benchmarks/samples_benchmark.py --out docs/benchmarks_samples.md
 """
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,8 +45,9 @@ def run_case(case, estimator: str, threads: int, seed: int) -> dict:
     if case.stacked:
         mid = hr.shape[0] // 2
         hr, lr = hr[mid], lr[mid]
+    hints = case.hints()
     start = time.perf_counter()
-    est = estimate_kernel(lr, 2, estimator=estimator, seed=seed, threads=threads)
+    est = estimate_kernel(lr, 2, estimator=estimator, seed=seed, threads=threads, hints=hints or None)
     seconds = time.perf_counter() - start
     start = time.perf_counter()
     sr = super_resolve(lr, est, 2, seed=seed, threads=threads)
@@ -57,23 +62,41 @@ def run_case(case, estimator: str, threads: int, seed: int) -> dict:
     def psnr(x: np.ndarray) -> float:
         return image_psnr(to_8bit(np.asarray(x, dtype=np.float64) - offset, hr), to_8bit(hr, hr), shave=2)
 
-    return {"sample": case.key, "l1": kernel_l1(est.kernel, k_true),
-            "fixed_l1": kernel_l1(constant_gaussian(2), k_true),
-            "confidence": est.confidence, "seconds": seconds, "psnr": psnr(sr.image), "bicubic": psnr(bicubic.image),
-            "true_kernel": psnr(true_sr.image), "fallback": sr.options.get("fallback"), "sr_seconds": sr_seconds,
-            "bicubic_seconds": bicubic_seconds, "refinement": sr.options.get("poisson_refinement")}
+    row = {"sample": case.key, "l1": kernel_l1(est.kernel, k_true), "fixed_l1": kernel_l1(constant_gaussian(2), k_true),
+           "confidence": est.confidence, "seconds": seconds, "psnr": psnr(sr.image), "bicubic": psnr(bicubic.image),
+           "true_kernel": psnr(true_sr.image), "fallback": sr.options.get("fallback"), "sr_seconds": sr_seconds,
+           "bicubic_seconds": bicubic_seconds, "refinement": sr.options.get("poisson_refinement"),
+           "optics": _optics_label(hints)}
+    if hints:
+        blind = estimate_kernel(lr, 2, estimator=estimator, seed=seed, threads=threads)
+        row["without_optics"] = {"l1": kernel_l1(blind.kernel, k_true), "confidence": blind.confidence,
+                                 "psnr": psnr(super_resolve(lr, blind, 2, seed=seed, threads=threads).image)}
+    return row
+
+
+def _optics_label(hints: dict) -> str:
+    """The optics given, in a microscopist's words ("–" for none)."""
+    parts = []
+    if hints.get("na") is not None:
+        parts.append(f"NA {hints['na']:g}")
+    if hints.get("wavelength_um") is not None:
+        parts.append(f"{hints['wavelength_um'] * 1000:.0f} nm")
+    if hints.get("pixel_um") is not None:
+        parts.append(f"{hints['pixel_um']:g} µm px")
+    return ", ".join(parts) or "–"
 
 
 def markdown(rows: list[dict], cmd: str, env: str, estimator: str) -> str:
     lines = [f"## Bundled samples: `{estimator}` kernel and SR with it (API defaults)", "", f"Command: `{cmd}`", "",
              f"Machine: {env}", "",
-             "| sample | kernel L1 ↓ | fixed Gaussian L1 | confidence | SR PSNR (dB) | bicubic | Δ vs bicubic | "
-             "true-kernel SR | estimate s | SR s (bicubic s) | RL steps | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| sample | optics given | kernel L1 ↓ | fixed Gaussian L1 | confidence | SR PSNR (dB) | bicubic | "
+             "Δ vs bicubic | true-kernel SR | estimate s | SR s (bicubic s) | RL steps | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ok = r["l1"] < r["fixed_l1"] and r["psnr"] > r["bicubic"]
         conf = "–" if r["confidence"] is None else f"{r['confidence']:.2f}"
-        lines.append(f"| {r['sample']} | {r['l1']:.3f} | {r['fixed_l1']:.3f} | {conf} | {r['psnr']:.2f} | "
+        lines.append(f"| {r['sample']} | {r.get('optics', '–')} | {r['l1']:.3f} | {r['fixed_l1']:.3f} | {conf} | "
+                     f"{r['psnr']:.2f} | "
                      f"{r['bicubic']:.2f} | {r['psnr'] - r['bicubic']:+.2f} | {r['true_kernel']:.2f} | "
                      f"{r['seconds']:.2f} | {r['sr_seconds']:.2f} ({r['bicubic_seconds']:.2f}) | "
                      f"{'–' if r['refinement'] is None else r['refinement']} | "
@@ -82,7 +105,15 @@ def markdown(rows: list[dict], cmd: str, env: str, estimator: str) -> str:
     lines += ["", "PSNR on the sample's own range mapped to 0–255 (uint16 samples included), Y channel for RGB, "
               "2 pixels shaved. Stacks: the middle slice. SR s: `super_resolve` with the estimate (safeguards "
               "included), beside bicubic interpolation in the same run. RL steps: the photon-limited refinement's "
-              "Richardson–Lucy steps (– where the noise is not photon-limited)."]
+              "Richardson–Lucy steps (– where the noise is not photon-limited). Optics given: what the sample's "
+              "metadata states (the napari sample carries it into the Estimate widget's Optics group), passed as "
+              "`hints`; the kernel L1 compares the whole kernels (the widefield PSF's 75×75 included)."]
+    for r in rows:
+        if "without_optics" in r:
+            w = r["without_optics"]
+            lines += ["", f"{r['sample']} without its optics (`estimate_kernel(lr, 2)` alone): kernel L1 "
+                      f"{w['l1']:.3f} (fixed Gaussian {r['fixed_l1']:.3f}), confidence {w['confidence']:.2f}, SR PSNR "
+                      f"{w['psnr']:.2f} dB ({w['psnr'] - r['bicubic']:+.2f} dB vs bicubic)."]
     return "\n".join(lines) + "\n"
 
 
@@ -90,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--estimator", default=None, help="default: the API's default estimator")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--note", default="", help="a word on the machine (e.g. 'loaded') for the report")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -105,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     env = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-           f"{args.threads} thread(s)")
-    cmd = "python benchmarks/samples_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+           f"{args.threads} thread(s)" + (f"; {args.note}" if args.note else ""))
+    cmd = "python benchmarks/samples_benchmark.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     emit(markdown(rows, cmd, env, estimator), args.out)
     return 0
 

@@ -3,14 +3,17 @@
 One definition per sample, used by the demo, the napari sample menu and the
 tests: the high-resolution original, the true ×2 kernel and the degraded
 low-resolution image (``physics.degrade``, rounded to the original's dtype).
-:data:`NOISY_FLUORESCENCE` is a camera image instead: a DIV2KRK-distribution
-kernel, Poisson shot noise and read noise (:mod:`napari_kernelgan.synthetic`).
+:data:`NOISY_FLUORESCENCE` is a widefield camera image instead: a generated fluorescence
+object (:func:`napari_kernelgan.synthetic.microscopy_scene`) blurred by a physical PSF
+(:func:`napari_kernelgan.physics.optics.psf_2d`: NA 1.3 oil, 520 nm, slightly defocused), Poisson
+shot noise and read noise, with its optics (:meth:`SampleCase.hints`) for the estimators.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +76,12 @@ class SampleCase:
     load: Callable[[], np.ndarray]
     rgb: bool
     stacked: bool = False           # the first axis holds slices, each degraded on its own
+    pixel_um: float | None = None   # the LR image's pixel size in µm, where the sample has one
+
+    def hints(self) -> dict[str, Any]:
+        """The optics the sample's metadata states (:func:`~napari_kernelgan.optics_hints.optics_hints`'s keys);
+        empty for a sample that is no microscope image."""
+        return {}
 
     def kernel(self) -> np.ndarray:
         """The true ×2 kernel (13×13, centred, correlation orientation)."""
@@ -107,62 +116,109 @@ NOISY_SEED = 9
 NOISY_SHAPE = (512, 512)
 NOISY_PHOTONS = 200.0
 NOISY_READ_NOISE = 1.6
+NOISY_OFFSET = 100.0
+# A widefield oil objective, NA 1.3, GFP-like emission, a quarter micrometre out of focus; the camera pixel
+# is chosen so that the PSF's FWHM is about 2.3 pixels on the ×2 grid (0.098 µm, the Nyquist range of SR).
+NOISY_NA = 1.3
+NOISY_WAVELENGTH_UM = 0.52
+NOISY_IMMERSION = 1.515
+NOISY_DEFOCUS_UM = 0.25
+NOISY_PIXEL_UM = 0.196
+
+
+def _noisy_optics():  # -> physics.optics.Optics (imported lazily)
+    from .physics.optics import Optics
+
+    return Optics(na=NOISY_NA, wavelength_um=NOISY_WAVELENGTH_UM, n_immersion=NOISY_IMMERSION,
+                  defocus_um=NOISY_DEFOCUS_UM)
 
 
 @lru_cache(maxsize=1)
-def _noisy_case():  # -> synthetic.MicroscopyCase (imported lazily)
-    from .synthetic import microscopy_case
+def _noisy_kernel() -> np.ndarray:
+    """The widefield PSF on the ×2 grid, on the support holding 99 % of its light (75×75), sum 1."""
+    from .physics.optics import psf_2d, support_for
 
-    return microscopy_case(NOISY_SEED, shape=NOISY_SHAPE, scale=SCALE, photons=NOISY_PHOTONS, kind="mixed",
-                           read_noise=NOISY_READ_NOISE)
+    optics, pixel = _noisy_optics(), NOISY_PIXEL_UM / SCALE
+    return psf_2d(optics, pixel, support_for(optics, pixel_um=pixel))
 
 
-def _kernel_axes(k: np.ndarray) -> tuple[tuple[float, float], float]:
-    """(σ along the long and short axes, angle of the long axis from the column axis in degrees)."""
-    from .physics.metrics import covariance_axes, second_moments
+@lru_cache(maxsize=1)
+def _noisy_case() -> tuple[np.ndarray, np.ndarray]:
+    """(HR object in photo-electrons, uint16 LR camera image)."""
+    import torch
 
-    major, minor, theta = covariance_axes(second_moments(k))
-    return (float(major), float(minor)), float(theta)
+    from .physics.operators import Degradation
+    from .synthetic import microscopy_scene
+
+    hr = microscopy_scene(NOISY_SHAPE, NOISY_SEED, kind="mixed")
+    # float32 runs the 75×75 correlation through oneDNN (a fraction of a second; float64 takes seconds):
+    # its rounding, ~1e-7 of the signal, is nothing beside the shot noise added next.
+    clean = Degradation(_noisy_kernel(), SCALE).A(torch.from_numpy(hr.astype(np.float32))).double().numpy()
+    factor = NOISY_PHOTONS / float(clean.max())
+    rng = np.random.default_rng([NOISY_SEED, 1])
+    electrons = rng.poisson(np.clip(clean * factor, 0, None)).astype(np.float64)
+    adu = np.round(electrons + rng.normal(0.0, NOISY_READ_NOISE, clean.shape) + NOISY_OFFSET)
+    return hr * factor, np.clip(adu, 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 @dataclass(frozen=True)
 class NoisySampleCase(SampleCase):
-    """A generated camera image (uint16) whose true kernel is drawn from the DIV2KRK distribution.
+    """A generated widefield camera image (uint16) of a fluorescence object blurred by a physical PSF.
 
-    ``sigma`` / ``theta_deg`` describe the kernel's second moments (it is not an exact Gaussian);
-    ``hr()`` is the noise-free object in photo-electrons, ``lr()`` the noisy ×2 camera image.
+    The true kernel is the PSF of :attr:`na`, :attr:`wavelength_um`, :attr:`n_immersion` and
+    :attr:`defocus_um` (:func:`napari_kernelgan.physics.optics.psf_2d`) on the ×2 grid of
+    :attr:`pixel_um` / 2 µm pixels, on the side holding 99 % of its light. ``sigma`` is the σ of the
+    Gaussian of the same FWHM (an Airy pattern is not a Gaussian), ``theta_deg`` 0. ``hr()`` is the
+    noise-free object in photo-electrons, ``lr()`` the ×2 camera image: Poisson shot noise at
+    :attr:`photons` in the brightest pixel, :attr:`read_noise` electrons of read noise, 1 ADU per electron
+    and :attr:`offset` ADU.
     """
 
     photons: float = NOISY_PHOTONS
     read_noise: float = NOISY_READ_NOISE
+    offset: float = NOISY_OFFSET
+    na: float = NOISY_NA
+    wavelength_um: float = NOISY_WAVELENGTH_UM
+    n_immersion: float = NOISY_IMMERSION
+    defocus_um: float = NOISY_DEFOCUS_UM
+    pixel_um: float | None = NOISY_PIXEL_UM
 
-    @property
-    def offset(self) -> float:
-        """The camera offset (ADU) in ``lr()``; ``hr()`` has none."""
-        return float(_noisy_case().offset)
+    def optics(self):  # -> physics.optics.Optics
+        """The microscope's optics (the defocus included: a user does not know it)."""
+        return _noisy_optics()
+
+    def hints(self) -> dict[str, Any]:
+        """What the microscope's metadata says (:data:`~napari_kernelgan.optics_hints.HINT_KEYS`): NA,
+        emission, immersion, modality and the camera pixel; not the defocus."""
+        from .optics_hints import HINT_KEYS
+
+        return {**dict.fromkeys(HINT_KEYS), "na": self.na, "wavelength_um": self.wavelength_um,
+                "n_immersion": self.n_immersion, "modality": "widefield", "pixel_um": self.pixel_um}
 
     def kernel(self) -> np.ndarray:
-        """The true ×2 kernel (11×11, centred, correlation orientation)."""
-        return _noisy_case().kernel.copy()
+        """The true ×2 kernel (75×75, centred, correlation orientation, sum 1)."""
+        return _noisy_kernel().copy()
 
     def hr(self) -> np.ndarray:
-        return _noisy_case().hr.copy()
+        return _noisy_case()[0].copy()
 
     def lr(self, hr: np.ndarray | None = None) -> np.ndarray:
-        """The noisy uint16 camera image (offset 100 ADU, 1 ADU per electron); ``hr`` is ignored."""
-        return _noisy_case().lr.copy()
+        """The noisy uint16 camera image; ``hr`` is ignored."""
+        return _noisy_case()[1].copy()
 
 
 def _noisy_sample() -> NoisySampleCase:
-    from .physics.kernels import random_div2krk_kernel
+    from .physics.beads import FWHM_PER_SIGMA, bead_qc
+    from .physics.optics import psf_2d
 
-    # The same draw microscopy_case makes for this seed: the kernel's axes without building the image.
-    k = random_div2krk_kernel(np.random.default_rng([NOISY_SEED, 7919]), 2)
-    sigma, theta = _kernel_axes(k)
+    # The FWHM on a 41×41 crop is the full kernel's (the core decides it), and quicker to draw at import.
+    qc = bead_qc(psf_2d(_noisy_optics(), NOISY_PIXEL_UM / SCALE, 41))
+    sigma = (round(qc["fwhm_x"] / FWHM_PER_SIGMA, 3), round(qc["fwhm_y"] / FWHM_PER_SIGMA, 3))
     return NoisySampleCase("fluorescence-noisy", "noisy fluorescence LR",
-                           f"Noisy fluorescence (~{NOISY_PHOTONS:.0f} photons), blurred ×2 with a known kernel "
-                           f"(synthetic)", (round(sigma[0], 3), round(sigma[1], 3)), round(theta, 1),
-                           "napari_kernelgan.synthetic.microscopy_case", lambda: _noisy_case().hr.copy(), rgb=False)
+                           f"Noisy widefield fluorescence (~{NOISY_PHOTONS:.0f} photons), blurred ×2 by a physical "
+                           f"PSF (NA {NOISY_NA}, {NOISY_WAVELENGTH_UM * 1000:.0f} nm, slightly defocused)",
+                           sigma, 0.0, "napari_kernelgan.synthetic.microscopy_scene, physics.optics.psf_2d",
+                           lambda: _noisy_case()[0].copy(), rgb=False)
 
 
 NOISY_FLUORESCENCE = _noisy_sample()

@@ -23,7 +23,9 @@ disagrees with the median are dropped and the rest averaged, weighted by their s
 
 The kernel's shape (at ×2) is the kept spots' registered average on the HR grid
 (:mod:`~napari_kernelgan.estimators._spot_shape`, :func:`napari_kernelgan.physics.beads.register_average`)
-where its two halves agree better than the Gaussian of ``Σ`` does, else that Gaussian; the bead QC
+where its two halves agree better than the Gaussian of ``Σ`` does, else that Gaussian. Spots the average
+cannot explain (:func:`~._spot_shape.shape_agreement`: bright, isolated, point-sized, yet each shaped by chance,
+as single-pixel spikes are) are declined like an image without spots. The bead QC
 (:func:`napari_kernelgan.physics.beads.bead_qc`, the spots used and rejected by reason, the spread of
 their widths) is in ``options["spots_qc"]``.
 
@@ -71,8 +73,8 @@ from ._direct import (
     solve_tiles,
     white_noise_gain,
 )
+from ._spot_shape import MAX_SHAPE_CHI2, MAX_UNEXPLAINED, choose_shape, measured_shape, psf_kernel, spots_qc
 from ._spot_shape import MAX_SIDE as MAX_SHAPE_SIDE
-from ._spot_shape import choose_shape, measured_shape, psf_kernel, spots_qc
 
 DETECT_SIGMA = 1.0     # LoG scale in LR pixels (spots of the DIV2KRK range have σ_LR ≈ 0.4–1.1 at ×2)
 HALF_WINDOW = 4        # fit window: (2·4 + 1)² LR pixels
@@ -395,7 +397,11 @@ def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], 
         maxima = [significant_maxima(g, noise_model(g)) for g in grays]
         shaped = measured_shape(kept, grays, maxima, scale, reasons)
         if shaped is not None:
-            psf, extras["spots_averaged"], halves = shaped
+            psf, extras["spots_averaged"], halves, (extras["shape_chi2"], extras["shape_unexplained"]) = shaped
+            if extras["shape_chi2"] > MAX_SHAPE_CHI2 and extras["shape_unexplained"] > MAX_UNEXPLAINED:
+                # Bright, isolated and point-sized, yet no two alike: impulses (hot pixels, cosmic rays, noise
+                # spikes), not images of one PSF. Their count must not buy confidence: nothing was measured.
+                return _unlike(extras, kept, counts, reasons, require, side)
             better, extras["split_half_l1"], extras["gaussian_l1"] = choose_shape(
                 halves, gaussian_from_covariance(cov, MAX_SHAPE_SIDE))
             measured = psf_kernel(psf, None)
@@ -410,6 +416,28 @@ def _solve(fits: list[dict[str, Any]], candidates: int, counts: dict[str, int], 
     extras["spots_qc"].update(shape=extras["shape"], **{k: round(extras[k], 3) for k in ("split_half_l1", "gaussian_l1")
                                                         if k in extras})
     extras["message"] = f"spots: {qc_line(extras['spots_qc'])}"
+    return kernel, confidence, cov, extras
+
+
+def _unlike(extras: dict[str, Any], kept: list[dict[str, Any]], counts: dict[str, int], reasons: dict[str, int],
+            require: bool, side: int) -> tuple[np.ndarray, float, np.ndarray, dict[str, Any]]:
+    """The fallback where the spots share no shape (:data:`~._spot_shape.MAX_SHAPE_CHI2`,
+    :data:`~._spot_shape.MAX_UNEXPLAINED`), with the reason."""
+    chi2, share = extras["shape_chi2"], extras["shape_unexplained"]
+    message = (f"the {len(kept)} isolated spots found share no shape (their average leaves {100 * share:.0f} % of "
+               f"their light unexplained, χ² {chi2:.1f}; copies of one PSF leave noise, χ² about 1): hot pixels or "
+               f"noise spikes, not beads or puncta; use an image of sub-resolution beads, or another estimator such "
+               f"as 'edges' or 'kernelgan'")
+    extras.pop("purity", None)
+    extras.pop("cov_lr", None)
+    extras.pop("spread", None)
+    kernel, confidence, cov = no_measurement(message, require, side, extras)
+    extras["shape"] = "fallback"
+    extras["spots_qc"] = {"used": 0, "shape": "fallback", "shape_chi2": round(chi2, 2),
+                          "shape_unexplained": round(share, 3), "rejected": {
+        "crowded": int(counts.get("crowded", 0)), "saturated": int(counts.get("saturated", 0)), **reasons,
+        "no shared shape": len(kept)}}
+    extras["spots_used"] = 0
     return kernel, confidence, cov, extras
 
 
