@@ -102,7 +102,16 @@ RINGING_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["ringing
 FLOOR_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["floor_scale"].items()}
 # The noise level a fully trusted kernel needs on a noisy image, relative to the measured noise (see noise_gain);
 # fitted by benchmarks/calibrate_known_kernel.py, loaded from its record (records/known_kernel.json).
-NOISE_GAIN = float(record_values("known_kernel")["noise_gain"])
+_KNOWN = record_values("known_kernel")
+NOISE_GAIN = float(_KNOWN["noise_gain"])
+# From SCHEDULE_SIGMA on (noisy, photon-limited images) the gain follows the measured noise instead:
+# NOISY_GAIN · (σ / GAIN_REF_SIGMA) ** NOISY_GAIN_EXPONENT, within [1, NOISY_GAIN_MAX] (see noise_gain), and the
+# TV weight per unit of noise is NOISY_TV_SCALE; both fitted by benchmarks/calibrate_known_kernel.py.
+NOISY_GAIN = float(_KNOWN.get("noisy_gain", NOISE_GAIN))
+NOISY_GAIN_EXPONENT = float(_KNOWN.get("noisy_gain_exponent", 0.0))
+NOISY_TV_SCALE = float(_KNOWN.get("noisy_tv_scale", 0.8))
+GAIN_REF_SIGMA = 6.0       # [0, 255]; the measured noise NOISY_GAIN holds at (mid-range photon-limited images)
+NOISY_GAIN_MAX = 4.0
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
 LADDER_STEPS = 2           # escalation steps before falling back to bicubic
 NOISE_KEYS = ("sigma", "noise_level")   # the noise option of closed-form, USRNet
@@ -112,6 +121,10 @@ PROBE_WINDOW = 96          # LR side of a probe window on larger inputs
 NOISE_CROP = 512           # LR side of the centre crop the noise is measured on
 BLOCK = 48                 # HR side of a block of the ringing score
 TV_SCALE_CLEAN, TV_SCALE_NOISY = 0.4, 0.8
+# From this measured noise on ([0, 255]; where noise_tv_scale is at its noisy value) the method runs with the
+# schedule fitted on noisy fluorescence (NOISY_SCHEDULE, see noisy_options); below it, as it is.
+SCHEDULE_SIGMA = 3.0
+NOISY_SCHEDULE: dict[str, Any] = {"tv_scale": NOISY_TV_SCALE}
 
 
 class UnsafeSRWarning(UserWarning):
@@ -179,6 +192,11 @@ def noise_gain(noise_sigma: float) -> float:
     it grows in as :func:`doubt_factor` does (full from :data:`NOISY_SIGMA`), and a doubted kernel's
     larger doubt factor takes over from it (:func:`base_noise_level`).
     """
+    if noise_sigma >= SCHEDULE_SIGMA:
+        # Photon-limited images: the stronger the noise, the more of the deconvolved detail is noise, so the
+        # ratio grows with it; at high photon counts a fixed ratio over-smooths (fitted, see the constants).
+        ratio = NOISY_GAIN * (noise_sigma / GAIN_REF_SIGMA) ** NOISY_GAIN_EXPONENT
+        return float(np.clip(ratio, 1.0, NOISY_GAIN_MAX))
     noisy = float(np.clip(noise_sigma / NOISY_SIGMA, 0.0, 1.0))
     return 1.0 + (NOISE_GAIN - 1.0) * noisy
 
@@ -202,6 +220,14 @@ def noise_tv_scale(noise_sigma: float) -> float:
     """TV weight per unit of noise for a measured noise level ([0, 255]): 0.4 up to σ = 1, 0.8 from σ = 3."""
     t = float(np.clip((noise_sigma - 1.0) / 2.0, 0.0, 1.0))
     return TV_SCALE_CLEAN + (TV_SCALE_NOISY - TV_SCALE_CLEAN) * t
+
+
+def noisy_options(spec: Any, noise_sigma: float, given: set[str]) -> dict[str, Any]:
+    """The options of :data:`NOISY_SCHEDULE` the method has and the caller did not set, on an image whose
+    measured noise ([0, 255]) reaches :data:`SCHEDULE_SIGMA`; else none (clean images run as before)."""
+    if noise_sigma < SCHEDULE_SIGMA:
+        return {}
+    return {k: v for k, v in NOISY_SCHEDULE.items() if k in spec.defaults and k not in given}
 
 
 def base_noise_level(spec: Any, noise_sigma: float, confidence: float | None, scale: int) -> float:
@@ -291,6 +317,7 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
     key = next((k for k in NOISE_KEYS if k in spec.defaults), None)
     if "tv_scale" in spec.defaults and "tv_scale" not in given:
         opts["tv_scale"] = noise_tv_scale(noise["noise_sigma"])
+    opts.update(noisy_options(spec, noise["noise_sigma"], given))
     levels: list[float | None] = [None]
     if key is not None and key not in given:
         levels = noise_ladder(base_noise_level(spec, noise["noise_sigma"], confidence, scale))
@@ -326,8 +353,18 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
     result = out if whole else (yield from spec.fn(frames, kernel, scale, device=device, seed=seed, **chosen))
     if (noise["noise_model"] == "poisson-gaussian" and key is not None and "poisson_a" in noise
             and noise["noise_sigma"] >= _poisson.MIN_SIGMA):
-        result, steps = yield from _poisson.iter_refine(spec, frames, result, kernel, scale, device=device,
-                                                        seed=seed, options=chosen, key=key,
-                                                        a=noise["poisson_a"], b=noise["poisson_b"])
+        result, steps, capped = yield from _poisson.iter_refine(spec, frames, result, kernel, scale, device=device,
+                                                                seed=seed, options=chosen, key=key,
+                                                                a=noise["poisson_a"], b=noise["poisson_b"])
         record["poisson_refinement"] = steps
+        if capped:
+            # Richardson–Lucy still predicting held-out counts better after MAX_ITERATIONS steps means the data
+            # want more sharpening than the kernel gives: the kernel is wider than the image's blur, and both the
+            # method's result and its refinement overshoot (tens of dB below bicubic on bright nuclei).
+            reason = (f"the photon-limited refinement kept sharpening up to its limit ({_poisson.MAX_ITERATIONS} "
+                      "Richardson–Lucy steps): the kernel is probably wider than this image's blur")
+            warnings.warn(f"{spec.name}: {reason}; returning bicubic interpolation instead", UnsafeSRWarning,
+                          stacklevel=4)
+            record.update(fallback="bicubic", fallback_reason=reason)
+            return bicubic_frames(frames, scale), record
     return result, record
