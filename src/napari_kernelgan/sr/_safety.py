@@ -16,7 +16,9 @@ registered SR method so that this does not happen silently:
    is raised from 0.4 (tuned for clean 8-bit images) to 0.8: measured on noisy
    synthetic images (scikit-image samples, σ = 3 and 10, Gaussian and Poisson
    noise), 0.7–1.0 gain 1–2 dB over 0.4 there, while 0.4 stays best on clean
-   images.
+   images. From :data:`SCHEDULE_SIGMA` (3/255) on, :data:`NOISY_SCHEDULE` replaces
+   it (:func:`noisy_options`: ``tv_scale`` = :data:`NOISY_TV_SCALE`, chosen on
+   real fluorescence with its PSFs); images measured below it run as before.
 2. **Confidence.** The noise option grows as the kernel's confidence ``c``
    falls, in two ways. On a clean image it never goes below the floor
    ``s_b · FLOOR_SCALE[s] · (1 − c) / (1 − ½)`` (:func:`confidence_floor`), with
@@ -27,7 +29,9 @@ registered SR method so that this does not happen silently:
    confidence, a noisy image's measured noise is multiplied by at least
    :data:`NOISE_GAIN` (:func:`noise_gain`): even an exact kernel (a measured
    PSF, confidence 1) needs a prior level above the LR noise, which the data
-   step's inverse filtering amplifies.
+   step's inverse filtering amplifies. From :data:`SCHEDULE_SIGMA` on, that
+   gain follows the measured noise (``NOISY_GAIN · (σ/6)^NOISY_GAIN_EXPONENT``):
+   one number fitted to the noisiest cases over-smoothed bright ones.
 3. **Check and escalation.** Ringing and amplified noise raise the total
    variation; sharpening a monotone edge does not. The check compares the
    SR output's total variation with that of bicubic interpolation, block by
@@ -47,6 +51,9 @@ registered SR method so that this does not happen silently:
    method has a noise option, Richardson–Lucy steps refine the result, as many
    as cross-validation on binomially thinned counts says
    (:mod:`napari_kernelgan.sr._poisson`).
+   Where that count reaches its limit, the kernel is wider than the image's
+   blur (see :func:`~napari_kernelgan.sr._poisson.iter_refine`): the result is
+   bicubic interpolation with an :class:`UnsafeSRWarning`.
 
 The ×2 limits and the ladder were chosen on synthetic data (scikit-image sample
 images blurred with random DIV2KRK-protocol kernels, the true kernel against one
@@ -62,7 +69,8 @@ uniformly blurred and once half sharp, half blurred; for the noise knobs,
 generated noisy fluorescence and the uniformly blurred photographs with
 Gaussian noise; output in ``docs/calibration_safety.txt``) and loaded from
 the record ``safety`` that script writes (``napari_kernelgan/records/safety.json``);
-:data:`NOISE_GAIN` is fitted by ``benchmarks/calibrate_known_kernel.py`` (noisy fluorescence with
+:data:`NOISE_GAIN` and the photon-limited rule (:data:`NOISY_GAIN`, :data:`NOISY_GAIN_EXPONENT`,
+:data:`NOISY_TV_SCALE`) are fitted by ``benchmarks/calibrate_known_kernel.py`` (noisy fluorescence with
 its true kernels; record ``known_kernel``); the ringing limits, :data:`NOISY_SIGMA` and the ladder are
 design choices kept here;
 ``benchmarks/safety_benchmark.py`` and ``benchmarks/sr_benchmark.py`` report the
@@ -84,8 +92,9 @@ from ..types import NEUTRAL_CONFIDENCE, Progress
 from . import _poisson
 
 __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
-           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "NOISE_GAIN", "measure_noise", "confidence_floor",
-           "doubt_factor", "noise_gain",
+           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "NOISE_GAIN", "NOISY_GAIN", "NOISY_GAIN_EXPONENT",
+           "NOISY_TV_SCALE", "SCHEDULE_SIGMA", "NOISY_SCHEDULE", "measure_noise", "confidence_floor",
+           "doubt_factor", "noise_gain", "noisy_options",
            "ringing_limit", "noise_tv_scale", "ringing_score", "base_noise_level", "noise_ladder", "iter_safe_sr",
            "bicubic_frames"]
 
