@@ -9,20 +9,11 @@ images (:func:`~napari_kernelgan.sr._safety.noise_gain`), with every case super-
 
 * ``microscopy``: generated noisy uint16 fluorescence (``synthetic.microscopy_case(seed * 1000 + i)``,
   seeds 10–15, four scenes each: nuclei, puncta, filaments, mixed; 20–1500 photons; DIV2KRK-protocol kernels);
-* ``real``: the 2-D ``real_dev`` images (centre crop ≤ 512 px) blurred with pupil-model PSFs of their own
+* ``real``: the 2-D DEVELOPMENT images of ``real_dev`` (cell_microtubules, golgi_confocal; centre crop ≤ 512 px;
+  the others are the real-optics report's) blurred with pupil-model PSFs of their own
   here (in focus at 0.27 λ/NA per HR pixel, FWHM 1.9 px; 0.45 waves of defocus at 0.25 λ/NA, FWHM 2.3 px),
   ×2, at 100 and 800 photons, noise seeds apart from ``benchmarks/known_kernel_benchmark.py``'s (which uses
   other PSFs, 50/300/2000 photons and other noise).
-
-``--stage noisy`` fits the photon-limited rule instead (``noise_gain`` for a measured noise from
-:data:`~napari_kernelgan.sr._safety.SCHEDULE_SIGMA` on: ``NOISY_GAIN · (σ / GAIN_REF_SIGMA) ** NOISY_GAIN_EXPONENT``)
-on the DEVELOPMENT cases of ``benchmarks/real_optics_benchmark.py`` (``_optics_cases.draw_cases(DEVELOPMENT,
-NOISY_ROUNDS, DEV_SEED)``: cell_microtubules and golgi_confocal, every PSF family, the measured kernel for bead
-cases, 50–2000 photons) and the ``microscopy`` cases of :data:`NOISY_MICRO_SEEDS`: every case is super-resolved
-with its true kernel at each gain of :data:`NOISY_GAINS` (the TV weight per unit of noise at ``--tv-scale``,
-written as ``noisy_tv_scale``), and a rule's gain per case is read off that curve (linear in log gain). Two 2-fold
-cross-validations: by image (generated cases: by scene kind) and by round of drawn optics (generated: by seed). The
-record's other values are kept.
 
 The rule (as ``calibrate_safety.py``): the value with the best mean PSNR gain over bicubic among those whose
 worst case is no more than 0.3 dB below bicubic, else the one with the best worst case. Fold A fits on the
@@ -108,149 +99,13 @@ def gains(cases: list[dict], values: tuple[float, ...], threads: int) -> np.ndar
     return out
 
 
-# The TV weight per unit of noise on photon-limited images: on these cases at a gain of 2 (mean dB over bicubic)
-# 0.4: +1.63, 0.6: +1.67, 0.8: +1.65; the rule is fitted at 0.6.
-NOISY_TV_SCALE = 0.6
-NOISY_GAINS = (1.0, 1.5, 2.0, 2.5, 3.0)
-NOISY_ROUNDS = 2
-NOISY_MICRO_SEEDS = (10, 11, 12, 13)
-RULE_GAINS = tuple(float(v) for v in np.arange(1.0, 3.01, 0.25))
-RULE_EXPONENTS = tuple(float(v) for v in np.arange(0.0, 1.51, 0.25))
-
-
-def noisy_cases(data: Path = DATA, rounds: int = NOISY_ROUNDS) -> list[dict]:
-    """The real-optics DEVELOPMENT cases (true or, for bead cases, measured kernels) as calibration cases."""
-    import tempfile
-
-    from _optics_cases import DEV_SEED, DEVELOPMENT, build, draw_cases, write_case
-    from _optics_cases import OFFSET as OPTICS_OFFSET
-    from napari_kernelgan import read_image, read_kernel
-    from napari_kernelgan.measured_psf import image_pixel_size, kernel_from_psf_file
-
-    out = []
-    specs = draw_cases(DEVELOPMENT, rounds, DEV_SEED, data=data)
-    with tempfile.TemporaryDirectory(prefix="known-kernel-") as tmp:
-        for n, spec in enumerate(specs):
-            case = build(spec, data)
-            files = write_case(case, Path(tmp))
-            lr = read_image(files.lr)
-            kernel = (kernel_from_psf_file(files.bead, 2, pixel_size=image_pixel_size(files.lr)).kernel
-                      if files.bead is not None else read_kernel(files.psf))
-            out.append({"name": f"{spec.name} {spec.photons:g} ph r{n // (len(specs) // rounds)}", "lr": lr,
-                        "kernel": kernel, "target": case.hr, "range": float(case.hr.max() - OPTICS_OFFSET),
-                        "image": DEVELOPMENT.index(spec.image), "round": n // (len(specs) // rounds)})
-    return out
-
-
-def gain_curves(cases: list[dict], gains_: tuple[float, ...], threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cases, gains) PSNR gains over bicubic with the noisy-image gain fixed at each value, and each case's
-    measured noise ([0, 255])."""
-    from napari_kernelgan import super_resolve
-    from napari_kernelgan.physics import image_psnr, imresize
-    from napari_kernelgan.sr import _safety
-
-    saved = _safety.NOISY_GAIN, _safety.NOISY_GAIN_EXPONENT
-    out, sigma = np.zeros((len(cases), len(gains_))), np.zeros(len(cases))
-    try:
-        _safety.NOISY_GAIN_EXPONENT = 0.0
-        for ci, case in enumerate(cases):
-            def psnr(img: np.ndarray, case: dict = case) -> float:
-                return image_psnr(np.asarray(img, np.float64), case["target"], shave=4, data_range=case["range"])
-
-            bicubic = psnr(imresize(case["lr"].astype(np.float64), 2))
-            for vi, value in enumerate(gains_):
-                _safety.NOISY_GAIN = value
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res = super_resolve(case["lr"], case["kernel"], 2, threads=threads)
-                out[ci, vi] = psnr(res.image) - bicubic
-                sigma[ci] = float(res.options["noise_sigma"])
-            print(f"  {case['name']:<44} σ {sigma[ci]:5.2f} " + " ".join(f"{g:+.2f}" for g in out[ci]), flush=True)
-    finally:
-        _safety.NOISY_GAIN, _safety.NOISY_GAIN_EXPONENT = saved
-    return out, sigma
-
-
-def rule_table(curves: np.ndarray, sigma: np.ndarray, gains_: tuple[float, ...],
-               rules: list[tuple[float, float]]) -> np.ndarray:
-    """(cases, rules) gains over bicubic of each rule, read off each case's curve (linear in log gain)."""
-    from napari_kernelgan.sr._safety import GAIN_REF_SIGMA, NOISY_GAIN_MAX
-
-    logs = np.log(gains_)
-    out = np.zeros((len(sigma), len(rules)))
-    for j, (g0, q) in enumerate(rules):
-        g = np.clip(g0 * (sigma / GAIN_REF_SIGMA) ** q, 1.0, NOISY_GAIN_MAX)
-        out[:, j] = [np.interp(np.log(v), logs, row) for v, row in zip(g, curves)]
-    return out
-
-
-def main_noisy(args: argparse.Namespace, argv: list[str] | None) -> int:
-    """The ``--stage noisy`` fit (see the module docstring)."""
-    from napari_kernelgan.records import record_values, write_record
-    from napari_kernelgan.sr import _safety
-
-    start = time.perf_counter()
-    _safety.NOISY_TV_SCALE = float(args.tv_scale)
-    _safety.NOISY_SCHEDULE = {**_safety.NOISY_SCHEDULE, "tv_scale": _safety.NOISY_TV_SCALE}
-    cases = noisy_cases(args.data)
-    command = "python benchmarks/calibrate_known_kernel.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = [f"Command: {command.strip()}", "",
-             f"noisy-image gain values {NOISY_GAINS} (NOISY_TV_SCALE {_safety.NOISY_TV_SCALE}); PSNR gain over "
-             "bicubic per case:"]
-    print("\n".join(lines), flush=True)
-    # and the generated fluorescence of the other stage (nuclei, puncta, filaments, mixed): folds by scene kind
-    # and by seed
-    micro = microscopy_cases(NOISY_MICRO_SEEDS)
-    cases += [{**c, "image": i % len(KINDS), "round": c["group"]} for i, c in enumerate(micro)]
-    curves, sigma = gain_curves(cases, NOISY_GAINS, args.threads)
-    lines += [f"  {c['name']:<44} σ {s:5.2f} " + " ".join(f"{x:+.2f}" for x in row)
-              for c, s, row in zip(cases, sigma, curves)]
-    rules = [(g0, q) for g0 in RULE_GAINS for q in RULE_EXPONENTS]
-    table = rule_table(curves, sigma, NOISY_GAINS, rules)
-    lines += ["", "(NOISY_GAIN, NOISY_GAIN_EXPONENT), folds by image (generated: by scene kind):"]
-    cross_validate(table, rules, "(NOISY_GAIN, NOISY_GAIN_EXPONENT)", lines, np.array([c["image"] for c in cases]))
-    lines += ["(NOISY_GAIN, NOISY_GAIN_EXPONENT), folds by round of drawn optics (generated: by seed):"]
-    g0, q = cross_validate(table, rules, "(NOISY_GAIN, NOISY_GAIN_EXPONENT)", lines,
-                           np.array([c["round"] for c in cases]))
-    lines.append(f"Constants: {{\"NOISY_GAIN\": {g0}, \"NOISY_GAIN_EXPONENT\": {q}}}  "
-                 f"({time.perf_counter() - start:.0f} s)")
-    if not args.no_record:
-        old = read_known_inputs()
-        values = {**record_values("known_kernel"), "noisy_gain": float(g0), "noisy_gain_exponent": float(q),
-                  "noisy_tv_scale": float(_safety.NOISY_TV_SCALE)}
-        old["noisy"] = {"cases": f"_optics_cases.draw_cases(DEVELOPMENT, {NOISY_ROUNDS}, DEV_SEED) and the "
-                                 f"microscopy cases of seeds {list(NOISY_MICRO_SEEDS)}",
-                        "gains": list(NOISY_GAINS), "rule_gains": list(RULE_GAINS),
-                        "rule_exponents": list(RULE_EXPONENTS),
-                        "folds": "by image, and by round of drawn optics (the record takes the fit on all cases)"}
-        path = write_record("known_kernel", values, script=__file__, inputs=old)
-        lines.append(f"record written: {path.name}")
-    emit("\n".join(lines) + "\n", args.out)
-    return 0
-
-
-def read_known_inputs() -> dict:
-    """The ``inputs`` of the record ``known_kernel`` as it is (a stage keeps the other stage's)."""
-    import json
-
-    from napari_kernelgan.records import record_path
-
-    return dict(json.loads(record_path("known_kernel").read_text()).get("inputs", {}))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=("gain", "noisy"), default="gain",
-                    help="gain: NOISE_GAIN; noisy: the photon-limited rule")
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--tv-scale", type=float, default=NOISY_TV_SCALE,
-                    help="noisy stage: the TV weight per unit of noise on noisy images (NOISY_TV_SCALE)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-record", action="store_true", help="report only; leave the record as it is")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    if args.stage == "noisy":
-        return main_noisy(args, argv)
     start = time.perf_counter()
     cases = microscopy_cases() + (real_cases(args.data) if args.data.is_dir() else [])
     command = "python benchmarks/calibrate_known_kernel.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -267,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         path = write_record("known_kernel", {"noise_gain": value}, script=__file__, inputs={
             "microscopy": {"generator": "synthetic.microscopy_case(seed * 1000 + i, shape=(256, 256), scale=2)",
                            "seeds": list(MICRO_SEEDS), "cases_per_seed": len(KINDS), "kernel": "the true kernel"},
-            "real": {"images": "real_dev 2-D images, centre crop <= 512 px", "psfs": REAL_PSFS,
+            "real": {"images": "real_dev DEVELOPMENT images (cell_microtubules, golgi_confocal), "
+                              "centre crop <= 512 px", "psfs": REAL_PSFS,
                      "photons": list(REAL_PHOTONS), "noise_seeds": "90000 + 1000*image + 10*psf + photons index"},
             "values": list(GAIN_VALUES),
             "rule": f"best mean PSNR gain over bicubic among values whose worst case is >= {WORST} dB"})

@@ -16,9 +16,7 @@ registered SR method so that this does not happen silently:
    is raised from 0.4 (tuned for clean 8-bit images) to 0.8: measured on noisy
    synthetic images (scikit-image samples, σ = 3 and 10, Gaussian and Poisson
    noise), 0.7–1.0 gain 1–2 dB over 0.4 there, while 0.4 stays best on clean
-   images. From :data:`SCHEDULE_SIGMA` (3/255) on, :data:`NOISY_SCHEDULE` replaces
-   it (:func:`noisy_options`: ``tv_scale`` = :data:`NOISY_TV_SCALE`, chosen on
-   real fluorescence with its PSFs); images measured below it run as before.
+   images.
 2. **Confidence.** The noise option grows as the kernel's confidence ``c``
    falls, in two ways. On a clean image it never goes below the floor
    ``s_b · FLOOR_SCALE[s] · (1 − c) / (1 − ½)`` (:func:`confidence_floor`), with
@@ -29,9 +27,7 @@ registered SR method so that this does not happen silently:
    confidence, a noisy image's measured noise is multiplied by at least
    :data:`NOISE_GAIN` (:func:`noise_gain`): even an exact kernel (a measured
    PSF, confidence 1) needs a prior level above the LR noise, which the data
-   step's inverse filtering amplifies. From :data:`SCHEDULE_SIGMA` on, that
-   gain follows the measured noise (``NOISY_GAIN · (σ/6)^NOISY_GAIN_EXPONENT``):
-   one number fitted to the noisiest cases over-smoothed bright ones.
+   step's inverse filtering amplifies.
 3. **Check and escalation.** Ringing and amplified noise raise the total
    variation; sharpening a monotone edge does not. The check compares the
    SR output's total variation with that of bicubic interpolation, block by
@@ -53,7 +49,8 @@ registered SR method so that this does not happen silently:
    (:mod:`napari_kernelgan.sr._poisson`).
    Where that count reaches its limit, the kernel is wider than the image's
    blur (see :func:`~napari_kernelgan.sr._poisson.iter_refine`): the result is
-   bicubic interpolation with an :class:`UnsafeSRWarning`.
+   bicubic interpolation with an :class:`UnsafeSRWarning`; the total-variation
+   check does not see this (over-sharpened bright nuclei score like sharp ones).
 
 The ×2 limits and the ladder were chosen on synthetic data (scikit-image sample
 images blurred with random DIV2KRK-protocol kernels, the true kernel against one
@@ -69,8 +66,7 @@ uniformly blurred and once half sharp, half blurred; for the noise knobs,
 generated noisy fluorescence and the uniformly blurred photographs with
 Gaussian noise; output in ``docs/calibration_safety.txt``) and loaded from
 the record ``safety`` that script writes (``napari_kernelgan/records/safety.json``);
-:data:`NOISE_GAIN` and the photon-limited rule (:data:`NOISY_GAIN`, :data:`NOISY_GAIN_EXPONENT`,
-:data:`NOISY_TV_SCALE`) are fitted by ``benchmarks/calibrate_known_kernel.py`` (noisy fluorescence with
+:data:`NOISE_GAIN` is fitted by ``benchmarks/calibrate_known_kernel.py`` (noisy fluorescence with
 its true kernels; record ``known_kernel``); the ringing limits, :data:`NOISY_SIGMA` and the ladder are
 design choices kept here;
 ``benchmarks/safety_benchmark.py`` and ``benchmarks/sr_benchmark.py`` report the
@@ -92,9 +88,8 @@ from ..types import NEUTRAL_CONFIDENCE, Progress
 from . import _poisson
 
 __all__ = ["UnsafeSRWarning", "NEUTRAL_CONFIDENCE", "RINGING_LIMIT", "RINGING_SCALE", "FLOOR_SCALE", "NOISE_DOUBT",
-           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "NOISE_GAIN", "NOISY_GAIN", "NOISY_GAIN_EXPONENT",
-           "NOISY_TV_SCALE", "SCHEDULE_SIGMA", "NOISY_SCHEDULE", "measure_noise", "confidence_floor",
-           "doubt_factor", "noise_gain", "noisy_options",
+           "LADDER_FACTOR", "LADDER_STEPS", "NOISE_KEYS", "NOISE_GAIN", "measure_noise", "confidence_floor",
+           "doubt_factor", "noise_gain",
            "ringing_limit", "noise_tv_scale", "ringing_score", "base_noise_level", "noise_ladder", "iter_safe_sr",
            "bicubic_frames"]
 
@@ -111,16 +106,7 @@ RINGING_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["ringing
 FLOOR_SCALE: dict[int, float] = {int(k): float(v) for k, v in _FITTED["floor_scale"].items()}
 # The noise level a fully trusted kernel needs on a noisy image, relative to the measured noise (see noise_gain);
 # fitted by benchmarks/calibrate_known_kernel.py, loaded from its record (records/known_kernel.json).
-_KNOWN = record_values("known_kernel")
-NOISE_GAIN = float(_KNOWN["noise_gain"])
-# From SCHEDULE_SIGMA on (noisy, photon-limited images) the gain follows the measured noise instead:
-# NOISY_GAIN · (σ / GAIN_REF_SIGMA) ** NOISY_GAIN_EXPONENT, within [1, NOISY_GAIN_MAX] (see noise_gain), and the
-# TV weight per unit of noise is NOISY_TV_SCALE; both fitted by benchmarks/calibrate_known_kernel.py.
-NOISY_GAIN = float(_KNOWN.get("noisy_gain", NOISE_GAIN))
-NOISY_GAIN_EXPONENT = float(_KNOWN.get("noisy_gain_exponent", 0.0))
-NOISY_TV_SCALE = float(_KNOWN.get("noisy_tv_scale", 0.8))
-GAIN_REF_SIGMA = 6.0       # [0, 255]; the measured noise NOISY_GAIN holds at (mid-range photon-limited images)
-NOISY_GAIN_MAX = 4.0
+NOISE_GAIN = float(record_values("known_kernel")["noise_gain"])
 LADDER_FACTOR = 2.5        # noise level multiplier per escalation step
 LADDER_STEPS = 2           # escalation steps before falling back to bicubic
 NOISE_KEYS = ("sigma", "noise_level")   # the noise option of closed-form, USRNet
@@ -130,10 +116,6 @@ PROBE_WINDOW = 96          # LR side of a probe window on larger inputs
 NOISE_CROP = 512           # LR side of the centre crop the noise is measured on
 BLOCK = 48                 # HR side of a block of the ringing score
 TV_SCALE_CLEAN, TV_SCALE_NOISY = 0.4, 0.8
-# From this measured noise on ([0, 255]; where noise_tv_scale is at its noisy value) the method runs with the
-# schedule fitted on noisy fluorescence (NOISY_SCHEDULE, see noisy_options); below it, as it is.
-SCHEDULE_SIGMA = 3.0
-NOISY_SCHEDULE: dict[str, Any] = {"tv_scale": NOISY_TV_SCALE}
 
 
 class UnsafeSRWarning(UserWarning):
@@ -201,11 +183,6 @@ def noise_gain(noise_sigma: float) -> float:
     it grows in as :func:`doubt_factor` does (full from :data:`NOISY_SIGMA`), and a doubted kernel's
     larger doubt factor takes over from it (:func:`base_noise_level`).
     """
-    if noise_sigma >= SCHEDULE_SIGMA:
-        # Photon-limited images: the stronger the noise, the more of the deconvolved detail is noise, so the
-        # ratio grows with it; at high photon counts a fixed ratio over-smooths (fitted, see the constants).
-        ratio = NOISY_GAIN * (noise_sigma / GAIN_REF_SIGMA) ** NOISY_GAIN_EXPONENT
-        return float(np.clip(ratio, 1.0, NOISY_GAIN_MAX))
     noisy = float(np.clip(noise_sigma / NOISY_SIGMA, 0.0, 1.0))
     return 1.0 + (NOISE_GAIN - 1.0) * noisy
 
@@ -229,14 +206,6 @@ def noise_tv_scale(noise_sigma: float) -> float:
     """TV weight per unit of noise for a measured noise level ([0, 255]): 0.4 up to σ = 1, 0.8 from σ = 3."""
     t = float(np.clip((noise_sigma - 1.0) / 2.0, 0.0, 1.0))
     return TV_SCALE_CLEAN + (TV_SCALE_NOISY - TV_SCALE_CLEAN) * t
-
-
-def noisy_options(spec: Any, noise_sigma: float, given: set[str]) -> dict[str, Any]:
-    """The options of :data:`NOISY_SCHEDULE` the method has and the caller did not set, on an image whose
-    measured noise ([0, 255]) reaches :data:`SCHEDULE_SIGMA`; else none (clean images run as before)."""
-    if noise_sigma < SCHEDULE_SIGMA:
-        return {}
-    return {k: v for k, v in NOISY_SCHEDULE.items() if k in spec.defaults and k not in given}
 
 
 def base_noise_level(spec: Any, noise_sigma: float, confidence: float | None, scale: int) -> float:
@@ -326,7 +295,6 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
     key = next((k for k in NOISE_KEYS if k in spec.defaults), None)
     if "tv_scale" in spec.defaults and "tv_scale" not in given:
         opts["tv_scale"] = noise_tv_scale(noise["noise_sigma"])
-    opts.update(noisy_options(spec, noise["noise_sigma"], given))
     levels: list[float | None] = [None]
     if key is not None and key not in given:
         levels = noise_ladder(base_noise_level(spec, noise["noise_sigma"], confidence, scale))
