@@ -9,7 +9,8 @@ images (:func:`~napari_kernelgan.sr._safety.noise_gain`), with every case super-
 
 * ``microscopy``: generated noisy uint16 fluorescence (``synthetic.microscopy_case(seed * 1000 + i)``,
   seeds 10–15, four scenes each: nuclei, puncta, filaments, mixed; 20–1500 photons; DIV2KRK-protocol kernels);
-* ``real``: the 2-D ``real_dev`` images (centre crop ≤ 512 px) blurred with pupil-model PSFs of their own
+* ``real``: the 2-D DEVELOPMENT images of ``real_dev`` (cell_microtubules, golgi_confocal; centre crop ≤ 512 px;
+  the others are the real-optics report's) blurred with pupil-model PSFs of their own
   here (in focus at 0.27 λ/NA per HR pixel, FWHM 1.9 px; 0.45 waves of defocus at 0.25 λ/NA, FWHM 2.3 px),
   ×2, at 100 and 800 photons, noise seeds apart from ``benchmarks/known_kernel_benchmark.py``'s (which uses
   other PSFs, 50/300/2000 photons and other noise).
@@ -59,8 +60,11 @@ def microscopy_cases(seeds: tuple[int, ...] = MICRO_SEEDS) -> list[dict]:
 
 
 def real_cases(data: Path = DATA) -> list[dict]:
+    from _optics_cases import DEVELOPMENT
+
     out = []
-    for i, (name, hr) in enumerate(images(data).items()):
+    # DEVELOPMENT images only: the others are the real-optics REPORT's.
+    for i, (name, hr) in enumerate((n, h) for n, h in images(data).items() if n in DEVELOPMENT):
         for j, (psf_name, (pixel, defocus)) in enumerate(REAL_PSFS.items()):
             psf = pupil_psf(pixel=pixel, defocus=defocus)
             for q, photons in enumerate(REAL_PHOTONS):
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         path = write_record("known_kernel", {"noise_gain": value}, script=__file__, inputs={
             "microscopy": {"generator": "synthetic.microscopy_case(seed * 1000 + i, shape=(256, 256), scale=2)",
                            "seeds": list(MICRO_SEEDS), "cases_per_seed": len(KINDS), "kernel": "the true kernel"},
-            "real": {"images": "real_dev 2-D images, centre crop <= 512 px", "psfs": REAL_PSFS,
+            "real": {"images": "real_dev DEVELOPMENT images (cell_microtubules, golgi_confocal), "
+                              "centre crop <= 512 px", "psfs": REAL_PSFS,
                      "photons": list(REAL_PHOTONS), "noise_seeds": "90000 + 1000*image + 10*psf + photons index"},
             "values": list(GAIN_VALUES),
             "rule": f"best mean PSNR gain over bicubic among values whose worst case is >= {WORST} dB"})

@@ -47,6 +47,10 @@ registered SR method so that this does not happen silently:
    method has a noise option, Richardson–Lucy steps refine the result, as many
    as cross-validation on binomially thinned counts says
    (:mod:`napari_kernelgan.sr._poisson`).
+   Where that count reaches its limit, the kernel is wider than the image's
+   blur (see :func:`~napari_kernelgan.sr._poisson.iter_refine`): the result is
+   bicubic interpolation with an :class:`UnsafeSRWarning`; the total-variation
+   check does not see this (over-sharpened bright nuclei score like sharp ones).
 
 The ×2 limits and the ladder were chosen on synthetic data (scikit-image sample
 images blurred with random DIV2KRK-protocol kernels, the true kernel against one
@@ -326,8 +330,18 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
     result = out if whole else (yield from spec.fn(frames, kernel, scale, device=device, seed=seed, **chosen))
     if (noise["noise_model"] == "poisson-gaussian" and key is not None and "poisson_a" in noise
             and noise["noise_sigma"] >= _poisson.MIN_SIGMA):
-        result, steps = yield from _poisson.iter_refine(spec, frames, result, kernel, scale, device=device,
-                                                        seed=seed, options=chosen, key=key,
-                                                        a=noise["poisson_a"], b=noise["poisson_b"])
+        result, steps, capped = yield from _poisson.iter_refine(spec, frames, result, kernel, scale, device=device,
+                                                                seed=seed, options=chosen, key=key,
+                                                                a=noise["poisson_a"], b=noise["poisson_b"])
         record["poisson_refinement"] = steps
+        if capped:
+            # Richardson–Lucy still predicting held-out counts better after MAX_ITERATIONS steps means the data
+            # want more sharpening than the kernel gives: the kernel is wider than the image's blur, and both the
+            # method's result and its refinement overshoot (tens of dB below bicubic on bright nuclei).
+            reason = (f"the photon-limited refinement kept sharpening up to its limit ({_poisson.MAX_ITERATIONS} "
+                      "Richardson–Lucy steps): the kernel is probably wider than this image's blur")
+            warnings.warn(f"{spec.name}: {reason}; returning bicubic interpolation instead", UnsafeSRWarning,
+                          stacklevel=4)
+            record.update(fallback="bicubic", fallback_reason=reason)
+            return bicubic_frames(frames, scale), record
     return result, record
