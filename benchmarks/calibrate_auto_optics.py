@@ -398,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         "generated": {"scene": "synthetic.microscopy_scene((256, 256), seed, kind)", "kinds": list(KINDS),
                       "seeds": list(GEN_SEEDS), "psf": "psf_2d of drawn optics, widefield or confocal"},
         "optics_cases": f"_optics_cases.draw_cases({list(DEVELOPMENT_IMAGES())}, rounds={OPTICS_ROUNDS}, "
-                        f"seed={OPTICS_SEED}): every family of the real-optics benchmark equally often",
+                        f"seed={OPTICS_SEED}): every family of the real-optics benchmark equally often; measured, "
+                        "not fitted on (fit sources: " + ", ".join(FIT_SOURCES) + ")",
         "members": list(MEMBERS), "shape_reader": "learned family=optics", "conditions": list(CONDITIONS),
         "folds": "A: fit cell_microtubules + even seeds; B: golgi_confocal + odd seeds; record: fit on all"},
         notes="Objective: mean over the two conditions of the worse modality's mean kernel L1 (41x41) plus "
