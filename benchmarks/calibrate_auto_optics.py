@@ -272,10 +272,10 @@ GRIDS = {"blend": [0.0, 0.25, 0.5, 0.75, 1.0],
          "defocus_trust": [0.0, 0.25, 0.5, 0.75, 1.0],
          "defocus_per_excess_um": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
          "defocus_spread_um": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
-         "shape_share": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0],
          "shape_share_per_excess": [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]}
-# The microscope network's share (searched only with --with-network; 0 in the record): see
-# docs/calibration_auto_optics.txt for why it stays off.
+# The microscope network's share grows with its excess width (shape_share_per_excess, searched only with
+# --with-network; 0 in the record: see docs/estimators.md for why); no constant share (shape_share 0), which
+# would stake the kernel on the network wherever it runs.
 START = {"blend": 0.5, "prior_fwhm": 2.3, "weight_direct": 0.5, "weight_indirect": 0.2, "gain_direct": 2.4,
          "gain_indirect": 2.4, "defocus_nominal_um": 0.2, "defocus_known_um": 0.3, "defocus_trust": 0.0,
          "defocus_per_excess_um": 0.0, "defocus_spread_um": 0.0, "shape_share": 0.0, "shape_share_per_excess": 0.0}
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                     / "napari-kernelgan" / "calibrate_auto_optics.json")
     ap.add_argument("--out", type=Path, default=None, help="text file for the report (also printed)")
     ap.add_argument("--with-network", action="store_true",
-                    help="also search the microscope network's share (shape_share, shape_share_per_excess)")
+                    help="also search the microscope network's share (shape_share_per_excess)")
     ap.add_argument("--optics-cases", action="store_true", help="fit on the optics cases too")
     ap.add_argument("--hinge", type=float, default=HINGE, help="weight of the mean excess over the fixed Gaussian")
     args = ap.parse_args(argv)
