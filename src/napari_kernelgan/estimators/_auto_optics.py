@@ -24,6 +24,11 @@ covariance (no Gaussian bias correction, no pull towards the fixed Gaussian) is 
 * **Anisotropy** is kept where the members agree on it: the combined covariance's axis ratio beyond
   :data:`ISOTROPIC_RATIO` (what the members read on round PSFs, their 95th percentile on the development
   cases), weighted by their agreement, stretches the kernel.
+* **The microscope network's shape** (``learned`` with ``family="optics"``, :data:`SHAPE_READER`; where
+  ``learned`` is a member): the kernel becomes ``(1 - a) · template + a · network's kernel`` with
+  ``a = clip(shape_share + shape_share_per_excess · log(σ_network / σ_template), 0, 1)`` (σ: the geometric
+  mean of the second moments' axes): the more the network reads a wider blur than the template (a
+  defocused or aberrated PSF, which the other members' widths barely follow), the more its kernel counts.
 * **Support**: 99 % of the kernel's mass (:func:`~napari_kernelgan.physics.optics.support_for`), capped at
   :data:`MAX_SIDE`.
 
@@ -42,11 +47,13 @@ from scipy import ndimage
 
 from ..optics_hints import check_hints
 from ..physics.conventions import pad_to
+from ..physics.metrics import second_moments
 from ..physics.optics import Optics, axial_fwhm_um, psf_2d, support_for
 from ..records import record_values
 
 __all__ = ["Hints", "microscope_kernel", "template", "fwhm_px", "MAX_SIDE", "NOMINAL_NA", "NOMINAL_WAVELENGTH_UM",
-           "FITTED", "MICROSCOPE_MEMBER_OPTIONS"]
+           "FITTED", "MICROSCOPE_MEMBER_OPTIONS",
+           "SHAPE_READER", "shape_share"]
 
 FITTED: dict[str, Any] = record_values("auto_optics")
 NOMINAL_NA = 1.2               # where the NA is not given: only the shape at a given FWHM depends on it
@@ -59,6 +66,8 @@ ISOTROPIC_RATIO = float(FITTED["isotropic_ratio"])
 # The members of the microscope mode and their options: the one switch that turns on a member returning a
 # physical kernel (e.g. {"learned": {"family": "optics"}}); the record's constants were fitted without it.
 MICROSCOPE_MEMBER_OPTIONS: dict[str, dict[str, Any]] = {}
+# The member (and its options) whose own physical kernel is blended in where the record gives it a share.
+SHAPE_READER: tuple[str, dict[str, Any]] = ("learned", {"family": "optics"})
 DIRECT = ("spots", "lines")
 
 
@@ -179,13 +188,29 @@ def on_support(kernel: np.ndarray, size: int | None) -> np.ndarray:
     return k / k.sum()
 
 
+def _sigma(kernel: np.ndarray) -> float:
+    return float(np.prod(np.linalg.eigvalsh(second_moments(kernel))) ** 0.25)
+
+
+def shape_share(template_kernel: np.ndarray, shape: np.ndarray, params: dict[str, Any] | None = None) -> float:
+    """The share of the microscope network's kernel ``shape`` against ``template_kernel``: grows with how much
+    wider the network reads the blur (log ratio of their widths); in [0, 1]."""
+    p = FITTED if params is None else params
+    a0, a1 = float(p.get("shape_share", 0.0)), float(p.get("shape_share_per_excess", 0.0))
+    if a0 <= 0 and a1 <= 0:
+        return 0.0
+    return float(np.clip(a0 + a1 * math.log(_sigma(shape) / _sigma(template_kernel)), 0.0, 1.0))
+
+
 def microscope_kernel(cov: np.ndarray | None, hints: Hints, *, direct: bool = False, agreement: float = 0.0,
-                      defocus_fit: float | None = None, size: int | None = None,
+                      defocus_fit: float | None = None, size: int | None = None, shape: np.ndarray | None = None,
                       params: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The physical kernel from the members' combined (uncorrected) ×2 covariance ``cov`` (``None``: no
     reading, the prior alone), the user's ``hints`` and, optics known, the ``optics`` estimator's
     ``defocus_fit`` (µm; ``None``: none). ``direct``: the reading is a point or line measurement.
-    ``agreement``: how far the members agree, in [0, 1]. Returns the kernel and what was chosen.
+    ``agreement``: how far the members agree, in [0, 1]. ``shape``: the microscope network's kernel
+    (:data:`SHAPE_READER`; ``None``: not run), blended in by :func:`shape_share`. Returns the kernel and what
+    was chosen.
     """
     p = FITTED if params is None else params
     blend = float(p["blend"])
@@ -228,7 +253,14 @@ def microscope_kernel(cov: np.ndarray | None, hints: Hints, *, direct: bool = Fa
         if excess * agreement > 1e-3:
             # stretch the long axis by the agreed excess ratio, keep the area
             ratio = math.exp(excess * agreement)
-            shape = (vecs * np.array([1 / ratio, ratio])) @ vecs.T
-            kernel = _stretch(kernel, shape)
+            stretch = (vecs * np.array([1 / ratio, ratio])) @ vecs.T
+            kernel = _stretch(kernel, stretch)
             info["axis_ratio"] = round(ratio, 3)
+    if shape is not None:
+        network = pad_to(np.asarray(shape, dtype=np.float64), RENDER_SIDE)
+        network = network / network.sum()
+        share = shape_share(kernel, network, p)
+        if share > 0:
+            kernel = (1 - share) * kernel + share * network
+        info["network_share"] = round(share, 3)
     return on_support(kernel, size), info

@@ -29,7 +29,9 @@ with confidence 0.
 On a microscope image (any optics option given, or photon-limited
 fluorescence) the combination is read before the bias correction and turned
 into a physical PSF instead (the microscope mode, :mod:`._auto_optics`, with
-its own record ``auto_optics``); ``options["mode"]`` says which mode ran.
+its own record ``auto_optics``; where ``learned`` is a member, the microscope
+network's kernel, ``learned`` with ``family="optics"``, is blended in by how
+much wider it reads the blur); ``options["mode"]`` says which mode ran.
 
 The prior weights of the indirect members, the bias correction, the shrinkage
 and the gates are fitted by ``benchmarks/calibrate_auto.py`` with two-fold
@@ -67,7 +69,7 @@ from ..types import NEUTRAL_CONFIDENCE, KernelEstimate, Progress, TileResult, re
 from ..vocabulary import KERNEL_SIZE, Stage
 from . import optics as _optics_estimator  # noqa: F401 - registers ``optics``, whose option ranges auto shares
 from ._auto_optics import FITTED as OPTICS_FITTED
-from ._auto_optics import MICROSCOPE_MEMBER_OPTIONS, Hints, microscope_kernel, on_support
+from ._auto_optics import MICROSCOPE_MEMBER_OPTIONS, SHAPE_READER, Hints, microscope_kernel, on_support
 
 DEFAULT_MEMBERS = "learned,kernelnet,spots,lines"
 # Scales at which a photon-limited image without optics hints gets the microscope rule: its prior and gains
@@ -291,6 +293,7 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
     failed: dict[str, str] = {}  # members that could not measure this image, and why
     devices: dict[str, str] = {}
     measured_shapes: dict[str, np.ndarray | None] = {}  # kernels a member measured as a whole (spots' average)
+    network: np.ndarray | None = None  # the microscope network's kernel (_auto_optics.SHAPE_READER)
     for i, name in enumerate(names):
         yield Progress(i * STEPS_PER_MEMBER, STEPS_PER_MEMBER * len(names), time.perf_counter() - start,
                        stage=Stage.ESTIMATE, message=f"auto: running {name}")
@@ -317,6 +320,8 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
         conf = NEUTRAL_CONFIDENCE if est.confidence is None else float(est.confidence)
         results.append((name, second_moments(est.kernel), conf))
         measured_shapes[name] = est.kernel if est.extras.get("shape") in ("measured", "gaussian") else None
+        if microscope and int(scale) == 2 and (name, member_options) == SHAPE_READER and not est.extras.get("fallback"):
+            network = np.asarray(est.kernel, dtype=np.float64)   # the member is the microscope network itself
         elapsed[name] = round(time.perf_counter() - start, 3)
     # The shot-noise test runs only where no direct measurement decides (or, natural, it has run).
     cov, confidence, info = combine_members(results, photon_limited=photon_limited,
@@ -336,9 +341,13 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
             total = STEPS_PER_MEMBER * len(names)
             defocus = yield from relay(_defocus_fit(frames, hints, scale, seed), offset=total, span=0, total=total,
                                        start=start, stage=Stage.ESTIMATE, prefix="auto: optics: ")
+        if network is None:
+            total = STEPS_PER_MEMBER * len(names)
+            network = yield from relay(_shape_reading(frames, names, scale, device, seed), offset=total, span=0,
+                                       total=total, start=start, stage=Stage.ESTIMATE, prefix="auto: ")
         kernel, options["microscope"] = microscope_kernel(
             cov, hints, direct=bool(set(info["used"]) & set(DECISIVE)), agreement=agreement_of(info),
-            defocus_fit=defocus, size=size)
+            defocus_fit=defocus, size=size, shape=network)
         if defocus is not None:
             options["microscope"]["defocus_fit_um"] = round(defocus, 3)
     elif cov is None:
@@ -362,7 +371,27 @@ def auto(frames: np.ndarray, *, scale: int = 2, device: torch.device | None = No
                           elapsed=time.perf_counter() - start, device=_where(devices), seed=seed,
                           confidence=confidence, options=options,
                           extras={"covariance": np.asarray(cov).round(4).tolist(), "members": used,
-                                  "skipped": skipped, **info})
+                                  "skipped": skipped, **info,
+                                  **({"network_kernel": network} if network is not None else {})})
+
+
+def _shape_reading(frames: np.ndarray, names: list[str], scale: int, device: torch.device | None,
+                   seed: int) -> Generator[Progress, None, np.ndarray | None]:
+    """The microscope network's ×2 kernel (:data:`._auto_optics.SHAPE_READER`) where the record gives it a share
+    and its member is among ``names`` (the share was fitted at ×2); else (or where it cannot read the image)
+    ``None``."""
+    name, options = SHAPE_READER
+    if int(scale) != 2 or name not in names or name in ESTIMATORS.unavailable or (
+            float(OPTICS_FITTED.get("shape_share", 0.0)) <= 0 and float(OPTICS_FITTED.get("shape_share_per_excess",
+                                                                                           0.0)) <= 0):
+        return None
+    spec = ESTIMATORS.get(name)
+    try:
+        est: KernelEstimate = yield from spec.fn(frames, scale=scale, device=device, seed=seed,
+                                                 **spec.resolve(options))
+    except BadInputError:
+        return None
+    return None if est.extras.get("fallback") else np.asarray(est.kernel, dtype=np.float64)
 
 
 def _defocus_fit(frames: np.ndarray, hints: Hints, scale: int,
@@ -387,8 +416,8 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                size: int | None = None, **hints: Any) -> Generator[Progress, None, list[TileResult]]:
     """All tiles of a kernel map: each member's tile pass (one pass where the member has one), then
     :func:`combine_members` per tile; the shot-noise test is made once, on the whole image. On a microscope
-    image each tile's kernel is the microscope rule's, on the side of the whole image's kernel (a map's
-    kernels share one support), unless ``size`` is given."""
+    image each tile's kernel is the microscope rule's (with the whole image's microscope-network kernel), on
+    the side of the whole image's kernel (a map's kernels share one support), unless ``size`` is given."""
     optics_hints = Hints(**hints)
     if size is not None:
         _check_size(size)
@@ -396,12 +425,13 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
     start = time.perf_counter()
     photon_limited = functools.cache(functools.partial(_photon_limited, frames))
     microscope = optics_hints.given or (int(scale) in BLIND_MICROSCOPE_SCALES and photon_limited())
-    defocus = None
+    defocus = network = None
     if microscope:
         whole: KernelEstimate = yield from auto(frames, scale=scale, device=device, seed=seed,
                                                 report_every=report_every, members=members, size=size, **hints)
         size = int(whole.kernel.shape[0])
         defocus = whole.options["microscope"].get("defocus_fit_um")
+        network = whole.extras.get("network_kernel")   # the whole image's: the network reads many crops
     size = KERNEL_SIZE if size is None else size
     n_tiles = len(np.asarray(boxes).reshape(-1, 4))
     per_tile: list[list[tuple[str, np.ndarray, float]]] = [[] for _ in range(n_tiles)]
@@ -438,7 +468,8 @@ def auto_tiles(frames: np.ndarray, boxes: np.ndarray, *, scale: int = 2, device:
                                                 **(MICROSCOPE_READING if microscope else {}))
         if cov is not None and microscope:
             kernel, _ = microscope_kernel(cov, optics_hints, direct=bool(set(info["used"]) & set(DECISIVE)),
-                                          agreement=agreement_of(info), defocus_fit=defocus, size=size)
+                                          agreement=agreement_of(info), defocus_fit=defocus, size=size,
+                                          shape=network)
             out.append(TileResult(kernel=kernel, confidence=confidence, covariance=second_moments(kernel)))
         elif cov is None:
             detail = "; ".join(f"{name}: {reason}" for name, reason in why.items())
