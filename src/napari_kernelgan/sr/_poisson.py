@@ -54,8 +54,8 @@ from ..records import record_values
 from ..types import Progress
 from ..vocabulary import Stage
 
-__all__ = ["MAX_ITERATIONS", "STEP_SCALE", "MIN_SIGMA", "CV_CROP", "PEDESTAL", "GAIN_GRID", "to_counts", "from_counts",
-           "thin", "richardson_lucy", "choose_iterations", "refine", "iter_choose_level", "iter_refine"]
+__all__ = ["MAX_ITERATIONS", "STEP_SCALE", "MIN_SIGMA", "CV_CROP", "PEDESTAL", "to_counts", "from_counts", "thin",
+           "richardson_lucy", "choose_iterations", "refine", "iter_refine"]
 
 MAX_ITERATIONS = 40   # RL steps tried at most on the half counts
 # The full counts are twice the half's, so RL can go further on them before the noise wins: the step count
@@ -70,12 +70,6 @@ MIN_SIGMA = 3.0
 CV_CROP = 256         # LR side of the centre crop the iteration count is chosen on
 _FLOOR = 1e-6         # counts: keeps the ratio y / A x finite where the prediction vanishes
 PEDESTAL = 1.0        # counts of the flat pedestal above the lowest value, where start or data go below 0
-# The noise gains (multipliers of the measured noise, before the kernel's doubt factor) the SR method's noise
-# option is chosen from by the held-out counts (iter_choose_level): a log grid around the fixed gain used before
-# (2.5), a design choice. Smooth objects (nuclei) want more smoothing than filaments and puncta at the same noise.
-GAIN_GRID = (1.0, 1.6, 2.5, 4.0, 6.3)
-GAIN_CROP = 128       # LR side of the centre crop the noise gain is chosen on (a quarter of CV_CROP's pixels: time)
-GAIN_STEPS = 10       # RL steps each gain's continuation is scored along (the chosen counts: 0–8 on DEVELOPMENT)
 
 
 def to_counts(x: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -162,41 +156,6 @@ def refine(lr: np.ndarray, sr: np.ndarray, kernel: np.ndarray, scale: int, a: fl
     return from_counts(x, a, b).astype(sr.dtype)
 
 
-def _cv_halves(frames: np.ndarray, seed: int, a: float, b: float, crop: int = CV_CROP,
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """The thinned halves of the middle frame's centre crop (the same for every use with one seed)."""
-    counts = to_counts(centre_crop(frames[frames.shape[0] // 2], crop), a, b)
-    return thin(counts, np.random.default_rng([int(seed), 0x5EED]))
-
-
-def iter_choose_level(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, levels: list[float], *,
-                      device: Any, seed: int, options: Mapping[str, Any], key: str, a: float, b: float,
-                      ) -> Generator[Progress, None, tuple[int, list[float], list[int]]]:
-    """The noise option (index into ``levels``) under which SR method ``spec`` best predicts held-out counts.
-
-    The method runs on ``2·n₁`` of the thinned counts (its noise option × √2) once per level, RL continues
-    from each result on ``n₁``, and each level scores the lowest negative Poisson log-likelihood of ``n₂``
-    under ``A x`` along that continuation (so a level that under-sharpens is judged with the sharpening RL
-    would add, up to :data:`GAIN_STEPS`), on a :data:`GAIN_CROP` centre crop. Returns the chosen index, every
-    level's score and the RL step count at which each scored best.
-    """
-    halves = _cv_halves(frames, seed, a, b, GAIN_CROP)
-    half = from_counts(2.0 * halves[0], a, b).astype(np.float32)[None]
-    scores: list[float] = []
-    counts: list[int] = []
-    t0 = time.perf_counter()
-    for i, level in enumerate(levels):
-        opts = {**options, key: float(level) * math.sqrt(2.0)}
-        start = yield from spec.fn(half, kernel, scale, device=device, seed=seed, **opts)
-        _, losses = richardson_lucy(halves[0], to_counts(start[0], a, b) / 2.0, kernel, scale, GAIN_STEPS,
-                                    held=halves[1], device=device)
-        counts.append(int(np.argmin(losses)))
-        scores.append(float(np.min(losses)))
-        yield Progress(i + 1, len(levels), time.perf_counter() - t0, stage=Stage.SR,
-                       message="photon-limited noise level by cross-validation")
-    return int(np.argmin(scores)), scores, counts
-
-
 def iter_refine(spec: Any, frames: np.ndarray, result: np.ndarray, kernel: np.ndarray, scale: int, *,
                 device: Any, seed: int, options: Mapping[str, Any], key: str, a: float, b: float,
                 ) -> Generator[Progress, None, tuple[np.ndarray, int, bool]]:
@@ -206,7 +165,8 @@ def iter_refine(spec: Any, frames: np.ndarray, result: np.ndarray, kernel: np.nd
     the cross-validated count reached :data:`MAX_ITERATIONS` (the held-out counts still better predicted
     by more sharpening: with the true PSF, measured at most 11 on the real-optics report and 38 on
     the known-kernel report; with a kernel wider than the blur, the cap)."""
-    halves = _cv_halves(frames, seed, a, b)
+    counts = to_counts(centre_crop(frames[frames.shape[0] // 2], CV_CROP), a, b)
+    halves = thin(counts, np.random.default_rng([int(seed), 0x5EED]))
     half = from_counts(2.0 * halves[0], a, b).astype(np.float32)[None]
     opts = {**options, key: float(options[key]) * math.sqrt(2.0)}
     start = yield from spec.fn(half, kernel, scale, device=device, seed=seed, **opts)

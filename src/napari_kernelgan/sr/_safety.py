@@ -218,17 +218,6 @@ def base_noise_level(spec: Any, noise_sigma: float, confidence: float | None, sc
     return max(noise_sigma * factor, confidence_floor(confidence, blind_sigma, scale))
 
 
-def photon_levels(spec: Any, noise_sigma: float, confidence: float | None, scale: int) -> list[float]:
-    """The noise options ([0, 255]) cross-validation chooses from on a photon-limited image: the measured
-    noise times each gain of :data:`~napari_kernelgan.sr._poisson.GAIN_GRID` and the kernel's
-    :func:`doubt_factor`, each at least :func:`confidence_floor` (with the method's blind default)."""
-    key = next((k for k in NOISE_KEYS if k in spec.defaults), None)
-    blind_sigma = float(spec.blind_defaults.get(key, DEFAULT_BLIND_SIGMA)) if key else DEFAULT_BLIND_SIGMA
-    doubt = doubt_factor(confidence, noise_sigma)
-    floor = confidence_floor(confidence, blind_sigma, scale)
-    return [max(noise_sigma * g * doubt, floor) for g in _poisson.GAIN_GRID]
-
-
 def noise_ladder(base: float) -> list[float]:
     """The noise levels tried in turn: ``base``, then ``max(base, 1)`` times :data:`LADDER_FACTOR` per step."""
     start = max(base, 1.0)
@@ -307,19 +296,8 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
     if "tv_scale" in spec.defaults and "tv_scale" not in given:
         opts["tv_scale"] = noise_tv_scale(noise["noise_sigma"])
     levels: list[float | None] = [None]
-    photon = (noise["noise_model"] == "poisson-gaussian" and key is not None and "poisson_a" in noise
-              and noise["noise_sigma"] >= _poisson.MIN_SIGMA)
     if key is not None and key not in given:
-        base = base_noise_level(spec, noise["noise_sigma"], confidence, scale)
-        if photon:
-            # Photon-limited: the noise level is the one whose SR best predicts held-out thinned counts.
-            candidates = photon_levels(spec, noise["noise_sigma"], confidence, scale)
-            best, _, _ = yield from _poisson.iter_choose_level(
-                spec, frames, kernel, scale, candidates, device=device, seed=seed, options=opts, key=key,
-                a=noise["poisson_a"], b=noise["poisson_b"])
-            base = candidates[best]
-            record["noise_gain"] = _poisson.GAIN_GRID[best]
-        levels = noise_ladder(base)
+        levels = noise_ladder(base_noise_level(spec, noise["noise_sigma"], confidence, scale))
     limit = ringing_limit(confidence, noise["noise_sigma"], scale)
     probe, whole = _probe(frames)
     bic_probe = bicubic_frames(probe, scale)
@@ -350,7 +328,8 @@ def iter_safe_sr(spec: Any, frames: np.ndarray, kernel: np.ndarray, scale: int, 
     if "tv_scale" in chosen:
         record["tv_scale"] = round(float(chosen["tv_scale"]), 3)
     result = out if whole else (yield from spec.fn(frames, kernel, scale, device=device, seed=seed, **chosen))
-    if photon:
+    if (noise["noise_model"] == "poisson-gaussian" and key is not None and "poisson_a" in noise
+            and noise["noise_sigma"] >= _poisson.MIN_SIGMA):
         result, steps, capped = yield from _poisson.iter_refine(spec, frames, result, kernel, scale, device=device,
                                                                 seed=seed, options=chosen, key=key,
                                                                 a=noise["poisson_a"], b=noise["poisson_b"])
