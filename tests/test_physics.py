@@ -323,3 +323,32 @@ def test_validate_kernel_accepts_div2krk_ringing_and_clips_it():
     k[0, 6] = -0.008 * k.max()
     out = validate_kernel(k / k.sum())
     assert out.min() == 0.0 and np.isclose(out.sum(), 1.0)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3])
+@pytest.mark.parametrize("name", ["reflect", "constant", "valid"])
+def test_large_kernel_fft_path_matches_taps(name: str, scale: int) -> None:
+    """A kernel beyond 41×41 (a microscope PSF) runs through the FFT; forward and adjoint equal the
+    tap-by-tap correlation, and stay adjoint, on an image smaller than the kernel's reach too."""
+    from napari_kernelgan.physics import operators
+
+    rng = np.random.default_rng(scale)
+    kernel = rng.random((45, 43))
+    kernel /= kernel.sum()
+    op = Degradation(kernel, scale, name)
+    assert op.kernel.size >= operators.FFT_MIN_TAPS
+    gen = torch.Generator().manual_seed(scale)
+    hr_shape = (60 * scale + 1, 50 * scale)
+    x = torch.rand((2, *hr_shape), dtype=torch.float64, generator=gen)
+    y = torch.rand((2, *op.output_shape(hr_shape)), dtype=torch.float64, generator=gen)
+    # The tap-by-tap reference (float64 on the CPU) with the FFT switched off.
+    taps = operators.FFT_MIN_TAPS
+    try:
+        operators.FFT_MIN_TAPS = 10 ** 9
+        ref_a, ref_adj = op.A(x), op.A_adjoint(y, hr_shape)
+    finally:
+        operators.FFT_MIN_TAPS = taps
+    torch.testing.assert_close(op.A(x), ref_a, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(op.A_adjoint(y, hr_shape), ref_adj, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(op.A(x.float()).double(), ref_a, rtol=1e-4, atol=1e-5)
+    assert adjointness_gap(op, x, gen) < 1e-12

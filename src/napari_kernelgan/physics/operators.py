@@ -66,6 +66,50 @@ def _extension_index(n: int, before: int, after: int, padding: str, device: torc
     return p % n
 
 
+FFT_MIN_TAPS = 41 * 41 + 1  # from this many kernel taps on, correlate by FFT (measured PSFs, physical models)
+
+
+def _by_fft(weight: torch.Tensor) -> bool:
+    """Whether to correlate through the FFT instead of tap by tap or with ``conv2d``.
+
+    A microscope PSF on the SR grid can be 75×75: ``conv2d`` then costs 9× an FFT on a
+    512² image (and Richardson–Lucy applies ``A`` and its adjoint at every step), while
+    the FFT's cost does not grow with the kernel. Kernels up to 41×41 (DIV2KRK's, the
+    ``auto`` estimates) keep the direct paths, whose outputs stay bit for bit as they were.
+    The FFT path carries no gradient to the kernel (KernelGAN's generator keeps ``conv2d``).
+    """
+    return weight.numel() >= FFT_MIN_TAPS and not (weight.requires_grad and torch.is_grad_enabled())
+
+
+def _fft_grid(shape: tuple[int, int]) -> tuple[int, int]:
+    from scipy.fft import next_fast_len
+
+    return next_fast_len(int(shape[0]), real=True), next_fast_len(int(shape[1]), real=True)
+
+
+def _correlate_fft(xp: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """:func:`_correlate` through the FFT: circular correlation on a grid at least as large as ``xp``,
+    whose kept ('valid') outputs never wrap."""
+    kh, kw = weight.shape
+    grid = _fft_grid(xp.shape[-2:])
+    spec = torch.fft.rfft2(xp, s=grid) * torch.fft.rfft2(weight.to(xp.dtype), s=grid).conj()
+    full = torch.fft.irfft2(spec, s=grid)
+    h, w = _out_length(xp.shape[-2], kh, stride), _out_length(xp.shape[-1], kw, stride)
+    return full[..., :stride * (h - 1) + 1:stride, :stride * (w - 1) + 1:stride].contiguous()
+
+
+def _correlate_adjoint_fft(y: torch.Tensor, weight: torch.Tensor, stride: int,
+                           padded: tuple[int, int]) -> torch.Tensor:
+    """:func:`_correlate_adjoint` through the FFT: the zero-filled upsampling of ``y`` convolved with the
+    kernel on a grid at least as large as ``padded`` (nothing wraps: every footprint ends inside it)."""
+    h, w = y.shape[-2:]
+    grid = _fft_grid(padded)
+    up = y.new_zeros(y.shape[:-2] + grid)
+    up[..., :stride * (h - 1) + 1:stride, :stride * (w - 1) + 1:stride] = y
+    full = torch.fft.irfft2(torch.fft.rfft2(up) * torch.fft.rfft2(weight.to(y.dtype), s=grid), s=grid)
+    return full[..., :padded[0], :padded[1]].contiguous()
+
+
 def _direct(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether to correlate tap by tap instead of with ``conv2d``.
 
@@ -84,6 +128,8 @@ def _out_length(n: int, k: int, stride: int) -> int:
 def _correlate(xp: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
     """'valid' correlation of (..., Hp, Wp) with a 2-D ``weight``, keeping every ``stride``-th output."""
     kh, kw = weight.shape
+    if _by_fft(weight):
+        return _correlate_fft(xp, weight, stride)
     if _direct(xp, weight):
         h, w = _out_length(xp.shape[-2], kh, stride), _out_length(xp.shape[-1], kw, stride)
         acc = xp.new_zeros(xp.shape[:-2] + (h, w))
@@ -125,6 +171,8 @@ def _correlate_adjoint(y: torch.Tensor, weight: torch.Tensor, stride: int,
     if _out_length(padded[0], kh, stride) != h or _out_length(padded[1], kw, stride) != w:
         raise BadInputError(f"an LR image of {h}×{w} is not the degradation of a {padded[0]}×{padded[1]} "
                             f"(padded) image at ×{stride} with a {kh}×{kw} kernel")
+    if _by_fft(weight):
+        return _correlate_adjoint_fft(y, weight, stride, padded)
     if _direct(y, weight):
         out = y.new_zeros(y.shape[:-2] + tuple(padded))
         taps = weight.tolist()
