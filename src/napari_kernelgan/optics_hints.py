@@ -151,9 +151,10 @@ def hints_from_optics(optics: Mapping[str, Any], name: str = "the file") -> dict
     if index is None and optics.get("immersion"):
         index = IMMERSION_INDEX.get(str(optics["immersion"]).strip().lower())
     n_immersion = _plausible("n_immersion", index, name)
-    for problem in hint_problems({"na": na, "n_immersion": n_immersion}):
+    pair = {"na": na, "n_immersion": n_immersion}
+    for problem in hint_problems(pair):
         # Before the pinhole, which is in Airy units of this NA.
-        unused = [k for k in problem.keys if {"na": na, "n_immersion": n_immersion}.get(k) is not None]
+        unused = [k for k in problem.keys if pair.get(k) is not None]
         warnings.warn(f"{name}: the metadata's {problem.text()}; its {' and '.join(HINT_LABELS[k] for k in unused)} "
                       f"{'are' if len(unused) > 1 else 'is'} not used", OpticsHintWarning, stacklevel=2)
         na, n_immersion = (None if "na" in unused else na), (None if "n_immersion" in unused else n_immersion)
@@ -325,14 +326,19 @@ def hint_problems(hints: Mapping[str, Any]) -> list[HintProblem]:
     none is given, as the estimators take it: NA = n sin θ), and a pinhole goes with a confocal, not a
     widefield.
     """
+    return _read_hints(hints)[1]
+
+
+def _read_hints(hints: Mapping[str, Any]) -> tuple[dict[str, Any], list[HintProblem]]:
+    """Each hint as :func:`check_hint` reads it (those it refuses left out) and :func:`hint_problems`'s list."""
     problems: list[HintProblem] = []
-    values: dict[str, Any] = {}
+    read: dict[str, Any] = {}
     for key, value in hints.items():
         try:
-            values[key] = check_hint(key, value)
+            read[key] = check_hint(key, value)
         except BadOptionError as exc:
             problems.append(HintProblem((key,), exc.words))
-    values = {k: _Number(v) if isinstance(v, float) else v for k, v in values.items()}
+    values = {k: _Number(v) if isinstance(v, float) else v for k, v in read.items()}
     na, n = values.get("na"), values.get("n_immersion")
     if na is not None and na >= (ASSUMED_IMMERSION if n is None else n):
         if n is None:
@@ -352,23 +358,22 @@ def hint_problems(hints: Mapping[str, Any]) -> list[HintProblem]:
             HintParam("pinhole_au", values["pinhole_au"], gui=f"a pinhole ({values['pinhole_au']:g} AU)"),
             " is for a confocal, but ", HintParam("modality", "widefield", gui="the modality is widefield"),
             ": clear the pinhole, or make the modality confocal")))
-    return problems
+    return read, problems
 
 
 def check_hints(hints: Mapping[str, Any], who: str = "") -> dict[str, Any]:
     """``hints`` read as :func:`check_hint` reads each (``None`` kept), or the :class:`BadOptionError` of the
     first of :func:`hint_problems` (``who``, e.g. an estimator's name, before its words)."""
-    problems = hint_problems(hints)
+    values, problems = _read_hints(hints)
     if problems:
         raise problems[0].error(who)
-    return {key: check_hint(key, value) for key, value in hints.items()}
+    return values
 
 
 def format_hint(key: str, value: Any) -> str:
     """``"NA 1.4"``, ``"emission λ 0.52 µm"``, ``"pinhole 1 AU"``: one hint in words."""
-    unit = {"wavelength_um": " µm", "pixel_um": " µm", "pinhole_au": " AU"}.get(key, "")
     shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-    return f"{HINT_LABELS.get(key, key)} {shown}{unit}"
+    return f"{HINT_LABELS.get(key, key)} {shown}{_UNITS.get(key, '')}"
 
 
 def describe_hints(values: Mapping[str, Any], sources: Mapping[str, str],

@@ -151,8 +151,8 @@ def _noisy_case() -> tuple[np.ndarray, np.ndarray]:
     from .synthetic import microscopy_scene
 
     hr = microscopy_scene(NOISY_SHAPE, NOISY_SEED, kind="mixed")
-    # float32 runs the 75×75 correlation through oneDNN (a fraction of a second; float64 takes seconds):
-    # its rounding, ~1e-7 of the signal, is nothing beside the shot noise added next.
+    # In float32, as the sample was first drawn (the same Poisson draws since): its rounding, ~1e-7 of the
+    # signal, is nothing beside the shot noise added next.
     clean = Degradation(_noisy_kernel(), SCALE).A(torch.from_numpy(hr.astype(np.float32))).double().numpy()
     factor = NOISY_PHOTONS / float(clean.max())
     rng = np.random.default_rng([NOISY_SEED, 1])

@@ -16,7 +16,7 @@ from magicgui.widgets import ComboBox, LineEdit, PushButton, Widget
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout
 
-from ..optics_hints import FIELD_LABELS, HINT_KEYS, HintProblem, check_hint, hint_problems
+from ..optics_hints import FIELD_LABELS, HINT_KEYS, HintProblem, check_hints, hint_problems
 from ..optics_hints import MODALITIES as _MODALITIES
 
 __all__ = ["OpticsGroup", "INVALID_STYLE", "REASON_STYLE"]
@@ -137,15 +137,8 @@ class OpticsGroup(QGroupBox):
     def values(self) -> dict[str, Any]:
         """The hints given (empty fields, and those the estimator does not take, left out); the first problem,
         if any, as its :class:`~napari_kernelgan.errors.BadOptionError`."""
-        problems = self.problems()
-        if problems:
-            raise problems[0].error()
-        out = {}
-        for key, value in self.raw().items():
-            checked = check_hint(key, value) if key in self.declared else None
-            if checked is not None:
-                out[key] = checked
-        return out
+        read = check_hints({k: v for k, v in self.raw().items() if k in self.declared})
+        return {k: v for k, v in read.items() if v is not None}
 
     def changed_values(self) -> dict[str, Any]:
         """The values typed over the defaults (:meth:`values` that differ from what the metadata says)."""

@@ -164,7 +164,8 @@ def iter_refine(spec: Any, frames: np.ndarray, result: np.ndarray, kernel: np.nd
     option (raised by √2 for the half counts). Returns the refined result, the RL step count and whether
     the cross-validated count reached :data:`MAX_ITERATIONS` (the held-out counts still better predicted
     by more sharpening: with the true PSF, measured at most 11 on the real-optics report and 38 on
-    the known-kernel report; with a kernel wider than the blur, the cap)."""
+    the known-kernel report; with a kernel wider than the blur, the cap). Where it did, ``result`` comes
+    back unrefined: the caller does not use a refinement of that kernel."""
     counts = to_counts(centre_crop(frames[frames.shape[0] // 2], CV_CROP), a, b)
     halves = thin(counts, np.random.default_rng([int(seed), 0x5EED]))
     half = from_counts(2.0 * halves[0], a, b).astype(np.float32)[None]
@@ -173,8 +174,8 @@ def iter_refine(spec: Any, frames: np.ndarray, result: np.ndarray, kernel: np.nd
     chosen = choose_iterations(halves, to_counts(start[0], a, b) / 2.0, kernel, scale, device=device)
     capped = chosen >= MAX_ITERATIONS
     steps = int(round(STEP_SCALE * chosen))
-    if steps == 0:
-        return result, 0, capped
+    if steps == 0 or capped:
+        return result, steps, capped
     out = np.empty_like(result)
     t0 = time.perf_counter()
     for i in range(frames.shape[0]):
