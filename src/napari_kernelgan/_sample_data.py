@@ -13,6 +13,7 @@ from .layers import (
     kernel_map_layer_data,
     kernel_panel_transform,
     true_kernel_layer_name,
+    units_of,
 )
 from .samples import ASTRONAUT, FLUORESCENCE, NOISY_FLUORESCENCE, SCALE, TISSUE, TISSUE_VARYING, SampleCase
 from .types import kernel_metadata
@@ -37,12 +38,14 @@ def sample_layers(case: SampleCase) -> list[LayerDataTuple]:
         step[-2:] = [case.pixel_um, case.pixel_um]
         image_kwargs.update(scale=step, units=["pixel"] * lead + ["µm", "µm"])
         image_kwargs["metadata"]["optics"] = case.hints()
-    # The panel placement needs the image layer's geometry.
-    geometry = SimpleNamespace(data=lr, rgb=case.rgb, scale=step, translate=[0.0] * (lead + 2), multiscale=False)
+    # The panel placement needs the image layer's geometry; the kernel takes its units as every result layer
+    # does (layers of mixed units make napari drop them all, with a warning).
+    geometry = SimpleNamespace(data=lr, rgb=case.rgb, scale=step, translate=[0.0] * (lead + 2), multiscale=False,
+                               units=image_kwargs.get("units"))
     k_scale, k_translate = kernel_panel_transform(geometry, k.shape[0], slot=2)
     kernel_kwargs = {"name": true_kernel_layer_name(case.name, SCALE), "scale": k_scale, "translate": k_translate,
                      "colormap": KERNEL_COLORMAP, "contrast_limits": [0.0, float(k.max())],
-                     "interpolation2d": "nearest", "metadata": kernel_meta}
+                     "interpolation2d": "nearest", "metadata": kernel_meta, **units_of(geometry, 2)}
     return [(lr, image_kwargs, "image"), (k.astype(np.float32), kernel_kwargs, "image")]
 
 

@@ -24,6 +24,8 @@ def test_noisy_fluorescence_opens_with_its_pixel_size_and_optics(make_napari_vie
     assert kernel.data.shape == (75, 75)
     # the true kernel is drawn beside the image in the same world units
     assert kernel.translate[1] > image.data.shape[1] * image.scale[1]
+    # and in the image's units: layers of mixed units make napari drop them all, with a warning
+    assert [str(u) for u in kernel.units] == ["micrometer", "micrometer"]
     widget = dock(viewer, "Estimate kernel")
     widget.image.value = image
     shown = {k: w.value for k, w in widget.optics.widgets.items()}
