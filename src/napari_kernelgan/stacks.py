@@ -53,10 +53,34 @@ class ImageMeta:
     unit: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def scaled(self, scale: int) -> ImageMeta:
-        """The metadata of the image upsampled ``scale`` times in Y and X."""
-        sizes = {a: (v / scale if a in "YX" else v) for a, v in self.pixel_size.items()}
+    def scaled(self, scale: int = 1, z_factor: int = 1) -> ImageMeta:
+        """The metadata of the image upsampled ``scale`` times in Y and X and ``z_factor`` times in Z (the
+        Z spacing divided by it; ImageJ ``spacing`` and OME ``PhysicalSizeZ`` are written from it)."""
+        factors = {"Y": scale, "X": scale, "Z": z_factor}
+        sizes = {a: v / factors.get(a, 1) for a, v in self.pixel_size.items()}
         return replace(self, pixel_size=sizes)
+
+    def size_um(self, axis: str) -> float | None:
+        """The pixel size along ``axis`` (``"X"``, ``"Z"``...) in µm; ``None`` where the file does not record
+        it or records it in a unit that is not a length (ImageJ's ``pixel``)."""
+        from .measured_psf import to_um
+
+        if axis not in self.pixel_size:
+            return None
+        return to_um(self.pixel_size[axis], self.unit.get(axis))
+
+    def with_size_um(self, axis: str, size_um: float) -> ImageMeta:
+        """The metadata with the pixel size along ``axis`` set to ``size_um`` µm, in the unit the file uses
+        for it (or for X; µm where neither is a length): a size given for a file that did not record it,
+        or over what it recorded, is written to its results."""
+        from .measured_psf import to_um
+
+        unit = self.unit.get(axis) or self.unit.get("X")
+        per = None if unit is None else to_um(1.0, unit)
+        if not per:
+            unit, per = "µm", 1.0
+        return replace(self, pixel_size={**self.pixel_size, axis: float(size_um) / per},
+                       unit={**self.unit, axis: unit})
 
 
 @dataclass
