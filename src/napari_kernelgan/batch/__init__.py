@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BadOptionError, Cancelled, OutputError, Param, WeightsMissingError, render, user_words
 from ..stacks import stem_of
 from ..vocabulary import Stage, Status
+from .axial import run_axial_input
 from .config import BatchConfig, BatchResult, InputResult
 from .engine import expand_inputs, run_input
 from .executors import SINGLE_THREAD_ENV, dask_client, map_tasks
@@ -85,7 +86,7 @@ def process_input(path: str | os.PathLike, cfg: BatchConfig, *, catch_bugs: bool
             return result
     try:
         with all_or_nothing() as written:
-            run_input(path, stem, cfg, result, written, hooks)
+            (run_axial_input if cfg.axial else run_input)(path, stem, cfg, result, written, hooks)
             if cfg.resume:
                 write_manifest(path, stem, cfg, result, written)
         result.written = written
@@ -114,7 +115,7 @@ def _lost(path: Path, cfg: BatchConfig, message: str) -> InputResult:
 
 
 def _paths(inputs: Sequence[str | os.PathLike], cfg: BatchConfig) -> list[Path]:
-    paths = expand_inputs(inputs, cfg.out)
+    paths = expand_inputs(inputs, cfg.out, axial=cfg.axial)
     if cfg.output is not None and len(paths) != 1:
         raise BadOptionError(Param("output"), f" names the result of one input, and {len(paths)} inputs were "
                              "given; leave it out to write each result beside its input")

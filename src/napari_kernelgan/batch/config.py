@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadOptionError
+from ..errors import BadOptionError, Param
 from ..vocabulary import Status
 
 if TYPE_CHECKING:
     from ..types import KernelEstimate
 
-__all__ = ["BatchConfig", "InputResult", "BatchResult"]
+__all__ = ["BatchConfig", "InputResult", "BatchResult", "AXIAL_METHODS"]
+
+AXIAL_METHODS = ("smore", "deconvolve", "cubic")
+"""The axial SR methods (:func:`napari_kernelgan.axial.isotropic.super_resolve_axial`'s ``sr_method``)."""
 
 
 @dataclass
@@ -33,6 +37,13 @@ class BatchConfig:
     ``hints``: the microscope's optics given by the user (:data:`~..optics_hints.HINT_KEYS`), over what
     each input's file says (read per channel unless ``file_hints`` is off); they reach only an estimator
     that declares them, and an estimator option set in ``estimator_options`` wins over both.
+
+    ``axial``: each input is a z-stack whose 3-D PSF is estimated and whose voxels are made isotropic
+    (:mod:`.axial`; the 2-D settings are then unused): ``axial_method`` (``smore``, ``deconvolve``, ``cubic``),
+    ``z_step`` (µm, over what the file says), ``z_factor`` (default: z step / pixel size, rounded),
+    ``psf_only`` (the PSF and its record, no isotropic stack), ``psf3d`` (a measured 3-D PSF TIFF used
+    instead of an estimate), ``overwrite`` (off: an existing output is refused). The pixel size is
+    ``hints["pixel_um"]`` over the file's.
     """
 
     out: Path | None
@@ -59,6 +70,13 @@ class BatchConfig:
     kernel_files: str = "all"
     hints: dict[str, Any] = field(default_factory=dict)
     file_hints: bool = True
+    axial: bool = False
+    axial_method: str = "smore"
+    z_step: float | None = None
+    z_factor: int | None = None
+    psf_only: bool = False
+    psf3d: Path | None = None
+    overwrite: bool = True
 
     def __post_init__(self) -> None:
         self.out = None if self.out is None else Path(self.out)
@@ -73,6 +91,28 @@ class BatchConfig:
         self.hints = {k: check_hint(k, v) for k, v in self.hints.items() if v is not None}
         if self.kernel is not None and self.sr_method is None:
             raise BadOptionError("a known kernel is for super-resolution: give an SR method")
+        self.psf3d = None if self.psf3d is None else Path(self.psf3d)
+        if self.axial:
+            self._check_axial()
+
+    def _check_axial(self) -> None:
+        """Refuse the axial settings no run can use, before any file is read."""
+        if self.axial_method not in AXIAL_METHODS:
+            raise BadOptionError(Param("axial_method", self.axial_method), " must be one of: "
+                                 f"{', '.join(AXIAL_METHODS)}")
+        if self.z_step is not None:
+            self.z_step = float(self.z_step)
+            if not math.isfinite(self.z_step) or self.z_step <= 0:
+                raise BadOptionError(Param("z_step", self.z_step), " must be a distance in µm above 0")
+        if self.z_factor is not None:
+            if int(self.z_factor) != self.z_factor or not 1 <= int(self.z_factor) <= 8:
+                raise BadOptionError(Param("z_factor", self.z_factor), " must be a whole number from 1 to 8")
+            self.z_factor = int(self.z_factor)
+        if self.kernel is not None or self.kernel_map or self.per_slice:
+            raise BadOptionError("an axial run estimates a 3-D PSF per stack: a 2-D kernel, a kernel map or "
+                                 "per-slice kernels do not apply")
+        if self.psf3d is not None and not self.psf3d.is_file():
+            raise BadOptionError(f"PSF file not found: {self.psf3d}")
 
     def out_dir(self, path: Path) -> Path:
         """Where the results of input ``path`` go."""
@@ -85,6 +125,8 @@ class BatchConfig:
         settings = {k: v for k, v in asdict(self).items() if k not in ("out", "resume", "keep_results")}
         if self.kernel is not None and self.kernel.is_file():  # the kernel's content, not only its name
             settings["kernel_sha256"] = sha256(self.kernel)
+        if self.psf3d is not None and self.psf3d.is_file():
+            settings["psf3d_sha256"] = sha256(self.psf3d)
         from .. import __version__
 
         text = json.dumps({**settings, "version": __version__}, sort_keys=True, default=str)
@@ -118,6 +160,7 @@ class InputResult:
     sr_runs: list[dict[str, Any]] = field(default_factory=list)  # per slice: SRResult.metadata() without the kernel
     hints: dict[str, dict[str, Any]] = field(default_factory=dict)  # per unit name: the optics hints and their use
     error_words: tuple[Any, ...] = ()
+    axial: dict[str, Any] = field(default_factory=dict)  # an axial run's record (STEM_axial.json)
 
     @property
     def failed(self) -> bool:

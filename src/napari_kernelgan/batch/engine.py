@@ -24,21 +24,23 @@ if TYPE_CHECKING:
 __all__ = ["expand_inputs", "run_input"]
 
 _RESULT_NAME = re.compile(r"_sr_x\d+_[^.]+\.")  # STEM_sr_x2_METHOD.EXT, as output_path names results
+_AXIAL_RESULT = re.compile(r"_(isotropic|psf3d)\.")  # STEM_isotropic.EXT and STEM[_cK]_psf3d.tif of axial runs
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike], out: Path | None = None) -> list[Path]:
+def expand_inputs(inputs: Sequence[str | os.PathLike], out: Path | None = None, *, axial: bool = False) -> list[Path]:
     """Files, folders (their images, not recursing) and glob patterns → image paths, in order and once each.
 
     A name that is neither an existing folder nor a pattern is kept as it is (it fails on reading,
     with its own error); a pattern that matches nothing is an error. Folders and patterns leave out the
     files inside ``out``, so results are never taken as inputs; without ``out`` (results beside their
-    inputs) they leave out earlier results by their names (``STEM_sr_xS_METHOD``).
+    inputs) they leave out earlier results by their names (``STEM_sr_xS_METHOD``; with ``axial`` also
+    ``STEM_isotropic`` and ``STEM_psf3d``).
     """
     out_dir = Path(out).resolve() if out is not None else None
 
     def wanted(p: Path) -> bool:
         if out_dir is None:
-            return not _RESULT_NAME.search(p.name)
+            return not _RESULT_NAME.search(p.name) and not (axial and _AXIAL_RESULT.search(p.name))
         return out_dir not in p.resolve().parents
 
     paths: list[Path] = []

@@ -16,10 +16,14 @@ from .outputs import write_json
 if TYPE_CHECKING:
     from .config import BatchConfig, BatchResult
 
-__all__ = ["SUMMARY_COLUMNS", "row", "kernel_row", "write_summary"]
+__all__ = ["SUMMARY_COLUMNS", "AXIAL_COLUMNS", "row", "kernel_row", "write_summary"]
 
 SUMMARY_COLUMNS = ("file", "slice", "channel", "status", "estimator", "sr_method", "scale", "kernel_size",
                    "sigma_major", "sigma_minor", "orientation_deg", "confidence", "seconds", "output", "error")
+
+
+AXIAL_COLUMNS = ("axial_fwhm_um", "lateral_fwhm_um", "z_step_um", "z_step_out_um", "psf_method")
+"""The summary columns an axial run adds after the usual ones."""
 
 
 def kernel_row(est: Any) -> dict[str, Any]:
@@ -47,13 +51,14 @@ def row(cfg: BatchConfig, path: Path, **values: Any) -> dict[str, Any]:
 
 
 def write_summary(cfg: BatchConfig, batch: BatchResult) -> list[Path]:
-    """``summary.csv`` (a row per input, or per slice with per-slice kernels) and ``summary.json`` (the
+    """``summary.csv`` (a row per input, or per slice with per-slice kernels, or per channel of an axial run, which
+    adds the columns of :data:`AXIAL_COLUMNS`) and ``summary.json`` (the
     same rows, the settings and the totals) in ``cfg.out``, atomically."""
     from ..io import atomic_path
-
     rows = batch.rows
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    columns = SUMMARY_COLUMNS + AXIAL_COLUMNS if cfg.axial else SUMMARY_COLUMNS
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
     csv_path = cfg.out / "summary.csv"

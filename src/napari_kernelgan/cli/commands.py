@@ -1,5 +1,5 @@
-"""The commands: ``estimate``, ``batch``, ``sr``, ``blind-sr`` (all four through the batch engine) and ``demo``,
-and the method options they take from the command line."""
+"""The commands: ``estimate``, ``batch``, ``sr``, ``blind-sr``, ``axial`` (all five through the batch engine) and
+``demo``, and the method options they take from the command line."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +23,7 @@ from .output import (
 )
 
 __all__ = ["estimator_options", "sr_options", "run_kwargs", "given_hints", "cmd_estimate", "cmd_batch", "cmd_sr",
-           "cmd_blind_sr", "cmd_demo"]
+           "cmd_blind_sr", "cmd_demo", "cmd_axial", "axial_lines"]
 
 
 def estimator_options(args: argparse.Namespace, items: Sequence[str], flag: str) -> dict[str, Any]:
@@ -85,8 +85,8 @@ def _engine_config(args: argparse.Namespace, est_opts: dict[str, Any], *, sr_met
     from ..batch import BatchConfig
 
     out = getattr(args, "out", None)
-    if sr_method is None or "kernel" not in extra:  # the optics matter where a kernel is estimated
-        extra.update(hints=given_hints(args), file_hints=getattr(args, "file_optics", True))
+    if (sr_method is None or "kernel" not in extra) and "hints" not in extra:  # the optics matter where a kernel
+        extra.update(hints=given_hints(args), file_hints=getattr(args, "file_optics", True))  # is estimated
     return BatchConfig(out=None if out is None else Path(out), scale=args.scale,
                        estimator=getattr(args, "estimator", "auto"),
                        estimator_options=est_opts, sr_method=sr_method, sr_options=sr_opts or {}, axes=args.axes,
@@ -129,12 +129,20 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 1 if batch.failed else 0
 
 
+def _axial_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The batch engine's axial settings from ``axial`` (or ``batch --axial``)."""
+    return {"axial": True, "axial_method": args.axial_method, "z_step": args.z_step, "z_factor": args.z_factor,
+            "psf_only": args.psf_only, "psf3d": args.psf3d, "hints": given_hints(args),
+            "file_hints": args.file_optics}
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..batch import run_batch
 
     est_opts = estimator_options(args, args.estimate_set, "--estimate-set")
+    axial = _axial_settings(args) if args.axial else {}
     cfg = _engine_config(args, est_opts, sr_method=args.sr_method, sr_opts=sr_options(args, args.set),
-                         resume=not args.redo)
+                         resume=not args.redo, **axial)
     if args.workers is not None and args.scheduler is not None:
         raise BadOptionError("give --workers (a local cluster) or --scheduler (an existing one), not both")
 
@@ -145,7 +153,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             what = "finished before, outputs verified" if result.status == Status.SKIPPED else f"{result.seconds:.1f} s"
             out = result.output.name if result.output is not None else ""
             print(f"{result.path}: {result.status} → {out} ({what})")
-            for line in hint_lines(result.hints, args.estimator):
+            for line in axial_lines(result) if result.axial else hint_lines(result.hints, args.estimator):
                 print(line)
 
     try:
@@ -158,6 +166,54 @@ def cmd_batch(args: argparse.Namespace) -> int:
     n = len(batch.results)
     print(f"batch: {n} input{'s' if n != 1 else ''} in {batch.seconds:.1f} s: {batch.tally()}; summary in "
           f"{batch.summary[0]}")
+    return 1 if batch.failed else 0
+
+
+def axial_lines(result: Any) -> list[str]:
+    """An axial run's input in words: the PSF of each channel, the isotropic stack, then warnings and notes."""
+    rec = result.axial
+    lines = []
+    for ch in rec["channels"]:
+        where = "" if ch["channel"] is None else f" c{ch['channel']}"
+        lat = " × ".join(f"{v:.3g}" for v in ch["lateral_fwhm_um"])
+        lines.append(f"{result.path}{where}: 3-D PSF FWHM z {ch['axial_fwhm_um']:.3g} µm, y × x {lat} µm, "
+                     f"confidence {ch['confidence']:.2f} ({ch['method']}) → {ch['psf_file']}")
+    if rec["outputs"]["volume"] is not None:
+        shape = tuple(int(n) for n in result.output_shape)
+        lines.append(f"  isotropic ×{rec['z_factor']} in z ({rec['sr_method']}): z step {rec['z_step_um']:.4g} → "
+                     f"{rec['z_step_out_um']:.4g} µm, {shape} {result.output_dtype} → {rec['outputs']['volume']}")
+    timings = rec["timings"]
+    lines.append(f"  estimate {timings['estimate_s']:.1f} s, SR {timings['sr_s']:.1f} s, write "
+                 f"{timings['write_s']:.1f} s; record {result.stem}_axial.json")
+    lines += [f"  WARNING: {w}" for w in rec["warnings"]]
+    lines += [f"  note: {n}" for n in [*rec["notices"], *rec["notes"]]]
+    lines += [f"  note: {n}" for ch in rec["channels"] for n in ch["optics_notes"]]
+    return list(dict.fromkeys(lines))
+
+
+def cmd_axial(args: argparse.Namespace) -> int:
+    from ..batch import BatchConfig, run_batch
+
+    cfg = BatchConfig(out=None if args.out is None else Path(args.out), axes=args.axes, device=args.device,
+                      seed=args.seed, threads=args.threads, resume=False, overwrite=args.overwrite,
+                      **_axial_settings(args))
+
+    with progress_bar(Path(args.stacks[0]).name if len(args.stacks) == 1 else "axial") as bar:
+        def done(result: Any) -> None:
+            bar.close()  # the input's lines start on a fresh line
+            if result.failed:
+                result_error(result)
+                return
+            for line in axial_lines(result):
+                print(line)
+
+        try:
+            # Bugs keep their traceback, as in 'estimate'.
+            batch = run_batch(args.stacks, cfg, callback=bar, on_result=done, summary=False, catch_bugs=False)
+        except KeyboardInterrupt:
+            bar.close()
+            print("error: interrupted; nothing written for the stack in progress", file=sys.stderr)
+            return INTERRUPTED
     return 1 if batch.failed else 0
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .commands import cmd_batch, cmd_blind_sr, cmd_demo, cmd_estimate, cmd_sr
+from .commands import cmd_axial, cmd_batch, cmd_blind_sr, cmd_demo, cmd_estimate, cmd_sr
 from .errors import FLAGS, flags_of
 
 if TYPE_CHECKING:
@@ -201,6 +201,51 @@ def _add_optics_flags(p: argparse.ArgumentParser) -> None:
                    help="do not read the optics from the files (only these flags)")
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_axial_options(g: argparse._ArgumentGroup, method_flag: str) -> None:
+    """The z sampling, factor and method of an axial run (``axial``, and ``batch --axial``)."""
+    from ..batch.config import AXIAL_METHODS
+
+    g.add_argument("--z-step", dest="z_step", type=_positive_float, default=None, metavar="UM",
+                   help="distance between z planes in µm, for stacks whose file does not record it (over the file's "
+                        "value, with a notice, where it does)")
+    g.add_argument("--z-factor", dest="z_factor", type=int, default=None, choices=range(1, 9), metavar="F",
+                   help="planes made per z step, 1-8 (default: z step / pixel size, rounded: isotropic voxels)")
+    g.add_argument(method_flag, dest="axial_method", default="smore", choices=AXIAL_METHODS,
+                   help="smore: a network trained on the stack's own lateral detail (default); deconvolve: "
+                        "closed-form / Richardson-Lucy with the 3-D PSF; cubic: interpolation (the baseline)")
+    g.add_argument("--psf-only", action="store_true",
+                   help="estimate and write the 3-D PSF and its record, no isotropic stack")
+    g.add_argument("--psf", dest="psf3d", default=None, metavar="TIFF",
+                   help="a measured 3-D bead PSF (ImageJ or OME TIFF with its voxel size) used instead of an estimate")
+
+
+def build_axial(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stacks", nargs="+", metavar="STACK",
+                   help="z-stacks (ImageJ / OME TIFF with their pixel size and z spacing, or plain 3-D TIFFs read as "
+                        "ZYX), folders or glob patterns; a channel axis gets a PSF per channel, a T axis each time "
+                        "point made isotropic")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: beside each input): STEM_isotropic.EXT, STEM_psf3d.tif (one per "
+                        "channel: STEM_cK_psf3d.tif) and STEM_axial.json")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (by default they are refused)")
+    g = p.add_argument_group("axial")
+    _add_axial_options(g, "--sr-method")
+    _add_optics_flags(p)
+    _add_axes_option(p)
+    _add_run_options(p, axes=False)
+    p.set_defaults(func=cmd_axial)
+
+
 def build_estimate(p: argparse.ArgumentParser) -> None:
     from ..kernel_map import MAX_GRID, TILE
     from ..vocabulary import ESTIMATE_SCALES
@@ -247,6 +292,10 @@ def build_batch(p: argparse.ArgumentParser) -> None:
                         "and must see the input and output folders)")
     _add_sr_method(p, alias=False)
     _add_estimator(p, "--estimate-set", alias=False)
+    g = p.add_argument_group("axial (z-stacks: 3-D PSF and isotropic voxels instead of 2-D kernels and SR)")
+    g.add_argument("--axial", action="store_true",
+                   help="estimate each z-stack's 3-D PSF and make its voxels isotropic, as the 'axial' command")
+    _add_axial_options(g, "--axial-method")
     _add_optics_flags(p)
     _add_stack_options(p)
     _add_run_options(p, axes=False, per_task=True)
@@ -324,6 +373,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "batch": ("kernels and super-resolved images for many files and stacks, resumable, optionally on Dask",
               build_batch),
     "blind-sr": ("estimate the kernel, then super-resolve (kernel written beside)", build_blind_sr),
+    "axial": ("estimate a z-stack's 3-D PSF from the stack itself and make its voxels isotropic", build_axial),
     "demo": ("estimate the kernel of a bundled sample blurred with a known kernel, then super-resolve",
              build_demo),
 }
