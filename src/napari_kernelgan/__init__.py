@@ -24,6 +24,9 @@ _EXPORTS = {
     "Cancelled": "errors", "KernelGANError": "errors", "BadInputError": "errors", "BadOptionError": "errors",
     "WeightsMissingError": "errors",
     "ESTIMATORS": "registry", "SR_METHODS": "registry", "register": "registry",
+    "estimate_psf3d": "api", "iter_estimate_psf3d": "api", "super_resolve_axial": "api",
+    "iter_super_resolve_axial": "api", "AxialPSF": "api", "AxialResult": "api", "write_psf3d": "api",
+    "read_psf3d": "api",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -40,6 +40,24 @@ __all__ = ["drive", "estimate_kernel", "iter_estimate_kernel", "super_resolve", 
            "blind_super_resolve", "iter_blind_super_resolve", "blind_defaults", "DEFAULT_ESTIMATOR",
            "DEFAULT_SR_METHOD"]
 
+# The axial tools (z-stacks: 3-D PSF, isotropic voxels), here by name and loaded on first use, as the package's
+# own names are: ``from napari_kernelgan.api import estimate_psf3d``.
+_AXIAL = {"estimate_psf3d": "estimate", "iter_estimate_psf3d": "estimate", "super_resolve_axial": "isotropic",
+          "iter_super_resolve_axial": "isotropic", "AxialResult": "isotropic", "AxialPSF": "psf",
+          "write_psf3d": "export", "read_psf3d": "export"}
+__all__ += list(_AXIAL)
+
+
+def __getattr__(name: str) -> Any:
+    module = _AXIAL.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".axial.{module}", __package__), name)
+    globals()[name] = value
+    return value
+
 
 def drive(gen: Generator[Progress, None, Any], callback: ProgressCallback | None = None,
           cancel: threading.Event | None = None) -> Any:

@@ -35,7 +35,7 @@ IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg")
 CHANNEL_AXES = "CS"
 
 __all__ = ["ImageMeta", "ImageSource", "open_image", "check_axes", "write_like", "output_suffix", "stem_of",
-           "tiff_kind", "CHANNEL_AXES", "channel_index", "read_optics", "OPTICS_KEYS"]
+           "tiff_kind", "CHANNEL_AXES", "channel_index", "read_optics", "OPTICS_KEYS", "length_um"]
 
 
 @dataclass(frozen=True)
@@ -63,20 +63,16 @@ class ImageMeta:
     def size_um(self, axis: str) -> float | None:
         """The pixel size along ``axis`` (``"X"``, ``"Z"``...) in µm; ``None`` where the file does not record
         it or records it in a unit that is not a length (ImageJ's ``pixel``)."""
-        from .measured_psf import to_um
-
         if axis not in self.pixel_size:
             return None
-        return to_um(self.pixel_size[axis], self.unit.get(axis))
+        return length_um(self.pixel_size[axis], self.unit.get(axis))
 
     def with_size_um(self, axis: str, size_um: float) -> ImageMeta:
         """The metadata with the pixel size along ``axis`` set to ``size_um`` µm, in the unit the file uses
         for it (or for X; µm where neither is a length): a size given for a file that did not record it,
         or over what it recorded, is written to its results."""
-        from .measured_psf import to_um
-
         unit = self.unit.get(axis) or self.unit.get("X")
-        per = None if unit is None else to_um(1.0, unit)
+        per = None if unit is None else length_um(1.0, unit)
         if not per:
             unit, per = "µm", 1.0
         return replace(self, pixel_size={**self.pixel_size, axis: float(size_um) / per},
@@ -414,6 +410,19 @@ def write_like(path: str | os.PathLike, pages: np.ndarray | Iterable[np.ndarray]
 
 _LENGTH_UM = {"pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "µm": 1.0, "μm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 """OME length units → micrometres (lengths in ``pixel`` or ``reference frame`` units are not physical)."""
+_SPELLED_UM = {"micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0, "\\u00b5m": 1.0,
+               "nanometer": 1e-3, "nanometre": 1e-3, "millimeter": 1e3, "millimetre": 1e3}
+"""How ImageJ files and napari (pint) spell some of them."""
+
+
+def length_um(value: float, unit: str | None) -> float | None:
+    """``value`` in ``unit`` as µm; no unit is µm (OME's default, and a calibrated ImageJ file's without one);
+    ``None`` for a unit that is not a length (ImageJ's ``pixel``)."""
+    if not unit:
+        return float(value)
+    text = str(unit).strip()
+    factor = _LENGTH_UM.get(text, _SPELLED_UM.get(text.lower(), _LENGTH_UM.get(text.lower())))
+    return None if factor is None else float(value) * factor
 _CONFOCAL_MODES = {"LaserScanningConfocalMicroscopy", "SpinningDiskConfocal", "SlitScanConfocal"}
 OPTICS_KEYS = ("na", "immersion", "refractive_index", "magnification", "emission_um", "excitation_um",
                "pinhole_um", "acquisition_mode", "modality", "pixel_x_um", "pixel_y_um", "pixel_z_um")

@@ -60,6 +60,9 @@ class LayerRole(str, Enum):
     KERNEL_MOSAIC = "kernel mosaic"    # a kernel field's tile kernels drawn at their places
     KERNEL_FIELD_MAP = "kernel field map"  # a per-pixel quantity of a kernel field (width, orientation...)
     SUPER_RESOLVED = "super-resolved"
+    AXIAL_PSF = "3-d psf"              # a z-stack's estimated 3-D PSF
+    AXIAL_PSF_SECTION = "3-d psf section"  # a central section (XY, XZ, YZ) of a 3-D PSF
+    ISOTROPIC = "isotropic"            # a z-stack super-resolved along z
 
     def __str__(self) -> str:
         return self.value

@@ -180,14 +180,14 @@ def run_axial_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult
                     hooks: Hooks) -> None:
     """Estimate the 3-D PSF of one z-stack (per channel), make its voxels isotropic and write its files (the
     body of :func:`~napari_kernelgan.batch.process_input` for an axial run); rows and record set on ``result``."""
+    start = time.perf_counter()
+    src = open_image(path, cfg.axes, stack_axis=0 if cfg.axes is None else None)
+    pixel, z_step, notices = stack_sampling(src, cfg)
     from ..axial import estimate as axial_estimate
     from ..axial import isotropic
     from ..axial.export import write_psf3d
     from ..axial.psf import output_planes
 
-    start = time.perf_counter()
-    src = open_image(path, cfg.axes, stack_axis=0 if cfg.axes is None else None)
-    pixel, z_step, notices = stack_sampling(src, cfg)
     axes, shape = src.meta.axes, tuple(int(n) for n in src.data.shape)
     ch_axis = next((i for i, a in enumerate(axes) if a in "CS"), None)
     n_channels = 1 if ch_axis is None else shape[ch_axis]

@@ -28,11 +28,20 @@ layers' units inconsistent.
 
 The package is split by job: :mod:`.names` (layer names, colormaps, the
 kernel-map quantities), :mod:`.kinds` (what a layer is), :mod:`.placement`
-(world transforms), :mod:`.data` (layer data tuples) and :mod:`.viewer`
-(adding them to a viewer). Everything public is importable from here.
+(world transforms), :mod:`.data` (layer data tuples), :mod:`.viewer`
+(adding them to a viewer) and :mod:`.axial` (a z-stack's 3-D PSF and its
+isotropic stack). Everything public is importable from here.
 """
 from __future__ import annotations
 
+from .axial import (
+    add_axial_psf_layers,
+    add_isotropic_layer,
+    axial_psf_layer_data,
+    isotropic_layer_data,
+    isotropic_layer_name,
+    psf_layer_names,
+)
 from .data import confidence_metadata, estimate_layer_data, field_from_layer, kernel_map_layer_data, sr_layer_data
 from .kinds import (
     KernelProblem,
@@ -94,4 +103,6 @@ __all__ = [
     "DMAP_COLORMAP", "DMAP_DESCRIPTION", "KERNEL_SLOTS", "FILE_KERNEL_SLOT", "FWHM_PER_SIGMA",
     "KernelProblem", "kernel_problem", "named_as_kernel", "skipped_kernel",
     "confidence_metadata", "show_confidence",
+    "add_axial_psf_layers", "add_isotropic_layer", "axial_psf_layer_data", "isotropic_layer_data",
+    "isotropic_layer_name", "psf_layer_names",
 ]
