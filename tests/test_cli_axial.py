@@ -1,0 +1,154 @@
+"""``napari-kernelgan axial``: a z-stack's 3-D PSF and isotropic voxels from the command line, end to end on a
+generated stack with a known 3-D PSF, and the refusals (a 2-D image, no z step, a z step not above the pixel)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_kernelgan.cli import main
+from napari_kernelgan.physics.optics import Optics
+from napari_kernelgan.stacks import open_image
+
+PIXEL, FACTOR = 0.1, 4
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+@pytest.fixture(scope="module")
+def case():
+    from napari_kernelgan.synthetic3d import axial_case
+
+    optics = Optics(na=1.2, wavelength_um=0.52, n_immersion=1.333, modality="widefield")
+    return axial_case(5, optics, pixel_um=PIXEL, factor=FACTOR, shape=(48, 48, 48), kind="mixed", photons=800)
+
+
+def write_stack(path: Path, stack: np.ndarray, *, z_step: float | None, pixel: float = PIXEL,
+                axes: str = "ZYX") -> Path:
+    """``stack`` as an ImageJ TIFF with its pixel size and (unless ``None``) its z spacing."""
+    md: dict = {"axes": axes, "unit": "um"}
+    if z_step is not None:
+        md["spacing"] = z_step
+    tifffile.imwrite(path, stack, imagej=True, resolution=(1 / pixel, 1 / pixel), metadata=md)
+    return path
+
+
+def test_end_to_end_writes_the_stack_the_psf_and_the_record(case, tmp_path: Path, capsys) -> None:
+    src = write_stack(tmp_path / "cells.tif", case.stack, z_step=case.z_step_um)
+    out = tmp_path / "out"
+    assert main(["axial", str(src), "--out", str(out), "--sr-method", "cubic", "--threads", "1",
+                 "--na", "1.2", "--wavelength", "0.52", "--immersion", "water"]) == 0
+    text = capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"cells_isotropic.tif", "cells_psf3d.tif", "cells_axial.json"}
+    assert "3-D PSF FWHM z" in text and "cells_isotropic.tif" in text
+
+    record = json.loads((out / "cells_axial.json").read_text())
+    for key in ("axial_fwhm_um", "lateral_fwhm_um", "confidence", "method", "notes", "z_step_um", "z_step_out_um",
+                "z_factor", "sr_method", "warnings", "validation", "timings", "settings"):
+        assert key in record, key
+    assert record["z_factor"] == FACTOR and record["sr_method"] == "cubic"
+    assert record["z_step_um"] == pytest.approx(case.z_step_um)
+    assert record["z_step_out_um"] == pytest.approx(case.z_step_um / FACTOR)
+    assert abs(record["axial_fwhm_um"] - case.axial_fwhm_um) / case.axial_fwhm_um < 0.3
+    assert len(record["lateral_fwhm_um"]) == 2 and 0 <= record["confidence"] <= 1
+    assert record["settings"]["hints"]["na"] == 1.2
+
+    iso = open_image(out / "cells_isotropic.tif")
+    nz = case.stack.shape[0]
+    assert iso.meta.axes == "ZYX" and iso.data.shape == ((nz - 1) * FACTOR + 1, 48, 48)
+    assert iso.data.dtype == np.uint16
+    assert iso.meta.size_um("Z") == pytest.approx(case.z_step_um / FACTOR)
+    assert iso.meta.size_um("X") == pytest.approx(PIXEL)
+    with tifffile.TiffFile(out / "cells_isotropic.tif") as tif:
+        assert tif.imagej_metadata["spacing"] == pytest.approx(case.z_step_um / FACTOR)
+    # Every input plane is kept: input plane i is output plane i * F.
+    np.testing.assert_allclose(np.asarray(iso.data)[::FACTOR].astype(float), case.stack.astype(float), atol=1)
+
+    from napari_kernelgan.api import read_psf3d
+
+    psf, pixel, z_step = read_psf3d(out / "cells_psf3d.tif")
+    assert psf.ndim == 3 and psf.dtype == np.float32 and pixel == pytest.approx(PIXEL)
+    assert z_step is not None and z_step > 0
+    # Not replaced without --overwrite; replaced with it.
+    assert main(["axial", str(src), "--out", str(out), "--sr-method", "cubic", "--psf-only"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_channels_get_a_psf_each_and_the_output_keeps_them(case, tmp_path: Path, capsys) -> None:
+    two = np.stack([case.stack, case.stack], axis=1)  # ZCYX
+    src = write_stack(tmp_path / "two.tif", two, z_step=case.z_step_um, axes="ZCYX")
+    assert main(["axial", str(src), "--sr-method", "cubic", "--z-factor", "2", "--threads", "1"]) == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"two_c0_psf3d.tif", "two_c1_psf3d.tif", "two_isotropic.tif", "two_axial.json"} <= names
+    iso = open_image(tmp_path / "two_isotropic.tif")
+    assert iso.meta.axes == "ZCYX" and iso.data.shape == ((case.stack.shape[0] - 1) * 2 + 1, 2, 48, 48)
+    np.testing.assert_array_equal(np.asarray(iso.data[:, 0]), np.asarray(iso.data[:, 1]))
+    record = json.loads((tmp_path / "two_axial.json").read_text())
+    assert len(record["channels"]) == 2 and len(record["axial_fwhm_um"]) == 2
+
+
+def test_psf_only_writes_no_stack(case, tmp_path: Path) -> None:
+    src = write_stack(tmp_path / "cells.tif", case.stack, z_step=case.z_step_um)
+    assert main(["axial", str(src), "--psf-only", "--threads", "1"]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"cells.tif", "cells_psf3d.tif", "cells_axial.json"}
+    assert json.loads((tmp_path / "cells_axial.json").read_text())["z_step_out_um"] is None
+
+
+def test_a_2d_image_is_refused(tmp_path: Path, capsys) -> None:
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, np.random.default_rng(0).integers(0, 999, (64, 64)).astype(np.uint16))
+    assert main(["axial", str(flat)]) == 1
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and "axial needs a z-stack" in err[0] and "flat.tif" in err[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["flat.tif"]
+
+
+def test_no_z_step_is_refused_naming_the_flag_and_z_step_is_then_used(case, tmp_path: Path, capsys) -> None:
+    src = write_stack(tmp_path / "noz.tif", case.stack, z_step=None)
+    assert main(["axial", str(src), "--sr-method", "cubic"]) == 1
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and "records no z step" in err[0] and "--z-step" in err[0]
+    assert main(["axial", str(src), "--sr-method", "cubic", "--z-step", str(case.z_step_um), "--psf-only"]) == 0
+    record = json.loads((tmp_path / "noz_axial.json").read_text())
+    assert record["z_step_um"] == pytest.approx(case.z_step_um) and record["notices"] == []
+
+
+def test_z_step_given_over_the_file_is_said(case, tmp_path: Path, capsys) -> None:
+    src = write_stack(tmp_path / "cells.tif", case.stack, z_step=0.5)
+    assert main(["axial", str(src), "--z-step", str(case.z_step_um), "--sr-method", "cubic", "--z-factor", "2"]) == 0
+    assert "given, over the file's 0.5 µm" in capsys.readouterr().out
+    iso = open_image(tmp_path / "cells_isotropic.tif")
+    assert iso.meta.size_um("Z") == pytest.approx(case.z_step_um / 2)
+
+
+def test_z_step_not_above_the_pixel_is_refused(case, tmp_path: Path, capsys) -> None:
+    src = write_stack(tmp_path / "fine.tif", case.stack, z_step=0.08)
+    assert main(["axial", str(src)]) == 1
+    err = capsys.readouterr().err
+    assert "not larger than the pixel size" in err and "0.08" in err
+
+
+def test_bad_flags_are_refused_before_reading(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["axial", "x.tif", "--z-step", "-1"])
+    with pytest.raises(SystemExit):
+        main(["axial", "x.tif", "--z-factor", "9"])
+    assert main(["axial", "missing.tif", "--psf", str(tmp_path / "none.tif")]) == 1
+    assert "PSF file not found" in capsys.readouterr().err
+
+
+def test_api_exports_the_axial_tools() -> None:
+    import napari_kernelgan
+    from napari_kernelgan import api
+    from napari_kernelgan.axial import estimate, export, isotropic, psf
+
+    for name, module in (("estimate_psf3d", estimate), ("iter_estimate_psf3d", estimate), ("write_psf3d", export),
+                         ("super_resolve_axial", isotropic), ("iter_super_resolve_axial", isotropic),
+                         ("AxialResult", isotropic), ("AxialPSF", psf)):
+        assert getattr(api, name) is getattr(module, name) is getattr(napari_kernelgan, name)
+        assert name in api.__all__ and name in napari_kernelgan.__all__
