@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,8 +110,6 @@ def cast_like(values: np.ndarray, dtype: np.dtype, value_range: tuple[float, flo
 
 def _channel_optics(cfg: BatchConfig, src: ImageSource, channel: int | None) -> tuple[dict[str, Any], list[str]]:
     """The optics hints of one channel (the file's, ``cfg.hints`` over them) for the PSF estimate, and notes."""
-    import warnings
-
     from ..optics_hints import merge_hints, optics_hints
 
     file: dict[str, Any] = {}
@@ -187,6 +186,7 @@ def run_axial_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult
     from ..axial import isotropic
     from ..axial.export import write_psf3d
     from ..axial.psf import output_planes
+    from ..sr._safety import UnsafeSRWarning
 
     axes, shape = src.meta.axes, tuple(int(n) for n in src.data.shape)
     ch_axis = next((i for i, a in enumerate(axes) if a in "CS"), None)
@@ -249,10 +249,12 @@ def run_axial_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult
                     kw: dict[str, Any] = {}
                     if measured is not None and cfg.axial_method == "deconvolve":
                         kw["psf3d"] = measured
-                    res = isotropic.super_resolve_axial(
-                        src.data[unit_index(t, c)], psfs[c], z_factor=factor, sr_method=cfg.axial_method,
-                        seed=cfg.seed, device=cfg.device, threads=cfg.threads, out=canvas[unit_index(t, c)],
-                        callback=hooks.callback, cancel=hooks.cancel, **kw)
+                    with warnings.catch_warnings():  # said once, in the record and the command's lines
+                        warnings.simplefilter("ignore", UnsafeSRWarning)
+                        res = isotropic.super_resolve_axial(
+                            src.data[unit_index(t, c)], psfs[c], z_factor=factor, sr_method=cfg.axial_method,
+                            seed=cfg.seed, device=cfg.device, threads=cfg.threads, out=canvas[unit_index(t, c)],
+                            callback=hooks.callback, cancel=hooks.cancel, **kw)
                     timings["sr_s"] += time.perf_counter() - t0
                     warnings_all += [w for w in res.warnings if w not in warnings_all]
                     entry["sr"].append({"time": t if t_axis is not None else None, "sr_method": res.sr_method,
