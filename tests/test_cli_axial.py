@@ -159,3 +159,51 @@ def test_api_exports_the_axial_tools() -> None:
                          ("AxialResult", isotropic), ("AxialPSF", psf)):
         assert getattr(api, name) is getattr(module, name) is getattr(napari_kernelgan, name)
         assert name in api.__all__ and name in napari_kernelgan.__all__
+
+
+def test_time_points_each_made_isotropic_ome_keeps_its_format(case, tmp_path: Path) -> None:
+    both = np.stack([case.stack, case.stack[:, ::-1]])  # TZYX
+    src = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(src, both, ome=True, metadata={"axes": "TZYX", "PhysicalSizeX": PIXEL, "PhysicalSizeY": PIXEL,
+                                                    "PhysicalSizeZ": case.z_step_um})
+    assert main(["axial", str(src), "--sr-method", "cubic", "--threads", "1"]) == 0
+    iso = open_image(tmp_path / "movie_isotropic.ome.tif")
+    nz = (case.stack.shape[0] - 1) * FACTOR + 1
+    assert iso.meta.kind == "ome" and iso.meta.axes == "TZYX" and iso.data.shape == (2, nz, 48, 48)
+    assert iso.meta.size_um("Z") == pytest.approx(case.z_step_um / FACTOR)
+    np.testing.assert_array_equal(np.asarray(iso.data[1]), np.asarray(iso.data[0])[:, ::-1])
+    record = json.loads((tmp_path / "movie_axial.json").read_text())
+    assert [s["time"] for s in record["channels"][0]["sr"]] == [0, 1]
+    assert (tmp_path / "movie_psf3d.tif").is_file()
+
+
+def test_streams_from_and_to_memory_maps_and_leaves_no_scratch(case, tmp_path: Path, monkeypatch) -> None:
+    import napari_kernelgan.axial.isotropic as isotropic
+
+    seen: list[tuple[type, type]] = []
+    original = isotropic.super_resolve_axial
+
+    def spy(stack, psf, **kw):
+        seen.append((type(stack), type(kw["out"])))
+        return original(stack, psf, **kw)
+
+    monkeypatch.setattr(isotropic, "super_resolve_axial", spy)
+    src = write_stack(tmp_path / "cells.tif", case.stack, z_step=case.z_step_um)
+    out = tmp_path / "out"
+    assert main(["axial", str(src), "--out", str(out), "--sr-method", "cubic"]) == 0
+    assert seen == [(np.memmap, np.memmap)]  # the input read as it is used, the output filled on disk
+    assert sorted(p.name for p in out.iterdir()) == ["cells_axial.json", "cells_isotropic.tif", "cells_psf3d.tif"]
+
+
+def test_ctrl_c_leaves_no_partial_output(case, tmp_path: Path, monkeypatch, capsys) -> None:
+    import napari_kernelgan.axial.isotropic as isotropic
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(isotropic, "super_resolve_axial", interrupted)
+    src = write_stack(tmp_path / "cells.tif", case.stack, z_step=case.z_step_um)
+    out = tmp_path / "out"
+    assert main(["axial", str(src), "--out", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert list(out.iterdir()) == []  # the PSF written before is removed too, and the scratch file

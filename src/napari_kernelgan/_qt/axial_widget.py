@@ -228,7 +228,7 @@ class AxialWidget(TaskWidget):
         if run.key != self._psf_key or psf is not self.psf:
             self.psf, self._psf_key = psf, run.key
             add_axial_psf_layers(self.viewer, run.layer, psf)
-        self.readout.value = psf_readout(psf)
+        self.readout.value = f"3-D PSF of {run.layer.name}: {psf_readout(psf)}"
         text = f"{record.description}: done in {format_seconds(record.elapsed())}"
         if result is None:
             return text + "."
