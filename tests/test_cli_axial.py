@@ -207,3 +207,29 @@ def test_ctrl_c_leaves_no_partial_output(case, tmp_path: Path, monkeypatch, caps
     assert main(["axial", str(src), "--out", str(out)]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert list(out.iterdir()) == []  # the PSF written before is removed too, and the scratch file
+
+
+def test_a_measured_psf_is_used_instead_of_an_estimate(case, tmp_path: Path, monkeypatch) -> None:
+    import napari_kernelgan.axial.isotropic as isotropic
+    from napari_kernelgan.api import write_psf3d
+
+    given: list = []
+    original = isotropic.super_resolve_axial
+
+    def spy(stack, psf, **kw):
+        given.append((psf, kw.get("psf3d")))
+        return original(stack, psf, **kw)
+
+    monkeypatch.setattr(isotropic, "super_resolve_axial", spy)
+    true = case.true_psf
+    beads = write_psf3d(tmp_path / "beads.tif", true, z_step_um=true.step_um)  # a bead stack every 0.1 µm
+    src = write_stack(tmp_path / "cells.tif", case.stack, z_step=case.z_step_um)
+    out = tmp_path / "out"
+    assert main(["axial", str(src), "--out", str(out), "--psf", str(beads), "--sr-method", "deconvolve"]) == 0
+    record = json.loads((out / "cells_axial.json").read_text())
+    assert record["method"] == "given" and record["confidence"] == 1.0
+    assert record["axial_fwhm_um"] == pytest.approx(true.axial_fwhm_um, rel=0.02)
+    assert record["lateral_fwhm_um"] == pytest.approx(list(true.lateral_fwhm_um), rel=0.02)
+    psf, psf3d = given[0]
+    assert psf.pixel_um == PIXEL and psf.z_step_um == pytest.approx(case.z_step_um)  # on the stack's grid
+    assert psf3d[0].ndim == 3 and psf3d[1:] == pytest.approx((PIXEL, true.step_um))  # the beads, for deconvolve
