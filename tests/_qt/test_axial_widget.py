@@ -124,7 +124,7 @@ def test_isotropic_layer_overlays_the_stack(make_napari_viewer, dock, wait_idle,
     assert np.allclose(iso.scale, [case.z_step_um / FACTOR, PIXEL, PIXEL])
     assert np.allclose(iso.translate, layer.translate)
     assert iso.colormap.name == "magma" and tuple(iso.contrast_limits) == (100, 600)
-    assert iso.metadata["role"] == str(LayerRole.ISOTROPIC)
+    assert iso.metadata["role"] == str(LayerRole.ISOTROPIC) and iso.data.dtype == np.uint16  # the input's dtype
     # Every input plane is kept: input plane i is output plane i * F.
     np.testing.assert_allclose(np.asarray(iso.data)[::FACTOR], case.stack, atol=1.0)
     assert "cells PSF 3-D" in viewer.layers

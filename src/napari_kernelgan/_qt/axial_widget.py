@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import ComboBox, Label, LineEdit, PushButton
 
-from ..batch.axial import OPTICS_FOR_PSF
+from ..batch.axial import OPTICS_FOR_PSF, cast_like
 from ..batch.config import AXIAL_METHODS
 from ..errors import BadOptionError
 from ..layers import image_data
@@ -208,12 +208,15 @@ class AxialWidget(TaskWidget):
                 found = yield from relay(iter_estimate_psf3d(stack, pixel_um=pixel, z_step_um=z_step,
                                                              optics=optics or None, **run),
                                          offset=0, span=est_span, total=100, start=start)
-            result = None
+            result = volume = None
             if isotropic:
                 result = yield from relay(iter_super_resolve_axial(stack, found, z_factor=factor, sr_method=method,
                                                                    **run),
                                           offset=est_span, span=100 - est_span, total=100, start=start)
-            return found, result
+                # In the input's dtype, as the command line writes it (and the 2-D SR layer is).
+                span = None if np.issubdtype(stack.dtype, np.integer) else (float(stack.min()), float(stack.max()))
+                volume = cast_like(np.asarray(result.volume), stack.dtype, span)
+            return found, result, volume
 
         self._run = _Run(layer, lead, key, isotropic)
         self.start(job, description)
@@ -224,7 +227,7 @@ class AxialWidget(TaskWidget):
             return ""
         if run.layer not in self.viewer.layers:
             return f"{record.description}: the input layer was removed; result discarded."
-        psf, result = record.value
+        psf, result, volume = record.value
         if run.key != self._psf_key or psf is not self.psf:
             self.psf, self._psf_key = psf, run.key
             add_axial_psf_layers(self.viewer, run.layer, psf)
@@ -232,7 +235,7 @@ class AxialWidget(TaskWidget):
         text = f"{record.description}: done in {format_seconds(record.elapsed())}"
         if result is None:
             return text + "."
-        add_isotropic_layer(self.viewer, run.layer, np.asarray(result.volume), result.factor, result.sr_method,
+        add_isotropic_layer(self.viewer, run.layer, volume, result.factor, result.sr_method,
                             lead_index=run.lead, metadata={"z_step_um": float(result.z_step_um),
                                                            "warnings": list(result.warnings),
                                                            "fell_back": bool(result.fell_back)})
