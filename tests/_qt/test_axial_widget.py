@@ -144,3 +144,22 @@ def test_cancel_stops_within_a_second(make_napari_viewer, dock, wait_idle, qtbot
     assert time.perf_counter() - asked < 1.5
     assert widget.record.state == RunState.CANCELLED
     assert not any("isotropic" in x.name for x in viewer.layers)
+
+
+def test_a_time_series_layer_gives_the_time_point_in_view(make_napari_viewer, dock, wait_idle, case):
+    viewer = make_napari_viewer()
+    movie = np.stack([case.stack, case.stack[:, ::-1]])
+    layer = viewer.add_image(movie, name="movie", scale=(5.0, case.z_step_um, PIXEL, PIXEL))
+    widget = _widget(dock, viewer, layer)
+    widget.optics.widgets["pixel_um"].value = str(PIXEL)  # no units: the sampling is typed
+    widget.z_step.value = str(case.z_step_um)
+    widget.method.value = "cubic"
+    viewer.dims.set_point(0, 5.0)  # the second time point
+    widget.run_button.native.click()
+    wait_idle(widget, 300)
+    assert widget.record.state == RunState.DONE, widget.status.value
+    iso = viewer.layers[f"movie isotropic ×{FACTOR} (cubic)"]
+    nz = (case.stack.shape[0] - 1) * FACTOR + 1
+    assert iso.data.shape == (1, nz, 48, 48) and np.allclose(iso.translate[0], 5.0)
+    np.testing.assert_allclose(np.asarray(iso.data[0])[::FACTOR], movie[1], atol=1.0)
+    assert viewer.layers["movie PSF 3-D"].data.ndim == 4
