@@ -115,6 +115,18 @@ def test_a_2d_image_is_refused(tmp_path: Path, capsys) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["flat.tif"]
 
 
+def test_plain_tiffs_read_as_zyx_or_asked_for_their_axes(case, tmp_path: Path, capsys) -> None:
+    tifffile.imwrite(tmp_path / "plain.tif", case.stack)  # no axes, no sizes
+    assert main(["axial", str(tmp_path / "plain.tif"), "--pixel-size", "0.1", "--z-step", "0.4", "--psf-only"]) == 0
+    assert json.loads((tmp_path / "plain_axial.json").read_text())["axes"] == "ZYX"
+    tifffile.imwrite(tmp_path / "four.tif", np.stack([case.stack] * 2))
+    assert main(["axial", str(tmp_path / "four.tif"), "--z-step", "0.4"]) == 1
+    err = capsys.readouterr().err
+    assert "does not name its axes" in err and "--axes" in err
+    assert main(["axial", str(tmp_path / "four.tif"), "--axes", "TZYX", "--z-step", "0.4", "--pixel-size", "0.1",
+                 "--psf-only"]) == 0
+
+
 def test_no_z_step_is_refused_naming_the_flag_and_z_step_is_then_used(case, tmp_path: Path, capsys) -> None:
     src = write_stack(tmp_path / "noz.tif", case.stack, z_step=None)
     assert main(["axial", str(src), "--sr-method", "cubic"]) == 1

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from .config import BatchConfig, InputResult
     from .work import Hooks
 
-__all__ = ["AXIAL_METHODS", "AXIAL_COLUMNS", "axial_outputs", "run_axial_input", "stack_sampling", "cast_like",
+__all__ = ["AXIAL_METHODS", "AXIAL_COLUMNS", "axial_outputs", "run_axial_input", "open_stack", "stack_sampling",
+           "cast_like",
            "value_range", "OPTICS_FOR_PSF"]
 
 OPTICS_FOR_PSF = ("na", "wavelength_um", "n_immersion", "modality", "pinhole_au")
@@ -47,6 +48,20 @@ def axial_outputs(cfg: BatchConfig, path: Path, stem: str, meta: ImageMeta, chan
     volume = None if cfg.psf_only else out / f"{stem}_isotropic{output_suffix(path, meta)}"
     psf = [out / f"{stem}_psf3d.tif"] if channels == 1 else [out / f"{stem}_c{c}_psf3d.tif" for c in range(channels)]
     return {"volume": volume, "psf": psf, "record": out / f"{stem}_axial.json"}
+
+
+def open_stack(path: Path, axes: str | None) -> ImageSource:
+    """Open a z-stack: OME and ImageJ files with their axes, others with ``axes``, else a plain 3-D TIFF as
+    ZYX; a plain file of more dimensions is refused, asking for its axes."""
+    from ..stacks import tiff_kind
+
+    try:
+        return open_image(path, axes, stack_axis=0 if axes is None else None)
+    except BadInputError as exc:
+        if axes is None and path.is_file() and tiff_kind(path) == "tiff":
+            raise BadInputError(f"{path.name} does not name its axes (a plain TIFF of more than three dimensions); "
+                                "give them with ", Param("axes"), ", e.g. TZYX or ZCYX") from exc
+        raise
 
 
 def stack_sampling(src: ImageSource, cfg: BatchConfig) -> tuple[float, float, list[str]]:
@@ -180,7 +195,7 @@ def run_axial_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult
     """Estimate the 3-D PSF of one z-stack (per channel), make its voxels isotropic and write its files (the
     body of :func:`~napari_kernelgan.batch.process_input` for an axial run); rows and record set on ``result``."""
     start = time.perf_counter()
-    src = open_image(path, cfg.axes, stack_axis=0 if cfg.axes is None else None)
+    src = open_stack(path, cfg.axes)
     pixel, z_step, notices = stack_sampling(src, cfg)
     from ..axial import estimate as axial_estimate
     from ..axial import isotropic
