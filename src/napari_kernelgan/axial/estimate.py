@@ -53,11 +53,13 @@ floor is known."""
 PHYSICS_RANGE = (0.7, 1.6)
 PHYSICS_DOUBT = 0.3
 """The confidence is multiplied by this where the estimate contradicts the given optics."""
+LATERAL_CROP = 256
+"""Side of the central crop of the sharpest planes' sum that the lateral kernel is estimated on."""
 SPOTS_AGREE = 1.3
 """Spots and spectra agree where their axial FWHMs are within this factor."""
 SPOTS_DOUBT = 0.5
 """The confidence is multiplied by this where the spots disagree with the spectral estimate."""
-SPOTS_PLANES = 64
+SPOTS_PLANES = 16
 """The spots QC reads at most this many central planes."""
 SCALE: dict[str, float] = record_values("axial")["scale"]
 """Effective → on-axis scale per modality (:func:`on_axis_fwhm`), fitted by ``benchmarks/calibrate_axial.py``."""
@@ -217,6 +219,9 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     from ..api import iter_estimate_kernel
 
     image = planes.sum(axis=0)
+    # A central crop holds enough structure for the kernel and keeps each estimator step short.
+    cy, cx = max(0, (ny - LATERAL_CROP) // 2), max(0, (nx - LATERAL_CROP) // 2)
+    image = image[cy:cy + LATERAL_CROP, cx:cx + LATERAL_CROP]
     est = yield from relay(iter_estimate_kernel(image, 2, estimator=lateral_estimator, seed=seed, device=device,
                                                 threads=threads, hints=hints),
                            offset=15, span=35, total=total, start=start, stage=Stage.ESTIMATE, prefix="lateral: ")

@@ -49,9 +49,9 @@ def measure_spots3d(stack: np.ndarray, *, pixel_um: float, z_step_um: float, iso
     arr = np.asarray(stack)
     if saturation is None and arr.dtype.kind in "ui":
         saturation = float(np.iinfo(arr.dtype).max)
-    vol = arr.astype(np.float64)
+    vol = arr.astype(np.float32)
     background = float(np.median(vol))
-    noise = float(np.median([estimate_noise_sigma(p) for p in vol[:: max(1, vol.shape[0] // 4)]]))
+    noise = float(np.median([estimate_noise_sigma(p) for p in vol[:: max(1, vol.shape[0] // 3)]]))
     iso = isolation_um if isolation_um is not None else max(1.0, 6 * pixel_um)
     rz, ry = max(1, math.ceil(iso / z_step_um)), max(2, math.ceil(iso / pixel_um))
     smooth = ndimage.gaussian_filter(vol, (0.5, 0.7, 0.7))
@@ -76,10 +76,10 @@ def measure_spots3d(stack: np.ndarray, *, pixel_um: float, z_step_um: float, iso
             continue
         local = vol[max(0, z - rz):z + rz + 1, y - ry:y + ry + 1, x - ry:x + ry + 1]
         bg = float(np.percentile(local, 20))
-        c = vol - bg
-        sx = _width(c[z, y, x - 1], c[z, y, x], c[z, y, x + 1])
-        sy = _width(c[z, y - 1, x], c[z, y, x], c[z, y + 1, x])
-        sz = _width(c[z - 1, y, x], c[z, y, x], c[z + 1, y, x])
+        v = vol[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2] - bg  # the peak and its six neighbours, background removed
+        sx = _width(v[1, 1, 0], v[1, 1, 1], v[1, 1, 2])
+        sy = _width(v[1, 0, 1], v[1, 1, 1], v[1, 2, 1])
+        sz = _width(v[0, 1, 1], v[1, 1, 1], v[2, 1, 1])
         if not (math.isfinite(sx) and math.isfinite(sy) and math.isfinite(sz)):
             continue
         if sx < 0.45 and sy < 0.45:  # one bright voxel: a hot pixel, not a spot
