@@ -40,6 +40,8 @@ def dev_cases(count: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=24)
+    ap.add_argument("--evaluate", type=int, default=0, help="also measure N held-out cases (seeds 300+) with the "
+                    "record just written, optics given and not")
     args = ap.parse_args()
     rows = []
     for seed, optics, factor, photons, kind in dev_cases(args.cases):
@@ -70,6 +72,33 @@ def main() -> None:
                          "factors": list(FACTORS), "photons": list(PHOTONS),
                          "leave_one_out": loo},
                  notes="k per modality: median over the development cases of √(truth² − lateral²) / effective")
+    if args.evaluate:
+        evaluate(args.evaluate)
+
+
+def evaluate(count: int) -> None:
+    """Axial FWHM errors on held-out generated cases (seeds 300+), with the optics given and without."""
+    import importlib
+
+    from napari_kernelgan.axial import estimate
+
+    importlib.reload(estimate)  # the scales of the record just written
+    errors: dict[str, list[float]] = {}
+    for seed, optics, factor, photons, kind in dev_cases(count):
+        seed += 200
+        case = axial_case(seed, optics, factor=factor, kind=kind, photons=photons, shape=(96, 64, 64))
+        for given in (True, False):
+            psf = estimate.estimate_psf3d(case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um,
+                                          optics=optics if given else None)
+            err = psf.axial_fwhm_um / case.axial_fwhm_um - 1
+            key = f"{optics.modality}, optics {'given' if given else 'unknown'}"
+            errors.setdefault(key, []).append(err)
+            print(f"held-out seed {seed} {key}: truth {case.axial_fwhm_um:.3f} estimate {psf.axial_fwhm_um:.3f} "
+                  f"error {err:+.0%} confidence {psf.confidence:.2f}", flush=True)
+    for key, errs in sorted(errors.items()):
+        e = np.abs(errs)
+        print(f"{key}: {len(e)} cases, mean |error| {e.mean():.0%}, max {e.max():.0%}, "
+              f"within 30 % {np.mean(e <= .3):.0%}")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ every (y, x) column the periodogram is precise to a fraction of a per cent, so t
 floor is known."""
 PHYSICS_RANGE = (0.7, 1.6)
 PHYSICS_DOUBT = 0.3
+TRUST_DATA = 0.5
+"""Below this measurement quality (0–1) an estimate that contradicts the given optics gives way to their model."""
 """The confidence is multiplied by this where the estimate contradicts the given optics."""
 LATERAL_CROP = 256
 """Side of the central crop of the sharpest planes' sum that the lateral kernel is estimated on."""
@@ -300,6 +302,12 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     for j, o in enumerate(candidates):
         shapes.append(physical_shape(o, px))
         yield tick(78 + 17 * (j + 1) / len(candidates), "physical models", Stage.ESTIMATE)
+    # How well the spectra measured the blur: band width, fit quality, x/y agreement.
+    c_band = float(np.clip((nb - 1) / 4.0, 0.0, 1.0))
+    c_fit = float(math.exp(-(d_xy / 0.25) ** 2)) if math.isfinite(d_xy) else 0.0
+    xy = abs(math.log(s_x / s_y)) if nb >= 2 and s_x > 0 and s_y > 0 else math.inf
+    c_xy = float(math.exp(-(xy / 0.3) ** 2)) if math.isfinite(xy) else 0.0
+    quality = (c_band * c_fit * c_xy) ** (1 / 3)
     allowed = None
     c_phys = 1.0
     if model_optics is not None:
@@ -308,7 +316,12 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
         fwhm = allowed[0]
         if math.isfinite(data_fwhm):
             note = contradiction(data_fwhm, allowed, model_optics)
-            if note:
+            if note and quality < TRUST_DATA:
+                # A poor measurement does not overrule the optics: the model's profile, said so.
+                notes.append(f"the stack's own z blur could not be measured reliably ({data_fwhm:.2g} µm, outside "
+                             f"what the optics allow); the axial profile is the optics' model")
+                c_phys = PHYSICS_DOUBT
+            elif note:
                 notes.append(note)
                 c_phys = PHYSICS_DOUBT
                 fwhm = data_fwhm
@@ -322,10 +335,6 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     axial = stretched(chosen.on_axis, stretch)
 
     # Confidence: band width, fit quality, x/y agreement, plane count, physics.
-    c_band = float(np.clip((nb - 1) / 4.0, 0.0, 1.0))
-    c_fit = float(math.exp(-(d_xy / 0.25) ** 2)) if math.isfinite(d_xy) else 0.0
-    xy = abs(math.log(s_x / s_y)) if nb >= 2 and s_x > 0 and s_y > 0 else math.inf
-    c_xy = float(math.exp(-(xy / 0.3) ** 2)) if math.isfinite(xy) else 0.0
     c_planes = float(np.clip((nz - MIN_PLANES) / 24.0, 0.2, 1.0))
     spots = _spots(stack, nz, px, dz)
     c_spots = 1.0
@@ -342,7 +351,7 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
                      "object is not isotropic, so the estimate is trusted less")
     if nz < 24:
         notes.append(f"only {nz} planes: the z spectrum is coarse and the estimate is trusted less")
-    confidence = 0.95 * (c_band * c_fit * c_xy) ** (1 / 3) * c_planes * c_phys * c_spots
+    confidence = 0.95 * quality * c_planes * c_phys * c_spots
     qc = dict(results, sigma_um=sigma_um, sigma_x_um=s_x * dz, sigma_y_um=s_y * dz, distance=d_xy,
               effective_fwhm_um=eff_fwhm,
               lateral_fwhm_um=lat_fwhm, data_fwhm_um=data_fwhm, stretch=stretch,

@@ -25,6 +25,10 @@ MAX_SPREAD = 0.25
 """Largest relative spread (MAD / median) of the spots' z widths that counts as agreement."""
 MAX_CROWDED = 0.5
 """Above this share of spots with a neighbour nearby the field is crowded and declined."""
+CORE_UM = 0.3
+"""Lateral radius (µm) within which a spot is the highest point."""
+NEIGHBOUR_SHARE = 0.3
+"""A neighbour at least this bright (relative to the spot, above background) makes the spot crowded."""
 SNR = 8.0
 """A spot's peak must stand this many noise σ above the background."""
 FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -55,17 +59,22 @@ def measure_spots3d(stack: np.ndarray, *, pixel_um: float, z_step_um: float, iso
     iso = isolation_um if isolation_um is not None else max(1.0, 6 * pixel_um)
     rz, ry = max(1, math.ceil(iso / z_step_um)), max(2, math.ceil(iso / pixel_um))
     smooth = ndimage.gaussian_filter(vol, (0.5, 0.7, 0.7))
-    peaks = (smooth == ndimage.maximum_filter(smooth, size=(3, 3, 3))) & (vol > background + SNR * noise)
+    # A spot is the highest point within about a diffraction-limited radius (noise on one spot's shoulders makes
+    # no second spot); other spots count as neighbours only when bright enough to add to its light.
+    side = 2 * max(2, math.ceil(CORE_UM / pixel_um)) + 1
+    peaks = (smooth == ndimage.maximum_filter(smooth, size=(3, side, side))) & (vol > background + SNR * noise)
     zz, yy, xx = np.nonzero(peaks)
     out: dict[str, Any] = {"ok": False, "count": 0, "candidates": int(zz.size)}
     if zz.size == 0:
         out["reason"] = "no bright spots stand out of the noise"
         return out
     pts = np.stack([zz * z_step_um, yy * pixel_um, xx * pixel_um], axis=1)
+    height = smooth[zz, yy, xx] - background
     from scipy.spatial import cKDTree
 
     tree = cKDTree(pts)
-    crowd = np.array([len(tree.query_ball_point(p, iso)) > 1 for p in pts])
+    crowd = np.array([any(j != i and height[j] >= NEIGHBOUR_SHARE * height[i] for j in tree.query_ball_point(p, iso))
+                      for i, p in enumerate(pts)])
     nz, ny, nx = vol.shape
     widths = []
     hot = 0
