@@ -1,11 +1,8 @@
-"""Physical 3-D PSFs as the spectral axial estimate sees them: the effective extra z blur each one gives an
-isotropic object, and its on-axis profile, both on the data's lateral pixel grid.
+"""Physical 3-D PSFs as the axial estimate uses them: the on-axis profile (its shape, and the span of widths the
+given optics allow) on the data's lateral pixel grid.
 
-For a 3-D PSF with transfer function ``OTF``, lines along x of an isotropic object have the power transfer
-``T_x(f) = Σ_{fy, fz} |OTF(f, fy, fz)|²`` and lines along z ``T_z(f) = Σ_{fx, fy} |OTF(fx, fy, f)|²``; the
-effective extra blur along z has ``|h(f)|² = T_z(f) / T_x(f)``. For a separable (confocal-like) PSF this is the
-axial profile over the lateral one; a widefield PSF's out-of-focus light makes it wider than its on-axis
-profile alone implies, which is why the on-axis profile is taken from the model that matches, not from ``h``.
+With the optics given, the candidates are those optics and, for an oil objective whose sample index is not
+stated, the same objective into water at a few depths; without optics, generic widefield and confocal shapes.
 """
 from __future__ import annotations
 
@@ -15,13 +12,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..physics.metrics import profile_fwhm
 from ..physics.optics import Optics, axial_fwhm_um, psf_3d
 from .psf import centre_profile
 
 __all__ = ["PhysicalShape", "physical_shape", "candidate_optics", "GENERIC_OPTICS", "stretched"]
 
-MAX_LATERAL = 31
-"""Lateral side of the model PSFs (pixels): enough for the transfer ratios, bounded for speed."""
+MAX_LATERAL = 3
+"""Lateral side of the model PSFs (pixels): only the on-axis pixel is used."""
 
 GENERIC_OPTICS = (
     Optics(modality="widefield", na=1.4, wavelength_um=0.52, n_immersion=1.515),
@@ -30,8 +28,7 @@ GENERIC_OPTICS = (
     Optics(modality="confocal", na=1.4, wavelength_um=0.52, n_immersion=1.515),
     Optics(modality="confocal", na=1.0, wavelength_um=0.52, n_immersion=1.333),
 )
-"""The shapes tried when the optics are unknown (each stretched along z to fit: the shape matters, not the
-wavelength or NA)."""
+"""The shapes tried when the optics are unknown (the one nearest the measured width, stretched along z to it)."""
 
 MISMATCH_DEPTHS_UM = (5.0, 10.0, 20.0)
 """Depths tried for an oil objective imaging into a watery sample when the sample's index is not given."""
@@ -39,10 +36,9 @@ MISMATCH_DEPTHS_UM = (5.0, 10.0, 20.0)
 
 @dataclass(frozen=True)
 class PhysicalShape:
-    """One model's effective z blur ``g = h ⋆ h`` (lags in pixels, centred) and on-axis profile (every pixel)."""
+    """One model's on-axis profile (every pixel, centred) and its FWHM."""
 
     optics: Optics
-    g: np.ndarray
     on_axis: np.ndarray
     on_axis_fwhm_um: float
 
@@ -73,20 +69,8 @@ def physical_shape(optics: Optics, pixel_um: float) -> PhysicalShape:
     c = MAX_LATERAL // 2
     peak = int(np.argmax(psf[:, c, c]))
     lo = min(max(0, peak - half_z), psf.shape[0] - 2 * half_z - 1)
-    psf = psf[lo:lo + 2 * half_z + 1]
-    c = MAX_LATERAL // 2
-    on_axis = psf[:, c, c]
-    n = 1 << math.ceil(math.log2(4 * (2 * half_z + 1)))
-    tz = (np.abs(np.fft.rfft(psf.reshape(psf.shape[0], -1), n, axis=0)) ** 2).sum(axis=1)
-    tx = (np.abs(np.fft.rfft(np.moveaxis(psf, 2, 0).reshape(MAX_LATERAL, -1), n, axis=0)) ** 2).sum(axis=1)
-    ratio = np.where(tx > tx[0] * 1e-8, tz / np.maximum(tx, 1e-300), 0.0)
-    ratio /= ratio[0]
-    g = np.fft.fftshift(np.fft.irfft(ratio, n))
-    keep = min(n // 2 - 1, 2 * half_z)
-    g = np.clip(g[n // 2 - keep:n // 2 + keep + 1], 0.0, None)
-    from ..physics.metrics import profile_fwhm
-
-    return PhysicalShape(optics=optics, g=g / g.sum(), on_axis=centre_profile(on_axis),
+    on_axis = psf[lo:lo + 2 * half_z + 1, c, c]
+    return PhysicalShape(optics=optics, on_axis=centre_profile(on_axis),
                          on_axis_fwhm_um=profile_fwhm(on_axis, pixel_um))
 
 

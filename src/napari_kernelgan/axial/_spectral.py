@@ -11,12 +11,11 @@ own white noise floor is removed from their periodogram.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["segment_design", "line_autocovariance", "z_periodogram", "expected_periodogram", "gaussian_g",
-           "student_g", "log_distance", "SpectralFit"]
+           "log_distance"]
 
 
 def segment_design(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,33 +68,15 @@ def gaussian_g(sigma_px: float, half: int) -> np.ndarray:
     return g / g.sum()
 
 
-def student_h(scale_px: float, beta: float, half: int) -> np.ndarray:
-    """A heavy-tailed profile ``(1 + t² / (2 β s²))^-β`` on pixels ``-half … half`` (sum 1): β → ∞ is a
-    Gaussian of σ ``s``; small β spreads light far, as a widefield PSF's out-of-focus haze does."""
-    t = np.arange(-half, half + 1, dtype=np.float64)
-    s = max(float(scale_px), 1e-3)
-    h = (1.0 + t ** 2 / (2.0 * beta * s * s)) ** (-beta)
-    return h / h.sum()
-
-
-def student_g(scale_px: float, beta: float, half: int) -> np.ndarray:
-    """``h ⋆ h`` of :func:`student_h`, at lags ``-half … half``."""
-    h = student_h(scale_px, beta, half)
-    g = np.convolve(h, h[::-1])[half:3 * half + 1]
-    return g / g.sum()
-
-
 def expected_periodogram(r_clean: np.ndarray, g: np.ndarray, lag_px: float, u: np.ndarray, norm: float
                          ) -> np.ndarray:
     """Expected periodogram of a z segment whose samples are ``lag_px`` lateral pixels apart, for lateral lines of
     noise-free autocovariance ``r_clean`` (lags ``0 …``) blurred by ``h`` with ``g = h ⋆ h`` (odd, centred)."""
     n = u.shape[0]
-    half = g.size // 2
     r_sym = np.concatenate([r_clean[:0:-1], r_clean])
     blurred = np.convolve(r_sym, g, mode="same")[r_clean.size - 1:]
     lags = np.arange(n) * lag_px
     rz = np.interp(lags, np.arange(blurred.size), blurred, right=0.0)
-    del half
     idx = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
     cov = rz[idx]
     return np.einsum("if,ij,jf->f", u.conj(), cov, u).real / norm
@@ -110,14 +91,3 @@ def log_distance(observed: np.ndarray, model: np.ndarray, band: np.ndarray) -> t
     d = np.log(o) - np.log(m)
     gain = float(d.mean())
     return float(np.sqrt(np.mean((d - gain) ** 2))), math.exp(gain)
-
-
-@dataclass
-class SpectralFit:
-    """One fitted family: its name, the width parameter (µm), the distance, and ``h`` on the pixel grid."""
-
-    family: str
-    width_um: float
-    distance: float
-    h: np.ndarray
-    extra: dict

@@ -305,6 +305,11 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     # How well the spectra measured the blur: band width, fit quality, x/y agreement.
     c_band = float(np.clip((nb - 1) / 4.0, 0.0, 1.0))
     c_fit = float(math.exp(-(d_xy / 0.25) ** 2)) if math.isfinite(d_xy) else 0.0
+    if nb >= 2 and not SIGMAS[0] < s_xy < SIGMAS[-1]:
+        # The best Gaussian is at the end of the range: the z spectrum does not look like a blurred lateral one.
+        c_fit = 0.0
+        notes.append("the z lines' spectrum does not look like the lateral lines' blurred (the object may not be "
+                     "isotropic, or the noise not as measured); the estimate is trusted less")
     xy = abs(math.log(s_x / s_y)) if nb >= 2 and s_x > 0 and s_y > 0 else math.inf
     c_xy = float(math.exp(-(xy / 0.3) ** 2)) if math.isfinite(xy) else 0.0
     quality = (c_band * c_fit * c_xy) ** (1 / 3)
