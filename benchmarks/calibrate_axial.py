@@ -49,6 +49,8 @@ def main() -> None:
         psf = estimate_psf3d(case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um, optics=optics)
         eff, lat = psf.qc["effective_fwhm_um"], psf.qc["lateral_fwhm_um"]
         truth = case.axial_fwhm_um
+        # Fits at the end of their range stay in: leaving them out (6 widefield cases left) gave a widefield scale
+        # above 1 that held-out cases with the optics given paid for (25 % mean error against 0 %).
         k = math.sqrt(max(truth ** 2 - lat ** 2, 1e-6)) / eff if math.isfinite(eff) else math.nan
         rows.append((optics.modality, k, eff, lat, truth))
         print(f"seed {seed} {optics.modality:9s} NA {optics.na:g} F{factor} {photons:5d} ph {kind:9s} "

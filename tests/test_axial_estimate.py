@@ -113,3 +113,12 @@ def test_spots3d_measures_a_bead_stack_and_declines_a_crowded_one():
     crowded = axial_case(2, CONFOCAL, factor=4, shape=(96, 96, 96), object_volume=_beads(1500, 6), photons=1000)
     qc = measure_spots3d(crowded.stack, pixel_um=0.1, z_step_um=0.4)
     assert not qc["ok"] and "crowded" in qc["reason"]
+
+
+def test_dask_input_is_read_in_chunks_and_gives_the_same_estimate(confocal_case):
+    da = pytest.importorskip("dask.array")
+    c = confocal_case
+    lazy = da.from_array(c.stack, chunks=(4, 64, 64))
+    a = estimate_psf3d(c.stack, pixel_um=c.pixel_um, z_step_um=c.z_step_um, optics=CONFOCAL)
+    b = estimate_psf3d(lazy, pixel_um=c.pixel_um, z_step_um=c.z_step_um, optics=CONFOCAL)
+    assert np.array_equal(a.axial, b.axial) and a.confidence == b.confidence

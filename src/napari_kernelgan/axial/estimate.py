@@ -97,14 +97,16 @@ def _check(stack: Any, pixel_um: Any, z_step_um: Any) -> tuple[tuple[int, int, i
     except (TypeError, ValueError):
         dz = math.nan
     if not math.isfinite(dz) or dz <= 0:
-        raise BadInputError(Param("z_step_um", z_step_um, ("--z-step",)), " must be the distance between planes in "
-                            "µm (the file states none, or not a positive one): give it, e.g. --z-step 0.3")
+        raise BadInputError(Param("z_step_um", z_step_um), " is not a z step: give the distance between planes in µm "
+                            "(z_step_um in Python, --z-step on the command line, e.g. 0.3); the file states none "
+                            "or not a positive one")
     try:
         px = float(pixel_um) if pixel_um is not None else math.nan
     except (TypeError, ValueError):
         px = math.nan
     if not math.isfinite(px) or px <= 0:
-        raise BadInputError(Param("pixel_um", pixel_um, ("--pixel-size",)), " must be the lateral pixel size in µm")
+        raise BadInputError(Param("pixel_um", pixel_um), " is not a pixel size: give the lateral pixel size in µm "
+                            "(pixel_um in Python, --pixel-size on the command line)")
     if dz <= px:
         raise BadInputError(f"the z step ({dz:g} µm) is not larger than the pixel size ({px:g} µm): the stack is "
                             "already sampled as finely along z as laterally, so there is nothing to estimate along z")
@@ -293,9 +295,13 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
         notes.append("the z lines hold too little signal above the noise to measure their blur; the axial profile "
                      + ("is the physical model's" if model_optics is not None else
                         "is a guess (give the objective's NA and wavelength for a physical one)"))
+    # A best Gaussian at the end of the range is no fit: the z spectrum does not look like a blurred lateral one.
+    at_edge = nb >= 2 and not SIGMAS[0] < s_xy < SIGMAS[-1]
     lat_fwhm = profile_fwhm(line_profile(lateral), px)
     kind = model_optics.modality if model_optics is not None else "unknown"
     data_fwhm = on_axis_fwhm(eff_fwhm, lat_fwhm, kind)
+    if at_edge and model_optics is not None:
+        data_fwhm = math.nan  # the optics' model, below
     # Physical models: the on-axis shape, and the span of widths the given optics allow.
     candidates = candidate_optics(model_optics)
     shapes = []
@@ -305,8 +311,7 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     # How well the spectra measured the blur: band width, fit quality, x/y agreement.
     c_band = float(np.clip((nb - 1) / 4.0, 0.0, 1.0))
     c_fit = float(math.exp(-(d_xy / 0.25) ** 2)) if math.isfinite(d_xy) else 0.0
-    if nb >= 2 and not SIGMAS[0] < s_xy < SIGMAS[-1]:
-        # The best Gaussian is at the end of the range: the z spectrum does not look like a blurred lateral one.
+    if at_edge:
         c_fit = 0.0
         notes.append("the z lines' spectrum does not look like the lateral lines' blurred (the object may not be "
                      "isotropic, or the noise not as measured); the estimate is trusted less")
@@ -357,7 +362,7 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     if nz < 24:
         notes.append(f"only {nz} planes: the z spectrum is coarse and the estimate is trusted less")
     confidence = 0.95 * quality * c_planes * c_phys * c_spots
-    qc = dict(results, sigma_um=sigma_um, sigma_x_um=s_x * dz, sigma_y_um=s_y * dz, distance=d_xy,
+    qc = dict(results, at_edge=at_edge, sigma_um=sigma_um, sigma_x_um=s_x * dz, sigma_y_um=s_y * dz, distance=d_xy,
               effective_fwhm_um=eff_fwhm,
               lateral_fwhm_um=lat_fwhm, data_fwhm_um=data_fwhm, stretch=stretch,
               model=_describe(chosen.optics), focus_planes=focus.tolist(),
