@@ -122,3 +122,14 @@ def test_dask_input_is_read_in_chunks_and_gives_the_same_estimate(confocal_case)
     a = estimate_psf3d(c.stack, pixel_um=c.pixel_um, z_step_um=c.z_step_um, optics=CONFOCAL)
     b = estimate_psf3d(lazy, pixel_um=c.pixel_um, z_step_um=c.z_step_um, optics=CONFOCAL)
     assert np.array_equal(a.axial, b.axial) and a.confidence == b.confidence
+
+
+def test_the_effective_to_on_axis_scale_is_its_records():
+    from napari_kernelgan.axial import estimate
+    from napari_kernelgan.records import record_values
+
+    scale = record_values("axial")["scale"]
+    assert scale == estimate.SCALE and set(scale) == {"widefield", "confocal", "unknown"}
+    # where it acts: no lateral width, an effective width of 1 µm reads as k µm on axis
+    assert estimate.on_axis_fwhm(1.0, 0.0, "widefield") == pytest.approx(scale["widefield"])
+    assert estimate.on_axis_fwhm(1.0, 0.0, "two-photon") == pytest.approx(scale["unknown"])

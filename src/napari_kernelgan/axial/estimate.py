@@ -51,10 +51,11 @@ BAND_SNR = 0.25
 every (y, x) column the periodogram is precise to a fraction of a per cent, so the limit is how well the noise
 floor is known."""
 PHYSICS_RANGE = (0.7, 1.6)
+"""An axial FWHM outside this range of what the given optics allow (their models' span) contradicts them."""
 PHYSICS_DOUBT = 0.3
+"""The confidence is multiplied by this where the estimate contradicts the given optics."""
 TRUST_DATA = 0.5
 """Below this measurement quality (0–1) an estimate that contradicts the given optics gives way to their model."""
-"""The confidence is multiplied by this where the estimate contradicts the given optics."""
 LATERAL_CROP = 256
 """Side of the central crop of the sharpest planes' sum that the lateral kernel is estimated on."""
 SPOTS_AGREE = 1.3
@@ -65,7 +66,6 @@ SPOTS_PLANES = 16
 """The spots QC reads at most this many central planes."""
 SCALE: dict[str, float] = record_values("axial")["scale"]
 """Effective → on-axis scale per modality (:func:`on_axis_fwhm`), fitted by ``benchmarks/calibrate_axial.py``."""
-"""An axial FWHM outside this range of what the given optics allow (their models' span) contradicts them."""
 
 
 def _read(stack: Any, lo: int, hi: int) -> np.ndarray:
@@ -173,7 +173,8 @@ def contradiction(fwhm_um: float, allowed: tuple[float, float], optics: Optics) 
     return None
 
 
-def _segments(stack: Any, nz: int, n: int) -> list[int]:
+def _segments(nz: int, n: int) -> list[int]:
+    """Starts of z segments of ``n`` planes, half overlapping, the last ending on the last plane."""
     step = max(1, n // 2)
     starts = list(range(0, nz - n + 1, step))
     if starts[-1] != nz - n:
@@ -241,7 +242,7 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     r_y = sp.line_autocovariance(planes, -2, max_lag)
     for r in (r_x, r_y):
         r[0] -= var_x
-    starts = _segments(stack, nz, n)
+    starts = _segments(nz, n)
     total_p = np.zeros(u.shape[1])
     count = 0
     for i, s0 in enumerate(starts):
