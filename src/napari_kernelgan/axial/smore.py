@@ -8,8 +8,8 @@ degraded as its z lines are, to undo that degradation, and is then applied to th
    0.1st–99.9th percentiles, so uint16 ADU and 8-bit data train alike.
 2. **Network.** A residual CNN (:class:`AxialNet`: :data:`DEPTH` 3×3 convolutions of :data:`WIDTH` channels,
    the cubic input added to its output) on :data:`PATCH`² patches whose last axis is the degraded one.
-3. **Training.** Adam on the mean squared error, time-bounded (``train_seconds``) and capped at
-   :data:`MAX_ITERATIONS`; a contiguous block of planes (and the planes next to it) is never trained on and
+3. **Training.** Adam on the mean squared error, for a step count that fits ``train_seconds``
+   (:func:`steps_for`); a contiguous block of planes (and the planes next to it) is never trained on and
    gives the held-out PSNR of the network and of cubic interpolation (:func:`validate`).
 4. **Application.** XZ and YZ planes of the cubic-interpolated stack, z as the last axis
    (:func:`apply_planes`); the caller averages both orientations.
@@ -28,14 +28,17 @@ from ..types import Progress
 from ..vocabulary import Stage
 from ._zops import NoiseModel, Normaliser, lateral_pairs, psnr
 
-__all__ = ["DEPTH", "WIDTH", "PATCH", "BATCH", "MAX_ITERATIONS", "AxialNet", "Pairs", "make_pairs", "held_out",
-           "iter_train", "validate", "apply_planes"]
+__all__ = ["DEPTH", "WIDTH", "PATCH", "BATCH", "MAX_ITERATIONS", "steps_for", "AxialNet", "Pairs", "make_pairs",
+           "held_out", "iter_train", "validate", "apply_planes"]
 
 DEPTH = 6            # convolutions (design choices measured on generated stacks: docs/axial.md)
 WIDTH = 16           # channels
 PATCH = 48           # side of a training patch
 BATCH = 16           # patches per step
 MAX_ITERATIONS = 4000
+MIN_ITERATIONS = 20
+STEPS_PER_SECOND = 18.0  # training steps per second on 2 busy CPU cores (measured: 16-20)
+TIME_CAP = 2.0           # training stops at this multiple of its time budget, whatever the step count
 LEARNING_RATE = 1e-3
 MAX_TRAIN_PLANES = 12  # lateral planes turned into pairs (evenly spaced over the trained ones)
 REPORT_S = 0.2         # at most this long between progress reports while training
@@ -112,12 +115,20 @@ def _batch(pairs: Pairs, rng: np.random.Generator, patch: int) -> tuple[np.ndarr
     return np.stack(xs)[:, None], np.stack(ys)[:, None]
 
 
-def iter_train(pairs: Pairs, *, seconds: float, device: torch.device, seed: int,
-               max_iterations: int = MAX_ITERATIONS) -> Generator[Progress, None, tuple[AxialNet, int]]:
-    """Train an :class:`AxialNet` for ``seconds`` (or ``max_iterations`` steps); returns it and its step count.
+def steps_for(seconds: float) -> int:
+    """Training steps for a time budget: :data:`STEPS_PER_SECOND` (measured on 2 busy CPU cores) times it,
+    between :data:`MIN_ITERATIONS` and :data:`MAX_ITERATIONS`. A step count, not a clock, ends training, so
+    the same seed gives the same network on any machine; the clock only caps it (:data:`TIME_CAP` times
+    the budget) on a machine much slower than that."""
+    return int(np.clip(round(float(seconds) * STEPS_PER_SECOND), MIN_ITERATIONS, MAX_ITERATIONS))
 
-    With a fixed iteration budget the result depends only on ``seed``; a time budget stops at a step count
-    that depends on the machine's speed (the count is reported)."""
+
+def iter_train(pairs: Pairs, *, seconds: float, device: torch.device, seed: int,
+               ) -> Generator[Progress, None, tuple[AxialNet, int]]:
+    """Train an :class:`AxialNet` for :func:`steps_for` ``(seconds)`` steps (stopped at :data:`TIME_CAP`
+    × ``seconds`` on a slow machine); returns it and its step count."""
+    max_iterations = steps_for(seconds)
+    cap = TIME_CAP * float(seconds)
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     rng = np.random.default_rng([int(seed), 0x5A0])
     net = AxialNet(generator=generator).to(device)
@@ -127,9 +138,9 @@ def iter_train(pairs: Pairs, *, seconds: float, device: torch.device, seed: int,
     it, loss_value = 0, float("nan")
     while it < max_iterations:
         elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
+        if elapsed >= cap:
             break
-        if it == int(0.7 * max_iterations) or (elapsed >= 0.7 * seconds and opt.param_groups[0]["lr"] == LEARNING_RATE):
+        if it == int(0.7 * max_iterations):
             for g in opt.param_groups:  # a lower rate for the last 30 %
                 g["lr"] = LEARNING_RATE * 0.3
         x, y = _batch(pairs, rng, side)
@@ -143,7 +154,7 @@ def iter_train(pairs: Pairs, *, seconds: float, device: torch.device, seed: int,
         if now - last >= REPORT_S or it == 1:
             last = now
             loss_value = float(loss.detach())
-            frac = max(min(elapsed / max(seconds, 1e-9), 1.0), it / max_iterations)
+            frac = it / max_iterations
             yield Progress(int(1000 * frac), 1000, now - t0, stage=Stage.SR, loss={"mse": loss_value},
                            message=f"training on the lateral planes (step {it})")
     net.eval()

@@ -8,8 +8,9 @@ built once and applied to all columns (:func:`column_solver`). This is the Fouri
 F-fold aliasing of ``S_F`` (:func:`fourier_solve`), solved exactly on the column's own length with the
 mirror boundary folded into ``A`` instead of a mirror-padded period. ``λ`` is the Wiener choice
 ``σ² / E[(∇x)²]``: the noise variance at the stack's mean level over the signal's gradient power along
-a lateral line at the fine step (:func:`noise_lambda`), times :data:`LAMBDA_SCALE`; it is never zero,
-even for a known PSF. Then positivity, and for photon-limited stacks Poisson Richardson–Lucy steps on the
+a lateral line at the fine step (:func:`noise_lambda`), times the multiplier of :data:`LAMBDA_LADDER`
+that restores the stack's lateral lines (degraded as its z lines are) best; it is never zero, even for a
+known PSF. Then positivity, and for photon-limited stacks Poisson Richardson–Lucy steps on the
 photo-electron counts, as many as cross-validation on binomially thinned counts says (as
 :mod:`napari_kernelgan.sr._poisson` does in 2-D), capped at :data:`MAX_RL`; where the count reaches the
 cap the PSF is wider than the data's blur and the solve is kept unrefined.
@@ -29,10 +30,12 @@ from ..errors import BadInputError, Param
 from ..sr._poisson import STEP_SCALE, from_counts, thin, to_counts
 from ._zops import NoiseModel, degrade_matrix
 
-__all__ = ["LAMBDA_SCALE", "MAX_RL", "noise_lambda", "column_solver", "richardson_lucy_z", "rl_steps",
+__all__ = ["LAMBDA_LADDER", "MAX_RL", "noise_lambda", "column_solver", "richardson_lucy_z", "rl_steps",
            "fourier_solve", "Psf3dSolver"]
 
-LAMBDA_SCALE = 1.0   # multiplier of the Wiener λ (design choice, measured on generated stacks: docs/axial.md)
+# Multipliers of the Wiener λ tried; the one that restores held-out lateral lines best is used. The Wiener
+# weight over-smooths (measured on generated stacks: 0.01–0.05 of it gained 1–2 dB over 1 at 100–500 photons).
+LAMBDA_LADDER = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 MAX_RL = 40          # Richardson–Lucy steps tried at most on the half counts
 _FLOOR = 1e-6
 _EPS_ISO = 1e-3      # relative regularisation of the division by the isotropic target's transfer function
@@ -49,7 +52,7 @@ def noise_lambda(plane: np.ndarray, noise: NoiseModel, pixel_um: float, fine_um:
     grad = float(np.mean(np.diff(p, axis=-1) ** 2)) - 2.0 * var
     grad = max(grad, 0.05 * float(np.mean(np.diff(p, axis=-1) ** 2)), 1e-12)
     grad *= (fine_um / pixel_um) ** 2
-    return LAMBDA_SCALE * max(var, 1e-12 * grad) / grad
+    return max(var, 1e-12 * grad) / grad
 
 
 def column_solver(nz: int, factor: int, kernel: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
