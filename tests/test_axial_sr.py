@@ -152,3 +152,14 @@ def test_eight_bit_input_and_factor_from_psf(case):
     r = super_resolve_axial(img, case.true_psf, sr_method="deconvolve")
     assert r.factor == 4 and r.volume.shape[0] == output_planes(img.shape[0], 4)
     assert np.isfinite(r.volume).all() and r.volume.max() > 50
+
+
+def test_psf3d_tiles_agree_with_one_tile(case, monkeypatch):
+    from napari_kernelgan.axial import zdeconv
+
+    solver = zdeconv.Psf3dSolver((case.psf, case.pixel_um, case.pixel_um), case.pixel_um, case.pixel_um, 4, 0.05)
+    data = case.stack.astype(np.float64) - case.offset
+    whole = solver.solve_tiled(data)
+    monkeypatch.setattr(zdeconv, "TILE", 16)
+    tiled = solver.solve_tiled(data)
+    assert np.abs(tiled - whole).max() < 0.005 * np.abs(whole).max()

@@ -319,9 +319,9 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
         val["psf3d"] = True
 
         def fine3(raw: np.ndarray, other: int) -> np.ndarray:
-            return solver3.solve(np.asarray(raw, dtype=np.float64))
+            return solver3.solve_tiled(np.asarray(raw, dtype=np.float64))
 
-        return _Solver(fine3, 1 << 21, False, halo=solver3.halo)
+        return _Solver(fine3, 1 << 20, False, halo=solver3.halo)
     w, a = zdeconv.column_solver(nz, factor, kernel, lam)
     steps = 0
     if noise.photon_limited:

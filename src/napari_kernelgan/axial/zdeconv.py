@@ -38,6 +38,8 @@ __all__ = ["LAMBDA_LADDER", "LAMBDA_LADDER_3D", "MAX_RL", "noise_lambda", "colum
 LAMBDA_LADDER = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 # The same for a full 3-D PSF, chosen by predicting held-out planes (Psf3dSolver.choose_lambda).
 LAMBDA_LADDER_3D = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+MAX_HALO = 24        # pixels of overlap of the 3-D PSF path's tiles, at most
+TILE = 128           # lateral side of those tiles (x); y-slabs are set by the caller
 MAX_RL = 40          # Richardson–Lucy steps tried at most on the half counts
 _FLOOR = 1e-6
 _EPS_ISO = 1e-3      # relative regularisation of the division by the isotropic target's transfer function
@@ -145,7 +147,9 @@ class Psf3dSolver:
         lz = resample_profile(line_profile(lateral), pixel_um, fine_um)
         self.iso = lz[:, None, None] * lateral[None]
         self.factor, self.lam = int(factor), float(lam)
-        self.halo = int(self.psf.shape[1] // 2 + 4)
+        # Overlap of the tiles (and mirror padding at the borders); bounded so a widefield PSF's faint wide
+        # tails do not make every tile huge (the part beyond wraps around within the tile).
+        self.halo = int(np.clip(self.psf.shape[1] // 2 + 4, 12, MAX_HALO))
         self._cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     def _transfer(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +168,16 @@ class Psf3dSolver:
         """Whole-sample mirror in z (a period of 2n-2 planes), reflection by the halo in y and x."""
         ext = np.concatenate([vol, vol[-2:0:-1]], axis=0) if vol.shape[0] > 1 else vol
         return np.pad(ext, ((0, 0), (self.halo, self.halo), (self.halo, self.halo)), mode="reflect")
+
+    def solve_tiled(self, slab: np.ndarray) -> np.ndarray:
+        """:meth:`solve` on x-tiles of :data:`TILE` columns with :attr:`halo` columns of overlap each side."""
+        nx = slab.shape[2]
+        out = np.empty(((slab.shape[0] - 1) * self.factor + 1, slab.shape[1], nx), dtype=np.float32)
+        for x0 in range(0, nx, TILE):
+            x1 = min(nx, x0 + TILE)
+            lo, hi = max(0, x0 - self.halo), min(nx, x1 + self.halo)
+            out[:, :, x0:x1] = self.solve(slab[:, :, lo:hi])[:, :, x0 - lo:x0 - lo + (x1 - x0)]
+        return out
 
     def solve(self, slab: np.ndarray, factor: int | None = None, lam: float | None = None) -> np.ndarray:
         """Fine ``((nz-1)F+1, sy, sx)`` solution of a raw ``(nz, sy, sx)`` slab (``factor``, ``lam``: this
