@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..devices import reproducible, resolve_device, torch_threads
-from ..errors import BadInputError, BadOptionError, Param
+from ..errors import BadInputError, BadOptionError, Cancelled, Param
 from ..sr._safety import UnsafeSRWarning
 from ..types import Progress
 from ..vocabulary import Stage
@@ -404,6 +404,13 @@ def super_resolve_axial(stack: Any, psf: AxialPSF, *, callback: Callable[[Progre
     ``train_seconds`` (smore), ``psf3d=(array, pixel_um, z_step_um)`` (deconvolve with a full 3-D PSF).
     ``callback(progress)`` returning ``False`` or ``cancel`` set stops the work (:class:`Cancelled`).
     """
-    from ..api import drive
-
-    return drive(iter_super_resolve_axial(stack, psf, **options), callback, cancel)
+    # api.drive's loop, here because napari_kernelgan.api re-exports this module (importing api would be a cycle).
+    gen = iter_super_resolve_axial(stack, psf, **options)
+    while True:
+        try:
+            progress = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if (cancel is not None and cancel.is_set()) or (callback is not None and callback(progress) is False):
+            gen.close()
+            raise Cancelled("cancelled by the caller")
