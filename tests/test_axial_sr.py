@@ -163,3 +163,33 @@ def test_psf3d_tiles_agree_with_one_tile(case, monkeypatch):
     monkeypatch.setattr(zdeconv, "TILE", 16)
     tiled = solver.solve_tiled(data)
     assert np.abs(tiled - whole).max() < 0.005 * np.abs(whole).max()
+
+
+def test_fourier_solve_equals_the_dense_normal_equations():
+    from napari_kernelgan.axial.zdeconv import fourier_solve
+
+    rng = np.random.default_rng(0)
+    n, f, lam, ridge = 24, 3, 0.3, 1e-3
+    hk = np.zeros(n)
+    hk[[0, 1, n - 1, 2]] = [0.5, 0.2, 0.2, 0.1]
+    circ = np.array([[hk[(i - j) % n] for j in range(n)] for i in range(n)])
+    diff = np.roll(np.eye(n), 1, axis=1) - np.eye(n)
+    sample = np.eye(n)[::f]
+    y = rng.random(n // f)
+    a = sample @ circ
+    dense = np.linalg.solve(a.T @ a + lam * (diff.T @ diff) + lam * ridge * np.eye(n), a.T @ y)
+    up = np.zeros(n)
+    up[::f] = y
+    d_hat = np.fft.fft(diff[:, 0][::-1].copy())  # any ordering: only |D|² enters
+    x = np.fft.ifft(fourier_solve(np.fft.fft(up), np.fft.fft(hk), lam * (np.abs(d_hat) ** 2 + ridge), f)).real
+    np.testing.assert_allclose(x, dense, atol=1e-9)
+
+
+def test_unsafe_run_keeps_the_method_and_says_why(case):
+    p = case.true_psf
+    absurd = AxialPSF(lateral=p.lateral, axial=p.axial, relative=p.relative, pixel_um=p.pixel_um,
+                      z_step_um=p.z_step_um, step_um=p.step_um * 6, confidence=1.0, method="given")
+    with pytest.warns(UnsafeSRWarning, match="safe=False"):
+        r = super_resolve_axial(case.stack, absurd, sr_method="deconvolve", safe=False)
+    assert r.sr_method == "deconvolve" and not r.fell_back and "does not match" in r.warnings[0]
+    assert not np.array_equal(r.volume, cubic_z(case.stack, 4))

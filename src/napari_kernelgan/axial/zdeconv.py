@@ -219,6 +219,18 @@ class Psf3dSolver:
         self.lam = LAMBDA_LADDER_3D[best] * wiener
         return self.lam, errors
 
+    def held_out_errors(self, block: np.ndarray) -> tuple[float, float]:
+        """Mean squared errors of the odd planes of a raw block predicted from its even ones: by this solver
+        (solve at twice the factor, blur with G) and by cubic interpolation."""
+        from ._zops import cubic_matrix
+
+        block = np.asarray(block, dtype=np.float64)
+        even, odd = block[0::2], block[1::2]
+        pred = self._predict(self.solve(even, 2 * self.factor))[self.factor::2 * self.factor][:odd.shape[0]]
+        cubic = np.tensordot(cubic_matrix(even.shape[0], 2), even, axes=(1, 0))[1::2][:pred.shape[0]]
+        odd = odd[:pred.shape[0]]
+        return float(np.mean((pred - odd) ** 2)), float(np.mean((cubic - odd) ** 2))
+
 
 def _centred_in(kernel: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """A centred kernel placed for circular convolution in an array of ``shape`` (its centre at index 0)."""
