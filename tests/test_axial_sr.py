@@ -140,6 +140,7 @@ def test_progress_starts_at_once(case):
     ({"sr_method": "nearest"}, "unknown axial SR method"),
     ({"out": np.zeros((3, 3, 3), np.float32)}, "out"),
     ({"psf": "gaussian"}, "AxialPSF"),
+    ({"sigma": -1.0}, "sigma"),
 ])
 def test_bad_input_is_refused_in_user_terms(case, bad, match):
     args = {"stack": case.stack, "psf": case.true_psf, **bad}
@@ -193,3 +194,16 @@ def test_unsafe_run_keeps_the_method_and_says_why(case):
         r = super_resolve_axial(case.stack, absurd, sr_method="deconvolve", safe=False)
     assert r.sr_method == "deconvolve" and not r.fell_back and "does not match" in r.warnings[0]
     assert not np.array_equal(r.volume, cubic_z(case.stack, 4))
+
+
+def test_dask_stack_is_read_in_slabs_and_gives_the_same_result(case):
+    da = pytest.importorskip("dask.array")
+    lazy = da.from_array(case.stack, chunks=(4, 16, 48))
+    a = super_resolve_axial(lazy, case.true_psf, sr_method="deconvolve")
+    b = super_resolve_axial(case.stack, case.true_psf, sr_method="deconvolve")
+    np.testing.assert_array_equal(a.volume, b.volume)
+
+
+def test_given_noise_level_is_used(case):
+    r = super_resolve_axial(case.stack, case.true_psf, sr_method="deconvolve", sigma=7.0)
+    assert r.validation["noise_b"] == pytest.approx(49.0) and not r.validation["photon_limited"]
