@@ -245,3 +245,27 @@ def test_a_measured_psf_is_used_instead_of_an_estimate(case, tmp_path: Path, mon
     psf, psf3d = given[0]
     assert psf.pixel_um == PIXEL and psf.z_step_um == pytest.approx(case.z_step_um)  # on the stack's grid
     assert psf3d[0].ndim == 3 and psf3d[1:] == pytest.approx((PIXEL, true.step_um))  # the beads, for deconvolve
+
+
+def test_a_measured_psf_at_another_pixel_is_resampled_to_the_stack(case, tmp_path: Path, monkeypatch) -> None:
+    import napari_kernelgan.axial.isotropic as isotropic
+
+    given: list = []
+    original = isotropic.super_resolve_axial
+
+    def spy(stack, psf, **kw):
+        given.append((psf, kw.get("psf3d")))
+        return original(stack, psf, **kw)
+
+    monkeypatch.setattr(isotropic, "super_resolve_axial", spy)
+    true = case.true_psf
+    beads = tmp_path / "beads.tif"  # the same beads said to be at twice the pixel: twice as wide in µm
+    tifffile.imwrite(beads, true.volume(true.step_um), imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"axes": "ZYX", "spacing": true.step_um, "unit": "um"})
+    src = write_stack(tmp_path / "cells.tif", case.stack, z_step=case.z_step_um)
+    assert main(["axial", str(src), "--psf", str(beads), "--sr-method", "deconvolve"]) == 0
+    record = json.loads((tmp_path / "cells_axial.json").read_text())
+    assert record["lateral_fwhm_um"] == pytest.approx([v * 2 for v in true.lateral_fwhm_um], rel=0.1)
+    assert any("not the stack's" in n for n in record["notices"])
+    psf, psf3d = given[0]
+    assert psf.pixel_um == PIXEL and psf3d is None  # its separable form on the stack's grid, not the raw array

@@ -249,6 +249,12 @@ def run_axial_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult
                                 "method": psf.method, "notes": list(psf.notes), "qc": psf.qc, "optics": optics,
                                 "optics_notes": notes, "psf_file": psf_path.name, "sr": []})
     warnings_all: list[str] = []
+    # The deconvolution takes a whole measured PSF on the stack's own pixel only; elsewhere its separable form,
+    # resampled to the stack's pixel, serves.
+    same_grid = measured is not None and math.isclose(measured[1], pixel, rel_tol=0.02)
+    if measured is not None and not same_grid and cfg.axial_method == "deconvolve":
+        notices.append(f"the measured PSF's pixel ({measured[1]:g} µm) is not the stack's ({pixel:g} µm): "
+                       "deconvolved with its separable form resampled to the stack's pixel")
     output = files["volume"]
     if output is not None:
         nz = shape[axes.index("Z")]
@@ -262,7 +268,7 @@ def run_axial_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult
                     hooks.check()
                     t0 = time.perf_counter()
                     kw: dict[str, Any] = {}
-                    if measured is not None and cfg.axial_method == "deconvolve":
+                    if measured is not None and cfg.axial_method == "deconvolve" and same_grid:
                         kw["psf3d"] = measured
                     with warnings.catch_warnings():  # said once, in the record and the command's lines
                         warnings.simplefilter("ignore", UnsafeSRWarning)
