@@ -19,6 +19,7 @@ import numpy as np
 
 from ..physics.metrics import profile_fwhm
 from ..physics.optics import Optics, axial_fwhm_um, psf_3d
+from ..records import record_values
 from . import _spectral as sp
 
 __all__ = ["Candidate", "candidates_for", "lateral_periodogram", "iter_fit_candidates", "BETAS", "IMMERSIONS", "score"]
@@ -134,13 +135,15 @@ def iter_fit_candidates(optics_list: list[Optics], pixel_um: float, z_step_um: f
     return out
 
 
-GAIN_WEIGHT = 0.1
-"""Weight of the z-to-lateral gain disagreement (squared log) in :func:`score`: both line sets sample one
-object, so a candidate that explains their shapes only with unequal powers is less likely."""
-LATERAL_WEIGHT = 1.0
-"""Weight of the lateral lines' squared log-spectral distance in :func:`score` (the z lines' weighs 1)."""
+WEIGHTS: dict[str, float] = record_values("axial")["forward"]
+"""Weights of :func:`score`, fitted by ``benchmarks/calibrate_axial.py`` (record ``axial``): ``lateral_weight``
+on the lateral lines' squared log-spectral distance (the z lines' weighs 1), ``gain_weight`` on the squared log
+of the z-to-lateral gain ratio (both line sets sample one object, so a candidate that explains their shapes
+only with unequal powers is less likely)."""
 
 
-def score(c: Candidate, gain_weight: float = GAIN_WEIGHT, lateral_weight: float = LATERAL_WEIGHT) -> float:
-    """How badly a candidate explains the spectra (lower is better)."""
+def score(c: Candidate, gain_weight: float | None = None, lateral_weight: float | None = None) -> float:
+    """How badly a candidate explains the spectra (lower is better); the weights default to :data:`WEIGHTS`."""
+    gain_weight = WEIGHTS["gain_weight"] if gain_weight is None else gain_weight
+    lateral_weight = WEIGHTS["lateral_weight"] if lateral_weight is None else lateral_weight
     return lateral_weight * c.d_x ** 2 + c.d_z ** 2 + gain_weight * math.log(max(c.gain_ratio, 1e-12)) ** 2

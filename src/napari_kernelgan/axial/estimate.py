@@ -4,10 +4,11 @@
   hints), integrated 2×2 onto the data's own pixel grid.
 * **Effective z blur** (``relative``). Lateral lines against z lines (:mod:`._spectral`): the extra blur ``h``
   that makes lateral lines look like z lines, fitted as a Gaussian (x lines, y lines and both together).
-* **On-axis profile** (``axial``). Physical 3-D PSFs (:mod:`._physical`: the given optics and its commonest
-  mismatch, or generic widefield and confocal shapes), each stretched along z to fit the same spectra; the
-  best one's on-axis profile, stretched. An estimate far from what the given optics allow is said so and
-  trusted less.
+* **On-axis profile** (``axial``). With the optics given: their physical 3-D PSFs (:mod:`._physical`: the
+  given optics and its commonest mismatch), the one nearest the width the effective blur implies, stretched
+  to it; an estimate far from what the given optics allow is said so and trusted less. Without optics: the
+  objective whose physical 3-D forward model best explains the lateral and the z spectra together
+  (:mod:`._forward`: out-of-focus light included), its on-axis profile.
 * **3-D spots** (:mod:`.spots3d`) where isolated puncta exist: a cross-check in ``qc``.
 
 See ``docs/axial.md``.
