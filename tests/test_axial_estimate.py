@@ -1,6 +1,7 @@
 """The 3-D PSF of a stack from the stack itself: spectral axial estimate, physics check, refusals, cancel, spots."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -38,6 +39,30 @@ def test_a_widefield_stack_with_its_optics_recovers_its_axial_fwhm():
     assert psf.axial_fwhm_um == pytest.approx(c.axial_fwhm_um, rel=0.15)
     # the effective blur of extended objects is wider than the on-axis profile (out-of-focus light) or near it
     assert psf.qc["effective_fwhm_um"] > 0.5 * c.axial_fwhm_um
+
+
+def test_a_widefield_stack_without_optics_recovers_its_axial_fwhm_through_the_forward_model():
+    c = axial_case(5, WIDEFIELD, factor=4, kind="mixed", shape=(96, 64, 64), photons=2000)
+    psf = estimate_psf3d(c.stack, pixel_um=c.pixel_um, z_step_um=c.z_step_um)
+    assert psf.axial_fwhm_um == pytest.approx(c.axial_fwhm_um, rel=0.15)
+    fwd = psf.qc["forward"]
+    assert fwd["fwhm_um"] == pytest.approx(psf.axial_fwhm_um, rel=1e-3) and fwd["model"].startswith("widefield")
+    # the former reading (effective width through one scale) misses this stack's missing-cone light by 30 %
+    from napari_kernelgan.axial.estimate import on_axis_fwhm
+
+    former = on_axis_fwhm(psf.qc["effective_fwhm_um"], psf.qc["lateral_fwhm_um"], "unknown")
+    assert abs(former / c.axial_fwhm_um - 1) > 0.2
+
+
+def test_the_forward_models_score_prefers_the_candidate_that_explains_both_line_sets():
+    from napari_kernelgan.axial._forward import Candidate, score
+
+    o = WIDEFIELD
+    good = Candidate(o, 3.0, d_x=0.05, d_z=0.05, gain_ratio=1.0, on_axis_fwhm_um=1.0)
+    z_only = Candidate(o, 3.0, d_x=0.5, d_z=0.01, gain_ratio=1.0, on_axis_fwhm_um=1.0)
+    unequal = Candidate(o, 3.0, d_x=0.05, d_z=0.05, gain_ratio=20.0, on_axis_fwhm_um=1.0)
+    assert score(good) < score(z_only) and score(good) < score(unequal)
+    assert score(unequal, gain_weight=0.0) == pytest.approx(score(good))
 
 
 def test_a_contradiction_with_the_given_na_lowers_the_confidence_and_says_so(confocal_case):
@@ -133,3 +158,13 @@ def test_the_effective_to_on_axis_scale_is_its_records():
     # where it acts: no lateral width, an effective width of 1 µm reads as k µm on axis
     assert estimate.on_axis_fwhm(1.0, 0.0, "widefield") == pytest.approx(scale["widefield"])
     assert estimate.on_axis_fwhm(1.0, 0.0, "two-photon") == pytest.approx(scale["unknown"])
+
+
+def test_the_forward_models_weights_are_its_records():
+    from napari_kernelgan.axial import _forward
+    from napari_kernelgan.records import record_values
+
+    weights = record_values("axial")["forward"]
+    assert weights == _forward.WEIGHTS and set(weights) == {"gain_weight", "lateral_weight"}
+    c = _forward.Candidate(WIDEFIELD, 3.0, d_x=0.2, d_z=0.1, gain_ratio=math.e, on_axis_fwhm_um=1.0)
+    assert _forward.score(c) == pytest.approx(weights["lateral_weight"] * 0.04 + 0.01 + weights["gain_weight"])

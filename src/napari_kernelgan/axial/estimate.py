@@ -4,10 +4,11 @@
   hints), integrated 2×2 onto the data's own pixel grid.
 * **Effective z blur** (``relative``). Lateral lines against z lines (:mod:`._spectral`): the extra blur ``h``
   that makes lateral lines look like z lines, fitted as a Gaussian (x lines, y lines and both together).
-* **On-axis profile** (``axial``). Physical 3-D PSFs (:mod:`._physical`: the given optics and its commonest
-  mismatch, or generic widefield and confocal shapes), each stretched along z to fit the same spectra; the
-  best one's on-axis profile, stretched. An estimate far from what the given optics allow is said so and
-  trusted less.
+* **On-axis profile** (``axial``). With the optics given: their physical 3-D PSFs (:mod:`._physical`: the
+  given optics and its commonest mismatch), the one nearest the width the effective blur implies, stretched
+  to it; an estimate far from what the given optics allow is said so and trusted less. Without optics: the
+  objective whose physical 3-D forward model best explains the lateral and the z spectra together
+  (:mod:`._forward`: out-of-focus light included), its on-axis profile.
 * **3-D spots** (:mod:`.spots3d`) where isolated puncta exist: a cross-check in ``qc``.
 
 See ``docs/axial.md``.
@@ -303,8 +304,19 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     data_fwhm = on_axis_fwhm(eff_fwhm, lat_fwhm, kind)
     if at_edge and model_optics is not None:
         data_fwhm = math.nan  # the optics' model, below
+    forward = None
+    if model_optics is None and nb >= 2:
+        yield tick(79, "physical forward model", Stage.ESTIMATE)
+        fits = _iter_forward(planes, var_x, px, dz, (clean, band, u, norm))
+        try:
+            while True:
+                share = next(fits)
+                yield tick(79 + 15 * share, "physical forward model", Stage.ESTIMATE)
+        except StopIteration as stop:
+            forward = stop.value
+        data_fwhm = forward["fwhm_um"]
     # Physical models: the on-axis shape, and the span of widths the given optics allow.
-    candidates = candidate_optics(model_optics)
+    candidates = candidate_optics(model_optics) if forward is None else (forward["optics"],)
     shapes = []
     for j, o in enumerate(candidates):
         shapes.append(physical_shape(o, px))
@@ -368,11 +380,28 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
               lateral_fwhm_um=lat_fwhm, data_fwhm_um=data_fwhm, stretch=stretch,
               model=_describe(chosen.optics), focus_planes=focus.tolist(),
               lateral_confidence=lat_conf, noise_a=a, noise_b=b, allowed_fwhm_um=allowed,
+              forward=None if forward is None else {k: v for k, v in forward.items() if k != "optics"},
               confidence_parts={"band": c_band, "fit": c_fit, "xy": c_xy, "planes": c_planes, "physics": c_phys,
                                 "spots": c_spots}, spots=spots)
     yield tick(100, "done", Stage.DONE)
     return AxialPSF(lateral=lateral, axial=axial, relative=relative, pixel_um=px, z_step_um=dz, step_um=px,
                     confidence=confidence, method="spectral", notes=tuple(notes), qc=qc)
+
+
+def _iter_forward(planes: np.ndarray, var_x: float, px: float, dz: float,
+                  z_spec: tuple[np.ndarray, np.ndarray, np.ndarray, float]) -> Generator[float, None, dict[str, Any]]:
+    """The physical forward model's best objective (:mod:`._forward`) for a stack without optics; yields the
+    share done."""
+    from . import _forward as fw
+
+    cx, bx, _, ux, nxn = fw.lateral_periodogram(planes, var_x)
+    cands = yield from fw.iter_fit_candidates(fw.candidates_for(), px, dz, (cx, bx, ux, nxn), z_spec)
+    scores = np.array([fw.score(c) for c in cands])
+    best = cands[int(np.argmin(scores))]
+    return {"optics": best.optics, "fwhm_um": best.on_axis_fwhm_um, "model": _describe(best.optics),
+            "beta": best.beta, "score": float(scores.min()), "lateral_bins": int(bx.sum()),
+            "table": [(c.optics.modality, c.optics.n_immersion, c.optics.na, c.beta, round(c.d_x, 4),
+                       round(c.d_z, 4), round(c.gain_ratio, 4), round(c.on_axis_fwhm_um, 4)) for c in cands]}
 
 
 def on_axis_fwhm(effective_fwhm_um: float, lateral_fwhm_um: float, modality: str) -> float:
