@@ -349,6 +349,10 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
                         rng: np.random.Generator, seed: int, psf3d: Any, nz: int, val: dict[str, Any], t0: float,
                         ) -> Generator[Progress, None, _Solver]:
     wiener = zdeconv.noise_lambda(probe[len(probe) // 2], noise, psf.pixel_um, psf.z_step_um / factor)
+    if psf3d is not None and nz >= 5:
+        # The 3-D path chooses its own λ and runs its own held-out check: the column solve's are not needed.
+        val["lambda_wiener"] = wiener
+        return (yield from _prepare_psf3d(stack, psf, factor, norm, psf3d, nz, wiener, wiener, val, t0))
     # Validation: the column solve on lateral lines (64 samples) degraded as z lines are; it also picks λ.
     # Nothing is trained here, so every plane may validate: up to 8, evenly spaced.
     held = _sample_planes(stack, np.unique(np.linspace(0, nz - 1, min(nz, 8)).round().astype(int)))
@@ -371,27 +375,7 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
     val.update(lambda_wiener=wiener, lambda_=lam, psnr_method=gain)
     yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="deconvolution checked")
     if psf3d is not None:
-        solver3 = zdeconv.Psf3dSolver(psf3d, psf.pixel_um, psf.z_step_um / factor, factor, lam)
-        ny, nx = int(stack.shape[1]), int(stack.shape[2])
-        block = np.asarray(stack[:, max(0, ny // 2 - 32):ny // 2 + 32, max(0, nx // 2 - 32):nx // 2 + 32])
-        if nz >= 5:
-            val["lambda_3d"], _ = solver3.choose_lambda(block, wiener)
-            # Its own held-out check: the odd planes predicted from the even ones, against cubic's prediction.
-            mine, base = solver3.held_out_errors(block)
-            val["psnr_method"] = _psnr_of_mse(mine / norm.scale ** 2)
-            val["psnr_cubic"] = _psnr_of_mse(base / norm.scale ** 2)
-        # How far the solve moves the block from cubic interpolation, in the block's own contrast: a PSF far
-        # wider than the stack's blur blows structure and noise up, which predicting held-out planes (re-blurred
-        # with that same PSF) does not see.
-        up = cubic_z(block, factor).astype(np.float64)
-        val["change_3d"] = float(np.sqrt(np.mean((solver3.solve(block.astype(np.float64)) - up) ** 2))
-                                 / max(float(np.std(up)), 1e-12))
-        val["psf3d"] = True
-
-        def fine3(raw: np.ndarray, other: int) -> np.ndarray:
-            return solver3.solve_tiled(np.asarray(raw, dtype=np.float64))
-
-        return _Solver(fine3, 1 << 20, False, halo=solver3.halo)
+        return (yield from _prepare_psf3d(stack, psf, factor, norm, psf3d, nz, lam, wiener, val, t0))
     w, a = zdeconv.column_solver(nz, factor, kernel, lam)
     steps = 0
     if noise.photon_limited:
@@ -412,6 +396,33 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
         return x.reshape((-1,) + raw.shape[1:]).astype(np.float32)
 
     return _Solver(fine, 1 << 21, False)
+
+
+def _prepare_psf3d(stack: Any, psf: AxialPSF, factor: int, norm: Normaliser, psf3d: Any, nz: int, lam: float,
+                   wiener: float, val: dict[str, Any], t0: float) -> Generator[Progress, None, _Solver]:
+    """The full 3-D PSF path: λ and the held-out check on a central 64×64 block, then tiles."""
+    solver3 = zdeconv.Psf3dSolver(psf3d, psf.pixel_um, psf.z_step_um / factor, factor, lam)
+    yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="checking the 3-D PSF")
+    ny, nx = int(stack.shape[1]), int(stack.shape[2])
+    block = np.asarray(stack[:, max(0, ny // 2 - 32):ny // 2 + 32, max(0, nx // 2 - 32):nx // 2 + 32])
+    if nz >= 5:
+        val["lambda_3d"], _ = solver3.choose_lambda(block, wiener)
+        # Its own held-out check: the odd planes predicted from the even ones, against cubic's prediction.
+        mine, base = solver3.held_out_errors(block)
+        val["psnr_method"] = _psnr_of_mse(mine / norm.scale ** 2)
+        val["psnr_cubic"] = _psnr_of_mse(base / norm.scale ** 2)
+    # How far the solve moves the block from cubic interpolation, in the block's own contrast: a PSF far
+    # wider than the stack's blur blows structure and noise up, which predicting held-out planes (re-blurred
+    # with that same PSF) does not see.
+    up = cubic_z(block, factor).astype(np.float64)
+    val["change_3d"] = float(np.sqrt(np.mean((solver3.solve(block.astype(np.float64)) - up) ** 2))
+                             / max(float(np.std(up)), 1e-12))
+    val["psf3d"] = True
+
+    def fine3(raw: np.ndarray, other: int) -> np.ndarray:
+        return solver3.solve_tiled(np.asarray(raw, dtype=np.float64))
+
+    return _Solver(fine3, 1 << 20, False, halo=solver3.halo)
 
 
 def _psnr_of_mse(mse: float) -> float:
