@@ -484,10 +484,10 @@ def super_resolve_axial(stack: Any, psf: AxialPSF, *, callback: Callable[[Progre
                         cancel: threading.Event | None = None, **options: Any) -> AxialResult:
     """Super-resolve a (z, y, x) stack along z to (about) its lateral pixel size (see the module docstring).
 
-    ``z_factor`` (default ``round(z_step / pixel)``, 1–8), ``sr_method`` (``"smore"``, ``"deconvolve"``,
-    ``"cubic"``), ``sigma`` (``"auto"``: measured; else the noise σ in the stack's units), ``safe``, ``seed``,
-    ``device``, ``threads``, ``out`` (a writable array of the output shape, filled slab by slab),
-    ``train_seconds`` (smore), ``psf3d=(array, pixel_um, z_step_um)`` (deconvolve with a full 3-D PSF).
+    ``z_factor`` (default ``round(z_step / pixel)``, 1–8), ``sr_method`` (``"auto"``: :func:`auto_method`;
+    ``"smore"``, ``"deconvolve"``, ``"cubic"``), ``sigma`` (``"auto"``: measured; else the noise σ in the stack's
+    units), ``safe``, ``seed``, ``device``, ``threads``, ``out`` (a writable array of the output shape, filled
+    slab by slab), ``train_seconds`` (smore), ``psf3d=(array, pixel_um, z_step_um)`` (deconvolve with a full 3-D PSF).
     ``callback(progress)`` returning ``False`` or ``cancel`` set stops the work (:class:`Cancelled`).
     """
     # api.drive's loop, here because napari_kernelgan.api re-exports this module (importing api would be a cycle).
