@@ -207,3 +207,69 @@ def test_dask_stack_is_read_in_slabs_and_gives_the_same_result(case):
 def test_given_noise_level_is_used(case):
     r = super_resolve_axial(case.stack, case.true_psf, sr_method="deconvolve", sigma=7.0)
     assert r.validation["noise_b"] == pytest.approx(49.0) and not r.validation["photon_limited"]
+
+
+WIDEFIELD = Optics(modality="widefield", na=1.4, wavelength_um=0.52)
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """A widefield stack every 3rd plane: its out-of-focus light is what the separable model misses."""
+    return axial_case(7, WIDEFIELD, factor=3, shape=(48, 48, 48), photons=1000)
+
+
+def test_auto_takes_the_widefield_models_3d_psf_and_beats_cubic(wide):
+    import dataclasses
+
+    psf = dataclasses.replace(wide.true_psf, model=wide.optics)
+    r = super_resolve_axial(wide.stack, psf)
+    assert r.validation["auto_choice"] == "psf3d" and r.validation["psf3d"], r.warnings
+    assert r.sr_method == "deconvolve" and not r.fell_back
+    assert _gain(wide, r) > 1.5
+
+
+def test_auto_without_a_model_is_smore(case):
+    a = super_resolve_axial(case.stack, case.true_psf, train_seconds=1, seed=2)
+    b = super_resolve_axial(case.stack, case.true_psf, sr_method="smore", train_seconds=1, seed=2)
+    assert a.validation["auto_choice"] == "smore" and a.sr_method == b.sr_method
+    np.testing.assert_array_equal(a.volume, b.volume)
+
+
+def test_auto_with_a_confocal_model_is_smore(case):
+    import dataclasses
+
+    psf = dataclasses.replace(case.true_psf, model=case.optics)
+    r = super_resolve_axial(case.stack, psf, train_seconds=1, seed=2)
+    assert r.validation["auto_choice"] == "smore" and "psf3d" not in r.validation
+
+
+def test_3d_psf_far_too_wide_falls_back_with_a_warning(wide):
+    import dataclasses
+
+    from napari_kernelgan.physics.optics import psf_3d
+
+    wrong = psf_3d(dataclasses.replace(wide.optics, na=0.7), wide.pixel_um, wide.pixel_um)
+    with pytest.warns(UnsafeSRWarning, match="3-D PSF"):
+        r = super_resolve_axial(wide.stack, wide.true_psf, sr_method="deconvolve",
+                                psf3d=(wrong, wide.pixel_um, wide.pixel_um))
+    assert r.fell_back and r.sr_method == "cubic" and r.validation["change_3d"] > 4
+    np.testing.assert_array_equal(r.volume, cubic_z(wide.stack, 3))
+
+
+def test_auto_turns_to_smore_when_the_models_3d_psf_fails_its_check(wide):
+    import dataclasses
+
+    psf = dataclasses.replace(wide.true_psf, model=dataclasses.replace(wide.optics, na=0.7))
+    r = super_resolve_axial(wide.stack, psf, train_seconds=1, seed=0, safe=True)
+    assert r.validation["auto_choice"] == "psf3d" and "psf3d_rejected" in r.validation
+    assert r.sr_method in ("smore", "cubic") and "3-D PSF was not used" in r.warnings[0]
+    assert "psf3d" not in r.validation
+
+
+def test_3d_check_keeps_the_true_psfs_gain_on_a_sharp_confocal_stack():
+    # Confocal NA 1.4 every 4th plane: predicting odd planes from even ones (×8) loses a little to cubic, while
+    # the stack itself (×4) gains; the check must not throw that gain away.
+    c = axial_case(7, CONFOCAL, factor=4, shape=(80, 64, 64), photons=500)
+    r = super_resolve_axial(c.stack, c.true_psf, sr_method="deconvolve", psf3d=(c.psf, c.pixel_um, c.pixel_um))
+    assert not r.fell_back, r.warnings
+    assert _gain(c, r) > 1.0

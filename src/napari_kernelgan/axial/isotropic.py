@@ -1,6 +1,7 @@
 """Isotropic voxels: super-resolution of a z-stack along z to (about) its lateral pixel size.
 
-Methods (``sr_method``): ``"smore"`` (default; a network trained on the stack's own lateral planes,
+Methods (``sr_method``): ``"auto"`` (default: the full 3-D PSF path where the PSF carries a widefield physical
+model, else ``"smore"``; :func:`auto_method`), ``"smore"`` (a network trained on the stack's own lateral planes,
 :mod:`~napari_kernelgan.axial.smore`), ``"deconvolve"`` (closed form and Richardson–Lucy per column, or with a
 full 3-D PSF, :mod:`~napari_kernelgan.axial.zdeconv`) and ``"cubic"`` (cubic interpolation in z,
 :func:`cubic_z`: the baseline and the fallback). The output follows the conventions of
@@ -43,11 +44,20 @@ from ._zops import (
 )
 from .psf import AxialPSF, output_planes
 
-__all__ = ["SR_METHODS", "AxialResult", "cubic_z", "iter_super_resolve_axial", "super_resolve_axial",
-           "default_train_seconds", "MARGIN_DB", "CONSISTENCY", "PSF_MATCH"]
+__all__ = ["SR_METHODS", "AxialResult", "auto_method", "cubic_z", "iter_super_resolve_axial", "super_resolve_axial",
+           "default_train_seconds", "MARGIN_DB", "MARGIN_3D_DB", "CHANGE_3D", "CONSISTENCY", "PSF_MATCH"]
 
-SR_METHODS = ("smore", "deconvolve", "cubic")
+SR_METHODS = ("auto", "smore", "deconvolve", "cubic")
 MARGIN_DB = 0.1      # the held-out PSNR gain over cubic a method must show (design choice)
+# The 3-D PSF path's held-out check predicts the odd planes from the even ones, at twice the factor: a harder
+# problem than the stack's own, where cubic interpolation of twice-spaced planes stays good. With the true PSF it
+# read -0.26 dB (confocal NA 1.4, where the whole stack gains +1.7 dB) to +1.9 dB on generated stacks; a PSF half
+# as wide in NA (far too wide) read down to -7.8 dB. So it must not lose more than this to cubic there.
+MARGIN_3D_DB = -1.0
+# Highest accepted RMS change the 3-D PSF path makes to cubic interpolation of a central block, over the block's
+# own standard deviation. Measured on generated stacks: true PSF 0.3-0.4 (confocal), 1.1-2.2 (widefield: the
+# out-of-focus haze removed); a model with half the NA (a PSF far too wide) 2.8-89, with 0.7 the NA 0.6-5.6.
+CHANGE_3D = 4.0
 # Highest accepted ratio of re-degradation errors, method over cubic (design choice). Cubic interpolation
 # re-blurred and sampled nearly returns its own input planes, and the separable model explains a widefield
 # stack only roughly (the isotropic truth itself scores 1.3–2.6 on generated confocal stacks and far more on
@@ -79,6 +89,24 @@ def cubic_z(stack: Any, factor: int) -> np.ndarray:
     input plane ``i`` kept exactly as output plane ``i F``."""
     arr = np.asarray(stack)
     return apply_along(cubic_matrix(arr.shape[0], int(factor)), arr, 0)
+
+
+def auto_method(psf: AxialPSF, psf3d: tuple[np.ndarray, float, float] | None, fine_um: float
+                ) -> tuple[str, tuple[np.ndarray, float, float] | None]:
+    """What ``sr_method="auto"`` runs: ``("deconvolve", psf3d)`` with a given full 3-D PSF, or with the PSF's
+    widefield physical model (:meth:`AxialPSF.model_volume` at the fine step ``fine_um``); else ``("smore", None)``.
+
+    A widefield PSF's out-of-focus light is not separable, so lateral lines blurred by a 1-D profile do not look
+    like its z lines and the network gains little there (+0.1 to +0.4 dB on generated stacks), where the model's
+    3-D PSF gains +1.1 to +5.2 dB. On confocal stacks the network gains more (+2.9 to +5.1 dB) and needs no model.
+    """
+    if psf3d is not None:
+        return "deconvolve", psf3d
+    if psf.model is not None and psf.model.modality == "widefield":
+        volume = psf.model_volume(fine_um)
+        if volume is not None:
+            return "deconvolve", (volume, psf.pixel_um, float(fine_um))
+    return "smore", None
 
 
 def default_train_seconds(shape: tuple[int, int, int], factor: int) -> float:
@@ -164,7 +192,7 @@ def _noise(plane: np.ndarray, sigma: Any) -> NoiseModel:
     return NoiseModel(0.0, float(sigma) ** 2, False)
 
 
-def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None = None, sr_method: str = "smore",
+def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None = None, sr_method: str = "auto",
                              sigma: float | str = "auto", safe: bool = True, seed: int = 0, device: str = "auto",
                              threads: int | None = None, out: Any = None, train_seconds: float | None = None,
                              psf3d: tuple[np.ndarray, float, float] | None = None,
@@ -178,6 +206,9 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
     dev = resolve_device(device)
     yield Progress(0, 1000, 0.0, stage=Stage.PREPARE, message="measuring the stack's noise")
     volume = out if out is not None else np.empty((n_out, ny, nx), dtype=np.float32)
+    requested = sr_method
+    if sr_method == "auto" and factor > 1:
+        sr_method, psf3d = auto_method(psf, psf3d, fine)
     result = AxialResult(volume=volume, z_step_um=fine, factor=factor, sr_method=sr_method)
     if factor == 1 or sr_method == "cubic":
         yield from _cubic_pass(stack, volume, factor, t_start)
@@ -194,6 +225,8 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
         val = result.validation
         val.update(noise_a=noise.a, noise_b=noise.b, photon_limited=noise.photon_limited,
                    noise_sigma=noise.sigma_at(float(probe[len(probe) // 2].mean())))
+        if requested == "auto":
+            val["auto_choice"] = "psf3d" if psf3d is not None else sr_method
         match = _psf_match(stack, kernel, factor, noise, ratio, rng)
         val["psf_match"] = match
         yield Progress(20, 1000, time.perf_counter() - t_start, stage=Stage.PREPARE, message="PSF checked")
@@ -204,23 +237,29 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
                            f"its lateral lines blurred with that PSF (the PSF looks {what} than the stack's blur)")
         train_idx, held_idx = smore.held_out(nz)
         solver: Any = None
+        if sr_method == "deconvolve" and not (safe and reasons):
+            solver = yield from _prepare_deconvolve(stack, probe, held_idx, psf, kernel, factor, noise, ratio,
+                                                    norm, rng, seed, psf3d, nz, val, t_start)
+            reasons += _held_out_reasons(val)
+            if requested == "auto" and psf3d is not None and safe and reasons:
+                # The 3-D path's checks failed: the network needs no 3-D PSF, so it gets its turn.
+                val["psf3d_rejected"] = "; ".join(reasons)
+                val["psf3d_check"] = {k: val.pop(k) for k in ("psnr_method", "psnr_cubic", "change_3d") if k in val}
+                val.pop("psf3d", None)
+                result.warnings.append(f"The optics' 3-D PSF was not used: {val['psf3d_rejected']}; the network "
+                                       f"(smore) super-resolved the stack instead.")
+                reasons, solver, sr_method = [], None, "smore"
+                result.sr_method = sr_method
         if sr_method == "smore" and not (safe and reasons):
             solver = yield from _prepare_smore(stack, train_idx, held_idx, kernel, factor, noise, ratio, norm, rng,
                                                dev, seed, train_seconds, shape, val, t_start)
-        elif sr_method == "deconvolve" and not (safe and reasons):
-            solver = yield from _prepare_deconvolve(stack, probe, held_idx, psf, kernel, factor, noise, ratio,
-                                                    norm, rng, seed, psf3d, nz, val, t_start)
-        if solver is not None:
-            gain = val["psnr_method"] - val["psnr_cubic"]
-            if not gain >= MARGIN_DB:
-                reasons.append(f"on held-out lateral planes it is not better than cubic interpolation "
-                               f"({val['psnr_method']:.2f} dB against {val['psnr_cubic']:.2f} dB)")
-            if not (safe and reasons):
-                ratio_err = yield from _apply(stack, volume, solver, factor, psf, kernel, t_start, val)
-                val["consistency"] = ratio_err
-                if math.isfinite(ratio_err) and not ratio_err <= CONSISTENCY:
-                    reasons.append(f"re-blurred along z with the PSF, its result explains the input planes "
-                                   f"{ratio_err:.2f}× worse than cubic interpolation's does")
+            reasons += _held_out_reasons(val)
+        if solver is not None and not (safe and reasons):
+            ratio_err = yield from _apply(stack, volume, solver, factor, psf, kernel, t_start, val)
+            val["consistency"] = ratio_err
+            if math.isfinite(ratio_err) and not ratio_err <= CONSISTENCY:
+                reasons.append(f"re-blurred along z with the PSF, its result explains the input planes "
+                               f"{ratio_err:.2f}× worse than cubic interpolation's does")
         if reasons and (safe or solver is None):
             message = (f"Axial SR ({sr_method}) returned cubic interpolation in z: " + "; ".join(reasons) + ".")
             warnings.warn(message, UnsafeSRWarning, stacklevel=3)
@@ -234,6 +273,24 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
     val["seconds"] = time.perf_counter() - t_start
     yield Progress(1000, 1000, val["seconds"], stage=Stage.SR, message="done")
     return result
+
+
+def _held_out_reasons(val: dict[str, Any]) -> list[str]:
+    """Why the held-out checks reject the method just prepared (``val``: its validation), in the user's terms."""
+    gain = val["psnr_method"] - val["psnr_cubic"]
+    if not val.get("psf3d"):
+        return [] if gain >= MARGIN_DB else [
+            f"on held-out lateral planes it is not better than cubic interpolation "
+            f"({val['psnr_method']:.2f} dB against {val['psnr_cubic']:.2f} dB)"]
+    out = []
+    if not gain >= MARGIN_3D_DB:
+        out.append(f"with the 3-D PSF, the odd planes predicted from the even ones are {-gain:.2f} dB worse than "
+                   f"cubic interpolation's prediction")
+    change = val.get("change_3d", 0.0)
+    if not change <= CHANGE_3D:
+        out.append(f"the 3-D PSF changes the stack by {change:.1f}× its own contrast (a PSF far wider than the "
+                   f"stack's blur amplifies noise and structure alike)")
+    return out
 
 
 def _cubic_pass(stack: Any, volume: Any, factor: int, t0: float) -> Generator[Progress, None, None]:
@@ -292,6 +349,10 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
                         rng: np.random.Generator, seed: int, psf3d: Any, nz: int, val: dict[str, Any], t0: float,
                         ) -> Generator[Progress, None, _Solver]:
     wiener = zdeconv.noise_lambda(probe[len(probe) // 2], noise, psf.pixel_um, psf.z_step_um / factor)
+    if psf3d is not None and nz >= 5:
+        # The 3-D path chooses its own λ and runs its own held-out check: the column solve's are not needed.
+        val["lambda_wiener"] = wiener
+        return (yield from _prepare_psf3d(stack, psf, factor, norm, psf3d, nz, wiener, wiener, val, t0))
     # Validation: the column solve on lateral lines (64 samples) degraded as z lines are; it also picks λ.
     # Nothing is trained here, so every plane may validate: up to 8, evenly spaced.
     held = _sample_planes(stack, np.unique(np.linspace(0, nz - 1, min(nz, 8)).round().astype(int)))
@@ -314,21 +375,7 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
     val.update(lambda_wiener=wiener, lambda_=lam, psnr_method=gain)
     yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="deconvolution checked")
     if psf3d is not None:
-        solver3 = zdeconv.Psf3dSolver(psf3d, psf.pixel_um, psf.z_step_um / factor, factor, lam)
-        ny, nx = int(stack.shape[1]), int(stack.shape[2])
-        block = np.asarray(stack[:, max(0, ny // 2 - 32):ny // 2 + 32, max(0, nx // 2 - 32):nx // 2 + 32])
-        if nz >= 5:
-            val["lambda_3d"], _ = solver3.choose_lambda(block, wiener)
-            # Its own held-out check: the odd planes predicted from the even ones, against cubic's prediction.
-            mine, base = solver3.held_out_errors(block)
-            val["psnr_method"] = _psnr_of_mse(mine / norm.scale ** 2)
-            val["psnr_cubic"] = _psnr_of_mse(base / norm.scale ** 2)
-        val["psf3d"] = True
-
-        def fine3(raw: np.ndarray, other: int) -> np.ndarray:
-            return solver3.solve_tiled(np.asarray(raw, dtype=np.float64))
-
-        return _Solver(fine3, 1 << 20, False, halo=solver3.halo)
+        return (yield from _prepare_psf3d(stack, psf, factor, norm, psf3d, nz, lam, wiener, val, t0))
     w, a = zdeconv.column_solver(nz, factor, kernel, lam)
     steps = 0
     if noise.photon_limited:
@@ -349,6 +396,33 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
         return x.reshape((-1,) + raw.shape[1:]).astype(np.float32)
 
     return _Solver(fine, 1 << 21, False)
+
+
+def _prepare_psf3d(stack: Any, psf: AxialPSF, factor: int, norm: Normaliser, psf3d: Any, nz: int, lam: float,
+                   wiener: float, val: dict[str, Any], t0: float) -> Generator[Progress, None, _Solver]:
+    """The full 3-D PSF path: λ and the held-out check on a central 64×64 block, then tiles."""
+    solver3 = zdeconv.Psf3dSolver(psf3d, psf.pixel_um, psf.z_step_um / factor, factor, lam)
+    yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="checking the 3-D PSF")
+    ny, nx = int(stack.shape[1]), int(stack.shape[2])
+    block = np.asarray(stack[:, max(0, ny // 2 - 32):ny // 2 + 32, max(0, nx // 2 - 32):nx // 2 + 32])
+    if nz >= 5:
+        val["lambda_3d"], _ = solver3.choose_lambda(block, wiener)
+        # Its own held-out check: the odd planes predicted from the even ones, against cubic's prediction.
+        mine, base = solver3.held_out_errors(block)
+        val["psnr_method"] = _psnr_of_mse(mine / norm.scale ** 2)
+        val["psnr_cubic"] = _psnr_of_mse(base / norm.scale ** 2)
+    # How far the solve moves the block from cubic interpolation, in the block's own contrast: a PSF far
+    # wider than the stack's blur blows structure and noise up, which predicting held-out planes (re-blurred
+    # with that same PSF) does not see.
+    up = cubic_z(block, factor).astype(np.float64)
+    val["change_3d"] = float(np.sqrt(np.mean((solver3.solve(block.astype(np.float64)) - up) ** 2))
+                             / max(float(np.std(up)), 1e-12))
+    val["psf3d"] = True
+
+    def fine3(raw: np.ndarray, other: int) -> np.ndarray:
+        return solver3.solve_tiled(np.asarray(raw, dtype=np.float64))
+
+    return _Solver(fine3, 1 << 20, False, halo=solver3.halo)
 
 
 def _psnr_of_mse(mse: float) -> float:
@@ -410,10 +484,10 @@ def super_resolve_axial(stack: Any, psf: AxialPSF, *, callback: Callable[[Progre
                         cancel: threading.Event | None = None, **options: Any) -> AxialResult:
     """Super-resolve a (z, y, x) stack along z to (about) its lateral pixel size (see the module docstring).
 
-    ``z_factor`` (default ``round(z_step / pixel)``, 1–8), ``sr_method`` (``"smore"``, ``"deconvolve"``,
-    ``"cubic"``), ``sigma`` (``"auto"``: measured; else the noise σ in the stack's units), ``safe``, ``seed``,
-    ``device``, ``threads``, ``out`` (a writable array of the output shape, filled slab by slab),
-    ``train_seconds`` (smore), ``psf3d=(array, pixel_um, z_step_um)`` (deconvolve with a full 3-D PSF).
+    ``z_factor`` (default ``round(z_step / pixel)``, 1–8), ``sr_method`` (``"auto"``: :func:`auto_method`;
+    ``"smore"``, ``"deconvolve"``, ``"cubic"``), ``sigma`` (``"auto"``: measured; else the noise σ in the stack's
+    units), ``safe``, ``seed``, ``device``, ``threads``, ``out`` (a writable array of the output shape, filled
+    slab by slab), ``train_seconds`` (smore), ``psf3d=(array, pixel_um, z_step_um)`` (deconvolve with a full 3-D PSF).
     ``callback(progress)`` returning ``False`` or ``cancel`` set stops the work (:class:`Cancelled`).
     """
     # api.drive's loop, here because napari_kernelgan.api re-exports this module (importing api would be a cycle).
