@@ -13,7 +13,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Label, LineEdit, PushButton
 
 from ..batch.axial import OPTICS_FOR_PSF, cast_like
-from ..batch.config import AXIAL_METHODS
+from ..batch.config import AXIAL_METHODS, DEFAULT_AXIAL_METHOD
 from ..errors import BadOptionError
 from ..layers import image_data
 from ..layers.axial import add_axial_psf_layers, add_isotropic_layer
@@ -26,7 +26,8 @@ from .task_widget import TaskWidget
 
 __all__ = ["AxialWidget", "psf_readout", "layer_sampling"]
 
-_METHOD_TIPS = {"smore": "a network trained on the stack's own lateral detail, degraded with the estimated axial blur",
+_METHOD_TIPS = {"auto": "the full 3-D PSF of a widefield optics model where the PSF has one, else smore",
+                "smore": "a network trained on the stack's own lateral detail, degraded with the estimated axial blur",
                 "deconvolve": "closed-form / Richardson-Lucy deconvolution with the 3-D PSF",
                 "cubic": "cubic interpolation in z (the baseline)"}
 
@@ -79,7 +80,7 @@ class AxialWidget(TaskWidget):
         factors = [("auto (isotropic)", 0), *((f"×{f}", f) for f in range(1, 9))]
         self.z_factor = ComboBox(label="Z factor", choices=factors, value=0)
         self.z_factor.tooltip = "Planes made per z step; auto: z step / pixel size, rounded."
-        self.method = ComboBox(label="SR method", choices=list(AXIAL_METHODS), value="smore")
+        self.method = ComboBox(label="SR method", choices=list(AXIAL_METHODS), value=DEFAULT_AXIAL_METHOD)
         self.method.tooltip = "\n".join(f"{k}: {v}" for k, v in _METHOD_TIPS.items())
         self.estimate_button = PushButton(text="Estimate 3-D PSF")
         self.readout = Label(value="")

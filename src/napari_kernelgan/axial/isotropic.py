@@ -42,12 +42,11 @@ from ._zops import (
     measure_stack_noise,
     psnr,
 )
-from .psf import AxialPSF, output_planes
+from .psf import DEFAULT_SR_METHOD, SR_METHODS, AxialPSF, output_planes
 
 __all__ = ["SR_METHODS", "AxialResult", "auto_method", "cubic_z", "iter_super_resolve_axial", "super_resolve_axial",
            "default_train_seconds", "MARGIN_DB", "MARGIN_3D_DB", "CHANGE_3D", "CONSISTENCY", "PSF_MATCH"]
 
-SR_METHODS = ("auto", "smore", "deconvolve", "cubic")
 MARGIN_DB = 0.1      # the held-out PSNR gain over cubic a method must show (design choice)
 # The 3-D PSF path's held-out check predicts the odd planes from the even ones, at twice the factor: a harder
 # problem than the stack's own, where cubic interpolation of twice-spaced planes stays good. With the true PSF it
@@ -192,7 +191,7 @@ def _noise(plane: np.ndarray, sigma: Any) -> NoiseModel:
     return NoiseModel(0.0, float(sigma) ** 2, False)
 
 
-def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None = None, sr_method: str = "auto",
+def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None = None, sr_method: str = DEFAULT_SR_METHOD,
                              sigma: float | str = "auto", safe: bool = True, seed: int = 0, device: str = "auto",
                              threads: int | None = None, out: Any = None, train_seconds: float | None = None,
                              psf3d: tuple[np.ndarray, float, float] | None = None,

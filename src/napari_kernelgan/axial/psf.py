@@ -34,8 +34,13 @@ from ..errors import BadInputError, Param
 from ..physics.metrics import profile_fwhm
 from ..physics.optics import Optics, psf_3d
 
-__all__ = ["AxialPSF", "z_positions", "output_planes", "line_profile", "resample_profile", "centre_profile",
-           "relative_profile"]
+SR_METHODS = ("auto", "smore", "deconvolve", "cubic")
+"""The axial SR methods by name (``sr_method=`` of :func:`~napari_kernelgan.axial.isotropic.super_resolve_axial`);
+``auto`` (the default) picks the full 3-D PSF path for a widefield model and the self-supervised network otherwise."""
+DEFAULT_SR_METHOD = "auto"
+
+__all__ = ["SR_METHODS", "DEFAULT_SR_METHOD", "AxialPSF", "z_positions", "output_planes", "line_profile",
+           "resample_profile", "centre_profile", "relative_profile"]
 
 
 def output_planes(nz: int, factor: int) -> int:

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchConfig", "InputResult", "BatchResult", "AXIAL_METHODS"]
 
-AXIAL_METHODS = ("smore", "deconvolve", "cubic")
+from ..axial.psf import DEFAULT_SR_METHOD as DEFAULT_AXIAL_METHOD
+from ..axial.psf import SR_METHODS as AXIAL_METHODS
+
 """The axial SR methods (:func:`napari_kernelgan.axial.isotropic.super_resolve_axial`'s ``sr_method``)."""
 
 
@@ -39,7 +41,8 @@ class BatchConfig:
     that declares them, and an estimator option set in ``estimator_options`` wins over both.
 
     ``axial``: each input is a z-stack whose 3-D PSF is estimated and whose voxels are made isotropic
-    (:mod:`.axial`; the 2-D settings are then unused): ``axial_method`` (``smore``, ``deconvolve``, ``cubic``),
+    (:mod:`.axial`; the 2-D settings are then unused): ``axial_method`` (``auto``, ``smore``, ``deconvolve``,
+    ``cubic``),
     ``z_step`` (µm, over what the file says), ``z_factor`` (default: z step / pixel size, rounded),
     ``psf_only`` (the PSF and its record, no isotropic stack), ``psf3d`` (a measured 3-D PSF TIFF used
     instead of an estimate), ``overwrite`` (off: an existing output is refused). The pixel size is
@@ -71,7 +74,7 @@ class BatchConfig:
     hints: dict[str, Any] = field(default_factory=dict)
     file_hints: bool = True
     axial: bool = False
-    axial_method: str = "smore"
+    axial_method: str = DEFAULT_AXIAL_METHOD
     z_step: float | None = None
     z_factor: int | None = None
     psf_only: bool = False

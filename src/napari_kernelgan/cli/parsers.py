@@ -213,15 +213,17 @@ def _positive_float(text: str) -> float:
 
 def _add_axial_options(g: argparse._ArgumentGroup, method_flag: str) -> None:
     """The z sampling, factor and method of an axial run (``axial``, and ``batch --axial``)."""
-    from ..batch.config import AXIAL_METHODS
+    from ..batch.config import AXIAL_METHODS, DEFAULT_AXIAL_METHOD
 
     g.add_argument("--z-step", dest="z_step", type=_positive_float, default=None, metavar="UM",
                    help="distance between z planes in µm, for stacks whose file does not record it (over the file's "
                         "value, with a notice, where it does)")
     g.add_argument("--z-factor", dest="z_factor", type=int, default=None, choices=range(1, 9), metavar="F",
                    help="planes made per z step, 1-8 (default: z step / pixel size, rounded: isotropic voxels)")
-    g.add_argument(method_flag, dest="axial_method", default="smore", choices=AXIAL_METHODS,
-                   help="smore: a network trained on the stack's own lateral detail (default); deconvolve: "
+    g.add_argument(method_flag, dest="axial_method", default=DEFAULT_AXIAL_METHOD, choices=AXIAL_METHODS,
+                   help="auto (default): the full 3-D PSF of a widefield optics model where the PSF has one, "
+                        "else smore; "
+                        "smore: a network trained on the stack's own lateral detail; deconvolve: "
                         "closed-form / Richardson-Lucy with the 3-D PSF; cubic: interpolation (the baseline)")
     g.add_argument("--psf-only", action="store_true",
                    help="estimate and write the 3-D PSF and its record, no isotropic stack")
