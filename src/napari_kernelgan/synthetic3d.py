@@ -12,7 +12,7 @@ Every generator takes a ``seed``; the same seed gives the same array.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage, signal
@@ -20,7 +20,7 @@ from scipy import ndimage, signal
 from .axial.psf import AxialPSF, line_profile, relative_profile
 from .errors import BadOptionError
 from .physics.metrics import profile_fwhm
-from .physics.optics import Optics, psf_3d
+from .physics.optics import Optics, best_focus_um, psf_3d
 
 __all__ = ["VOLUME_KINDS", "microscopy_volume", "AxialCase", "axial_case", "blur3d", "true_axial_psf"]
 
@@ -160,17 +160,26 @@ class AxialCase:
 
 def axial_case(seed: int, optics: Optics, *, pixel_um: float = 0.1, factor: int = 4,
                shape: tuple[int, int, int] = (96, 64, 64), kind: str = "mixed", photons: float = 500.0,
-               read_noise: float = 1.5, offset: float = 100.0, object_volume: np.ndarray | None = None
-               ) -> AxialCase:
+               read_noise: float = 1.5, offset: float = 100.0, object_volume: np.ndarray | None = None,
+               psf_shape: tuple[int, int, int] | None = None) -> AxialCase:
     """One generated stack: an object (``kind``, or ``object_volume`` on the isotropic grid) blurred by the
     physical 3-D PSF of ``optics`` at ``pixel_um`` in all three directions, every ``factor``-th plane kept,
-    ``photons`` at the brightest voxel, Poisson and Gaussian read noise (electrons), ``offset`` ADU."""
+    ``photons`` at the brightest voxel, Poisson and Gaussian read noise (electrons), ``offset`` ADU.
+
+    The PSF is centred on its brightest plane (:func:`~napari_kernelgan.physics.optics.best_focus_um`): index
+    mismatch at depth moves the focus, and a microscopist focuses where a point is brightest, so the truth's
+    lateral PSF is that plane's. ``psf_shape`` (odd sides) sets the PSF's extent (default
+    :func:`~napari_kernelgan.physics.optics.psf_3d`'s, which is sized for matched immersion: give it for a
+    mismatched case)."""
     if int(factor) != factor or factor < 1:
         raise BadOptionError(f"factor must be a whole number of planes ≥ 1, got {factor}")
     factor = int(factor)
     rng = np.random.default_rng(seed)
     obj = microscopy_volume(shape, seed, kind=kind) if object_volume is None else np.asarray(object_volume, float)
-    psf = psf_3d(optics, pixel_um, pixel_um)
+    focus = best_focus_um(optics)
+    # A matched objective is brightest at its nominal focus (focus == 0): its PSF is left exactly as it was.
+    centred = optics if focus == 0 else replace(optics, defocus_um=optics.defocus_um + focus)
+    psf = psf_3d(centred, pixel_um, pixel_um, psf_shape)
     blurred = blur3d(obj, psf)
     lateral = psf[psf.shape[0] // 2]
     lateral = lateral / lateral.sum()
