@@ -213,6 +213,7 @@ def run_case(spec: CaseSpec, threads: int, api: dict, data: Path = DATA) -> dict
     case = build(spec, data)
     row = {**describe(spec), "case": spec.name, "kind": spec.source.split(":")[0], "axial_fwhm_um": case.axial_fwhm_um,
            "lateral_fwhm_um": float(np.mean(case.true_psf.lateral_fwhm_um)), "psf_shape": list(case.psf.shape),
+           "truth_shape": list(case.truth.shape),
            "t_generate": time.perf_counter() - t0}
     start = time.perf_counter()
     row["scipy_cubic"] = score(scipy_cubic(case.stack, case.factor), case.truth, case.factor)

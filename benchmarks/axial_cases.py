@@ -74,7 +74,7 @@ class CaseSpec:
     pixel_um: float
     factor: int
     planes: int  # stack planes; the truth has (planes - 1) * factor + 1
-    side: int = 96
+    side: int = 96  # lateral side of the truth (a real 3-D object keeps its own)
     photons: float = 500.0
     read_noise: float = 1.5
     tags: tuple[str, ...] = field(default=())
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         case = build(spec, args.data)
         path = write_case(spec, case, args.write)
         rows.append({**describe(spec), "stack": path.name, "axial_fwhm_um": case.axial_fwhm_um,
-                     "psf_shape": list(case.psf.shape)})
+                     "psf_shape": list(case.psf.shape), "truth_shape": list(case.truth.shape)})
         print(f"{path} {case.stack.shape} axial FWHM {case.axial_fwhm_um:.3f} µm", file=sys.stderr, flush=True)
     (args.write / "cases.json").write_text(json.dumps(rows, indent=1) + "\n")
     return 0
