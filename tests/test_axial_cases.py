@@ -129,7 +129,8 @@ def test_development_and_report_share_no_object_and_fit_the_budget(cases) -> Non
         if s.source.startswith("real"):
             assert s.source not in objects
     assert all(s.seed < 100 for s in dev if s.source.startswith("procedural"))
-    assert all(s.seed >= 100 for s in rep if s.source.startswith("procedural"))
+    # Nor any seed the estimator's constants were fitted on (calibrate_axial.py: 100–299, held out 300+).
+    assert all(s.seed >= 1000 for s in rep)
     assert {s.source.split(":")[1] for s in rep if s.source.startswith("real:")} == set(cases.REPORT_IMAGES)
     for s in dev + rep:
         z, y, x = s.truth_shape
