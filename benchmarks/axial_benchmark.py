@@ -53,6 +53,7 @@ GAIN_TARGET_DB, TRUE_FRACTION_TARGET = 1.5, 0.8
 EST_SECONDS, SR_SECONDS, PEAK_GB = 30.0, 300.0, 4.0
 TIMING_SHAPE, TIMING_FACTOR, TIMING_PIXEL = (64, 512, 512), 4, 0.1
 REF_LAMBDAS = tuple(10.0 ** e for e in np.arange(-4.0, 1.01, 0.5))
+SR_KEYS = ("cubic", "smore", "deconvolve", "true_deconvolve", "true_smore")
 
 
 # --- scores -----------------------------------------------------------------------------------------------------
@@ -230,12 +231,18 @@ def run_case(spec: CaseSpec, threads: int, api: dict, data: Path = DATA) -> dict
     row["t_wiener3d"] = time.perf_counter() - start
     if not api:
         return row
+    from napari_kernelgan.errors import KernelGANError
+
     fine = case.z_step_um / case.factor
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est = api["estimate"](case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um, seed=0,
-                              threads=threads)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = api["estimate"](case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um, seed=0,
+                                  threads=threads)
+    except KernelGANError as exc:  # a refusal is a result: the report shows it
+        row["error"] = f"estimate: {exc}"
+        return row
     row["t_estimate"] = time.perf_counter() - start
     row["estimate"] = {"axial_fwhm_um": est.axial_fwhm_um, "lateral_fwhm_um": float(np.mean(est.lateral_fwhm_um)),
                        "confidence": est.confidence, "method": est.method, "notes": list(est.notes),
@@ -243,12 +250,16 @@ def run_case(spec: CaseSpec, threads: int, api: dict, data: Path = DATA) -> dict
     row["fwhm_error_pct"] = 100 * abs(est.axial_fwhm_um - case.axial_fwhm_um) / case.axial_fwhm_um
     row["lateral_error_pct"] = 100 * abs(row["estimate"]["lateral_fwhm_um"] - row["lateral_fwhm_um"]) / \
         row["lateral_fwhm_um"]
-    row["cubic"] = _run_sr(api, case.stack, est, case, threads, sr_method="cubic")
-    row["smore"] = _run_sr(api, case.stack, est, case, threads)
-    row["deconvolve"] = _run_sr(api, case.stack, est, case, threads, sr_method="deconvolve")
-    row["true_deconvolve"] = _run_sr(api, case.stack, case.true_psf, case, threads, sr_method="deconvolve",
-                                     psf3d=(case.psf, case.pixel_um, fine))
-    row["true_smore"] = _run_sr(api, case.stack, case.true_psf, case, threads)
+    runs = {"cubic": (est, {"sr_method": "cubic"}), "smore": (est, {}),
+            "deconvolve": (est, {"sr_method": "deconvolve"}),
+            "true_deconvolve": (case.true_psf, {"sr_method": "deconvolve", "psf3d": (case.psf, case.pixel_um, fine)}),
+            "true_smore": (case.true_psf, {})}
+    for key, (psf, kw) in runs.items():
+        try:
+            row[key] = _run_sr(api, case.stack, psf, case, threads, **kw)
+        except KernelGANError as exc:
+            row["error"] = f"{key}: {exc}"
+            break
     return row
 
 
@@ -271,7 +282,7 @@ def checks(rows: list[dict]) -> list[dict]:
         out.append({"target": f"no axial FWHM worse than {FWHM_MAX_TARGET:g} %", "pass": max(errs) <= FWHM_MAX_TARGET,
                     "numbers": f"worst {worst['fwhm_error_pct']:.1f} % ({worst['case']}); "
                                f"{sum(e > FWHM_MAX_TARGET for e in errs)} of {len(errs)} over"})
-    sr = [r for r in rows if "smore" in r]
+    sr = [r for r in rows if all(k in r for k in SR_KEYS)]
     if sr:
         gains = [_gain(r, "smore") for r in sr]
         below = [r for r in sr if _gain(r, "smore") < 0]
@@ -321,7 +332,7 @@ def group_table(rows: list[dict], key: str) -> list[str]:
     groups = sorted({r[key] for r in rows}, key=str)
     for g in groups + [None]:
         sel = [r for r in rows if g is None or r[key] == g]
-        has = [r for r in sel if "smore" in r]
+        has = [r for r in sel if all(k in r for k in SR_KEYS)]
         errs = [r["fwhm_error_pct"] for r in sel if "fwhm_error_pct" in r]
         cells = [f"{_mean(sel, k):.2f}" if any(k in r for r in sel) else "–"
                  for k in ("cubic", "smore", "deconvolve", "true_smore", "true_deconvolve", "scipy_cubic", "reference",
@@ -404,8 +415,12 @@ def report(rows: list[dict], meta: dict) -> str:
                f"– | – | – / {r['lateral_fwhm_um']:.3f} | – | ")
             + " | ".join(_sr_cell(r, k) for k in ("cubic", "smore", "deconvolve", "true_smore", "true_deconvolve",
                                                   "scipy_cubic", "reference", "wiener3d"))
-            + (f" | {_gain(r, 'smore'):+.2f} | {_gain(r, 'true_smore'):+.2f} | " if "smore" in r else " | – | – | ")
+            + (f" | {_gain(r, 'smore'):+.2f} | {_gain(r, 'true_smore'):+.2f} | " if all(k in r for k in SR_KEYS)
+               else " | – | – | ")
             + f"{difficulty(r)} | {_warn_names(r['smore']['warnings']) if 'smore' in r else '–'} |")
+    errors = [r for r in rows if "error" in r]
+    if errors:
+        lines += ["", "Refused: " + "; ".join(f"{r['case']}: {r['error']}" for r in errors)]
     lines += ["", "*difficulty*: the 3-D Wiener oracle's gain over scipy cubic (easy ≥ 3 dB, moderate ≥ 1.5 dB, "
               "hard below: a linear method knowing the true PSF cannot reach the +1.5 dB target there). Notes of "
               "the estimates and every warning's text are in the JSON beside this report."]

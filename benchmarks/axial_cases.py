@@ -19,8 +19,9 @@ object:
   values are bicubic-spline samples of the image (the path's positions are not whole pixels), the background
   (1st percentile) is removed and the 99.9th percentile is scaled to 1 (saturated pixels clip there), with a
   floor of 1 % as the procedural volumes have.
-* **real 3-D** — ``chromosomes_3d.tif`` (34 nm lateral, 150 nm z): binned 4×4 laterally (0.1356 µm) and
-  resampled in z onto the same 0.1356 µm grid (cubic spline), background removed and scaled as above. Its
+* **real 3-D** — ``chromosomes_3d.tif`` (34 nm lateral, 150 nm z): binned 3×3 laterally (0.1017 µm; 4×4
+  would leave planes of 38×31 pixels, below the 32×32 the axial estimate needs) and resampled in z onto the
+  same 0.1017 µm grid (cubic spline), background removed and scaled as above. Its
   own z blur (unknown optics at 150 nm steps) is part of this object, so it is less isotropic than the others.
 
 Optics span NA 0.8–1.4 (air, water and oil objectives), widefield and confocal (pinhole 0.5–1.5 AU), matched
@@ -58,7 +59,7 @@ DATA = ROOT.parent / "shared" / "data" / "real_dev"
 DEV_IMAGES = ("cell_microtubules", "golgi_confocal")
 REPORT_IMAGES = ("autophagosomes", "cell_actin", "h2ax_foci", "nuclei_dsb2018", "plant_tissue_confocal")
 CHROMOSOMES = "chromosomes_3d"
-CHROMOSOME_BIN = 4
+CHROMOSOME_BIN = 3
 OFFSET = 100.0
 PROFILE_FLOOR = 0.01  # the PSF's z extent reaches down to this fraction of its on-axis peak
 MAX_HALF_Z, MAX_HALF_XY = 60, 40  # PSF half-sides (voxels): bounds on the generation's cost
@@ -164,7 +165,7 @@ def report_cases() -> list[CaseSpec]:
         CaseSpec("plant_wf_oil", "real:plant_tissue_confocal", 1015, _oil(1.2, 0.6), 0.11, 4, 21, photons=120,
                  read_noise=2.0, side=112),
         CaseSpec("chromosomes_conf_oil", "real3d:" + CHROMOSOMES, 1016, _oil(1.4, 0.6, **CONF, pinhole_au=1.0),
-                 0.0339 * CHROMOSOME_BIN, 3, 15, photons=500),
+                 0.0339 * CHROMOSOME_BIN, 3, 20, photons=500),
     ]
 
 

@@ -114,10 +114,10 @@ def test_texture_volume_is_statistically_isotropic_and_made_of_image_lines(cases
 
 def test_chromosomes_are_binned_and_resampled_to_an_isotropic_grid(cases) -> None:
     vol = cases.chromosome_volume(REAL_DEV)
-    # 40 planes of 150 nm onto 135.6 nm: 44; 152×126 binned 4×4: 38×31.
-    assert vol.shape == (44, 38, 31)
+    # 40 planes of 150 nm onto 101.7 nm: 59; 152×126 binned 3×3: 50×42.
+    assert vol.shape == (59, 50, 42)
     spec = {s.name: s for s in cases.report_cases()}["chromosomes_conf_oil"]
-    assert spec.pixel_um == pytest.approx(0.1356) and spec.truth_shape[0] <= vol.shape[0]
+    assert spec.pixel_um == pytest.approx(0.1017) and spec.truth_shape[0] <= vol.shape[0]
 
 
 def test_development_and_report_share_no_object_and_fit_the_budget(cases) -> None:
@@ -185,7 +185,7 @@ def test_quick_report_runs_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(js.read_text())
     (row,) = data["cases"]
-    assert row["case"] == "chromosomes_conf_oil" and row["truth_shape"] == [43, 38, 31]
+    assert row["case"] == "chromosomes_conf_oil" and row["truth_shape"] == [58, 50, 42]
     assert 0.3 < row["axial_fwhm_um"] < 0.7 and 15 < row["scipy_cubic"]["psnr"] < 60
     assert row["wiener3d"]["psnr"] > row["scipy_cubic"]["psnr"]
     text = out.read_text()
