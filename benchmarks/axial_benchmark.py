@@ -379,6 +379,15 @@ def report(rows: list[dict], meta: dict) -> str:
     else:
         lines.append("| 64×512×512 stack: estimate ≤ 30 s, isotropic SR ≤ 5 min, peak ≤ 4 GB | not measured "
                      "here | `--timing` |")
+    est = [r for r in rows if "fwhm_error_pct" in r]
+    if est:
+        good = [r["estimate"]["confidence"] for r in est if r["fwhm_error_pct"] <= FWHM_MEAN_TARGET]
+        bad = [r["estimate"]["confidence"] for r in est if r["fwhm_error_pct"] > FWHM_MAX_TARGET]
+        lines += ["", f"Confidence: {f'{np.mean(good):.2f}' if good else '–'} on average where the axial FWHM "
+                  f"is within {FWHM_MEAN_TARGET:g} % ({len(good)} cases), "
+                  f"{f'{np.mean(bad):.2f}' if bad else '–'} where it is off by more than "
+                  f"{FWHM_MAX_TARGET:g} % ({len(bad)} cases). Lateral FWHM error "
+                  f"{np.mean([r['lateral_error_pct'] for r in est]):.1f} % on average."]
     lines += ["", "## Means by modality", ""] + group_table(rows, "modality")
     lines += ["", "## Means by immersion", ""] + group_table(rows, "immersion")
     lines += ["", "## Means by object", ""] + group_table(rows, "kind")
