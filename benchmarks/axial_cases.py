@@ -49,7 +49,7 @@ import dataclasses
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +80,6 @@ class CaseSpec:
     side: int = 96  # lateral side of the truth (a real 3-D object keeps its own)
     photons: float = 500.0
     read_noise: float = 1.5
-    tags: tuple[str, ...] = field(default=())
 
     @property
     def truth_shape(self) -> tuple[int, int, int]:
