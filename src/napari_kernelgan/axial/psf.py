@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from ..errors import BadInputError, Param
 from ..physics.metrics import profile_fwhm
+from ..physics.optics import Optics, psf_3d
 
 __all__ = ["AxialPSF", "z_positions", "output_planes", "line_profile", "resample_profile", "centre_profile",
            "relative_profile"]
@@ -121,7 +122,10 @@ class AxialPSF:
     over a fixed guess. ``method`` says where the axial profile came from (``"spectral"``: the stack's
     lateral planes against its z lines; ``"spots"``: beads/puncta in 3-D; ``"model"``: a physical PSF
     model; ``"given"``: the user). ``notes`` are sentences for the user (e.g. a contradiction with the
-    objective's NA); ``qc`` holds measurements (bead FWHM x/y/z, spot count, fit residuals).
+    objective's NA); ``qc`` holds measurements (bead FWHM x/y/z, spot count, fit residuals). ``model`` is the
+    physical optics the axial profile was taken from, where it was (given, or chosen among candidates): its
+    full, non-separable 3-D PSF (:meth:`model_volume`) holds what the separable form cannot, such as a widefield
+    PSF's out-of-focus light.
     """
 
     lateral: np.ndarray
@@ -134,6 +138,7 @@ class AxialPSF:
     method: str
     notes: tuple[str, ...] = ()
     qc: dict[str, Any] = field(default_factory=dict)
+    model: Optics | None = None
 
     def __post_init__(self) -> None:
         for name in ("pixel_um", "z_step_um", "step_um"):
@@ -174,3 +179,11 @@ class AxialPSF:
         stack's), sum 1, float32: what deconvolution tools take."""
         az = self.axial_on(self.z_step_um if z_step_um is None else float(z_step_um))
         return (az[:, None, None] * self.lateral[None]).astype(np.float32)
+
+    def model_volume(self, z_step_um: float | None = None) -> np.ndarray | None:
+        """The physical model's own 3-D PSF ``(z, y, x)`` at the lateral pixel size and ``z_step_um`` (default: the
+        stack's), sum 1, float32; ``None`` where the profile did not come from a model."""
+        if self.model is None:
+            return None
+        return psf_3d(self.model, self.pixel_um, self.z_step_um if z_step_um is None else float(z_step_um)
+                      ).astype(np.float32)
