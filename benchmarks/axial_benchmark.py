@@ -559,10 +559,12 @@ def run_timing(threads: int, data: Path = DATA) -> dict:
                        steps["estimate"]["seconds"] <= EST_SECONDS, "numbers": f"{steps['estimate']['seconds']:.1f} s"})
     if "seconds" in steps.get("smore", {}):
         ratio = steps["smore"]["seconds"] / steps["cubic"]["seconds"]
+        # A fallback to cubic is no isotropic SR, however fast: it does not count as meeting the target.
         checks.append({"target": f"{size}: isotropic SR ≤ {SR_SECONDS / 60:g} min", "pass":
-                       steps["smore"]["seconds"] <= SR_SECONDS,
+                       steps["smore"]["seconds"] <= SR_SECONDS and not steps["smore"]["fell_back"],
                        "numbers": f"{steps['smore']['seconds']:.0f} s (×{ratio:.0f} the cubic's "
-                                  f"{steps['cubic']['seconds']:.2f} s; {steps['smore']['method']})"})
+                                  f"{steps['cubic']['seconds']:.2f} s; returned {steps['smore']['method']}"
+                                  f"{', fell back' if steps['smore']['fell_back'] else ''})"})
     peaks = [s["peak_bytes"] for s in steps.values() if "peak_bytes" in s]
     if peaks:
         checks.append({"target": f"{size}: peak memory ≤ {PEAK_GB:g} GB", "pass": max(peaks) <= PEAK_GB * gb,
