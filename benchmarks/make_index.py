@@ -40,6 +40,8 @@ SECTIONS = [
     ("calibration_auto_optics.txt", "How `auto`'s microscope mode was fitted: two-fold cross-validation on "
                                     "development images and generated fluorescence"),
     ("benchmarks_psf_models.md", "Physical PSF models against closed-form facts"),
+    ("benchmarks_axial.md", "Axial: 3-D PSF estimation and isotropic SR on generated z-stacks"),
+    ("benchmarks_axial_timing.md", "Axial: time and memory on a 64×512×512 stack"),
     ("benchmarks_kernel_map.md", "Kernel maps and spatially varying SR"),
     ("benchmarks_tile_pass.md", "Kernel-map tiles in one pass against tile after tile"),
     ("benchmarks_batch.md", "Batch processing: 1,000 files serially and on Dask, a kill and a rerun, a "

@@ -12,7 +12,7 @@ Every generator takes a ``seed``; the same seed gives the same array.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage, signal
@@ -20,7 +20,7 @@ from scipy import ndimage, signal
 from .axial.psf import AxialPSF, line_profile, relative_profile
 from .errors import BadOptionError
 from .physics.metrics import profile_fwhm
-from .physics.optics import Optics, psf_3d
+from .physics.optics import Optics, best_focus_um, psf_3d
 
 __all__ = ["VOLUME_KINDS", "microscopy_volume", "AxialCase", "axial_case", "blur3d", "true_axial_psf"]
 
@@ -115,13 +115,20 @@ def blur3d(volume: np.ndarray, psf: np.ndarray) -> np.ndarray:
     return signal.fftconvolve(padded, np.asarray(psf, dtype=np.float64)[::-1, ::-1, ::-1], mode="valid")
 
 
+def _focal_plane(psf: np.ndarray) -> int:
+    """The plane where a 3-D PSF's on-axis intensity peaks (the central one for a symmetric PSF)."""
+    return int(np.argmax(psf[:, psf.shape[1] // 2, psf.shape[2] // 2]))
+
+
 def true_axial_psf(psf: np.ndarray, pixel_um: float, z_step_um: float) -> AxialPSF:
     """The :class:`~napari_kernelgan.axial.psf.AxialPSF` of a known 3-D PSF sampled at (``z_step_um``,
-    ``pixel_um``, ``pixel_um``): its central plane, its on-axis profile, and the relative blur from them."""
+    ``pixel_um``, ``pixel_um``): its in-focus plane (the brightest on axis), its on-axis profile, and the
+    relative blur from them."""
     psf = np.asarray(psf, dtype=np.float64)
-    cz, cy, cx = (n // 2 for n in psf.shape)
-    lateral = psf[cz] / psf[cz].sum()
+    cy, cx = psf.shape[1] // 2, psf.shape[2] // 2
     axial = psf[:, cy, cx]
+    cz = _focal_plane(psf)
+    lateral = psf[cz] / psf[cz].sum()
     return AxialPSF(lateral=lateral, axial=axial, pixel_um=pixel_um, z_step_um=z_step_um, step_um=z_step_um,
                     relative=relative_profile(axial, line_profile(lateral), z_step_um, pixel_um),
                     confidence=1.0, method="given")
@@ -160,19 +167,37 @@ class AxialCase:
 
 def axial_case(seed: int, optics: Optics, *, pixel_um: float = 0.1, factor: int = 4,
                shape: tuple[int, int, int] = (96, 64, 64), kind: str = "mixed", photons: float = 500.0,
-               read_noise: float = 1.5, offset: float = 100.0, object_volume: np.ndarray | None = None
-               ) -> AxialCase:
+               read_noise: float = 1.5, offset: float = 100.0, object_volume: np.ndarray | None = None,
+               psf_shape: tuple[int, int, int] | None = None) -> AxialCase:
     """One generated stack: an object (``kind``, or ``object_volume`` on the isotropic grid) blurred by the
     physical 3-D PSF of ``optics`` at ``pixel_um`` in all three directions, every ``factor``-th plane kept,
-    ``photons`` at the brightest voxel, Poisson and Gaussian read noise (electrons), ``offset`` ADU."""
+    ``photons`` at the brightest voxel, Poisson and Gaussian read noise (electrons), ``offset`` ADU.
+
+    Index mismatch at depth moves the focus and makes the PSF asymmetric along z: it is then centred as the
+    axial tools centre a profile (:func:`~napari_kernelgan.axial.psf.centre_profile`: the on-axis profile's
+    centre of mass on the middle plane), so the true :class:`~napari_kernelgan.axial.psf.AxialPSF` is
+    registered with the truth, and the truth's lateral PSF is the plane where a point is brightest (where a
+    microscopist focuses, :func:`~napari_kernelgan.physics.optics.best_focus_um`). ``psf_shape`` (odd sides)
+    sets the PSF's extent (default :func:`~napari_kernelgan.physics.optics.psf_3d`'s, which is sized for
+    matched immersion: give it for a mismatched case)."""
     if int(factor) != factor or factor < 1:
         raise BadOptionError(f"factor must be a whole number of planes ≥ 1, got {factor}")
     factor = int(factor)
     rng = np.random.default_rng(seed)
     obj = microscopy_volume(shape, seed, kind=kind) if object_volume is None else np.asarray(object_volume, float)
-    psf = psf_3d(optics, pixel_um, pixel_um)
+    focus = best_focus_um(optics)
+    # A matched objective is symmetric about its nominal focus (focus == 0): its PSF is left exactly as it was.
+    centred = optics if focus == 0 else replace(optics, defocus_um=optics.defocus_um + focus)
+    psf = psf_3d(centred, pixel_um, pixel_um, psf_shape)
+    for _ in range(6 if focus != 0 else 0):  # the on-axis centre of mass onto the middle plane
+        on_axis = psf[:, psf.shape[1] // 2, psf.shape[2] // 2]
+        com = float((np.arange(on_axis.size) - on_axis.size // 2) @ on_axis / on_axis.sum())
+        if abs(com) < 0.05:
+            break
+        centred = replace(centred, defocus_um=centred.defocus_um + com * pixel_um)
+        psf = psf_3d(centred, pixel_um, pixel_um, psf_shape)
     blurred = blur3d(obj, psf)
-    lateral = psf[psf.shape[0] // 2]
+    lateral = psf[_focal_plane(psf)]
     lateral = lateral / lateral.sum()
     lz = line_profile(lateral)
     iso = lz[:, None, None] * lateral[None]
