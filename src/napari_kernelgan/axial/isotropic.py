@@ -191,7 +191,8 @@ def _noise(plane: np.ndarray, sigma: Any) -> NoiseModel:
     return NoiseModel(0.0, float(sigma) ** 2, False)
 
 
-def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None = None, sr_method: str = DEFAULT_SR_METHOD,
+def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None = None,
+                             sr_method: str = DEFAULT_SR_METHOD,
                              sigma: float | str = "auto", safe: bool = True, seed: int = 0, device: str = "auto",
                              threads: int | None = None, out: Any = None, train_seconds: float | None = None,
                              psf3d: tuple[np.ndarray, float, float] | None = None,
