@@ -63,6 +63,9 @@ $PY benchmarks/sr_benchmark.py --data "$DATA" --scale 2 --methods bicubic,usrnet
 $PY benchmarks/threads_benchmark.py --busy 1 --out docs/benchmarks_threads.md
 $PY benchmarks/adjoint_benchmark.py --threads 2 --out docs/benchmarks_adjoint.md
 $PY benchmarks/psf_models_report.py --out docs/benchmarks_psf_models.md
+# Z-stacks: the axial PSF and isotropic voxels on generated stacks, and the 64×512×512 timing.
+$PY benchmarks/axial_benchmark.py --out docs/benchmarks_axial.md --json docs/benchmarks_axial.json
+$PY benchmarks/axial_benchmark.py --timing-only --out docs/benchmarks_axial_timing.md --json docs/benchmarks_axial_timing.json
 if command -v xvfb-run >/dev/null 2>&1; then
   xvfb-run -a -s "-screen 0 1600x1000x24" $PY benchmarks/activity_benchmark.py --out docs/benchmarks_activity.md
 fi
