@@ -299,3 +299,23 @@ def test_3d_check_keeps_the_true_psfs_gain_on_a_sharp_confocal_stack():
     r = super_resolve_axial(c.stack, c.true_psf, sr_method="deconvolve", psf3d=(c.psf, c.pixel_um, c.pixel_um))
     assert not r.fell_back, r.warnings
     assert _gain(c, r) > 1.0
+
+
+def test_3d_psf_path_stops_within_a_second_of_cancel_inside_a_tile(wide):
+    import dataclasses
+
+    stack = np.tile(wide.stack, (1, 6, 6))          # 288×288 planes: one tile of several seconds' work
+    psf = dataclasses.replace(wide.true_psf, model=wide.optics)
+    cancel = threading.Event()
+    stamps: list[float] = []
+
+    def callback(progress):
+        stamps.append(time.perf_counter())
+        if progress.message == "super-resolving in z" and not cancel.is_set():
+            cancel.set()
+            stamps.append(-1.0)
+
+    with pytest.raises(Cancelled):
+        super_resolve_axial(stack, psf, callback=callback, cancel=cancel)
+    set_at = stamps[stamps.index(-1.0) - 1]
+    assert time.perf_counter() - set_at < 1.0

@@ -227,6 +227,7 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
                    noise_sigma=noise.sigma_at(float(probe[len(probe) // 2].mean())))
         if requested == "auto":
             val["auto_choice"] = "psf3d" if psf3d is not None else sr_method
+        yield Progress(10, 1000, time.perf_counter() - t_start, stage=Stage.PREPARE, message="checking the PSF")
         match = _psf_match(stack, kernel, factor, noise, ratio, rng)
         val["psf_match"] = match
         yield Progress(20, 1000, time.perf_counter() - t_start, stage=Stage.PREPARE, message="PSF checked")
@@ -409,9 +410,17 @@ def _prepare_psf3d(stack: Any, psf: AxialPSF, factor: int, norm: Normaliser, psf
     ny, nx = int(stack.shape[1]), int(stack.shape[2])
     block = np.asarray(stack[:, max(0, ny // 2 - 32):ny // 2 + 32, max(0, nx // 2 - 32):nx // 2 + 32])
     if nz >= 5:
-        val["lambda_3d"], _ = solver3.choose_lambda(block, wiener)
+        gen = solver3.iter_choose_lambda(block, wiener)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                val["lambda_3d"] = stop.value[0]
+                break
+            yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="choosing λ")
         # Its own held-out check: the odd planes predicted from the even ones, against cubic's prediction.
         mine, base = solver3.held_out_errors(block)
+        yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="3-D PSF checked")
         val["psnr_method"] = _psnr_of_mse(mine / norm.scale ** 2)
         val["psnr_cubic"] = _psnr_of_mse(base / norm.scale ** 2)
     # How far the solve moves the block from cubic interpolation, in the block's own contrast: a PSF far
@@ -421,6 +430,7 @@ def _prepare_psf3d(stack: Any, psf: AxialPSF, factor: int, norm: Normaliser, psf
     val["change_3d"] = float(np.sqrt(np.mean((solver3.solve(block.astype(np.float64)) - up) ** 2))
                              / max(float(np.std(up)), 1e-12))
     val["psf3d"] = True
+    yield Progress(400, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="3-D PSF checked")
 
     def fine3(raw: np.ndarray, other: int) -> np.ndarray:
         return solver3.solve(raw)

@@ -166,20 +166,41 @@ class Psf3dSolver:
 
     def _transfer(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """The relative blur ``G`` (rfft layout, complex64) of a period ``shape`` and the 3-D gradient
-        prior's separable parts ``(|Dz|², |Dy|², |Dx|²)`` (float32, broadcastable)."""
-        if shape not in self._cache:
-            p_hat = _spectrum(self.psf, shape, self.workers)
-            i_hat = (_spectrum(self.iso_z[:, None, None], (shape[0], 1, 1), self.workers)
-                     * _spectrum(self.iso_yx[None], (1,) + shape[1:], self.workers))
-            i2 = (i_hat * np.conj(i_hat)).real
-            g = (p_hat * np.conj(i_hat) / (i2 + np.float32(_EPS_ISO) * i2.max())).astype(np.complex64)
-            del p_hat, i_hat, i2
-            # A 3-D gradient prior: where the relative blur G vanishes laterally, only it holds the solution.
-            freq = [fft.fftfreq(shape[0]), fft.fftfreq(shape[1]), fft.rfftfreq(shape[2])]
-            lap = tuple((2 - 2 * np.cos(2 * np.pi * f)).astype(np.float32).reshape(
-                [-1 if i == j else 1 for j in range(3)]) for i, f in enumerate(freq))
-            self._cache[shape] = (g, lap)
+        prior's separable parts ``(|Dz|², |Dy|², |Dx|²)`` (float32, broadcastable); computed once per shape."""
+        for _ in self._iter_transfer(shape):
+            pass
         return self._cache[shape]
+
+    def _iter_transfer(self, shape: tuple[int, int, int]) -> Generator[None, None, None]:
+        """Compute :meth:`_transfer`'s arrays into the cache in row groups, yielding between them (a widefield
+        PSF's transfer function on a whole tile is seconds of work)."""
+        if shape in self._cache:
+            return
+        n, py, px = shape
+        k = _crop(self.psf.astype(np.float32), shape)
+        ramp_z, ramp_y, ramp_x = _ramps(shape, k.shape)
+        lateral = fft.rfft2(k, s=(py, px), axes=(1, 2), workers=self.workers) * ramp_y[:, None] * ramp_x
+        yield None
+        iso_yx = _crop(self.iso_yx.astype(np.float32)[None], shape)[0]
+        i_yx = fft.rfft2(iso_yx, s=(py, px), workers=self.workers) * _ramps(shape, (1,) + iso_yx.shape)[1][:, None]
+        i_yx *= _ramps(shape, (1,) + iso_yx.shape)[2]
+        iso_z = _crop(self.iso_z.astype(np.float32)[:, None, None], shape)[:, 0, 0]
+        i_z = fft.fft(iso_z, n=n) * _ramps(shape, (iso_z.size, 1, 1))[0]
+        i2_max = np.float32(float(np.max(np.abs(i_z)) ** 2 * np.max(np.abs(i_yx)) ** 2))
+        g = np.empty((n, py, lateral.shape[2]), dtype=np.complex64)
+        rows = max(1, _CHUNK // max(1, n * lateral.shape[2]))
+        for r0 in range(0, py, rows):
+            r1 = min(py, r0 + rows)
+            p_hat = fft.fft(lateral[:, r0:r1], n=n, axis=0, workers=self.workers) * ramp_z[:, None, None]
+            i_hat = i_z[:, None, None].astype(np.complex64) * i_yx[None, r0:r1]
+            i2 = i_hat.real ** 2 + i_hat.imag ** 2
+            g[:, r0:r1] = p_hat * np.conj(i_hat) / (i2 + np.float32(_EPS_ISO) * i2_max)
+            yield None
+        # A 3-D gradient prior: where the relative blur G vanishes laterally, only it holds the solution.
+        freq = [fft.fftfreq(n), fft.fftfreq(py), fft.rfftfreq(px)]
+        lap = tuple((2 - 2 * np.cos(2 * np.pi * f)).astype(np.float32).reshape(
+            [-1 if i == j else 1 for j in range(3)]) for i, f in enumerate(freq))
+        self._cache[shape] = (g, lap)
 
     def _iter_tile(self, window: np.ndarray, factor: int, lam: float, n_keep: int, crop: tuple[slice, slice],
                    sink: Callable[[int, int, np.ndarray], None]) -> Generator[None, None, None]:
@@ -195,7 +216,8 @@ class Psf3dSolver:
         ext = np.concatenate([window, window[-2:0:-1]], axis=0)  # whole-sample mirror in z: period 2nz - 2
         m = ext.shape[0]
         n = m * factor
-        g, (lz, ly, lx) = self._transfer((n, py, px))
+        yield from self._iter_transfer((n, py, px))
+        g, (lz, ly, lx) = self._cache[(n, py, px)]
         y_hat = fft.rfftn(ext.astype(np.float32), workers=self.workers)
         del ext
         yield None
@@ -234,6 +256,7 @@ class Psf3dSolver:
         tiles = [(y, x) for y in ys for x in xs]
         for i, ((y0, y1, wy), (x0, x1, wx)) in enumerate(tiles):
             window = _window(stack, (wy, wy + py), (wx, wx + px))
+            yield i / len(tiles)
 
             def sink(z0: int, z1: int, planes: np.ndarray, y0: int = y0, y1: int = y1, x0: int = x0,
                      x1: int = x1) -> None:
@@ -279,6 +302,16 @@ class Psf3dSolver:
         """λ (from ``wiener`` times :data:`LAMBDA_LADDER_3D`) that best predicts held-out planes: the even
         planes of a raw ``(nz, sy, sx)`` block are solved at twice the factor and the odd ones predicted.
         Also the prediction errors (mean squares) per λ."""
+        gen = self.iter_choose_lambda(block, wiener)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def iter_choose_lambda(self, block: np.ndarray, wiener: float
+                           ) -> Generator[None, None, tuple[float, list[float]]]:
+        """:meth:`choose_lambda`, yielding after each λ tried."""
         block = np.asarray(block, dtype=np.float64)
         even = block[0::2]
         n_odd = (block.shape[0] - 1) // 2 + (block.shape[0] - 1) % 2
@@ -287,6 +320,7 @@ class Psf3dSolver:
             fine = self.solve(even, 2 * self.factor, scale * wiener)
             pred = self._predict(fine)[self.factor::2 * self.factor][:n_odd]
             errors.append(float(np.mean((pred - block[1::2][:pred.shape[0]]) ** 2)))
+            yield None
         best = int(np.argmin(errors))
         self.lam = LAMBDA_LADDER_3D[best] * wiener
         return self.lam, errors
@@ -304,20 +338,21 @@ class Psf3dSolver:
         return float(np.mean((pred - odd) ** 2)), float(np.mean((cubic - odd) ** 2))
 
 
-def _spectrum(kernel: np.ndarray, shape: tuple[int, int, int], workers: int) -> np.ndarray:
-    """rfftn (complex64) of a centred ``kernel`` placed for circular convolution in a period of ``shape`` (its
-    centre at index 0), without building the period in real space: the corner-placed FFT times a phase ramp."""
-    k = np.asarray(kernel, dtype=np.float32)
-    for ax, n in enumerate(shape):  # a kernel larger than the period is cropped about its centre
+def _crop(kernel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A centred kernel cropped about its centre to at most ``shape`` (a kernel larger than the period)."""
+    k = kernel
+    for ax, n in enumerate(shape):
         if k.shape[ax] > n:
             lo = k.shape[ax] // 2 - n // 2
             k = np.take(k, range(lo, lo + n), axis=ax)
-    out = fft.rfftn(k, s=shape, workers=workers)
+    return k
+
+
+def _ramps(shape: tuple[int, int, int], size: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Phase ramps (complex64, per axis; the last in rfft layout) that move a kernel of ``size`` placed at the
+    corner of a period of ``shape`` to its centre at index 0: its FFT times them is the centred kernel's."""
     freqs = (fft.fftfreq(shape[0]), fft.fftfreq(shape[1]), fft.rfftfreq(shape[2]))
-    for ax, (f, c) in enumerate(zip(freqs, (s // 2 for s in k.shape))):
-        ramp = np.exp(2j * np.pi * f * c).astype(np.complex64)
-        out *= ramp.reshape([-1 if i == ax else 1 for i in range(3)])
-    return out
+    return tuple(np.exp(2j * np.pi * f * (s // 2)).astype(np.complex64) for f, s in zip(freqs, size))
 
 
 def _tiles(n: int, halo: int, target: int) -> tuple[int, list[tuple[int, int, int]]]:
