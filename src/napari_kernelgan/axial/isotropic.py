@@ -449,8 +449,9 @@ def _counts(x: np.ndarray, noise: NoiseModel) -> np.ndarray:
 
 def _apply(stack: Any, volume: Any, solver: _Solver, factor: int, psf: AxialPSF, kernel: np.ndarray, t0: float,
            val: dict[str, Any]) -> Generator[Progress, None, float]:
-    """Fill ``volume`` slab by slab (y-slabs; then x-slabs averaged in, for two-pass solvers); returns the
-    re-degradation error of the result over cubic interpolation's (the consistency ratio)."""
+    """Fill ``volume`` slab by slab (y-slabs; then x-slabs averaged in, for two-pass solvers), or through the
+    solver's own ``whole`` pass (the 3-D PSF's tiles); returns the re-degradation error of the result over cubic
+    interpolation's (the consistency ratio; NaN for the 3-D PSF, which is not the separable model it uses)."""
     nz, ny, nx = stack.shape
     n_out = output_planes(nz, factor)
     t_apply = time.perf_counter()

@@ -18,8 +18,9 @@ cap the PSF is wider than the data's blur and the solve is kept unrefined.
 **Full 3-D PSF** (``psf3d=(array, pixel_um, z_step_um)``). The target is the isotropic truth of the
 conventions (the lateral PSF times its own line profile in z, ``I``); the data are ``S_F(G ⋆ t)`` with
 the relative 3-D blur ``Ĝ = P̂ Î* / (|Î|² + ε)``. Each lateral frequency is a z problem with its own
-kernel: :func:`fourier_solve` solves all at once (FFT in z, y, x; the aliasing sum in z), on y-tiles with
-overlap and a mirror-padded x and z.
+kernel: :func:`fourier_solve` solves all at once (FFT in z, y, x; the aliasing sum in z). :class:`Psf3dSolver`
+does it in its closed form for zero-filled data, float32, on square lateral tiles whose overlap is their only
+padding (mirror in z, and laterally only at the stack's borders), yielding often enough for progress and cancel.
 """
 from __future__ import annotations
 
