@@ -74,6 +74,31 @@ def test_a_contradiction_with_the_given_na_lowers_the_confidence_and_says_so(con
     assert not any("objective" in n for n in right.notes)
     assert any("NA 1.45 oil" in n and "µm" in n for n in wrong.notes), wrong.notes
     assert wrong.confidence < 0.5 * right.confidence
+    # the given optics' model is carried where the profile is theirs, not where the stack contradicts them
+    assert right.model == CONFOCAL and wrong.model is None
+
+
+def test_a_widefield_stack_with_its_optics_is_made_isotropic_with_their_3d_psf():
+    from napari_kernelgan.axial import output_planes
+    from napari_kernelgan.axial._zops import psnr
+    from napari_kernelgan.axial.isotropic import cubic_z, super_resolve_axial
+
+    optics = Optics(na=1.2, wavelength_um=0.52, n_immersion=1.333)
+    c = axial_case(7, optics, factor=4, kind="filaments", shape=(80, 64, 64), photons=500)
+    given = estimate_psf3d(c.stack, pixel_um=c.pixel_um, z_step_um=c.z_step_um, optics=optics)
+    unknown = estimate_psf3d(c.stack, pixel_um=c.pixel_um, z_step_um=c.z_step_um)
+    assert given.model == optics and unknown.model is None
+    truth = c.truth[:output_planes(c.stack.shape[0], 4)]
+
+    def gain(volume: np.ndarray) -> float:
+        cubic = cubic_z(c.stack, 4) - c.offset
+        return psnr(volume - c.offset, truth, truth.max()) - psnr(cubic, truth, truth.max())
+
+    r = super_resolve_axial(c.stack, given)
+    assert r.validation["auto_choice"] == "psf3d" and r.sr_method == "deconvolve" and not r.fell_back, r.warnings
+    assert gain(r.volume) > 1.0
+    r = super_resolve_axial(c.stack, unknown, train_seconds=1)
+    assert r.validation["auto_choice"] == "smore" and "psf3d" not in r.validation
 
 
 def test_bad_input_is_refused_in_the_users_terms():

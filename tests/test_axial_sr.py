@@ -159,11 +159,37 @@ def test_psf3d_tiles_agree_with_one_tile(case, monkeypatch):
     from napari_kernelgan.axial import zdeconv
 
     solver = zdeconv.Psf3dSolver((case.psf, case.pixel_um, case.pixel_um), case.pixel_um, case.pixel_um, 4, 0.05)
-    data = case.stack.astype(np.float64) - case.offset
-    whole = solver.solve_tiled(data)
-    monkeypatch.setattr(zdeconv, "TILE", 16)
-    tiled = solver.solve_tiled(data)
+    data = case.stack.astype(np.float32) - case.offset
+    n = output_planes(data.shape[0], 4)
+    whole = np.full((n,) + data.shape[1:], np.nan, np.float32)
+    shares = list(solver.iter_solve_volume(data, whole))
+    np.testing.assert_allclose(whole, solver.solve(data), rtol=0, atol=1e-5 * np.abs(whole).max())
+    monkeypatch.setattr(zdeconv, "TILE", 16 + 2 * solver.halo)   # 3×3 tiles of 16 pixels and their overlap
+    tiled = np.full_like(whole, np.nan)
+    shares_tiled = list(solver.iter_solve_volume(data, tiled))
+    assert len(shares_tiled) > 3 * len(shares) and shares_tiled[-1] == 1.0 and np.diff(shares_tiled).min() >= 0
     assert np.abs(tiled - whole).max() < 0.005 * np.abs(whole).max()
+
+
+def test_psf3d_fast_closed_form_equals_fourier_solve():
+    from napari_kernelgan.axial import zdeconv
+
+    rng = np.random.default_rng(1)
+    psf = rng.random((5, 7, 7)) + 1.0
+    solver = zdeconv.Psf3dSolver((psf, 0.1, 0.1), 0.1, 0.1, 3, 0.02)
+    raw = rng.random((6, 20, 20)).astype(np.float32)
+    fine = solver.solve(raw)
+    # The same problem through the general solve on the zero-filled, mirrored and padded data.
+    py, ((_, _, wy),) = zdeconv._tiles(20, solver.halo, 1 << 30)
+    window = zdeconv._window(raw, (wy, wy + py), (wy, wy + py))
+    ext = np.concatenate([window, window[-2:0:-1]], axis=0).astype(np.float64)
+    up = np.zeros((ext.shape[0] * 3,) + ext.shape[1:])
+    up[::3] = ext
+    g, lap = solver._transfer(up.shape)
+    full = np.fft.fftn(up)[..., :g.shape[2]]
+    x_hat = zdeconv.fourier_solve(full, g.astype(np.complex128), 0.02 * (sum(lap) + 1e-6), 3)
+    ref = np.fft.irfftn(x_hat, s=up.shape, axes=(0, 1, 2))[:fine.shape[0], -wy:20 - wy, -wy:20 - wy]
+    np.testing.assert_allclose(fine, ref, atol=2e-4 * np.abs(ref).max())
 
 
 def test_fourier_solve_equals_the_dense_normal_equations():
@@ -273,3 +299,23 @@ def test_3d_check_keeps_the_true_psfs_gain_on_a_sharp_confocal_stack():
     r = super_resolve_axial(c.stack, c.true_psf, sr_method="deconvolve", psf3d=(c.psf, c.pixel_um, c.pixel_um))
     assert not r.fell_back, r.warnings
     assert _gain(c, r) > 1.0
+
+
+def test_3d_psf_path_stops_within_a_second_of_cancel_inside_a_tile(wide):
+    import dataclasses
+
+    stack = np.tile(wide.stack, (1, 6, 6))          # 288×288 planes: one tile of several seconds' work
+    psf = dataclasses.replace(wide.true_psf, model=wide.optics)
+    cancel = threading.Event()
+    stamps: list[float] = []
+
+    def callback(progress):
+        stamps.append(time.perf_counter())
+        if progress.message == "super-resolving in z" and not cancel.is_set():
+            cancel.set()
+            stamps.append(-1.0)
+
+    with pytest.raises(Cancelled):
+        super_resolve_axial(stack, psf, callback=callback, cancel=cancel)
+    set_at = stamps[stamps.index(-1.0) - 1]
+    assert time.perf_counter() - set_at < 1.0

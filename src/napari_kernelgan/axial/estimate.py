@@ -384,8 +384,12 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
               confidence_parts={"band": c_band, "fit": c_fit, "xy": c_xy, "planes": c_planes, "physics": c_phys,
                                 "spots": c_spots}, spots=spots)
     yield tick(100, "done", Stage.DONE)
+    # The given optics' own model, where the profile is theirs (not one the data contradict, nor a mismatch
+    # candidate's): its full 3-D PSF lets axial SR undo a widefield PSF's out-of-focus light (sr_method "auto").
     return AxialPSF(lateral=lateral, axial=axial, relative=relative, pixel_um=px, z_step_um=dz, step_um=px,
-                    confidence=confidence, method="spectral", notes=tuple(notes), qc=qc)
+                    confidence=confidence, method="spectral", notes=tuple(notes), qc=qc,
+                    model=model_optics if allowed is not None and chosen.optics == model_optics
+                    and allowed[0] <= fwhm <= allowed[1] else None)
 
 
 def _iter_forward(planes: np.ndarray, var_x: float, px: float, dz: float,

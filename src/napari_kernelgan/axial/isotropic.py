@@ -227,6 +227,7 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
                    noise_sigma=noise.sigma_at(float(probe[len(probe) // 2].mean())))
         if requested == "auto":
             val["auto_choice"] = "psf3d" if psf3d is not None else sr_method
+        yield Progress(10, 1000, time.perf_counter() - t_start, stage=Stage.PREPARE, message="checking the PSF")
         match = _psf_match(stack, kernel, factor, noise, ratio, rng)
         val["psf_match"] = match
         yield Progress(20, 1000, time.perf_counter() - t_start, stage=Stage.PREPARE, message="PSF checked")
@@ -239,7 +240,7 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
         solver: Any = None
         if sr_method == "deconvolve" and not (safe and reasons):
             solver = yield from _prepare_deconvolve(stack, probe, held_idx, psf, kernel, factor, noise, ratio,
-                                                    norm, rng, seed, psf3d, nz, val, t_start)
+                                                    norm, rng, seed, psf3d, nz, val, t_start, threads)
             reasons += _held_out_reasons(val)
             if requested == "auto" and psf3d is not None and safe and reasons:
                 # The 3-D path's checks failed: the network needs no 3-D PSF, so it gets its turn.
@@ -311,7 +312,8 @@ class _Solver:
     fine: Callable[[np.ndarray, int], np.ndarray]
     voxels: int
     two_pass: bool
-    halo: int = 0
+    # Fills the whole output itself, yielding the fraction done (the 3-D PSF path's lateral tiles).
+    whole: Callable[[Any, Any], Generator[float, None, None]] | None = None
 
 
 def _prepare_smore(stack: Any, train_idx: np.ndarray, held_idx: np.ndarray, kernel: np.ndarray, factor: int,
@@ -347,12 +349,13 @@ def _prepare_smore(stack: Any, train_idx: np.ndarray, held_idx: np.ndarray, kern
 def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarray, psf: AxialPSF,
                         kernel: np.ndarray, factor: int, noise: NoiseModel, ratio: float, norm: Normaliser,
                         rng: np.random.Generator, seed: int, psf3d: Any, nz: int, val: dict[str, Any], t0: float,
-                        ) -> Generator[Progress, None, _Solver]:
+                        threads: int | None = None) -> Generator[Progress, None, _Solver]:
     wiener = zdeconv.noise_lambda(probe[len(probe) // 2], noise, psf.pixel_um, psf.z_step_um / factor)
     if psf3d is not None and nz >= 5:
         # The 3-D path chooses its own λ and runs its own held-out check: the column solve's are not needed.
         val["lambda_wiener"] = wiener
-        return (yield from _prepare_psf3d(stack, psf, factor, norm, psf3d, nz, wiener, wiener, val, t0))
+        return (yield from _prepare_psf3d(stack, psf, factor, norm, psf3d, nz, wiener, wiener, val, t0,
+                                          threads))
     # Validation: the column solve on lateral lines (64 samples) degraded as z lines are; it also picks λ.
     # Nothing is trained here, so every plane may validate: up to 8, evenly spaced.
     held = _sample_planes(stack, np.unique(np.linspace(0, nz - 1, min(nz, 8)).round().astype(int)))
@@ -375,7 +378,7 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
     val.update(lambda_wiener=wiener, lambda_=lam, psnr_method=gain)
     yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="deconvolution checked")
     if psf3d is not None:
-        return (yield from _prepare_psf3d(stack, psf, factor, norm, psf3d, nz, lam, wiener, val, t0))
+        return (yield from _prepare_psf3d(stack, psf, factor, norm, psf3d, nz, lam, wiener, val, t0, threads))
     w, a = zdeconv.column_solver(nz, factor, kernel, lam)
     steps = 0
     if noise.photon_limited:
@@ -399,16 +402,25 @@ def _prepare_deconvolve(stack: Any, probe: list[np.ndarray], held_idx: np.ndarra
 
 
 def _prepare_psf3d(stack: Any, psf: AxialPSF, factor: int, norm: Normaliser, psf3d: Any, nz: int, lam: float,
-                   wiener: float, val: dict[str, Any], t0: float) -> Generator[Progress, None, _Solver]:
+                   wiener: float, val: dict[str, Any], t0: float, threads: int | None = None
+                   ) -> Generator[Progress, None, _Solver]:
     """The full 3-D PSF path: λ and the held-out check on a central 64×64 block, then tiles."""
-    solver3 = zdeconv.Psf3dSolver(psf3d, psf.pixel_um, psf.z_step_um / factor, factor, lam)
+    solver3 = zdeconv.Psf3dSolver(psf3d, psf.pixel_um, psf.z_step_um / factor, factor, lam, workers=threads)
     yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="checking the 3-D PSF")
     ny, nx = int(stack.shape[1]), int(stack.shape[2])
     block = np.asarray(stack[:, max(0, ny // 2 - 32):ny // 2 + 32, max(0, nx // 2 - 32):nx // 2 + 32])
     if nz >= 5:
-        val["lambda_3d"], _ = solver3.choose_lambda(block, wiener)
+        gen = solver3.iter_choose_lambda(block, wiener)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                val["lambda_3d"] = stop.value[0]
+                break
+            yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="choosing λ")
         # Its own held-out check: the odd planes predicted from the even ones, against cubic's prediction.
         mine, base = solver3.held_out_errors(block)
+        yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="3-D PSF checked")
         val["psnr_method"] = _psnr_of_mse(mine / norm.scale ** 2)
         val["psnr_cubic"] = _psnr_of_mse(base / norm.scale ** 2)
     # How far the solve moves the block from cubic interpolation, in the block's own contrast: a PSF far
@@ -418,11 +430,12 @@ def _prepare_psf3d(stack: Any, psf: AxialPSF, factor: int, norm: Normaliser, psf
     val["change_3d"] = float(np.sqrt(np.mean((solver3.solve(block.astype(np.float64)) - up) ** 2))
                              / max(float(np.std(up)), 1e-12))
     val["psf3d"] = True
+    yield Progress(400, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="3-D PSF checked")
 
     def fine3(raw: np.ndarray, other: int) -> np.ndarray:
-        return solver3.solve_tiled(np.asarray(raw, dtype=np.float64))
+        return solver3.solve(raw)
 
-    return _Solver(fine3, 1 << 20, False, halo=solver3.halo)
+    return _Solver(fine3, 1 << 20, False, whole=solver3.iter_solve_volume)
 
 
 def _psnr_of_mse(mse: float) -> float:
@@ -436,11 +449,23 @@ def _counts(x: np.ndarray, noise: NoiseModel) -> np.ndarray:
 
 def _apply(stack: Any, volume: Any, solver: _Solver, factor: int, psf: AxialPSF, kernel: np.ndarray, t0: float,
            val: dict[str, Any]) -> Generator[Progress, None, float]:
-    """Fill ``volume`` slab by slab (y-slabs; then x-slabs averaged in, for two-pass solvers); returns the
-    re-degradation error of the result over cubic interpolation's (the consistency ratio)."""
+    """Fill ``volume`` slab by slab (y-slabs; then x-slabs averaged in, for two-pass solvers), or through the
+    solver's own ``whole`` pass (the 3-D PSF's tiles); returns the re-degradation error of the result over cubic
+    interpolation's (the consistency ratio; NaN for the 3-D PSF, which is not the separable model it uses)."""
     nz, ny, nx = stack.shape
     n_out = output_planes(nz, factor)
     t_apply = time.perf_counter()
+    if solver.whole is not None:
+        last = 0.0
+        for share in solver.whole(stack, volume):
+            now = time.perf_counter()
+            if now - last >= 0.2 or share >= 1.0:  # each piece of work is short; report no more often than this
+                last = now
+                yield Progress(600 + int(400 * share), 1000, now - t0, stage=Stage.SR, message="super-resolving in z")
+        if hasattr(volume, "flush"):
+            volume.flush()
+        val["apply_seconds"] = time.perf_counter() - t_apply
+        return float("nan")  # a 3-D PSF is not the separable model the re-degradation uses: no ratio
     a = degrade_matrix(n_out, kernel, factor)
     cubic_m = cubic_matrix(nz, factor)
     y_slabs = _slabs(ny, solver.voxels // max(1, n_out * nx))
@@ -448,12 +473,11 @@ def _apply(stack: Any, volume: Any, solver: _Solver, factor: int, psf: AxialPSF,
     total, done = len(y_slabs) + len(x_slabs), 0
     err = np.zeros(2)
     for y0, y1 in y_slabs:
-        lo, hi = max(0, y0 - solver.halo), min(ny, y1 + solver.halo)
-        raw = np.asarray(stack[:, lo:hi, :], dtype=np.float64)
-        res = solver.fine(raw, 2)[:, y0 - lo:y0 - lo + (y1 - y0), :]
+        raw = np.asarray(stack[:, y0:y1, :], dtype=np.float64)
+        res = solver.fine(raw, 2)
         volume[:, y0:y1, :] = res
-        if not solver.two_pass and not solver.halo:
-            err += _errors(raw[:, y0 - lo:y0 - lo + (y1 - y0), :], res, a, cubic_m)
+        if not solver.two_pass:
+            err += _errors(raw, res, a, cubic_m)
         done += 1
         yield Progress(600 + 400 * done // total, 1000, time.perf_counter() - t0, stage=Stage.SR,
                        message="super-resolving in z")
@@ -468,7 +492,6 @@ def _apply(stack: Any, volume: Any, solver: _Solver, factor: int, psf: AxialPSF,
     if hasattr(volume, "flush"):
         volume.flush()
     val["apply_seconds"] = time.perf_counter() - t_apply
-    # A 3-D PSF is not the separable model the re-degradation uses: no ratio (NaN) there.
     return float(np.sqrt(err[0] / err[1])) if err[1] > 0 else float("nan")
 
 
