@@ -221,9 +221,10 @@ def test_ctrl_c_leaves_no_partial_output(case, tmp_path: Path, monkeypatch, caps
     assert list(out.iterdir()) == []  # the PSF written before is removed too, and the scratch file
 
 
-def test_a_measured_psf_is_used_instead_of_an_estimate(case, tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def sr_calls(monkeypatch) -> list:
+    """The (PSF, psf3d) each call of ``super_resolve_axial`` got; the calls themselves run as usual."""
     import napari_kernelgan.axial.isotropic as isotropic
-    from napari_kernelgan.api import write_psf3d
 
     given: list = []
     original = isotropic.super_resolve_axial
@@ -233,6 +234,13 @@ def test_a_measured_psf_is_used_instead_of_an_estimate(case, tmp_path: Path, mon
         return original(stack, psf, **kw)
 
     monkeypatch.setattr(isotropic, "super_resolve_axial", spy)
+    return given
+
+
+def test_a_measured_psf_is_used_instead_of_an_estimate(case, tmp_path: Path, sr_calls: list) -> None:
+    from napari_kernelgan.api import write_psf3d
+
+    given = sr_calls
     true = case.true_psf
     beads = write_psf3d(tmp_path / "beads.tif", true, z_step_um=true.step_um)  # a bead stack every 0.1 µm
     src = write_stack(tmp_path / "cells.tif", case.stack, z_step=case.z_step_um)
@@ -247,17 +255,8 @@ def test_a_measured_psf_is_used_instead_of_an_estimate(case, tmp_path: Path, mon
     assert psf3d[0].ndim == 3 and psf3d[1:] == pytest.approx((PIXEL, true.step_um))  # the beads, for deconvolve
 
 
-def test_a_measured_psf_at_another_pixel_is_resampled_to_the_stack(case, tmp_path: Path, monkeypatch) -> None:
-    import napari_kernelgan.axial.isotropic as isotropic
-
-    given: list = []
-    original = isotropic.super_resolve_axial
-
-    def spy(stack, psf, **kw):
-        given.append((psf, kw.get("psf3d")))
-        return original(stack, psf, **kw)
-
-    monkeypatch.setattr(isotropic, "super_resolve_axial", spy)
+def test_a_measured_psf_at_another_pixel_is_resampled_to_the_stack(case, tmp_path: Path, sr_calls: list) -> None:
+    given = sr_calls
     true = case.true_psf
     beads = tmp_path / "beads.tif"  # the same beads said to be at twice the pixel: twice as wide in µm
     tifffile.imwrite(beads, true.volume(true.step_um), imagej=True, resolution=(1 / 0.2, 1 / 0.2),

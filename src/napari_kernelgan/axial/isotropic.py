@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..devices import reproducible, resolve_device, torch_threads
-from ..errors import BadInputError, BadOptionError, Cancelled, Param
+from ..errors import BadInputError, BadOptionError, Param
 from ..sr._safety import UnsafeSRWarning
 from ..types import Progress
 from ..vocabulary import Stage
@@ -513,13 +513,6 @@ def super_resolve_axial(stack: Any, psf: AxialPSF, *, callback: Callable[[Progre
     slab by slab), ``train_seconds`` (smore), ``psf3d=(array, pixel_um, z_step_um)`` (deconvolve with a full 3-D PSF).
     ``callback(progress)`` returning ``False`` or ``cancel`` set stops the work (:class:`Cancelled`).
     """
-    # api.drive's loop, here because napari_kernelgan.api re-exports this module (importing api would be a cycle).
-    gen = iter_super_resolve_axial(stack, psf, **options)
-    while True:
-        try:
-            progress = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if (cancel is not None and cancel.is_set()) or (callback is not None and callback(progress) is False):
-            gen.close()
-            raise Cancelled("cancelled by the caller")
+    from ..api import drive  # here: the api module re-exports this one by name
+
+    return drive(iter_super_resolve_axial(stack, psf, **options), callback, cancel)
