@@ -16,6 +16,18 @@ def emit(text: str, out: Path | None) -> None:
             tmp.write_text(text)
 
 
+def emit_json(data: dict, out: Path | None) -> None:
+    """With ``out``, write a report's readings as JSON there atomically (numpy numbers as floats)."""
+    if out is None:
+        return
+    import json
+
+    from napari_kernelgan.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")
+
+
 def save_cache(cache: Path, store: dict) -> None:
     """Write a calibration script's cache of readings (JSON) atomically: a killed run leaves the last whole one."""
     import json

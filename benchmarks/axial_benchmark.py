@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _report import emit  # benchmarks/ is on sys.path when a script runs
+from _report import emit, emit_json  # benchmarks/ is on sys.path when a script runs
 from axial_cases import DATA, OFFSET, CaseSpec, build, describe, development_cases, quick_cases, report_cases
 
 SHAVE_XY = 4
@@ -633,11 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["load_end"] = os.getloadavg()[0]
     meta["elapsed"] = time.perf_counter() - start
     emit(timing_report(meta) if args.timing_only else report(rows, meta), args.out)
-    if args.json is not None:
-        from napari_kernelgan.io import atomic_path
-
-        with atomic_path(args.json) as tmp_json:
-            tmp_json.write_text(json.dumps({**meta, "cases": rows}, indent=1, default=float) + "\n")
+    emit_json({**meta, "cases": rows}, args.json)
     return 0
 
 

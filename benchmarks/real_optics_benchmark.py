@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -52,7 +51,7 @@ from _optics_cases import (  # benchmarks/ is on sys.path when a script runs
     oracle_gaussian_l1,
     write_case,
 )
-from _report import emit
+from _report import emit, emit_json
 
 SHAVE = 4
 QUICK_FAMILIES = ("widefield", "bead_widefield")
@@ -307,11 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             "elapsed": time.perf_counter() - start, "images": list(names[:1] if args.quick else names), "seed": seed}
     meta["checks"] = checks(rows)
     emit(report(rows, meta), args.out)
-    if args.json is not None:
-        from napari_kernelgan.io import atomic_path
-
-        with atomic_path(args.json) as tmp_json:
-            tmp_json.write_text(json.dumps({**meta, "cases": rows}, indent=1, default=float) + "\n")
+    emit_json({**meta, "cases": rows}, args.json)
     return 0
 
 
