@@ -77,6 +77,15 @@ def _read(stack: Any, lo: int, hi: int) -> np.ndarray:
     return np.asarray(part, dtype=np.float64)
 
 
+def _length(value: Any) -> float | None:
+    """``value`` as a positive finite length, else ``None``."""
+    try:
+        length = float(value)
+    except (TypeError, ValueError):
+        return None
+    return length if math.isfinite(length) and length > 0 else None
+
+
 def _check(stack: Any, pixel_um: Any, z_step_um: Any) -> tuple[tuple[int, int, int], float, float]:
     shape = tuple(int(n) for n in getattr(stack, "shape", np.shape(stack)))
     if len(shape) == 2:
@@ -93,19 +102,13 @@ def _check(stack: Any, pixel_um: Any, z_step_um: Any) -> tuple[tuple[int, int, i
                             "to compare its z profile with its lateral planes")
     if min(shape[1:]) < 32:
         raise BadInputError(f"the planes are {shape[1]}×{shape[2]} pixels; axial estimation needs at least 32×32")
-    try:
-        dz = float(z_step_um) if z_step_um is not None else math.nan
-    except (TypeError, ValueError):
-        dz = math.nan
-    if not math.isfinite(dz) or dz <= 0:
+    dz = _length(z_step_um)
+    if dz is None:
         raise BadInputError(Param("z_step_um", z_step_um), " is not a z step: give the distance between planes in µm "
                             "(z_step_um in Python, --z-step on the command line, e.g. 0.3); the file states none "
                             "or not a positive one")
-    try:
-        px = float(pixel_um) if pixel_um is not None else math.nan
-    except (TypeError, ValueError):
-        px = math.nan
-    if not math.isfinite(px) or px <= 0:
+    px = _length(pixel_um)
+    if px is None:
         raise BadInputError(Param("pixel_um", pixel_um), " is not a pixel size: give the lateral pixel size in µm "
                             "(pixel_um in Python, --pixel-size on the command line)")
     if dz <= px:
