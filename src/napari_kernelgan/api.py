@@ -22,7 +22,7 @@ import numpy as np
 from .devices import reproducible, resolve_device, torch_threads
 from .errors import BadInputError, BadOptionError, Cancelled
 from .fields import KernelField
-from .imaging import Frames, Intensity, frames_to_image, is_lazy, prepare_image, sample_indices
+from .imaging import Frames, Intensity, frames_to_image, is_lazy, keep_in_range, prepare_image, sample_indices
 from .optics_hints import hinted_options
 from .physics.conventions import kernel_for_scale, validate_kernel
 from .registry import ESTIMATORS, SR_METHODS
@@ -246,12 +246,10 @@ def output_image(out: np.ndarray, frames: Frames, dtype: Any = None) -> np.ndarr
     """
     kind = np.dtype(frames.intensity.dtype if dtype is None else dtype)
     low, high = frames.intensity.low, frames.intensity.high
-    if np.issubdtype(kind, np.integer) or (low == 0.0 and high == 1.0):
-        # Integers are clipped to their dtype by the conversion; a float image within [0, 1] is mapped as it
-        # is (imaging.intensity_of) and kept there.
-        return frames_to_image(np.clip(out, 0.0, 1.0) if low == 0.0 and high == 1.0 else out, frames, dtype)
-    img = frames_to_image(out, frames, dtype)
-    return np.maximum(img, 0, out=img) if low >= 0.0 else img
+    if low == 0.0 and high == 1.0:
+        out = np.clip(out, 0.0, 1.0)  # an image within [0, 1] (float, or integer 0/1) is mapped as it is, kept there
+    img = frames_to_image(out, frames, dtype)  # integers: rounded and clipped to the dtype by the conversion
+    return img if np.issubdtype(kind, np.integer) else keep_in_range(img, low, high)
 
 
 def iter_super_resolve(image: np.ndarray, kernel: np.ndarray | KernelEstimate | KernelField | None, scale: int, *,

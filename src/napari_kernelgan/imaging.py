@@ -72,11 +72,25 @@ class Intensity:
     def from_unit(self, x: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
         """Back to the input's range; integer dtypes are rounded and clipped."""
         dtype = np.dtype(self.dtype if dtype is None else dtype)
-        out = np.asarray(x, dtype=np.float64) * (self.high - self.low) + self.low
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            return np.clip(np.round(out), info.min, info.max).astype(dtype)
-        return out.astype(dtype)
+        return cast_to(np.asarray(x, dtype=np.float64) * (self.high - self.low) + self.low, dtype)
+
+
+def cast_to(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """Values in an image's own units as ``dtype``: integers rounded and clipped to the dtype's range."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.round(values), info.min, info.max).astype(dtype)
+    return np.asarray(values).astype(dtype)
+
+
+def keep_in_range(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """A float result limited only as its input's range ``low..high`` implies: [0, 1] for an input within it
+    (the normalised convention), ≥ 0 for another non-negative input (counts), as it is otherwise. Restored
+    detail peaks above the input's maximum, so nothing caps it there."""
+    if low >= 0.0 and high <= 1.0:
+        return np.clip(image, 0.0, 1.0)
+    return np.maximum(image, 0) if low >= 0.0 else image
 
 
 @dataclass

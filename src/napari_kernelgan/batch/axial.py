@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import BadInputError, BadOptionError, Param
+from ..imaging import cast_to, keep_in_range
 from ..stacks import ImageMeta, ImageSource, open_image, output_suffix
 from ..vocabulary import Status
 from .config import AXIAL_METHODS
@@ -112,15 +113,10 @@ def cast_like(values: np.ndarray, dtype: np.dtype, value_range: tuple[float, flo
     """Float results in the input's ``dtype``, as the 2-D SR output is written (:func:`~..api.output_image`):
     integers rounded and clipped to the dtype's range only (restored detail peaks above the input's maximum);
     floats kept in [0, 1] for an input within it, non-negative for a non-negative input."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    out = np.asarray(values, dtype=dtype)
-    lo, hi = value_range if value_range is not None else (-math.inf, math.inf)
-    if lo >= 0.0 and hi <= 1.0:
-        return np.clip(out, 0.0, 1.0)
-    return np.maximum(out, 0) if lo >= 0.0 else out
+    out = cast_to(values, dtype)
+    if np.issubdtype(out.dtype, np.integer) or value_range is None:
+        return out
+    return keep_in_range(out, *value_range)
 
 
 def _channel_optics(cfg: BatchConfig, src: ImageSource, channel: int | None) -> tuple[dict[str, Any], list[str]]:
