@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..physics.noise import estimate_noise_sigma, photon_limited
+from ..errors import BadInputError
+from ..physics.noise import estimate_noise_sigma, estimate_poisson_gaussian, photon_limited
 
 __all__ = ["cubic_matrix", "apply_along", "degrade_matrix", "NoiseModel", "measure_stack_noise", "Normaliser",
            "lateral_pairs", "psnr"]
@@ -86,15 +87,32 @@ class NoiseModel:
         return float(math.sqrt(max(self.a * level + self.b, 0.0)))
 
 
-def measure_stack_noise(plane: np.ndarray) -> NoiseModel:
-    """The noise of one lateral plane (a centre crop of at most 512²): Poisson–Gaussian where shot noise
-    dominates (:func:`~napari_kernelgan.physics.noise.photon_limited`), else Gaussian."""
+def measure_stack_noise(plane: np.ndarray, *, crop: int | None = 512, shot_only: bool = True) -> NoiseModel:
+    """The noise of one lateral plane (a centre crop of at most ``crop``², the whole plane with ``None``): the
+    Poisson–Gaussian fit ``var = a·I + b`` (:func:`~napari_kernelgan.physics.noise.estimate_poisson_gaussian`),
+    else Gaussian, ``b`` the square of :func:`~napari_kernelgan.physics.noise.estimate_noise_sigma`.
+
+    ``shot_only=True`` (the SR's rule) keeps the fit only where shot noise dominates
+    (:func:`~napari_kernelgan.physics.noise.photon_limited`): the SR treats the noise as counts only there.
+    ``shot_only=False`` (the PSF estimate's noise floor) keeps it, ``a`` clipped at 0, wherever it gives a
+    positive variance at the plane's mean; ``photon_limited`` then says whether ``a·mean`` exceeds ``b``."""
     p = np.asarray(plane, dtype=np.float64)
-    cy, cx = max(0, (p.shape[0] - 512) // 2), max(0, (p.shape[1] - 512) // 2)
-    p = p[cy:cy + 512, cx:cx + 512]
-    shot = photon_limited(p)
-    if shot is not None:
-        return NoiseModel(float(shot[0]), float(shot[1]), True)
+    if crop is not None:
+        cy, cx = max(0, (p.shape[0] - crop) // 2), max(0, (p.shape[1] - crop) // 2)
+        p = p[cy:cy + crop, cx:cx + crop]
+    if shot_only:
+        shot = photon_limited(p)
+        if shot is not None:
+            return NoiseModel(float(shot[0]), float(shot[1]), True)
+    else:
+        try:
+            a, b = estimate_poisson_gaussian(p)
+        except BadInputError:  # too narrow a range of flat intensities for the fit: Gaussian
+            pass
+        else:
+            mean = float(p.mean())
+            if a * mean + b > 0:
+                return NoiseModel(max(a, 0.0), b, bool(a * mean > max(b, 0.0)))
     return NoiseModel(0.0, float(estimate_noise_sigma(p)) ** 2, False)
 
 

@@ -31,6 +31,7 @@ from ..types import Progress, relay
 from ..vocabulary import Stage
 from . import _spectral as sp
 from ._physical import candidate_optics, physical_shape, stretched
+from ._zops import measure_stack_noise
 from .psf import AxialPSF, centre_profile, line_profile
 
 __all__ = ["iter_estimate_psf3d", "estimate_psf3d", "MIN_PLANES", "contradiction"]
@@ -146,19 +147,6 @@ def _lateral_psf(k2: np.ndarray) -> np.ndarray:
     return out / out.sum()
 
 
-def _noise_variance(plane: np.ndarray) -> tuple[float, float]:
-    """``(a, b)`` of ``var = a·I + b`` measured on one plane (Gaussian only where the fit is impossible)."""
-    from ..physics.noise import estimate_noise_sigma, estimate_poisson_gaussian
-
-    try:
-        a, b = estimate_poisson_gaussian(plane)
-        if a * float(plane.mean()) + b > 0:
-            return max(a, 0.0), b
-    except BadInputError:
-        pass
-    return 0.0, float(estimate_noise_sigma(plane)) ** 2
-
-
 def contradiction(fwhm_um: float, allowed: tuple[float, float], optics: Optics) -> str | None:
     """A sentence for the user where ``fwhm_um`` lies outside what ``optics`` allow (``allowed``: the span of
     its models' axial FWHMs), else ``None``."""
@@ -219,7 +207,9 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
         yield tick(10 * min(nz, lo + CHUNK) / nz, "finding the in-focus planes")
     focus = np.sort(np.argsort(sharp)[::-1][:min(FOCUS_PLANES, max(2, nz // 4))])
     planes = np.stack([_read(stack, int(i), int(i) + 1)[0] for i in focus])
-    a, b = _noise_variance(planes[0] if len(planes) == 1 else planes[int(np.argmax(sharp[focus]))])
+    noise = measure_stack_noise(planes[0] if len(planes) == 1 else planes[int(np.argmax(sharp[focus]))], crop=None,
+                                shot_only=False)
+    a, b = noise.a, noise.b
     var_x = max(a * float(planes.mean()) + b, 0.0)
     var_z = max(a * float(means.mean()) + b, 0.0)
     yield tick(15, "measuring the noise")
