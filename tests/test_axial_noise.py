@@ -1,12 +1,18 @@
 """The one noise measurement of a stack (``axial._zops.measure_stack_noise``): the SR's rule (the fit only where
-shot noise dominates) and the PSF estimate's (the fit wherever it gives a positive variance),."""
+shot noise dominates) and the PSF estimate's (the fit wherever it gives a positive variance), and an estimate
+path free of NumPy deprecations."""
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 
 from napari_kernelgan.axial._zops import measure_stack_noise
+from napari_kernelgan.axial.estimate import estimate_psf3d
 from napari_kernelgan.physics.noise import estimate_noise_sigma, estimate_poisson_gaussian
+from napari_kernelgan.physics.optics import Optics
+from napari_kernelgan.synthetic3d import axial_case
 
 
 def _ramp(n: int = 256) -> np.ndarray:
@@ -47,3 +53,11 @@ def test_the_sr_rule_measures_a_centre_crop_and_the_estimate_the_whole_plane() -
     assert centre.b == estimate_noise_sigma(plane[44:556, 44:556]) ** 2 == pytest.approx(4.0, rel=0.2)
     whole = measure_stack_noise(plane, crop=None)
     assert (whole.a, whole.b) != (centre.a, centre.b)  # the noisy border is measured there
+
+
+def test_the_estimate_without_optics_raises_no_numpy_deprecation() -> None:
+    case = axial_case(101, Optics(na=1.2, wavelength_um=0.52, n_immersion=1.333), factor=4, shape=(48, 48, 48))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        psf = estimate_psf3d(case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um, threads=1)
+    assert psf.axial_fwhm_um > 0

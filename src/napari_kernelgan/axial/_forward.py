@@ -108,7 +108,7 @@ def iter_fit_candidates(optics_list: list[Optics], pixel_um: float, z_step_um: f
         half = min(MAX_HALF, math.ceil(3.0 * axial_fwhm_um(o) / dzf))
         psf = psf_3d(o, pixel_um, dzf, shape=(2 * half + 1, LATERAL_SIDE, LATERAL_SIDE), oversample=1)
         nzp = 1 << math.ceil(math.log2(max(2 * psf.shape[0], 2 * lz * f)))
-        otf2 = (np.abs(np.fft.rfftn(psf, (nzp, nlat, nlat))) ** 2).astype(np.float32)
+        otf2 = (np.abs(np.fft.rfftn(psf, (nzp, nlat, nlat), axes=(0, 1, 2))) ** 2).astype(np.float32)
         otf2[..., 1:-1] *= 2  # the half spectrum stands for both halves along x
         if nzp not in grids:
             kz = np.fft.fftfreq(nzp, dzf)
