@@ -254,6 +254,7 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
         if sr_method == "smore" and not (safe and reasons):
             solver = yield from _prepare_smore(stack, train_idx, held_idx, kernel, factor, noise, ratio, norm, rng,
                                                dev, seed, train_seconds, shape, val, t_start)
+            result.warnings += [val["training_cut"]] if "training_cut" in val else []
             reasons += _held_out_reasons(val)
         if solver is not None and not (safe and reasons):
             ratio_err = yield from _apply(stack, volume, solver, factor, psf, kernel, t_start, val)
@@ -334,6 +335,9 @@ def _prepare_smore(stack: Any, train_idx: np.ndarray, held_idx: np.ndarray, kern
     net, steps = yield from relay(smore.iter_train(train, seconds=seconds, device=dev, seed=seed), offset=40,
                                   span=560, total=1000, start=t0, stage=Stage.SR)
     val.update(train_seconds=time.perf_counter() - t_train, train_steps=steps)
+    cut = smore.training_cut(steps, seconds)
+    if cut:  # the clock's safety stopped training early: the user is told
+        val["training_cut"] = cut
     val["psnr_method"], val["psnr_cubic"] = smore.validate(net, held, dev)
     cubic_m = cubic_matrix(shape[0], factor)
 

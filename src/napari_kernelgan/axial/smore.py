@@ -8,9 +8,11 @@ degraded as its z lines are, to undo that degradation, and is then applied to th
    0.1st–99.9th percentiles, so uint16 ADU and 8-bit data train alike.
 2. **Network.** A residual CNN (:class:`AxialNet`: :data:`DEPTH` 3×3 convolutions of :data:`WIDTH` channels,
    the cubic input added to its output) on :data:`PATCH`² patches whose last axis is the degraded one.
-3. **Training.** Adam on the mean squared error, for a step count that fits ``train_seconds``
-   (:func:`steps_for`); a contiguous block of planes (and the planes next to it) is never trained on and
-   gives the held-out PSNR of the network and of cubic interpolation (:func:`validate`).
+3. **Training.** Adam on the mean squared error, for a step count that the budget ``train_seconds`` sets
+   through a fixed rate (:func:`steps_for`), never through the clock: the same seed gives the same network
+   (bit for bit, on one machine and thread count) however busy the machine is. A contiguous block of
+   planes (and the planes next to it) is never trained on and gives the held-out PSNR of the network and
+   of cubic interpolation (:func:`validate`).
 4. **Application.** XZ and YZ planes of the cubic-interpolated stack, z as the last axis
    (:func:`apply_planes`); the caller averages both orientations.
 """
@@ -28,8 +30,9 @@ from ..types import Progress
 from ..vocabulary import Stage
 from ._zops import NoiseModel, Normaliser, lateral_pairs, psnr
 
-__all__ = ["DEPTH", "WIDTH", "PATCH", "BATCH", "MAX_ITERATIONS", "steps_for", "AxialNet", "Pairs", "make_pairs",
-           "held_out", "iter_train", "validate", "apply_planes"]
+__all__ = ["DEPTH", "WIDTH", "PATCH", "BATCH", "MAX_ITERATIONS", "STEPS_PER_SECOND", "SAFETY_CAP", "steps_for",
+           "guard_seconds", "training_cut", "AxialNet", "Pairs", "make_pairs", "held_out", "iter_train", "validate",
+           "apply_planes"]
 
 # Convolutions and channels: 8×32 gained 0.3–0.9 dB more on generated confocal stacks, but applying it to a
 # 64×512×512 stack takes about 4× as long, past the 5 minutes 2 CPU cores may spend (docs/axial.md).
@@ -39,8 +42,14 @@ PATCH = 48           # side of a training patch
 BATCH = 16           # patches per step
 MAX_ITERATIONS = 4000
 MIN_ITERATIONS = 20
-STEPS_PER_SECOND = 18.0  # training steps per second on 2 busy CPU cores (measured: 16-20)
-TIME_CAP = 2.0           # training stops at this multiple of its time budget, whatever the step count
+# What a second of training budget buys: steps per second on 2 busy CPU cores (measured 16-20; about 30 on 2
+# quiet ones). A fixed rate, not the machine's: the budget sets the step count, and the step count alone ends
+# training, so the output does not depend on the load.
+STEPS_PER_SECOND = 18.0
+# The clock ends training only past this multiple of the time the planned steps take at STEPS_PER_SECOND: a
+# safety for a machine many times slower than 2 busy cores (a load of 5 on 2 cores runs about 3× slower), said
+# in the result's warnings when it acts (:func:`training_cut`).
+SAFETY_CAP = 10.0
 LEARNING_RATE = 1e-3
 MAX_TRAIN_PLANES = 12  # lateral planes turned into pairs (evenly spaced over the trained ones)
 REPORT_S = 0.2         # at most this long between progress reports while training
@@ -118,19 +127,35 @@ def _batch(pairs: Pairs, rng: np.random.Generator, patch: int) -> tuple[np.ndarr
 
 
 def steps_for(seconds: float) -> int:
-    """Training steps for a time budget: :data:`STEPS_PER_SECOND` (measured on 2 busy CPU cores) times it,
-    between :data:`MIN_ITERATIONS` and :data:`MAX_ITERATIONS`. A step count, not a clock, ends training, so
-    the same seed gives the same network on any machine; the clock only caps it (:data:`TIME_CAP` times
-    the budget) on a machine much slower than that."""
+    """Training steps for a time budget: :data:`STEPS_PER_SECOND` (2 busy CPU cores) times it, between
+    :data:`MIN_ITERATIONS` and :data:`MAX_ITERATIONS`. A function of the budget only (the SR's default budget
+    is one of the stack's size and factor), so the same seed gives the same network whatever the load."""
     return int(np.clip(round(float(seconds) * STEPS_PER_SECOND), MIN_ITERATIONS, MAX_ITERATIONS))
+
+
+def guard_seconds(seconds: float) -> float:
+    """Wall-clock seconds after which training stops whatever its step count: :data:`SAFETY_CAP` times what
+    the :func:`steps_for` steps take at :data:`STEPS_PER_SECOND`."""
+    return SAFETY_CAP * steps_for(seconds) / STEPS_PER_SECOND
+
+
+def training_cut(steps: int, seconds: float) -> str | None:
+    """A sentence for the result's warnings where the clock (:func:`guard_seconds`) stopped training before its
+    :func:`steps_for` ``(seconds)`` steps, else ``None``."""
+    planned = steps_for(seconds)
+    if steps >= planned:
+        return None
+    return (f"The network trained {steps} of its {planned} steps: the machine ran them over "
+            f"{SAFETY_CAP:g}× slower than planned, so training was stopped after {guard_seconds(seconds):.0f} s; "
+            f"the result is weaker and differs from a run on a less busy machine.")
 
 
 def iter_train(pairs: Pairs, *, seconds: float, device: torch.device, seed: int,
                ) -> Generator[Progress, None, tuple[AxialNet, int]]:
-    """Train an :class:`AxialNet` for :func:`steps_for` ``(seconds)`` steps (stopped at :data:`TIME_CAP`
-    × ``seconds`` on a slow machine); returns it and its step count."""
+    """Train an :class:`AxialNet` for :func:`steps_for` ``(seconds)`` steps (stopped by the clock only past
+    :func:`guard_seconds`, see :func:`training_cut`); returns it and its step count."""
     max_iterations = steps_for(seconds)
-    cap = TIME_CAP * float(seconds)
+    cap = guard_seconds(seconds)
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     rng = np.random.default_rng([int(seed), 0x5A0])
     net = AxialNet(generator=generator).to(device)
