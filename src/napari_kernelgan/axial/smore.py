@@ -42,14 +42,15 @@ PATCH = 48           # side of a training patch
 BATCH = 16           # patches per step
 MAX_ITERATIONS = 4000
 MIN_ITERATIONS = 20
-# What a second of training budget buys: steps per second on 2 busy CPU cores (measured 16-20; about 30 on 2
-# quiet ones). A fixed rate, not the machine's: the budget sets the step count, and the step count alone ends
-# training, so the output does not depend on the load.
+# What a second of training budget buys: steps per second on 2 busy CPU cores (measured 16-20). A fixed rate,
+# not the machine's: the budget sets the step count, and the step count alone ends training, so the output
+# does not depend on the load.
 STEPS_PER_SECOND = 18.0
 # The clock ends training only past this multiple of the time the planned steps take at STEPS_PER_SECOND: a
-# safety for a machine many times slower than 2 busy cores (a load of 5 on 2 cores runs about 3× slower), said
-# in the result's warnings when it acts (:func:`training_cut`).
-SAFETY_CAP = 10.0
+# safety against a runaway, said in the result's warnings when it acts (:func:`training_cut`). Far above what
+# load does: with 2 threads on 2 cores at a load average of 4 a step took 6× its planned time (3 steps per
+# second; one thread ran 12-21 there).
+SAFETY_CAP = 20.0
 LEARNING_RATE = 1e-3
 MAX_TRAIN_PLANES = 12  # lateral planes turned into pairs (evenly spaced over the trained ones)
 REPORT_S = 0.2         # at most this long between progress reports while training
