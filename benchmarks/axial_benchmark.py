@@ -21,9 +21,20 @@ Scores against the isotropic truth (the object seen with the lateral resolution 
 PSNR and SSIM (3-D, Gaussian window σ 1.5) after removing the camera offset, data range of the truth, 4 px
 shaved laterally and F planes at each z end. Gains are dB over the product's cubic; the fraction of the true
 PSF's gain compares the default SR with ``smore`` given the true PSF. Times are ratios to the product's cubic
-in the same run.
+in the same run. For the default SR the report records what ``auto`` ran (``auto_ran``: the 3-D PSF path, the
+network, or the network after the 3-D PSF was rejected) and the sentence of any fallback to cubic.
+
+With ``--with-optics`` every case is also run as a user who types the objective runs it: ``estimate_psf3d(...,
+optics=...)`` with the NA, wavelength, immersion index, modality and (confocal) pinhole of the case (never the
+sample's index or the depth: a mismatch is the estimate's to find; :func:`user_optics`), then
+``super_resolve_axial`` with that estimate, all defaults (``auto``). Its targets, chosen methods and per-case
+table come as their own section of the same markdown, and under ``optics_given`` in each case's JSON.
+
+Nothing here is tuned: the product runs with its defaults (seed 0) and only the oracle references choose a weight
+against the truth.
 
     python benchmarks/axial_benchmark.py --out docs/benchmarks_axial.md --json docs/benchmarks_axial.json
+    python benchmarks/axial_benchmark.py --with-optics --out ...  # also every case with its optics given
     python benchmarks/axial_benchmark.py --quick          # three small cases: a smoke run
     python benchmarks/axial_benchmark.py --dev            # the DEVELOPMENT cases
     python benchmarks/axial_benchmark.py --timing ...  # also a 64×512×512 uint16 stack: times and peak memory
@@ -54,6 +65,7 @@ EST_SECONDS, SR_SECONDS, PEAK_GB = 30.0, 300.0, 4.0
 TIMING_SHAPE, TIMING_FACTOR, TIMING_PIXEL = (64, 512, 512), 4, 0.1
 REF_LAMBDAS = tuple(10.0 ** e for e in np.arange(-4.0, 1.01, 0.5))
 SR_KEYS = ("cubic", "smore", "deconvolve", "true_deconvolve", "true_smore")
+USER_OPTICS = ("na", "wavelength_um", "n_immersion", "modality", "pinhole_au")  # what a user types
 
 
 # --- scores -----------------------------------------------------------------------------------------------------
@@ -195,6 +207,24 @@ def _ours(caught: list[warnings.WarningMessage]) -> list[str]:
             if "napari_kernelgan" in (w.category.__module__ or "") or "napari_kernelgan" in str(w.filename)]
 
 
+def user_optics(spec: CaseSpec) -> dict:
+    """The optics a user types for the case's objective (:data:`USER_OPTICS`): NA, wavelength, immersion index,
+    modality and, for a confocal, the pinhole; never the sample's index or the depth of a mismatch."""
+    hints = {"modality": spec.modality, **{k: spec.optics[k] for k in USER_OPTICS if k in spec.optics}}
+    if hints["modality"] != "confocal":
+        hints.pop("pinhole_au", None)
+    return hints
+
+
+def auto_ran(res) -> str | None:
+    """What ``sr_method="auto"`` ran before any fallback to cubic: ``"3-D PSF"`` (deconvolve with the optics'
+    3-D PSF), ``"smore"``, or ``"smore (3-D PSF rejected)"``; ``None`` for another method."""
+    choice = res.validation.get("auto_choice")
+    if choice == "psf3d":
+        return "smore (3-D PSF rejected)" if res.validation.get("psf3d_rejected") else "3-D PSF"
+    return choice
+
+
 def _run_sr(api: dict, stack: np.ndarray, psf, case, threads: int, **kw) -> dict:
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -204,12 +234,54 @@ def _run_sr(api: dict, stack: np.ndarray, psf, case, threads: int, **kw) -> dict
     vol = np.asarray(res.volume, dtype=np.float64) - OFFSET
     out = {**score(vol, case.truth, case.factor), "seconds": seconds, "method": res.sr_method,
            "fell_back": bool(res.fell_back), "z_step_um": float(res.z_step_um),
-           "warnings": sorted(set(list(res.warnings) + _ours(caught)))}
+           "warnings": sorted(set(list(res.warnings) + _ours(caught))),
+           "fallback": next((w for w in res.warnings if "returned cubic interpolation" in w), None)}
+    if "auto_choice" in res.validation:
+        out["auto_ran"] = auto_ran(res)
+    if "train_steps" in res.validation:
+        out["train_steps"] = int(res.validation["train_steps"])
     return out
 
 
-def run_case(spec: CaseSpec, threads: int, api: dict, data: Path = DATA) -> dict:
-    """Every measurement of one case."""
+def _estimate(api: dict, case, threads: int, optics: dict | None = None) -> dict:
+    """``estimate_psf3d`` on the case (seed 0, defaults), scored; the ``AxialPSF`` under ``"psf"``."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = api["estimate"](case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um, optics=optics, seed=0,
+                              threads=threads)
+    lateral = float(np.mean(est.lateral_fwhm_um))
+    truth_lateral = float(np.mean(case.true_psf.lateral_fwhm_um))
+    return {"psf": est, "t_estimate": time.perf_counter() - start,
+            "estimate": {"axial_fwhm_um": est.axial_fwhm_um, "lateral_fwhm_um": lateral,
+                         "confidence": est.confidence, "method": est.method, "notes": list(est.notes),
+                         "model": est.model is not None, "warnings": _ours(caught)},
+            "fwhm_error_pct": 100 * abs(est.axial_fwhm_um - case.axial_fwhm_um) / case.axial_fwhm_um,
+            "lateral_error_pct": 100 * abs(lateral - truth_lateral) / truth_lateral}
+
+
+def run_with_optics(spec: CaseSpec, case, threads: int, api: dict) -> dict:
+    """The case as a user who types the objective runs it: the estimate with :func:`user_optics`, then the
+    default SR (``auto``) with that estimate."""
+    from napari_kernelgan.errors import KernelGANError
+
+    out: dict = {"optics": user_optics(spec)}
+    try:
+        got = _estimate(api, case, threads, out["optics"])
+    except KernelGANError as exc:
+        out["error"] = f"estimate: {exc}"
+        return out
+    psf = got.pop("psf")
+    out.update(got)
+    try:
+        out["auto"] = _run_sr(api, case.stack, psf, case, threads)
+    except KernelGANError as exc:
+        out["error"] = f"auto: {exc}"
+    return out
+
+
+def run_case(spec: CaseSpec, threads: int, api: dict, data: Path = DATA, with_optics: bool = False) -> dict:
+    """Every measurement of one case (``with_optics``: also :func:`run_with_optics`)."""
     t0 = time.perf_counter()
     case = build(spec, data)
     row = {**describe(spec), "case": spec.name, "kind": spec.source.split(":")[0], "axial_fwhm_um": case.axial_fwhm_um,
@@ -234,22 +306,13 @@ def run_case(spec: CaseSpec, threads: int, api: dict, data: Path = DATA) -> dict
     from napari_kernelgan.errors import KernelGANError
 
     fine = case.z_step_um / case.factor
-    start = time.perf_counter()
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            est = api["estimate"](case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um, seed=0,
-                                  threads=threads)
+        got = _estimate(api, case, threads)
     except KernelGANError as exc:  # a refusal is a result: the report shows it
         row["error"] = f"estimate: {exc}"
         return row
-    row["t_estimate"] = time.perf_counter() - start
-    row["estimate"] = {"axial_fwhm_um": est.axial_fwhm_um, "lateral_fwhm_um": float(np.mean(est.lateral_fwhm_um)),
-                       "confidence": est.confidence, "method": est.method, "notes": list(est.notes),
-                       "warnings": _ours(caught)}
-    row["fwhm_error_pct"] = 100 * abs(est.axial_fwhm_um - case.axial_fwhm_um) / case.axial_fwhm_um
-    row["lateral_error_pct"] = 100 * abs(row["estimate"]["lateral_fwhm_um"] - row["lateral_fwhm_um"]) / \
-        row["lateral_fwhm_um"]
+    est = got.pop("psf")
+    row.update(got)
     runs = {"cubic": (est, {"sr_method": "cubic"}), "smore": (est, {}),
             "deconvolve": (est, {"sr_method": "deconvolve"}),
             "true_deconvolve": (case.true_psf, {"sr_method": "deconvolve", "psf3d": (case.psf, case.pixel_um, fine)}),
@@ -260,6 +323,8 @@ def run_case(spec: CaseSpec, threads: int, api: dict, data: Path = DATA) -> dict
         except KernelGANError as exc:
             row["error"] = f"{key}: {exc}"
             break
+    if with_optics:
+        row["optics_given"] = run_with_optics(spec, case, threads, api)
     return row
 
 
@@ -299,6 +364,70 @@ def checks(rows: list[dict]) -> list[dict]:
                     bool(frac >= TRUE_FRACTION_TARGET),
                     "numbers": f"{frac:.0%} (estimate {np.mean(gains):+.2f} dB, true PSF smore {true_gain:+.2f} dB)"})
     return out
+
+
+def optics_rows(rows: list[dict]) -> list[dict]:
+    """The cases run with their optics given, as rows :func:`checks` reads: the estimate and the default SR
+    (``smore`` key) are the optics-given ones; cubic and the true PSF's runs are the case's own."""
+    out = []
+    for r in rows:
+        og = r.get("optics_given", {})
+        if "fwhm_error_pct" not in og:
+            continue
+        view = {**r, **{k: og[k] for k in ("estimate", "fwhm_error_pct", "lateral_error_pct")}}
+        view.pop("smore", None)
+        if "auto" in og:
+            view["smore"] = og["auto"]
+        out.append(view)
+    return out
+
+
+def ran_summary(results: list[dict]) -> str:
+    """How often ``auto`` ran each method, and fell back to cubic, over SR results."""
+    ran = [x.get("auto_ran") or x["method"] for x in results]
+    parts = [f"{name} {ran.count(name)}" for name in sorted(set(ran), key=str)]
+    fell = sum(bool(x["fell_back"]) for x in results)
+    return f"auto ran {', '.join(parts) or 'nothing'} of {len(results)}; fell back to cubic on {fell}"
+
+
+def optics_section(rows: list[dict]) -> list[str]:
+    """The ``--with-optics`` section: its targets, what ``auto`` chose, and a table per case."""
+    view = optics_rows(rows)
+    lines = ["", "## With the optics given (`--with-optics`)", "",
+             "Each case again as a user who types the objective runs it: `estimate_psf3d(..., optics=...)` with the "
+             "NA, wavelength, immersion index, modality and (confocal) pinhole, never the sample's index or the "
+             "depth of a mismatch; then `super_resolve_axial` with that estimate, all defaults (`auto`). Cubic and "
+             "the true PSF's runs are the case's own (above).", "",
+             "| target (optics given) | result | numbers |", "|---|---|---|"]
+    for c in checks(view):
+        lines.append(f"| {c['target']} | {'PASS' if c['pass'] else '**MISS**'} | {c['numbers']} |")
+    done = [v["smore"] for v in view if "smore" in v]
+    lines += ["", f"Chosen method (optics given): {ran_summary(done)}."]
+    blind = [r["smore"] for r in rows if "smore" in r]
+    if blind:
+        lines.append(f"Chosen method (blind, the default run above): {ran_summary(blind)}.")
+    lines += ["", "| case | optics given | true axial FWHM µm | estimate µm | error % | conf | model kept | auto ran | "
+              "PSNR / SSIM | Δ over cubic | Δ blind default | warnings |", "|" + "---|" * 12]
+    for r in rows:
+        og = r.get("optics_given")
+        if og is None:
+            continue
+        o = og["optics"]
+        given = (f"{o['modality'][:4]} NA {o['na']:g} n {o.get('n_immersion', 1.515):g}"
+                 + (f" {o['pinhole_au']:g} AU" if "pinhole_au" in o else "") + f" λ {o['wavelength_um']:g}")
+        est, auto = og.get("estimate"), og.get("auto")
+        cells = [r["case"], given, f"{r['axial_fwhm_um']:.3f}"]
+        cells += ([f"{est['axial_fwhm_um']:.3f}", f"{og['fwhm_error_pct']:.1f}", f"{est['confidence']:.2f}",
+                   "yes" if est["model"] else "no"] if est else ["–"] * 4)
+        if auto and "cubic" in r:
+            cells += [f"{auto.get('auto_ran') or auto['method']}" + (" → cubic" if auto["fell_back"] else ""),
+                      _sr_cell(og, "auto"), f"{auto['psnr'] - r['cubic']['psnr']:+.2f}",
+                      f"{auto['psnr'] - r['smore']['psnr']:+.2f}" if "smore" in r else "–",
+                      _warn_names(auto["warnings"])]
+        else:
+            cells += ["–"] * 4 + [og.get("error", "–")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def difficulty(r: dict) -> str:
@@ -388,6 +517,9 @@ def report(rows: list[dict], meta: dict) -> str:
                   f"{f'{np.mean(bad):.2f}' if bad else '–'} where it is off by more than "
                   f"{FWHM_MAX_TARGET:g} % ({len(bad)} cases). Lateral FWHM error "
                   f"{np.mean([r['lateral_error_pct'] for r in est]):.1f} % on average."]
+    if any("smore" in r for r in rows):
+        lines += ["", f"Default SR: {ran_summary([r['smore'] for r in rows if 'smore' in r])} (per case: the "
+                  "*auto ran* column; every fallback's sentence is in the JSON, `smore.fallback`)."]
     lines += ["", "## Means by modality", ""] + group_table(rows, "modality")
     lines += ["", "## Means by immersion", ""] + group_table(rows, "immersion")
     lines += ["", "## Means by object", ""] + group_table(rows, "kind")
@@ -408,7 +540,7 @@ def report(rows: list[dict], meta: dict) -> str:
               "| case | object | optics | F | photons | true axial FWHM µm (× lateral) | estimate µm | error % | "
               "lateral est / true µm | conf | cubic | default SR | deconvolve | true PSF smore | true PSF "
               "deconvolve | scipy cubic | 1-D reference | 3-D Wiener | Δ default | Δ true smore | difficulty | "
-              "warnings (default SR) |", "|" + "---|" * 22]
+              "warnings (default SR) | auto ran |", "|" + "---|" * 23]
     for r in rows:
         o = r["optics"]
         optics = (f"{r['modality'][:4]} NA {o['na']:g} n {o.get('n_immersion', 1.515):g}"
@@ -426,10 +558,14 @@ def report(rows: list[dict], meta: dict) -> str:
                                                   "scipy_cubic", "reference", "wiener3d"))
             + (f" | {_gain(r, 'smore'):+.2f} | {_gain(r, 'true_smore'):+.2f} | " if all(k in r for k in SR_KEYS)
                else " | – | – | ")
-            + f"{difficulty(r)} | {_warn_names(r['smore']['warnings']) if 'smore' in r else '–'} |")
+            + f"{difficulty(r)} | {_warn_names(r['smore']['warnings']) if 'smore' in r else '–'} | "
+            + (f"{r['smore'].get('auto_ran') or r['smore']['method']}{' → cubic' if r['smore']['fell_back'] else ''}"
+               if "smore" in r else "–") + " |")
     errors = [r for r in rows if "error" in r]
     if errors:
         lines += ["", "Refused: " + "; ".join(f"{r['case']}: {r['error']}" for r in errors)]
+    if any("optics_given" in r for r in rows):
+        lines += optics_section(rows)
     lines += ["", "*difficulty*: the 3-D Wiener oracle's gain over scipy cubic (easy ≥ 3 dB, moderate ≥ 1.5 dB, "
               "hard below: a linear method knowing the true PSF cannot reach the +1.5 dB target there). Notes of "
               "the estimates and every warning's text are in the JSON beside this report."]
@@ -585,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="three small cases (a smoke run)")
     ap.add_argument("--timing", action="store_true", help="also time a 64×512×512 uint16 stack (first)")
     ap.add_argument("--timing-only", action="store_true", help="only the 64×512×512 timing")
+    ap.add_argument("--with-optics", action="store_true",
+                    help="also run every case with its optics given (NA, wavelength, immersion, modality, pinhole)")
     ap.add_argument("--cases", default="", help="only these cases (comma-separated names)")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for the product's calls")
@@ -615,19 +753,24 @@ def main(argv: list[str] | None = None) -> int:
     timing = run_timing(args.threads, args.data) if (args.timing or args.timing_only) and api else None
     rows = []
     for spec in specs:
-        rows.append(run_case(spec, args.threads, api, args.data))
+        rows.append(run_case(spec, args.threads, api, args.data, with_optics=args.with_optics))
         r = rows[-1]
         print(f"{spec.name}: scipy cubic {r['scipy_cubic']['psnr']:.2f} 1-D reference {r['reference']['psnr']:.2f} "
               f"3-D Wiener {r['wiener3d']['psnr']:.2f} "
               + (f"cubic {r['cubic']['psnr']:.2f} default {r['smore']['psnr']:.2f} true {r['true_smore']['psnr']:.2f} "
-                 f"FWHM {r['estimate']['axial_fwhm_um']:.3f}/{r['axial_fwhm_um']:.3f}" if "smore" in r else ""),
-              file=sys.stderr, flush=True)
+                 f"FWHM {r['estimate']['axial_fwhm_um']:.3f}/{r['axial_fwhm_um']:.3f}" if "smore" in r else "")
+              + (f" | optics given: auto {r['optics_given']['auto']['psnr']:.2f} "
+                 f"FWHM {r['optics_given']['estimate']['axial_fwhm_um']:.3f}"
+                 if "auto" in r.get("optics_given", {}) else ""), file=sys.stderr, flush=True)
     command = "python benchmarks/axial_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"command": command.strip(),
-            "set": ("DEVELOPMENT" if args.dev else "REPORT") + (", quick" if args.quick else ""),
+            "set": ("DEVELOPMENT" if args.dev else "REPORT") + (", quick" if args.quick else "")
+                   + (", with optics given" if args.with_optics else ""),
             "machine": f"{platform.machine()}, Python {platform.python_version()}", "cpus": os.cpu_count(),
-            "threads": args.threads, "load_start": load_start, "api": bool(api)}
+            "threads": args.threads, "load_start": load_start, "api": bool(api), "with_optics": args.with_optics}
     meta["checks"] = checks(rows)
+    if args.with_optics:
+        meta["checks_optics_given"] = checks(optics_rows(rows))
     if timing is not None:
         meta["timing"] = timing
     meta["load_end"] = os.getloadavg()[0]

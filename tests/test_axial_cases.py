@@ -176,12 +176,54 @@ def test_references_model_the_generator(cases, bench) -> None:
     assert bench.psnr(wiener, case.truth, spec.factor) > p_cubic + 2.0
 
 
+def test_user_optics_are_what_a_user_types_never_the_mismatch(cases, bench) -> None:
+    by_name = {s.name: s for s in cases.report_cases()}
+    mismatch = by_name["mixed_wf_mismatch"]
+    assert "depth_um" in mismatch.optics and "n_sample" in mismatch.optics
+    assert bench.user_optics(mismatch) == {"modality": "widefield", "na": 1.4, "wavelength_um": 0.6,
+                                           "n_immersion": 1.515}
+    assert bench.user_optics(by_name["membranes_conf_water"]) == {
+        "modality": "confocal", "na": 1.2, "wavelength_um": 0.52, "n_immersion": 1.333, "pinhole_au": 0.5}
+
+
+def test_auto_ran_names_what_auto_ran_before_any_fallback(bench) -> None:
+    from types import SimpleNamespace
+
+    def res(**validation):
+        return SimpleNamespace(validation=validation)
+
+    assert bench.auto_ran(res(auto_choice="psf3d")) == "3-D PSF"
+    assert bench.auto_ran(res(auto_choice="psf3d", psf3d_rejected="too wide")) == "smore (3-D PSF rejected)"
+    assert bench.auto_ran(res(auto_choice="smore")) == "smore"
+    assert bench.auto_ran(res()) is None  # a method named by the caller
+    done = [{"auto_ran": "3-D PSF", "method": "deconvolve", "fell_back": False},
+            {"auto_ran": "smore", "method": "cubic", "fell_back": True},
+            {"auto_ran": "smore", "method": "smore", "fell_back": False}]
+    assert bench.ran_summary(done) == "auto ran 3-D PSF 1, smore 2 of 3; fell back to cubic on 1"
+
+
+def test_optics_rows_score_the_optics_given_runs_against_the_cases_own_cubic(bench) -> None:
+    sr = {"psnr": 30.0, "ssim": 0.9, "fell_back": False, "warnings": [], "method": "smore"}
+    row = {"case": "c", "fwhm_error_pct": 40.0, "estimate": {"confidence": 0.1}, "lateral_error_pct": 5.0,
+           "cubic": {**sr, "psnr": 28.0}, "smore": {**sr, "psnr": 28.5}, "deconvolve": sr, "true_deconvolve": sr,
+           "true_smore": {**sr, "psnr": 31.0},
+           "optics_given": {"fwhm_error_pct": 10.0, "estimate": {"confidence": 0.8}, "lateral_error_pct": 5.0,
+                            "auto": {**sr, "psnr": 30.5, "auto_ran": "3-D PSF"}}}
+    (view,) = bench.optics_rows([row, {"case": "refused", "optics_given": {"error": "estimate: no"}}])
+    assert view["fwhm_error_pct"] == 10.0 and view["smore"]["psnr"] == 30.5 and view["cubic"]["psnr"] == 28.0
+    numbers = {c["target"]: c["numbers"] for c in bench.checks([view])}
+    assert numbers["isotropic SR ≥ cubic + 1.5 dB on average"] == "mean +2.50 dB"
+    assert numbers["axial FWHM within 15 % on average"] == "mean 10.0 %"
+    assert row["smore"]["psnr"] == 28.5  # the case's own row is left as it was
+
+
 def test_quick_report_runs_end_to_end(tmp_path: Path) -> None:
     out, js = tmp_path / "report.md", tmp_path / "cases.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "axial_benchmark.py"), "--quick",
                            "--cases", "chromosomes_conf_oil", "--data", str(REAL_DEV), "--out", str(out),
-                           "--json", str(js)], capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+                           "--json", str(js), "--with-optics"], capture_output=True, text=True, timeout=900, env=env,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(js.read_text())
     (row,) = data["cases"]
@@ -193,3 +235,13 @@ def test_quick_report_runs_end_to_end(tmp_path: Path) -> None:
     if data["api"]:  # the product's rows, where this checkout has the axial API
         assert 15 < row["cubic"]["psnr"] < 60 and 0 <= row["estimate"]["confidence"] <= 1
         assert row["fwhm_error_pct"] >= 0 and row["smore"]["z_step_um"] == pytest.approx(row["pixel_um"], rel=1e-6)
+        # what auto ran, and the sentence of a fallback where there is one
+        assert row["smore"]["auto_ran"] in ("3-D PSF", "smore", "smore (3-D PSF rejected)")
+        assert (row["smore"]["fallback"] is not None) == row["smore"]["fell_back"]
+        given = row["optics_given"]
+        assert given["optics"] == {"modality": "confocal", "na": 1.4, "wavelength_um": 0.6, "n_immersion": 1.515,
+                                   "pinhole_au": 1.0}
+        assert given["fwhm_error_pct"] >= 0 and 15 < given["auto"]["psnr"] < 60
+        assert given["auto"]["psnr"] >= row["cubic"]["psnr"] or given["auto"]["warnings"]
+        assert "## With the optics given" in text and [c["target"] for c in data["checks_optics_given"]] == [
+            c["target"] for c in data["checks"]]
