@@ -37,10 +37,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from axial_cases import OFFSET, CaseSpec, build, development_cases  # noqa: E402
-
-from napari_kernelgan.errors import BadInputError  # noqa: E402
-from napari_kernelgan.physics.optics import Optics, psf_3d  # noqa: E402
+from axial_cases import OFFSET, CaseSpec, build, development_cases
+from napari_kernelgan.errors import BadInputError
+from napari_kernelgan.physics.optics import Optics, psf_3d
 
 SHAVE_XY = 4
 KINDS = ("mixed", "nuclei", "filaments", "membranes", "puncta")

@@ -21,7 +21,7 @@ runs stopped, next to the same figures without the safeguard. ``na_scales`` (the
 tries) is a design choice: ±7 % is what an axial FWHM within ±15 % allows.
 
     python benchmarks/axial_sr_study.py --out /tmp/study.json
-    python benchmarks/calibrate_axial_safety.py /tmp/study.json      # writes src/napari_kernelgan/records/axial_safety.json
+    python benchmarks/calibrate_axial_safety.py /tmp/study.json   # writes records/axial_safety.json
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def samples_3d(rows: list[dict]) -> list[tuple[str, float, float, float]]:
     """(case, held-out z gain, below-background, whole-stack gain) of each perturbed model's 3-D path."""
     out = []
     for r in rows:
-        for label, e in r.items():
+        for e in r.values():
             if isinstance(e, dict) and "scores" in e and "1" in e["scores"]:
                 s = e["scores"]["1"]
                 out.append((r["case"], s["held"], s["below"], e["psf3d"]["gain"]))

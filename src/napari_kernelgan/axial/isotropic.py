@@ -28,10 +28,10 @@ import numpy as np
 
 from ..devices import reproducible, resolve_device, torch_threads
 from ..errors import BadInputError, BadOptionError, Param
+from ..records import record_values
 from ..sr._safety import UnsafeSRWarning
 from ..types import Progress
 from ..vocabulary import Stage
-from ..records import record_values
 from . import _zsafety, smore, zdeconv
 from ._zops import (
     NoiseModel,
