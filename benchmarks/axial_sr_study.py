@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from axial_cases import OFFSET, CaseSpec, build, development_cases
+from napari_kernelgan.axial._zsafety import model_kernel
 from napari_kernelgan.errors import BadInputError
 from napari_kernelgan.physics.optics import Optics, psf_3d
 
@@ -71,6 +72,8 @@ PERTURBATIONS: dict[str, Callable[[Optics], Optics]] = {
     "depth": _depth, "modality": _modality,
 }
 SMORE_PERTURBATIONS = ("true", "na0.85", "na1.15", "modality")
+# An estimate "near the truth": axial FWHM within about ±15 %, NA and wavelength a little off, the modality right.
+NEAR_RIGHT = ("true", "na0.93", "na1.07", "wl0.9", "wl1.1", "depth")
 
 
 def synthetic_specs(count: int) -> list[tuple[str, Callable]]:
@@ -95,9 +98,10 @@ def synthetic_specs(count: int) -> list[tuple[str, Callable]]:
     return out
 
 
-def all_cases(quick: bool, synthetic: int) -> list[tuple[str, Callable]]:
+def all_cases(quick: bool, synthetic: int, which: str = "all") -> list[tuple[str, Callable]]:
     dev: list[CaseSpec] = development_cases()
-    cases = [(s.name, lambda s=s: build(s)) for s in dev] + synthetic_specs(synthetic)
+    named = [(s.name, lambda s=s: build(s)) for s in dev]
+    cases = {"all": named + synthetic_specs(synthetic), "dev": named, "synthetic": synthetic_specs(synthetic)}[which]
     return cases[:3] if quick else cases
 
 
@@ -115,7 +119,7 @@ def model_psf(case, optics: Optics):
     from napari_kernelgan.synthetic3d import true_axial_psf
 
     fine = case.z_step_um / case.factor
-    vol = psf_3d(optics, case.pixel_um, fine)
+    vol = model_kernel(optics, case.pixel_um, fine)
     p = true_axial_psf(vol, case.pixel_um, fine)
     from napari_kernelgan.axial.psf import AxialPSF
 
@@ -158,7 +162,8 @@ def study_case(name: str, make: Callable, train_seconds: float, auto: bool) -> d
         except BadInputError:  # the model's PSF would not fit a kernel of any reasonable size
             continue
         entry: dict = {}
-        p, val, _ = _run(case, psf, sr_method="deconvolve", psf3d=(psf.model_volume(fine), case.pixel_um, fine),
+        p, val, _ = _run(case, psf, sr_method="deconvolve", psf3d=(model_kernel(optics, case.pixel_um, fine),
+                                                                   case.pixel_um, fine),
                          safe=False)
         entry["psf3d"] = {"gain": p - base, **val}
         if label in SMORE_PERTURBATIONS:
@@ -176,6 +181,80 @@ def study_case(name: str, make: Callable, train_seconds: float, auto: bool) -> d
     return row
 
 
+def auto_case(name: str, make: Callable, train_seconds: float) -> dict:
+    """``auto`` with each near-right model (:data:`NEAR_RIGHT`) against cubic and the true 3-D PSF's path."""
+    case = make()
+    row: dict = {"case": name, "mode": case.optics.modality, "factor": case.factor}
+    base, _, _ = _run(case, case.true_psf, sr_method="cubic")
+    fine = case.z_step_um / case.factor
+    p, val, _ = _run(case, case.true_psf, sr_method="deconvolve", psf3d=(case.psf, case.pixel_um, fine), safe=False)
+    row["true_psf3d"] = {"gain": p - base}
+    for label in NEAR_RIGHT:
+        optics = PERTURBATIONS[label](case.optics)
+        if label != "true" and optics == case.optics:
+            continue
+        try:
+            psf = model_psf(case, optics)
+        except BadInputError:
+            continue
+        p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds)
+        row[label] = {"auto": {"gain": p - base, **val}}
+        print(f"  {name} {label}: auto {p - base:+.2f} ({val.get('auto_choice')}, {val['sr_method']}, NA ×"
+              f"{val.get('psf3d_na_scale', '-')}) true 3-D {row['true_psf3d']['gain']:+.2f}", flush=True)
+    return row
+
+
+def auto_summary(rows: list[dict]) -> str:
+    """Mean gain of ``auto`` with near-right models, its share of the true 3-D PSF's gain, runs below cubic."""
+    gains, true, below = [], [], 0
+    for r in rows:
+        for label in NEAR_RIGHT:
+            a = r.get(label, {}).get("auto")
+            if a:
+                gains.append(a["gain"])
+                true.append(r["true_psf3d"]["gain"])
+                below += int(a["gain"] < 0 and not a["fell_back"] and not a["warnings"])
+    if not gains:
+        return ""
+    return (f"auto with near-right models: {len(gains)} runs, mean gain {np.mean(gains):+.2f} dB over cubic, "
+            f"true 3-D PSF {np.mean(true):+.2f} dB ({np.mean(gains) / max(np.mean(true), 1e-9):.0%}), "
+            f"{below} below cubic without a warning")
+
+
+def timing(threads: int) -> dict:
+    """``auto`` with a widefield model (NA 1.4 oil, the stack's own optics) on the report's 64×512×512 uint16 timing
+    stack (:func:`axial_benchmark.timing_stack`), and with the model's NA 15 % low (no 3-D PSF passes: the
+    network runs after the candidates, the longest way through)."""
+    import tempfile
+
+    from axial_benchmark import TIMING_FACTOR, TIMING_PIXEL, timing_stack
+    from napari_kernelgan.axial.isotropic import super_resolve_axial
+    from napari_kernelgan.axial.psf import AxialPSF
+    from napari_kernelgan.synthetic3d import true_axial_psf
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="axial-sr-timing-") as tmp:
+        path = Path(tmp) / "stack.npy"
+        timing_stack(path)
+        stack = np.load(path, mmap_mode="r")
+        fine = TIMING_PIXEL
+        for label, na in (("model", 1.4), ("model_na0.85", 1.4 * 0.85)):
+            optics = Optics(na=na, wavelength_um=0.52)
+            p = true_axial_psf(psf_3d(optics, TIMING_PIXEL, fine), TIMING_PIXEL, fine)
+            psf = AxialPSF(lateral=p.lateral, axial=p.axial, relative=p.relative, pixel_um=TIMING_PIXEL,
+                           z_step_um=TIMING_PIXEL * TIMING_FACTOR, step_um=fine, confidence=1.0, method="model",
+                           model=optics)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = super_resolve_axial(stack, psf, z_factor=TIMING_FACTOR, seed=0, threads=threads)
+            out[label] = {"seconds": time.perf_counter() - start, "method": r.sr_method,
+                          "choice": r.validation.get("auto_choice"), "na_scale": r.validation.get("psf3d_na_scale"),
+                          "load_average": list(__import__("os").getloadavg())}
+            print(f"timing {label}: {out[label]}", flush=True)
+    return out
+
+
 def table(rows: list[dict]) -> str:
     lines = []
     for r in rows:
@@ -186,7 +265,7 @@ def table(rows: list[dict]) -> str:
                 continue
             s = e.get("smore", {})
             a = e.get("auto", {})
-            lines.append(f"  {label:9s} 3-D {e['psf3d']['gain']:+6.2f}"
+            lines.append(f"  {label:9s}" + (f" 3-D {e['psf3d']['gain']:+6.2f}" if "psf3d" in e else "")
                          + (f" smore {s['gain']:+6.2f} held {s['psnr_method'] - s['psnr_cubic']:+5.2f} "
                             f"match {s['psf_match']:.2f} cons {s.get('consistency', float('nan')):.2f}" if s else "")
                          + (f" auto {a['gain']:+6.2f} {a.get('auto_choice')}" if a else ""))
@@ -201,16 +280,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic", type=int, default=10)
     ap.add_argument("--train-seconds", type=float, default=6.0)
     ap.add_argument("--auto", action="store_true", help="also run sr_method='auto' per perturbation")
+    ap.add_argument("--auto-only", action="store_true", help="only auto with near-right models (and the truth)")
+    ap.add_argument("--cases", choices=("all", "dev", "synthetic"), default="all")
+    ap.add_argument("--timing", action="store_true", help="only time auto on a 64×512×512 stack")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--start", type=int, default=0, help="skip the first N cases (a run resumed)")
     args = ap.parse_args(argv)
     if args.table:
-        print(table(json.loads(args.table.read_text())))
+        rows = json.loads(args.table.read_text())
+        print(table(rows) + "\n" + auto_summary(rows))
+        return 0
+    if args.timing:
+        print(json.dumps(timing(args.threads)))
         return 0
     rows = []
-    for name, make in all_cases(args.quick, args.synthetic):
-        rows.append(study_case(name, make, args.train_seconds, args.auto))
+    for name, make in all_cases(args.quick, args.synthetic, args.cases)[args.start:]:
+        if args.auto_only:
+            rows.append(auto_case(name, make, args.train_seconds))
+        else:
+            rows.append(study_case(name, make, args.train_seconds, args.auto))
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1, default=float))
-    print(table(rows))
+    print(table(rows) + "\n" + auto_summary(rows))
     return 0
 
 

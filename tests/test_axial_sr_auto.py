@@ -37,9 +37,9 @@ def _with_model(case, na_scale: float):
 
 def test_safeguards_run_on_the_values_of_their_record():
     v = records.record_values("axial_safety")
-    assert (isotropic.MARGIN_3D_DB, isotropic.BELOW_MAX) == (v["held_min_db"], v["below_max"])
-    assert (isotropic.CONSISTENCY, isotropic.PSF_MATCH) == (v["consistency_max"], v["psf_match_max"])
-    assert isotropic.NA_SCALES == tuple(v["na_scales"]) and 1.0 in isotropic.NA_SCALES
+    assert (v["held_min_db"], v["below_max"]) == (isotropic.MARGIN_3D_DB, isotropic.BELOW_MAX)
+    assert (v["consistency_max"], v["psf_match_max"]) == (isotropic.CONSISTENCY, isotropic.PSF_MATCH)
+    assert tuple(v["na_scales"]) == isotropic.NA_SCALES and 1.0 in isotropic.NA_SCALES
 
 
 def test_auto_takes_a_near_right_widefield_model_and_finds_the_na(wide):

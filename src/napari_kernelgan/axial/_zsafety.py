@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,22 @@ from ._zops import Normaliser, cubic_matrix, measure_stack_noise
 from .psf import AxialPSF
 
 __all__ = ["isotropy", "central_block", "study_scores", "scaled_na", "below_background", "Psf3dCandidate",
-           "iter_choose_psf3d"]
+           "iter_choose_psf3d", "model_kernel"]
 
 MAX_NA_OVER_N = 0.98  # an NA scaled up stays below the immersion's index (NA = n sin θ)
+# Lateral side of a model's 3-D PSF at most (pixels): the 3-D path's tiles hold no more than 24 pixels of halo, so
+# wider tails only wrap around; an oil objective focused deep into water asks for sides of over a thousand.
+MAX_MODEL_SIDE = 129
+
+
+def model_kernel(optics: Any, pixel_um: float, fine_um: float) -> np.ndarray:
+    """The 3-D PSF of ``optics`` at the lateral pixel and the fine z step (float32, sum 1), planes over ±3 axial
+    FWHMs and at most :data:`MAX_MODEL_SIDE` pixels across."""
+    from ..physics.optics import axial_fwhm_um, psf_3d, support_for
+
+    side = min(int(support_for(optics, pixel_um=pixel_um)), MAX_MODEL_SIDE)
+    half = math.ceil(3 * axial_fwhm_um(optics) / fine_um)
+    return psf_3d(optics, pixel_um, fine_um, (2 * half + 1, side, side)).astype(np.float32)
 
 
 def scaled_na(optics: Any, k: float) -> Any:
@@ -55,7 +69,6 @@ def study_scores(stack: Any, psf: AxialPSF, factor: int, scales: tuple[float, ..
                  ) -> dict[str, Any]:
     """For the model's 3-D PSF with its NA scaled by each of ``scales``: the held-out z gain (dB over cubic,
     odd planes from even ones through the PSF), the isotropy of the crop's solution, and cubic's isotropy."""
-    from ..physics.optics import psf_3d
     from . import zdeconv
 
     block = central_block(stack)
@@ -68,7 +81,7 @@ def study_scores(stack: Any, psf: AxialPSF, factor: int, scales: tuple[float, ..
     for s in scales:
         model = scaled_na(psf.model, s)
         try:
-            kernel = psf_3d(model, psf.pixel_um, fine)
+            kernel = model_kernel(model, psf.pixel_um, fine)
         except BadInputError:
             continue
         solver = zdeconv.Psf3dSolver((kernel, psf.pixel_um, fine), psf.pixel_um, fine,
@@ -106,7 +119,6 @@ def iter_choose_psf3d(stack: Any, psf: AxialPSF, factor: int, wiener: float, *, 
     """Try the 3-D PSF of ``psf.model`` with its NA scaled by each of ``scales`` on the stack's central block;
     the accepted candidate with the best held-out z gain wins (``None`` where none is accepted). Yields between
     the pieces of work (progress and cancel)."""
-    from ..physics.optics import psf_3d
     from . import zdeconv
 
     block = central_block(stack)
@@ -121,7 +133,7 @@ def iter_choose_psf3d(stack: Any, psf: AxialPSF, factor: int, wiener: float, *, 
             continue
         seen.append(model.na)
         try:
-            kernel = psf_3d(model, psf.pixel_um, fine).astype(np.float32)
+            kernel = model_kernel(model, psf.pixel_um, fine)
         except BadInputError:
             continue
         yield None

@@ -1,18 +1,22 @@
 """Isotropic voxels: super-resolution of a z-stack along z to (about) its lateral pixel size.
 
 Methods (``sr_method``): ``"auto"`` (default: the full 3-D PSF path where the PSF carries a widefield physical
-model, else ``"smore"``; :func:`auto_method`), ``"smore"`` (a network trained on the stack's own lateral planes,
+model, with the 3-D PSF of the model's NA or a neighbour chosen on a central block, else ``"smore"``;
+:func:`auto_method`), ``"smore"`` (a network trained on the stack's own lateral planes,
 :mod:`~napari_kernelgan.axial.smore`), ``"deconvolve"`` (closed form and Richardson–Lucy per column, or with a
 full 3-D PSF, :mod:`~napari_kernelgan.axial.zdeconv`) and ``"cubic"`` (cubic interpolation in z,
 :func:`cubic_z`: the baseline and the fallback). The output follows the conventions of
 :mod:`napari_kernelgan.axial.psf`: ``(nz - 1) F + 1`` planes, input plane ``i`` is output plane ``i F``.
 
-Safety (``safe=True``): the noise is measured on the stack; the PSF must explain the stack (its lateral
+Safety (``safe=True``): the noise is measured on the stack; a separable PSF must explain the stack (its lateral
 lines degraded with the relative axial blur must be about as sharp as its z lines, :data:`PSF_MATCH`); the
-method must beat cubic interpolation by :data:`MARGIN_DB` on held-out lateral planes; and its output,
-re-degraded along z with the PSF, must reproduce the input planes about as well as cubic interpolation's
-does (:data:`CONSISTENCY`). Where a check fails, the result is cubic interpolation with an
-:class:`~napari_kernelgan.sr._safety.UnsafeSRWarning` and the reason in ``AxialResult.warnings``.
+method must beat cubic interpolation by :data:`MARGIN_DB` on held-out lateral planes, or for the 3-D path
+predict held-out planes within :data:`MARGIN_3D_DB` of cubic's prediction without dipping below the
+background (:data:`BELOW_MAX`); and the separable methods' output, re-degraded along z with the PSF, must
+reproduce the input planes about as well as cubic interpolation's does (:data:`CONSISTENCY`). The limits are
+fitted on development stacks (record ``axial_safety``). Where a check fails, the result is cubic
+interpolation with an :class:`~napari_kernelgan.sr._safety.UnsafeSRWarning` and the reason in
+``AxialResult.warnings``.
 """
 from __future__ import annotations
 
@@ -295,6 +299,11 @@ def _choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], nois
     planes of the central block best within the fitted limits (:data:`NA_SCALES`, :data:`MARGIN_3D_DB`,
     :data:`BELOW_MAX`); ``None`` (and a sentence for the user) where none passes."""
     fine = psf.z_step_um / factor
+    if int(stack.shape[0]) < 5:
+        result.warnings.append(f"The optics' 3-D PSF was not used: {stack.shape[0]} planes are too few to check it "
+                               f"(odd planes predicted from the even ones need 5 or more); the network (smore) "
+                               f"super-resolved the stack instead.")
+        return None
     wiener = zdeconv.noise_lambda(probe[len(probe) // 2], noise, psf.pixel_um, fine)
     gen = _zsafety.iter_choose_psf3d(stack, psf, factor, wiener, scales=NA_SCALES, held_min_db=MARGIN_3D_DB,
                                      below_max=BELOW_MAX, workers=threads)
