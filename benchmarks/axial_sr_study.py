@@ -197,7 +197,7 @@ def auto_case(name: str, make: Callable, train_seconds: float) -> dict:
             psf = model_psf(case, optics)
         except BadInputError:
             continue
-        p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds)
+        p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds or None)
         row[label] = {"auto": {"gain": p - base, **val}}
         print(f"  {name} {label}: auto {p - base:+.2f} ({val.get('auto_choice')}, {val['sr_method']}, NA ×"
               f"{val.get('psf3d_na_scale', '-')}) true 3-D {row['true_psf3d']['gain']:+.2f}", flush=True)
@@ -206,19 +206,25 @@ def auto_case(name: str, make: Callable, train_seconds: float) -> dict:
 
 def auto_summary(rows: list[dict]) -> str:
     """Mean gain of ``auto`` with near-right models, its share of the true 3-D PSF's gain, runs below cubic."""
-    gains, true, below = [], [], 0
-    for r in rows:
-        for label in NEAR_RIGHT:
-            a = r.get(label, {}).get("auto")
-            if a:
-                gains.append(a["gain"])
-                true.append(r["true_psf3d"]["gain"])
-                below += int(a["gain"] < 0 and not a["fell_back"] and not a["warnings"])
-    if not gains:
-        return ""
+    lines = []
+    for mode in ("widefield", "confocal", None):
+        gains, true, below = [], [], 0
+        for r in rows:
+            for label in NEAR_RIGHT:
+                a = r.get(label, {}).get("auto")
+                if a and mode in (None, r["mode"]):
+                    gains.append(a["gain"])
+                    true.append(r["true_psf3d"]["gain"])
+                    below += int(a["gain"] < 0 and not a["fell_back"] and not a["warnings"])
+        if gains:
+            lines.append(f"{mode or 'all'}: " + _auto_line(gains, true, below))
+    return "\n".join(lines)
+
+
+def _auto_line(gains: list[float], true: list[float], below: int) -> str:
     return (f"auto with near-right models: {len(gains)} runs, mean gain {np.mean(gains):+.2f} dB over cubic, "
             f"true 3-D PSF {np.mean(true):+.2f} dB ({np.mean(gains) / max(np.mean(true), 1e-9):.0%}), "
-            f"{below} below cubic without a warning")
+            f"{below} below cubic without a warning, worst {min(gains):+.2f} dB")
 
 
 def timing(threads: int) -> dict:
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", type=Path, help="print the table of a finished run and stop")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--synthetic", type=int, default=10)
-    ap.add_argument("--train-seconds", type=float, default=6.0)
+    ap.add_argument("--train-seconds", type=float, default=6.0, help="the network's budget (0: its default)")
     ap.add_argument("--auto", action="store_true", help="also run sr_method='auto' per perturbation")
     ap.add_argument("--auto-only", action="store_true", help="only auto with near-right models (and the truth)")
     ap.add_argument("--cases", choices=("all", "dev", "synthetic"), default="all")

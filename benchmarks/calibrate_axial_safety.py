@@ -36,8 +36,8 @@ import numpy as np
 from napari_kernelgan.records import write_record
 
 NA_SCALES = (0.93, 1.0, 1.07)
-HELD_GRID = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.25, 0.5)
-BELOW_GRID = (0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+HELD_GRID = (-3.0, -2.5, -2.0, -1.75, -1.5, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
+BELOW_GRID = (0.02, 0.03, 0.05, 0.07, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.275, 0.3, 0.35, 0.4, 0.5, 0.7, 1.0)
 CONSISTENCY_GRID = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 MATCH_GRID = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 MARGIN_DB = 0.1  # the network's held-out lateral check (isotropic.MARGIN_DB)
