@@ -40,6 +40,16 @@ def test_safeguards_run_on_the_values_of_their_record():
     assert (v["held_min_db"], v["below_max"]) == (isotropic.MARGIN_3D_DB, isotropic.BELOW_MAX)
     assert (v["consistency_max"], v["psf_match_max"]) == (isotropic.CONSISTENCY, isotropic.PSF_MATCH)
     assert tuple(v["na_scales"]) == isotropic.NA_SCALES and 1.0 in isotropic.NA_SCALES
+    assert v["prefer_db"] == isotropic.PREFER_DB
+
+
+def test_auto_keeps_the_models_own_na_unless_a_neighbour_predicts_clearly_better():
+    from types import SimpleNamespace as C
+
+    own, up = C(scale=1.0, held_db=1.80, accepted=True), C(scale=1.07, held_db=1.90, accepted=True)
+    assert _zsafety.pick([own, up], prefer_db=0.05) is up and _zsafety.pick([own, up], prefer_db=0.2) is own
+    assert _zsafety.pick([C(scale=1.0, held_db=1.9, accepted=False), up], prefer_db=1.0) is up
+    assert _zsafety.pick([C(scale=1.0, held_db=1.9, accepted=False)], prefer_db=0.0) is None
 
 
 def test_auto_takes_a_near_right_widefield_model_and_finds_the_na(wide):

@@ -15,7 +15,7 @@ from ._zops import Normaliser, cubic_matrix, measure_stack_noise
 from .psf import AxialPSF
 
 __all__ = ["isotropy", "central_block", "study_scores", "scaled_na", "below_background", "Psf3dCandidate",
-           "iter_choose_psf3d", "model_kernel"]
+           "iter_choose_psf3d", "model_kernel", "pick"]
 
 MAX_NA_OVER_N = 0.98  # an NA scaled up stays below the immersion's index (NA = n sin θ)
 # Lateral side of a model's 3-D PSF at most (pixels): the 3-D path's tiles hold no more than 24 pixels of halo, so
@@ -114,11 +114,13 @@ class Psf3dCandidate:
 
 
 def iter_choose_psf3d(stack: Any, psf: AxialPSF, factor: int, wiener: float, *, scales: tuple[float, ...],
-                      held_min_db: float, below_max: float, workers: int | None = None
+                      held_min_db: float, below_max: float, prefer_db: float = 0.0, workers: int | None = None
                       ) -> Generator[None, None, tuple[Psf3dCandidate | None, list[Psf3dCandidate]]]:
     """Try the 3-D PSF of ``psf.model`` with its NA scaled by each of ``scales`` on the stack's central block;
     the accepted candidate with the best held-out z gain wins (``None`` where none is accepted). Yields between
-    the pieces of work (progress and cancel)."""
+    the pieces of work (progress and cancel). The model's own NA (scale 1) is kept where it is accepted and no
+    accepted neighbour predicts better by more than ``prefer_db``: the held-out gain grows a little with the NA
+    even past the right one, and a PSF a little too narrow costs some of the gain."""
     from . import zdeconv
 
     block = central_block(stack)
@@ -145,5 +147,14 @@ def iter_choose_psf3d(stack: Any, psf: AxialPSF, factor: int, wiener: float, *, 
         below = below_background(solver.solve(block), block, contrast)
         tried.append(Psf3dCandidate(float(s), kernel, held, below, held >= held_min_db and below <= below_max))
         yield None
+    return pick(tried, prefer_db), tried
+
+
+def pick(tried: list[Any], prefer_db: float) -> Any:
+    """The candidate :func:`iter_choose_psf3d` runs (anything with ``scale``, ``held_db``, ``accepted``)."""
     accepted = [c for c in tried if c.accepted]
-    return (max(accepted, key=lambda c: c.held_db) if accepted else None), tried
+    if not accepted:
+        return None
+    best = max(accepted, key=lambda c: c.held_db)
+    own = next((c for c in accepted if c.scale == 1.0), None)
+    return own if own is not None and best.held_db - own.held_db <= prefer_db else best

@@ -51,7 +51,7 @@ from .psf import DEFAULT_SR_METHOD, SR_METHODS, AxialPSF, output_planes
 
 __all__ = ["SR_METHODS", "AxialResult", "auto_method", "cubic_z", "iter_super_resolve_axial", "super_resolve_axial",
            "default_train_seconds", "MARGIN_DB", "MARGIN_3D_DB", "CHANGE_3D", "CONSISTENCY", "PSF_MATCH", "BELOW_MAX",
-           "NA_SCALES"]
+           "NA_SCALES", "PREFER_DB"]
 
 MARGIN_DB = 0.1      # the held-out PSNR gain over cubic a method must show (design choice)
 # The safeguards' limits, fitted by cross-validation on development stacks (benchmarks/calibrate_axial_safety.py).
@@ -65,6 +65,8 @@ MARGIN_3D_DB = float(_SAFETY["held_min_db"])
 BELOW_MAX = float(_SAFETY["below_max"])
 # The NA multipliers of a widefield model ``auto`` tries (a PSF a few % too wide in NA loses several dB).
 NA_SCALES = tuple(float(v) for v in _SAFETY["na_scales"])
+# How much better (dB, held-out z gain) an NA neighbour must predict for ``auto`` to leave the model's own NA.
+PREFER_DB = float(_SAFETY["prefer_db"])
 # Highest accepted RMS change the 3-D PSF path makes to cubic interpolation of a central block, over the block's
 # own standard deviation (a guard against gross failure: a PSF with half the NA reads 2.8-89).
 CHANGE_3D = 4.0
@@ -306,7 +308,7 @@ def _choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], nois
         return None
     wiener = zdeconv.noise_lambda(probe[len(probe) // 2], noise, psf.pixel_um, fine)
     gen = _zsafety.iter_choose_psf3d(stack, psf, factor, wiener, scales=NA_SCALES, held_min_db=MARGIN_3D_DB,
-                                     below_max=BELOW_MAX, workers=threads)
+                                     below_max=BELOW_MAX, prefer_db=PREFER_DB, workers=threads)
     while True:
         try:
             next(gen)
