@@ -1,18 +1,22 @@
 """Isotropic voxels: super-resolution of a z-stack along z to (about) its lateral pixel size.
 
 Methods (``sr_method``): ``"auto"`` (default: the full 3-D PSF path where the PSF carries a widefield physical
-model, else ``"smore"``; :func:`auto_method`), ``"smore"`` (a network trained on the stack's own lateral planes,
+model, with the 3-D PSF of the model's NA or a neighbour chosen on a central block, else ``"smore"``;
+:func:`auto_method`), ``"smore"`` (a network trained on the stack's own lateral planes,
 :mod:`~napari_kernelgan.axial.smore`), ``"deconvolve"`` (closed form and Richardson–Lucy per column, or with a
 full 3-D PSF, :mod:`~napari_kernelgan.axial.zdeconv`) and ``"cubic"`` (cubic interpolation in z,
 :func:`cubic_z`: the baseline and the fallback). The output follows the conventions of
 :mod:`napari_kernelgan.axial.psf`: ``(nz - 1) F + 1`` planes, input plane ``i`` is output plane ``i F``.
 
-Safety (``safe=True``): the noise is measured on the stack; the PSF must explain the stack (its lateral
+Safety (``safe=True``): the noise is measured on the stack; a separable PSF must explain the stack (its lateral
 lines degraded with the relative axial blur must be about as sharp as its z lines, :data:`PSF_MATCH`); the
-method must beat cubic interpolation by :data:`MARGIN_DB` on held-out lateral planes; and its output,
-re-degraded along z with the PSF, must reproduce the input planes about as well as cubic interpolation's
-does (:data:`CONSISTENCY`). Where a check fails, the result is cubic interpolation with an
-:class:`~napari_kernelgan.sr._safety.UnsafeSRWarning` and the reason in ``AxialResult.warnings``.
+method must beat cubic interpolation by :data:`MARGIN_DB` on held-out lateral planes, or for the 3-D path
+predict held-out planes within :data:`MARGIN_3D_DB` of cubic's prediction without dipping below the
+background (:data:`BELOW_MAX`); and the separable methods' output, re-degraded along z with the PSF, must
+reproduce the input planes about as well as cubic interpolation's does (:data:`CONSISTENCY`). The limits are
+fitted on development stacks (record ``axial_safety``). Where a check fails, the result is cubic
+interpolation with an :class:`~napari_kernelgan.sr._safety.UnsafeSRWarning` and the reason in
+``AxialResult.warnings``.
 """
 from __future__ import annotations
 
@@ -28,10 +32,11 @@ import numpy as np
 
 from ..devices import reproducible, resolve_device, torch_threads
 from ..errors import BadInputError, BadOptionError, Param
+from ..records import record_values
 from ..sr._safety import UnsafeSRWarning
 from ..types import Progress
 from ..vocabulary import Stage
-from . import smore, zdeconv
+from . import _zsafety, smore, zdeconv
 from ._zops import (
     NoiseModel,
     Normaliser,
@@ -45,24 +50,31 @@ from ._zops import (
 from .psf import DEFAULT_SR_METHOD, SR_METHODS, AxialPSF, output_planes
 
 __all__ = ["SR_METHODS", "AxialResult", "auto_method", "cubic_z", "iter_super_resolve_axial", "super_resolve_axial",
-           "default_train_seconds", "MARGIN_DB", "MARGIN_3D_DB", "CHANGE_3D", "CONSISTENCY", "PSF_MATCH"]
+           "default_train_seconds", "MARGIN_DB", "MARGIN_3D_DB", "CHANGE_3D", "CONSISTENCY", "PSF_MATCH", "BELOW_MAX",
+           "NA_SCALES", "PREFER_DB"]
 
 MARGIN_DB = 0.1      # the held-out PSNR gain over cubic a method must show (design choice)
-# The 3-D PSF path's held-out check predicts the odd planes from the even ones, at twice the factor: a harder
-# problem than the stack's own, where cubic interpolation of twice-spaced planes stays good. With the true PSF it
-# read -0.26 dB (confocal NA 1.4, where the whole stack gains +1.7 dB) to +1.9 dB on generated stacks; a PSF half
-# as wide in NA (far too wide) read down to -7.8 dB. So it must not lose more than this to cubic there.
-MARGIN_3D_DB = -1.0
+# The safeguards' limits, fitted by cross-validation on development stacks (benchmarks/calibrate_axial_safety.py).
+_SAFETY = record_values("axial_safety")
+# The 3-D PSF path's held-out check predicts the odd planes from the even ones, at twice the factor, through the
+# PSF: the lowest accepted gain over cubic's prediction (dB). A harder problem than the stack's own, so it may be
+# below zero where the stack itself gains.
+MARGIN_3D_DB = float(_SAFETY["held_min_db"])
+# Highest accepted depth of the 3-D path's result below the stack's background, over the block's contrast
+# (:func:`~napari_kernelgan.axial._zsafety.below_background`): a PSF wider than the stack's blur rings there.
+BELOW_MAX = float(_SAFETY["below_max"])
+# The NA multipliers of a widefield model ``auto`` tries (a PSF a few % too wide in NA loses several dB).
+NA_SCALES = tuple(float(v) for v in _SAFETY["na_scales"])
+# How much better (dB, held-out z gain) an NA neighbour must predict for ``auto`` to leave the model's own NA.
+PREFER_DB = float(_SAFETY["prefer_db"])
 # Highest accepted RMS change the 3-D PSF path makes to cubic interpolation of a central block, over the block's
-# own standard deviation. Measured on generated stacks: true PSF 0.3-0.4 (confocal), 1.1-2.2 (widefield: the
-# out-of-focus haze removed); a model with half the NA (a PSF far too wide) 2.8-89, with 0.7 the NA 0.6-5.6.
+# own standard deviation (a guard against gross failure: a PSF with half the NA reads 2.8-89).
 CHANGE_3D = 4.0
-# Highest accepted ratio of re-degradation errors, method over cubic (design choice). Cubic interpolation
-# re-blurred and sampled nearly returns its own input planes, and the separable model explains a widefield
-# stack only roughly (the isotropic truth itself scores 1.3–2.6 on generated confocal stacks and far more on
-# widefield ones), so this is a guard against gross failure only; the held-out check carries the fine one.
-CONSISTENCY = 3.0
-PSF_MATCH = 2.0     # z lines vs degraded lateral lines: highest accepted ratio of gradient power either way
+# Highest accepted ratio of re-degradation errors, method over cubic: cubic interpolation re-blurred and sampled
+# nearly returns its own input planes and the separable model explains a stack only roughly, so this guards
+# against gross failure only; the held-out check carries the fine one.
+CONSISTENCY = float(_SAFETY["consistency_max"])
+PSF_MATCH = float(_SAFETY["psf_match_max"])  # z lines vs degraded lateral lines: highest ratio either way
 SLAB_VOXELS = 1 << 18  # output voxels per slab through the network (about a second on one CPU core)
 CUBIC_SLAB_VOXELS = 1 << 22
 TRAIN_SECONDS_MAX = 150.0
@@ -92,19 +104,20 @@ def cubic_z(stack: Any, factor: int) -> np.ndarray:
 
 def auto_method(psf: AxialPSF, psf3d: tuple[np.ndarray, float, float] | None, fine_um: float
                 ) -> tuple[str, tuple[np.ndarray, float, float] | None]:
-    """What ``sr_method="auto"`` runs: ``("deconvolve", psf3d)`` with a given full 3-D PSF, or with the PSF's
-    widefield physical model (:meth:`AxialPSF.model_volume` at the fine step ``fine_um``); else ``("smore", None)``.
+    """What ``sr_method="auto"`` runs before its checks: ``("deconvolve", psf3d)`` with a given full 3-D PSF;
+    ``("deconvolve", None)`` where the PSF carries a widefield physical model (``psf.model``, given or estimated):
+    the 3-D PSF is then chosen among the model's and its NA neighbours on a central block
+    (:func:`~napari_kernelgan.axial._zsafety.iter_choose_psf3d`); else ``("smore", None)``.
 
     A widefield PSF's out-of-focus light is not separable, so lateral lines blurred by a 1-D profile do not look
-    like its z lines and the network gains little there (+0.1 to +0.4 dB on generated stacks), where the model's
-    3-D PSF gains +1.1 to +5.2 dB. On confocal stacks the network gains more (+2.9 to +5.1 dB) and needs no model.
+    like its z lines and the network gains little there (+0.1 to +0.7 dB on development stacks), where the
+    right 3-D PSF gains +1.4 to +5.8 dB. On confocal stacks the network gains more than the 3-D path (+4 dB
+    against +1.8 dB on the confocal development stack) and needs no model.
     """
     if psf3d is not None:
         return "deconvolve", psf3d
     if psf.model is not None and psf.model.modality == "widefield":
-        volume = psf.model_volume(fine_um)
-        if volume is not None:
-            return "deconvolve", (volume, psf.pixel_um, float(fine_um))
+        return "deconvolve", None
     return "smore", None
 
 
@@ -225,14 +238,19 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
         val = result.validation
         val.update(noise_a=noise.a, noise_b=noise.b, photon_limited=noise.photon_limited,
                    noise_sigma=noise.sigma_at(float(probe[len(probe) // 2].mean())))
-        if requested == "auto":
-            val["auto_choice"] = "psf3d" if psf3d is not None else sr_method
         yield Progress(10, 1000, time.perf_counter() - t_start, stage=Stage.PREPARE, message="checking the PSF")
         match = _psf_match(stack, kernel, factor, noise, ratio, rng)
         val["psf_match"] = match
         yield Progress(20, 1000, time.perf_counter() - t_start, stage=Stage.PREPARE, message="PSF checked")
+        if requested == "auto" and sr_method == "deconvolve" and psf3d is None:
+            psf3d = yield from _choose_model_psf3d(stack, psf, probe, noise, factor, threads, result, t_start)
+            if psf3d is None:
+                sr_method = result.sr_method = "smore"
+        if requested == "auto":
+            val["auto_choice"] = "psf3d" if psf3d is not None else sr_method
         reasons: list[str] = []
-        if not 1.0 / PSF_MATCH <= match <= PSF_MATCH:
+        # The separable PSF's match is a check of the separable methods; the 3-D path has its own.
+        if psf3d is None and not 1.0 / PSF_MATCH <= match <= PSF_MATCH:
             what = "wider" if match > 1 else "narrower"
             reasons.append(f"the axial PSF does not match the stack: its z lines are {match:.2g}× as sharp as "
                            f"its lateral lines blurred with that PSF (the PSF looks {what} than the stack's blur)")
@@ -277,6 +295,55 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
     return result
 
 
+def _choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], noise: NoiseModel, factor: int,
+                        threads: int | None, result: AxialResult, t0: float
+                        ) -> Generator[Progress, None, tuple[np.ndarray, float, float] | None]:
+    """``auto`` with a widefield model: the model's 3-D PSF or an NA neighbour, whichever predicts held-out
+    planes of the central block best within the fitted limits (:data:`NA_SCALES`, :data:`MARGIN_3D_DB`,
+    :data:`BELOW_MAX`); ``None`` (and a sentence for the user) where none passes."""
+    fine = psf.z_step_um / factor
+    if int(stack.shape[0]) < 5:
+        result.warnings.append(f"The optics' 3-D PSF was not used: {stack.shape[0]} planes are too few to check it "
+                               f"(odd planes predicted from the even ones need 5 or more); the network (smore) "
+                               f"super-resolved the stack instead.")
+        return None
+    wiener = zdeconv.noise_lambda(probe[len(probe) // 2], noise, psf.pixel_um, fine)
+    gen = _zsafety.iter_choose_psf3d(stack, psf, factor, wiener, scales=NA_SCALES, held_min_db=MARGIN_3D_DB,
+                                     below_max=BELOW_MAX, prefer_db=PREFER_DB, workers=threads)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            best, tried = stop.value
+            break
+        yield Progress(20, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="choosing the 3-D PSF")
+    val = result.validation
+    val["auto_candidates"] = [c.summary() for c in tried]
+    na = psf.model.na  # type: ignore[union-attr]
+    if best is None:
+        why = "; ".join(f"NA {_zsafety.scaled_na(psf.model, c.scale).na:.3g}: " + _candidate_faults(c)
+                        for c in tried) or "no 3-D PSF could be made from the optics"
+        result.warnings.append(f"The optics' 3-D PSF was not used ({why}); the network (smore) super-resolved "
+                               f"the stack instead.")
+        return None
+    val["psf3d_na_scale"] = best.scale
+    if best.scale != 1.0:
+        chosen = _zsafety.scaled_na(psf.model, best.scale).na
+        result.warnings.append(f"The 3-D PSF was computed for NA {chosen:.3g} rather than the optics' {na:.3g}: "
+                               f"it predicts held-out planes of the stack best ({best.held_db:+.2f} dB over cubic "
+                               f"interpolation).")
+    return best.kernel, psf.pixel_um, fine
+
+
+def _candidate_faults(c: Any) -> str:
+    faults = []
+    if not c.held_db >= MARGIN_3D_DB:
+        faults.append(f"held-out planes predicted {-c.held_db:.2f} dB worse than by cubic interpolation")
+    if not c.below <= BELOW_MAX:
+        faults.append(f"its result dips below the background by {c.below:.2f}× the stack's contrast")
+    return " and ".join(faults) or "passed"
+
+
 def _held_out_reasons(val: dict[str, Any]) -> list[str]:
     """Why the held-out checks reject the method just prepared (``val``: its validation), in the user's terms."""
     gain = val["psnr_method"] - val["psnr_cubic"]
@@ -288,6 +355,10 @@ def _held_out_reasons(val: dict[str, Any]) -> list[str]:
     if not gain >= MARGIN_3D_DB:
         out.append(f"with the 3-D PSF, the odd planes predicted from the even ones are {-gain:.2f} dB worse than "
                    f"cubic interpolation's prediction")
+    below = val.get("below_background", 0.0)
+    if not below <= BELOW_MAX:
+        out.append(f"with the 3-D PSF, the result dips below the stack's background by {below:.2f}× its contrast "
+                   f"(a PSF wider than the stack's blur rings)")
     change = val.get("change_3d", 0.0)
     if not change <= CHANGE_3D:
         out.append(f"the 3-D PSF changes the stack by {change:.1f}× its own contrast (a PSF far wider than the "
@@ -431,8 +502,9 @@ def _prepare_psf3d(stack: Any, psf: AxialPSF, factor: int, norm: Normaliser, psf
     # wider than the stack's blur blows structure and noise up, which predicting held-out planes (re-blurred
     # with that same PSF) does not see.
     up = cubic_z(block, factor).astype(np.float64)
-    val["change_3d"] = float(np.sqrt(np.mean((solver3.solve(block.astype(np.float64)) - up) ** 2))
-                             / max(float(np.std(up)), 1e-12))
+    solved = solver3.solve(block.astype(np.float64))
+    val["change_3d"] = float(np.sqrt(np.mean((solved - up) ** 2)) / max(float(np.std(up)), 1e-12))
+    val["below_background"] = _zsafety.below_background(solved, block, float(np.std(up)))
     val["psf3d"] = True
     yield Progress(400, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="3-D PSF checked")
 

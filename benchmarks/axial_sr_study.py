@@ -1,0 +1,315 @@
+"""Axial SR with near-right PSF models: what each method gains over cubic and what each safeguard says.
+
+DEVELOPMENT data only: :func:`axial_cases.development_cases` (procedural seeds below 100, the images
+cell_microtubules and golgi_confocal) and generated stacks of :func:`napari_kernelgan.synthetic3d.axial_case`
+on seeds 500–599 (:func:`synthetic_specs`). For each case the TRUE optics are perturbed the way an estimate errs
+(:data:`PERTURBATIONS`: NA ×0.85/0.93/1.07/1.15, emission wavelength ±10 %, the immersion mismatch's depth off,
+the wrong modality) and each perturbed ``Optics`` becomes an ``AxialPSF`` with ``model=`` it (its own 3-D PSF
+on the stack's fine grid, described as :func:`~napari_kernelgan.synthetic3d.true_axial_psf` describes the true
+one). Per case and perturbation, with ``safe=False`` so every method runs to the end:
+
+* ``psf3d``: the 3-D path with the model's 3-D PSF (``sr_method="deconvolve"``, ``psf3d=``), its PSNR gain
+  over cubic against the isotropic truth, its held-out z check (odd planes predicted from the even ones through
+  the PSF), its change to cubic, and the candidate choice's score on the central crop
+  (:func:`napari_kernelgan.axial._zsafety.candidate_scores`);
+* ``smore`` (NA ×0.85/1/1.15 and the wrong modality only: it trains): the gain, the held-out lateral check, the
+  PSF-match ratio and the re-blur consistency ratio;
+* ``auto``: what ``sr_method="auto"`` chose and its gain.
+
+    python benchmarks/axial_sr_study.py --out /tmp/study.json          # every case
+    python benchmarks/axial_sr_study.py --out /tmp/study.json --quick  # three cases
+    python benchmarks/axial_sr_study.py --table /tmp/study.json        # the table of a finished run
+
+``benchmarks/calibrate_axial_safety.py`` fits the safeguards' thresholds on these rows.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from axial_cases import OFFSET, CaseSpec, build, development_cases
+from napari_kernelgan.axial._zsafety import model_kernel
+from napari_kernelgan.errors import BadInputError
+from napari_kernelgan.physics.optics import Optics, psf_3d
+
+SHAVE_XY = 4
+KINDS = ("mixed", "nuclei", "filaments", "membranes", "puncta")
+OBJECTIVES = [(1.4, 1.515, 0.52), (1.2, 1.333, 0.58), (1.0, 1.333, 0.6), (0.9, 1.0, 0.52), (1.3, 1.515, 0.6)]
+
+
+def _scale(field: str, k: float) -> Callable[[Optics], Optics]:
+    from napari_kernelgan.axial._zsafety import scaled_na
+
+    if field == "na":
+        return lambda o: scaled_na(o, k)
+    return lambda o: dataclasses.replace(o, **{field: getattr(o, field) * k})
+
+
+def _depth(o: Optics) -> Optics:
+    if o.n_sample is not None and o.n_sample != o.n_immersion:
+        return dataclasses.replace(o, depth_um=o.depth_um * 0.5)
+    return o
+
+
+def _modality(o: Optics) -> Optics:
+    return dataclasses.replace(o, modality="widefield" if o.modality == "confocal" else "confocal")
+
+
+PERTURBATIONS: dict[str, Callable[[Optics], Optics]] = {
+    "true": lambda o: o,
+    "na0.85": _scale("na", 0.85), "na0.93": _scale("na", 0.93), "na1.07": _scale("na", 1.07),
+    "na1.15": _scale("na", 1.15), "wl0.9": _scale("wavelength_um", 0.9), "wl1.1": _scale("wavelength_um", 1.1),
+    "depth": _depth, "modality": _modality,
+}
+SMORE_PERTURBATIONS = ("true", "na0.85", "na1.15", "modality")
+# An estimate "near the truth": axial FWHM within about ±15 %, NA and wavelength a little off, the modality right.
+NEAR_RIGHT = ("true", "na0.93", "na1.07", "wl0.9", "wl1.1", "depth")
+
+
+def synthetic_specs(count: int) -> list[tuple[str, Callable]]:
+    """Generated stacks on seeds 500 …: objectives, modality, factor, photons and kind cycle."""
+    from napari_kernelgan.synthetic3d import axial_case
+
+    out = []
+    for i in range(count):
+        seed = 500 + i
+        na, n, lam = OBJECTIVES[i % len(OBJECTIVES)]
+        modality = "widefield" if (i // len(OBJECTIVES)) % 2 == 0 else "confocal"
+        if i % 2:
+            modality = "confocal" if modality == "widefield" else "widefield"
+        optics = Optics(modality=modality, na=min(na, n * 0.95), n_immersion=n, wavelength_um=lam)
+        factor, photons, kind = (3, 4, 5)[i % 3], (100, 500, 2000)[(i // 3) % 3], KINDS[i % len(KINDS)]
+
+        def make(seed=seed, optics=optics, factor=factor, photons=photons, kind=kind):
+            return axial_case(seed, optics, factor=factor, photons=photons, kind=kind, shape=(96, 64, 64),
+                              offset=OFFSET)
+
+        out.append((f"syn{seed}_{modality[:4]}_na{na}_x{factor}_{kind}", make))
+    return out
+
+
+def all_cases(quick: bool, synthetic: int, which: str = "all") -> list[tuple[str, Callable]]:
+    dev: list[CaseSpec] = development_cases()
+    named = [(s.name, lambda s=s: build(s)) for s in dev]
+    cases = {"all": named + synthetic_specs(synthetic), "dev": named, "synthetic": synthetic_specs(synthetic)}[which]
+    return cases[:3] if quick else cases
+
+
+def psnr(volume: np.ndarray, truth: np.ndarray, factor: int) -> float:
+    """PSNR against the truth as the axial report scores it (offset removed, borders shaved)."""
+    sl = (slice(factor, volume.shape[0] - factor), slice(SHAVE_XY, -SHAVE_XY), slice(SHAVE_XY, -SHAVE_XY))
+    est = np.asarray(volume, np.float64)[sl] - OFFSET
+    ref = np.asarray(truth, np.float64)[sl]
+    rng = float(truth.max() - truth.min())
+    return float(10 * np.log10(rng ** 2 / max(float(np.mean((est - ref) ** 2)), 1e-12)))
+
+
+def model_psf(case, optics: Optics):
+    """The AxialPSF a model ``optics`` gives on the case's sampling, with ``model=`` it."""
+    from napari_kernelgan.synthetic3d import true_axial_psf
+
+    fine = case.z_step_um / case.factor
+    vol = model_kernel(optics, case.pixel_um, fine)
+    p = true_axial_psf(vol, case.pixel_um, fine)
+    from napari_kernelgan.axial.psf import AxialPSF
+
+    return AxialPSF(lateral=p.lateral, axial=p.axial, relative=p.relative, pixel_um=case.pixel_um,
+                    z_step_um=case.z_step_um, step_um=fine, confidence=1.0, method="model", model=optics)
+
+
+def _run(case, psf, **kw) -> tuple[float, dict, object]:
+    from napari_kernelgan.axial.isotropic import super_resolve_axial
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = super_resolve_axial(case.stack, psf, z_factor=case.factor, seed=0, threads=1, **kw)
+    val = {k: v for k, v in r.validation.items() if isinstance(v, (int, float, str, bool, dict))}
+    val["seconds"] = time.perf_counter() - t0
+    val["sr_method"] = r.sr_method
+    val["fell_back"] = bool(r.fell_back)
+    val["warnings"] = list(r.warnings) + [str(w.message) for w in caught if "napari_kernelgan" in w.filename]
+    return psnr(r.volume, case.truth, case.factor), val, r
+
+
+def study_case(name: str, make: Callable, train_seconds: float, auto: bool) -> dict:
+    from napari_kernelgan.axial import _zsafety
+
+    case = make()
+    row: dict = {"case": name, "mode": case.optics.modality, "factor": case.factor,
+                 "stack_shape": list(case.stack.shape)}
+    base, _, _ = _run(case, case.true_psf, sr_method="cubic")
+    row["cubic"] = base
+    fine = case.z_step_um / case.factor
+    p, val, _ = _run(case, case.true_psf, sr_method="deconvolve", psf3d=(case.psf, case.pixel_um, fine), safe=False)
+    row["true_psf3d"] = {"gain": p - base, **val}
+    for label, perturb in PERTURBATIONS.items():
+        optics = perturb(case.optics)
+        if label != "true" and optics == case.optics:
+            continue
+        try:
+            psf = model_psf(case, optics)
+        except BadInputError:  # the model's PSF would not fit a kernel of any reasonable size
+            continue
+        entry: dict = {}
+        p, val, _ = _run(case, psf, sr_method="deconvolve", psf3d=(model_kernel(optics, case.pixel_um, fine),
+                                                                   case.pixel_um, fine),
+                         safe=False)
+        entry["psf3d"] = {"gain": p - base, **val}
+        if label in SMORE_PERTURBATIONS:
+            p, val, _ = _run(case, psf, sr_method="smore", safe=False, train_seconds=train_seconds)
+            entry["smore"] = {"gain": p - base, **val}
+        entry["scores"] = _zsafety.study_scores(case.stack, psf, case.factor)
+        if auto:
+            p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds)
+            entry["auto"] = {"gain": p - base, **val}
+        row[label] = entry
+        print(f"  {name} {label}: 3-D {entry['psf3d']['gain']:+.2f}"
+              + (f" smore {entry['smore']['gain']:+.2f}" if "smore" in entry else "")
+              + (f" auto {entry['auto']['gain']:+.2f} ({entry['auto'].get('auto_choice')})" if auto else ""),
+              flush=True)
+    return row
+
+
+def auto_case(name: str, make: Callable, train_seconds: float) -> dict:
+    """``auto`` with each near-right model (:data:`NEAR_RIGHT`) against cubic and the true 3-D PSF's path."""
+    case = make()
+    row: dict = {"case": name, "mode": case.optics.modality, "factor": case.factor}
+    base, _, _ = _run(case, case.true_psf, sr_method="cubic")
+    fine = case.z_step_um / case.factor
+    p, val, _ = _run(case, case.true_psf, sr_method="deconvolve", psf3d=(case.psf, case.pixel_um, fine), safe=False)
+    row["true_psf3d"] = {"gain": p - base}
+    for label in NEAR_RIGHT:
+        optics = PERTURBATIONS[label](case.optics)
+        if label != "true" and optics == case.optics:
+            continue
+        try:
+            psf = model_psf(case, optics)
+        except BadInputError:
+            continue
+        p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds or None)
+        row[label] = {"auto": {"gain": p - base, **val}}
+        print(f"  {name} {label}: auto {p - base:+.2f} ({val.get('auto_choice')}, {val['sr_method']}, NA ×"
+              f"{val.get('psf3d_na_scale', '-')}) true 3-D {row['true_psf3d']['gain']:+.2f}", flush=True)
+    return row
+
+
+def auto_summary(rows: list[dict]) -> str:
+    """Mean gain of ``auto`` with near-right models, its share of the true 3-D PSF's gain, runs below cubic."""
+    lines = []
+    for mode in ("widefield", "confocal", None):
+        gains, true, below = [], [], 0
+        for r in rows:
+            for label in NEAR_RIGHT:
+                a = r.get(label, {}).get("auto")
+                if a and mode in (None, r["mode"]):
+                    gains.append(a["gain"])
+                    true.append(r["true_psf3d"]["gain"])
+                    below += int(a["gain"] < 0 and not a["fell_back"] and not a["warnings"])
+        if gains:
+            lines.append(f"{mode or 'all'}: " + _auto_line(gains, true, below))
+    return "\n".join(lines)
+
+
+def _auto_line(gains: list[float], true: list[float], below: int) -> str:
+    return (f"auto with near-right models: {len(gains)} runs, mean gain {np.mean(gains):+.2f} dB over cubic, "
+            f"true 3-D PSF {np.mean(true):+.2f} dB ({np.mean(gains) / max(np.mean(true), 1e-9):.0%}), "
+            f"{below} below cubic without a warning, worst {min(gains):+.2f} dB")
+
+
+def timing(threads: int) -> dict:
+    """``auto`` with a widefield model (NA 1.4 oil, the stack's own optics) on the report's 64×512×512 uint16 timing
+    stack (:func:`axial_benchmark.timing_stack`), and with the model's NA halved (no 3-D PSF passes: the
+    network runs after the candidates, the longest way through)."""
+    import tempfile
+
+    from axial_benchmark import TIMING_FACTOR, TIMING_PIXEL, timing_stack
+    from napari_kernelgan.axial.isotropic import super_resolve_axial
+    from napari_kernelgan.axial.psf import AxialPSF
+    from napari_kernelgan.synthetic3d import true_axial_psf
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="axial-sr-timing-") as tmp:
+        path = Path(tmp) / "stack.npy"
+        timing_stack(path)
+        stack = np.load(path, mmap_mode="r")
+        fine = TIMING_PIXEL
+        for label, na in (("model", 1.4), ("model_na0.5", 0.7)):
+            optics = Optics(na=na, wavelength_um=0.52)
+            p = true_axial_psf(psf_3d(optics, TIMING_PIXEL, fine), TIMING_PIXEL, fine)
+            psf = AxialPSF(lateral=p.lateral, axial=p.axial, relative=p.relative, pixel_um=TIMING_PIXEL,
+                           z_step_um=TIMING_PIXEL * TIMING_FACTOR, step_um=fine, confidence=1.0, method="model",
+                           model=optics)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = super_resolve_axial(stack, psf, z_factor=TIMING_FACTOR, seed=0, threads=threads)
+            out[label] = {"seconds": time.perf_counter() - start, "method": r.sr_method,
+                          "choice": r.validation.get("auto_choice"), "na_scale": r.validation.get("psf3d_na_scale"),
+                          "load_average": list(__import__("os").getloadavg())}
+            print(f"timing {label}: {out[label]}", flush=True)
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        lines.append(f"{r['case']} ({r['mode']}, ×{r['factor']}): true 3-D PSF {r['true_psf3d']['gain']:+.2f}")
+        for label in PERTURBATIONS:
+            e = r.get(label)
+            if not e:
+                continue
+            s = e.get("smore", {})
+            a = e.get("auto", {})
+            lines.append(f"  {label:9s}" + (f" 3-D {e['psf3d']['gain']:+6.2f}" if "psf3d" in e else "")
+                         + (f" smore {s['gain']:+6.2f} held {s['psnr_method'] - s['psnr_cubic']:+5.2f} "
+                            f"match {s['psf_match']:.2f} cons {s.get('consistency', float('nan')):.2f}" if s else "")
+                         + (f" auto {a['gain']:+6.2f} {a.get('auto_choice')}" if a else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, help="JSON rows, written after each case")
+    ap.add_argument("--table", type=Path, help="print the table of a finished run and stop")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--synthetic", type=int, default=10)
+    ap.add_argument("--train-seconds", type=float, default=6.0, help="the network's budget (0: its default)")
+    ap.add_argument("--auto", action="store_true", help="also run sr_method='auto' per perturbation")
+    ap.add_argument("--auto-only", action="store_true", help="only auto with near-right models (and the truth)")
+    ap.add_argument("--cases", choices=("all", "dev", "synthetic"), default="all")
+    ap.add_argument("--timing", action="store_true", help="only time auto on a 64×512×512 stack")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--start", type=int, default=0, help="skip the first N cases (a run resumed)")
+    args = ap.parse_args(argv)
+    if args.table:
+        rows = json.loads(args.table.read_text())
+        print(table(rows) + "\n" + auto_summary(rows))
+        return 0
+    if args.timing:
+        print(json.dumps(timing(args.threads)))
+        return 0
+    rows = []
+    for name, make in all_cases(args.quick, args.synthetic, args.cases)[args.start:]:
+        if args.auto_only:
+            rows.append(auto_case(name, make, args.train_seconds))
+        else:
+            rows.append(study_case(name, make, args.train_seconds, args.auto))
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1, default=float))
+    print(table(rows) + "\n" + auto_summary(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
