@@ -12,7 +12,7 @@ Every generator takes a ``seed``; the same seed gives the same array.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage, signal
@@ -20,7 +20,7 @@ from scipy import ndimage, signal
 from .axial.psf import AxialPSF, line_profile, relative_profile
 from .errors import BadOptionError
 from .physics.metrics import profile_fwhm
-from .physics.optics import Optics, best_focus_um, psf_3d
+from .physics.optics import Optics, focused_psf_3d
 
 __all__ = ["VOLUME_KINDS", "microscopy_volume", "AxialCase", "axial_case", "blur3d", "true_axial_psf"]
 
@@ -185,17 +185,7 @@ def axial_case(seed: int, optics: Optics, *, pixel_um: float = 0.1, factor: int 
     factor = int(factor)
     rng = np.random.default_rng(seed)
     obj = microscopy_volume(shape, seed, kind=kind) if object_volume is None else np.asarray(object_volume, float)
-    focus = best_focus_um(optics)
-    # A matched objective is symmetric about its nominal focus (focus == 0): its PSF is left exactly as it was.
-    centred = optics if focus == 0 else replace(optics, defocus_um=optics.defocus_um + focus)
-    psf = psf_3d(centred, pixel_um, pixel_um, psf_shape)
-    for _ in range(6 if focus != 0 else 0):  # the on-axis centre of mass onto the middle plane
-        on_axis = psf[:, psf.shape[1] // 2, psf.shape[2] // 2]
-        com = float((np.arange(on_axis.size) - on_axis.size // 2) @ on_axis / on_axis.sum())
-        if abs(com) < 0.05:
-            break
-        centred = replace(centred, defocus_um=centred.defocus_um + com * pixel_um)
-        psf = psf_3d(centred, pixel_um, pixel_um, psf_shape)
+    psf = focused_psf_3d(optics, pixel_um, pixel_um, psf_shape)
     blurred = blur3d(obj, psf)
     lateral = psf[_focal_plane(psf)]
     lateral = lateral / lateral.sum()

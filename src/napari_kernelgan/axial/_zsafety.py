@@ -24,13 +24,14 @@ MAX_MODEL_SIDE = 129
 
 
 def model_kernel(optics: Any, pixel_um: float, fine_um: float) -> np.ndarray:
-    """The 3-D PSF of ``optics`` at the lateral pixel and the fine z step (float32, sum 1), planes over ±3 axial
-    FWHMs and at most :data:`MAX_MODEL_SIDE` pixels across."""
-    from ..physics.optics import axial_fwhm_um, psf_3d, support_for
+    """The 3-D PSF of ``optics`` centred on its focus (:func:`~napari_kernelgan.physics.optics.focused_psf_3d`)
+    at the lateral pixel and the fine z step (float32, sum 1), planes over ±3 axial FWHMs and at most
+    :data:`MAX_MODEL_SIDE` pixels across."""
+    from ..physics.optics import axial_fwhm_um, focused_psf_3d, support_for
 
     side = min(int(support_for(optics, pixel_um=pixel_um)), MAX_MODEL_SIDE)
     half = math.ceil(3 * axial_fwhm_um(optics) / fine_um)
-    return psf_3d(optics, pixel_um, fine_um, (2 * half + 1, side, side)).astype(np.float32)
+    return focused_psf_3d(optics, pixel_um, fine_um, (2 * half + 1, side, side)).astype(np.float32)
 
 
 def scaled_na(optics: Any, k: float) -> Any:

@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from ..errors import BadInputError, Param
 from ..physics.metrics import profile_fwhm
-from ..physics.optics import Optics, psf_3d
+from ..physics.optics import Optics, focused_psf_3d
 
 SR_METHODS = ("auto", "smore", "deconvolve", "cubic")
 """The axial SR methods by name (``sr_method=`` of :func:`~napari_kernelgan.axial.isotropic.super_resolve_axial`);
@@ -190,5 +190,5 @@ class AxialPSF:
         stack's), sum 1, float32; ``None`` where the profile did not come from a model."""
         if self.model is None:
             return None
-        return psf_3d(self.model, self.pixel_um, self.z_step_um if z_step_um is None else float(z_step_um)
-                      ).astype(np.float32)
+        return focused_psf_3d(self.model, self.pixel_um, self.z_step_um if z_step_um is None else float(z_step_um)
+                              ).astype(np.float32)

@@ -11,6 +11,7 @@ pixel: what a camera pixel (or a scanned confocal pixel) integrates.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from scipy import signal
@@ -186,6 +187,31 @@ def psf_3d(optics: Optics, pixel_um: float, z_step_um: float, shape: tuple[int, 
     z = (np.arange(nz) - nz // 2) * z_step_um
     planes = _planes(optics, pixel_um, (ny, nx), z, _oversample(optics, pixel_um, oversample))
     return planes / planes.sum()
+
+
+def focused_psf_3d(optics: Optics, pixel_um: float, z_step_um: float,
+                   shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """:func:`psf_3d` centred where a microscopist focuses: its plane 0 at :func:`best_focus_um`, then its on-axis
+    centre of mass moved onto the middle plane (to a twentieth of a plane).
+
+    Index mismatch moves and skews a PSF along z; a stack is registered to what it shows, so the PSF that
+    blurs (the generator's) and the PSF that deconvolves (the axial SR's) are both centred this way, or the
+    result shifts in z against its input planes. A matched objective is symmetric about its nominal focus and is
+    returned exactly as :func:`psf_3d` gives it.
+    """
+    focus = best_focus_um(optics)
+    if focus == 0:
+        return psf_3d(optics, pixel_um, z_step_um, shape)
+    centred = replace(optics, defocus_um=optics.defocus_um + focus)
+    psf = psf_3d(centred, pixel_um, z_step_um, shape)
+    for _ in range(6):
+        on_axis = psf[:, psf.shape[1] // 2, psf.shape[2] // 2]
+        com = float((np.arange(on_axis.size) - on_axis.size // 2) @ on_axis / on_axis.sum())
+        if abs(com) < 0.05:
+            break
+        centred = replace(centred, defocus_um=centred.defocus_um + com * z_step_um)
+        psf = psf_3d(centred, pixel_um, z_step_um, shape)
+    return psf
 
 
 def _smallest_side(k: np.ndarray, total: float, mass: float) -> int | None:
