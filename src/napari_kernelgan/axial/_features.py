@@ -22,14 +22,15 @@ The stack is read in z blocks (np.memmap and dask stacks are read only there).
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 
 from ._spectral import iter_z_blur
 
-__all__ = ["stack_features", "features_of_stack", "noise_variance", "focus_planes", "feature_names",
-           "z_blur_features", "LATERAL_BINS", "BLOCK_BINS", "KZ_POINTS", "TILE"]
+__all__ = ["stack_features", "iter_stack_features", "iter_block_spectrum", "features_of_stack", "noise_variance",
+           "focus_planes", "feature_names", "z_blur_features", "LATERAL_BINS", "BLOCK_BINS", "KZ_POINTS", "TILE"]
 
 TILE = 64
 """Side of the lateral tiles (pixels; 32 where the planes are smaller)."""
@@ -103,8 +104,10 @@ def lateral_spectrum(planes: np.ndarray, offset: float, noise_var: float) -> np.
     return _snr(power, noise_var * float((w2 ** 2).sum()))
 
 
-def block_spectrum(read: Any, nz: int, ny: int, nx: int, offset: float, noise_var: float) -> np.ndarray:
-    """Noise-normalised log power of (z, y, x) blocks, lateral bins × axial points (``BLOCK_BINS·KZ_POINTS``).
+def iter_block_spectrum(read: Any, nz: int, ny: int, nx: int, offset: float, noise_var: float
+                        ) -> Generator[float, None, np.ndarray]:
+    """Noise-normalised log power of (z, y, x) blocks, lateral bins × axial points (``BLOCK_BINS·KZ_POINTS``);
+    yields the share done after each block.
 
     ``read(lo, hi)`` returns planes ``lo … hi-1`` as float64."""
     lz = 16 if nz >= 16 else 8
@@ -120,7 +123,8 @@ def block_spectrum(read: Any, nz: int, ny: int, nx: int, offset: float, noise_va
     if starts[-1] != nz - lz:
         starts.append(nz - lz)
     pairs = _chosen(ny, nx, tile)
-    for s0 in starts:
+    for i, s0 in enumerate(starts):
+        yield i / len(starts)
         chunk = read(s0, s0 + lz) - offset
         for y, x in pairs:
             spec = np.abs(np.fft.rfftn(chunk[:, y:y + tile, x:x + tile] * w3)) ** 2
@@ -164,10 +168,24 @@ def z_blur_features(fit: dict[str, Any], pixel_um: float, z_step_um: float) -> n
     return np.array([sigma, float(missing), dist, band, xy, float(edge)])
 
 
-def stack_features(read: Any, shape: tuple[int, int, int], planes: np.ndarray, offset: float,
-                   noise: tuple[float, float], pixel_um: float, z_step_um: float, z_blur: dict[str, Any]
-                   ) -> np.ndarray:
-    """The feature vector of a stack (:func:`feature_names`).
+def stack_features(*args: Any) -> np.ndarray:
+    """:func:`iter_stack_features` run to its end."""
+    return _drain(iter_stack_features(*args))
+
+
+def _drain(gen: Generator[Any, None, Any]) -> Any:
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def iter_stack_features(read: Any, shape: tuple[int, int, int], planes: np.ndarray, offset: float,
+                        noise: tuple[float, float], pixel_um: float, z_step_um: float, z_blur: dict[str, Any]
+                        ) -> Generator[float, None, np.ndarray]:
+    """The feature vector of a stack (:func:`feature_names`); yields the share done (often: a caller may stop
+    between reports).
 
     ``read(lo, hi)``: planes ``lo … hi-1`` as float64; ``planes``: the in-focus planes; ``offset``: a constant
     taken from every value before the windows (the stack's mean, so a camera offset changes nothing);
@@ -178,7 +196,7 @@ def stack_features(read: Any, shape: tuple[int, int, int], planes: np.ndarray, o
     mean_focus = float(np.mean(planes))
     lat = lateral_spectrum(planes, offset, max(a * mean_focus + b, 1e-12))
     mean_all = float(np.mean([read(i, i + 1).mean() for i in range(0, nz, max(1, nz // 8))]))
-    blk = block_spectrum(read, nz, ny, nx, offset, max(a * mean_all + b, 1e-12))
+    blk = yield from iter_block_spectrum(read, nz, ny, nx, offset, max(a * mean_all + b, 1e-12))
     px, dz = math.log(pixel_um), math.log(z_step_um)
     zb = z_blur_features(z_blur, pixel_um, z_step_um)
     return np.concatenate([lat, blk, zb, [px, dz, dz - px]]).astype(np.float64)
@@ -220,10 +238,5 @@ def features_of_stack(stack: Any, pixel_um: float, z_step_um: float, focus_count
     means = full.mean(axis=(1, 2))
     var_x = max(a * float(planes.mean()) + b, 0.0)
     var_z = max(a * float(means.mean()) + b, 0.0)
-    gen = iter_z_blur(read, full.shape[0], planes, var_x, var_z, pixel_um, z_step_um)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        fit = stop.value
+    fit = _drain(iter_z_blur(read, full.shape[0], planes, var_x, var_z, pixel_um, z_step_um))
     return stack_features(read, full.shape, planes, float(means.mean()), (a, b), pixel_um, z_step_um, fit)

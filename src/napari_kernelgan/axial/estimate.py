@@ -166,13 +166,15 @@ def contradiction(fwhm_um: float, allowed: tuple[float, float], optics: Optics) 
     return None
 
 
-def relay_shares(gen: Generator[tuple[float, str], None, Any], tick: Callable[..., Progress], offset: float,
-                 span: float) -> Generator[Progress, None, Any]:
-    """Progress reports for a generator yielding ``(share done, message)``, mapped onto ``offset … offset+span``."""
+def relay_shares(gen: Generator[Any, None, Any], tick: Callable[..., Progress], offset: float, span: float,
+                 message: str = "") -> Generator[Progress, None, Any]:
+    """Progress reports for a generator yielding ``(share done, message)`` or the share alone (then ``message``),
+    mapped onto ``offset … offset+span``; returns what the generator returns."""
     try:
         while True:
-            share, message = next(gen)
-            yield tick(offset + span * share, message, Stage.ESTIMATE)
+            item = next(gen)
+            share, said = item if isinstance(item, tuple) else (item, message)
+            yield tick(offset + span * share, said, Stage.ESTIMATE)
     except StopIteration as stop:
         return stop.value
 
@@ -241,8 +243,9 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
         # No optics: the learned estimate of the widths and modality, and the objective that reproduces them.
         from . import _learned
 
-        features = ft.stack_features(lambda lo, hi: _read(stack, lo, hi), (nz, ny, nx), planes,
-                                     float(means.mean()), (a, b), px, dz, fit)
+        features = yield from relay_shares(
+            ft.iter_stack_features(lambda lo, hi: _read(stack, lo, hi), (nz, ny, nx), planes, float(means.mean()),
+                                   (a, b), px, dz, fit), tick, 78, 1, "learned optics estimate")
         learned = _learned.predict(features)
         est_optics = _learned.choose_optics(learned.axial_fwhm_um, learned.lateral_fwhm_um, learned.modality, px)
         lateral = _model_lateral(est_optics, px)
