@@ -39,6 +39,11 @@ def test_a_stack_without_optics_gets_its_widths_and_modality(stacks, modality):
     learned = psf.qc["learned"]
     assert learned["modality"] == modality and 0.05 <= learned["confidence"] <= 0.95
     assert any("estimated from the stack" in n for n in psf.notes)
+    # the physical forward model's disagreement lowers the confidence by the record's factor
+    w = record_values("axial_optics")["forward_agreement"]["width"]
+    ratio = psf.qc["forward"]["fwhm_um"] / learned["axial_fwhm_um"]
+    assert psf.qc["confidence_parts"]["forward"] == pytest.approx(math.exp(-(math.log(ratio) / w) ** 2), rel=1e-3)
+    assert psf.confidence <= learned["confidence"] * psf.qc["confidence_parts"]["forward"] + 1e-4
     # the model's own 3-D PSF has the estimate's widths: the deconvolution path and the profile agree
     fine = c.z_step_um / c.factor
     vol = psf.model_volume(fine)

@@ -20,7 +20,7 @@ import numpy as np
 from ..physics.optics import Optics, psf_2d
 from ..records import record_values
 
-__all__ = ["Prediction", "predict", "choose_optics", "WAVELENGTH_RANGE"]
+__all__ = ["Prediction", "predict", "choose_optics", "forward_agreement_width", "WAVELENGTH_RANGE"]
 
 WAVELENGTH_RANGE = (0.44, 0.70)
 """Emission wavelengths (µm) a chosen model may have."""
@@ -36,7 +36,13 @@ def _model() -> dict[str, Any]:
     out["models"] = {name: np.asarray(m["weights"]) for name, m in v["models"].items()}
     out["confidence"] = {**v["confidence"], "weights": np.asarray(v["confidence"]["weights"])}
     out["table"] = v["optics_table"]
+    out["forward_agreement"] = v["forward_agreement"]
     return out
+
+
+def forward_agreement_width() -> float:
+    """``w`` of the confidence's factor ``exp(−(ln(forward / learned)/w)²)`` (record ``axial_optics``)."""
+    return float(_model()["forward_agreement"]["width"])
 
 
 @dataclass(frozen=True)

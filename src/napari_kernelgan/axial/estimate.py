@@ -57,6 +57,8 @@ SPOTS_AGREE = 1.3
 """Spots and spectra agree where their axial FWHMs are within this factor."""
 SPOTS_DOUBT = 0.5
 """The confidence is multiplied by this where the spots disagree with the spectral estimate."""
+FORWARD_DOUBT = 1.5
+"""Without optics, a forward-model width beyond this factor of the learned one is noted."""
 SPOTS_PLANES = 16
 """The spots QC reads at most this many central planes."""
 SCALE: dict[str, float] = record_values("axial")["scale"]
@@ -342,12 +344,21 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     if nz < 24:
         notes.append(f"only {nz} planes: the z spectrum is coarse and the estimate is trusted less")
     confidence = 0.95 * quality * c_planes * c_phys * c_spots
+    c_forward = 1.0
     if learned is not None:
         # The learned estimate's own confidence (its residual model), fitted on stacks of 16 planes or more.
         confidence = learned.confidence * c_spots * (1.0 if nz >= 16 else 0.5)
         if at_edge:
             # z lines unlike blurred lateral ones: the object is not isotropic, which the learned estimate assumes.
             confidence *= PHYSICS_DOUBT
+        if forward is not None:
+            # The physical forward model as a cross-check: where it reads another width, trust less.
+            ratio = forward["fwhm_um"] / learned.axial_fwhm_um
+            c_forward = math.exp(-(math.log(ratio) / _learned.forward_agreement_width()) ** 2)
+            confidence *= c_forward
+            if not 1 / FORWARD_DOUBT < ratio < FORWARD_DOUBT:
+                notes.append(f"the physical forward model reads an axial FWHM of {forward['fwhm_um']:.2g} µm against "
+                             f"{learned.axial_fwhm_um:.2g} µm learned from the stack; the estimate is trusted less")
         relative = relative_profile(axial, line_profile(lateral), px, px)
         notes.append(f"the optics were not given: the 3-D PSF is that of a physical model estimated from the stack "
                      f"({_describe(est_optics)}, emission {est_optics.wavelength_um:.2g} µm); give the objective's "
@@ -361,7 +372,7 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
               learned=None if learned is None else {**learned.as_dict(), "model": _describe(est_optics),
                                                      "wavelength_um": est_optics.wavelength_um},
               confidence_parts={"band": c_band, "fit": c_fit, "xy": c_xy, "planes": c_planes, "physics": c_phys,
-                                "spots": c_spots}, spots=spots)
+                                "spots": c_spots, "forward": c_forward}, spots=spots)
     yield tick(100, "done", Stage.DONE)
     # The given optics' own model, where the profile is theirs (not one the data contradict, nor a mismatch
     # candidate's): its full 3-D PSF lets axial SR undo a widefield PSF's out-of-focus light (sr_method "auto").
