@@ -11,11 +11,97 @@ own white noise floor is removed from their periodogram.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Generator
+from typing import Any
 
 import numpy as np
 
-__all__ = ["segment_design", "line_autocovariance", "z_periodogram", "expected_periodogram", "gaussian_g",
-           "log_distance"]
+__all__ = ["iter_z_blur", "segments", "segment_design", "line_autocovariance", "z_periodogram",
+           "expected_periodogram", "gaussian_g", "log_distance"]
+
+
+MIN_PLANES = 8
+"""Fewest planes a z segment has."""
+MAX_SEGMENT = 32
+"""Longest z segment (planes) of the spectral comparison."""
+SIGMAS = np.exp(np.linspace(math.log(0.02), math.log(2.0), 51))
+"""σ of the Gaussian effective blur tried, in z steps."""
+SEGMENT_SHARE = 0.75
+"""A z segment spans at most this share of a lateral line's length (lags beyond are estimated from few pairs)."""
+BAND_SNR = 0.25
+"""A z frequency enters the fit where its signal power is at least this share of the noise's: averaged over
+every (y, x) column the periodogram is precise to a fraction of a per cent, so the limit is how well the noise
+floor is known."""
+
+
+def segments(nz: int, n: int) -> list[int]:
+    """Starts of z segments of ``n`` planes, half overlapping, the last ending on the last plane."""
+    step = max(1, n // 2)
+    starts = list(range(0, nz - n + 1, step))
+    if starts[-1] != nz - n:
+        starts.append(nz - n)
+    return starts
+
+
+def iter_z_blur(read: Callable[[int, int], np.ndarray], nz: int, planes: np.ndarray, var_x: float, var_z: float,
+                pixel_um: float, z_step_um: float) -> Generator[tuple[float, str], None, dict[str, Any]]:
+    """The Gaussian extra z blur that makes the lateral lines of ``planes`` (in-focus, white noise ``var_x``)
+    look like the stack's z lines (``read(lo, hi)``: planes ``lo … hi-1``; white noise ``var_z``): yields
+    ``(share done, message)``, returns σ in z steps (``sigma`` for x and y lines together, ``sigma_x``,
+    ``sigma_y``; NaN where fewer than 2 z frequencies stand above the noise), the fit's log-spectral
+    ``distance``, ``band_bins``, ``segment_planes`` and the z segments' ``clean`` periodogram, ``band``, ``u``
+    and ``norm`` (:func:`segment_design`)."""
+    ny, nx = planes.shape[-2:]
+    lag_px = z_step_um / pixel_um
+    n = int(np.clip(math.floor(SEGMENT_SHARE * min(ny, nx) / lag_px) + 1, MIN_PLANES, min(MAX_SEGMENT, nz)))
+    u, norm = segment_design(n)
+    max_lag = min(nx, ny) - 1
+    r_x = line_autocovariance(planes, -1, max_lag)
+    r_y = line_autocovariance(planes, -2, max_lag)
+    for r in (r_x, r_y):
+        r[0] -= var_x
+    starts = segments(nz, n)
+    total_p = np.zeros(u.shape[1])
+    count = 0
+    for i, s0 in enumerate(starts):
+        p, c = z_periodogram([read(s0, s0 + n)], u, norm)
+        total_p += p * c
+        count += c
+        yield 0.7 * (i + 1) / len(starts), "z spectrum"
+    p_z = total_p / max(count, 1)
+    noise_z = var_z * (np.abs(u) ** 2).sum(axis=0) / norm
+    clean = p_z - noise_z
+    band = np.zeros(p_z.size, bool)
+    band[1:] = clean[1:] > BAND_SNR * noise_z[1:]
+    # Above the first bin that noise wins, higher bins are not trusted either.
+    first_bad = np.nonzero(~band[1:])[0]
+    if first_bad.size:
+        band[1 + first_bad[0]:] = False
+    clean = np.clip(clean, 1e-300, None)
+    half = int(min(max_lag, math.ceil((n + 4) * lag_px)))
+
+    def gauss_fit(r: np.ndarray) -> tuple[float, float]:
+        best = (math.inf, math.nan)
+        for s in SIGMAS:
+            m = expected_periodogram(r, gaussian_g(s * lag_px, half), lag_px, u, norm)
+            d, _ = log_distance(clean, m, band)
+            if d < best[0]:
+                best = (d, s)
+        return best
+
+    nb = int(band.sum())
+    if nb >= 2:
+        d_xy, s_xy = gauss_fit(0.5 * (r_x + r_y))
+        yield 0.8, "fitting the z blur"
+        s_x = gauss_fit(r_x)[1]
+        yield 0.9, "fitting the z blur"
+        s_y = gauss_fit(r_y)[1]
+    else:
+        d_xy = math.inf
+        s_xy = s_x = s_y = math.nan
+    yield 1.0, "fitting the z blur"
+    return {"sigma": s_xy, "sigma_x": s_x, "sigma_y": s_y, "distance": d_xy, "band_bins": nb,
+            "segment_planes": n, "clean": clean, "band": band, "u": u, "norm": norm}
 
 
 def segment_design(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,16 @@
 """The 3-D PSF of a z-stack from the stack itself: :func:`estimate_psf3d` (method ``"spectral"``).
 
-* **Lateral.** The ×2 SR kernel of the sharpest planes (``api.estimate_kernel``, ``auto`` with the optics as
-  hints), integrated 2×2 onto the data's own pixel grid.
+* **Lateral.** With the optics given: the ×2 SR kernel of the sharpest planes (``api.estimate_kernel``, ``auto``
+  with the optics as hints), integrated 2×2 onto the data's own pixel grid. Without: the estimated model's.
 * **Effective z blur** (``relative``). Lateral lines against z lines (:mod:`._spectral`): the extra blur ``h``
   that makes lateral lines look like z lines, fitted as a Gaussian (x lines, y lines and both together).
 * **On-axis profile** (``axial``). With the optics given: their physical 3-D PSFs (:mod:`._physical`: the
   given optics and its commonest mismatch), the one nearest the width the effective blur implies, stretched
   to it; an estimate far from what the given optics allow is said so and trusted less. Without optics: the
-  objective whose physical 3-D forward model best explains the lateral and the z spectra together
-  (:mod:`._forward`: out-of-focus light included), its on-axis profile.
+  learned estimate (:mod:`._features`, :mod:`._learned`: the stack's noise-normalised spectra → axial and
+  lateral FWHM and modality, fitted on generated development stacks), and the objective whose physical PSF
+  reproduces them, which becomes ``AxialPSF.model``; the physical forward model (:mod:`._forward`) is a
+  cross-check in ``qc``.
 * **3-D spots** (:mod:`.spots3d`) where isolated puncta exist: a cross-check in ``qc``.
 
 See ``docs/axial.md``.
@@ -29,29 +31,21 @@ from ..physics.optics import Optics
 from ..records import record_values
 from ..types import Progress, relay
 from ..vocabulary import Stage
+from . import _features as ft
 from . import _spectral as sp
 from ._physical import candidate_optics, physical_shape, stretched
+from ._spectral import BAND_SNR, MAX_SEGMENT, SEGMENT_SHARE, SIGMAS  # noqa: F401 - the estimate's constants
 from ._zops import measure_stack_noise
-from .psf import AxialPSF, centre_profile, line_profile
+from .psf import AxialPSF, centre_profile, line_profile, relative_profile
 
 __all__ = ["iter_estimate_psf3d", "estimate_psf3d", "MIN_PLANES", "contradiction"]
 
-MIN_PLANES = 8
+MIN_PLANES = sp.MIN_PLANES
 """Fewest planes a stack needs: fewer give no z spectrum to compare."""
 FOCUS_PLANES = 6
 """How many of the sharpest planes give the lateral lines and the lateral kernel."""
-MAX_SEGMENT = 32
-"""Longest z segment (planes) of the spectral comparison."""
 CHUNK = 8
 """Planes read at a time (memmap and dask stacks are read in such z-chunks)."""
-SIGMAS = np.exp(np.linspace(math.log(0.02), math.log(2.0), 51))
-"""σ of the Gaussian effective blur tried, in z steps."""
-SEGMENT_SHARE = 0.75
-"""A z segment spans at most this share of a lateral line's length (lags beyond are estimated from few pairs)."""
-BAND_SNR = 0.25
-"""A z frequency enters the fit where its signal power is at least this share of the noise's: averaged over
-every (y, x) column the periodogram is precise to a fraction of a per cent, so the limit is how well the noise
-floor is known."""
 PHYSICS_RANGE = (0.7, 1.6)
 """An axial FWHM outside this range of what the given optics allow (their models' span) contradicts them."""
 PHYSICS_DOUBT = 0.3
@@ -64,6 +58,8 @@ SPOTS_AGREE = 1.3
 """Spots and spectra agree where their axial FWHMs are within this factor."""
 SPOTS_DOUBT = 0.5
 """The confidence is multiplied by this where the spots disagree with the spectral estimate."""
+FORWARD_DOUBT = 1.5
+"""Without optics, a forward-model width beyond this factor of the learned one is noted."""
 SPOTS_PLANES = 16
 """The spots QC reads at most this many central planes."""
 SCALE: dict[str, float] = record_values("axial")["scale"]
@@ -147,6 +143,14 @@ def _lateral_psf(k2: np.ndarray) -> np.ndarray:
     return out / out.sum()
 
 
+def _model_lateral(optics: Optics, pixel_um: float) -> np.ndarray:
+    """The in-focus lateral PSF of ``optics`` on the data's grid, odd side holding its first rings, sum 1."""
+    from ..physics.optics import psf_2d
+
+    side = 2 * math.ceil(1.6 * optics.wavelength_um / optics.na / pixel_um) + 1
+    return psf_2d(optics, pixel_um, size=max(side, 5))
+
+
 def contradiction(fwhm_um: float, allowed: tuple[float, float], optics: Optics) -> str | None:
     """A sentence for the user where ``fwhm_um`` lies outside what ``optics`` allow (``allowed``: the span of
     its models' axial FWHMs), else ``None``."""
@@ -165,13 +169,17 @@ def contradiction(fwhm_um: float, allowed: tuple[float, float], optics: Optics) 
     return None
 
 
-def _segments(nz: int, n: int) -> list[int]:
-    """Starts of z segments of ``n`` planes, half overlapping, the last ending on the last plane."""
-    step = max(1, n // 2)
-    starts = list(range(0, nz - n + 1, step))
-    if starts[-1] != nz - n:
-        starts.append(nz - n)
-    return starts
+def relay_shares(gen: Generator[Any, None, Any], tick: Callable[..., Progress], offset: float, span: float,
+                 message: str = "") -> Generator[Progress, None, Any]:
+    """Progress reports for a generator yielding ``(share done, message)`` or the share alone (then ``message``),
+    mapped onto ``offset … offset+span``; returns what the generator returns."""
+    try:
+        while True:
+            item = next(gen)
+            share, said = item if isinstance(item, tuple) else (item, message)
+            yield tick(offset + span * share, said, Stage.ESTIMATE)
+    except StopIteration as stop:
+        return stop.value
 
 
 def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
@@ -205,79 +213,48 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
         sharp[lo:lo + block.shape[0]] = (np.diff(block, axis=2) ** 2).mean(axis=(1, 2)) + (
             np.diff(block, axis=1) ** 2).mean(axis=(1, 2))
         yield tick(10 * min(nz, lo + CHUNK) / nz, "finding the in-focus planes")
-    focus = np.sort(np.argsort(sharp)[::-1][:min(FOCUS_PLANES, max(2, nz // 4))])
+    focus = ft.focus_planes(sharp, FOCUS_PLANES)
     planes = np.stack([_read(stack, int(i), int(i) + 1)[0] for i in focus])
-    noise = measure_stack_noise(planes[0] if len(planes) == 1 else planes[int(np.argmax(sharp[focus]))], crop=None,
-                                shot_only=False)
+    noise = measure_stack_noise(planes[int(np.argmax(sharp[focus]))], crop=None, shot_only=False)
     a, b = noise.a, noise.b
     var_x = max(a * float(planes.mean()) + b, 0.0)
     var_z = max(a * float(means.mean()) + b, 0.0)
     yield tick(15, "measuring the noise")
 
-    # Lateral PSF from the sharpest planes' sum (the same kernel, more signal).
-    from ..api import iter_estimate_kernel
+    learned = est_optics = None
+    if model_optics is not None:
+        # Lateral PSF from the sharpest planes' sum (the same kernel, more signal).
+        from ..api import iter_estimate_kernel
 
-    image = planes.sum(axis=0)
-    # A central crop holds enough structure for the kernel and keeps each estimator step short.
-    cy, cx = max(0, (ny - LATERAL_CROP) // 2), max(0, (nx - LATERAL_CROP) // 2)
-    image = image[cy:cy + LATERAL_CROP, cx:cx + LATERAL_CROP]
-    est = yield from relay(iter_estimate_kernel(image, 2, estimator=lateral_estimator, seed=seed, device=device,
-                                                threads=threads, hints=hints),
-                           offset=15, span=35, total=total, start=start, stage=Stage.ESTIMATE, prefix="lateral: ")
-    lateral = _lateral_psf(est.kernel)
-    lat_conf = 0.5 if est.confidence is None else float(est.confidence)
+        image = planes.sum(axis=0)
+        # A central crop holds enough structure for the kernel and keeps each estimator step short.
+        cy, cx = max(0, (ny - LATERAL_CROP) // 2), max(0, (nx - LATERAL_CROP) // 2)
+        image = image[cy:cy + LATERAL_CROP, cx:cx + LATERAL_CROP]
+        est = yield from relay(iter_estimate_kernel(image, 2, estimator=lateral_estimator, seed=seed,
+                                                    device=device, threads=threads, hints=hints),
+                               offset=15, span=35, total=total, start=start, stage=Stage.ESTIMATE,
+                               prefix="lateral: ")
+        lateral = _lateral_psf(est.kernel)
+        lat_conf = 0.5 if est.confidence is None else float(est.confidence)
 
-    # Spectra: lateral lines' autocovariance, z segments' periodogram.
-    lag_px = dz / px
-    n = int(np.clip(math.floor(SEGMENT_SHARE * min(ny, nx) / lag_px) + 1, MIN_PLANES, min(MAX_SEGMENT, nz)))
-    u, norm = sp.segment_design(n)
-    max_lag = min(nx, ny) - 1
-    r_x = sp.line_autocovariance(planes, -1, max_lag)
-    r_y = sp.line_autocovariance(planes, -2, max_lag)
-    for r in (r_x, r_y):
-        r[0] -= var_x
-    starts = _segments(nz, n)
-    total_p = np.zeros(u.shape[1])
-    count = 0
-    for i, s0 in enumerate(starts):
-        p, c = sp.z_periodogram([_read(stack, s0, s0 + n)], u, norm)
-        total_p += p * c
-        count += c
-        yield tick(50 + 20 * (i + 1) / len(starts), "z spectrum", Stage.ESTIMATE)
-    p_z = total_p / max(count, 1)
-    noise_z = var_z * (np.abs(u) ** 2).sum(axis=0) / norm
-    clean = p_z - noise_z
-    band = np.zeros(p_z.size, bool)
-    band[1:] = clean[1:] > BAND_SNR * noise_z[1:]
-    # Above the first bin that noise wins, higher bins are not trusted either.
-    first_bad = np.nonzero(~band[1:])[0]
-    if first_bad.size:
-        band[1 + first_bad[0]:] = False
-    clean = np.clip(clean, 1e-300, None)
+    # Spectra: lateral lines' autocovariance, z segments' periodogram, the Gaussian z blur between them.
+    fit = yield from relay_shares(sp.iter_z_blur(lambda lo, hi: _read(stack, lo, hi), nz, planes, var_x, var_z,
+                                                 px, dz), tick, 50, 28)
+    nb, s_xy, s_x, s_y, d_xy = fit["band_bins"], fit["sigma"], fit["sigma_x"], fit["sigma_y"], fit["distance"]
+    clean, band, u, norm = fit["clean"], fit["band"], fit["u"], fit["norm"]
+    results: dict[str, Any] = {"band_bins": nb, "segment_planes": fit["segment_planes"], "noise_var_z": var_z}
+    if model_optics is None:
+        # No optics: the learned estimate of the widths and modality, and the objective that reproduces them.
+        from . import _learned
 
-    half = int(min(max_lag, math.ceil((n + 4) * lag_px)))
-
-    def gauss_fit(r: np.ndarray) -> tuple[float, float]:
-        best = (math.inf, math.nan)
-        for s in SIGMAS:
-            m = sp.expected_periodogram(r, sp.gaussian_g(s * lag_px, half), lag_px, u, norm)
-            d, _ = sp.log_distance(clean, m, band)
-            if d < best[0]:
-                best = (d, s)
-        return best
-
-    nb = int(band.sum())
-    results: dict[str, Any] = {"band_bins": nb, "segment_planes": n, "noise_var_z": var_z}
-    if nb >= 2:
-        d_xy, s_xy = gauss_fit(0.5 * (r_x + r_y))
-        yield tick(70, "fitting the z blur", Stage.ESTIMATE)
-        s_x = gauss_fit(r_x)[1]
-        yield tick(74, "fitting the z blur", Stage.ESTIMATE)
-        s_y = gauss_fit(r_y)[1]
-    else:
-        d_xy = math.inf
-        s_xy = s_x = s_y = math.nan
-    yield tick(78, "fitting the z blur", Stage.ESTIMATE)
+        features = yield from relay_shares(
+            ft.iter_stack_features(lambda lo, hi: _read(stack, lo, hi), (nz, ny, nx), planes, float(means.mean()),
+                                   (a, b), px, dz, fit), tick, 78, 1, "learned optics estimate")
+        learned = _learned.predict(features)
+        est_optics = _learned.choose_optics(learned.axial_fwhm_um, learned.lateral_fwhm_um, learned.modality, px)
+        lateral = _model_lateral(est_optics, px)
+        lat_conf = learned.confidence
+        yield tick(79, "learned optics estimate", Stage.ESTIMATE)
 
     notes: list[str] = []
     if nb >= 2:
@@ -289,7 +266,7 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
         relative = np.array([1.0])
         notes.append("the z lines hold too little signal above the noise to measure their blur; the axial profile "
                      + ("is the physical model's" if model_optics is not None else
-                        "is a guess (give the objective's NA and wavelength for a physical one)"))
+                        "the learned estimate's (give the objective's NA and wavelength for theirs)"))
     # A best Gaussian at the end of the range is no fit: the z spectrum does not look like a blurred lateral one.
     at_edge = nb >= 2 and not SIGMAS[0] < s_xy < SIGMAS[-1]
     lat_fwhm = profile_fwhm(line_profile(lateral), px)
@@ -307,9 +284,10 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
                 yield tick(79 + 15 * share, "physical forward model", Stage.ESTIMATE)
         except StopIteration as stop:
             forward = stop.value
-        data_fwhm = forward["fwhm_um"]
+    if learned is not None:
+        data_fwhm = learned.axial_fwhm_um
     # Physical models: the on-axis shape, and the span of widths the given optics allow.
-    candidates = candidate_optics(model_optics) if forward is None else (forward["optics"],)
+    candidates = candidate_optics(model_optics) if est_optics is None else (est_optics,)
     shapes = []
     for j, o in enumerate(candidates):
         shapes.append(physical_shape(o, px))
@@ -368,21 +346,46 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     if nz < 24:
         notes.append(f"only {nz} planes: the z spectrum is coarse and the estimate is trusted less")
     confidence = 0.95 * quality * c_planes * c_phys * c_spots
+    c_forward = 1.0
+    if learned is not None:
+        # The learned estimate's own confidence (its residual model), fitted on stacks of 16 planes or more.
+        confidence = learned.confidence * c_spots * (1.0 if nz >= 16 else 0.5)
+        if at_edge:
+            # z lines unlike blurred lateral ones: the object is not isotropic, which the learned estimate assumes.
+            confidence *= PHYSICS_DOUBT
+        if forward is not None:
+            # The physical forward model as a cross-check: where it reads another width, trust less.
+            ratio = forward["fwhm_um"] / learned.axial_fwhm_um
+            c_forward = math.exp(-(math.log(ratio) / _learned.forward_agreement_width()) ** 2)
+            confidence *= c_forward
+            if not 1 / FORWARD_DOUBT < ratio < FORWARD_DOUBT:
+                notes.append(f"the physical forward model reads an axial FWHM of {forward['fwhm_um']:.2g} µm against "
+                             f"{learned.axial_fwhm_um:.2g} µm learned from the stack; the estimate is trusted less")
+        relative = relative_profile(axial, line_profile(lateral), px, px)
+        notes.append(f"the optics were not given: the 3-D PSF is that of a physical model estimated from the stack "
+                     f"({_describe(est_optics)}, emission {est_optics.wavelength_um:.2g} µm); give the objective's "
+                     "NA and wavelength for theirs")
     qc = dict(results, at_edge=at_edge, sigma_um=sigma_um, sigma_x_um=s_x * dz, sigma_y_um=s_y * dz, distance=d_xy,
               effective_fwhm_um=eff_fwhm,
               lateral_fwhm_um=lat_fwhm, data_fwhm_um=data_fwhm, stretch=stretch,
               model=_describe(chosen.optics), focus_planes=focus.tolist(),
               lateral_confidence=lat_conf, noise_a=a, noise_b=b, allowed_fwhm_um=allowed,
               forward=None if forward is None else {k: v for k, v in forward.items() if k != "optics"},
+              learned=None if learned is None else {**learned.as_dict(), "model": _describe(est_optics),
+                                                     "wavelength_um": est_optics.wavelength_um},
               confidence_parts={"band": c_band, "fit": c_fit, "xy": c_xy, "planes": c_planes, "physics": c_phys,
-                                "spots": c_spots}, spots=spots)
+                                "spots": c_spots, "forward": c_forward}, spots=spots)
     yield tick(100, "done", Stage.DONE)
     # The given optics' own model, where the profile is theirs (not one the data contradict, nor a mismatch
     # candidate's): its full 3-D PSF lets axial SR undo a widefield PSF's out-of-focus light (sr_method "auto").
+    if est_optics is not None:
+        model = est_optics
+    elif allowed is not None and chosen.optics == model_optics and allowed[0] <= fwhm <= allowed[1]:
+        model = model_optics
+    else:
+        model = None
     return AxialPSF(lateral=lateral, axial=axial, relative=relative, pixel_um=px, z_step_um=dz, step_um=px,
-                    confidence=confidence, method="spectral", notes=tuple(notes), qc=qc,
-                    model=model_optics if allowed is not None and chosen.optics == model_optics
-                    and allowed[0] <= fwhm <= allowed[1] else None)
+                    confidence=confidence, method="spectral", notes=tuple(notes), qc=qc, model=model)
 
 
 def _iter_forward(planes: np.ndarray, var_x: float, px: float, dz: float,

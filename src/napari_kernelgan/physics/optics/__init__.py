@@ -3,7 +3,8 @@
 - :mod:`.params`: :class:`Optics`, the objective, wavelengths, indices, depth and pinhole, validated.
 - :mod:`.pupil`: the pupil function (Gibson-Lanni optical path difference, defocus, spherical
   aberration) and the radial Debye integral over it.
-- :mod:`.models`: kernels on a pixel grid, integrated over each pixel: :func:`psf_2d`, :func:`psf_3d` (:func:`focused_psf_3d`: centred where one focuses),
+- :mod:`.models`: kernels on a pixel grid, integrated over each pixel: :func:`psf_2d`, :func:`psf_3d`
+  (:func:`focused_psf_3d`: centred where one focuses),
   widefield or confocal, :func:`support_for` (the side holding 99 % of the mass) and
   :func:`best_focus_um` (where the stage finds the brightest plane).
 

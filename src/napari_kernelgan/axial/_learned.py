@@ -1,0 +1,120 @@
+"""The learned optics estimate of a z-stack given without optics (record ``axial_optics``).
+
+Ridge models on the stack's spectral features (:mod:`._features`) predict the log axial FWHM, the log lateral
+FWHM (on the data's pixel grid) and the modality; they were fitted on generated development stacks by
+``benchmarks/calibrate_axial_optics.py``, which chose them by cross-validation grouped by object kind. The
+residual model fitted there (the expected error of the axial width from the same inputs) gives the confidence.
+The physical model (:func:`choose_optics`) is the objective whose PSF reproduces the predicted widths: for an
+aberration-free objective the PSF scales with the wavelength, so for each immersion and NA of the record's table
+the axial width fixes the wavelength and the lateral width on the pixel grid picks among them.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..physics.optics import Optics, psf_2d
+from ..records import record_values
+
+__all__ = ["Prediction", "predict", "choose_optics", "forward_agreement_width", "WAVELENGTH_RANGE"]
+
+WAVELENGTH_RANGE = (0.44, 0.70)
+"""Emission wavelengths (µm) a chosen model may have."""
+PREFERRED_WAVELENGTH = 0.55
+"""Among models that fit equally, the one nearest this emission (green) is chosen."""
+
+
+@functools.cache
+def _model() -> dict[str, Any]:
+    v = record_values("axial_optics")
+    out: dict[str, Any] = {k: np.asarray(v[k]) for k in ("features_mean", "features_std", "expanded_mean",
+                                                         "expanded_std")}
+    out["models"] = {name: np.asarray(m["weights"]) for name, m in v["models"].items()}
+    out["confidence"] = {**v["confidence"], "weights": np.asarray(v["confidence"]["weights"])}
+    out["table"] = v["optics_table"]
+    out["forward_agreement"] = v["forward_agreement"]
+    return out
+
+
+def forward_agreement_width() -> float:
+    """``w`` of the confidence's factor ``exp(−(ln(forward / learned)/w)²)`` (record ``axial_optics``)."""
+    return float(_model()["forward_agreement"]["width"])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The learned estimate: widths (µm), modality (and its score, positive for confocal), the expected relative
+    error of the axial width and the confidence."""
+
+    axial_fwhm_um: float
+    lateral_fwhm_um: float
+    modality: str
+    confocal_score: float
+    expected_error: float
+    confidence: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for ``qc``."""
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def _inputs(features: np.ndarray) -> np.ndarray:
+    m = _model()
+    x = (np.asarray(features, dtype=np.float64) - m["features_mean"]) / m["features_std"]
+    # As benchmarks/calibrate_axial_optics.py expands them: squares, products with the log z-step ratio and pixel.
+    z = np.concatenate([x, x ** 2, x * x[-1], x * x[-3]])
+    return (z - m["expanded_mean"]) / m["expanded_std"]
+
+
+def predict(features: np.ndarray) -> Prediction:
+    """The :class:`Prediction` for one stack's feature vector (:func:`._features.stack_features`)."""
+    m = _model()
+    z = _inputs(features)
+    out = {name: float(w[:-1] @ z + w[-1]) for name, w in m["models"].items()}
+    c = m["confidence"]
+    # The fitted residual model: the expected |log error| of the axial width for stacks like this one.
+    expected = math.expm1(max(float(c["weights"][:-1] @ z + c["weights"][-1]), 0.0))
+    confidence = float(np.clip(1.0 - expected / c["zero_at"], 0.05, 0.95))
+    return Prediction(axial_fwhm_um=math.exp(out["log_axial"]), lateral_fwhm_um=math.exp(out["log_lateral"]),
+                      modality="confocal" if out["confocal"] > 0 else "widefield", confocal_score=out["confocal"],
+                      expected_error=expected, confidence=confidence)
+
+
+def lateral_fwhm_on_grid(optics: Optics, pixel_um: float) -> float:
+    """The FWHM (µm) of the line profile of ``optics``' in-focus PSF integrated over ``pixel_um`` pixels."""
+    from ..physics.metrics import profile_fwhm
+    from .psf import line_profile
+
+    side = 2 * math.ceil(0.9 * optics.wavelength_um / optics.na / pixel_um) + 3
+    return profile_fwhm(line_profile(psf_2d(optics, pixel_um, size=side)), pixel_um)
+
+
+def choose_optics(axial_um: float, lateral_um: float, modality: str, pixel_um: float) -> Optics:
+    """The aberration-free objective (record's table of immersions and NAs, any emission in
+    :data:`WAVELENGTH_RANGE`) whose PSF has the axial FWHM ``axial_um`` and the lateral FWHM on the pixel grid
+    nearest ``lateral_um``; where none can, the nearest in both (log distance)."""
+    best: tuple[float, Optics] | None = None
+    for row in _model()["table"]:
+        if row["modality"] != modality:
+            continue
+        wl = axial_um / row["axial_per_wavelength"]
+        miss = 0.0
+        if not WAVELENGTH_RANGE[0] <= wl <= WAVELENGTH_RANGE[1]:
+            clipped = float(np.clip(wl, *WAVELENGTH_RANGE))
+            miss = math.log(wl / clipped) ** 2
+            wl = clipped
+        kw: dict[str, Any] = {"modality": modality, "na": row["na"], "wavelength_um": round(wl, 4),
+                              "n_immersion": row["n_immersion"]}
+        if modality == "confocal":
+            kw["pinhole_au"] = 1.0
+        o = Optics(**kw)
+        d = miss + math.log(lateral_fwhm_on_grid(o, pixel_um) / lateral_um) ** 2
+        d += 1e-3 * math.log(wl / PREFERRED_WAVELENGTH) ** 2
+        if best is None or d < best[0]:
+            best = (d, o)
+    assert best is not None
+    return best[1]
