@@ -20,9 +20,11 @@ directions (what a linear method with the full PSF can reach).
 Scores against the isotropic truth (the object seen with the lateral resolution in all three directions):
 PSNR and SSIM (3-D, Gaussian window σ 1.5) after removing the camera offset, data range of the truth, 4 px
 shaved laterally and F planes at each z end. Gains are dB over the product's cubic; the fraction of the true
-PSF's gain compares the default SR with ``smore`` given the true PSF. Times are ratios to the product's cubic
-in the same run. For the default SR the report records what ``auto`` ran (``auto_ran``: the 3-D PSF path, the
-network, or the network after the 3-D PSF was rejected) and the sentence of any fallback to cubic.
+PSF's gain compares the default SR with the better, per case, of ``smore`` given the true PSF and the 3-D
+path given the true 3-D PSF. A run below cubic counts as warned only where an ``UnsafeSRWarning`` said so.
+Times are ratios to the product's cubic in the same run. For the default SR the report records what ``auto``
+ran (``auto_ran``: the 3-D PSF path, the network, or the network after the 3-D PSF was rejected) and the
+sentence of any fallback to cubic.
 
 With ``--with-optics`` every case is also run as a user who types the objective runs it: ``estimate_psf3d(...,
 optics=...)`` with the NA, wavelength, immersion index, modality and (confocal) pinhole of the case (never the
@@ -351,8 +353,9 @@ def checks(rows: list[dict]) -> list[dict]:
     if sr:
         gains = [_gain(r, "smore") for r in sr]
         below = [r for r in sr if _gain(r, "smore") < 0]
-        silent = [r["case"] for r in below if not r["smore"]["warnings"] and not r["smore"]["fell_back"]]
-        true_gain = float(np.mean([_gain(r, "true_smore") for r in sr]))
+        silent = [r["case"] for r in below if not r["smore"]["fell_back"]
+                  and not any("UnsafeSRWarning" in w for w in r["smore"]["warnings"])]
+        true_gain = float(np.mean([max(_gain(r, "true_smore"), _gain(r, "true_deconvolve")) for r in sr]))
         frac = float(np.mean(gains)) / true_gain if true_gain > 0 else float("nan")
         out.append({"target": f"isotropic SR ≥ cubic + {GAIN_TARGET_DB:g} dB on average", "pass":
                     float(np.mean(gains)) >= GAIN_TARGET_DB, "numbers": f"mean {np.mean(gains):+.2f} dB"})
@@ -362,7 +365,8 @@ def checks(rows: list[dict]) -> list[dict]:
                                   if below else "")})
         out.append({"target": f"≥ {TRUE_FRACTION_TARGET:.0%} of the true 3-D PSF's gain", "pass":
                     bool(frac >= TRUE_FRACTION_TARGET),
-                    "numbers": f"{frac:.0%} (estimate {np.mean(gains):+.2f} dB, true PSF smore {true_gain:+.2f} dB)"})
+                    "numbers": f"{frac:.0%} (estimate {np.mean(gains):+.2f} dB; the true PSF, the better of smore and "
+                               f"the 3-D path per case, {true_gain:+.2f} dB)"})
     return out
 
 

@@ -30,16 +30,22 @@ ensemble (2×64 tanh, 3 seeds per fold: axial 20.6 %, lateral 15.1 %, modality 1
 set, where ridge read 19.1 %, 13.2 %, 15.4 %); features without the spectral z-blur fit and with 5 axial
 frequencies (axial 19.1 %); the spread of the per-kind fits as the uncertainty (rank correlation 0.14).
 
-    python benchmarks/calibrate_axial_optics.py --draws 160         # generate (cached), fit, write the record
-    python benchmarks/calibrate_axial_optics.py --fit-only          # refit on the cache
+    python benchmarks/axial_sr_study.py --out /tmp/study.json      # what a misread modality costs auto
+    python benchmarks/calibrate_axial_optics.py --draws 160 --sr-study /tmp/study.json   # generate (cached), fit, write
+    python benchmarks/calibrate_axial_optics.py --fit-only --sr-study /tmp/study.json    # refit on the cache
+
+The modality reads widefield only where the confocal score is below ``-margin``: the margin with the least
+expected cost of misreadings out of fold, each misreading costed in dB by the SR study's development rows
+(a confocal stack read widefield can lose far more through the 3-D path than a widefield one read confocal
+loses through the network).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,24 +79,6 @@ def draw_optics(rng: np.random.Generator):
     return Optics(**kw), imm
 
 
-def centred_psf(optics, pixel_um: float, shape):
-    """The 3-D PSF as ``axial_case`` makes it (focused where a point is brightest, on-axis centre of mass on
-    the middle plane)."""
-    from napari_kernelgan.physics.optics import best_focus_um, psf_3d
-
-    focus = best_focus_um(optics)
-    centred = optics if focus == 0 else replace(optics, defocus_um=optics.defocus_um + focus)
-    psf = psf_3d(centred, pixel_um, pixel_um, shape)
-    for _ in range(6 if focus != 0 else 0):
-        on_axis = psf[:, psf.shape[1] // 2, psf.shape[2] // 2]
-        com = float((np.arange(on_axis.size) - on_axis.size // 2) @ on_axis / on_axis.sum())
-        if abs(com) < 0.05:
-            break
-        centred = replace(centred, defocus_um=centred.defocus_um + com * pixel_um)
-        psf = psf_3d(centred, pixel_um, pixel_um, shape)
-    return psf
-
-
 def make_object(kind: str, seed: int) -> np.ndarray:
     from axial_cases import DATA, texture_volume
     from napari_kernelgan.synthetic3d import microscopy_volume
@@ -113,6 +101,7 @@ def generate(draws: int, start: int = 100) -> dict[str, np.ndarray]:
     from napari_kernelgan.axial._features import features_of_stack
     from napari_kernelgan.axial.psf import line_profile
     from napari_kernelgan.physics.metrics import profile_fwhm
+    from napari_kernelgan.physics.optics import focused_psf_3d
     from napari_kernelgan.synthetic3d import blur3d
 
     rows: dict[str, list] = {k: [] for k in ("x", "axial", "lateral", "confocal", "kind", "draw", "na", "wl",
@@ -123,7 +112,7 @@ def generate(draws: int, start: int = 100) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
         optics, _ = draw_optics(rng)
         px = round(float(rng.uniform(0.06, 0.16)), 4)
-        psf = centred_psf(optics, px, psf_shape(optics, px, (SIDE,) * 3))
+        psf = focused_psf_3d(optics, px, px, psf_shape(optics, px, (SIDE,) * 3))
         c = psf.shape[1] // 2
         axial = profile_fwhm(psf[:, c, c], px)
         focal = int(np.argmax(psf[:, c, c]))
@@ -185,7 +174,33 @@ def predict(z: np.ndarray, w: np.ndarray) -> np.ndarray:
     return z @ w[:-1] + w[-1]
 
 
-def fit(data: dict[str, np.ndarray]) -> dict:
+def modality_costs(study: Path) -> dict:
+    """What each misreading of the modality costs ``auto`` (dB), from the development rows of
+    ``benchmarks/axial_sr_study.py``: a widefield stack read confocal loses the 3-D path's gain over the network
+    (both with the true PSF); a confocal stack read widefield loses the network's gain and whatever the 3-D path
+    with a widefield model of it loses, unguarded (the safeguards are a second line, not counted on here)."""
+    rows = json.loads(Path(study).read_text())
+    wide = [r["true"]["psf3d"]["gain"] - r["true"]["smore"]["gain"] for r in rows if r["mode"] == "widefield"]
+    conf = [r["modality"]["smore"]["gain"] - r["modality"]["psf3d"]["gain"] for r in rows
+            if r["mode"] == "confocal" and "modality" in r]
+    return {"widefield_read_confocal_db": round(float(np.mean(wide)), 3),
+            "confocal_read_widefield_db": round(float(np.mean(conf)), 3), "stacks": [len(wide), len(conf)]}
+
+
+def widefield_margin(oof: np.ndarray, y: np.ndarray, costs: dict) -> dict:
+    """How far below zero the confocal score must be for a widefield reading: the margin (on a 0.1 grid) with the
+    least expected cost of misreadings out of fold, each class weighted equally, at :func:`modality_costs`."""
+    c_w, c_c = costs["widefield_read_confocal_db"], costs["confocal_read_widefield_db"]
+    grid = np.round(np.arange(0.0, 2.01, 0.1), 1)
+    cost = [0.5 * np.mean(oof[y < 0] >= -m) * c_w + 0.5 * np.mean(oof[y > 0] < -m) * c_c for m in grid]
+    m = float(grid[int(np.argmin(cost))])
+    return {"margin": m, "costs": costs, "expected_cost_db": round(float(min(cost)), 4),
+            "expected_cost_at_zero_db": round(float(cost[0]), 4),
+            "confocal_read_widefield": round(float(np.mean(oof[y > 0] < -m)), 4),
+            "widefield_read_widefield": round(float(np.mean(oof[y < 0] < -m)), 4)}
+
+
+def fit(data: dict[str, np.ndarray], costs: dict) -> dict:
     """Standardise, choose each target's ridge penalty by leave-one-kind-out CV, fit; returns the record's values."""
     x = data["x"]
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-9
@@ -224,6 +239,7 @@ def fit(data: dict[str, np.ndarray]) -> dict:
                                   "max_abs_error": round(float(rel.max()), 4),
                                   "per_kind": {KINDS[int(g)]: round(float(rel[groups == g].mean()), 4)
                                                for g in np.unique(groups)}}
+    values["widefield_margin"] = widefield_margin(oof_all["confocal"], targets["confocal"], costs)
     values["confidence"] = fit_confidence(z, targets, groups, fold_weights["log_axial"], oof_all)
     values["optics_table"] = optics_table()
     return values
@@ -393,6 +409,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=90)
     ap.add_argument("--fit-only", action="store_true")
+    ap.add_argument("--sr-study", type=Path, required=True,
+                    help="the JSON rows of benchmarks/axial_sr_study.py (what a misread modality costs)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--mlp-cv", action="store_true", help="also cross-validate the MLP ensemble")
     ap.add_argument("--agreement", type=int, default=36, help="held-out stacks for the forward-agreement width")
@@ -405,7 +423,7 @@ def main() -> int:
     print(f"{len(data['x'])} stacks from {len(np.unique(data['draw']))} optics draws")
     if args.mlp_cv:
         cv_mlp(data)
-    values = fit(data)
+    values = fit(data, modality_costs(args.sr_study))
     print(values["cv"])
     if not args.no_write:
         # The agreement width is measured through the shipped estimate: write the models first (no factor), then it.
@@ -413,9 +431,11 @@ def main() -> int:
         write_record("axial_optics", values, script=__file__, inputs={"pending": "forward agreement"})
         values["forward_agreement"] = fit_forward_agreement(args.agreement)
         write_record("axial_optics", values, script=__file__, inputs={
-            "generator": f"physical 3-D PSFs (psf_3d) blurring {SIDE}³ objects, seeds 100-{99 + args.draws}",
+            "generator": f"physical 3-D PSFs (psf_3d) blurring {SIDE}³ objects, seeds "
+                         f"100-{99 + len(np.unique(data['draw']))}",
             "object_kinds": list(KINDS), "stacks": int(len(data["x"])),
-            "optics_draws": int(len(np.unique(data["draw"]))), "cross_validation": "leave one object kind out"},
+            "optics_draws": int(len(np.unique(data["draw"]))), "cross_validation": "leave one object kind out",
+            "modality_costs": "benchmarks/axial_sr_study.py rows (development cases)"},
             notes="ridge on standardised features and their squares; penalties chosen by grouped CV")
     return 0
 

@@ -120,3 +120,15 @@ def test_the_chosen_model_reproduces_the_widths_it_is_given(optics):
     assert profile_fwhm(back[:, 1, 1], 0.02) == pytest.approx(axial, rel=0.05)
     assert _learned.lateral_fwhm_on_grid(chosen, px) == pytest.approx(lateral, rel=0.08)
     assert chosen.modality == optics.modality
+
+
+def test_a_named_lateral_estimator_is_used_without_optics():
+    """Without optics the lateral PSF is the learned model's, unless the user names a 2-D estimator for it."""
+    case = axial_case(120, Optics(modality="widefield", na=1.2, n_immersion=1.333, wavelength_um=0.52), factor=3,
+                      shape=(48, 48, 48), kind="mixed", photons=800)
+    learned = estimate_psf3d(case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um, threads=1)
+    named = estimate_psf3d(case.stack, pixel_um=case.pixel_um, z_step_um=case.z_step_um, threads=1,
+                           lateral_estimator="kernelnet")
+    assert learned.model is not None and named.model is not None
+    assert not np.array_equal(learned.lateral, named.lateral)
+    assert named.axial_fwhm_um == pytest.approx(learned.axial_fwhm_um)

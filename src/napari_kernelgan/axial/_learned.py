@@ -70,6 +70,14 @@ def _inputs(features: np.ndarray) -> np.ndarray:
     return (z - m["expanded_mean"]) / m["expanded_std"]
 
 
+def widefield_margin() -> float:
+    """How far below zero the confocal score must be for a widefield reading (record ``axial_optics``: the least
+    expected cost of misreadings on development stacks). A widefield model sends ``auto`` down the 3-D path,
+    which can lose many dB on a confocal stack; a confocal one sends it to the network, which on a widefield
+    stack only gains less, so a doubtful score reads confocal."""
+    return float(_model().get("widefield_margin", {}).get("margin", 0.0))
+
+
 def predict(features: np.ndarray) -> Prediction:
     """The :class:`Prediction` for one stack's feature vector (:func:`._features.stack_features`)."""
     m = _model()
@@ -80,7 +88,8 @@ def predict(features: np.ndarray) -> Prediction:
     expected = math.expm1(max(float(c["weights"][:-1] @ z + c["weights"][-1]), 0.0))
     confidence = float(np.clip(1.0 - expected / c["zero_at"], 0.05, 0.95))
     return Prediction(axial_fwhm_um=math.exp(out["log_axial"]), lateral_fwhm_um=math.exp(out["log_lateral"]),
-                      modality="confocal" if out["confocal"] > 0 else "widefield", confocal_score=out["confocal"],
+                      modality="widefield" if out["confocal"] < -widefield_margin() else "confocal",
+                      confocal_score=out["confocal"],
                       expected_error=expected, confidence=confidence)
 
 

@@ -221,8 +221,10 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     var_z = max(a * float(means.mean()) + b, 0.0)
     yield tick(15, "measuring the noise")
 
-    learned = est_optics = None
-    if model_optics is not None:
+    learned = est_optics = lateral = None
+    lat_conf = 0.5
+    # Without optics the learned model gives the lateral PSF, unless the user named a 2-D estimator for it.
+    if model_optics is not None or lateral_estimator != "auto":
         # Lateral PSF from the sharpest planes' sum (the same kernel, more signal).
         from ..api import iter_estimate_kernel
 
@@ -252,8 +254,9 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
                                    (a, b), px, dz, fit), tick, 78, 1, "learned optics estimate")
         learned = _learned.predict(features)
         est_optics = _learned.choose_optics(learned.axial_fwhm_um, learned.lateral_fwhm_um, learned.modality, px)
-        lateral = _model_lateral(est_optics, px)
-        lat_conf = learned.confidence
+        if lateral is None:
+            lateral = _model_lateral(est_optics, px)
+            lat_conf = learned.confidence
         yield tick(79, "learned optics estimate", Stage.ESTIMATE)
 
     notes: list[str] = []
@@ -433,7 +436,9 @@ def estimate_psf3d(stack: Any, *, callback: Callable[[Progress], Any] | None = N
 
     Keywords as :func:`iter_estimate_psf3d`: ``pixel_um`` and ``z_step_um`` (µm, required), ``optics`` (an
     :class:`~napari_kernelgan.physics.optics.Optics` or hints ``na``, ``wavelength_um``, ``n_immersion``,
-    ``modality``, ``pinhole_au``), ``lateral_estimator``, ``seed``, ``device``, ``threads``. ``callback`` returning
+    ``modality``, ``pinhole_au``), ``lateral_estimator`` (the 2-D estimator of the lateral PSF; with the default
+    ``"auto"`` and no optics the learned model's in-focus PSF is used instead), ``seed``, ``device``, ``threads``.
+    ``callback`` returning
     ``False`` or ``cancel`` being set stops the work (:class:`~napari_kernelgan.errors.Cancelled`).
     """
     from ..api import drive

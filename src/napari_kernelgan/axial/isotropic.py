@@ -265,7 +265,7 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
                 val["psf3d_rejected"] = "; ".join(reasons)
                 val["psf3d_check"] = {k: val.pop(k) for k in ("psnr_method", "psnr_cubic", "change_3d") if k in val}
                 val.pop("psf3d", None)
-                result.warnings.append(f"The optics' 3-D PSF was not used: {val['psf3d_rejected']}; the network "
+                result.warnings.append(f"The PSF model's 3-D PSF was not used: {val['psf3d_rejected']}; the network "
                                        f"(smore) super-resolved the stack instead.")
                 reasons, solver, sr_method = [], None, "smore"
                 result.sr_method = sr_method
@@ -303,7 +303,7 @@ def _choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], nois
     :data:`BELOW_MAX`); ``None`` (and a sentence for the user) where none passes."""
     fine = psf.z_step_um / factor
     if int(stack.shape[0]) < 5:
-        result.warnings.append(f"The optics' 3-D PSF was not used: {stack.shape[0]} planes are too few to check it "
+        result.warnings.append(f"The PSF model's 3-D PSF was not used: {stack.shape[0]} planes are too few to check it "
                                f"(odd planes predicted from the even ones need 5 or more); the network (smore) "
                                f"super-resolved the stack instead.")
         return None
@@ -322,14 +322,14 @@ def _choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], nois
     na = psf.model.na  # type: ignore[union-attr]
     if best is None:
         why = "; ".join(f"NA {_zsafety.scaled_na(psf.model, c.scale).na:.3g}: " + _candidate_faults(c)
-                        for c in tried) or "no 3-D PSF could be made from the optics"
-        result.warnings.append(f"The optics' 3-D PSF was not used ({why}); the network (smore) super-resolved "
+                        for c in tried) or "no 3-D PSF could be made from the model"
+        result.warnings.append(f"The PSF model's 3-D PSF was not used ({why}); the network (smore) super-resolved "
                                f"the stack instead.")
         return None
     val["psf3d_na_scale"] = best.scale
     if best.scale != 1.0:
         chosen = _zsafety.scaled_na(psf.model, best.scale).na
-        result.warnings.append(f"The 3-D PSF was computed for NA {chosen:.3g} rather than the optics' {na:.3g}: "
+        result.warnings.append(f"The 3-D PSF was computed for NA {chosen:.3g} rather than the PSF model's {na:.3g}: "
                                f"it predicts held-out planes of the stack best ({best.held_db:+.2f} dB over cubic "
                                f"interpolation).")
     return best.kernel, psf.pixel_um, fine
