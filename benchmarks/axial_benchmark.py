@@ -239,7 +239,7 @@ def _run_sr(api: dict, stack: np.ndarray, psf, case, threads: int, **kw) -> dict
     vol = np.asarray(res.volume, dtype=np.float64) - OFFSET
     out = {**score(vol, case.truth, case.factor), "seconds": seconds, "method": res.sr_method,
            "fell_back": bool(res.fell_back), "z_step_um": float(res.z_step_um),
-           "warnings": sorted(set(list(res.warnings) + _ours(caught))),
+           "warnings": sorted(set(list(res.warnings) + _ours(caught))), "notes": list(res.notes),
            "fallback": next((w for w in res.warnings if "returned cubic interpolation" in w), None)}
     if "auto_choice" in res.validation:
         out["auto_ran"] = auto_ran(res)

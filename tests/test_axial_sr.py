@@ -288,7 +288,7 @@ def test_auto_turns_to_smore_when_the_models_3d_psf_fails_its_check(wide):
     psf = dataclasses.replace(wide.true_psf, model=dataclasses.replace(wide.optics, na=0.7))
     r = super_resolve_axial(wide.stack, psf, train_seconds=1, seed=0, safe=True)
     assert r.validation["auto_choice"] == "smore" and not any(c["accepted"] for c in r.validation["auto_candidates"])
-    assert r.sr_method in ("smore", "cubic") and "3-D PSF was not used" in r.warnings[0]
+    assert r.sr_method in ("smore", "cubic") and "3-D PSF was not used" in r.notes[0]
     assert "psf3d" not in r.validation
 
 

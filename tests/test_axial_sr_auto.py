@@ -56,14 +56,14 @@ def test_auto_takes_a_near_right_widefield_model_and_finds_the_na(wide):
     # The model's NA 7 % low (a PSF too wide, which alone loses dB): its neighbour 7 % up is chosen.
     r = super_resolve_axial(wide.stack, _with_model(wide, 0.93), train_seconds=1, threads=1)
     assert r.validation["auto_choice"] == "psf3d" and r.sr_method == "deconvolve" and not r.fell_back
-    assert r.validation["psf3d_na_scale"] == 1.07 and "rather than the PSF model's" in r.warnings[0]
+    assert r.validation["psf3d_na_scale"] == 1.07 and "rather than the PSF model's" in r.notes[0] and not r.warnings
     assert _gain(wide, r.volume) > 3.0
 
 
 def test_auto_does_not_take_a_model_15_percent_low_in_na(wide):
     psf = _with_model(wide, 0.85)
     r = super_resolve_axial(wide.stack, psf, train_seconds=1, threads=1)
-    assert r.validation["auto_choice"] == "smore" and "3-D PSF was not used" in r.warnings[0]
+    assert r.validation["auto_choice"] == "smore" and "3-D PSF was not used" in r.notes[0]
     assert all(not c["accepted"] for c in r.validation["auto_candidates"])
     assert _gain(wide, r.volume) > -0.1
     # what was refused: the model's own 3-D PSF loses to cubic interpolation on this stack

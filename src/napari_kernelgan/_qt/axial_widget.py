@@ -241,7 +241,8 @@ class AxialWidget(TaskWidget):
                                                            "warnings": list(result.warnings),
                                                            "fell_back": bool(result.fell_back)})
         text += f"; ×{result.factor} in z ({result.sr_method}), z step {result.z_step_um:.4g} µm"
+        text += "".join(f"; {n.rstrip('.')}" for n in result.notes)
         if result.warnings:
             self.warn_status()
-            text += "; WARNING: " + "; ".join(result.warnings)
+            text += "; WARNING: " + "; ".join(w.rstrip(".") for w in result.warnings)
         return text + "."

@@ -84,13 +84,16 @@ TRAIN_SECONDS_MAX = 150.0
 class AxialResult:
     """An axially super-resolved stack. ``sr_method`` is what produced ``volume`` (``"cubic"`` after a
     fallback); ``validation`` holds the held-out PSNRs of the method and of cubic on the stack's own lateral
-    data, the measured noise and timings; ``warnings`` are sentences for the user."""
+    data, the measured noise and timings; ``warnings`` are sentences for the user where the result may be
+    worse than asked (a fallback, a check that failed); ``notes`` say what ``auto`` chose and why (an NA
+    neighbour's 3-D PSF, the network where no 3-D PSF passed its checks)."""
 
     volume: Any
     z_step_um: float
     factor: int
     sr_method: str
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)
     fell_back: bool = False
 
@@ -265,7 +268,7 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
                 val["psf3d_rejected"] = "; ".join(reasons)
                 val["psf3d_check"] = {k: val.pop(k) for k in ("psnr_method", "psnr_cubic", "change_3d") if k in val}
                 val.pop("psf3d", None)
-                result.warnings.append(f"The PSF model's 3-D PSF was not used: {val['psf3d_rejected']}; the network "
+                result.notes.append(f"The PSF model's 3-D PSF was not used: {val['psf3d_rejected']}; the network "
                                        f"(smore) super-resolved the stack instead.")
                 reasons, solver, sr_method = [], None, "smore"
                 result.sr_method = sr_method
@@ -303,7 +306,7 @@ def _choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], nois
     :data:`BELOW_MAX`); ``None`` (and a sentence for the user) where none passes."""
     fine = psf.z_step_um / factor
     if int(stack.shape[0]) < 5:
-        result.warnings.append(f"The PSF model's 3-D PSF was not used: {stack.shape[0]} planes are too few to check it "
+        result.notes.append(f"The PSF model's 3-D PSF was not used: {stack.shape[0]} planes are too few to check it "
                                f"(odd planes predicted from the even ones need 5 or more); the network (smore) "
                                f"super-resolved the stack instead.")
         return None
@@ -323,13 +326,13 @@ def _choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], nois
     if best is None:
         why = "; ".join(f"NA {_zsafety.scaled_na(psf.model, c.scale).na:.3g}: " + _candidate_faults(c)
                         for c in tried) or "no 3-D PSF could be made from the model"
-        result.warnings.append(f"The PSF model's 3-D PSF was not used ({why}); the network (smore) super-resolved "
+        result.notes.append(f"The PSF model's 3-D PSF was not used ({why}); the network (smore) super-resolved "
                                f"the stack instead.")
         return None
     val["psf3d_na_scale"] = best.scale
     if best.scale != 1.0:
         chosen = _zsafety.scaled_na(psf.model, best.scale).na
-        result.warnings.append(f"The 3-D PSF was computed for NA {chosen:.3g} rather than the PSF model's {na:.3g}: "
+        result.notes.append(f"The 3-D PSF was computed for NA {chosen:.3g} rather than the PSF model's {na:.3g}: "
                                f"it predicts held-out planes of the stack best ({best.held_db:+.2f} dB over cubic "
                                f"interpolation).")
     return best.kernel, psf.pixel_um, fine

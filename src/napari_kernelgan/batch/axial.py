@@ -276,6 +276,7 @@ def run_axial_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult
                     warnings_all += [w for w in res.warnings if w not in warnings_all]
                     entry["sr"].append({"time": t if t_axis is not None else None, "sr_method": res.sr_method,
                                         "fell_back": bool(res.fell_back), "warnings": list(res.warnings),
+                                        "notes": list(res.notes),
                                         "validation": res.validation})
             t0 = time.perf_counter()
             meta = src.meta.with_size_um("Z", z_step) if cfg.z_step is not None else src.meta
@@ -301,7 +302,8 @@ def run_axial_input(path: Path, stem: str, cfg: BatchConfig, result: InputResult
         "lateral_fwhm_um": first["lateral_fwhm_um"] if one else [e["lateral_fwhm_um"] for e in record_channels],
         "confidence": first["confidence"] if one else [e["confidence"] for e in record_channels],
         "method": first["method"] if one else [e["method"] for e in record_channels],
-        "notes": list(dict.fromkeys(n for e in record_channels for n in e["notes"])),
+        "notes": list(dict.fromkeys([*(n for e in record_channels for n in e["notes"]),
+                                     *(n for e in record_channels for s in e["sr"] for n in s["notes"])])),
         "pixel_um": pixel, "z_step_um": z_step, "z_step_out_um": z_step / factor if output is not None else None,
         "z_factor": factor if output is not None else None, "sr_method_requested": cfg.axial_method,
         "sr_method": (sr_used[0] if len(sr_used) == 1 else sr_used) if output is not None else None,
