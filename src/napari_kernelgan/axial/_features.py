@@ -171,15 +171,9 @@ def z_blur_features(fit: dict[str, Any], pixel_um: float, z_step_um: float) -> n
 
 def stack_features(*args: Any) -> np.ndarray:
     """:func:`iter_stack_features` run to its end."""
-    return _drain(iter_stack_features(*args))
+    from ..api import drive
 
-
-def _drain(gen: Generator[Any, None, Any]) -> Any:
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+    return drive(iter_stack_features(*args))
 
 
 def iter_stack_features(read: Any, shape: tuple[int, int, int], planes: np.ndarray, offset: float,
@@ -212,6 +206,8 @@ def focus_planes(sharp: np.ndarray, count: int) -> np.ndarray:
 def features_of_stack(stack: Any, pixel_um: float, z_step_um: float, focus_count: int = 6) -> np.ndarray:
     """:func:`stack_features` of a whole stack in memory, its in-focus planes and noise found as the axial
     estimate finds them."""
+    from ..api import drive
+
     arr = np.asarray(stack)
 
     def read(lo: int, hi: int) -> np.ndarray:
@@ -226,5 +222,5 @@ def features_of_stack(stack: Any, pixel_um: float, z_step_um: float, focus_count
     means = full.mean(axis=(1, 2))
     var_x = max(a * float(planes.mean()) + b, 0.0)
     var_z = max(a * float(means.mean()) + b, 0.0)
-    fit = _drain(iter_z_blur(read, full.shape[0], planes, var_x, var_z, pixel_um, z_step_um))
+    fit = drive(iter_z_blur(read, full.shape[0], planes, var_x, var_z, pixel_um, z_step_um))
     return stack_features(read, full.shape, planes, float(means.mean()), (a, b), pixel_um, z_step_um, fit)

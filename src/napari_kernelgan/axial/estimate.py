@@ -280,13 +280,8 @@ def iter_estimate_psf3d(stack: Any, *, pixel_um: float, z_step_um: float,
     forward = None
     if model_optics is None and nb >= 2:
         yield tick(79, "physical forward model", Stage.ESTIMATE)
-        fits = _iter_forward(planes, var_x, px, dz, (clean, band, u, norm))
-        try:
-            while True:
-                share = next(fits)
-                yield tick(79 + 15 * share, "physical forward model", Stage.ESTIMATE)
-        except StopIteration as stop:
-            forward = stop.value
+        forward = yield from relay_shares(_iter_forward(planes, var_x, px, dz, (clean, band, u, norm)), tick, 79, 15,
+                                          "physical forward model")
     if learned is not None:
         data_fwhm = learned.axial_fwhm_um
     # Physical models: the on-axis shape, and the span of widths the given optics allow.
