@@ -61,7 +61,12 @@ TABLE_NAS = {"air": (1.0, 0.6, 0.95), "water": (1.333, 0.8, 1.25), "silicone": (
              "oil": (1.515, 1.1, 1.45)}
 ZERO_AT = 0.3
 """Expected relative axial error at which the confidence reaches its floor (twice the 15 % target)."""
-ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+BLOCK_STEPS = (0.25, 0.5, 2.0, 4.0)
+"""Factors tried on each block's penalty multiplier, block by block (:func:`search_penalties`)."""
+SWEEPS = 2
+OFFSETS = {"log_axial": "log_z_step", "log_lateral": None, "confocal": None}
+"""The raw feature each target is taken relative to (the axial width is fitted as its ratio to the z step)."""
 
 
 def draw_optics(rng: np.random.Generator):
@@ -150,11 +155,10 @@ def generate(draws: int, start: int = 100) -> dict[str, np.ndarray]:
 
 
 def expand(x: np.ndarray) -> np.ndarray:
-    """The model's inputs from standardised features: the features, their squares, and their products with the
-    log z-step-to-pixel ratio and the log pixel size (the spectra's bins sit at frequencies relative to each axis's
-    Nyquist; these products let a linear model read them in physical units). Mirrors
-    ``napari_kernelgan.axial._learned``."""
-    return np.concatenate([x, x ** 2, x * x[:, -1:], x * x[:, -3:-2]], axis=1)
+    """The models' inputs from standardised features (:func:`napari_kernelgan.axial._learned.expand_features`)."""
+    from napari_kernelgan.axial._learned import expand_features
+
+    return expand_features(x)
 
 
 def rounded(a: np.ndarray) -> list[float]:
@@ -162,12 +166,38 @@ def rounded(a: np.ndarray) -> list[float]:
     return [float(f"{v:.6g}") for v in np.asarray(a, dtype=np.float64).ravel()]
 
 
-def ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Ridge weights (last one the intercept) of ``y`` on ``z``."""
+def ridge(z: np.ndarray, y: np.ndarray, alpha: float, penalties: np.ndarray | None = None) -> np.ndarray:
+    """Ridge weights (last one the intercept) of ``y`` on ``z``; ``penalties`` scales ``alpha`` per column."""
     a = np.concatenate([z, np.ones((z.shape[0], 1))], axis=1)
-    reg = alpha * np.eye(a.shape[1])
-    reg[-1, -1] = 0.0
+    reg = np.diag(np.append(alpha * (np.ones(z.shape[1]) if penalties is None else penalties), 0.0))
     return np.linalg.solve(a.T @ a + reg, a.T @ y)
+
+
+class GroupedCV:
+    """Leave-one-kind-out folds of the inputs ``z``, each training fold's centred Gram matrix computed once: the
+    out-of-fold predictions of a ridge (as :func:`ridge`) for many penalties cost one eigendecomposition a fold."""
+
+    def __init__(self, z: np.ndarray, groups: np.ndarray):
+        self.z = z
+        self.folds = []
+        for g in np.unique(groups):
+            tr = groups != g
+            mz = z[tr].mean(axis=0)
+            a = z[tr] - mz
+            self.folds.append((tr, mz, a.T @ a))
+
+    def predict(self, y: np.ndarray, alphas, penalties: np.ndarray) -> list[np.ndarray]:
+        """Out-of-fold predictions of ``y``, one array per alpha (column penalties ``alpha · penalties``)."""
+        s = 1.0 / np.sqrt(penalties)
+        oofs = [np.zeros_like(y) for _ in alphas]
+        for tr, mz, gram in self.folds:
+            my = y[tr].mean()
+            ev, v = np.linalg.eigh(gram * np.outer(s, s))
+            vb = v.T @ (s * ((self.z[tr] - mz).T @ (y[tr] - my)))
+            zv = ((self.z[~tr] - mz) * s) @ v
+            for o, alpha in zip(oofs, alphas):
+                o[~tr] = zv @ (vb / (np.clip(ev, 0.0, None) + alpha)) + my
+        return oofs
 
 
 def predict(z: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -200,36 +230,84 @@ def widefield_margin(oof: np.ndarray, y: np.ndarray, costs: dict) -> dict:
             "widefield_read_widefield": round(float(np.mean(oof[y < 0] < -m)), 4)}
 
 
+def cv_error(name: str, oof: np.ndarray, y: np.ndarray) -> float:
+    """Mean relative error of a width (log target), or the share misclassified (modality score)."""
+    return float(np.mean(np.sign(oof) != y)) if name == "confocal" else float(np.mean(np.abs(np.expm1(oof - y))))
+
+
+def search_penalties(name: str, cv: GroupedCV, y: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, float, float,
+                                                                                            np.ndarray]:
+    """Per-block penalty multipliers and the penalty with the least grouped-CV error: from all ones, each block's
+    multiplier times each of :data:`BLOCK_STEPS` in turn, kept where the error drops, :data:`SWEEPS` sweeps.
+    Returns (multipliers, alpha, error, out-of-fold predictions)."""
+    def score(mult):
+        errs = [(cv_error(name, o, y), a, o) for a, o in zip(ALPHAS, cv.predict(y, ALPHAS, mult[blocks]))]
+        return min(errs, key=lambda e: e[0])
+
+    mult = np.ones(int(blocks.max()) + 1)
+    best = score(mult)
+    print(f"{name:12s} equal penalties: alpha {best[1]:g} CV {best[0]:.4f}", flush=True)
+    for _ in range(SWEEPS):
+        for b in range(mult.size):
+            start = mult.copy()
+            for step in BLOCK_STEPS:
+                trial = start.copy()
+                trial[b] *= step
+                got = score(trial)
+                if got[0] < best[0] - 1e-4:
+                    best, mult = got, trial
+        print(f"{name:12s} block multipliers {mult.tolist()}: alpha {best[1]:g} CV {best[0]:.4f}", flush=True)
+    return mult, best[1], best[0], best[2]
+
+
+def by_group(data: dict[str, np.ndarray], rel: np.ndarray) -> dict:
+    """The out-of-fold relative axial error ``rel`` (signed: positive reads too wide) by modality, NA, axial FWHM
+    per z step and photons: its mean magnitude and its mean."""
+    ratio = data["axial"] / (data["pixel"] * data["factor"])
+    out = {}
+    for label, keys, edges in (("modality", data["confocal"].astype(int), None), ("na", data["na"], (0.9, 1.1, 1.3)),
+                               ("fwhm_per_z_step", ratio, (1.5, 3.0)), ("photons", data["photons"], (100, 1000))):
+        cut = keys if edges is None else np.digitize(keys, edges)
+        names = ["widefield", "confocal"] if edges is None else (
+            [f"<{edges[0]:g}"] + [f"{lo:g}-{hi:g}" for lo, hi in zip(edges, edges[1:])] + [f">={edges[-1]:g}"])
+        out[label] = {names[k]: {"mean_abs_error": round(float(np.abs(rel[cut == k]).mean()), 4),
+                                 "mean_error": round(float(rel[cut == k].mean()), 4), "stacks": int(np.sum(cut == k))}
+                      for k in np.unique(cut)}
+    return out
+
+
 def fit(data: dict[str, np.ndarray], costs: dict) -> dict:
-    """Standardise, choose each target's ridge penalty by leave-one-kind-out CV, fit; returns the record's values."""
+    """Standardise, expand, choose each target's block penalties and penalty by leave-one-kind-out CV, fit;
+    returns the record's values."""
+    from napari_kernelgan.axial._features import feature_names
+    from napari_kernelgan.axial._learned import EXPANSION_BLOCKS
+
     x = data["x"]
+    names = feature_names()
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = expand((x - mu) / sd)
     mu2, sd2 = z.mean(axis=0), z.std(axis=0) + 1e-9
     z = (z - mu2) / sd2
+    blocks = np.repeat(np.arange(len(EXPANSION_BLOCKS)), x.shape[1])
     targets = {"log_axial": np.log(data["axial"]), "log_lateral": np.log(data["lateral"]),
                "confocal": np.where(data["confocal"], 1.0, -1.0)}
     groups = data["kind"]
+    cv = GroupedCV(z, groups)
     values: dict = {"features_mean": rounded(mu), "features_std": rounded(sd), "expanded_mean": rounded(mu2),
                     "expanded_std": rounded(sd2), "models": {}, "cv": {}}
     oof_all = {}
     fold_weights: dict[str, list] = {}
     for name, y in targets.items():
-        best = None
-        for alpha in ALPHAS:
-            oof = np.zeros_like(y)
-            for g in np.unique(groups):
-                tr = groups != g
-                oof[~tr] = predict(z[~tr], ridge(z[tr], y[tr], alpha))
-            err = np.mean(np.abs(np.exp(oof - y) - 1)) if name != "confocal" else np.mean(np.sign(oof) != y)
-            print(f"{name:12s} alpha {alpha:6g} CV {'error' if name != 'confocal' else 'misclassified'} {err:.4f}")
-            if best is None or err < best[0]:
-                best = (err, alpha, oof)
-        err, alpha, oof = best
+        off = x[:, names.index(OFFSETS[name])] if OFFSETS[name] else 0.0
+        mult, alpha, err, oof = search_penalties(name, cv, y - off, blocks)
+        oof = oof + off
+        pen = mult[blocks]
         oof_all[name] = oof
-        folds = [rounded(ridge(z[groups != g], y[groups != g], alpha)) for g in np.unique(groups)]
-        values["models"][name] = {"alpha": alpha, "weights": rounded(ridge(z, y, alpha))}
-        fold_weights[name] = folds
+        fold_weights[name] = [rounded(ridge(z[groups != g], (y - off)[groups != g], alpha, pen))
+                              for g in np.unique(groups)]
+        values["models"][name] = {"alpha": alpha, "offset_feature": OFFSETS[name],
+                                  "block_penalties": dict(zip(EXPANSION_BLOCKS, mult.tolist())),
+                                  "weights": rounded(ridge(z, y - off, alpha, pen))}
         if name == "confocal":
             values["cv"][name] = {"misclassified": round(float(err), 4)}
         else:
@@ -239,8 +317,9 @@ def fit(data: dict[str, np.ndarray], costs: dict) -> dict:
                                   "max_abs_error": round(float(rel.max()), 4),
                                   "per_kind": {KINDS[int(g)]: round(float(rel[groups == g].mean()), 4)
                                                for g in np.unique(groups)}}
+    values["cv"]["log_axial"]["by_group"] = by_group(data, np.expm1(oof_all["log_axial"] - targets["log_axial"]))
     values["widefield_margin"] = widefield_margin(oof_all["confocal"], targets["confocal"], costs)
-    values["confidence"] = fit_confidence(z, targets, groups, fold_weights["log_axial"], oof_all)
+    values["confidence"] = fit_confidence(z, targets, groups, fold_weights["log_axial"], oof_all, cv)
     values["optics_table"] = optics_table()
     return values
 
@@ -303,7 +382,7 @@ def cv_mlp(data: dict[str, np.ndarray]) -> dict:
     return out
 
 
-def fit_confidence(z, targets, groups, folds, oof_all) -> dict:
+def fit_confidence(z, targets, groups, folds, oof_all, cv: GroupedCV) -> dict:
     """A fitted residual model: ridge of the held-out |log axial error| on the same inputs, its penalty and its
     held-out rank correlation with the error from a second leave-one-kind-out pass; ``confidence = 1 −
     expected relative error / ZERO_AT`` (clipped to 0.05–0.95). The spread of the per-kind fits (``folds``, not
@@ -319,11 +398,7 @@ def fit_confidence(z, targets, groups, folds, oof_all) -> dict:
         preds = [predict(z[held], np.asarray(w)) for h, w in zip(gs, folds) if h != g]
         spread[held] = np.std(preds, axis=0)
     best = None
-    for alpha in ALPHAS + (300.0, 1000.0):
-        pred = np.zeros_like(err)
-        for g in gs:
-            tr = groups != g
-            pred[~tr] = predict(z[~tr], ridge(z[tr], err[tr], alpha))
+    for alpha, pred in zip(ALPHAS, cv.predict(err, ALPHAS, np.ones(z.shape[1]))):
         rho = float(spearmanr(pred, err).statistic)
         if best is None or rho > best[0]:
             best = (rho, alpha, pred)
@@ -436,7 +511,8 @@ def main() -> int:
             "object_kinds": list(KINDS), "stacks": int(len(data["x"])),
             "optics_draws": int(len(np.unique(data["draw"]))), "cross_validation": "leave one object kind out",
             "modality_costs": "benchmarks/axial_sr_study.py rows (development cases)"},
-            notes="ridge on standardised features and their squares; penalties chosen by grouped CV")
+            notes="ridge on standardised features, their squares, cubes and products with the z-step ratio, pixel "
+                  "size and z-blur fit; block penalties chosen by grouped CV")
     return 0
 
 

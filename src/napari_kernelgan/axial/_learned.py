@@ -1,9 +1,10 @@
 """The learned optics estimate of a z-stack given without optics (record ``axial_optics``).
 
-Ridge models on the stack's spectral features (:mod:`._features`) predict the log axial FWHM, the log lateral
-FWHM (on the data's pixel grid) and the modality; they were fitted on generated development stacks by
-``benchmarks/calibrate_axial_optics.py``, which chose them by cross-validation grouped by object kind. The
-residual model fitted there (the expected error of the axial width from the same inputs) gives the confidence.
+Ridge models on the stack's spectral features (:mod:`._features`, expanded by :func:`expand_features`) predict
+the log axial FWHM (as its ratio to the z step), the log lateral FWHM (on the data's pixel grid) and the modality;
+they were fitted on generated development stacks by ``benchmarks/calibrate_axial_optics.py``, which chose their
+inputs, targets and penalties by cross-validation grouped by object kind. The residual model fitted there (the
+expected error of the axial width from the same inputs) gives the confidence.
 The physical model (:func:`choose_optics`) is the objective whose PSF reproduces the predicted widths: for an
 aberration-free objective the PSF scales with the wavelength, so for each immersion and NA of the record's table
 the axial width fixes the wavelength and the lateral width on the pixel grid picks among them.
@@ -19,8 +20,10 @@ import numpy as np
 
 from ..physics.optics import Optics, psf_2d
 from ..records import record_values
+from ._features import feature_names
 
-__all__ = ["Prediction", "predict", "choose_optics", "forward_agreement_width", "WAVELENGTH_RANGE"]
+__all__ = ["Prediction", "predict", "choose_optics", "forward_agreement_width", "expand_features",
+           "EXPANSION_BLOCKS", "WAVELENGTH_RANGE"]
 
 WAVELENGTH_RANGE = (0.44, 0.70)
 """Emission wavelengths (µm) a chosen model may have."""
@@ -34,6 +37,10 @@ def _model() -> dict[str, Any]:
     out: dict[str, Any] = {k: np.asarray(v[k]) for k in ("features_mean", "features_std", "expanded_mean",
                                                          "expanded_std")}
     out["models"] = {name: np.asarray(m["weights"]) for name, m in v["models"].items()}
+    # A model fitted on a target relative to a raw feature (the axial width over the z step) adds it back.
+    names = feature_names()
+    out["offsets"] = {name: (names.index(m["offset_feature"]) if m.get("offset_feature") else None)
+                      for name, m in v["models"].items()}
     out["confidence"] = {**v["confidence"], "weights": np.asarray(v["confidence"]["weights"])}
     out["table"] = v["optics_table"]
     out["forward_agreement"] = v["forward_agreement"]
@@ -62,12 +69,26 @@ class Prediction:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
+EXPANSION_BLOCKS = ("x", "x^2", "x^3", "x*log_ratio", "x*log_pixel", "x*z_blur", "x*z_blur_band")
+"""The blocks of :func:`expand_features`, in order (each as many columns as there are features)."""
+
+
+def expand_features(x: np.ndarray) -> np.ndarray:
+    """The models' inputs from standardised features ``x`` (one vector, or one row per stack): the features, their
+    squares and cubes, and their products with the log z-step-to-pixel ratio and the log pixel size (the spectra's
+    bins sit at frequencies relative to each axis's Nyquist; these products let a linear model read them in
+    physical units) and with the spectral z-blur fit's width and band (how much axial blur, and how far above the
+    noise it is seen)."""
+    x = np.asarray(x, dtype=np.float64)
+    names = feature_names()
+    factors = [x[..., names.index(n):names.index(n) + 1] for n in ("log_ratio", "log_pixel", "z_blur", "z_blur_band")]
+    return np.concatenate([x, x ** 2, x ** 3] + [x * f for f in factors], axis=-1)
+
+
 def _inputs(features: np.ndarray) -> np.ndarray:
     m = _model()
     x = (np.asarray(features, dtype=np.float64) - m["features_mean"]) / m["features_std"]
-    # As benchmarks/calibrate_axial_optics.py expands them: squares, products with the log z-step ratio and pixel.
-    z = np.concatenate([x, x ** 2, x * x[-1], x * x[-3]])
-    return (z - m["expanded_mean"]) / m["expanded_std"]
+    return (expand_features(x) - m["expanded_mean"]) / m["expanded_std"]
 
 
 def widefield_margin() -> float:
@@ -82,7 +103,9 @@ def predict(features: np.ndarray) -> Prediction:
     """The :class:`Prediction` for one stack's feature vector (:func:`._features.stack_features`)."""
     m = _model()
     z = _inputs(features)
-    out = {name: float(w[:-1] @ z + w[-1]) for name, w in m["models"].items()}
+    raw = np.asarray(features, dtype=np.float64)
+    out = {name: float(w[:-1] @ z + w[-1]) + (0.0 if m["offsets"][name] is None else float(raw[m["offsets"][name]]))
+           for name, w in m["models"].items()}
     c = m["confidence"]
     # The fitted residual model: the expected |log error| of the axial width for stacks like this one.
     expected = math.expm1(max(float(c["weights"][:-1] @ z + c["weights"][-1]), 0.0))
