@@ -13,22 +13,45 @@ with its own Poisson–Gaussian noise (30–3000 photons at the brightest voxel,
 100 ADU, uint16). Only the features (:func:`napari_kernelgan.axial._features.features_of_stack`) and the
 truths are kept, cached under /tmp.
 
-Model: ridge regressions of the log axial FWHM and the log lateral FWHM and a ridge classifier score of the
-modality on the standardised features, their squares and their products with the log z-step ratio and the log
-pixel size (:func:`expand`), each penalty chosen by cross-validation grouped by object kind (leave one kind
-out, seven kinds). A residual model (ridge of the held-out |log axial error| on the same inputs) gives the
-confidence; it is multiplied by ``exp(−(ln(forward / learned)/w)²)`` where the physical forward model
-(``axial/_forward.py``) reads another width, ``w`` chosen on 36 held-out development stacks (seeds 700+) for the
-best rank correlation of the confidence with −|axial error| (``forward_agreement``). The CV errors are in the
-record (``cv``) and printed.
+Model: ridge regressions of the log axial FWHM (fitted as its ratio to the z step: the target minus the log z
+step, added back when it predicts) and the log lateral FWHM, and a ridge classifier score of the modality, on the
+standardised features expanded (:func:`expand`: the features, their squares and cubes, and their products with
+the log z-step ratio, the log pixel size and the spectral z-blur fit's log width and band), each block of inputs
+with its own penalty multiplier: the multipliers and the penalty chosen by cross-validation grouped by object
+kind (leave one kind out, seven kinds; :func:`search_penalties`, block by block, two sweeps). A residual model
+(ridge of the held-out |log axial error| on the same inputs) gives the confidence; it is multiplied by
+``exp(−(ln(forward / learned)/w)²)`` where the physical forward model (``axial/_forward.py``) reads another
+width, ``w`` chosen on 36 held-out development stacks (seeds 700+) for the best rank correlation of the
+confidence with −|axial error| (``forward_agreement``). The CV errors are in the record (``cv``, the axial one
+also by modality, NA, FWHM per z step and photons) and printed.
 
 Measured (160 draws, 1920 stacks, about 13 minutes of one core to generate): leave-one-kind-out axial FWHM
-error mean 18.6 % (90th percentile 39 %; per kind 12–26 %, real textures and nuclei the hardest), lateral FWHM
-13.1 % (90th percentile 27 %), modality misclassified 11.4 %; the expected error's held-out rank correlation
-with the actual axial error 0.25. Chosen against: squares only (axial 18.6 %, modality 14.9 %); a torch MLP
-ensemble (2×64 tanh, 3 seeds per fold: axial 20.6 %, lateral 15.1 %, modality 17.0 % on the first 1680-stack
-set, where ridge read 19.1 %, 13.2 %, 15.4 %); features without the spectral z-blur fit and with 5 axial
-frequencies (axial 19.1 %); the spread of the per-kind fits as the uncertainty (rank correlation 0.14).
+error mean 16.1 % (90th percentile 34 %; per kind 11–24 %, textured nuclei and the real textures the hardest;
+widefield 19.4 %, confocal 12.7 %; NA ≥ 1.3 18.7 %, read 11 % wide on average, NA < 0.9 16.3 %, read 12 %
+narrow; fewer than 1.5 z samples per FWHM 17.9 %, under 100 photons 19.4 %), lateral FWHM 12.4 % (90th
+percentile 25 %), modality misclassified 9.7 % (at the margin, 3.4 % of confocal stacks read widefield and
+59 % of widefield ones: an expected cost of 0.87 dB, 0.85 dB before); the expected error's held-out rank
+correlation with the actual axial error 0.28; on the 36 agreement stacks the axial error is 14.4 % and the
+forward agreement (``w`` 0.3) raises the confidence's rank correlation with −|error| from 0.29 to 0.32.
+The models before (features and squares and products with the z-step ratio and pixel, one penalty, log FWHM):
+axial 18.6 % (p90 39 %; widefield 21.6 %, confocal 15.5 %; NA ≥ 1.3 21.6 %, < 1.5 z samples per FWHM
+20.8 %; high-NA confocal under 1.5 samples 18.4 % → 15.2 % now, widefield oil 22.0 % → 18.9 %), lateral 13.1 %,
+modality 11.4 %. A stricter check (leave one kind and a quarter of the optics draws out, 28 folds, choices
+kept): axial 19.1 % → 16.7 %, lateral 13.6 % → 13.0 %, modality 13.0 % → 10.9 % (expected cost at its best
+margin 0.91 → 0.87 dB). Tried, by the same grouped CV (axial error): targets in other units on the old inputs
+(log FWHM 18.6 %, over the z step 18.45 %, over the pixel 18.85 %); with the target over the z step and one
+penalty, adding products with the squared z-step ratio and pixel × ratio 18.6 %, the cubes 17.6 %, the
+product with the z-blur width 17.8 %, both 17.1 %, and the z-blur band's product 16.6 % (the other single
+products, each feature in turn, at best 16.6 %: not taken, too many to choose among), pairwise products of the
+first 10 principal components instead of the band 16.9 %; block penalties 16.6 → 16.1 %; width models per
+modality (the inputs times the modality, true in training and the classifier's sign or tanh in use) 17.1–17.6 %
+against 17.1 % without, 17.3 % even with the true modality in use; RBF kernel ridge 18.0 % at best; a Huber
+loss (δ 0.1–0.3 in log) 16.5 % as squares; 20 ridges bagged over optics draws 16.44 % against 16.52 % (not
+worth a 20× record). The modality's blocks chosen by the expected cost of misreadings instead: 0.79 dB but
+12.7 % misclassified. Earlier: squares only (axial 18.6 %, modality 14.9 %); a torch MLP ensemble (2×64 tanh,
+3 seeds per fold: axial 20.6 %, lateral 15.1 %, modality 17.0 % on the first 1680-stack set, where ridge read
+19.1 %, 13.2 %, 15.4 %); features without the spectral z-blur fit and with 5 axial frequencies (axial 19.1 %);
+the spread of the per-kind fits as the uncertainty (rank correlation 0.14, 0.18 now).
 
     python benchmarks/axial_sr_study.py --out /tmp/study.json      # what a misread modality costs auto
     python benchmarks/calibrate_axial_optics.py --draws 160 --sr-study /tmp/study.json   # generate (cached), fit, write
