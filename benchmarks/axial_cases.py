@@ -261,17 +261,9 @@ def psf_shape(optics, pixel_um: float, volume_shape: tuple[int, int, int]) -> tu
     """The odd ``(z, y, x)`` extent of a case's PSF: the on-axis profile down to 1 % of its peak, and laterally
     the light cone at that depth plus an Airy unit, bounded by the volume (the blur's mirror padding) and by
     the generation's cost."""
-    from napari_kernelgan.physics.optics import axial_fwhm_um, best_focus_um
-    from napari_kernelgan.physics.optics.pupil import radial_intensity
+    from napari_kernelgan.physics.optics import on_axis_reach_um
 
-    focus = best_focus_um(optics)
-    reach = 8 * axial_fwhm_um(optics) + 0.5 * optics.depth_um
-    z = np.arange(-reach, reach + pixel_um / 2, pixel_um / 2)
-    on_axis = radial_intensity(optics, [0.0], z + focus)[:, 0]
-    if optics.modality == "confocal":
-        on_axis = on_axis ** 1.5  # excitation times a detection wider than the widefield profile
-    above = np.nonzero(on_axis >= PROFILE_FLOOR * on_axis.max())[0]
-    half_z_um = max(abs(z[above[0]]), abs(z[above[-1]]))
+    half_z_um = on_axis_reach_um(optics, PROFILE_FLOOR, step_um=pixel_um / 2)
     half_z = min(math.ceil(half_z_um / pixel_um), MAX_HALF_Z, volume_shape[0] - 1)
     sin_a = min(optics.na / optics.sample_index, 0.95)
     cone_um = half_z * pixel_um * sin_a / math.sqrt(1 - sin_a ** 2) + optics.airy_unit_um

@@ -116,3 +116,18 @@ def test_network_checks_pass_a_near_right_confocal_psf():
     assert 1 / isotropic.PSF_MATCH <= v["psf_match"] <= isotropic.PSF_MATCH
     assert v["consistency"] <= isotropic.CONSISTENCY
     assert _gain(c, r.volume) > 0
+
+
+def test_a_mismatched_models_3d_psf_reaches_as_far_as_its_light_but_no_longer_than_the_stack():
+    import math
+
+    from napari_kernelgan.physics.optics import axial_fwhm_um
+
+    deep = Optics(modality="confocal", na=1.4, wavelength_um=0.6, n_immersion=1.515, n_sample=1.33, depth_um=6.0,
+                  pinhole_au=1.0)
+    three_fwhm = 2 * math.ceil(3 * axial_fwhm_um(deep) / 0.1) + 1
+    long = _zsafety.model_kernel(deep, 0.1, 0.1, max_planes=400)
+    assert long.shape[0] > three_fwhm + 10 and abs(float(long.sum()) - 1) < 1e-4
+    assert _zsafety.model_kernel(deep, 0.1, 0.1, max_planes=three_fwhm + 6).shape[0] == three_fwhm + 6
+    matched = dataclasses.replace(deep, n_sample=None, depth_um=0.0)
+    assert _zsafety.model_kernel(matched, 0.1, 0.1, max_planes=11).shape[0] == three_fwhm  # as before: ±3 FWHMs

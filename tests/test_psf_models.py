@@ -353,6 +353,23 @@ def test_best_focus() -> None:
     assert at_best.max() >= max(psf_2d(water, 0.05, 41, best + d).max() for d in (-0.2, 0.2))
 
 
+def test_on_axis_reach_covers_the_side_lobes_and_stretches_with_a_mismatch() -> None:
+    from napari_kernelgan.physics.optics import on_axis_reach_um
+
+    plain = Optics(na=1.4, wavelength_um=0.52)
+    fwhm = axial_fwhm_um(plain)
+    z = np.linspace(-8 * fwhm, 8 * fwhm, 801)
+    on_axis = radial_intensity(plain, [0.0], z)[:, 0]
+    reach = on_axis_reach_um(plain)
+    assert 2 * fwhm < reach < 5 * fwhm
+    outside = np.abs(z) > reach + fwhm / 10
+    assert on_axis[outside].max() < 0.0101 * on_axis.max()  # nothing above 1 % beyond it
+    assert on_axis[np.abs(z) < reach - fwhm / 10].min() < on_axis.max()
+    deep = Optics(na=1.4, wavelength_um=0.52, n_sample=1.36, depth_um=10.0)
+    assert on_axis_reach_um(deep) > 1.5 * reach
+    assert on_axis_reach_um(Optics(na=1.4, wavelength_um=0.52, modality="confocal")) < reach  # intensity^1.5
+
+
 def test_read_optics_refuses_a_malformed_number_and_skips_non_physical_units() -> None:
     with pytest.raises(BadInputError, match="LensNA='one point four', not a number"):
         read_optics(OME.replace('LensNA="1.4"', 'LensNA="one point four"'))

@@ -12,10 +12,10 @@ See ``docs/optics.md`` for the models, units and the facts they are tested again
 """
 from __future__ import annotations
 
-from .models import axial_fwhm_um, best_focus_um, focused_psf_3d, psf_2d, psf_3d, support_for
+from .models import axial_fwhm_um, best_focus_um, focused_psf_3d, on_axis_reach_um, psf_2d, psf_3d, support_for
 from .params import MODALITIES, Optics
 from .pupil import optical_path_difference, pupil_energy, pupil_function, radial_intensity
 
 __all__ = ["Optics", "MODALITIES", "psf_2d", "psf_3d", "focused_psf_3d", "support_for", "axial_fwhm_um",
-           "best_focus_um",
+           "best_focus_um", "on_axis_reach_um",
            "radial_intensity", "optical_path_difference", "pupil_function", "pupil_energy"]

@@ -166,6 +166,23 @@ def best_focus_um(optics: Optics, search_um: float | None = None) -> float:
     return float(z[int(np.argmax(on_axis))])
 
 
+def on_axis_reach_um(optics: Optics, floor: float = 0.01, step_um: float | None = None) -> float:
+    """How far (µm) from the best focus (:func:`best_focus_um`) the on-axis intensity stays above ``floor`` of its
+    peak, on either side: the z extent a 3-D PSF needs. Index mismatch at depth stretches it well beyond the
+    closed-form FWHM (:func:`axial_fwhm_um`): an NA 1.4 oil objective 10 µm into index 1.36 reaches 2.3× as
+    far as matched. The confocal on-axis profile is taken as the widefield one to the power 1.5 (excitation times
+    a detection wider than it). Sampled every ``step_um`` (default a twentieth of the closed-form FWHM)."""
+    focus = best_focus_um(optics)
+    reach = 8 * axial_fwhm_um(optics) + 0.5 * optics.depth_um
+    step = axial_fwhm_um(optics) / 20 if step_um is None else _positive("step_um", step_um)
+    z = np.arange(-reach, reach + step, step)
+    on_axis = radial_intensity(optics, [0.0], z + focus)[:, 0]
+    if optics.modality == "confocal":
+        on_axis = on_axis ** 1.5
+    above = np.nonzero(on_axis >= floor * on_axis.max())[0]
+    return float(max(abs(z[above[0]]), abs(z[above[-1]])))
+
+
 def psf_3d(optics: Optics, pixel_um: float, z_step_um: float, shape: tuple[int, int, int] | None = None, *,
            oversample: int | None = None) -> np.ndarray:
     """The 3-D PSF ``(z, y, x)``, planes ``z_step_um`` apart centred on the focal plane, sum 1.
@@ -203,15 +220,20 @@ def focused_psf_3d(optics: Optics, pixel_um: float, z_step_um: float,
     if focus == 0:
         return psf_3d(optics, pixel_um, z_step_um, shape)
     centred = replace(optics, defocus_um=optics.defocus_um + focus)
-    psf = psf_3d(centred, pixel_um, z_step_um, shape)
+    full = psf_3d(centred, pixel_um, z_step_um, shape)
+    # The centring looks only at the on-axis column, which a pixel-integrated model computes the same on any
+    # lateral grid (the pinhole's padding included): iterate on that column alone, then make the PSF once.
+    nz = full.shape[0]
+    column = full[:, full.shape[1] // 2, full.shape[2] // 2]
+    moved = False
     for _ in range(6):
-        on_axis = psf[:, psf.shape[1] // 2, psf.shape[2] // 2]
-        com = float((np.arange(on_axis.size) - on_axis.size // 2) @ on_axis / on_axis.sum())
+        com = float((np.arange(nz) - nz // 2) @ column / column.sum())
         if abs(com) < 0.05:
             break
         centred = replace(centred, defocus_um=centred.defocus_um + com * z_step_um)
-        psf = psf_3d(centred, pixel_um, z_step_um, shape)
-    return psf
+        column = psf_3d(centred, pixel_um, z_step_um, (nz, 1, 1))[:, 0, 0]
+        moved = True
+    return psf_3d(centred, pixel_um, z_step_um, full.shape) if moved else full
 
 
 def _smallest_side(k: np.ndarray, total: float, mass: float) -> int | None:
