@@ -22,9 +22,9 @@ def _lateral_line_fwhm(case) -> float:
 @pytest.fixture(scope="module")
 def stacks():
     """A widefield and a confocal development stack (seeds in the development range 100–999). Widefield NA 1.2
-    water stacks of mixed objects at 800 photons score near zero for the modality (seeds 201, 202 and 206 read
-    confocal); this one's score is clearly widefield."""
-    wf = axial_case(205, Optics(na=1.2, wavelength_um=0.58, n_immersion=1.333), factor=4, kind="mixed",
+    water stacks of mixed objects at 800 photons score near zero for the modality, and most of seeds 200–214
+    stay within the record's widefield margin (they read confocal); this one's score is clearly widefield."""
+    wf = axial_case(214, Optics(na=1.2, wavelength_um=0.58, n_immersion=1.333), factor=4, kind="mixed",
                     shape=(96, 64, 64), photons=800)
     cf = axial_case(204, Optics(modality="confocal", na=1.2, wavelength_um=0.55, n_immersion=1.333), factor=4,
                     kind="mixed", shape=(96, 64, 64), photons=500)
@@ -136,6 +136,18 @@ def test_the_prediction_is_the_records_ridge_on_the_expanded_features(stacks):
                                                       + math.log(c.z_step_um), abs=1e-9)
     assert math.log(p.lateral_fwhm_um) == pytest.approx(w["log_lateral"][:-1] @ z + w["log_lateral"][-1], abs=1e-9)
     assert p.confocal_score == pytest.approx(w["confocal"][:-1] @ z + w["confocal"][-1], abs=1e-9)
+
+
+def test_a_stack_reads_widefield_only_beyond_the_records_margin(stacks, monkeypatch):
+    margin = record_values("axial_optics")["widefield_margin"]["margin"]
+    assert margin > 0 and _learned.widefield_margin() == margin
+    w = stacks["widefield"]
+    f = _features.features_of_stack(w.stack, w.pixel_um, w.z_step_um)
+    score = _learned.predict(f).confocal_score
+    assert score < -margin and _learned.predict(f).modality == "widefield"
+    # the same score inside the margin reads confocal: a misread widefield stack loses less than a confocal one
+    monkeypatch.setattr(_learned, "widefield_margin", lambda: -score + 0.01)
+    assert _learned.predict(f).modality == "confocal"
 
 
 @pytest.mark.parametrize("optics", [Optics(na=1.0, wavelength_um=0.6, n_immersion=1.333),

@@ -44,6 +44,7 @@ def _model() -> dict[str, Any]:
     out["confidence"] = {**v["confidence"], "weights": np.asarray(v["confidence"]["weights"])}
     out["table"] = v["optics_table"]
     out["forward_agreement"] = v["forward_agreement"]
+    out["widefield_margin"] = v["widefield_margin"]
     return out
 
 
