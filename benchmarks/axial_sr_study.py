@@ -12,13 +12,21 @@ one). Per case and perturbation, with ``safe=False`` so every method runs to the
   over cubic against the isotropic truth, its held-out z check (odd planes predicted from the even ones through
   the PSF), its change to cubic, and the candidate choice's score on the central crop
   (:func:`napari_kernelgan.axial._zsafety.candidate_scores`);
-* ``smore`` (NA ×0.85/1/1.15 and the wrong modality only: it trains): the gain, the held-out lateral check, the
-  PSF-match ratio and the re-blur consistency ratio;
+* ``smore`` (NA ×0.85/1/1.15 and the wrong modality, and on confocal stacks every near-right model: it trains):
+  the gain, the held-out lateral check, the PSF-match ratio and the re-blur consistency ratio;
+* ``net_check``: the network's held-out z gain on the central crop (odd planes predicted from the even ones by a
+  network trained at twice the factor, :mod:`napari_kernelgan.axial._netcheck`), beside the 3-D candidates'
+  ``scores``: what ``auto`` compares with a confocal model;
 * ``auto``: what ``sr_method="auto"`` chose and its gain.
 
     python benchmarks/axial_sr_study.py --out /tmp/study.json          # every case
     python benchmarks/axial_sr_study.py --out /tmp/study.json --quick  # three cases
     python benchmarks/axial_sr_study.py --table /tmp/study.json        # the table of a finished run
+    python benchmarks/axial_sr_study.py --out /tmp/new.json --reuse /tmp/study.json  # only what the old rows lack
+    python benchmarks/axial_sr_study.py --out /tmp/study.json --start 7  # resume after 7 cases
+
+``--reuse`` takes each run an earlier study's rows hold for the same case and model (every run is seeded, so it
+would give the same numbers) and runs only the rest.
 
 ``benchmarks/calibrate_axial_safety.py`` fits the safeguards' thresholds on these rows.
 """
@@ -142,17 +150,42 @@ def _run(case, psf, **kw) -> tuple[float, dict, object]:
     return psnr(r.volume, case.truth, case.factor), val, r
 
 
-def study_case(name: str, make: Callable, train_seconds: float, auto: bool) -> dict:
+def net_check(case, psf) -> dict:
+    """The network's held-out z check on the case's central crop with ``psf`` (one thread)."""
+    from napari_kernelgan.axial._netcheck import net_held_out
+    from napari_kernelgan.axial._zops import measure_stack_noise
+    from napari_kernelgan.devices import torch_threads
+
+    noise = measure_stack_noise(np.asarray(case.stack[case.stack.shape[0] // 2], dtype=np.float64))
+    t0 = time.perf_counter()
+    with torch_threads(1):
+        c = net_held_out(case.stack, psf, case.factor, noise, seed=0)
+    return {"held": c.held_db, "mse_net": c.mse_net, "mse_cubic": c.mse_cubic, "steps": c.steps,
+            "seconds": time.perf_counter() - t0}
+
+
+def runs_smore(mode: str, label: str) -> bool:
+    """Whether the study trains the network with this perturbation (:data:`SMORE_PERTURBATIONS`, and on confocal
+    stacks every near-right model: ``auto`` may choose it there)."""
+    return label in SMORE_PERTURBATIONS or (mode == "confocal" and label in NEAR_RIGHT)
+
+
+def study_case(name: str, make: Callable, train_seconds: float, auto: bool, old: dict | None = None) -> dict:
     from napari_kernelgan.axial import _zsafety
 
+    old = old or {}
     case = make()
     row: dict = {"case": name, "mode": case.optics.modality, "factor": case.factor,
                  "stack_shape": list(case.stack.shape)}
-    base, _, _ = _run(case, case.true_psf, sr_method="cubic")
+    base = old["cubic"] if "cubic" in old else _run(case, case.true_psf, sr_method="cubic")[0]
     row["cubic"] = base
     fine = case.z_step_um / case.factor
-    p, val, _ = _run(case, case.true_psf, sr_method="deconvolve", psf3d=(case.psf, case.pixel_um, fine), safe=False)
-    row["true_psf3d"] = {"gain": p - base, **val}
+    if "true_psf3d" in old:
+        row["true_psf3d"] = old["true_psf3d"]
+    else:
+        p, val, _ = _run(case, case.true_psf, sr_method="deconvolve", psf3d=(case.psf, case.pixel_um, fine),
+                         safe=False)
+        row["true_psf3d"] = {"gain": p - base, **val}
     for label, perturb in PERTURBATIONS.items():
         optics = perturb(case.optics)
         if label != "true" and optics == case.optics:
@@ -161,21 +194,26 @@ def study_case(name: str, make: Callable, train_seconds: float, auto: bool) -> d
             psf = model_psf(case, optics)
         except BadInputError:  # the model's PSF would not fit a kernel of any reasonable size
             continue
-        entry: dict = {}
-        p, val, _ = _run(case, psf, sr_method="deconvolve", psf3d=(model_kernel(optics, case.pixel_um, fine),
-                                                                   case.pixel_um, fine),
-                         safe=False)
-        entry["psf3d"] = {"gain": p - base, **val}
-        if label in SMORE_PERTURBATIONS:
+        entry: dict = {k: v for k, v in old.get(label, {}).items() if k in ("psf3d", "smore", "scores", "net_check")}
+        if "psf3d" not in entry:
+            p, val, _ = _run(case, psf, sr_method="deconvolve", psf3d=(model_kernel(optics, case.pixel_um, fine),
+                                                                       case.pixel_um, fine),
+                             safe=False)
+            entry["psf3d"] = {"gain": p - base, **val}
+        if runs_smore(row["mode"], label) and "smore" not in entry:
             p, val, _ = _run(case, psf, sr_method="smore", safe=False, train_seconds=train_seconds)
             entry["smore"] = {"gain": p - base, **val}
-        entry["scores"] = _zsafety.study_scores(case.stack, psf, case.factor)
+        if "scores" not in entry:
+            entry["scores"] = _zsafety.study_scores(case.stack, psf, case.factor)
+        if "net_check" not in entry:
+            entry["net_check"] = net_check(case, psf)
         if auto:
             p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds)
             entry["auto"] = {"gain": p - base, **val}
         row[label] = entry
-        print(f"  {name} {label}: 3-D {entry['psf3d']['gain']:+.2f}"
+        print(f"  {name} {label}: 3-D {entry['psf3d']['gain']:+.2f} held {entry['scores'].get('1', {}).get('held')}"
               + (f" smore {entry['smore']['gain']:+.2f}" if "smore" in entry else "")
+              + f" net held {entry['net_check']['held']:+.2f}"
               + (f" auto {entry['auto']['gain']:+.2f} ({entry['auto'].get('auto_choice')})" if auto else ""),
               flush=True)
     return row
@@ -290,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", choices=("all", "dev", "synthetic"), default="all")
     ap.add_argument("--timing", action="store_true", help="only time auto on a 64×512×512 stack")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--start", type=int, default=0, help="skip the first N cases (a run resumed)")
+    ap.add_argument("--start", type=int, default=0,
+                    help="skip the first N cases (a run resumed: the --out file's first N rows are kept)")
+    ap.add_argument("--reuse", type=Path, help="an earlier study's rows: its runs are taken, not rerun")
     args = ap.parse_args(argv)
     if args.table:
         rows = json.loads(args.table.read_text())
@@ -299,12 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing:
         print(json.dumps(timing(args.threads)))
         return 0
-    rows = []
+    rows = json.loads(args.out.read_text())[:args.start] if args.start and args.out and args.out.exists() else []
+    old = {r["case"]: r for r in json.loads(args.reuse.read_text())} if args.reuse else {}
     for name, make in all_cases(args.quick, args.synthetic, args.cases)[args.start:]:
         if args.auto_only:
             rows.append(auto_case(name, make, args.train_seconds))
         else:
-            rows.append(study_case(name, make, args.train_seconds, args.auto))
+            rows.append(study_case(name, make, args.train_seconds, args.auto, old.get(name)))
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1, default=float))
     print(table(rows) + "\n" + auto_summary(rows))
