@@ -219,9 +219,13 @@ def study_case(name: str, make: Callable, train_seconds: float, auto: bool, old:
     return row
 
 
-def auto_case(name: str, make: Callable, train_seconds: float) -> dict:
-    """``auto`` with each near-right model (:data:`NEAR_RIGHT`) against cubic and the true 3-D PSF's path."""
+def auto_case(name: str, make: Callable, train_seconds: float, modality: str | None = None) -> dict | None:
+    """``auto`` with each near-right model (:data:`NEAR_RIGHT`) against cubic and the true 3-D PSF's path; where
+    ``auto`` took the 3-D path with a confocal model, also the network alone (what ``auto`` ran there before it
+    chose between the two: ``network_only``). ``None`` for a case of another ``modality`` than asked."""
     case = make()
+    if modality is not None and case.optics.modality != modality:
+        return None
     row: dict = {"case": name, "mode": case.optics.modality, "factor": case.factor}
     base, _, _ = _run(case, case.true_psf, sr_method="cubic")
     fine = case.z_step_um / case.factor
@@ -237,14 +241,25 @@ def auto_case(name: str, make: Callable, train_seconds: float) -> dict:
             continue
         p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds or None)
         row[label] = {"auto": {"gain": p - base, **val}}
+        if row["mode"] == "confocal" and val.get("auto_choice") == "psf3d":
+            q, val2, _ = _run(case, psf, sr_method="smore", train_seconds=train_seconds or None)
+            row[label]["network_only"] = {"gain": q - base, **val2}
         print(f"  {name} {label}: auto {p - base:+.2f} ({val.get('auto_choice')}, {val['sr_method']}, NA ×"
               f"{val.get('psf3d_na_scale', '-')}) true 3-D {row['true_psf3d']['gain']:+.2f}", flush=True)
     return row
 
 
 def auto_summary(rows: list[dict]) -> str:
-    """Mean gain of ``auto`` with near-right models, its share of the true 3-D PSF's gain, runs below cubic."""
+    """Mean gain of ``auto`` with near-right models, its share of the true 3-D PSF's gain, runs below cubic; on
+    confocal stacks also the network alone (``auto`` before it chose between the network and the 3-D path)."""
     lines = []
+    net = [(r[label]["network_only"] if "network_only" in r[label] else r[label]["auto"])
+           for r in rows if r["mode"] == "confocal" for label in NEAR_RIGHT if "auto" in r.get(label, {})]
+    if net and any("network_only" in r.get(label, {}) for r in rows for label in NEAR_RIGHT):
+        gains = [n["gain"] for n in net]
+        lines.append(f"confocal, the network alone: {len(gains)} runs, mean gain {np.mean(gains):+.2f} dB, "
+                     f"{sum(g < 0 and not n['fell_back'] and not n['warnings'] for g, n in zip(gains, net))} below "
+                     f"cubic without a warning, worst {min(gains):+.2f} dB")
     for mode in ("widefield", "confocal", None):
         gains, true, below = [], [], 0
         for r in rows:
@@ -296,7 +311,41 @@ def timing(threads: int) -> dict:
                           "choice": r.validation.get("auto_choice"), "na_scale": r.validation.get("psf3d_na_scale"),
                           "load_average": list(__import__("os").getloadavg())}
             print(f"timing {label}: {out[label]}", flush=True)
+        out["confocal_choice"] = choice_timing(stack, threads)
+        print(f"timing confocal_choice: {out['confocal_choice']}", flush=True)
     return out
+
+
+def choice_timing(stack, threads: int) -> dict:
+    """What a confocal model adds to ``auto`` on the timing stack before it runs either path: the three 3-D
+    candidates on the central block and the network's held-out z check (NA 1.4 oil confocal model)."""
+    from axial_benchmark import TIMING_FACTOR, TIMING_PIXEL
+    from napari_kernelgan.axial import _zsafety, isotropic, zdeconv
+    from napari_kernelgan.axial._netcheck import net_held_out
+    from napari_kernelgan.axial._zops import measure_stack_noise
+    from napari_kernelgan.axial.psf import AxialPSF
+    from napari_kernelgan.devices import torch_threads
+    from napari_kernelgan.synthetic3d import true_axial_psf
+
+    optics = Optics(modality="confocal", na=1.4, wavelength_um=0.52, pinhole_au=1.0)
+    fine = TIMING_PIXEL
+    p = true_axial_psf(psf_3d(optics, TIMING_PIXEL, fine), TIMING_PIXEL, fine)
+    psf = AxialPSF(lateral=p.lateral, axial=p.axial, relative=p.relative, pixel_um=TIMING_PIXEL,
+                   z_step_um=TIMING_PIXEL * TIMING_FACTOR, step_um=fine, confidence=1.0, method="model", model=optics)
+    mid = np.asarray(stack[stack.shape[0] // 2], dtype=np.float64)
+    noise = measure_stack_noise(mid)
+    start = time.perf_counter()
+    gen = _zsafety.iter_choose_psf3d(stack, psf, TIMING_FACTOR, zdeconv.noise_lambda(mid, noise, TIMING_PIXEL, fine),
+                                     scales=isotropic.NA_SCALES, held_min_db=isotropic.MARGIN_3D_DB,
+                                     below_max=isotropic.BELOW_MAX, prefer_db=isotropic.PREFER_DB, workers=threads)
+    for _ in gen:
+        pass
+    mid_t = time.perf_counter()
+    with torch_threads(threads):
+        check = net_held_out(stack, psf, TIMING_FACTOR, noise, seed=0)
+    end = time.perf_counter()
+    return {"candidates_seconds": mid_t - start, "network_check_seconds": end - mid_t, "check_steps": check.steps,
+            "network_held_db": check.held_db, "load_average": list(__import__("os").getloadavg())}
 
 
 def table(rows: list[dict]) -> str:
@@ -327,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--auto-only", action="store_true", help="only auto with near-right models (and the truth)")
     ap.add_argument("--cases", choices=("all", "dev", "synthetic"), default="all")
     ap.add_argument("--timing", action="store_true", help="only time auto on a 64×512×512 stack")
+    ap.add_argument("--choice-timing", action="store_true",
+                    help="only time what a confocal model adds to auto on the 64×512×512 stack")
+    ap.add_argument("--modality", choices=("widefield", "confocal"), help="with --auto-only: only these cases")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--start", type=int, default=0,
                     help="skip the first N cases (a run resumed: the --out file's first N rows are kept)")
@@ -339,11 +391,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing:
         print(json.dumps(timing(args.threads)))
         return 0
+    if args.choice_timing:
+        import tempfile
+
+        from axial_benchmark import timing_stack
+
+        with tempfile.TemporaryDirectory(prefix="axial-choice-timing-") as tmp:
+            timing_stack(Path(tmp) / "stack.npy")
+            print(json.dumps(choice_timing(np.load(Path(tmp) / "stack.npy", mmap_mode="r"), args.threads)))
+        return 0
     rows = json.loads(args.out.read_text())[:args.start] if args.start and args.out and args.out.exists() else []
     old = {r["case"]: r for r in json.loads(args.reuse.read_text())} if args.reuse else {}
     for name, make in all_cases(args.quick, args.synthetic, args.cases)[args.start:]:
         if args.auto_only:
-            rows.append(auto_case(name, make, args.train_seconds))
+            row = auto_case(name, make, args.train_seconds, args.modality)
+            if row is not None:
+                rows.append(row)
         else:
             rows.append(study_case(name, make, args.train_seconds, args.auto, old.get(name)))
         if args.out:
