@@ -15,7 +15,10 @@ from . import _netcheck, _zsafety, zdeconv
 from ._zops import NoiseModel
 from .psf import AxialPSF
 
-__all__ = ["iter_choose_model_psf3d", "candidate_faults"]
+__all__ = ["iter_choose_model_psf3d", "candidate_faults", "CHOSE_PSF3D"]
+
+# How the note saying the 3-D PSF was preferred to the network begins (dropped where the 3-D path then fails).
+CHOSE_PSF3D = "The PSF model's 3-D PSF super-resolved the stack rather than the network"
 
 
 def candidate_faults(c: Any, held_min_db: float, below_max: float) -> str:
@@ -80,9 +83,9 @@ def iter_choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], 
                                 f"it predicts held-out planes of the stack better ({check.held_db:+.2f} dB over "
                                 f"cubic interpolation against {best.held_db:+.2f} dB).")
             return None
-        result.notes.append(f"The PSF model's 3-D PSF super-resolved the stack rather than the network: it predicts "
-                            f"held-out planes of the stack about as well or better ({best.held_db:+.2f} dB over "
-                            f"cubic interpolation against the network's {check.held_db:+.2f} dB).")
+        result.notes.append(f"{CHOSE_PSF3D}: the network does not predict held-out planes of the stack clearly "
+                            f"better ({check.held_db:+.2f} dB over cubic interpolation against the 3-D PSF's "
+                            f"{best.held_db:+.2f} dB).")
     val["psf3d_na_scale"] = best.scale
     if best.scale != 1.0:
         chosen = _zsafety.scaled_na(model, best.scale).na

@@ -276,6 +276,7 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
                 val["psf3d_rejected"] = "; ".join(reasons)
                 val["psf3d_check"] = {k: val.pop(k) for k in ("psnr_method", "psnr_cubic", "change_3d") if k in val}
                 val.pop("psf3d", None)
+                result.notes[:] = [n for n in result.notes if not n.startswith(_autochoice.CHOSE_PSF3D)]
                 result.notes.append(f"The PSF model's 3-D PSF was not used: {val['psf3d_rejected']}; the network "
                                        f"(smore) super-resolved the stack instead.")
                 reasons, solver, sr_method = [], None, "smore"
