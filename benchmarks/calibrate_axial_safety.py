@@ -55,7 +55,7 @@ CONSISTENCY_GRID = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 MATCH_GRID = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 MARGIN_DB = 0.1  # the network's held-out lateral check (isotropic.MARGIN_DB)
 PREFER_GRID = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
-NETWORK_GRID = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+NETWORK_GRID = (-1.0, -0.75, -0.5, -0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 SMORE_LABELS = ("true", "na0.85", "na1.15", "modality")  # the network runs the limits are fitted on
 NEAR_RIGHT = ("true", "na0.93", "na1.07", "wl0.9", "wl1.1", "depth")  # axial_sr_study.NEAR_RIGHT
 CHANGE_3D = 4.0  # isotropic.CHANGE_3D (a design choice, not fitted)
@@ -251,10 +251,13 @@ def cross_validate_network(samples: list[dict], prefer_db: float) -> dict:
     """Leave one case out: ``auto``'s gain with the margin fitted on the other cases, against the network alone
     (before the choice) and the 3-D path wherever a candidate passes."""
     cases = sorted({s["case"] for s in samples})
-    through = []
+    through, per_case = [], {}
     for case in cases:
         m = fit_network_margin([s for s in samples if s["case"] != case], prefer_db)
-        through += [(network_choice(s, m, prefer_db), m) for s in samples if s["case"] == case]
+        mine = [(network_choice(s, m, prefer_db), m) for s in samples if s["case"] == case]
+        through += mine
+        per_case[case] = {"margin": m, "gains": [round(g, 2) for (g, _, _), _ in mine],
+                          "paths": [p for (_, _, p), _ in mine]}
 
     def summary(results: list[tuple[float, bool, str]]) -> dict:
         gains = [g for g, _, _ in results]
@@ -268,8 +271,7 @@ def cross_validate_network(samples: list[dict], prefer_db: float) -> dict:
             "choice": summary([r for r, _ in through]),
             "network_only": summary([network_choice(s, None, prefer_db) for s in samples]),
             "psf3d_when_accepted": summary([network_choice(s, float("inf"), prefer_db) for s in samples]),
-            "per_case": {c: round(float(np.mean([r[0] for (r, _), s in zip(through, samples) if s["case"] == c])),
-                                  3) for c in cases}}
+            "per_case": per_case}
 
 
 def main(argv: list[str] | None = None) -> int:
