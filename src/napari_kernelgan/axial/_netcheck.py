@@ -44,6 +44,7 @@ class NetCheck:
 
     @property
     def held_db(self) -> float:
+        """The network's held-out z gain: dB over cubic interpolation's prediction of the same planes."""
         return float(10.0 * math.log10(max(self.mse_cubic, 1e-30) / max(self.mse_net, 1e-30)))
 
 
