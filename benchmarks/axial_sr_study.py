@@ -13,13 +13,21 @@ one). Per case and perturbation, with ``safe=False`` so every method runs to the
   over cubic against the isotropic truth, its held-out z check (odd planes predicted from the even ones through
   the PSF), its change to cubic, and the candidate choice's score on the central crop
   (:func:`napari_kernelgan.axial._zsafety.candidate_scores`);
-* ``smore`` (NA ×0.85/1/1.15 and the wrong modality only: it trains): the gain, the held-out lateral check, the
-  PSF-match ratio and the re-blur consistency ratio;
+* ``smore`` (NA ×0.85/1/1.15 and the wrong modality, and on confocal stacks every near-right model: it trains):
+  the gain, the held-out lateral check, the PSF-match ratio and the re-blur consistency ratio;
+* ``net_check``: the network's held-out z gain on the central crop (odd planes predicted from the even ones by a
+  network trained at twice the factor, :mod:`napari_kernelgan.axial._netcheck`), beside the 3-D candidates'
+  ``scores``: what ``auto`` compares with a confocal model;
 * ``auto``: what ``sr_method="auto"`` chose and its gain.
 
     python benchmarks/axial_sr_study.py --out /tmp/study.json          # every case
     python benchmarks/axial_sr_study.py --out /tmp/study.json --quick  # three cases
     python benchmarks/axial_sr_study.py --table /tmp/study.json        # the table of a finished run
+    python benchmarks/axial_sr_study.py --out /tmp/new.json --reuse /tmp/study.json  # only what the old rows lack
+    python benchmarks/axial_sr_study.py --out /tmp/study.json --start 7  # resume after 7 cases
+
+``--reuse`` takes each run an earlier study's rows hold for the same case and model (every run is seeded, so it
+would give the same numbers) and runs only the rest.
 
 ``benchmarks/calibrate_axial_safety.py`` fits the safeguards' thresholds on these rows.
 """
@@ -175,18 +183,43 @@ def _run(case, psf, **kw) -> tuple[float, dict, object]:
     return psnr(r.volume, case.truth, case.factor), val, r
 
 
-def study_case(name: str, make: Callable, train_seconds: float, auto: bool) -> dict:
+def net_check(case, psf) -> dict:
+    """The network's held-out z check on the case's central crop with ``psf`` (one thread)."""
+    from napari_kernelgan.axial._netcheck import net_held_out
+    from napari_kernelgan.axial._zops import measure_stack_noise
+    from napari_kernelgan.devices import torch_threads
+
+    noise = measure_stack_noise(np.asarray(case.stack[case.stack.shape[0] // 2], dtype=np.float64))
+    t0 = time.perf_counter()
+    with torch_threads(1):
+        c = net_held_out(case.stack, psf, case.factor, noise, seed=0)
+    return {"held": c.held_db, "mse_net": c.mse_net, "mse_cubic": c.mse_cubic, "steps": c.steps,
+            "seconds": time.perf_counter() - t0}
+
+
+def runs_smore(mode: str, label: str) -> bool:
+    """Whether the study trains the network with this perturbation (:data:`SMORE_PERTURBATIONS`, and on confocal
+    stacks every near-right model: ``auto`` may choose it there)."""
+    return label in SMORE_PERTURBATIONS or (mode == "confocal" and label in NEAR_RIGHT)
+
+
+def study_case(name: str, make: Callable, train_seconds: float, auto: bool, old: dict | None = None) -> dict:
     from napari_kernelgan.axial import _zsafety
 
+    old = old or {}
     case = make()
     row: dict = {"case": name, "mode": case.optics.modality, "factor": case.factor,
                  "stack_shape": list(case.stack.shape)}
-    base, _, _ = _run(case, case.true_psf, sr_method="cubic")
+    base = old["cubic"] if "cubic" in old else _run(case, case.true_psf, sr_method="cubic")[0]
     row["cubic"] = base
     fine = case.z_step_um / case.factor
     planes = output_planes(case.stack.shape[0], case.factor)
-    p, val, _ = _run(case, case.true_psf, sr_method="deconvolve", psf3d=(case.psf, case.pixel_um, fine), safe=False)
-    row["true_psf3d"] = {"gain": p - base, **val}
+    if "true_psf3d" in old:
+        row["true_psf3d"] = old["true_psf3d"]
+    else:
+        p, val, _ = _run(case, case.true_psf, sr_method="deconvolve", psf3d=(case.psf, case.pixel_um, fine),
+                         safe=False)
+        row["true_psf3d"] = {"gain": p - base, **val}
     for label, perturb in PERTURBATIONS.items():
         optics = perturb(case.optics)
         if label != "true" and optics == case.optics:
@@ -195,28 +228,33 @@ def study_case(name: str, make: Callable, train_seconds: float, auto: bool) -> d
             psf = model_psf(case, optics)
         except BadInputError:  # the model's PSF would not fit a kernel of any reasonable size
             continue
-        entry: dict = {}
-        p, val, _ = _run(case, psf, sr_method="deconvolve", psf3d=(model_kernel(optics, case.pixel_um, fine, planes),
-                                                                   case.pixel_um, fine),
-                         safe=False)
-        entry["psf3d"] = {"gain": p - base, **val}
-        if label in SMORE_PERTURBATIONS:
+        entry: dict = {k: v for k, v in old.get(label, {}).items() if k in ("psf3d", "smore", "scores", "net_check")}
+        if "psf3d" not in entry:
+            p, val, _ = _run(case, psf, sr_method="deconvolve", safe=False,
+                             psf3d=(model_kernel(optics, case.pixel_um, fine, planes), case.pixel_um, fine))
+            entry["psf3d"] = {"gain": p - base, **val}
+        if runs_smore(row["mode"], label) and "smore" not in entry:
             p, val, _ = _run(case, psf, sr_method="smore", safe=False, train_seconds=train_seconds)
             entry["smore"] = {"gain": p - base, **val}
-        entry["scores"] = _zsafety.study_scores(case.stack, psf, case.factor)
+        if "scores" not in entry:
+            entry["scores"] = _zsafety.study_scores(case.stack, psf, case.factor)
+        if "net_check" not in entry:
+            entry["net_check"] = net_check(case, psf)
         if auto:
             p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds)
             entry["auto"] = {"gain": p - base, **val}
         row[label] = entry
         _print(name, label, entry, auto)
-    row["estimated_wide"] = estimated_wide(case)
+    row["estimated_wide"] = old["estimated_wide"] if "estimated_wide" in old else estimated_wide(case)
     _print(name, "estimated_wide", row["estimated_wide"], False)
     return row
 
 
 def _print(name: str, label: str, entry: dict, auto: bool) -> None:
-    print(f"  {name} {label}: 3-D {entry['psf3d']['gain']:+.2f}"
+    held = entry["scores"].get("1", {}).get("held")
+    print(f"  {name} {label}: 3-D {entry['psf3d']['gain']:+.2f} held {held}"
           + (f" smore {entry['smore']['gain']:+.2f}" if "smore" in entry else "")
+          + (f" net held {entry['net_check']['held']:+.2f}" if "net_check" in entry else "")
           + (f" auto {entry['auto']['gain']:+.2f} ({entry['auto'].get('auto_choice')})" if auto else ""),
           flush=True)
 
@@ -240,9 +278,13 @@ def estimated_wide(case) -> dict:
             "scores": _zsafety.study_scores(case.stack, psf, case.factor)}
 
 
-def auto_case(name: str, make: Callable, train_seconds: float) -> dict:
-    """``auto`` with each near-right model (:data:`NEAR_RIGHT`) against cubic and the true 3-D PSF's path."""
+def auto_case(name: str, make: Callable, train_seconds: float, modality: str | None = None) -> dict | None:
+    """``auto`` with each near-right model (:data:`NEAR_RIGHT`) against cubic and the true 3-D PSF's path; where
+    ``auto`` took the 3-D path with a confocal model, also the network alone (what ``auto`` ran there before it
+    chose between the two: ``network_only``). ``None`` for a case of another ``modality`` than asked."""
     case = make()
+    if modality is not None and case.optics.modality != modality:
+        return None
     row: dict = {"case": name, "mode": case.optics.modality, "factor": case.factor}
     base, _, _ = _run(case, case.true_psf, sr_method="cubic")
     fine = case.z_step_um / case.factor
@@ -258,14 +300,25 @@ def auto_case(name: str, make: Callable, train_seconds: float) -> dict:
             continue
         p, val, _ = _run(case, psf, sr_method="auto", train_seconds=train_seconds or None)
         row[label] = {"auto": {"gain": p - base, **val}}
+        if row["mode"] == "confocal" and val.get("auto_choice") == "psf3d":
+            q, val2, _ = _run(case, psf, sr_method="smore", train_seconds=train_seconds or None)
+            row[label]["network_only"] = {"gain": q - base, **val2}
         print(f"  {name} {label}: auto {p - base:+.2f} ({val.get('auto_choice')}, {val['sr_method']}, NA ×"
               f"{val.get('psf3d_na_scale', '-')}) true 3-D {row['true_psf3d']['gain']:+.2f}", flush=True)
     return row
 
 
 def auto_summary(rows: list[dict]) -> str:
-    """Mean gain of ``auto`` with near-right models, its share of the true 3-D PSF's gain, runs below cubic."""
+    """Mean gain of ``auto`` with near-right models, its share of the true 3-D PSF's gain, runs below cubic; on
+    confocal stacks also the network alone (``auto`` before it chose between the network and the 3-D path)."""
     lines = []
+    net = [(r[label]["network_only"] if "network_only" in r[label] else r[label]["auto"])
+           for r in rows if r["mode"] == "confocal" for label in NEAR_RIGHT if "auto" in r.get(label, {})]
+    if net and any("network_only" in r.get(label, {}) for r in rows for label in NEAR_RIGHT):
+        gains = [n["gain"] for n in net]
+        lines.append(f"confocal, the network alone: {len(gains)} runs, mean gain {np.mean(gains):+.2f} dB, "
+                     f"{sum(g < 0 and not n['fell_back'] and not n['warnings'] for g, n in zip(gains, net))} below "
+                     f"cubic without a warning, worst {min(gains):+.2f} dB")
     for mode in ("widefield", "confocal", None):
         gains, true, below = [], [], 0
         for r in rows:
@@ -317,7 +370,43 @@ def timing(threads: int) -> dict:
                           "choice": r.validation.get("auto_choice"), "na_scale": r.validation.get("psf3d_na_scale"),
                           "load_average": list(__import__("os").getloadavg())}
             print(f"timing {label}: {out[label]}", flush=True)
+        out["confocal_choice"] = choice_timing(stack, threads)
+        print(f"timing confocal_choice: {out['confocal_choice']}", flush=True)
     return out
+
+
+def choice_timing(stack, threads: int) -> dict:
+    """What a confocal model adds to ``auto`` on the timing stack before it runs either path: the three 3-D
+    candidates on the central block and the network's held-out z check (NA 1.4 oil confocal model)."""
+    from axial_benchmark import TIMING_FACTOR, TIMING_PIXEL
+    from napari_kernelgan.axial import _zsafety, isotropic, zdeconv
+    from napari_kernelgan.axial._netcheck import net_held_out
+    from napari_kernelgan.axial._zops import measure_stack_noise
+    from napari_kernelgan.axial.psf import AxialPSF
+    from napari_kernelgan.devices import torch_threads
+    from napari_kernelgan.synthetic3d import true_axial_psf
+
+    optics = Optics(modality="confocal", na=1.4, wavelength_um=0.52, pinhole_au=1.0)
+    fine = TIMING_PIXEL
+    p = true_axial_psf(psf_3d(optics, TIMING_PIXEL, fine), TIMING_PIXEL, fine)
+    psf = AxialPSF(lateral=p.lateral, axial=p.axial, relative=p.relative, pixel_um=TIMING_PIXEL,
+                   z_step_um=TIMING_PIXEL * TIMING_FACTOR, step_um=fine, confidence=1.0, method="model", model=optics)
+    mid = np.asarray(stack[stack.shape[0] // 2], dtype=np.float64)
+    noise = measure_stack_noise(mid)
+    start, cpu0 = time.perf_counter(), time.process_time()
+    gen = _zsafety.iter_choose_psf3d(stack, psf, TIMING_FACTOR, zdeconv.noise_lambda(mid, noise, TIMING_PIXEL, fine),
+                                     scales=isotropic.NA_SCALES, held_min_db=isotropic.MARGIN_3D_DB,
+                                     below_max=isotropic.BELOW_MAX, prefer_db=isotropic.PREFER_DB, workers=threads)
+    for _ in gen:
+        pass
+    mid_t, cpu1 = time.perf_counter(), time.process_time()
+    with torch_threads(threads):
+        check = net_held_out(stack, psf, TIMING_FACTOR, noise, seed=0)
+    end, cpu2 = time.perf_counter(), time.process_time()
+    # CPU seconds as well: on a shared machine the wall clock mostly measures the other work.
+    return {"candidates_seconds": mid_t - start, "network_check_seconds": end - mid_t,
+            "candidates_cpu_seconds": cpu1 - cpu0, "network_check_cpu_seconds": cpu2 - cpu1, "check_steps": check.steps,
+            "network_held_db": check.held_db, "load_average": list(__import__("os").getloadavg())}
 
 
 def table(rows: list[dict]) -> str:
@@ -348,8 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--auto-only", action="store_true", help="only auto with near-right models (and the truth)")
     ap.add_argument("--cases", choices=("all", "dev", "synthetic"), default="all")
     ap.add_argument("--timing", action="store_true", help="only time auto on a 64×512×512 stack")
+    ap.add_argument("--choice-timing", action="store_true",
+                    help="only time what a confocal model adds to auto on the 64×512×512 stack")
+    ap.add_argument("--modality", choices=("widefield", "confocal"), help="with --auto-only: only these cases")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--start", type=int, default=0, help="skip the first N cases (a run resumed)")
+    ap.add_argument("--start", type=int, default=0,
+                    help="skip the first N cases (a run resumed: the --out file's first N rows are kept)")
+    ap.add_argument("--reuse", type=Path, help="an earlier study's rows: its runs are taken, not rerun")
     args = ap.parse_args(argv)
     if args.table:
         rows = json.loads(args.table.read_text())
@@ -358,12 +452,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing:
         print(json.dumps(timing(args.threads)))
         return 0
-    rows = []
+    if args.choice_timing:
+        import tempfile
+
+        from axial_benchmark import timing_stack
+
+        with tempfile.TemporaryDirectory(prefix="axial-choice-timing-") as tmp:
+            timing_stack(Path(tmp) / "stack.npy")
+            print(json.dumps(choice_timing(np.load(Path(tmp) / "stack.npy", mmap_mode="r"), args.threads)))
+        return 0
+    rows = json.loads(args.out.read_text())[:args.start] if args.start and args.out and args.out.exists() else []
+    old = {r["case"]: r for r in json.loads(args.reuse.read_text())} if args.reuse else {}
     for name, make in all_cases(args.quick, args.synthetic, args.cases)[args.start:]:
         if args.auto_only:
-            rows.append(auto_case(name, make, args.train_seconds))
+            row = auto_case(name, make, args.train_seconds, args.modality)
+            if row is not None:
+                rows.append(row)
         else:
-            rows.append(study_case(name, make, args.train_seconds, args.auto))
+            rows.append(study_case(name, make, args.train_seconds, args.auto, old.get(name)))
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1, default=float))
     print(table(rows) + "\n" + auto_summary(rows))

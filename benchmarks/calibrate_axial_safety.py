@@ -17,7 +17,16 @@ What is fitted, each on a grid, to maximise the summed PSNR gain over cubic that
   scores on the central block, each given the whole-stack gain of the study's run nearest in NA), ``auto``'s pick
   scored, the network's gain where none passes;
 * the network: ``consistency_max`` (re-blur ratio against cubic) and ``psf_match_max`` (z lines against
-  degraded lateral lines), among the runs its held-out lateral check passes.
+  degraded lateral lines), among the runs its held-out lateral check passes (the study's original network runs:
+  NA ×0.85/1/1.15 and the wrong modality);
+* ``network_margin_db``: with a confocal model, how much better the network's held-out z gain must be than the
+  chosen 3-D PSF's for ``auto`` to run the network — on the confocal cases' near-right models (the study's
+  ``NEAR_RIGHT``), each run through ``auto``'s choice with the limits above: the 3-D candidates as for widefield
+  (a candidate's gain is that of the study's run nearest in NA; for a wavelength or depth error only the model's
+  own NA has a run), the network's gain where it is chosen or no candidate passes, 0 (cubic, with a warning)
+  where the path taken fails its own checks. It is adopted (written) only if, leave one case out, it raises the
+  mean gain over the network alone (``auto`` before) and lets no run below cubic without a warning; else the
+  record holds ``null`` and ``auto`` keeps the network on confocal stacks.
 
 Cross-validation: leave one case out (all its perturbations), fit on the rest, apply to it; the record's
 inputs give the mean gain let through per case held out, the runs below cubic let through, and the gaining
@@ -46,6 +55,10 @@ CONSISTENCY_GRID = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 MATCH_GRID = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 MARGIN_DB = 0.1  # the network's held-out lateral check (isotropic.MARGIN_DB)
 PREFER_GRID = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+NETWORK_GRID = (-1.0, -0.75, -0.5, -0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+SMORE_LABELS = ("true", "na0.85", "na1.15", "modality")  # the network runs the limits are fitted on
+NEAR_RIGHT = ("true", "na0.93", "na1.07", "wl0.9", "wl1.1", "depth")  # axial_sr_study.NEAR_RIGHT
+CHANGE_3D = 4.0  # isotropic.CHANGE_3D (a design choice, not fitted)
 NA_FAMILY = {"na0.85": 0.85, "na0.93": 0.93, "true": 1.0, "na1.07": 1.07, "na1.15": 1.15}
 
 
@@ -118,8 +131,8 @@ def samples_smore(rows: list[dict]) -> list[tuple[str, float, float, float]]:
     """(case, consistency, PSF match, gain) of each network run that passed its held-out lateral check."""
     out = []
     for r in rows:
-        for e in r.values():
-            if isinstance(e, dict) and "smore" in e:
+        for label, e in r.items():
+            if label in SMORE_LABELS and isinstance(e, dict) and "smore" in e:
                 s = e["smore"]
                 if s["psnr_method"] - s["psnr_cubic"] >= MARGIN_DB:
                     c = s.get("consistency", float("nan"))
@@ -168,6 +181,99 @@ def cross_validate(samples, grid_a, grid_b, accept) -> dict:
                                   "below_cubic": int(sum(g < 0 for g in gains))}}
 
 
+def _smore_through(s: dict, cons_max: float, match_max: float) -> tuple[float, bool]:
+    """The network's gain as ``auto`` lets it through, and whether it warned: 0 (cubic) where a check fails."""
+    c = s.get("consistency", float("nan"))
+    ok = (s["psnr_method"] - s["psnr_cubic"] >= MARGIN_DB
+          and accept_smore(c if math.isfinite(c) else 0.0, s["psf_match"], cons_max, match_max))
+    return (s["gain"], False) if ok else (0.0, True)
+
+
+def network_samples(rows: list[dict], values: dict) -> list[dict]:
+    """Per confocal case and near-right model: the 3-D candidates (accepted under ``values``' limits, each with
+    the whole-stack gain of the study's nearest-NA run and whether that run passes the change check), the
+    network's held-out z gain and its gain as its checks let it through."""
+    from types import SimpleNamespace
+
+    out = []
+    for r in rows:
+        if r.get("mode") != "confocal":
+            continue
+        runs = {f: r[k]["psf3d"] for k, f in NA_FAMILY.items() if k in r and "psf3d" in r[k]}
+        for label in NEAR_RIGHT:
+            e = r.get(label)
+            if not e or "smore" not in e or "net_check" not in e:
+                continue
+            f = NA_FAMILY.get(label)
+            tried = []
+            for key, sc in e["scores"].items():
+                if not isinstance(sc, dict):
+                    continue
+                if f is None:  # a wavelength or depth error: only the model's own NA has a whole-stack run
+                    run = e["psf3d"] if float(key) == 1.0 else None
+                else:
+                    near = min(runs, key=lambda g: abs(g - f * float(key)))
+                    run = runs[near] if abs(near - f * float(key)) <= 0.04 else None
+                if run is None:
+                    continue
+                tried.append(SimpleNamespace(
+                    scale=float(key), held_db=sc["held"], gain=run["gain"],
+                    change_ok=run.get("change_3d", 0.0) <= CHANGE_3D,
+                    accepted=sc["held"] >= values["held_min_db"] and sc["below"] <= values["below_max"]))
+            net_gain, net_warned = _smore_through(e["smore"], values["consistency_max"], values["psf_match_max"])
+            out.append({"case": r["case"], "label": label, "tried": tried, "net_held": e["net_check"]["held"],
+                        "net_gain": net_gain, "net_warned": net_warned, "net_raw": e["smore"]["gain"]})
+    return out
+
+
+def network_choice(sample: dict, margin: float | None, prefer_db: float) -> tuple[float, bool, str]:
+    """(gain, warned, path) of ``auto`` with a confocal model and the choice's ``margin`` (``None``: the network
+    always, as before the choice)."""
+    from napari_kernelgan.axial._zsafety import pick
+
+    net = (sample["net_gain"], sample["net_warned"], "network")
+    if margin is None:
+        return net
+    best = pick(sample["tried"], prefer_db)
+    if best is None or sample["net_held"] > best.held_db + margin:
+        return net
+    # The 3-D path's later check refused: the network gets its turn, as auto does.
+    return (best.gain, False, "psf3d") if best.change_ok else net
+
+
+def fit_network_margin(samples: list[dict], prefer_db: float) -> float:
+    totals = [round(sum(network_choice(s, m, prefer_db)[0] for s in samples), 6) for m in NETWORK_GRID]
+    tied = [m for m, t in zip(NETWORK_GRID, totals) if t == max(totals)]
+    return tied[(len(tied) - 1) // 2]
+
+
+def cross_validate_network(samples: list[dict], prefer_db: float) -> dict:
+    """Leave one case out: ``auto``'s gain with the margin fitted on the other cases, against the network alone
+    (before the choice) and the 3-D path wherever a candidate passes."""
+    cases = sorted({s["case"] for s in samples})
+    through, per_case = [], {}
+    for case in cases:
+        m = fit_network_margin([s for s in samples if s["case"] != case], prefer_db)
+        mine = [(network_choice(s, m, prefer_db), m) for s in samples if s["case"] == case]
+        through += mine
+        per_case[case] = {"margin": m, "gains": [round(g, 2) for (g, _, _), _ in mine],
+                          "paths": [p for (_, _, p), _ in mine]}
+
+    def summary(results: list[tuple[float, bool, str]]) -> dict:
+        gains = [g for g, _, _ in results]
+        return {"mean_gain_db": round(float(np.mean(gains)), 3),
+                "below_cubic_unwarned": int(sum(g < 0 and not w for g, w, _ in results)),
+                "worst_db": round(float(min(gains)), 3),
+                "network_runs": int(sum(p == "network" for _, _, p in results))}
+
+    return {"cases": len(cases), "models": len(samples),
+            "margins_fitted": sorted({m for _, m in through}),
+            "choice": summary([r for r, _ in through]),
+            "network_only": summary([network_choice(s, None, prefer_db) for s in samples]),
+            "psf3d_when_accepted": summary([network_choice(s, float("inf"), prefer_db) for s in samples]),
+            "per_case": per_case}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("study", type=Path, help="the JSON rows of benchmarks/axial_sr_study.py")
@@ -184,15 +290,25 @@ def main(argv: list[str] | None = None) -> int:
     cvp = cross_validate_prefer(picks)
     values = {"na_scales": list(NA_SCALES), "held_min_db": held_min, "below_max": below_max, "prefer_db": prefer,
               "consistency_max": cons_max, "psf_match_max": match_max}
-    print(json.dumps({"values": values, "cv_3d": cv3, "cv_smore": cvs, "cv_prefer": cvp}, indent=1))
+    inputs = {}
+    net = network_samples(rows, values)
+    if net:
+        cvn = cross_validate_network(net, prefer)
+        adopt = (cvn["choice"]["mean_gain_db"] > cvn["network_only"]["mean_gain_db"]
+                 and cvn["choice"]["below_cubic_unwarned"] == 0)
+        values["network_margin_db"] = fit_network_margin(net, prefer) if adopt else None
+        inputs["leave_one_case_out_network_choice"] = {**cvn, "adopted": adopt}
+    print(json.dumps({"values": values, "cv_3d": cv3, "cv_smore": cvs, "cv_prefer": cvp, **inputs}, indent=1))
     if not args.dry_run:
         write_record("axial_safety", values, script=__file__,
                      inputs={"study": "benchmarks/axial_sr_study.py (development cases: "
                                       + ", ".join(r["case"] for r in rows) + ")",
                              "leave_one_case_out_3d": cv3, "leave_one_case_out_smore": cvs,
-                             "leave_one_case_out_auto_choice": cvp},
+                             "leave_one_case_out_auto_choice": cvp, **inputs},
                      notes="3-D path: held-out z gain and below-background limits; network: re-blur and PSF-match "
-                           "limits; each the grid pair letting the most gain through on development stacks")
+                           "limits; each the grid pair letting the most gain through on development stacks; "
+                           "network_margin_db: auto's choice between the 3-D path and the network with a confocal "
+                           "model (null: the network, as before)")
     return 0
 
 

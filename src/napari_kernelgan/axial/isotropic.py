@@ -36,7 +36,7 @@ from ..records import record_values
 from ..sr._safety import UnsafeSRWarning
 from ..types import Progress
 from ..vocabulary import Stage
-from . import _zsafety, smore, zdeconv
+from . import _autochoice, _zsafety, smore, zdeconv
 from ._zops import (
     NoiseModel,
     Normaliser,
@@ -51,7 +51,7 @@ from .psf import DEFAULT_SR_METHOD, SR_METHODS, AxialPSF, output_planes
 
 __all__ = ["SR_METHODS", "AxialResult", "auto_method", "cubic_z", "iter_super_resolve_axial", "super_resolve_axial",
            "default_train_seconds", "MARGIN_DB", "MARGIN_3D_DB", "CHANGE_3D", "CONSISTENCY", "PSF_MATCH", "BELOW_MAX",
-           "NA_SCALES", "PREFER_DB"]
+           "NA_SCALES", "PREFER_DB", "NETWORK_MARGIN_DB"]
 
 MARGIN_DB = 0.1      # the held-out PSNR gain over cubic a method must show (design choice)
 # The safeguards' limits, fitted by cross-validation on development stacks (benchmarks/calibrate_axial_safety.py).
@@ -67,6 +67,9 @@ BELOW_MAX = float(_SAFETY["below_max"])
 NA_SCALES = tuple(float(v) for v in _SAFETY["na_scales"])
 # How much better (dB, held-out z gain) an NA neighbour must predict for ``auto`` to leave the model's own NA.
 PREFER_DB = float(_SAFETY["prefer_db"])
+# With a confocal model, how much better (dB) the network's held-out z gain must be than the chosen 3-D PSF's for
+# ``auto`` to run the network; ``None`` where the record holds none: the network runs, as without the check.
+NETWORK_MARGIN_DB = None if _SAFETY.get("network_margin_db") is None else float(_SAFETY["network_margin_db"])
 # Highest accepted RMS change the 3-D PSF path makes to cubic interpolation of a central block, over the block's
 # own standard deviation (a guard against gross failure: a PSF with half the NA reads 2.8-89).
 CHANGE_3D = 4.0
@@ -108,18 +111,20 @@ def cubic_z(stack: Any, factor: int) -> np.ndarray:
 def auto_method(psf: AxialPSF, psf3d: tuple[np.ndarray, float, float] | None, fine_um: float
                 ) -> tuple[str, tuple[np.ndarray, float, float] | None]:
     """What ``sr_method="auto"`` runs before its checks: ``("deconvolve", psf3d)`` with a given full 3-D PSF;
-    ``("deconvolve", None)`` where the PSF carries a widefield physical model (``psf.model``, given or estimated):
-    the 3-D PSF is then chosen among the model's and its NA neighbours on a central block
-    (:func:`~napari_kernelgan.axial._zsafety.iter_choose_psf3d`); else ``("smore", None)``.
+    ``("deconvolve", None)`` where the PSF carries a widefield physical model (``psf.model``, given or estimated),
+    or a confocal one while :data:`NETWORK_MARGIN_DB` is set: the 3-D PSF is then chosen among the model's and
+    its NA neighbours on a central block (:func:`~napari_kernelgan.axial._autochoice.iter_choose_model_psf3d`),
+    and with a confocal model the network runs instead where its held-out z check is better by that margin;
+    else ``("smore", None)``.
 
     A widefield PSF's out-of-focus light is not separable, so lateral lines blurred by a 1-D profile do not look
     like its z lines and the network gains little there (+0.1 to +0.7 dB on development stacks), where the
-    right 3-D PSF gains +1.4 to +5.8 dB. On confocal stacks the network gains more than the 3-D path (+4 dB
-    against +1.8 dB on the confocal development stack) and needs no model.
+    right 3-D PSF gains +1.4 to +5.8 dB. On confocal stacks neither always wins (development stacks: the 3-D
+    path +0.7 to +6.2 dB, the network +0.7 to +4.0 dB, each ahead on some), and the network needs no model.
     """
     if psf3d is not None:
         return "deconvolve", psf3d
-    if psf.model is not None and psf.model.modality == "widefield":
+    if psf.model is not None and (psf.model.modality == "widefield" or NETWORK_MARGIN_DB is not None):
         return "deconvolve", None
     return "smore", None
 
@@ -246,7 +251,10 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
         val["psf_match"] = match
         yield Progress(20, 1000, time.perf_counter() - t_start, stage=Stage.PREPARE, message="PSF checked")
         if requested == "auto" and sr_method == "deconvolve" and psf3d is None:
-            psf3d = yield from _choose_model_psf3d(stack, psf, probe, noise, factor, threads, result, t_start)
+            psf3d = yield from _autochoice.iter_choose_model_psf3d(
+                stack, psf, probe, noise, factor, threads, result, t_start, scales=NA_SCALES,
+                held_min_db=MARGIN_3D_DB, below_max=BELOW_MAX, prefer_db=PREFER_DB,
+                network_margin_db=NETWORK_MARGIN_DB, seed=seed, device=dev)
             if psf3d is None:
                 sr_method = result.sr_method = "smore"
         if requested == "auto":
@@ -268,6 +276,7 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
                 val["psf3d_rejected"] = "; ".join(reasons)
                 val["psf3d_check"] = {k: val.pop(k) for k in ("psnr_method", "psnr_cubic", "change_3d") if k in val}
                 val.pop("psf3d", None)
+                result.notes[:] = [n for n in result.notes if not n.startswith(_autochoice.CHOSE_PSF3D)]
                 result.notes.append(f"The PSF model's 3-D PSF was not used: {val['psf3d_rejected']}; the network "
                                        f"(smore) super-resolved the stack instead.")
                 reasons, solver, sr_method = [], None, "smore"
@@ -296,55 +305,6 @@ def iter_super_resolve_axial(stack: Any, psf: AxialPSF, *, z_factor: int | None 
     val["seconds"] = time.perf_counter() - t_start
     yield Progress(1000, 1000, val["seconds"], stage=Stage.SR, message="done")
     return result
-
-
-def _choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], noise: NoiseModel, factor: int,
-                        threads: int | None, result: AxialResult, t0: float
-                        ) -> Generator[Progress, None, tuple[np.ndarray, float, float] | None]:
-    """``auto`` with a widefield model: the model's 3-D PSF or an NA neighbour, whichever predicts held-out
-    planes of the central block best within the fitted limits (:data:`NA_SCALES`, :data:`MARGIN_3D_DB`,
-    :data:`BELOW_MAX`); ``None`` (and a sentence for the user) where none passes."""
-    fine = psf.z_step_um / factor
-    if int(stack.shape[0]) < 5:
-        result.notes.append(f"The PSF model's 3-D PSF was not used: {stack.shape[0]} planes are too few to check it "
-                               f"(odd planes predicted from the even ones need 5 or more); the network (smore) "
-                               f"super-resolved the stack instead.")
-        return None
-    wiener = zdeconv.noise_lambda(probe[len(probe) // 2], noise, psf.pixel_um, fine)
-    gen = _zsafety.iter_choose_psf3d(stack, psf, factor, wiener, scales=NA_SCALES, held_min_db=MARGIN_3D_DB,
-                                     below_max=BELOW_MAX, prefer_db=PREFER_DB, workers=threads)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            best, tried = stop.value
-            break
-        yield Progress(20, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="choosing the 3-D PSF")
-    val = result.validation
-    val["auto_candidates"] = [c.summary() for c in tried]
-    na = psf.model.na  # type: ignore[union-attr]
-    if best is None:
-        why = "; ".join(f"NA {_zsafety.scaled_na(psf.model, c.scale).na:.3g}: " + _candidate_faults(c)
-                        for c in tried) or "no 3-D PSF could be made from the model"
-        result.notes.append(f"The PSF model's 3-D PSF was not used ({why}); the network (smore) super-resolved "
-                               f"the stack instead.")
-        return None
-    val["psf3d_na_scale"] = best.scale
-    if best.scale != 1.0:
-        chosen = _zsafety.scaled_na(psf.model, best.scale).na
-        result.notes.append(f"The 3-D PSF was computed for NA {chosen:.3g} rather than the PSF model's {na:.3g}: "
-                               f"it predicts held-out planes of the stack best ({best.held_db:+.2f} dB over cubic "
-                               f"interpolation).")
-    return best.kernel, psf.pixel_um, fine
-
-
-def _candidate_faults(c: Any) -> str:
-    faults = []
-    if not c.held_db >= MARGIN_3D_DB:
-        faults.append(f"held-out planes predicted {-c.held_db:.2f} dB worse than by cubic interpolation")
-    if not c.below <= BELOW_MAX:
-        faults.append(f"its result dips below the background by {c.below:.2f}× the stack's contrast")
-    return " and ".join(faults) or "passed"
 
 
 def _held_out_reasons(val: dict[str, Any]) -> list[str]:
