@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,7 @@ from .errors import Cancelled
 from .physics.conventions import CENTRING, ORIENTATION, SUBSAMPLING, analytic_x4, kernel_for_scale
 from .vocabulary import LayerRole, Stage
 
-__all__ = ["NEUTRAL_CONFIDENCE", "Progress", "relay", "EtaTracker", "KernelEstimate", "TileResult", "SRResult",
+__all__ = ["NEUTRAL_CONFIDENCE", "Progress", "relay", "pulse", "EtaTracker", "KernelEstimate", "TileResult", "SRResult",
            "kernel_metadata", "Cancelled"]
 
 
@@ -62,6 +62,20 @@ def relay(gen: Generator[Progress, None, Any], *, offset: float, span: float, to
             done = round(offset + span * min(max(p.fraction, 0.0), 1.0))
             yield Progress(done, total, time.perf_counter() - start, stage=p.stage if stage is None else stage,
                            kernel=p.kernel if with_kernel else None, loss=p.loss, message=prefix + p.message)
+    finally:
+        gen.close()
+
+
+def pulse(gen: Generator[Any, None, Any], report: Callable[[], Progress]) -> Generator[Progress, None, Any]:
+    """Pass on a sub-task that yields bare steps (``None``) as one progress report each (``report()``) and
+    return its value; ``gen`` is closed when the caller stops (cancel)."""
+    try:
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield report()
     finally:
         gen.close()
 

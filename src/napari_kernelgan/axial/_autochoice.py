@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..types import Progress
+from ..types import Progress, pulse
 from ..vocabulary import Stage
 from . import _netcheck, _zsafety, zdeconv
 from ._zops import NoiseModel
@@ -33,12 +33,7 @@ def candidate_faults(c: Any, held_min_db: float, below_max: float) -> str:
 
 def _drive(gen: Generator[Any, None, Any], t0: float, message: str) -> Generator[Progress, None, Any]:
     """Run a generator of bare yields, reporting one progress line per yield; returns its value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(20, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message=message)
+    return pulse(gen, lambda: Progress(20, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message=message))
 
 
 def iter_choose_model_psf3d(stack: Any, psf: AxialPSF, probe: list[np.ndarray], noise: NoiseModel, factor: int,

@@ -97,7 +97,7 @@ def widefield_margin() -> float:
     expected cost of misreadings on development stacks). A widefield model sends ``auto`` down the 3-D path,
     which can lose many dB on a confocal stack; a confocal one sends it to the network, which on a widefield
     stack only gains less, so a doubtful score reads confocal."""
-    return float(_model().get("widefield_margin", {}).get("margin", 0.0))
+    return float(_model()["widefield_margin"]["margin"])
 
 
 def predict(features: np.ndarray) -> Prediction:

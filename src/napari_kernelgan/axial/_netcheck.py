@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..devices import torch_threads
+from ..imaging import centre_crop
 from . import smore
 from ._zops import NoiseModel, Normaliser, cubic_matrix, degrade_matrix
 from ._zsafety import central_block
@@ -48,12 +49,6 @@ class NetCheck:
         return float(10.0 * math.log10(max(self.mse_cubic, 1e-30) / max(self.mse_net, 1e-30)))
 
 
-def _crop(plane: np.ndarray, side: int) -> np.ndarray:
-    ny, nx = plane.shape
-    y0, x0 = max(0, (ny - side) // 2), max(0, (nx - side) // 2)
-    return plane[y0:y0 + side, x0:x0 + side]
-
-
 def iter_net_held_out(stack: Any, psf: AxialPSF, factor: int, noise: NoiseModel, *, seed: int = 0,
                       device: torch.device | None = None, seconds: float = CHECK_SECONDS,
                       kernel: np.ndarray | None = None) -> Generator[None, None, NetCheck]:
@@ -77,7 +72,7 @@ def iter_net_held_out(stack: Any, psf: AxialPSF, factor: int, noise: NoiseModel,
     pick = idx[np.unique(np.linspace(0, idx.size - 1, min(idx.size, smore.MAX_TRAIN_PLANES)).round().astype(int))]
     planes = []
     for i in pick:
-        planes.append(_crop(np.asarray(stack[int(i)], dtype=np.float64), TRAIN_SIDE))
+        planes.append(centre_crop(np.asarray(stack[int(i)], dtype=np.float64), TRAIN_SIDE))
         yield None
     pairs = smore.make_pairs(planes, kernel, f2, noise, ratio, norm, rng)
     yield None
@@ -119,9 +114,6 @@ def iter_net_held_out(stack: Any, psf: AxialPSF, factor: int, noise: NoiseModel,
 
 def net_held_out(stack: Any, psf: AxialPSF, factor: int, noise: NoiseModel, **options: Any) -> NetCheck:
     """:func:`iter_net_held_out` run to the end."""
-    gen = iter_net_held_out(stack, psf, factor, noise, **options)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    from ..api import drive
+
+    return drive(iter_net_held_out(stack, psf, factor, noise, **options))

@@ -34,7 +34,7 @@ from ..devices import reproducible, resolve_device, torch_threads
 from ..errors import BadInputError, BadOptionError, Param
 from ..records import record_values
 from ..sr._safety import UnsafeSRWarning
-from ..types import Progress
+from ..types import Progress, pulse
 from ..vocabulary import Stage
 from . import _autochoice, _zsafety, smore, zdeconv
 from ._zops import (
@@ -445,17 +445,10 @@ def _prepare_psf3d(stack: Any, psf: AxialPSF, factor: int, norm: Normaliser, psf
     """The full 3-D PSF path: λ and the held-out check on a central 64×64 block, then tiles."""
     solver3 = zdeconv.Psf3dSolver(psf3d, psf.pixel_um, psf.z_step_um / factor, factor, lam, workers=threads)
     yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="checking the 3-D PSF")
-    ny, nx = int(stack.shape[1]), int(stack.shape[2])
-    block = np.asarray(stack[:, max(0, ny // 2 - 32):ny // 2 + 32, max(0, nx // 2 - 32):nx // 2 + 32])
+    block = _zsafety.central_block(stack)
     if nz >= 5:
-        gen = solver3.iter_choose_lambda(block, wiener)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                val["lambda_3d"] = stop.value[0]
-                break
-            yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="choosing λ")
+        val["lambda_3d"], _ = yield from pulse(solver3.iter_choose_lambda(block, wiener), lambda: Progress(
+            300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="choosing λ"))
         # Its own held-out check: the odd planes predicted from the even ones, against cubic's prediction.
         mine, base = solver3.held_out_errors(block)
         yield Progress(300, 1000, time.perf_counter() - t0, stage=Stage.PREPARE, message="3-D PSF checked")
