@@ -245,7 +245,7 @@ def study_case(name: str, make: Callable, train_seconds: float, auto: bool, old:
             entry["auto"] = {"gain": p - base, **val}
         row[label] = entry
         _print(name, label, entry, auto)
-    row["estimated_wide"] = old["estimated_wide"] if "estimated_wide" in old else estimated_wide(case)
+    row["estimated_wide"] = old["estimated_wide"] if "estimated_wide" in old else estimated_wide(case, base)
     _print(name, "estimated_wide", row["estimated_wide"], False)
     return row
 
@@ -259,17 +259,17 @@ def _print(name: str, label: str, entry: dict, auto: bool) -> None:
           flush=True)
 
 
-def estimated_wide(case) -> dict:
+def estimated_wide(case, base: float) -> dict:
     """The widefield reading a blind estimate would give the case (the objective reproducing its true axial and
-    lateral FWHM, :func:`~napari_kernelgan.axial._learned.choose_optics`): the 3-D path's gain with it and its
-    candidate scores — right for a widefield case, the modality misread for a confocal one."""
+    lateral FWHM, :func:`~napari_kernelgan.axial._learned.choose_optics`): the 3-D path's gain with it over cubic
+    interpolation's PSNR ``base`` and its candidate scores — right for a widefield case, the modality misread
+    for a confocal one."""
     from napari_kernelgan.axial import _zsafety
     from napari_kernelgan.axial._learned import choose_optics
 
     fine = case.z_step_um / case.factor
     optics = choose_optics(case.axial_fwhm_um, float(np.mean(case.true_psf.lateral_fwhm_um)), "widefield",
                            case.pixel_um)
-    base, _, _ = _run(case, case.true_psf, sr_method="cubic")
     psf = model_psf(case, optics)
     planes = output_planes(case.stack.shape[0], case.factor)
     p, val, _ = _run(case, psf, sr_method="deconvolve", safe=False,

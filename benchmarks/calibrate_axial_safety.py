@@ -46,6 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+from axial_sr_study import NEAR_RIGHT
+from axial_sr_study import SMORE_PERTURBATIONS as SMORE_LABELS  # the network runs the limits are fitted on
+from napari_kernelgan.axial.isotropic import CHANGE_3D, MARGIN_DB  # design choices, not fitted
 from napari_kernelgan.records import write_record
 
 NA_SCALES = (0.93, 1.0, 1.07)
@@ -53,12 +56,8 @@ HELD_GRID = (-3.0, -2.5, -2.0, -1.75, -1.5, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0
 BELOW_GRID = (0.02, 0.03, 0.05, 0.07, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.275, 0.3, 0.35, 0.4, 0.5, 0.7, 1.0)
 CONSISTENCY_GRID = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 MATCH_GRID = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
-MARGIN_DB = 0.1  # the network's held-out lateral check (isotropic.MARGIN_DB)
 PREFER_GRID = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 NETWORK_GRID = (-1.0, -0.75, -0.5, -0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-SMORE_LABELS = ("true", "na0.85", "na1.15", "modality")  # the network runs the limits are fitted on
-NEAR_RIGHT = ("true", "na0.93", "na1.07", "wl0.9", "wl1.1", "depth")  # axial_sr_study.NEAR_RIGHT
-CHANGE_3D = 4.0  # isotropic.CHANGE_3D (a design choice, not fitted)
 NA_FAMILY = {"na0.85": 0.85, "na0.93": 0.93, "true": 1.0, "na1.07": 1.07, "na1.15": 1.15}
 
 
@@ -98,10 +97,16 @@ def auto_gain(sample, prefer_db: float) -> float:
     return fallback if chosen is None else chosen.gain
 
 
-def fit_prefer(samples) -> float:
-    totals = [round(sum(auto_gain(s, d) for s in samples), 6) for d in PREFER_GRID]
-    tied = [d for d, t in zip(PREFER_GRID, totals) if t == max(totals)]
+def best_on_grid(grid: tuple[float, ...], total) -> float:
+    """The value of ``grid`` with the highest ``total(value)`` (rounded to 1e-6); among values tied on it, the
+    middle one."""
+    totals = [round(total(v), 6) for v in grid]
+    tied = [v for v, t in zip(grid, totals) if t == max(totals)]
     return tied[(len(tied) - 1) // 2]
+
+
+def fit_prefer(samples) -> float:
+    return best_on_grid(PREFER_GRID, lambda d: sum(auto_gain(s, d) for s in samples))
 
 
 def cross_validate_prefer(samples) -> dict:
@@ -242,9 +247,7 @@ def network_choice(sample: dict, margin: float | None, prefer_db: float) -> tupl
 
 
 def fit_network_margin(samples: list[dict], prefer_db: float) -> float:
-    totals = [round(sum(network_choice(s, m, prefer_db)[0] for s in samples), 6) for m in NETWORK_GRID]
-    tied = [m for m, t in zip(NETWORK_GRID, totals) if t == max(totals)]
-    return tied[(len(tied) - 1) // 2]
+    return best_on_grid(NETWORK_GRID, lambda m: sum(network_choice(s, m, prefer_db)[0] for s in samples))
 
 
 def cross_validate_network(samples: list[dict], prefer_db: float) -> dict:
